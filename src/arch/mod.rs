@@ -1,0 +1,354 @@
+//! Model families: a config in the family's own terms becomes the exact list
+//! of tensors the model's `state_dict()` holds (names, shapes, order), and a
+//! checkpoint's tensors become an inferred config. Each expected tensor is
+//! tagged with the config fields that decide whether it exists and its shape,
+//! which is how `check` explains findings in config terms.
+//!
+//! One file per family; this one holds the shared types, the preset registry
+//! and config-JSON recognition.
+
+pub mod cn_clip;
+pub mod hf;
+pub mod open_clip;
+
+use crate::error::{err, ErrorKind, Result};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExpectedTensor {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub dtype: String,
+    /// Config fields that decide this tensor's shape.
+    #[serde(skip)]
+    pub depends_on: Vec<&'static str>,
+    /// Config fields that decide whether it exists (layer counts).
+    #[serde(skip)]
+    pub exists_if: Vec<&'static str>,
+}
+
+/// A model as `load_state_dict` sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpec {
+    /// `cn_clip`, `open_clip`, `hf`.
+    pub family: String,
+    /// The class name PyTorch puts in its error text (`CLIP`, `BertModel`).
+    pub class_name: String,
+    /// Preset name when built from one.
+    pub preset: Option<String>,
+    /// The config in the family's own field names.
+    pub config: serde_json::Value,
+    #[serde(skip)]
+    pub tensors: Vec<ExpectedTensor>,
+    /// Module prefixes (no trailing dot) of BatchNorm layers, whose
+    /// `num_batches_tracked` PyTorch fills in for old state dicts.
+    #[serde(skip)]
+    pub batchnorm_modules: Vec<String>,
+    /// Prefix that from_pretrained adds or strips (`bert`, `model`,
+    /// `transformer`) for HF models; empty elsewhere.
+    #[serde(skip)]
+    pub base_model_prefix: String,
+    /// HF: keys allowed to be missing (tied or re-created weights).
+    #[serde(skip)]
+    pub tied_keys: Vec<String>,
+}
+
+/// Builds expected tensor lists in `state_dict()` order.
+#[derive(Default)]
+pub struct TensorListBuilder {
+    pub tensors: Vec<ExpectedTensor>,
+    pub batchnorm_modules: Vec<String>,
+    depends_stack: Vec<&'static str>,
+}
+
+impl TensorListBuilder {
+    /// Fields that decide whether the tensors pushed until the matching
+    /// `pop_depends` exist (a block index beyond a layer count).
+    pub fn push_depends(&mut self, fields: &[&'static str]) {
+        self.depends_stack.extend_from_slice(fields);
+    }
+    pub fn pop_depends(&mut self, count: usize) {
+        let keep = self.depends_stack.len().saturating_sub(count);
+        self.depends_stack.truncate(keep);
+    }
+
+    pub fn tensor(&mut self, name: impl Into<String>, shape: &[u64], depends_on: &[&'static str]) {
+        self.tensor_typed(name, shape, "F32", depends_on);
+    }
+
+    pub fn tensor_typed(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[u64],
+        dtype: &str,
+        depends_on: &[&'static str],
+    ) {
+        self.tensors.push(ExpectedTensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            dtype: dtype.to_string(),
+            depends_on: depends_on.to_vec(),
+            exists_if: self.depends_stack.clone(),
+        });
+    }
+
+    /// `nn.Linear(in, out)`: weight `[out, in]`, bias `[out]`.
+    pub fn linear(
+        &mut self,
+        prefix: &str,
+        out_features: u64,
+        in_features: u64,
+        bias: bool,
+        depends_on: &[&'static str],
+    ) {
+        self.tensor(
+            format!("{prefix}.weight"),
+            &[out_features, in_features],
+            depends_on,
+        );
+        if bias {
+            self.tensor(format!("{prefix}.bias"), &[out_features], depends_on);
+        }
+    }
+
+    /// `nn.LayerNorm(n)` (or RMSNorm with `bias = false`).
+    pub fn norm(&mut self, prefix: &str, n: u64, bias: bool, depends_on: &[&'static str]) {
+        self.tensor(format!("{prefix}.weight"), &[n], depends_on);
+        if bias {
+            self.tensor(format!("{prefix}.bias"), &[n], depends_on);
+        }
+    }
+
+    /// `nn.BatchNorm2d(n)` with running statistics.
+    pub fn batch_norm(&mut self, prefix: &str, n: u64, depends_on: &[&'static str]) {
+        for name in ["weight", "bias", "running_mean", "running_var"] {
+            self.tensor(format!("{prefix}.{name}"), &[n], depends_on);
+        }
+        self.tensor_typed(
+            format!("{prefix}.num_batches_tracked"),
+            &[],
+            "I64",
+            depends_on,
+        );
+        self.batchnorm_modules.push(prefix.to_string());
+    }
+
+    pub fn embedding(&mut self, prefix: &str, count: u64, dim: u64, depends_on: &[&'static str]) {
+        self.tensor(format!("{prefix}.weight"), &[count, dim], depends_on);
+    }
+}
+
+/// One field of an inferred config with the evidence for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InferredField {
+    pub field: String,
+    pub value: serde_json::Value,
+    /// "visual.conv1.weight shape[0]".
+    pub evidence: String,
+}
+
+/// What the shapes say about the model a checkpoint was saved from.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Inferred {
+    pub family: String,
+    pub fields: Vec<InferredField>,
+    /// The config as the family's JSON would hold it, undetermined fields
+    /// filled from the closest preset.
+    pub config: serde_json::Value,
+    /// The preset whose expected tensors equal the checkpoint's, if any.
+    pub preset: Option<String>,
+    /// Presets ranked by how well they match: `(name, findings)`, best first.
+    pub ranking: Vec<PresetScore>,
+    /// Fields shapes cannot tell, with why.
+    pub undetermined: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PresetScore {
+    pub preset: String,
+    /// missing + unexpected + size mismatches when loading into this preset.
+    pub findings: usize,
+    pub exact: bool,
+}
+
+impl Inferred {
+    pub fn field(&self, name: &str) -> Option<&serde_json::Value> {
+        self.fields
+            .iter()
+            .find(|f| f.field == name)
+            .map(|f| &f.value)
+    }
+}
+
+/// Every built-in preset: `(name, family, description)`.
+pub fn presets() -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    out.extend(cn_clip::preset_list());
+    out.extend(open_clip::preset_list());
+    out
+}
+
+/// Build a model from a preset name (or alias).
+pub fn model_from_preset(name: &str) -> Result<ModelSpec> {
+    if let Some(model) = cn_clip::from_preset(name)? {
+        return Ok(model);
+    }
+    if let Some(model) = open_clip::from_preset(name)? {
+        return Ok(model);
+    }
+    Err(err(
+        ErrorKind::UnknownPreset,
+        format!("unknown preset {name:?}; `ckptcheck presets` lists them"),
+    ))
+}
+
+/// Build a model from config JSON text(s) the user gave, recognised by
+/// content: a cn_clip vision + text pair, an open_clip config, an HF
+/// config.json.
+pub fn model_from_config_json(texts: &[(String, String)]) -> Result<ModelSpec> {
+    let mut values = Vec::new();
+    for (file, text) in texts {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            err(
+                ErrorKind::BadConfig,
+                format!("config is not valid JSON: {e}"),
+            )
+            .in_file(file)
+        })?;
+        if !value.is_object() {
+            return Err(err(ErrorKind::BadConfig, "config JSON must be an object").in_file(file));
+        }
+        values.push((file.clone(), value));
+    }
+    if values.iter().any(|(_, v)| cn_clip::looks_like_config(v)) {
+        return cn_clip::from_config_values(&values);
+    }
+    if let [(file, value)] = values.as_slice() {
+        if open_clip::looks_like_config(value) {
+            return open_clip::from_config_value(value, None).map_err(|e| e.in_file(file));
+        }
+        if value.get("model_type").is_some() || value.get("architectures").is_some() {
+            return hf::from_config_value(value).map_err(|e| e.in_file(file));
+        }
+    }
+    let files: Vec<&str> = values.iter().map(|(f, _)| f.as_str()).collect();
+    Err(err(
+        ErrorKind::BadConfig,
+        "unknown config family: expected a Chinese-CLIP vision+text JSON pair, an open_clip model config or a Hugging Face config.json (with model_type)",
+    )
+    .in_file(&files.join(", ")))
+}
+
+/// Read an unsigned integer field, or say which field is wrong.
+pub fn config_u64(value: &serde_json::Value, field: &str) -> Result<u64> {
+    match value.get(field) {
+        Some(v) => v.as_u64().ok_or_else(|| {
+            err(
+                ErrorKind::BadConfig,
+                format!("config field {field:?} must be a non-negative integer, got {v}"),
+            )
+        }),
+        None => Err(err(
+            ErrorKind::BadConfig,
+            format!("config field {field:?} is missing"),
+        )),
+    }
+}
+
+pub fn config_u64_or(value: &serde_json::Value, field: &str, default: u64) -> Result<u64> {
+    match value.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(_) => config_u64(value, field),
+    }
+}
+
+/// Infer what the checkpoint is: family-specific field inference plus a
+/// ranking of every preset of that family by how well it loads.
+pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Inferred {
+    if let Some(inferred) = cn_clip::infer(names_shapes) {
+        return inferred;
+    }
+    if let Some(inferred) = open_clip::infer(names_shapes) {
+        return inferred;
+    }
+    if let Some(inferred) = hf::infer(names_shapes) {
+        return inferred;
+    }
+    Inferred {
+        family: "unknown".to_string(),
+        undetermined: vec!["no known model family matches these tensor names".to_string()],
+        ..Default::default()
+    }
+}
+
+/// Rank presets by findings when the checkpoint's tensors (already
+/// normalised) load into each; `exact` when there are none.
+pub fn rank_presets(
+    names_shapes: &[(String, Vec<u64>)],
+    models: Vec<ModelSpec>,
+) -> Vec<PresetScore> {
+    let checkpoint: std::collections::HashMap<&str, &Vec<u64>> =
+        names_shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    let mut scores: Vec<PresetScore> = models
+        .into_iter()
+        .map(|model| {
+            let mut findings = 0usize;
+            let mut expected = std::collections::HashSet::new();
+            for tensor in &model.tensors {
+                expected.insert(tensor.name.as_str());
+                match checkpoint.get(tensor.name.as_str()) {
+                    None => {
+                        if !tensor.name.ends_with("num_batches_tracked") {
+                            findings += 1
+                        }
+                    }
+                    Some(shape) if **shape != tensor.shape => findings += 1,
+                    Some(_) => {}
+                }
+            }
+            findings += names_shapes
+                .iter()
+                .filter(|(n, _)| !expected.contains(n.as_str()))
+                .count();
+            PresetScore {
+                preset: model.preset.clone().unwrap_or_default(),
+                findings,
+                exact: findings == 0,
+            }
+        })
+        .collect();
+    scores.sort_by_key(|s| s.findings);
+    scores
+}
+
+/// Count distinct `prefix{index}.` block indices among names.
+pub fn count_blocks(names: &[(String, Vec<u64>)], prefix: &str) -> u64 {
+    let mut indices = std::collections::BTreeSet::new();
+    for (name, _) in names {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            if let Some(index) = rest.split('.').next().and_then(|i| i.parse::<u64>().ok()) {
+                indices.insert(index);
+            }
+        }
+    }
+    indices.len() as u64
+}
+
+pub fn shape_of<'a>(names: &'a [(String, Vec<u64>)], name: &str) -> Option<&'a Vec<u64>> {
+    names.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+}
+
+/// Integer square root for grid sizes (`None` unless exact).
+pub fn exact_sqrt(n: u64) -> Option<u64> {
+    let root = (n as f64).sqrt().round() as u64;
+    (root * root == n).then_some(root)
+}
+
+/// Rebuild a model from an inferred config of a family other than cn_clip.
+pub fn model_for_inferred(inferred: &Inferred) -> Option<ModelSpec> {
+    match inferred.family.as_str() {
+        "open_clip" => open_clip::from_config_value(&inferred.config, None).ok(),
+        family if family.starts_with("hf") => hf::from_config_value(&inferred.config).ok(),
+        _ => None,
+    }
+}

@@ -1,0 +1,190 @@
+//! The one data model every format reader produces: a `Checkpoint` with its
+//! tensors (`TensorInfo`), the non-tensor values found beside them, format
+//! metadata and, for pickles, the audit of what the pickle would call. The
+//! JSON of `ckptcheck inspect --json` is this structure serialized; README
+//! documents the field names, so rename nothing without updating it.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Element types, named as safetensors names them (F32, BF16, I64, BOOL ...),
+/// extended with PyTorch-only and GGUF block types (C128, Q4_0, IQ2_XXS ...).
+pub type Dtype = String;
+
+/// Size in bytes of one element of a plain (non-block) dtype; `None` for
+/// block-quantized GGUF types and unknown names.
+pub fn dtype_size_bits(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" | "F8_E4M3FNUZ"
+        | "F8_E5M2FNUZ" | "QI8" | "QU8" => 8,
+        "F4" => 4,
+        "F6_E2M3" | "F6_E3M2" => 6,
+        "I16" | "U16" | "F16" | "BF16" => 16,
+        "I32" | "U32" | "F32" | "QI32" => 32,
+        "C64" | "F64" | "I64" | "U64" => 64,
+        "C128" => 128,
+        _ => return None,
+    })
+}
+
+/// One tensor as the file describes it. `offset`/`nbytes` locate its bytes in
+/// the file when the format stores them contiguously.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorInfo {
+    /// Keys from the root object to this tensor, e.g.
+    /// `["state_dict", "module.visual.proj"]`.
+    pub path: Vec<String>,
+    /// The state-dict key (the last element of `path` for pickles).
+    pub name: String,
+    pub dtype: Dtype,
+    /// Outermost dimension first, as PyTorch and NumPy print it.
+    pub shape: Vec<u64>,
+    /// Absolute byte offset of the tensor's first byte in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Bytes the tensor spans in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbytes: Option<u64>,
+    /// GGUF's own innermost-first dimensions, kept for people who read ggml.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ggml_dims: Option<Vec<u64>>,
+    /// Element strides for pickled tensors (views and tied weights differ
+    /// from contiguous ones here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stride: Option<Vec<u64>>,
+    /// Storage key for pickled tensors; tensors sharing one are tied or views.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Which file of a sharded checkpoint holds the tensor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl TensorInfo {
+    pub fn new(name: impl Into<String>, dtype: impl Into<String>, shape: Vec<u64>) -> Self {
+        let name = name.into();
+        TensorInfo {
+            path: vec![name.clone()],
+            name,
+            dtype: dtype.into(),
+            shape,
+            offset: None,
+            nbytes: None,
+            ggml_dims: None,
+            stride: None,
+            storage: None,
+            file: None,
+        }
+    }
+
+    /// Number of elements, saturating (shapes come from untrusted files and
+    /// are validated by the readers; this is for display and totals).
+    pub fn numel(&self) -> u64 {
+        self.shape
+            .iter()
+            .fold(1u64, |acc, d| acc.saturating_mul(*d))
+    }
+}
+
+/// A non-tensor value next to the tensors (epoch, step, name, ...), rendered
+/// as JSON so any pickle value can be shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueInfo {
+    pub path: Vec<String>,
+    pub value: serde_json::Value,
+}
+
+/// What PyTorch's `weights_only=True` unpickler would think of one global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalVerdict {
+    /// On PyTorch's allowlist.
+    Allowed,
+    /// Not on the allowlist: `weights_only=True` refuses the file, though the
+    /// global is not known to be harmful (argparse.Namespace, numpy scalars).
+    NotAllowlisted,
+    /// Runs code or touches the system (os.system, builtins.eval, ...): the
+    /// file is unsafe to load with `weights_only=False`.
+    Dangerous,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GlobalUse {
+    pub module: String,
+    pub name: String,
+    pub verdict: GlobalVerdict,
+    /// How many times the pickle references it.
+    pub count: u64,
+}
+
+/// Every global a pickle references. Nothing is ever called.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PickleAudit {
+    pub globals: Vec<GlobalUse>,
+    /// True when `torch.load(weights_only=True)` would accept every global.
+    pub weights_only_loads: bool,
+    /// Names (`module.name`) of dangerous globals; non-empty means unsafe.
+    pub dangerous: Vec<String>,
+}
+
+/// Everything read from one checkpoint (one file, or the shards of one).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Checkpoint {
+    /// File name as given (for shards: the index file).
+    pub file: String,
+    /// `safetensors`, `safetensors-sharded`, `pytorch-zip`, `pytorch-legacy`,
+    /// `pytorch-tar`, `pytorch-sharded`, `gguf`.
+    pub format: String,
+    pub file_bytes: u64,
+    pub bytes_read: u64,
+    pub tensors: Vec<TensorInfo>,
+    pub values: Vec<ValueInfo>,
+    /// Format metadata: safetensors `__metadata__`, GGUF key/values (as JSON
+    /// strings), torch `byteorder` and `version`.
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickle_audit: Option<PickleAudit>,
+    /// Things worth saying that are not errors.
+    pub notes: Vec<String>,
+    /// `_metadata` of pickled dicts, as `Module.state_dict()` leaves it: for
+    /// the dict at `path`, each module prefix and its version. PyTorch's
+    /// BatchNorm reads it when loading, so the check needs it.
+    #[serde(skip)]
+    pub state_dict_metadata: Vec<StateDictMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StateDictMetadata {
+    pub path: Vec<String>,
+    pub versions: BTreeMap<String, Option<i64>>,
+}
+
+impl Checkpoint {
+    pub fn new(file: &str, format: &str, file_bytes: u64) -> Self {
+        Checkpoint {
+            file: file.to_string(),
+            format: format.to_string(),
+            file_bytes,
+            bytes_read: 0,
+            tensors: Vec::new(),
+            values: Vec::new(),
+            metadata: BTreeMap::new(),
+            pickle_audit: None,
+            notes: Vec::new(),
+            state_dict_metadata: Vec::new(),
+        }
+    }
+
+    pub fn total_parameters(&self) -> u64 {
+        self.tensors.iter().map(|t| t.numel()).sum()
+    }
+
+    /// Parameters per dtype, for the inspect summary.
+    pub fn parameters_by_dtype(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for tensor in &self.tensors {
+            *out.entry(tensor.dtype.clone()).or_insert(0) += tensor.numel();
+        }
+        out
+    }
+}

@@ -1,0 +1,368 @@
+//! GGUF (v1, v2, v3): the key/value metadata and the tensor infos, read with
+//! a buffered cursor; tensor data is located, never read. Shapes are reported
+//! outermost-first like PyTorch (`shape`), GGUF's innermost-first order is
+//! kept in `ggml_dims`. Every count and length is checked against the bytes
+//! that remain before anything is allocated for it.
+//! Spec: ggml docs/gguf.md; block sizes from ggml/src/ggml.c `type_traits`.
+
+use crate::checkpoint::{Checkpoint, TensorInfo};
+use crate::error::{err, ErrorKind, Result};
+use crate::source::{ByteSource, Cursor};
+use serde_json::{json, Value as Json};
+
+pub const MAX_STRING: u64 = 16 * 1024 * 1024;
+pub const MAX_DIMS: u32 = 8;
+pub const MAX_ARRAY_DEPTH: usize = 8;
+/// Arrays longer than this are summarised in the metadata (a tokenizer
+/// vocabulary has 150k strings; nobody reads them in a report).
+const ARRAY_PREVIEW: usize = 16;
+
+pub fn sniff(prefix: &[u8]) -> bool {
+    prefix.starts_with(b"GGUF")
+}
+
+/// `(name, elements per block, bytes per block)` by ggml type id.
+pub fn ggml_type(id: u32) -> Option<(&'static str, u64, u64)> {
+    Some(match id {
+        0 => ("F32", 1, 4),
+        1 => ("F16", 1, 2),
+        2 => ("Q4_0", 32, 18),
+        3 => ("Q4_1", 32, 20),
+        6 => ("Q5_0", 32, 22),
+        7 => ("Q5_1", 32, 24),
+        8 => ("Q8_0", 32, 34),
+        9 => ("Q8_1", 32, 36),
+        10 => ("Q2_K", 256, 84),
+        11 => ("Q3_K", 256, 110),
+        12 => ("Q4_K", 256, 144),
+        13 => ("Q5_K", 256, 176),
+        14 => ("Q6_K", 256, 210),
+        15 => ("Q8_K", 256, 292),
+        16 => ("IQ2_XXS", 256, 66),
+        17 => ("IQ2_XS", 256, 74),
+        18 => ("IQ3_XXS", 256, 98),
+        19 => ("IQ1_S", 256, 50),
+        20 => ("IQ4_NL", 32, 18),
+        21 => ("IQ3_S", 256, 110),
+        22 => ("IQ2_S", 256, 82),
+        23 => ("IQ4_XS", 256, 136),
+        24 => ("I8", 1, 1),
+        25 => ("I16", 1, 2),
+        26 => ("I32", 1, 4),
+        27 => ("I64", 1, 8),
+        28 => ("F64", 1, 8),
+        29 => ("IQ1_M", 256, 56),
+        30 => ("BF16", 1, 2),
+        34 => ("TQ1_0", 256, 54),
+        35 => ("TQ2_0", 256, 66),
+        39 => ("MXFP4", 32, 17),
+        _ => return None,
+    })
+}
+
+struct Reader<'s> {
+    cursor: Cursor<'s>,
+    version: u32,
+}
+
+fn bad(message: impl Into<String>, offset: u64) -> crate::error::Error {
+    err(ErrorKind::BadGguf, message).at(offset)
+}
+
+impl Reader<'_> {
+    /// Counts and lengths are u32 in v1 and u64 later.
+    fn count(&mut self) -> Result<u64> {
+        if self.version == 1 {
+            Ok(self.cursor.u32_le()? as u64)
+        } else {
+            self.cursor.u64_le()
+        }
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let offset = self.cursor.position();
+        let len = self.count()?;
+        if len > MAX_STRING {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!("GGUF string of {len} bytes exceeds the limit"),
+            )
+            .at(offset));
+        }
+        let bytes = self.cursor.take(len)?;
+        String::from_utf8(bytes).map_err(|_| bad("GGUF string is not valid UTF-8", offset))
+    }
+
+    /// Smallest encoded size of a value of this type: what a declared array
+    /// length is checked against.
+    fn min_size(&self, value_type: u32) -> u64 {
+        match value_type {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4 | 5 | 6 => 4,
+            10..=12 => 8,
+            8 => {
+                if self.version == 1 {
+                    4
+                } else {
+                    8
+                }
+            }
+            9 => 4 + if self.version == 1 { 4 } else { 8 },
+            _ => 1,
+        }
+    }
+
+    fn value(&mut self, value_type: u32, depth: usize) -> Result<Json> {
+        let offset = self.cursor.position();
+        Ok(match value_type {
+            0 => json!(self.cursor.u8()?),
+            1 => json!(self.cursor.u8()? as i8),
+            2 => json!(self.cursor.u16_le()?),
+            3 => json!(self.cursor.u16_le()? as i16),
+            4 => json!(self.cursor.u32_le()?),
+            5 => json!(self.cursor.i32_le()?),
+            6 => json!(f32::from_le_bytes(self.cursor.array()?)),
+            7 => match self.cursor.u8()? {
+                0 => json!(false),
+                1 => json!(true),
+                other => return Err(bad(format!("GGUF bool with value {other}"), offset)),
+            },
+            8 => json!(self.string()?),
+            9 => {
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(err(
+                        ErrorKind::LimitExceeded,
+                        format!("GGUF arrays nest deeper than {MAX_ARRAY_DEPTH}"),
+                    )
+                    .at(offset));
+                }
+                let element_type = self.cursor.u32_le()?;
+                let len = self.count()?;
+                if len.saturating_mul(self.min_size(element_type)) > self.cursor.remaining() {
+                    return Err(bad(
+                        format!("GGUF array declares {len} elements, more than the file holds"),
+                        offset,
+                    ));
+                }
+                let mut preview = Vec::new();
+                for index in 0..len {
+                    let item = self.value(element_type, depth + 1)?;
+                    if (index as usize) < ARRAY_PREVIEW {
+                        preview.push(item);
+                    }
+                }
+                if len as usize > ARRAY_PREVIEW {
+                    json!({ "array_len": len, "first": preview })
+                } else {
+                    Json::Array(preview)
+                }
+            }
+            10 => json!(self.cursor.u64_le()?),
+            11 => json!(self.cursor.i64_le()?),
+            12 => json!(f64::from_le_bytes(self.cursor.array()?)),
+            other => return Err(bad(format!("unknown GGUF value type {other}"), offset)),
+        })
+    }
+}
+
+pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
+    let name = source.name().to_string();
+    read_inner(source).map_err(|e| e.in_file(&name))
+}
+
+fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
+    let mut reader = Reader {
+        cursor: Cursor::new(source, 0),
+        version: 0,
+    };
+    if reader.cursor.take(4)? != b"GGUF" {
+        return Err(bad("missing GGUF magic", 0));
+    }
+    reader.version = reader.cursor.u32_le()?;
+    if !(1..=3).contains(&reader.version) {
+        return Err(bad(
+            format!("unsupported GGUF version {}", reader.version),
+            4,
+        ));
+    }
+    let tensor_count = reader.count()?;
+    let kv_count = reader.count()?;
+    // A key/value pair takes at least a length, one byte of key and a type.
+    let kv_min = reader.min_size(8) + 1 + 4;
+    if kv_count.saturating_mul(kv_min) > reader.cursor.remaining() {
+        return Err(bad(
+            format!("GGUF declares {kv_count} key/value pairs, more than the file holds"),
+            8,
+        ));
+    }
+    let tensor_min = reader.min_size(8) + 1 + 4 + 4 + 8;
+    if tensor_count.saturating_mul(tensor_min) > reader.cursor.remaining() {
+        return Err(bad(
+            format!("GGUF declares {tensor_count} tensors, more than the file holds"),
+            8,
+        ));
+    }
+    let mut checkpoint = Checkpoint::new(source.name(), "gguf", source.len());
+    checkpoint
+        .metadata
+        .insert("gguf.version".into(), json!(reader.version));
+    let mut alignment = 32u64;
+    for _ in 0..kv_count {
+        let key = reader.string()?;
+        let value_type = reader.cursor.u32_le()?;
+        let value = reader.value(value_type, 0)?;
+        if key == "general.alignment" {
+            alignment = value
+                .as_u64()
+                .filter(|a| *a > 0 && a.is_power_of_two())
+                .ok_or_else(|| {
+                    bad(
+                        format!("general.alignment {value} is not a power of two"),
+                        reader.cursor.position(),
+                    )
+                })?;
+        }
+        if checkpoint.metadata.insert(key.clone(), value).is_some() {
+            return Err(bad(
+                format!("duplicate GGUF key {key:?}"),
+                reader.cursor.position(),
+            ));
+        }
+    }
+    let mut raw = Vec::new();
+    for _ in 0..tensor_count {
+        let offset = reader.cursor.position();
+        let tensor_name = reader.string()?;
+        let n_dims = reader.cursor.u32_le()?;
+        if n_dims > MAX_DIMS {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!("tensor {tensor_name:?} has {n_dims} dimensions"),
+            )
+            .at(offset));
+        }
+        let mut dims = Vec::new();
+        for _ in 0..n_dims {
+            dims.push(if reader.version == 1 {
+                reader.cursor.u32_le()? as u64
+            } else {
+                reader.cursor.u64_le()?
+            });
+        }
+        let type_id = reader.cursor.u32_le()?;
+        let data_offset = reader.cursor.u64_le()?;
+        raw.push((tensor_name, dims, type_id, data_offset, offset));
+    }
+    let data_start = reader.cursor.position().div_ceil(alignment) * alignment;
+    let mut ranges = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (tensor_name, dims, type_id, data_offset, info_offset) in raw {
+        let (type_name, block, block_bytes) = ggml_type(type_id).ok_or_else(|| {
+            err(
+                ErrorKind::UnknownDtype,
+                format!("unknown ggml type {type_id}"),
+            )
+            .at(info_offset)
+            .for_tensor(&tensor_name)
+        })?;
+        let numel = dims
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(*d))
+            .ok_or_else(|| {
+                err(ErrorKind::LimitExceeded, "element count overflows u64")
+                    .at(info_offset)
+                    .for_tensor(&tensor_name)
+            })?;
+        if dims.first().is_some_and(|inner| inner % block != 0) {
+            return Err(bad(
+                format!("{type_name} needs rows that are a multiple of {block} elements"),
+                info_offset,
+            )
+            .for_tensor(&tensor_name));
+        }
+        let nbytes = (numel / block).checked_mul(block_bytes).ok_or_else(|| {
+            err(ErrorKind::LimitExceeded, "byte size overflows")
+                .at(info_offset)
+                .for_tensor(&tensor_name)
+        })?;
+        if data_offset % alignment != 0 {
+            return Err(bad(
+                format!("data offset {data_offset} is not aligned to {alignment}"),
+                info_offset,
+            )
+            .for_tensor(&tensor_name));
+        }
+        let absolute = data_start.checked_add(data_offset).filter(|start| start.checked_add(nbytes).is_some_and(|end| end <= source.len()))
+            .ok_or_else(|| err(ErrorKind::Truncated, format!("tensor data ({nbytes} bytes at data offset {data_offset}) lies beyond the end of the file")).at(info_offset).for_tensor(&tensor_name))?;
+        if !seen.insert(tensor_name.clone()) {
+            return Err(bad("duplicate tensor name", info_offset).for_tensor(&tensor_name));
+        }
+        ranges.push((absolute, absolute + nbytes, tensor_name.clone()));
+        let mut tensor =
+            TensorInfo::new(tensor_name, type_name, dims.iter().rev().copied().collect());
+        tensor.offset = Some(absolute);
+        tensor.nbytes = Some(nbytes);
+        tensor.ggml_dims = Some(dims);
+        checkpoint.tensors.push(tensor);
+    }
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        if pair[1].0 < pair[0].1 {
+            return Err(err(
+                ErrorKind::InvalidOffsets,
+                format!("tensors {:?} and {:?} overlap", pair[0].2, pair[1].2),
+            )
+            .at(pair[1].0));
+        }
+    }
+    checkpoint
+        .metadata
+        .insert("gguf.alignment".into(), json!(alignment));
+    checkpoint.bytes_read = source.bytes_read();
+    Ok(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SliceSource;
+
+    fn header(version: u32, tensors: u64, kvs: u64) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&tensors.to_le_bytes());
+        b.extend_from_slice(&kvs.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn lying_counts_and_lengths_fail_before_allocating() {
+        let mut long_string = header(3, 0, 1);
+        long_string.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut deep = header(3, 0, 1);
+        deep.extend_from_slice(&1u64.to_le_bytes());
+        deep.push(b'k');
+        for _ in 0..10 {
+            deep.extend_from_slice(&9u32.to_le_bytes());
+            deep.extend_from_slice(&1u32.to_le_bytes());
+            deep.extend_from_slice(&1u64.to_le_bytes());
+        }
+        let cases: Vec<(Vec<u8>, ErrorKind)> = vec![
+            (header(3, u64::MAX, 0), ErrorKind::BadGguf),
+            (header(3, 0, 1 << 40), ErrorKind::BadGguf),
+            (header(9, 0, 0), ErrorKind::BadGguf),
+            (long_string, ErrorKind::LimitExceeded),
+            (b"GGUF\x03\x00".to_vec(), ErrorKind::Truncated),
+        ];
+        for (bytes, kind) in cases {
+            let error = read(&SliceSource::new("m.gguf", &bytes)).unwrap_err();
+            assert_eq!(error.kind, kind, "{error}");
+        }
+        let error = read(&SliceSource::new("m.gguf", &deep)).unwrap_err();
+        assert!(
+            matches!(error.kind, ErrorKind::LimitExceeded | ErrorKind::BadGguf),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! PyTorch checkpoints: the zip format of `torch.save` (torch >= 1.6), the
+//! legacy pickle-sequence format (torch 0.1.10 to 1.5, or
+//! `_use_new_zipfile_serialization=False`) and the older tar format. All three
+//! run the pickle symbolically (`pickle.rs`), walk the object graph to list
+//! tensors with their key paths (`walk.rs`), and locate each tensor's bytes in
+//! the file without reading them. Spec: torch/serialization.py.
+
+pub mod legacy;
+pub mod pickle;
+pub mod walk;
+pub mod zip;
+
+use crate::checkpoint::{Checkpoint, GlobalUse, GlobalVerdict, PickleAudit};
+use crate::error::{err, ErrorKind, Result};
+use crate::source::{read_vec, ByteSource, Cursor};
+use pickle::{Pickle, StorageRef, TensorRef};
+use std::collections::HashMap;
+
+/// data.pkl larger than this is refused: real ones are ~100 bytes a tensor.
+pub const MAX_PICKLE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The dtype a storage class holds, in safetensors naming.
+pub fn storage_dtype(storage_type: &str) -> Option<&'static str> {
+    Some(match storage_type {
+        "FloatStorage" => "F32",
+        "DoubleStorage" => "F64",
+        "HalfStorage" => "F16",
+        "BFloat16Storage" => "BF16",
+        "LongStorage" => "I64",
+        "IntStorage" => "I32",
+        "ShortStorage" => "I16",
+        "CharStorage" => "I8",
+        "ByteStorage" | "UntypedStorage" => "U8",
+        "BoolStorage" => "BOOL",
+        "ComplexFloatStorage" => "C64",
+        "ComplexDoubleStorage" => "C128",
+        "UInt16Storage" => "U16",
+        "UInt32Storage" => "U32",
+        "UInt64Storage" => "U64",
+        "Float8_e4m3fnStorage" => "F8_E4M3",
+        "Float8_e5m2Storage" => "F8_E5M2",
+        "Float8_e4m3fnuzStorage" => "F8_E4M3FNUZ",
+        "Float8_e5m2fnuzStorage" => "F8_E5M2FNUZ",
+        "Float8_e8m0fnuStorage" => "F8_E8M0",
+        "QInt8Storage" => "QI8",
+        "QUInt8Storage" => "QU8",
+        "QInt32Storage" => "QI32",
+        _ => return None,
+    })
+}
+
+/// The dtype of a `torch.<dtype>` global (meta tensors name it this way).
+pub fn torch_dtype(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "float32" | "float" => "F32",
+        "float64" | "double" => "F64",
+        "float16" | "half" => "F16",
+        "bfloat16" => "BF16",
+        "int64" | "long" => "I64",
+        "int32" | "int" => "I32",
+        "int16" | "short" => "I16",
+        "int8" => "I8",
+        "uint8" => "U8",
+        "uint16" => "U16",
+        "uint32" => "U32",
+        "uint64" => "U64",
+        "bool" => "BOOL",
+        "complex64" => "C64",
+        "complex128" => "C128",
+        "float8_e4m3fn" => "F8_E4M3",
+        "float8_e5m2" => "F8_E5M2",
+        _ => return None,
+    })
+}
+
+/// Bytes per element of a storage, for locating views.
+pub fn element_size(dtype: &str) -> u64 {
+    crate::checkpoint::dtype_size_bits(dtype).map_or(1, |bits| bits.div_ceil(8))
+}
+
+/// Elements a strided view spans from its first element to its last, plus
+/// one; `None` on overflow (a hostile shape).
+pub fn view_extent(size: &[u64], stride: &[u64]) -> Option<u64> {
+    if size.contains(&0) {
+        return Some(0);
+    }
+    let mut last = 0u64;
+    for (dim, step) in size.iter().zip(stride) {
+        last = last.checked_add((dim - 1).checked_mul(*step)?)?;
+    }
+    last.checked_add(1)
+}
+
+/// Where one storage's bytes are: absolute offset and length.
+pub struct StorageLocation {
+    pub offset: u64,
+    pub nbytes: u64,
+}
+
+/// Resolve a tensor's dtype and byte range given where its storage lives.
+fn locate(
+    tensor: &TensorRef,
+    storages: &HashMap<String, StorageLocation>,
+) -> Result<(String, Option<u64>, Option<u64>)> {
+    let Some(storage) = &tensor.storage else {
+        let dtype = tensor
+            .dtype_override
+            .as_deref()
+            .and_then(torch_dtype)
+            .unwrap_or("F32");
+        return Ok((dtype.to_string(), None, None));
+    };
+    let dtype = storage_dtype(&storage.storage_type).ok_or_else(|| {
+        err(
+            ErrorKind::UnknownDtype,
+            format!("unknown storage type torch.{}", storage.storage_type),
+        )
+    })?;
+    let element = element_size(dtype);
+    let extent = view_extent(&tensor.size, &tensor.stride).ok_or_else(|| {
+        err(
+            ErrorKind::LimitExceeded,
+            "tensor shape and stride overflow u64",
+        )
+    })?;
+    let (root_key, view_offset) = match &storage.view {
+        Some((_, offset, _)) => (storage.key.as_str(), *offset),
+        None => (storage.key.as_str(), 0),
+    };
+    let Some(location) = storages.get(root_key) else {
+        return Err(err(
+            ErrorKind::InvalidOffsets,
+            format!("storage {root_key:?} is referenced but not in the file"),
+        ));
+    };
+    let first = view_offset
+        .checked_add(tensor.storage_offset)
+        .ok_or_else(|| err(ErrorKind::LimitExceeded, "storage offset overflows"))?;
+    let end_bytes = first
+        .checked_add(extent)
+        .and_then(|end| end.checked_mul(element))
+        .ok_or_else(|| err(ErrorKind::LimitExceeded, "tensor extent overflows"))?;
+    if extent > 0 && end_bytes > location.nbytes {
+        return Err(err(
+            ErrorKind::InvalidOffsets,
+            format!(
+                "tensor views bytes up to {end_bytes} of storage {root_key:?}, which has {} bytes",
+                location.nbytes
+            ),
+        ));
+    }
+    let offset = location.offset + first * element;
+    Ok((dtype.to_string(), Some(offset), Some(extent * element)))
+}
+
+/// Classify a global the way `torch.load(weights_only=True)` would
+/// (torch/_weights_only_unpickler.py), plus a list of known-dangerous names.
+pub fn classify_global(module: &str, name: &str) -> GlobalVerdict {
+    const DANGEROUS_MODULES: &[&str] = &[
+        "os",
+        "posix",
+        "nt",
+        "sys",
+        "subprocess",
+        "shutil",
+        "socket",
+        "pty",
+        "runpy",
+        "importlib",
+        "pickle",
+        "_pickle",
+        "marshal",
+        "ctypes",
+        "webbrowser",
+        "code",
+        "commands",
+        "multiprocessing",
+        "asyncio",
+        "tempfile",
+        "signal",
+        "requests",
+        "urllib",
+        "http",
+        "ftplib",
+        "telnetlib",
+        "pdb",
+        "timeit",
+        "cProfile",
+        "profile",
+        "trace",
+        "venv",
+        "ensurepip",
+        "pip",
+        "platform",
+    ];
+    const DANGEROUS_BUILTINS: &[&str] = &[
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "__import__",
+        "getattr",
+        "setattr",
+        "delattr",
+        "globals",
+        "locals",
+        "vars",
+        "input",
+        "breakpoint",
+        "memoryview",
+        "type",
+        "object",
+        "exit",
+        "quit",
+    ];
+    let root_module = module.split('.').next().unwrap_or(module);
+    if DANGEROUS_MODULES.contains(&root_module) {
+        return GlobalVerdict::Dangerous;
+    }
+    if (module == "builtins" || module == "__builtin__") && DANGEROUS_BUILTINS.contains(&name) {
+        return GlobalVerdict::Dangerous;
+    }
+    let allowed = match module {
+        "collections" => matches!(name, "OrderedDict" | "Counter"),
+        "_codecs" => name == "encode",
+        "builtins" | "__builtin__" => matches!(name, "bytearray" | "set" | "complex"),
+        "torch._utils" => name.starts_with("_rebuild_"),
+        "torch._tensor" => name == "_rebuild_from_type_v2",
+        "torch.nn.parameter" => name == "Parameter",
+        "torch.serialization" => name == "_get_layout",
+        "torch.storage" => matches!(name, "TypedStorage" | "UntypedStorage"),
+        "torch" => {
+            name.ends_with("Storage")
+                || name.ends_with("Tensor")
+                || matches!(name, "Size" | "device")
+                || torch_dtype(name).is_some()
+                || name.starts_with("per_tensor_")
+                || name.starts_with("per_channel_")
+                || name.starts_with("float8_")
+                || name.starts_with("uint")
+                || name.starts_with("int")
+                || name.starts_with("complex")
+        }
+        "torch.cuda" => name.ends_with("Storage") || name.ends_with("Tensor"),
+        _ => false,
+    };
+    if allowed {
+        GlobalVerdict::Allowed
+    } else {
+        GlobalVerdict::NotAllowlisted
+    }
+}
+
+pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
+    let mut uses: Vec<GlobalUse> = Vec::new();
+    for pickle in pickles {
+        for ((module, name), count) in pickle.globals.iter().zip(&pickle.global_counts) {
+            if let Some(existing) = uses
+                .iter_mut()
+                .find(|u| &u.module == module && &u.name == name)
+            {
+                existing.count += count;
+            } else {
+                uses.push(GlobalUse {
+                    module: module.clone(),
+                    name: name.clone(),
+                    verdict: classify_global(module, name),
+                    count: *count,
+                });
+            }
+        }
+    }
+    let dangerous = uses
+        .iter()
+        .filter(|u| u.verdict == GlobalVerdict::Dangerous)
+        .map(|u| format!("{}.{}", u.module, u.name))
+        .collect();
+    let weights_only_loads = uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed);
+    PickleAudit {
+        globals: uses,
+        weights_only_loads,
+        dangerous,
+    }
+}
+
+/// Read a `torch.save` zip archive.
+pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
+    let name = source.name().to_string();
+    let archive = zip::ZipArchive::read(source)?;
+    let pickle_entry = archive
+        .entries
+        .iter()
+        .find(|entry| {
+            entry.name.ends_with("/data.pkl") && entry.name.matches('/').count() == 1
+                || entry.name == "data.pkl"
+        })
+        .ok_or_else(|| {
+            err(ErrorKind::UnsupportedFormat, "zip archive has no data.pkl: not a torch.save checkpoint (a TorchScript or other zip?)")
+                .in_file(&name)
+        })?;
+    let top = pickle_entry
+        .name
+        .strip_suffix("data.pkl")
+        .unwrap_or("")
+        .to_string();
+    if pickle_entry.size > MAX_PICKLE_BYTES {
+        return Err(err(
+            ErrorKind::LimitExceeded,
+            format!("data.pkl is {} bytes", pickle_entry.size),
+        )
+        .in_file(&name));
+    }
+    let pickle_start = archive.data_offset(source, pickle_entry)?;
+    let mut cursor = Cursor::with_limit(source, pickle_start, pickle_start + pickle_entry.size);
+    let pickle = pickle::interpret(&mut cursor)?;
+
+    let mut checkpoint = Checkpoint::new(&name, "pytorch-zip", source.len());
+    for record in [
+        "byteorder",
+        "version",
+        ".format_version",
+        ".storage_alignment",
+    ] {
+        if let Some(entry) = archive.find(&format!("{top}{record}")) {
+            if entry.size <= 64 {
+                let offset = archive.data_offset(source, entry)?;
+                let bytes = read_vec(source, offset, entry.size)?;
+                let text = String::from_utf8_lossy(&bytes).trim().to_string();
+                checkpoint.metadata.insert(
+                    record.trim_start_matches('.').to_string(),
+                    serde_json::Value::String(text),
+                );
+            }
+        }
+    }
+    if checkpoint
+        .metadata
+        .get("byteorder")
+        .and_then(|v| v.as_str())
+        == Some("big")
+    {
+        checkpoint
+            .notes
+            .push("tensor bytes are big-endian (byteorder record says \"big\")".to_string());
+    }
+
+    // Locate only the storages the pickle references.
+    let mut storages = HashMap::new();
+    let mut entries_by_name: HashMap<&str, &zip::ZipEntry> = HashMap::new();
+    for entry in &archive.entries {
+        entries_by_name.insert(entry.name.as_str(), entry);
+    }
+    let mut used: Vec<(u64, u64, String)> = Vec::new();
+    for storage in referenced_storages(&pickle) {
+        if storages.contains_key(&storage.key) {
+            continue;
+        }
+        let entry_name = format!("{top}data/{}", storage.key);
+        let entry = entries_by_name.get(entry_name.as_str()).ok_or_else(|| {
+            err(
+                ErrorKind::BadZip,
+                format!(
+                    "storage {:?} is referenced but the archive has no {entry_name:?}",
+                    storage.key
+                ),
+            )
+            .in_file(&name)
+        })?;
+        let offset = archive.data_offset(source, entry)?;
+        used.push((offset, offset + entry.size, entry.name.clone()));
+        storages.insert(
+            storage.key.clone(),
+            StorageLocation {
+                offset,
+                nbytes: entry.size,
+            },
+        );
+    }
+    used.sort();
+    for pair in used.windows(2) {
+        if pair[1].0 < pair[0].1 {
+            return Err(err(
+                ErrorKind::BadZip,
+                format!("zip entries {:?} and {:?} overlap", pair[0].2, pair[1].2),
+            )
+            .at(pair[1].0)
+            .in_file(&name));
+        }
+    }
+    walk::walk(&pickle, &storages, &mut checkpoint).map_err(|e| e.in_file(&name))?;
+    checkpoint.pickle_audit = Some(audit(&[&pickle]));
+    checkpoint.bytes_read = source.bytes_read();
+    Ok(checkpoint)
+}
+
+/// Every storage a pickle's tensors reference, in first-use order.
+pub fn referenced_storages(pickle: &Pickle) -> Vec<StorageRef> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for object in &pickle.objects {
+        if let pickle::Object::Tensor(TensorRef {
+            storage: Some(storage),
+            ..
+        }) = object
+        {
+            if seen.insert(storage.key.clone()) {
+                out.push(storage.clone());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,235 @@
+//! Walks the object graph a pickle built and lists what a checkpoint holds:
+//! every tensor with the keys that lead to it (`["state_dict",
+//! "module.visual.proj"]`), every plain value (epoch, step, ...), and the
+//! `_metadata` of state dicts. The walk is depth-first in insertion order
+//! (the order PyTorch iterates dicts), depth-capped and node-capped so a
+//! hostile graph of shared references cannot make it run forever.
+
+use super::pickle::{Object, Pickle, Value};
+use super::{locate, StorageLocation};
+use crate::checkpoint::{Checkpoint, StateDictMetadata, TensorInfo, ValueInfo};
+use crate::error::{err, ErrorKind, Result};
+use std::collections::{BTreeMap, HashMap};
+
+pub const MAX_DEPTH: usize = 64;
+pub const MAX_NODES: usize = 5_000_000;
+/// Plain values listed at most (optimizer states hold thousands).
+pub const MAX_VALUES: usize = 2_000;
+
+struct Walker<'p> {
+    pickle: &'p Pickle,
+    storages: &'p HashMap<String, StorageLocation>,
+    nodes: usize,
+    on_path: Vec<usize>,
+}
+
+pub fn walk(
+    pickle: &Pickle,
+    storages: &HashMap<String, StorageLocation>,
+    checkpoint: &mut Checkpoint,
+) -> Result<()> {
+    let mut walker = Walker {
+        pickle,
+        storages,
+        nodes: 0,
+        on_path: Vec::new(),
+    };
+    let mut path = Vec::new();
+    walker.visit(&pickle.root, &mut path, checkpoint)?;
+    if checkpoint.values.len() >= MAX_VALUES {
+        checkpoint.notes.push(format!(
+            "only the first {MAX_VALUES} non-tensor values are listed"
+        ));
+    }
+    Ok(())
+}
+
+/// A dict key as the text PyTorch users see (`str(key)`).
+pub fn key_text(pickle: &Pickle, key: &Value) -> String {
+    match key {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::BigInt(s) => s.clone(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::None => "None".to_string(),
+        Value::Bytes(b) => format!("b{:?}", String::from_utf8_lossy(b)),
+        Value::Global(_) => pickle
+            .global_name(key)
+            .map(|(m, n)| format!("{m}.{n}"))
+            .unwrap_or_default(),
+        Value::Object(_) => "<object>".to_string(),
+    }
+}
+
+fn scalar_json(pickle: &Pickle, value: &Value) -> Option<serde_json::Value> {
+    Some(match value {
+        Value::None => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::BigInt(s) => serde_json::Value::String(s.clone()),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| serde_json::Value::String(f.to_string())),
+        Value::Str(s) => serde_json::Value::String(s.chars().take(1000).collect()),
+        Value::Bytes(b) => serde_json::Value::String(format!("<{} bytes>", b.len())),
+        Value::Global(_) => {
+            let (m, n) = pickle.global_name(value)?;
+            serde_json::Value::String(format!("<global {m}.{n}>"))
+        }
+        Value::Object(_) => return None,
+    })
+}
+
+impl Walker<'_> {
+    fn visit(
+        &mut self,
+        value: &Value,
+        path: &mut Vec<String>,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<()> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!("pickle object graph has more than {MAX_NODES} nodes"),
+            ));
+        }
+        if path.len() > MAX_DEPTH {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!("pickle nests deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        let Value::Object(id) = value else {
+            if checkpoint.values.len() < MAX_VALUES {
+                if let Some(json) = scalar_json(self.pickle, value) {
+                    checkpoint.values.push(ValueInfo {
+                        path: path.clone(),
+                        value: json,
+                    });
+                }
+            }
+            return Ok(());
+        };
+        if self.on_path.contains(id) {
+            // A container that contains itself: Python allows it, we stop.
+            return Ok(());
+        }
+        let Some(object) = self.pickle.objects.get(*id) else {
+            return Err(err(ErrorKind::BadPickle, "dangling object reference"));
+        };
+        self.on_path.push(*id);
+        let result = self.visit_object(object, path, checkpoint);
+        self.on_path.pop();
+        result
+    }
+
+    fn visit_object(
+        &mut self,
+        object: &Object,
+        path: &mut Vec<String>,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<()> {
+        match object {
+            Object::Tensor(tensor) => {
+                let name = path.last().cloned().unwrap_or_default();
+                let (dtype, offset, nbytes) =
+                    locate(tensor, self.storages).map_err(|e| e.for_tensor(&path.join("/")))?;
+                let mut info = TensorInfo::new(name, dtype, tensor.size.clone());
+                info.path = path.clone();
+                info.offset = offset;
+                info.nbytes = nbytes;
+                info.stride = Some(tensor.stride.clone());
+                info.storage = tensor.storage.as_ref().map(|s| s.key.clone());
+                checkpoint.tensors.push(info);
+            }
+            Object::Dict { entries, state } => {
+                if let Some(state) = state {
+                    self.record_metadata(state, path, checkpoint);
+                }
+                for (key, value) in entries {
+                    path.push(key_text(self.pickle, key));
+                    self.visit(value, path, checkpoint)?;
+                    path.pop();
+                }
+            }
+            Object::List(items) | Object::Tuple(items) | Object::Set(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    path.push(index.to_string());
+                    self.visit(item, path, checkpoint)?;
+                    path.pop();
+                }
+            }
+            Object::Call {
+                func, state, items, ..
+            } => {
+                if checkpoint.values.len() < MAX_VALUES {
+                    let name = self
+                        .pickle
+                        .global_name(func)
+                        .map(|(m, n)| format!("{m}.{n}"))
+                        .unwrap_or_else(|| "<call>".to_string());
+                    checkpoint.values.push(ValueInfo {
+                        path: path.clone(),
+                        value: serde_json::json!({ "object": name }),
+                    });
+                }
+                if let Some(state) = state {
+                    self.visit(state, path, checkpoint)?;
+                }
+                for (index, item) in items.iter().enumerate() {
+                    path.push(index.to_string());
+                    self.visit(item, path, checkpoint)?;
+                    path.pop();
+                }
+            }
+            Object::Storage(storage) => {
+                if checkpoint.values.len() < MAX_VALUES {
+                    checkpoint.values.push(ValueInfo {
+                        path: path.clone(),
+                        value: serde_json::json!({ "storage": storage.key, "type": storage.storage_type }),
+                    });
+                }
+            }
+            Object::Persistent(_) => {}
+        }
+        Ok(())
+    }
+
+    /// `OrderedDict` state `{"_metadata": OrderedDict(prefix -> {"version": n})}`.
+    fn record_metadata(&mut self, state: &Value, path: &[String], checkpoint: &mut Checkpoint) {
+        let Some(Object::Dict { entries, .. }) = self.pickle.object(state) else {
+            return;
+        };
+        let Some((_, metadata)) = entries
+            .iter()
+            .find(|(k, _)| *k == Value::Str("_metadata".into()))
+        else {
+            return;
+        };
+        let Some(Object::Dict {
+            entries: modules, ..
+        }) = self.pickle.object(metadata)
+        else {
+            return;
+        };
+        let mut versions = BTreeMap::new();
+        for (prefix, info) in modules {
+            let version = match self.pickle.object(info) {
+                Some(Object::Dict { entries, .. }) => {
+                    entries.iter().find_map(|(k, v)| match (k, v) {
+                        (Value::Str(k), Value::Int(v)) if k == "version" => Some(*v),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            };
+            versions.insert(key_text(self.pickle, prefix), version);
+        }
+        checkpoint.state_dict_metadata.push(StateDictMetadata {
+            path: path.to_vec(),
+            versions,
+        });
+    }
+}

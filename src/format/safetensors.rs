@@ -1,0 +1,272 @@
+//! safetensors: reads the 8-byte length and the JSON header only, validated by
+//! the `safetensors` crate's own `Metadata` (contiguous offsets, exact sizes,
+//! checked arithmetic), plus the rules that need the file length (data ends
+//! exactly at EOF) and duplicate names, which serde's map silently merges.
+//! Spec: huggingface/safetensors README, `safetensors/src/tensor.rs`.
+
+use crate::checkpoint::{Checkpoint, TensorInfo};
+use crate::error::{err, ErrorKind, Result};
+use crate::source::{read_vec, ByteSource};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::fmt;
+
+/// The safetensors crate refuses headers above this size; so do we.
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// True when the first bytes look like a safetensors header: a plausible
+/// little-endian length followed by `{`.
+pub fn sniff(prefix: &[u8], file_len: u64) -> bool {
+    let Some(length_bytes) = prefix.get(..8) else {
+        return false;
+    };
+    let mut array = [0u8; 8];
+    array.copy_from_slice(length_bytes);
+    let header_len = u64::from_le_bytes(array);
+    header_len >= 2 && header_len <= file_len.saturating_sub(8) && prefix.get(8) == Some(&b'{')
+}
+
+pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
+    let name = source.name().to_string();
+    let length_bytes = read_vec(source, 0, 8).map_err(|e| {
+        err(
+            ErrorKind::Truncated,
+            format!(
+                "file is {} bytes, too short for a safetensors header length",
+                source.len()
+            ),
+        )
+        .in_file(&e.file.unwrap_or_default())
+    })?;
+    let mut array = [0u8; 8];
+    array.copy_from_slice(&length_bytes);
+    let header_len = u64::from_le_bytes(array);
+    if header_len > MAX_HEADER_BYTES {
+        return Err(err(
+            ErrorKind::LimitExceeded,
+            format!(
+                "safetensors header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit"
+            ),
+        )
+        .at(0)
+        .in_file(&name));
+    }
+    if header_len > source.len().saturating_sub(8) {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!(
+                "safetensors header claims {header_len} bytes but the file has only {} after the length",
+                source.len().saturating_sub(8)
+            ),
+        )
+        .at(0)
+        .in_file(&name));
+    }
+    let header = read_vec(source, 8, header_len)?;
+    let text = std::str::from_utf8(&header).map_err(|e| {
+        err(
+            ErrorKind::InvalidHeader,
+            format!("header is not UTF-8: {e}"),
+        )
+        .at(8 + e.valid_up_to() as u64)
+        .in_file(&name)
+    })?;
+    let key_order = header_keys(text)
+        .map_err(|message| err(ErrorKind::InvalidHeader, message).at(8).in_file(&name))?;
+    let metadata: safetensors::tensor::Metadata = serde_json::from_str(text).map_err(|e| {
+        let kind = classify_metadata_error(&e.to_string());
+        err(kind, format!("invalid safetensors header: {e}"))
+            .at(8)
+            .in_file(&name)
+    })?;
+    let data_start = 8 + header_len;
+    let data_len = metadata.data_len() as u64;
+    let expected_end = data_start
+        .checked_add(data_len)
+        .ok_or_else(|| err(ErrorKind::InvalidOffsets, "data length overflows").in_file(&name))?;
+    if expected_end != source.len() {
+        return Err(err(
+            ErrorKind::InvalidOffsets,
+            format!(
+                "tensor data ends at byte {expected_end} but the file has {} bytes",
+                source.len()
+            ),
+        )
+        .at(data_start)
+        .in_file(&name));
+    }
+    let mut checkpoint = Checkpoint::new(&name, "safetensors", source.len());
+    let infos = metadata.tensors();
+    // safetensors.torch.load_file builds its dict from `safe_open.keys()`,
+    // which is sorted by name: keep that order so "unexpected keys" come out
+    // in the order PyTorch prints them.
+    let mut names: Vec<&String> = infos.keys().collect();
+    names.sort();
+    for tensor_name in names {
+        let info = infos[tensor_name];
+        let dtype = format!("{:?}", info.dtype);
+        let mut tensor = TensorInfo::new(
+            tensor_name.clone(),
+            dtype,
+            info.shape.iter().map(|d| *d as u64).collect(),
+        );
+        tensor.offset = Some(data_start + info.data_offsets.0 as u64);
+        tensor.nbytes = Some((info.data_offsets.1 - info.data_offsets.0) as u64);
+        checkpoint.tensors.push(tensor);
+    }
+    if key_order.len() != checkpoint.tensors.len() + usize::from(metadata.metadata().is_some()) {
+        // Can only differ when a name repeats: serde keeps the last one.
+        let mut seen = std::collections::BTreeSet::new();
+        let duplicate = key_order
+            .iter()
+            .find(|key| !seen.insert(key.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        return Err(err(
+            ErrorKind::InvalidHeader,
+            format!("duplicate tensor name {duplicate:?} in safetensors header"),
+        )
+        .at(8)
+        .in_file(&name)
+        .for_tensor(&duplicate));
+    }
+    if let Some(user_metadata) = metadata.metadata() {
+        let mut entries: Vec<_> = user_metadata.iter().collect();
+        entries.sort();
+        for (key, value) in entries {
+            checkpoint
+                .metadata
+                .insert(key.clone(), serde_json::Value::String(value.clone()));
+        }
+    }
+    checkpoint.bytes_read = source.bytes_read();
+    Ok(checkpoint)
+}
+
+fn classify_metadata_error(message: &str) -> ErrorKind {
+    if message.contains("unknown variant") {
+        ErrorKind::UnknownDtype
+    } else if message.contains("InvalidOffset")
+        || message.contains("TensorInvalidInfo")
+        || message.contains("ValidationOverflow")
+        || message.contains("MisalignedSlice")
+    {
+        ErrorKind::InvalidOffsets
+    } else {
+        ErrorKind::InvalidHeader
+    }
+}
+
+/// The top-level keys of a JSON object in file order, duplicates included.
+fn header_keys(text: &str) -> std::result::Result<Vec<String>, String> {
+    struct KeyCollector;
+    impl<'de> Visitor<'de> for KeyCollector {
+        type Value = Vec<String>;
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut keys = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let keys = deserializer
+        .deserialize_map(KeyCollector)
+        .map_err(|e| format!("invalid safetensors header JSON: {e}"))?;
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SliceSource;
+
+    fn file_with_header(header: &str, data_len: usize) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend(std::iter::repeat_n(0u8, data_len));
+        bytes
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+        read(&SliceSource::new("t.safetensors", bytes))
+    }
+
+    #[test]
+    fn reads_names_shapes_offsets_and_metadata() {
+        let header = r#"{"__metadata__":{"format":"pt"},"b":{"dtype":"F16","shape":[2],"data_offsets":[8,12]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let bytes = file_with_header(header, 12);
+        let checkpoint = read_bytes(&bytes).unwrap();
+        let start = 8 + header.len() as u64;
+        assert_eq!(checkpoint.tensors.len(), 2);
+        assert_eq!(checkpoint.tensors[0].name, "a");
+        assert_eq!(checkpoint.tensors[0].offset, Some(start));
+        assert_eq!(checkpoint.tensors[1].dtype, "F16");
+        assert_eq!(checkpoint.tensors[1].offset, Some(start + 8));
+        assert_eq!(checkpoint.metadata["format"], "pt");
+        assert_eq!(checkpoint.bytes_read, start);
+    }
+
+    #[test]
+    fn each_broken_header_gets_its_error_kind() {
+        let cases: &[(&str, usize, ErrorKind)] = &[
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                4,
+                ErrorKind::InvalidOffsets,
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                12,
+                ErrorKind::InvalidOffsets,
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                8,
+                ErrorKind::InvalidOffsets,
+            ),
+            (
+                r#"{"a":{"dtype":"X9","shape":[2],"data_offsets":[0,8]}}"#,
+                8,
+                ErrorKind::UnknownDtype,
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                8,
+                ErrorKind::InvalidHeader,
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}}"#,
+                8,
+                ErrorKind::InvalidOffsets,
+            ),
+            ("{not json", 0, ErrorKind::InvalidHeader),
+        ];
+        for (header, data_len, kind) in cases {
+            let error = read_bytes(&file_with_header(header, *data_len)).unwrap_err();
+            assert_eq!(error.kind, *kind, "{header}: {error}");
+            assert_eq!(error.file.as_deref(), Some("t.safetensors"));
+        }
+    }
+
+    #[test]
+    fn header_length_beyond_the_file_or_the_cap_is_refused_without_allocating() {
+        let mut bytes = (1u64 << 63).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        assert_eq!(
+            read_bytes(&bytes).unwrap_err().kind,
+            ErrorKind::LimitExceeded
+        );
+        let mut bytes = 50u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        assert_eq!(read_bytes(&bytes).unwrap_err().kind, ErrorKind::Truncated);
+        assert_eq!(read_bytes(b"abc").unwrap_err().kind, ErrorKind::Truncated);
+    }
+}

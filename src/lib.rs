@@ -1,0 +1,25 @@
+//! ckptcheck answers, before any training run: will this checkpoint load into
+//! this model, and if not, why and what to change?
+//!
+//! The crate is a pure core (no web or GPU types) with thin shells:
+//! - `source`: random-access byte sources that count what they read;
+//! - `format`: one reader per container, all producing a `Checkpoint`;
+//! - `arch`: model families, config -> expected tensors, presets, inference;
+//! - `check`: checkpoint vs expected tensors, PyTorch-exact, with the
+//!   explanation and the fix;
+//! - `web` (wasm32 only): the `#[wasm_bindgen]` facade the page's worker calls.
+#![deny(clippy::unwrap_used)]
+
+pub mod arch;
+pub mod check;
+pub mod checkpoint;
+pub mod error;
+pub mod format;
+pub mod report;
+pub mod source;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use checkpoint::{Checkpoint, TensorInfo};
+pub use error::{Error, ErrorKind, Result};

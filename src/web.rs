@@ -1,0 +1,187 @@
+//! The `#[wasm_bindgen]` facade the page's Web Worker calls, and the byte
+//! source over a `Blob`/`File` read synchronously with `FileReaderSync` on
+//! `blob.slice(start, end)` (only available in workers). Thin on purpose:
+//! every decision lives in the core; errors cross once as `JsError`, results
+//! as plain objects through serde-wasm-bindgen.
+
+use crate::check::{check, Loader};
+use crate::error::{err, Error, ErrorKind, Result};
+use crate::source::{check_range, ByteSource};
+use crate::{arch, format, report};
+use serde::Serialize;
+use std::cell::Cell;
+use wasm_bindgen::prelude::*;
+
+/// A `Blob` read in byte ranges; counts what it read.
+pub struct BlobSource {
+    name: String,
+    blob: web_sys::Blob,
+    reader: web_sys::FileReaderSync,
+    read: Cell<u64>,
+}
+
+impl BlobSource {
+    pub fn new(name: String, blob: web_sys::Blob) -> Result<BlobSource> {
+        let reader = web_sys::FileReaderSync::new().map_err(|_| {
+            err(
+                ErrorKind::Io,
+                "FileReaderSync is unavailable (not in a Web Worker?)",
+            )
+        })?;
+        Ok(BlobSource {
+            name,
+            blob,
+            reader,
+            read: Cell::new(0),
+        })
+    }
+}
+
+impl ByteSource for BlobSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn len(&self) -> u64 {
+        self.blob.size() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(self, offset, buf.len() as u64)?;
+        let end = offset + buf.len() as u64;
+        let slice = self
+            .blob
+            .slice_with_f64_and_f64(offset as f64, end as f64)
+            .map_err(|_| {
+                err(ErrorKind::Io, "Blob.slice failed")
+                    .at(offset)
+                    .in_file(&self.name)
+            })?;
+        let buffer = self.reader.read_as_array_buffer(&slice).map_err(|_| {
+            err(ErrorKind::Io, "FileReaderSync could not read the file")
+                .at(offset)
+                .in_file(&self.name)
+        })?;
+        let array = js_sys::Uint8Array::new(&buffer);
+        if array.length() as usize != buf.len() {
+            return Err(err(ErrorKind::Truncated, "short read")
+                .at(offset)
+                .in_file(&self.name));
+        }
+        array.copy_to(buf);
+        self.read.set(self.read.get() + buf.len() as u64);
+        Ok(())
+    }
+    fn bytes_read(&self) -> u64 {
+        self.read.get()
+    }
+}
+
+fn js_error(error: Error) -> JsError {
+    // The page shows the message and switches on the kind.
+    let kind = serde_json::to_string(&error.kind).unwrap_or_default();
+    JsError::new(&format!("{}|{}", kind.trim_matches('"'), error))
+}
+
+fn to_js<T: Serialize>(value: &T) -> std::result::Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("io|cannot convert the result: {e}")))
+}
+
+/// `File`s (or `Blob`s with a `name`) from a JS array.
+fn sources(files: &js_sys::Array) -> Result<Vec<BlobSource>> {
+    let mut out = Vec::new();
+    for value in files.iter() {
+        let blob: web_sys::Blob = value
+            .clone()
+            .dyn_into()
+            .map_err(|_| err(ErrorKind::BadArgument, "expected File objects"))?;
+        let name = js_sys::Reflect::get(&value, &JsValue::from_str("name"))
+            .ok()
+            .and_then(|n| n.as_string())
+            .unwrap_or_else(|| "file".to_string());
+        out.push(BlobSource::new(name, blob)?);
+    }
+    Ok(out)
+}
+
+/// Split dropped files into checkpoint files and config JSONs (by content),
+/// then read the checkpoint.
+fn read_dropped(files: &js_sys::Array) -> Result<(crate::Checkpoint, Vec<(String, String)>)> {
+    let sources = sources(files)?;
+    let mut checkpoint_sources: Vec<&dyn ByteSource> = Vec::new();
+    let mut configs = Vec::new();
+    for source in &sources {
+        match format::detect(source)? {
+            format::Format::Json => {
+                let bytes = crate::source::read_vec(source, 0, source.len().min(16 * 1024 * 1024))?;
+                configs.push((
+                    source.name().to_string(),
+                    String::from_utf8_lossy(&bytes).to_string(),
+                ));
+            }
+            _ => checkpoint_sources.push(source),
+        }
+    }
+    let checkpoint = format::read_files(&checkpoint_sources)?;
+    Ok((checkpoint, configs))
+}
+
+/// Every built-in preset: `[{name, family, description}]`.
+#[wasm_bindgen]
+pub fn presets() -> std::result::Result<JsValue, JsError> {
+    let list: Vec<serde_json::Value> = arch::presets()
+        .into_iter()
+        .map(|(name, family, description)| serde_json::json!({"name": name, "family": family, "description": description}))
+        .collect();
+    to_js(&list)
+}
+
+/// Read dropped files and list what they hold (the `inspect` data model).
+#[wasm_bindgen]
+pub fn inspect_files(files: js_sys::Array) -> std::result::Result<JsValue, JsError> {
+    let (checkpoint, _) = read_dropped(&files).map_err(js_error)?;
+    to_js(&checkpoint)
+}
+
+#[derive(Serialize)]
+struct CheckOutput {
+    checkpoint: crate::Checkpoint,
+    report: crate::check::CheckReport,
+    markdown: String,
+}
+
+/// Check dropped files. `preset`: a preset name, or "" to use dropped config
+/// JSONs, or "infer" to check against the preset the checkpoint matches best.
+/// `loader`: strict, cn-clip, cn-clip-resume or hf.
+#[wasm_bindgen]
+pub fn check_files(
+    files: js_sys::Array,
+    preset: &str,
+    loader: &str,
+) -> std::result::Result<JsValue, JsError> {
+    let run = || -> Result<CheckOutput> {
+        let loader = Loader::parse(loader)?;
+        let (checkpoint, configs) = read_dropped(&files)?;
+        let model = if preset == "infer" || (preset.is_empty() && configs.is_empty()) {
+            let (_, state_dict) = crate::check::select_state_dict(&checkpoint);
+            let (_, names) = crate::check::strip_common_prefix(&state_dict.entries);
+            let inferred = arch::infer(&names);
+            let best = inferred.ranking.first().map(|s| s.preset.clone()).ok_or_else(|| {
+                err(ErrorKind::BadConfig, "cannot infer a model for this checkpoint: pick a preset or drop a config JSON")
+            })?;
+            arch::model_from_preset(&best)?
+        } else if preset.is_empty() {
+            arch::model_from_config_json(&configs)?
+        } else {
+            arch::model_from_preset(preset)?
+        };
+        let report = check(&checkpoint, &model, loader);
+        let markdown = report::to_markdown(&report);
+        Ok(CheckOutput {
+            checkpoint,
+            report,
+            markdown,
+        })
+    };
+    to_js(&run().map_err(js_error)?)
+}
