@@ -9,6 +9,7 @@
 //!   explanation and the fix;
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` facade the page's worker calls.
 #![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod arch;
 pub mod check;

@@ -99,7 +99,7 @@ impl Reader<'_> {
         match value_type {
             0 | 1 | 7 => 1,
             2 | 3 => 2,
-            4 | 5 | 6 => 4,
+            4..=6 => 4,
             10..=12 => 8,
             8 => {
                 if self.version == 1 {

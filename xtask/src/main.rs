@@ -1,1 +1,318 @@
-fn main() {}
+//! `cargo xtask serve|test|bench`: installs what is missing, builds the wasm
+//! and serves the page, or runs every test tier. No dependencies, so it
+//! builds in seconds on a fresh machine.
+//!
+//! Tiers of `test`: fmt check, clippy native and wasm32 (-D warnings), native
+//! tests, wasm-bindgen-test in headless Chromium, browser end-to-end tests
+//! with Playwright. A tier that cannot run fails loudly.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Must equal the `wasm-bindgen = "=x.y.z"` pin in Cargo.toml.
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repo")
+        .to_path_buf()
+}
+
+fn run(description: &str, command: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: {description}");
+    let status = command
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("{description}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{description}: failed ({status})"))
+    }
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
+}
+
+/// The wasm target and the pinned wasm-bindgen-cli.
+fn ensure_wasm_tools() -> Result<(), String> {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        run(
+            "installing the wasm32 target",
+            Command::new("rustup").args(["target", "add", WASM_TARGET]),
+        )?;
+    }
+    let version = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if !version.contains(WASM_BINDGEN_VERSION) {
+        // `--locked` fails with the registry's copy; plain install works (~5 min).
+        run(
+            &format!(
+                "installing wasm-bindgen-cli {WASM_BINDGEN_VERSION} (takes a few minutes once)"
+            ),
+            cargo().args([
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                WASM_BINDGEN_VERSION,
+            ]),
+        )?;
+    }
+    Ok(())
+}
+
+/// Build the wasm and lay out www/pkg and the demo checkpoint.
+fn build_web() -> Result<(), String> {
+    ensure_wasm_tools()?;
+    run(
+        "building the wasm",
+        cargo().args(["build", "--target", WASM_TARGET, "--lib", "--release"]),
+    )?;
+    let wasm = root()
+        .join("target")
+        .join(WASM_TARGET)
+        .join("release")
+        .join("ckptcheck.wasm");
+    run(
+        "generating the JS bindings",
+        Command::new("wasm-bindgen")
+            .args(["--target", "web", "--out-dir", "www/pkg", "--no-typescript"])
+            .arg(&wasm),
+    )?;
+    let demo_dir = root().join("www/demo");
+    std::fs::create_dir_all(&demo_dir).map_err(|e| format!("www/demo: {e}"))?;
+    std::fs::copy(
+        root().join("tests/fixtures/cn_clip/clip_cn_vit-l-14-336.shapes.pt"),
+        demo_dir.join("clip_cn_vit-l-14-336.shapes.pt"),
+    )
+    .map_err(|e| format!("copying the demo checkpoint: {e}"))?;
+    Ok(())
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+fn respond(mut stream: TcpStream) {
+    let mut line = String::new();
+    if BufReader::new(&stream).read_line(&mut line).is_err() {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("/");
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let relative = if path == "/" {
+        "index.html"
+    } else {
+        path.trim_start_matches('/')
+    };
+    let file = root().join(relative);
+    let inside = !relative.split('/').any(|part| part == "..");
+    let (status, body, kind) = match std::fs::read(&file) {
+        Ok(body) if inside && file.is_file() => ("200 OK", body, content_type(&file)),
+        _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
+    };
+    let header = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream
+        .write_all(header.as_bytes())
+        .and_then(|_| stream.write_all(&body));
+}
+
+fn serve(port: u16) -> Result<(), String> {
+    build_web()?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    println!("ckptcheck is served at http://127.0.0.1:{port}/ (Ctrl-C stops it)");
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || respond(stream));
+    }
+    Ok(())
+}
+
+fn debian_package_missing(name: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", name])
+        .is_none_or(|s| !s.contains("install ok installed"))
+}
+
+/// Debian's Chromium and its driver, Mesa's Vulkan CPU driver, Playwright.
+fn ensure_test_tools() -> Result<(), String> {
+    let missing: Vec<&str> = ["chromium", "chromium-driver", "mesa-vulkan-drivers"]
+        .into_iter()
+        .filter(|p| debian_package_missing(p))
+        .collect();
+    if !missing.is_empty() {
+        run(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
+        run(
+            &format!("installing {}", missing.join(", ")),
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !root()
+        .join("tests/e2e/node_modules/playwright-core")
+        .exists()
+    {
+        run(
+            "installing playwright-core (npm ci)",
+            Command::new("npm").args(["ci", "--prefix", "tests/e2e", "--no-audit", "--no-fund"]),
+        )?;
+    }
+    Ok(())
+}
+
+/// One test tier: runs, or says why it failed.
+type Tier = Box<dyn Fn() -> Result<(), String>>;
+
+fn test() -> Result<(), String> {
+    ensure_wasm_tools()?;
+    ensure_test_tools()?;
+    let chromedriver = "/usr/bin/chromedriver";
+    let tiers: Vec<(&str, Tier)> = vec![
+        (
+            "fmt",
+            Box::new(|| {
+                run(
+                    "cargo fmt --check",
+                    cargo().args(["fmt", "--all", "--", "--check"]),
+                )
+            }),
+        ),
+        (
+            "clippy native",
+            Box::new(|| {
+                run(
+                    "clippy (native)",
+                    cargo().args([
+                        "clippy",
+                        "--workspace",
+                        "--all-targets",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ]),
+                )
+            }),
+        ),
+        (
+            "clippy wasm32",
+            Box::new(|| {
+                run(
+                    "clippy (wasm32)",
+                    cargo().args([
+                        "clippy",
+                        "--lib",
+                        "--target",
+                        WASM_TARGET,
+                        "--",
+                        "-D",
+                        "warnings",
+                    ]),
+                )
+            }),
+        ),
+        (
+            "native tests",
+            Box::new(|| run("cargo test (native)", cargo().args(["test", "--workspace"]))),
+        ),
+        (
+            "wasm-bindgen-test",
+            Box::new(move || {
+                run(
+                    "wasm-bindgen-test in headless Chromium",
+                    cargo()
+                        .args(["test", "--target", WASM_TARGET, "--test", "web"])
+                        .env("CHROMEDRIVER", chromedriver),
+                )
+            }),
+        ),
+        (
+            "browser end-to-end",
+            Box::new(|| {
+                build_web()?;
+                run(
+                    "Playwright end-to-end tests",
+                    Command::new("node").args(["--test", "tests/e2e/"]),
+                )
+            }),
+        ),
+    ];
+    let mut failed = Vec::new();
+    let mut passed = 0;
+    for (name, tier) in &tiers {
+        match tier() {
+            Ok(()) => passed += 1,
+            Err(message) => {
+                eprintln!("xtask: tier {name} FAILED: {message}");
+                failed.push(*name);
+            }
+        }
+    }
+    println!("xtask tiers: {passed} passed, {} failed", failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed tiers: {}", failed.join(", ")))
+    }
+}
+
+fn bench() -> Result<(), String> {
+    let python = std::env::var("CKPTCHECK_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    run(
+        "inspect benchmark (bench/inspect_bench.py)",
+        Command::new(python).arg("bench/inspect_bench.py"),
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => {
+            let port = args
+                .iter()
+                .position(|a| a == "--port")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(8080);
+            serve(port)
+        }
+        Some("build-web") => build_web(),
+        Some("test") => test(),
+        Some("bench") => bench(),
+        _ => Err("usage: cargo xtask serve [--port N] | build-web | test | bench".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

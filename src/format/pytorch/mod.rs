@@ -69,6 +69,10 @@ pub fn torch_dtype(name: &str) -> Option<&'static str> {
         "complex128" => "C128",
         "float8_e4m3fn" => "F8_E4M3",
         "float8_e5m2" => "F8_E5M2",
+        "float8_e4m3fnuz" => "F8_E4M3FNUZ",
+        "float8_e5m2fnuz" => "F8_E5M2FNUZ",
+        "float8_e8m0fnu" => "F8_E8M0",
+        "float4_e2m1fn_x2" => "F4",
         _ => return None,
     })
 }
@@ -110,7 +114,16 @@ fn locate(
             .unwrap_or("F32");
         return Ok((dtype.to_string(), None, None));
     };
-    let dtype = storage_dtype(&storage.storage_type).ok_or_else(|| {
+    let dtype = match tensor.dtype_override.as_deref() {
+        Some(name) => Some(torch_dtype(name).ok_or_else(|| {
+            err(
+                ErrorKind::UnknownDtype,
+                format!("unknown dtype torch.{name}"),
+            )
+        })?),
+        None => storage_dtype(&storage.storage_type),
+    };
+    let dtype = dtype.ok_or_else(|| {
         err(
             ErrorKind::UnknownDtype,
             format!("unknown storage type torch.{}", storage.storage_type),

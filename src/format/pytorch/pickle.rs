@@ -187,6 +187,20 @@ impl Machine {
     }
 
     fn global(&mut self, module: String, name: String) -> Value {
+        // Protocol 2 pickles written by Python 3 store Python 2 module names;
+        // Python 3 maps them back on load (Lib/_compat_pickle.py), and so do
+        // we, so the audit names what would really be imported.
+        let module = match module.as_str() {
+            "__builtin__" | "exceptions" => "builtins".to_string(),
+            "commands" => "subprocess".to_string(),
+            "copy_reg" => "copyreg".to_string(),
+            "cPickle" => "pickle".to_string(),
+            "UserDict" | "UserList" | "UserString" => "collections".to_string(),
+            "Queue" => "queue".to_string(),
+            "urllib2" => "urllib.request".to_string(),
+            "httplib" => "http.client".to_string(),
+            _ => module,
+        };
         let key = (module, name);
         let index = match self.global_index.get(&key) {
             Some(index) => *index,
@@ -376,6 +390,22 @@ impl Machine {
                 let storage = items.first().cloned().unwrap_or(Value::None);
                 self.tensor(&storage, items.get(1..).unwrap_or(&[]), false, offset)
             }
+            "torch._utils._rebuild_tensor_v3" => {
+                // (storage, offset, size, stride, requires_grad, hooks, dtype):
+                // an untyped storage whose dtype is given as `torch.<dtype>`.
+                let storage = items.first().cloned().unwrap_or(Value::None);
+                let dtype = items
+                    .get(6)
+                    .and_then(|v| self.global_of(v))
+                    .map(|(_, n)| n.to_string());
+                let value = self.tensor(&storage, items.get(1..).unwrap_or(&[]), false, offset)?;
+                if let Value::Object(id) = &value {
+                    if let Some(Object::Tensor(tensor)) = self.objects.get_mut(*id) {
+                        tensor.dtype_override = dtype;
+                    }
+                }
+                Ok(value)
+            }
             "torch._utils._rebuild_qtensor" => {
                 let storage = items.first().cloned().unwrap_or(Value::None);
                 self.tensor(&storage, items.get(1..).unwrap_or(&[]), true, offset)
@@ -470,7 +500,7 @@ impl Machine {
     }
 
     fn set_items(&mut self, target: &Value, pairs: Vec<Value>, offset: u64) -> Result<()> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(bad("SETITEMS with an odd number of items", offset));
         }
         let id = match target {

@@ -1,0 +1,94 @@
+"""Inspect benchmark: how fast ckptcheck lists a multi-GB checkpoint, and how
+many bytes it reads, against the two Python routes people use, in one run.
+
+Generates (once, cached in bench/out/) a Chinese-CLIP ViT-H-14@RoBERTa-wwm-ext-
+large-chinese state dict (958 M parameters, fp32, 3.8 GB) as a torch.save .pt
+and as .safetensors, then times, warm from the page cache, median of 5:
+  - `ckptcheck inspect --json` (release build) on each file;
+  - `torch.load(path, mmap=True, weights_only=True)` + listing names/shapes;
+  - `safetensors.safe_open` + listing names/shapes;
+and prints ratios against the torch route, plus ckptcheck's bytes read.
+
+Run: `cargo xtask bench` or `python bench/inspect_bench.py` with a Python that
+has torch, safetensors and cn_clip (set CKPTCHECK_BENCH_PYTHON for xtask).
+Not a test: nothing here asserts a time.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+MODEL = "ViT-H-14@RoBERTa-wwm-ext-large-chinese"
+RUNS = 5
+
+
+def make_files():
+    import torch
+    from safetensors.torch import save_file
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    pt, st = OUT / "clip_cn_vit-h-14.pt", OUT / "clip_cn_vit-h-14.safetensors"
+    if pt.exists() and st.exists():
+        return pt, st
+    models = json.loads((ROOT / "tests/fixtures/cn_clip/models.json").read_text())
+    tensors = models["models"][MODEL]["tensors"]
+    dtypes = {"F32": torch.float32, "I64": torch.int64}
+    sd = {name: torch.zeros(shape, dtype=dtypes[dtype]) for name, shape, dtype in tensors}
+    torch.save({"epoch": 1, "step": 1, "state_dict": {"module." + k: v for k, v in sd.items()}}, pt)
+    save_file(sd, st)
+    return pt, st
+
+
+def median_time(fn):
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "--bin", "ckptcheck"], cwd=ROOT, check=True)
+    binary = ROOT / "target" / "release" / "ckptcheck"
+    pt, st = make_files()
+    import torch
+    from safetensors import safe_open
+
+    def ckptcheck(path):
+        out = subprocess.run([binary, "inspect", "--json", path], capture_output=True, check=True)
+        return json.loads(out.stdout)
+
+    def torch_route():
+        sd = torch.load(pt, mmap=True, weights_only=True, map_location="cpu")
+        return [(k, tuple(v.shape)) for k, v in sd["state_dict"].items()]
+
+    def safetensors_route():
+        with safe_open(st, framework="pt") as f:
+            return [(k, tuple(f.get_slice(k).get_shape())) for k in f.keys()]
+
+    for path in (pt, st):  # warm the page cache
+        ckptcheck(path)
+    torch_route()
+    safetensors_route()
+    rows = [
+        ("torch.load(mmap=True, weights_only=True) + shapes (.pt)", median_time(torch_route), None),
+        ("safetensors.safe_open + shapes (.safetensors)", median_time(safetensors_route), None),
+        ("ckptcheck inspect --json (.pt)", median_time(lambda: ckptcheck(pt)), ckptcheck(pt)["bytes_read"]),
+        ("ckptcheck inspect --json (.safetensors)", median_time(lambda: ckptcheck(st)), ckptcheck(st)["bytes_read"]),
+    ]
+    baseline = rows[0][1]
+    print(f"{MODEL}: .pt {pt.stat().st_size / 1e9:.2f} GB, .safetensors {st.stat().st_size / 1e9:.2f} GB; median of {RUNS}, warm cache")
+    print(f"{'route':60} {'seconds':>9} {'vs torch':>9} {'bytes read':>12}")
+    for name, seconds, read in rows:
+        print(f"{name:60} {seconds:9.4f} {baseline / seconds:8.1f}x {read if read is not None else '-':>12}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

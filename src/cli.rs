@@ -1,0 +1,337 @@
+//! The command line behind `src/main.rs`: parses arguments, calls the core, prints.
+//! `inspect`, `check`, `infer`, `diff`, `presets`. Exit codes: 0 success (or
+//! "loads"), 1 "won't load", 2 an input error, with one line naming the file.
+
+use ckptcheck::check::{check, Loader};
+use ckptcheck::source::{ByteSource, FileSource};
+use ckptcheck::{arch, format, report, Checkpoint, Error, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  ckptcheck inspect FILE... [--json]
+  ckptcheck check FILE... --config PRESET|PATH... [--loader strict|cn-clip|cn-clip-resume|hf] [--json]
+  ckptcheck infer FILE... [--json]
+  ckptcheck diff A B [--json]
+  ckptcheck presets [--json]
+
+FILE may be a folder (a sharded checkpoint with its index.json).";
+
+struct Args {
+    command: String,
+    files: Vec<PathBuf>,
+    configs: Vec<String>,
+    loader: Loader,
+    json: bool,
+}
+
+fn parse_args() -> Result<Args, Error> {
+    let mut args = std::env::args().skip(1);
+    let command = args
+        .next()
+        .ok_or_else(|| Error::new(ErrorKind::BadArgument, USAGE))?;
+    let mut parsed = Args {
+        command,
+        files: Vec::new(),
+        configs: Vec::new(),
+        loader: Loader::Strict,
+        json: false,
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => parsed.json = true,
+            "--loader" => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| Error::new(ErrorKind::BadArgument, "--loader needs a value"))?;
+                parsed.loader = Loader::parse(&value)?;
+            }
+            "--config" => {
+                let value = args.next().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::BadArgument,
+                        "--config needs a preset name or a path",
+                    )
+                })?;
+                parsed.configs.push(value);
+            }
+            "-h" | "--help" => return Err(Error::new(ErrorKind::BadArgument, USAGE)),
+            flag if flag.starts_with("--") => {
+                return Err(Error::new(
+                    ErrorKind::BadArgument,
+                    format!("unknown option {flag}\n{USAGE}"),
+                ))
+            }
+            _ => parsed.files.push(PathBuf::from(arg)),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Files given, with folders expanded to the files they hold.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("cannot list folder: {e}"))
+                        .in_file(&path.display().to_string())
+                })?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            out.extend(entries);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn read(paths: &[PathBuf]) -> Result<Checkpoint, Error> {
+    let paths = expand(paths)?;
+    let sources: Vec<FileSource> = paths
+        .iter()
+        .map(|p| FileSource::open(p))
+        .collect::<Result<_, _>>()?;
+    // In a folder, config JSONs sit next to the shards: keep only files that
+    // are checkpoints or a shard index.
+    let mut chosen: Vec<&dyn ByteSource> = Vec::new();
+    for source in &sources {
+        match format::detect(source) {
+            Ok(format::Format::Json) if sources.len() > 1 => {}
+            Ok(_) => chosen.push(source),
+            Err(e) if sources.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
+            Err(e) => return Err(e),
+        }
+    }
+    format::read_files(&chosen)
+}
+
+fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
+    match configs {
+        [] => Err(Error::new(
+            ErrorKind::BadArgument,
+            "check needs --config PRESET or --config PATH",
+        )),
+        [one] if !Path::new(one).exists() => arch::model_from_preset(one),
+        several => {
+            let mut texts = Vec::new();
+            for path in several {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(path)
+                })?;
+                texts.push((path.clone(), text));
+            }
+            arch::model_from_config_json(&texts)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    );
+}
+
+fn inspect_text(checkpoint: &Checkpoint) -> String {
+    let mut out = format!(
+        "{}: {} with {} tensors, {} parameters, {} ({} read)\n",
+        checkpoint.file,
+        checkpoint.format,
+        checkpoint.tensors.len(),
+        checkpoint.total_parameters(),
+        report::human_bytes(checkpoint.file_bytes),
+        report::human_bytes(checkpoint.bytes_read)
+    );
+    for (dtype, count) in checkpoint.parameters_by_dtype() {
+        out.push_str(&format!("  {dtype}: {count} parameters\n"));
+    }
+    if let Some(audit) = &checkpoint.pickle_audit {
+        if !audit.dangerous.is_empty() {
+            out.push_str(&format!(
+                "  UNSAFE pickle: references {} (never evaluated)\n",
+                audit.dangerous.join(", ")
+            ));
+        } else if !audit.weights_only_loads {
+            let refused: Vec<String> = audit
+                .globals
+                .iter()
+                .filter(|g| g.verdict != ckptcheck::checkpoint::GlobalVerdict::Allowed)
+                .map(|g| format!("{}.{}", g.module, g.name))
+                .collect();
+            out.push_str(&format!(
+                "  torch.load(weights_only=True) refuses: {}\n",
+                refused.join(", ")
+            ));
+        } else {
+            out.push_str("  pickle: only globals torch.load(weights_only=True) allows\n");
+        }
+    }
+    for value in checkpoint
+        .values
+        .iter()
+        .filter(|v| v.path.len() == 1)
+        .take(20)
+    {
+        out.push_str(&format!("  {} = {}\n", value.path.join("."), value.value));
+    }
+    for note in &checkpoint.notes {
+        out.push_str(&format!("  note: {note}\n"));
+    }
+    out.push_str(&tree(checkpoint));
+    out
+}
+
+/// Names as a tree: consecutive tensors sharing a prefix collapse into
+/// `prefix.{0..11}.*` lines so a 400-tensor model fits a screen.
+fn tree(checkpoint: &Checkpoint) -> String {
+    let mut out = String::new();
+    let mut last_group = String::new();
+    let mut group_count = 0usize;
+    let mut group_params = 0u64;
+    let flush = |out: &mut String, group: &str, count: usize, params: u64| {
+        if count > 0 {
+            out.push_str(&format!(
+                "  {group:<60} {count:>5} tensors {params:>14} params\n"
+            ));
+        }
+    };
+    for tensor in &checkpoint.tensors {
+        let key = tensor.path.join("/");
+        let parts: Vec<&str> = key.split(['.', '/']).collect();
+        let group = match parts.iter().position(|p| p.parse::<u64>().is_ok()) {
+            Some(i) => format!("{}.N.*", parts[..i].join(".")),
+            None => parts[..parts.len().saturating_sub(1)].join("."),
+        };
+        if group != last_group {
+            flush(&mut out, &last_group, group_count, group_params);
+            last_group = group;
+            group_count = 0;
+            group_params = 0;
+        }
+        group_count += 1;
+        group_params += tensor.numel();
+    }
+    flush(&mut out, &last_group, group_count, group_params);
+    out
+}
+
+fn run() -> Result<ExitCode, Error> {
+    let args = parse_args()?;
+    match args.command.as_str() {
+        "inspect" => {
+            if args.files.is_empty() {
+                return Err(Error::new(ErrorKind::BadArgument, "inspect needs a FILE"));
+            }
+            let checkpoint = read(&args.files)?;
+            if args.json {
+                print_json(&checkpoint);
+            } else {
+                print!("{}", inspect_text(&checkpoint));
+            }
+            if let Some(audit) = checkpoint
+                .pickle_audit
+                .as_ref()
+                .filter(|a| !a.dangerous.is_empty())
+            {
+                eprintln!(
+                    "{}: unsafe pickle: references {} (torch.load(weights_only=True) refuses it; never evaluated)",
+                    checkpoint.file,
+                    audit.dangerous.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "check" => {
+            let checkpoint = read(&args.files)?;
+            let model = model_from(&args.configs)?;
+            let report = check(&checkpoint, &model, args.loader);
+            if args.json {
+                print_json(&report);
+            } else {
+                print!("{}", report::to_text(&report));
+            }
+            Ok(if report.loads {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        "infer" => {
+            let checkpoint = read(&args.files)?;
+            let (_, state_dict) = ckptcheck::check::select_state_dict(&checkpoint);
+            let (_, names) = ckptcheck::check::strip_common_prefix(&state_dict.entries);
+            let inferred = arch::infer(&names);
+            if args.json {
+                print_json(&inferred);
+            } else {
+                println!("family: {}", inferred.family);
+                match &inferred.preset {
+                    Some(p) => println!("preset: {p} (exact match)"),
+                    None => println!("preset: none matches exactly"),
+                }
+                for field in &inferred.fields {
+                    println!("  {} = {}   ({})", field.field, field.value, field.evidence);
+                }
+                for note in &inferred.undetermined {
+                    println!("  undetermined: {note}");
+                }
+                for score in inferred.ranking.iter().take(5) {
+                    println!("  {:<50} {} findings", score.preset, score.findings);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "diff" => {
+            let [a, b] = args.files.as_slice() else {
+                return Err(Error::new(
+                    ErrorKind::BadArgument,
+                    "diff needs exactly two files",
+                ));
+            };
+            let left = read(std::slice::from_ref(a))?;
+            let right = read(std::slice::from_ref(b))?;
+            let diff = ckptcheck::check::diff(&left, &right);
+            if args.json {
+                print_json(&diff);
+            } else {
+                print!("{}", ckptcheck::check::diff_text(&diff));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "presets" => {
+            let presets = arch::presets();
+            if args.json {
+                let list: Vec<_> = presets
+                    .iter()
+                    .map(|(name, family, description)| serde_json::json!({"name": name, "family": family, "description": description}))
+                    .collect();
+                print_json(&list);
+            } else {
+                for (name, family, description) in presets {
+                    println!("{name:<50} {family:<10} {description}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(Error::new(
+            ErrorKind::BadArgument,
+            format!("unknown command {other:?}\n{USAGE}"),
+        )),
+    }
+}
+
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ckptcheck: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
