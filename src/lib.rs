@@ -14,6 +14,7 @@
 pub mod arch;
 pub mod check;
 pub mod checkpoint;
+pub mod dtype;
 pub mod error;
 pub mod format;
 pub mod report;

@@ -1,0 +1,212 @@
+//! Element decoding: raw little- or big-endian bytes of any plain dtype to
+//! f32, for the weight scan and the forward pass. Block-quantized GGUF types
+//! are dequantized elsewhere (per block); this module handles one element per
+//! fixed number of bits. Conversions follow IEEE 754 and the OCP FP8 spec
+//! (E4M3FN has no infinities, one NaN pattern; E5M2 is IEEE-like).
+
+use crate::error::{err, ErrorKind, Result};
+
+/// Bytes per element of a plain byte-aligned dtype.
+pub fn element_bytes(dtype: &str) -> Option<usize> {
+    match crate::checkpoint::dtype_size_bits(dtype)? {
+        bits if bits % 8 == 0 => Some((bits / 8) as usize),
+        _ => None,
+    }
+}
+
+/// IEEE half to f32.
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let sign = ((bits >> 15) as u32) << 31;
+    let exponent = ((bits >> 10) & 0x1f) as u32;
+    let mantissa = (bits & 0x3ff) as u32;
+    let value = match exponent {
+        0 if mantissa == 0 => sign,
+        0 => {
+            // Subnormal: normalise.
+            let mut e = 127 - 15 + 1;
+            let mut m = mantissa;
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((m & 0x3ff) << 13)
+        }
+        0x1f => sign | 0x7f80_0000 | (mantissa << 13),
+        _ => sign | ((exponent + 127 - 15) << 23) | (mantissa << 13),
+    };
+    f32::from_bits(value)
+}
+
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// FP8 E4M3FN: bias 7, no infinities, S.1111.111 is NaN.
+pub fn f8_e4m3fn_to_f32(bits: u8) -> f32 {
+    let sign = if bits & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exponent = ((bits >> 3) & 0x0f) as i32;
+    let mantissa = (bits & 0x07) as f32;
+    if exponent == 0x0f && bits & 0x07 == 0x07 {
+        return f32::NAN;
+    }
+    if exponent == 0 {
+        sign * mantissa / 8.0 * 2f32.powi(-6)
+    } else {
+        sign * (1.0 + mantissa / 8.0) * 2f32.powi(exponent - 7)
+    }
+}
+
+/// FP8 E5M2: bias 15, IEEE-like infinities and NaNs.
+pub fn f8_e5m2_to_f32(bits: u8) -> f32 {
+    f16_to_f32((bits as u16) << 8)
+}
+
+/// FP8 E4M3FNUZ: bias 8, 0x80 is the only NaN, no negative zero.
+pub fn f8_e4m3fnuz_to_f32(bits: u8) -> f32 {
+    if bits == 0x80 {
+        return f32::NAN;
+    }
+    let sign = if bits & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exponent = ((bits >> 3) & 0x0f) as i32;
+    let mantissa = (bits & 0x07) as f32;
+    if exponent == 0 {
+        sign * mantissa / 8.0 * 2f32.powi(-7)
+    } else {
+        sign * (1.0 + mantissa / 8.0) * 2f32.powi(exponent - 8)
+    }
+}
+
+/// FP8 E5M2FNUZ: bias 16, 0x80 is the only NaN.
+pub fn f8_e5m2fnuz_to_f32(bits: u8) -> f32 {
+    if bits == 0x80 {
+        return f32::NAN;
+    }
+    let sign = if bits & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exponent = ((bits >> 2) & 0x1f) as i32;
+    let mantissa = (bits & 0x03) as f32;
+    if exponent == 0 {
+        sign * mantissa / 4.0 * 2f32.powi(-15)
+    } else {
+        sign * (1.0 + mantissa / 4.0) * 2f32.powi(exponent - 16)
+    }
+}
+
+/// E8M0 scale: 2^(bits - 127), 0xff is NaN.
+pub fn f8_e8m0_to_f32(bits: u8) -> f32 {
+    if bits == 0xff {
+        f32::NAN
+    } else {
+        2f32.powi(bits as i32 - 127)
+    }
+}
+
+/// Decode whole elements of `dtype` from `bytes` (a multiple of the element
+/// size) into `out`, appending. Complex numbers give their real and
+/// imaginary parts as two values.
+pub fn decode_into(dtype: &str, bytes: &[u8], big_endian: bool, out: &mut Vec<f32>) -> Result<()> {
+    let size = element_bytes(dtype)
+        .ok_or_else(|| err(ErrorKind::UnknownDtype, format!("cannot decode elements of dtype {dtype}")))?;
+    if bytes.len() % size != 0 {
+        return Err(err(ErrorKind::Truncated, format!("{} bytes is not a whole number of {dtype} elements", bytes.len())));
+    }
+    let fixed = |chunk: &[u8]| -> [u8; 8] {
+        let mut array = [0u8; 8];
+        if big_endian {
+            for (i, b) in chunk.iter().rev().enumerate() {
+                array[i] = *b;
+            }
+        } else {
+            array[..chunk.len()].copy_from_slice(chunk);
+        }
+        array
+    };
+    out.reserve(bytes.len() / size);
+    match dtype {
+        "C64" => {
+            for chunk in bytes.chunks_exact(4) {
+                let a = fixed(chunk);
+                out.push(f32::from_le_bytes([a[0], a[1], a[2], a[3]]));
+            }
+            return Ok(());
+        }
+        "C128" => {
+            for chunk in bytes.chunks_exact(8) {
+                out.push(f64::from_le_bytes(fixed(chunk)) as f32);
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    for chunk in bytes.chunks_exact(size) {
+        let a = fixed(chunk);
+        let value = match dtype {
+            "F32" => f32::from_le_bytes([a[0], a[1], a[2], a[3]]),
+            "F16" => f16_to_f32(u16::from_le_bytes([a[0], a[1]])),
+            "BF16" => bf16_to_f32(u16::from_le_bytes([a[0], a[1]])),
+            "F64" => f64::from_le_bytes(a) as f32,
+            "F8_E4M3" => f8_e4m3fn_to_f32(a[0]),
+            "F8_E5M2" => f8_e5m2_to_f32(a[0]),
+            "F8_E4M3FNUZ" => f8_e4m3fnuz_to_f32(a[0]),
+            "F8_E5M2FNUZ" => f8_e5m2fnuz_to_f32(a[0]),
+            "F8_E8M0" => f8_e8m0_to_f32(a[0]),
+            "BOOL" => (a[0] != 0) as u8 as f32,
+            "U8" | "QU8" => a[0] as f32,
+            "I8" | "QI8" => a[0] as i8 as f32,
+            "I16" => i16::from_le_bytes([a[0], a[1]]) as f32,
+            "U16" => u16::from_le_bytes([a[0], a[1]]) as f32,
+            "I32" | "QI32" => i32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f32,
+            "U32" => u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f32,
+            "I64" => i64::from_le_bytes(a) as f32,
+            "U64" => u64::from_le_bytes(a) as f32,
+            other => return Err(err(ErrorKind::UnknownDtype, format!("cannot decode elements of dtype {other}"))),
+        };
+        out.push(value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_matches_ieee() {
+        let cases: &[(u16, f32)] = &[
+            (0x0000, 0.0),
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x7bff, 65504.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x7c00, f32::INFINITY),
+        ];
+        for (bits, value) in cases {
+            assert_eq!(f16_to_f32(*bits), *value, "{bits:#06x}");
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+    }
+
+    #[test]
+    fn fp8_formats_match_the_ocp_tables() {
+        assert_eq!(f8_e4m3fn_to_f32(0x7e), 448.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x38), 1.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x01), 2f32.powi(-9));
+        assert!(f8_e4m3fn_to_f32(0x7f).is_nan());
+        assert_eq!(f8_e5m2_to_f32(0x7b), 57344.0);
+        assert_eq!(f8_e5m2_to_f32(0x3c), 1.0);
+        assert_eq!(f8_e5m2_to_f32(0x7c), f32::INFINITY);
+        assert_eq!(f8_e4m3fnuz_to_f32(0x40), 1.0);
+        assert_eq!(f8_e5m2fnuz_to_f32(0x40), 1.0);
+        assert_eq!(f8_e8m0_to_f32(127), 1.0);
+    }
+
+    #[test]
+    fn decoding_respects_byte_order_and_element_size() {
+        let mut out = Vec::new();
+        decode_into("F32", &1.5f32.to_be_bytes(), true, &mut out).unwrap();
+        decode_into("I16", &(-3i16).to_le_bytes(), false, &mut out).unwrap();
+        assert_eq!(out, vec![1.5, -3.0]);
+        assert_eq!(decode_into("F32", &[0, 0, 0], false, &mut out).unwrap_err().kind, ErrorKind::Truncated);
+        assert_eq!(decode_into("Q4_0", &[0; 18], false, &mut out).unwrap_err().kind, ErrorKind::UnknownDtype);
+    }
+}
