@@ -195,6 +195,7 @@ fn tree(checkpoint: &Checkpoint) -> String {
     let mut group_params = 0u64;
     let flush = |out: &mut String, group: &str, count: usize, params: u64| {
         if count > 0 {
+            let group = if group.is_empty() { "(root)" } else { group };
             out.push_str(&format!(
                 "  {group:<60} {count:>5} tensors {params:>14} params\n"
             ));

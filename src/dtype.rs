@@ -104,10 +104,20 @@ pub fn f8_e8m0_to_f32(bits: u8) -> f32 {
 /// size) into `out`, appending. Complex numbers give their real and
 /// imaginary parts as two values.
 pub fn decode_into(dtype: &str, bytes: &[u8], big_endian: bool, out: &mut Vec<f32>) -> Result<()> {
-    let size = element_bytes(dtype)
-        .ok_or_else(|| err(ErrorKind::UnknownDtype, format!("cannot decode elements of dtype {dtype}")))?;
+    let size = element_bytes(dtype).ok_or_else(|| {
+        err(
+            ErrorKind::UnknownDtype,
+            format!("cannot decode elements of dtype {dtype}"),
+        )
+    })?;
     if bytes.len() % size != 0 {
-        return Err(err(ErrorKind::Truncated, format!("{} bytes is not a whole number of {dtype} elements", bytes.len())));
+        return Err(err(
+            ErrorKind::Truncated,
+            format!(
+                "{} bytes is not a whole number of {dtype} elements",
+                bytes.len()
+            ),
+        ));
     }
     let fixed = |chunk: &[u8]| -> [u8; 8] {
         let mut array = [0u8; 8];
@@ -158,7 +168,12 @@ pub fn decode_into(dtype: &str, bytes: &[u8], big_endian: bool, out: &mut Vec<f3
             "U32" => u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f32,
             "I64" => i64::from_le_bytes(a) as f32,
             "U64" => u64::from_le_bytes(a) as f32,
-            other => return Err(err(ErrorKind::UnknownDtype, format!("cannot decode elements of dtype {other}"))),
+            other => {
+                return Err(err(
+                    ErrorKind::UnknownDtype,
+                    format!("cannot decode elements of dtype {other}"),
+                ))
+            }
         };
         out.push(value);
     }
@@ -206,7 +221,17 @@ mod tests {
         decode_into("F32", &1.5f32.to_be_bytes(), true, &mut out).unwrap();
         decode_into("I16", &(-3i16).to_le_bytes(), false, &mut out).unwrap();
         assert_eq!(out, vec![1.5, -3.0]);
-        assert_eq!(decode_into("F32", &[0, 0, 0], false, &mut out).unwrap_err().kind, ErrorKind::Truncated);
-        assert_eq!(decode_into("Q4_0", &[0; 18], false, &mut out).unwrap_err().kind, ErrorKind::UnknownDtype);
+        assert_eq!(
+            decode_into("F32", &[0, 0, 0], false, &mut out)
+                .unwrap_err()
+                .kind,
+            ErrorKind::Truncated
+        );
+        assert_eq!(
+            decode_into("Q4_0", &[0; 18], false, &mut out)
+                .unwrap_err()
+                .kind,
+            ErrorKind::UnknownDtype
+        );
     }
 }
