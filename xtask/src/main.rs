@@ -132,8 +132,14 @@ fn respond(mut stream: TcpStream) {
         Ok(body) if inside && file.is_file() => ("200 OK", body, content_type(&file)),
         _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
     };
+    // www/sw.js may control the whole site (the page at /), not only www/.
+    let scope = if relative == "www/sw.js" {
+        "Service-Worker-Allowed: /\r\n"
+    } else {
+        ""
+    };
     let header = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n{scope}Connection: close\r\n\r\n",
         body.len()
     );
     let _ = stream

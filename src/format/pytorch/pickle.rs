@@ -124,7 +124,16 @@ enum StackItem {
     Value(Value),
 }
 
+/// Dict keys that can be hashed (the ones state dicts use).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum DictKey {
+    Str(String),
+    Int(i64),
+}
+
 struct Machine {
+    /// `(dict, key) -> entry index`, for O(1) repeated-key lookups.
+    dict_index: HashMap<(ObjectId, DictKey), usize>,
     stack: Vec<StackItem>,
     memo: HashMap<u64, Value>,
     objects: Vec<Object>,
@@ -515,14 +524,28 @@ impl Machine {
         match object {
             Object::Dict { entries, .. } => {
                 while let (Some(key), Some(value)) = (iterator.next(), iterator.next()) {
-                    // A repeated key replaces the value in place, as in Python.
-                    if let Some(slot) = entries
-                        .iter_mut()
-                        .find(|(k, _)| *k == key && !matches!(k, Value::Object(_)))
-                    {
-                        slot.1 = value;
-                    } else {
-                        entries.push((key, value));
+                    // A repeated key replaces the value in place, as in
+                    // Python. String and integer keys (every state dict) are
+                    // found through an index, so a dict of n keys costs O(n).
+                    let hashable = match &key {
+                        Value::Str(text) => Some(DictKey::Str(text.clone())),
+                        Value::Int(number) => Some(DictKey::Int(*number)),
+                        _ => None,
+                    };
+                    let existing = match &hashable {
+                        Some(hashed) => self.dict_index.get(&(id, hashed.clone())).copied(),
+                        None => entries
+                            .iter()
+                            .position(|(k, _)| *k == key && !matches!(k, Value::Object(_))),
+                    };
+                    match existing.and_then(|index| entries.get_mut(index)) {
+                        Some(slot) => slot.1 = value,
+                        None => {
+                            if let Some(hashed) = hashable {
+                                self.dict_index.insert((id, hashed), entries.len());
+                            }
+                            entries.push((key, value));
+                        }
                     }
                 }
                 Ok(())
@@ -588,6 +611,15 @@ fn read_line(cursor: &mut Cursor) -> Result<String> {
 }
 
 fn take_len(cursor: &mut Cursor, len: u64) -> Result<Vec<u8>> {
+    // A length past the end is a truncated (or lying) file; only a length
+    // the file could hold is judged against the cap.
+    if len > cursor.remaining() {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!("pickle value of {len} bytes runs past the end of the data"),
+        )
+        .at(cursor.position()));
+    }
     if len > MAX_STRING {
         return Err(err(
             ErrorKind::LimitExceeded,
@@ -657,6 +689,7 @@ fn unquote(text: &str) -> String {
 /// Run one pickle from the cursor's position to its STOP.
 pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
     let mut machine = Machine {
+        dict_index: HashMap::new(),
         stack: Vec::new(),
         memo: HashMap::new(),
         objects: Vec::new(),
@@ -1056,7 +1089,7 @@ mod tests {
     #[test]
     fn protocol_2_ordered_dict_with_memo() {
         // pickle.dumps(OrderedDict(a=1, b=[1.5]), protocol=2)
-        let bytes = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aq\x02K\x01X\x01\x00\x00\x00bq\x03]q\x04G?\xf8\x00\x00\x00\x00\x00\x00aus.";
+        let bytes = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aq\x02K\x01X\x01\x00\x00\x00bq\x03]q\x04G?\xf8\x00\x00\x00\x00\x00\x00au.";
         let pickle = run_bytes(bytes).unwrap();
         match pickle.object(&pickle.root) {
             Some(Object::Dict { entries, .. }) => {
