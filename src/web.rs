@@ -147,6 +147,8 @@ pub fn inspect_files(files: js_sys::Array) -> std::result::Result<JsValue, JsErr
 struct CheckOutput {
     checkpoint: crate::Checkpoint,
     report: crate::check::CheckReport,
+    /// "Loads" or "Won't load: 0 missing, 144 unexpected, 153 size mismatches".
+    verdict: String,
     markdown: String,
 }
 
@@ -177,9 +179,11 @@ pub fn check_files(
         };
         let report = check(&checkpoint, &model, loader);
         let markdown = report::to_markdown(&report);
+        let verdict = report::verdict_line(&report);
         Ok(CheckOutput {
             checkpoint,
             report,
+            verdict,
             markdown,
         })
     };
