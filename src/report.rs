@@ -166,7 +166,7 @@ pub fn explain(
     let strip = |k: &str| aligned(k, model_prefix.or(state_prefixed)).to_string();
     let mut attributed: std::collections::HashSet<String> = std::collections::HashSet::new();
     for field in &inferred.fields {
-        let Some(model_value) = model.config.get(&field.field) else {
+        let Some(model_value) = config_field(&model.config, &field.field) else {
             continue;
         };
         if normalised(model_value) == normalised(&field.value) {
@@ -277,6 +277,16 @@ pub fn explain(
     }
     causes.sort_by_key(|c| std::cmp::Reverse(c.missing + c.unexpected + c.size_mismatches));
     causes
+}
+
+/// A config field by name; families with nested configs (open_clip's
+/// `vision_cfg`, HF CLIP's `text_config`) name inner fields with dots.
+fn config_field<'a>(config: &'a Value, field: &str) -> Option<&'a Value> {
+    config.get(field).or_else(|| {
+        field
+            .split('.')
+            .try_fold(config, |value, part| value.get(part))
+    })
 }
 
 fn display(value: &Value) -> String {
