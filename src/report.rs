@@ -114,6 +114,29 @@ pub fn explain(
         }
     }
 
+    // A checkpoint of another family: that is the cause of everything.
+    if inferred.family != model.family && inferred.family != "unknown" && !inferred.family.is_empty() {
+        let missing = result.missing_keys.len();
+        let unexpected = result.unexpected_keys.len();
+        let size_mismatches = result.size_mismatches.len();
+        causes.push(Cause {
+            field: "family".to_string(),
+            checkpoint: Value::String(inferred.family.clone()),
+            model: Value::String(model.family.clone()),
+            missing,
+            unexpected,
+            size_mismatches,
+            text: format!(
+                "model family: the checkpoint is a {} model{}, the model is {} — {}",
+                family_name(&inferred.family),
+                inferred.preset.as_ref().map(|p| format!(" ({p})")).unwrap_or_default(),
+                family_name(&model.family),
+                counts_text(missing, unexpected, size_mismatches)
+            ),
+        });
+        return causes;
+    }
+
     // 2. Config fields that differ, with the findings they cause, counted on
     // the keys aligned as if the prefix were right.
     let checkpoint_model = rebuild(model, inferred);
@@ -287,6 +310,15 @@ fn config_field<'a>(config: &'a Value, field: &str) -> Option<&'a Value> {
             .split('.')
             .try_fold(config, |value, part| value.get(part))
     })
+}
+
+fn family_name(family: &str) -> &str {
+    match family {
+        "cn_clip" => "Chinese-CLIP",
+        "open_clip" => "OpenAI CLIP / open_clip",
+        "hf" => "Hugging Face transformers",
+        other => other,
+    }
 }
 
 fn display(value: &Value) -> String {
