@@ -6,11 +6,13 @@
 //! plain serializable data the CLI and the page both render. The GPU run
 //! itself lives in `gpu::verify` (it is async in the browser).
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{err, ErrorKind, Result};
 use crate::npy;
 use crate::reference::model::{default_image, default_tokens, forward, Input, ModelDesc, Tower};
 use crate::reference::Cpu;
-use crate::weights::{TensorStats, WeightSource};
+use crate::source::ByteSource;
+use crate::weights::{CheckpointWeights, Clock, TensorStats};
 use serde::Serialize;
 
 /// Which device runs the pass.
@@ -169,18 +171,24 @@ pub struct Run {
     pub device: String,
 }
 
-/// Run the plan on the CPU reference. `clock` gives milliseconds.
-pub fn run_cpu(
+/// The weights of `checkpoint` for `plan`, read lazily from `sources`.
+pub fn weights_for<'a>(
+    checkpoint: &Checkpoint,
+    sources: Vec<&'a dyn ByteSource>,
     plan: &Plan,
-    weights: &dyn WeightSource,
-    read_ms: &dyn Fn() -> f64,
-    clock: &dyn Fn() -> f64,
-) -> Result<Run> {
+    clock: &'a Clock,
+) -> Result<CheckpointWeights<'a>> {
+    Ok(CheckpointWeights::new(checkpoint, sources, clock)?
+        .with_base_prefix(&plan.tower.base_prefix()))
+}
+
+/// Run the plan on the CPU reference.
+pub fn run_cpu(plan: &Plan, weights: &CheckpointWeights, clock: &Clock) -> Result<Run> {
     let start = clock();
-    let read_before = read_ms();
+    let read_before = weights.read_ms();
     let out = forward(&mut Cpu, weights, &plan.tower, &plan.input, plan.layers_run)?;
     let total = clock() - start;
-    let read = read_ms() - read_before;
+    let read = weights.read_ms() - read_before;
     Ok(Run {
         output: out.data,
         read_ms: read,
@@ -189,6 +197,27 @@ pub fn run_cpu(
         device_memory_bytes: None,
         device: "cpu".to_string(),
     })
+}
+
+/// Plan, run on the CPU reference and judge: `verify --device cpu`.
+pub fn verify_cpu(
+    checkpoint: &Checkpoint,
+    sources: Vec<&dyn ByteSource>,
+    desc: &ModelDesc,
+    input: Option<npy::Array>,
+    layers: Option<usize>,
+    clock: &Clock,
+) -> Result<Verdict> {
+    let plan = plan(desc, input, layers)?;
+    let weights = weights_for(checkpoint, sources, &plan, clock)?;
+    let run = run_cpu(&plan, &weights, clock)?;
+    Ok(verdict(
+        &plan,
+        run,
+        None,
+        &weights.stats(),
+        weights.bytes_read(),
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

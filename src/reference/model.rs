@@ -576,7 +576,13 @@ fn hf(c: &Value) -> Result<ModelDesc> {
                 }
             }
             let roberta = model_type != "bert";
-            let pad = get_usize_or(c, "pad_token_id", if roberta { 1 } else { 0 })? as u32;
+            let pad = match c.get("pad_token_id") {
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad(format!("config field \"pad_token_id\" must be a token id, got {n}")))?,
+                _ => u32::from(roberta),
+            };
             let hidden = get_usize(c, "hidden_size")?;
             let heads = get_usize(c, "num_attention_heads")?;
             divide("hidden_size / num_attention_heads", hidden, heads)?;
