@@ -380,7 +380,7 @@ pub fn to_text(v: &Verdict) -> String {
         v.input
     );
     out.push_str(&format!(
-        "  output: {} NaN, {} Inf, rms {:.4e}, first values {:?}\n",
+        "  output: {} NaN, {} Inf, rms of finite values {:.4e}, first values {:?}\n",
         v.n_nan, v.n_inf, v.output_rms, v.output_head
     ));
     if let Some(c) = &v.comparison {
