@@ -154,3 +154,53 @@ fn a_wrong_head_count_passes_a_shape_check_but_not_the_forward_pass() {
         "a wrong head count went unnoticed ({max_err:e})"
     );
 }
+
+/// The GPU (lavapipe without a GPU) on every fixture: PyTorch's output
+/// within 1e-4, and the verdict's own comparison with the CPU reference.
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_matches_pytorch_and_the_cpu_reference_on_every_fixture_model() {
+    let ctx = match pollster::block_on(ckptcheck::gpu::Context::new()) {
+        Ok(ctx) => ctx,
+        Err(reason) => {
+            if std::env::var("CKPTCHECK_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("no GPU adapter but CKPTCHECK_REQUIRE_GPU=1: {reason}");
+            }
+            eprintln!("skipped: no GPU adapter: {reason}");
+            return;
+        }
+    };
+    for case in &manifest() {
+        let name = case["name"].as_str().expect("name");
+        let files: Vec<FileSource> = strings(&case["files"])
+            .iter()
+            .map(|f| FileSource::open(&dir().join(f)).expect("open"))
+            .collect();
+        let sources: Vec<&dyn ByteSource> = files.iter().map(|f| f as &dyn ByteSource).collect();
+        let checkpoint = format::read_files(&sources).expect("checkpoint");
+        let input = npy_file(case["input"].as_str().expect("input"));
+        let verdict = pollster::block_on(ckptcheck::gpu::verify::verify_gpu(
+            &ctx,
+            &checkpoint,
+            sources,
+            &desc(case),
+            Some(input),
+            None,
+            &clock,
+            true,
+        ))
+        .expect("gpu verify");
+        assert!(verdict.passed, "{name}: {:?}", verdict.problems);
+        let comparison = verdict.comparison.as_ref().expect("compared");
+        assert!(
+            comparison.max_rel_err < 1e-5,
+            "{name}: gpu vs cpu {comparison:?}"
+        );
+        assert!(verdict.run.device_memory_bytes.is_some_and(|b| b > 0));
+        let npy::Array::F32 { data, .. } = npy_file(case["output"].as_str().expect("output"))
+        else {
+            panic!("{name}: output is not float32");
+        };
+        assert_close(&format!("{name} (gpu)"), &verdict.run.output, &data);
+    }
+}

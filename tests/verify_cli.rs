@@ -194,3 +194,44 @@ fn verify_exits_2_on_input_errors() {
         "shape [48, 3, 8, 8] in the checkpoint, the config says [768, 3, 16, 16]",
     );
 }
+
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn verify_on_the_gpu_needs_the_gpu_feature() {
+    let (code, _, stderr) = run(&["verify", &fixture("hf_bert"), "--device", "gpu"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("built without the gpu feature"), "{stderr}");
+}
+
+/// With the feature, the GPU run is compared with the CPU reference in the
+/// same verdict. Without an adapter `--device gpu` exits 2 (it could not run
+/// as asked), which CKPTCHECK_REQUIRE_GPU=1 turns into a failure here.
+#[cfg(feature = "gpu")]
+#[test]
+fn verify_on_the_gpu_compares_with_the_cpu_reference() {
+    let (code, stdout, stderr) =
+        run(&["verify", &fixture("hf_llama"), "--device", "gpu", "--json"]);
+    if code == 2
+        && stderr.contains("no GPU adapter")
+        && std::env::var("CKPTCHECK_REQUIRE_GPU").as_deref() != Ok("1")
+    {
+        eprintln!("skipped: {stderr}");
+        return;
+    }
+    assert_eq!(code, 0, "{stderr}");
+    let verdict: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(verdict["comparison"]["against"], "cpu reference");
+    assert!(
+        verdict["comparison"]["max_rel_err"]
+            .as_f64()
+            .expect("error")
+            < 1e-5
+    );
+    assert!(
+        verdict["run"]["device_memory_bytes"]
+            .as_u64()
+            .expect("memory")
+            > 0
+    );
+    assert_eq!(verdict["reference_run"]["device"], "cpu");
+}
