@@ -408,6 +408,42 @@ impl WeightSource for MemoryWeights {
     }
 }
 
+/// Made-up weights for any name and shape, deterministic per name: for
+/// benchmarks and smoke tests of full-size graphs without a checkpoint.
+/// Norm scales are near 1, everything else uniform with variance
+/// 1 / fan_in (the last dimension), so activations stay of order 1.
+/// `has` answers false, so optional tensors (untied LM heads) are skipped.
+#[derive(Default)]
+pub struct RandomWeights;
+
+impl WeightSource for RandomWeights {
+    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let n: usize = shape.iter().product();
+        let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let norm = name.contains("norm") || name.contains("ln_") || name.contains("LayerNorm");
+        let fan_in = shape.last().copied().unwrap_or(1).max(1) as f32;
+        let bound = (3.0 / fan_in).sqrt();
+        Ok((0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let unit = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+                if norm && name.ends_with("weight") {
+                    1.0 + 0.1 * unit
+                } else {
+                    unit * bound
+                }
+            })
+            .collect())
+    }
+    fn has(&self, _name: &str) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

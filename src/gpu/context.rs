@@ -146,7 +146,13 @@ impl Context {
             })
             .await
             .map_err(|e| format!("the adapter {} refused a device: {e}", info.name))?;
-        let name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        // Browsers hide the adapter's name (WebGPU's privacy rules).
+        let label = if info.name.is_empty() {
+            "WebGPU adapter"
+        } else {
+            info.name.as_str()
+        };
+        let name = format!("{label} ({:?}, {:?})", info.backend, info.device_type);
         Ok(Context::with_device(device, queue, name, limits))
     }
 
