@@ -18,9 +18,14 @@ const USAGE: &str = "usage:
   ckptcheck diff A B [--json]
   ckptcheck presets [--json]
   ckptcheck verify FILE... [--config PRESET|PATH...] [--device gpu|cpu] [--layers K]
-                   [--input x.npy] [--output out.npy] [--json]
+                   [--input x.npy] [--output out.npy] [--no-reference] [--json]
 
-FILE may be a folder (a sharded checkpoint with its index.json).";
+FILE may be a folder (a sharded checkpoint with its index.json).
+verify runs the model on a deterministic input (or --input: float32 image
+[1,3,R,R] or int64 token ids [1,T]) on the GPU (default, when there is one)
+or the CPU reference; a GPU run is compared with the CPU reference on the
+same blocks unless --no-reference. Give two --config flags for a
+Chinese-CLIP vision + text JSON pair.";
 
 struct Args {
     command: String,
@@ -32,6 +37,7 @@ struct Args {
     layers: Option<usize>,
     input: Option<PathBuf>,
     output: Option<PathBuf>,
+    no_reference: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -49,10 +55,12 @@ fn parse_args() -> Result<Args, Error> {
         layers: None,
         input: None,
         output: None,
+        no_reference: false,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => parsed.json = true,
+            "--no-reference" => parsed.no_reference = true,
             "--loader" => {
                 let value = args
                     .next()
@@ -447,7 +455,7 @@ fn verify(args: &Args) -> Result<ExitCode, Error> {
         sources,
         &desc,
         input,
-        args.layers,
+        (args.layers, !args.no_reference),
         &clock,
     )?;
     if let Some(path) = &args.output {
@@ -475,7 +483,7 @@ fn run_verify(
     sources: Vec<&dyn ByteSource>,
     desc: &ModelDesc,
     input: Option<npy::Array>,
-    layers: Option<usize>,
+    (layers, _): (Option<usize>, bool),
     clock: &ckptcheck::weights::Clock,
 ) -> Result<verify::Verdict, Error> {
     if device == Some(verify::Device::Gpu) {
@@ -494,7 +502,7 @@ fn run_verify(
     sources: Vec<&dyn ByteSource>,
     desc: &ModelDesc,
     input: Option<npy::Array>,
-    layers: Option<usize>,
+    (layers, compare): (Option<usize>, bool),
     clock: &ckptcheck::weights::Clock,
 ) -> Result<verify::Verdict, Error> {
     if device == Some(verify::Device::Cpu) {
@@ -502,7 +510,7 @@ fn run_verify(
     }
     match pollster::block_on(ckptcheck::gpu::Context::new()) {
         Ok(context) => pollster::block_on(ckptcheck::gpu::verify::verify_gpu(
-            &context, checkpoint, sources, desc, input, layers, clock, true,
+            &context, checkpoint, sources, desc, input, layers, clock, compare,
         )),
         Err(reason) if device.is_none() => {
             eprintln!("ckptcheck: no GPU ({reason}); running the CPU reference");

@@ -294,6 +294,8 @@ pub struct Verdict {
     pub unsupported: Vec<String>,
     /// One line per reason the verdict failed.
     pub problems: Vec<String>,
+    /// Things worth knowing that are not problems.
+    pub notes: Vec<String>,
 }
 
 /// Judge a run. `stats` are the weight statistics of the tensors it read.
@@ -340,6 +342,25 @@ pub fn verdict(
     };
     let mut weight_trouble: Vec<String> = stats.iter().filter_map(TensorStats::trouble).collect();
     weight_trouble.dedup();
+    let mut notes = Vec::new();
+    let mut dtypes: Vec<&str> = stats
+        .iter()
+        .map(|s| s.dtype.as_str())
+        .filter(|d| *d != "F32")
+        .collect();
+    dtypes.sort_unstable();
+    dtypes.dedup();
+    if !dtypes.is_empty() {
+        notes.push(format!(
+            "{} weights were decoded to f32 for the pass{}",
+            dtypes.join(", "),
+            if run.device == "cpu" {
+                ""
+            } else {
+                " and uploaded as f32"
+            }
+        ));
+    }
     Verdict {
         passed: problems.is_empty(),
         model: plan.model.clone(),
@@ -364,6 +385,7 @@ pub fn verdict(
         weight_trouble,
         unsupported: plan.unsupported.clone(),
         problems,
+        notes,
     }
 }
 
@@ -418,10 +440,72 @@ pub fn to_text(v: &Verdict) -> String {
     for p in &v.problems {
         out.push_str(&format!("  problem: {p}\n"));
     }
+    for n in &v.notes {
+        out.push_str(&format!("  note: {n}\n"));
+    }
     out
 }
 
 /// The output as `.npy` bytes in the model's shape.
 pub fn output_npy(v: &Verdict) -> Vec<u8> {
     npy::write_f32(&v.output_shape, &v.run.output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::model::from_preset;
+
+    #[test]
+    fn plan_sends_images_to_the_image_tower_and_tokens_to_the_text_tower() {
+        let desc = from_preset("clip_cn_vit-b-16").unwrap();
+        let default = plan(&desc, None, Some(3)).unwrap();
+        assert_eq!(default.tower.output_name(), "encode_image");
+        assert_eq!((default.layers_run, default.layers_total), (3, 12));
+        assert_eq!(
+            default.ran(),
+            "embeddings + blocks 0..2 of 12 + ln_post and proj"
+        );
+        let tokens = npy::Array::I64 {
+            shape: vec![1, 4],
+            data: vec![101, 5, 6, 102],
+        };
+        let text = plan(&desc, Some(tokens), Some(99)).unwrap();
+        assert_eq!(
+            (text.tower.output_name(), text.layers_run),
+            ("encode_text", 12)
+        );
+        assert_eq!(text.expected_shape, vec![1, 512]);
+        let wrong = npy::Array::F32 {
+            shape: vec![1, 3, 4, 5],
+            data: vec![0.0; 60],
+        };
+        assert!(plan(&desc, Some(wrong), None)
+            .unwrap_err()
+            .message
+            .contains("[1, 3, R, R]"));
+        let negative = npy::Array::I64 {
+            shape: vec![1, 1],
+            data: vec![-1],
+        };
+        assert!(plan(&desc, Some(negative), None)
+            .unwrap_err()
+            .message
+            .contains("negative"));
+        // RN50: no image tower runs, the text tower does, and the verdict
+        // will say why.
+        let rn50 = plan(&from_preset("clip_cn_rn50").unwrap(), None, None).unwrap();
+        assert_eq!(rn50.tower.output_name(), "encode_text");
+        assert!(rn50.unsupported[0].contains("RN50"));
+    }
+
+    #[test]
+    fn comparison_is_relative_to_the_reference_scale_and_nan_fails_it() {
+        let c = compare(&[1.0, 2.001], &[1.0, 2.0]);
+        assert!((c.max_abs_err - 0.001).abs() < 1e-6);
+        assert!((c.max_rel_err - 0.0005).abs() < 1e-6);
+        assert!(c.within_tolerance);
+        assert!(!compare(&[f32::NAN, 2.0], &[1.0, 2.0]).within_tolerance);
+        assert!(!compare(&[1.0], &[1.0, 2.0]).within_tolerance);
+    }
 }

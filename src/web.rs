@@ -251,7 +251,15 @@ pub async fn verify_files(
         crate::verify::Device::Gpu => verify_gpu(&checkpoint, tensor_sources, &desc, layers).await,
     }
     .map_err(js_error)?;
-    to_js(&verdict)
+    let text = crate::verify::to_text(&verdict);
+    to_js(&VerifyOutput { verdict, text })
+}
+
+#[derive(Serialize)]
+struct VerifyOutput {
+    verdict: crate::verify::Verdict,
+    /// The verdict as the CLI prints it.
+    text: String,
 }
 
 #[cfg(feature = "gpu")]

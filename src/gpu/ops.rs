@@ -69,6 +69,10 @@ pub struct GpuBackend<'c> {
     dummy: Buffer,
     clock: &'c dyn Fn() -> f64,
     pub upload: UploadStats,
+    /// The submission before the latest: natively, `flush` waits for it so
+    /// that at most two blocks' weights are in flight (the host would
+    /// otherwise upload the whole model before the GPU ran the first block).
+    in_flight: Option<wgpu::SubmissionIndex>,
 }
 
 const WG: u32 = 256;
@@ -106,6 +110,7 @@ impl<'c> GpuBackend<'c> {
             dummy,
             clock,
             upload: UploadStats::default(),
+            in_flight: None,
         }
     }
 
@@ -205,10 +210,23 @@ impl<'c> GpuBackend<'c> {
         pass.dispatch_workgroups(groups.0, groups.1, 1);
     }
 
-    /// Submit what was recorded.
+    /// Submit what was recorded; natively, then wait for the submission
+    /// before it.
     pub fn flush(&mut self) {
         if let Some(encoder) = self.encoder.take() {
-            self.ctx.queue.submit([encoder.finish()]);
+            let index = self.ctx.queue.submit([encoder.finish()]);
+            let previous = self.in_flight.replace(index);
+            #[cfg(not(target_arch = "wasm32"))]
+            if let Some(previous) = previous {
+                // An error here resurfaces at read-back, through take_errors
+                // or the failed map.
+                let _ = self.ctx.device.poll(wgpu::PollType::Wait {
+                    submission_index: Some(previous),
+                    timeout: None,
+                });
+            }
+            #[cfg(target_arch = "wasm32")]
+            drop(previous);
         }
     }
 

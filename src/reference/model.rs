@@ -525,6 +525,10 @@ fn open_clip(config: &Value, name: &str) -> Result<ModelDesc> {
         };
         let head_width = get_usize_or(v, "head_width", 64)?;
         let mlp_ratio = get_f32_or(v, "mlp_ratio", 4.0)?;
+        let mlp_ratio = v
+            .get("mlp_ratio")
+            .and_then(Value::as_f64)
+            .unwrap_or(mlp_ratio as f64);
         Some(Tower::Vit(VitConfig {
             prefix: "visual.".into(),
             width,
@@ -532,7 +536,7 @@ fn open_clip(config: &Value, name: &str) -> Result<ModelDesc> {
             heads: divide("vision width / head_width", width, head_width)?,
             patch: get_usize(v, "patch_size")?,
             resolution,
-            mlp_width: (width as f32 * mlp_ratio) as usize,
+            mlp_width: (width as f64 * mlp_ratio) as usize,
             embed_dim,
             act,
             eps: 1e-5,
@@ -546,11 +550,15 @@ fn open_clip(config: &Value, name: &str) -> Result<ModelDesc> {
         let heads = get_usize_or(t, "heads", 8)?;
         divide("text width / heads", width, heads)?;
         let mlp_ratio = get_f32_or(t, "mlp_ratio", 4.0)?;
+        let mlp_ratio = t
+            .get("mlp_ratio")
+            .and_then(Value::as_f64)
+            .unwrap_or(mlp_ratio as f64);
         Some(Tower::ClipText(ClipTextConfig {
             width,
             layers: get_usize(t, "layers")?,
             heads,
-            mlp_width: (width as f32 * mlp_ratio) as usize,
+            mlp_width: (width as f64 * mlp_ratio) as usize,
             context: get_usize_or(t, "context_length", 77)?,
             vocab: get_usize_or(t, "vocab_size", 49408)?,
             embed_dim,
@@ -715,6 +723,30 @@ mod tests {
         let rn50 = from_preset("clip_cn_rn50").unwrap();
         assert!(rn50.image_tower.is_none());
         assert!(rn50.unsupported[0].contains("RN50"));
+    }
+
+    #[test]
+    fn open_clip_presets_give_heads_from_head_width_and_name_what_cannot_run() {
+        let h14 = from_preset("open_clip/ViT-H-14").unwrap();
+        let Some(Tower::Vit(v)) = &h14.image_tower else {
+            panic!("no vit")
+        };
+        assert_eq!(
+            (v.width, v.heads, v.mlp_width, v.act),
+            (1280, 16, 5120, Activation::GeluErf)
+        );
+        let Some(Tower::ClipText(t)) = &h14.text_tower else {
+            panic!("no text")
+        };
+        assert_eq!((t.width, t.heads, t.context), (1024, 16, 77));
+        let g14 = from_preset("open_clip/ViT-g-14").unwrap();
+        let Some(Tower::Vit(v)) = &g14.image_tower else {
+            panic!("no vit")
+        };
+        assert_eq!((v.heads, v.mlp_width), (16, 6144));
+        let rn50 = from_preset("open_clip/RN50").unwrap();
+        assert!(rn50.image_tower.is_none() && rn50.text_tower.is_some());
+        assert!(rn50.unsupported[0].contains("ModifiedResNet"));
     }
 
     #[test]

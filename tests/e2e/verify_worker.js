@@ -1,6 +1,8 @@
 // The verify message as the page's worker would handle it (see the report
 // for www/worker.js): {type: "verify", id, files, preset, device, layers} in,
-// {type: "result", id, verdict} or {type: "error", id, kind, message} out.
+// {type: "result", id, verdict, text} or {type: "error", id, kind, message}
+// out; {type: "gpu_status", id} in, {type: "result", id, reason} out (reason
+// null when a WebGPU adapter exists).
 // Errors cross from Rust as "kind|message"; kind "io" with a message starting
 // "no GPU adapter" means the browser has no WebGPU adapter.
 
@@ -17,8 +19,8 @@ self.onmessage = async (event) => {
   }
   if (type !== "verify") return;
   try {
-    const verdict = await verify_files(files, preset ?? "", device, layers ?? undefined);
-    self.postMessage({ type: "result", id, verdict });
+    const { verdict, text } = await verify_files(files, preset ?? "", device, layers ?? undefined);
+    self.postMessage({ type: "result", id, verdict, text });
   } catch (error) {
     const text = String(error?.message ?? error);
     const bar = text.indexOf("|");
