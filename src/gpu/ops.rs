@@ -225,8 +225,9 @@ impl<'c> GpuBackend<'c> {
                     timeout: None,
                 });
             }
+            // The browser schedules the queue itself; nothing to wait on.
             #[cfg(target_arch = "wasm32")]
-            drop(previous);
+            let _ = previous;
         }
     }
 
