@@ -321,6 +321,9 @@ pub fn verdict(
     if n_nan + n_inf > 0 {
         problems.push(format!("the output has {n_nan} NaN and {n_inf} Inf values"));
     }
+    if !output.is_empty() && output.iter().all(|v| *v == 0.0) {
+        problems.push("every output value is zero: the weights carry no signal".to_string());
+    }
     if !shape_ok {
         problems.push(format!(
             "the output has {} values, the config says {:?}",

@@ -315,3 +315,45 @@ fn every_kernel_compiles_into_a_pipeline() {
     assert_eq!(ctx.n_pipelines(), Kernel::ALL.len());
     ctx.take_errors().expect("no device errors");
 }
+
+#[test]
+fn head_width_80_vit_and_gqa_decoder_graphs_match_with_made_up_weights() {
+    use ckptcheck::reference::model::{self, default_image, default_tokens, forward, Input};
+    use ckptcheck::weights::RandomWeights;
+    let Some(ctx) = context() else { return };
+    // ViT-H-14's head width (80) on a small image; a LLaMA-style decoder with
+    // 6 query heads sharing 2 kv heads of width 80 (odd multiples of 16).
+    let vision = r#"{"embed_dim": 24, "image_resolution": 28, "vision_layers": 2, "vision_width": 160, "vision_head_width": 80, "vision_patch_size": 14}"#;
+    let text = r#"{"vocab_size": 50, "text_attention_probs_dropout_prob": 0.0, "text_hidden_act": "gelu", "text_hidden_dropout_prob": 0.0, "text_hidden_size": 40, "text_initializer_range": 0.02, "text_intermediate_size": 72, "text_max_position_embeddings": 16, "text_num_attention_heads": 5, "text_num_hidden_layers": 1, "text_type_vocab_size": 2}"#;
+    let clip = model::from_config_texts(&[
+        ("v.json".into(), vision.into()),
+        ("t.json".into(), text.into()),
+    ])
+    .expect("clip");
+    let llama = r#"{"model_type": "llama", "hidden_size": 480, "num_attention_heads": 6, "num_key_value_heads": 2, "num_hidden_layers": 2, "intermediate_size": 200, "vocab_size": 77}"#;
+    let llama = model::from_config_texts(&[("config.json".into(), llama.into())]).expect("llama");
+    let vit = clip.image_tower.expect("vit");
+    let towers = [
+        (
+            vit.clone(),
+            Input::Image {
+                res: 28,
+                data: default_image(28),
+            },
+        ),
+        (
+            clip.text_tower.clone().expect("bert"),
+            Input::Tokens(default_tokens(clip.text_tower.as_ref().expect("bert"))),
+        ),
+        (
+            llama.text_tower.clone().expect("llama"),
+            Input::Tokens(default_tokens(llama.text_tower.as_ref().expect("llama"))),
+        ),
+    ];
+    for (tower, input) in towers {
+        let want = forward(&mut Cpu, &RandomWeights, &tower, &input, usize::MAX).expect("cpu");
+        let mut gpu = GpuBackend::new(&ctx, &clock);
+        let got = forward(&mut gpu, &RandomWeights, &tower, &input, usize::MAX).expect("gpu");
+        check(tower.output_name(), &mut gpu, got, want, 1e-5);
+    }
+}

@@ -148,6 +148,35 @@ fn verify_exits_1_when_nan_weights_poison_the_output() {
 }
 
 #[test]
+fn verify_exits_1_on_all_zero_weights_that_pass_every_shape_check() {
+    // tests/fixtures/cn_clip/clip_cn_vit-b-16.shapes.pt: the released
+    // ViT-B-16 layout, every tensor a stride-0 view of one zero.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cn_clip/clip_cn_vit-b-16.shapes.pt");
+    let (code, stdout, _) = run(&[
+        "verify",
+        file.to_str().expect("p"),
+        "--layers",
+        "0",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("cn_clip ViT-B-16@RoBERTa-wwm-ext-base-chinese"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("weight warning: module.visual.proj: every element is zero"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("problem: every output value is zero"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn verify_exits_2_on_input_errors() {
     let check = |args: &[&str], want: &str| {
         let (code, _, stderr) = run(args);
