@@ -7,6 +7,13 @@
 //! - `arch`: model families, config -> expected tensors, presets, inference;
 //! - `check`: checkpoint vs expected tensors, PyTorch-exact, with the
 //!   explanation and the fix;
+//! - `weights`: one tensor at a time from the file, decoded to f32, with
+//!   statistics that flag NaN, all-zero or absurd weights;
+//! - `reference`: the forward pass (ViT, BERT, GPT-2, LLaMA) written once
+//!   against a `Backend`; the CPU backend is the oracle;
+//! - `gpu` (feature `gpu`): the same graphs on wgpu, WGSL kernels;
+//! - `verify`: plan a forward pass, run it, judge it; `npy`: its inputs and
+//!   outputs;
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` facade the page's worker calls.
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -17,8 +24,14 @@ pub mod checkpoint;
 pub mod dtype;
 pub mod error;
 pub mod format;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+pub mod npy;
+pub mod reference;
 pub mod report;
 pub mod source;
+pub mod verify;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -246,7 +246,16 @@ fn test() -> Result<(), String> {
         ),
         (
             "native tests",
-            Box::new(|| run("cargo test (native)", cargo().args(["test", "--workspace"]))),
+            // The GPU tests run on Mesa's lavapipe (installed above) and
+            // must not skip for want of an adapter.
+            Box::new(|| {
+                run(
+                    "cargo test (native)",
+                    cargo()
+                        .args(["test", "--workspace"])
+                        .env("CKPTCHECK_REQUIRE_GPU", "1"),
+                )
+            }),
         ),
         (
             "wasm-bindgen-test",
