@@ -115,7 +115,10 @@ pub fn explain(
     }
 
     // A checkpoint of another family: that is the cause of everything.
-    if inferred.family != model.family && inferred.family != "unknown" && !inferred.family.is_empty() {
+    if inferred.family != model.family
+        && inferred.family != "unknown"
+        && !inferred.family.is_empty()
+    {
         let missing = result.missing_keys.len();
         let unexpected = result.unexpected_keys.len();
         let size_mismatches = result.size_mismatches.len();
@@ -129,7 +132,11 @@ pub fn explain(
             text: format!(
                 "model family: the checkpoint is a {} model{}, the model is {} — {}",
                 family_name(&inferred.family),
-                inferred.preset.as_ref().map(|p| format!(" ({p})")).unwrap_or_default(),
+                inferred
+                    .preset
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
                 family_name(&model.family),
                 counts_text(missing, unexpected, size_mismatches)
             ),
