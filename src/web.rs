@@ -165,8 +165,9 @@ struct CheckOutput {
     markdown: String,
 }
 
-/// Check dropped files. `preset`: a preset name, or "" to use dropped config
-/// JSONs, or "infer" to check against the preset the checkpoint matches best.
+/// Check dropped files. `preset`: a preset name; or "" / "infer" to use the
+/// config JSONs dropped with the checkpoint when there are any, else the
+/// preset the checkpoint matches best.
 /// `loader`: strict, cn-clip, cn-clip-resume or hf.
 #[wasm_bindgen]
 pub fn check_files(
@@ -177,7 +178,10 @@ pub fn check_files(
     let run = || -> Result<CheckOutput> {
         let loader = Loader::parse(loader)?;
         let (checkpoint, configs) = read_dropped(&files)?;
-        let model = if preset == "infer" || (preset.is_empty() && configs.is_empty()) {
+        // A named preset wins; else config JSONs dropped with the checkpoint
+        // (the person dropped them for a reason); else inference.
+        let use_preset = !preset.is_empty() && preset != "infer";
+        let model = if !use_preset && configs.is_empty() {
             let (_, state_dict) = crate::check::select_state_dict(&checkpoint);
             let (_, names) = crate::check::strip_common_prefix(&state_dict.entries);
             let inferred = arch::infer(&names);
@@ -185,7 +189,7 @@ pub fn check_files(
                 err(ErrorKind::BadConfig, "cannot infer a model for this checkpoint: pick a preset or drop a config JSON")
             })?;
             arch::model_from_preset(&best)?
-        } else if preset.is_empty() {
+        } else if !use_preset {
             arch::model_from_config_json(&configs)?
         } else {
             arch::model_from_preset(preset)?

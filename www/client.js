@@ -48,12 +48,14 @@ export class CheckClient {
     }
   }
 
-  /** `type` is "check", "inspect" or "presets"; `files` are File objects. */
-  request(type, { files = [], preset = "infer", loader = "strict", onProgress } = {}) {
+  /** `type` is "check", "inspect", "presets", "verify", "gpu_status" or
+   * "scan"; `files` are File objects; `extra` fields (device, layers) go
+   * along as they are. */
+  request(type, { files = [], preset = "infer", loader = "strict", onProgress, ...extra } = {}) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
-      this.worker.postMessage({ type, id, files, preset, loader });
+      this.worker.postMessage({ type, id, files, preset, loader, ...extra });
     });
   }
 

@@ -4,12 +4,16 @@
 // checkpoints: it forwards requests to the wasm and reports back.
 //
 // Protocol, in:  {type: "check" | "inspect" | "presets", id, files, preset, loader}
+//                {type: "verify", id, files, preset, device: "gpu" | "cpu", layers}
+//                {type: "gpu_status", id}
 //           out: {type: "progress", id, stage, text}
+//                verify: {type: "result", id, verdict, text}; gpu_status:
+//                {type: "result", id, reason} (reason null with an adapter)
 //                {type: "result", id, ...what the wasm returned, elapsed_ms}
 //                {type: "error", id, kind, message, fatal, checkpoint?}
 // Cancelling is terminating this worker; the page starts a new one.
 
-import init, { check_files, inspect_files, presets } from "./pkg/ckptcheck.js";
+import init, { check_files, gpu_unavailable_reason, inspect_files, presets, verify_files } from "./pkg/ckptcheck.js";
 
 // Started on load so the first request does not pay for compiling the wasm.
 const ready = init();
@@ -37,7 +41,7 @@ function describe(files) {
 }
 
 self.onmessage = async (event) => {
-  const { type, id, files = [], preset = "infer", loader = "strict" } = event.data || {};
+  const { type, id, files = [], preset = "infer", loader = "strict", device = "gpu", layers } = event.data || {};
   const started = performance.now();
   const progress = (stage, text) => self.postMessage({ type: "progress", id, stage, text });
   try {
@@ -52,6 +56,11 @@ self.onmessage = async (event) => {
     let result;
     if (type === "presets") {
       result = { presets: presets() };
+    } else if (type === "gpu_status") {
+      result = { reason: await gpu_unavailable_reason() };
+    } else if (type === "verify") {
+      progress("verify", device === "gpu" ? "running the model on the GPU and the CPU reference" : "running the CPU reference");
+      result = await verify_files(files, preset === "infer" ? "" : preset, device, layers ?? undefined);
     } else if (type === "inspect" || type === "check") {
       const { names, total } = describe(files);
       progress("read", `reading the tensor index of ${names}`);
