@@ -397,8 +397,11 @@ describe("ckptcheck page", () => {
         { folder, names }
       )
     );
-    // A tiny BertModel: no built-in preset, so the page lists what it read.
-    assert.match(result.verdict, /^Can't check: /);
+    // A tiny BertModel with its config.json: the config is the model, and
+    // transformers' BertModel loads the shards.
+    assert.equal(result.verdict, "Loads");
+    assert.equal(await page.textContent("#checked-model"), "config JSON");
+    assert.match(await page.textContent("#verdict"), /BertModel/);
     assert.equal(await page.textContent("#tensors h2 .count"), String(expected.tensors.length));
     const note = await page.locator("#verdict p", { hasText: "From the folder" }).textContent();
     assert.match(note, /From the folder: 4 files \(.*model\.safetensors\.index\.json.*\); 3 other files left out/);
