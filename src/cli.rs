@@ -17,6 +17,9 @@ const USAGE: &str = "usage:
 
 FILE may be a folder (a sharded checkpoint with its index.json).";
 
+/// Largest config JSON read (the page's worker uses the same cap).
+const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
 struct Args {
     command: String,
     files: Vec<PathBuf>,
@@ -120,6 +123,16 @@ fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
         several => {
             let mut texts = Vec::new();
             for path in several {
+                // Configs are a few KiB; a huge "config" is refused before
+                // it is read (the page applies the same cap).
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                if len > MAX_CONFIG_BYTES {
+                    return Err(Error::new(
+                        ErrorKind::LimitExceeded,
+                        format!("config of {len} bytes; configs are read up to {MAX_CONFIG_BYTES}"),
+                    )
+                    .in_file(path));
+                }
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(path)
                 })?;
@@ -215,7 +228,7 @@ fn tree(checkpoint: &Checkpoint) -> String {
             group_params = 0;
         }
         group_count += 1;
-        group_params += tensor.numel();
+        group_params = group_params.saturating_add(tensor.numel());
     }
     flush(&mut out, &last_group, group_count, group_params);
     out

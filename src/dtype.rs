@@ -110,7 +110,7 @@ pub fn decode_into(dtype: &str, bytes: &[u8], big_endian: bool, out: &mut Vec<f3
             format!("cannot decode elements of dtype {dtype}"),
         )
     })?;
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(err(
             ErrorKind::Truncated,
             format!(

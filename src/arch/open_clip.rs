@@ -713,7 +713,7 @@ fn read_config(value: &Value) -> Result<(Config, Value)> {
 
 /// nn.MultiheadAttention asserts `embed_dim % num_heads == 0`.
 fn check_heads(section: &Section, field: &str, width: u64, heads: u64) -> Result<()> {
-    if heads == 0 || width % heads != 0 {
+    if heads == 0 || !width.is_multiple_of(heads) {
         return Err(err(
             ErrorKind::BadConfig,
             format!(
@@ -1233,7 +1233,7 @@ fn infer_stack(
         }
     }
     dim(&format!("{block}.attn.ln_q.weight"), 0)
-        .filter(|head_dim| *head_dim > 0 && width % head_dim == 0)
+        .filter(|head_dim| *head_dim > 0 && width.is_multiple_of(*head_dim))
         .map(|head_dim| {
             (
                 width / head_dim,

@@ -14,15 +14,25 @@ use std::fmt;
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// True when the first bytes look like a safetensors header: a plausible
-/// little-endian length followed by `{`.
+/// little-endian length followed by `{`. A length that runs past the end of
+/// the file (a truncated download) or past any sane size still counts when
+/// the 8 bytes are binary rather than JSON text, so the reader can say what
+/// is wrong instead of "not a recognised checkpoint".
 pub fn sniff(prefix: &[u8], file_len: u64) -> bool {
     let Some(length_bytes) = prefix.get(..8) else {
         return false;
     };
+    if prefix.get(8) != Some(&b'{') {
+        return false;
+    }
     let mut array = [0u8; 8];
     array.copy_from_slice(length_bytes);
     let header_len = u64::from_le_bytes(array);
-    header_len >= 2 && header_len <= file_len.saturating_sub(8) && prefix.get(8) == Some(&b'{')
+    let in_file = header_len >= 2 && header_len <= file_len.saturating_sub(8);
+    let binary = !length_bytes
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    in_file || binary
 }
 
 pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
@@ -83,6 +93,17 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
     let expected_end = data_start
         .checked_add(data_len)
         .ok_or_else(|| err(ErrorKind::InvalidOffsets, "data length overflows").in_file(&name))?;
+    if expected_end > source.len() {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!(
+                "tensor data ends at byte {expected_end} but the file has only {} bytes",
+                source.len()
+            ),
+        )
+        .at(data_start)
+        .in_file(&name));
+    }
     if expected_end != source.len() {
         return Err(err(
             ErrorKind::InvalidOffsets,
@@ -145,10 +166,20 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
 fn classify_metadata_error(message: &str) -> ErrorKind {
     if message.contains("unknown variant") {
         ErrorKind::UnknownDtype
-    } else if message.contains("InvalidOffset")
-        || message.contains("TensorInvalidInfo")
-        || message.contains("ValidationOverflow")
-        || message.contains("MisalignedSlice")
+    } else if [
+        // The safetensors crate's `SafeTensorError` as serde reports it
+        // (its Display text; the variant names for older versions).
+        "invalid offset for tensor",
+        "invalid shape, data type, or offset",
+        "overflow computing buffer size",
+        "slice is slicing for subbytes",
+        "InvalidOffset",
+        "TensorInvalidInfo",
+        "ValidationOverflow",
+        "MisalignedSlice",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
     {
         ErrorKind::InvalidOffsets
     } else {
@@ -220,6 +251,11 @@ mod tests {
             (
                 r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
                 4,
+                ErrorKind::Truncated,
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                12,
                 ErrorKind::InvalidOffsets,
             ),
             (

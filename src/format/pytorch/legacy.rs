@@ -375,7 +375,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
     for object in main.objects.iter_mut() {
         if let Object::Persistent(id) = object {
             let key = match id {
-                Value::Str(s) => s.clone(),
+                Value::Str(s) => s.to_string(),
                 Value::Int(i) => i.to_string(),
                 _ => continue,
             };
