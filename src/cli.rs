@@ -1,6 +1,8 @@
 //! The command line behind `src/main.rs`: parses arguments, calls the core, prints.
-//! `inspect`, `check`, `infer`, `diff`, `presets`. Exit codes: 0 success (or
-//! "loads"), 1 "won't load", 2 an input error, with one line naming the file.
+//! `inspect`, `check`, `infer`, `diff`, `presets`, `scan`. Exit codes: 0
+//! success (or "loads", or a clean scan), 1 "won't load" (or a scan that
+//! found NaN, Inf or all-zero tensors), 2 an input error, with one line
+//! naming the file.
 
 use ckptcheck::check::{check, Loader};
 use ckptcheck::source::{ByteSource, FileSource};
@@ -14,6 +16,7 @@ const USAGE: &str = "usage:
   ckptcheck infer FILE... [--json]
   ckptcheck diff A B [--json]
   ckptcheck presets [--json]
+  ckptcheck scan FILE... [--json]
 
 FILE may be a folder (a sharded checkpoint with its index.json).";
 
@@ -91,6 +94,84 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
         }
     }
     Ok(out)
+}
+
+/// A progress bar on stderr, redrawn at most ten times a second.
+struct ProgressBar {
+    start: std::time::Instant,
+    last_draw: Option<std::time::Instant>,
+}
+
+impl ProgressBar {
+    fn draw(&mut self, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        if done < total
+            && self
+                .last_draw
+                .is_some_and(|last| now.duration_since(last).as_millis() < 100)
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            done as f64 / total as f64
+        };
+        let filled = (fraction * 30.0) as usize;
+        let seconds = now.duration_since(self.start).as_secs_f64().max(1e-9);
+        eprint!(
+            "\r\x1b[K{:>3}% [{}{}] {} / {}  {}/s",
+            (fraction * 100.0) as u32,
+            "#".repeat(filled),
+            ".".repeat(30 - filled.min(30)),
+            report::human_bytes(done),
+            report::human_bytes(total),
+            report::human_bytes((done as f64 / seconds) as u64),
+        );
+    }
+
+    fn clear(&self) {
+        if self.last_draw.is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
+    use std::io::IsTerminal;
+    if paths.is_empty() {
+        return Err(Error::new(ErrorKind::BadArgument, "scan needs a FILE"));
+    }
+    let paths = expand(paths)?;
+    let sources: Vec<FileSource> = paths
+        .iter()
+        .map(|p| FileSource::open(p))
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    let terminal = std::io::stderr().is_terminal();
+    let mut bar = ProgressBar {
+        start: std::time::Instant::now(),
+        last_draw: None,
+    };
+    let result = ckptcheck::scan::scan_sources(&refs, &mut |done, total| {
+        if terminal {
+            bar.draw(done, total);
+        }
+        true
+    });
+    bar.clear();
+    let report = result?;
+    if json {
+        print_json(&report);
+    } else {
+        print!("{}", ckptcheck::scan::to_text(&report));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn read(paths: &[PathBuf]) -> Result<Checkpoint, Error> {
@@ -318,6 +399,7 @@ fn run() -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        "scan" => scan(&args.files, args.json),
         "presets" => {
             let presets = arch::presets();
             if args.json {

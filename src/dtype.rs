@@ -119,65 +119,81 @@ pub fn decode_into(dtype: &str, bytes: &[u8], big_endian: bool, out: &mut Vec<f3
             ),
         ));
     }
-    let fixed = |chunk: &[u8]| -> [u8; 8] {
-        let mut array = [0u8; 8];
-        if big_endian {
-            for (i, b) in chunk.iter().rev().enumerate() {
-                array[i] = *b;
-            }
-        } else {
-            array[..chunk.len()].copy_from_slice(chunk);
-        }
-        array
-    };
     out.reserve(bytes.len() / size);
+    // One match per call, then a tight loop per dtype: the weight scan
+    // decodes gigabytes through here.
     match dtype {
-        "C64" => {
-            for chunk in bytes.chunks_exact(4) {
-                let a = fixed(chunk);
-                out.push(f32::from_le_bytes([a[0], a[1], a[2], a[3]]));
-            }
-            return Ok(());
+        "F32" | "C64" => decode_fixed(bytes, big_endian, out, f32::from_le_bytes),
+        "C128" => decode_fixed(bytes, big_endian, out, |a: [u8; 8]| {
+            f64::from_le_bytes(a) as f32
+        }),
+        "F16" => decode_fixed(bytes, big_endian, out, |a: [u8; 2]| {
+            f16_to_f32(u16::from_le_bytes(a))
+        }),
+        "BF16" => decode_fixed(bytes, big_endian, out, |a: [u8; 2]| {
+            bf16_to_f32(u16::from_le_bytes(a))
+        }),
+        "F64" => decode_fixed(bytes, big_endian, out, |a: [u8; 8]| {
+            f64::from_le_bytes(a) as f32
+        }),
+        "F8_E4M3" => decode_fixed(bytes, false, out, |a: [u8; 1]| f8_e4m3fn_to_f32(a[0])),
+        "F8_E5M2" => decode_fixed(bytes, false, out, |a: [u8; 1]| f8_e5m2_to_f32(a[0])),
+        "F8_E4M3FNUZ" => decode_fixed(bytes, false, out, |a: [u8; 1]| f8_e4m3fnuz_to_f32(a[0])),
+        "F8_E5M2FNUZ" => decode_fixed(bytes, false, out, |a: [u8; 1]| f8_e5m2fnuz_to_f32(a[0])),
+        "F8_E8M0" => decode_fixed(bytes, false, out, |a: [u8; 1]| f8_e8m0_to_f32(a[0])),
+        "BOOL" => decode_fixed(bytes, false, out, |a: [u8; 1]| (a[0] != 0) as u8 as f32),
+        "U8" | "QU8" => decode_fixed(bytes, false, out, |a: [u8; 1]| a[0] as f32),
+        "I8" | "QI8" => decode_fixed(bytes, false, out, |a: [u8; 1]| a[0] as i8 as f32),
+        "I16" => decode_fixed(bytes, big_endian, out, |a: [u8; 2]| {
+            i16::from_le_bytes(a) as f32
+        }),
+        "U16" => decode_fixed(bytes, big_endian, out, |a: [u8; 2]| {
+            u16::from_le_bytes(a) as f32
+        }),
+        "I32" | "QI32" => decode_fixed(bytes, big_endian, out, |a: [u8; 4]| {
+            i32::from_le_bytes(a) as f32
+        }),
+        "U32" => decode_fixed(bytes, big_endian, out, |a: [u8; 4]| {
+            u32::from_le_bytes(a) as f32
+        }),
+        "I64" => decode_fixed(bytes, big_endian, out, |a: [u8; 8]| {
+            i64::from_le_bytes(a) as f32
+        }),
+        "U64" => decode_fixed(bytes, big_endian, out, |a: [u8; 8]| {
+            u64::from_le_bytes(a) as f32
+        }),
+        other => {
+            return Err(err(
+                ErrorKind::UnknownDtype,
+                format!("cannot decode elements of dtype {other}"),
+            ))
         }
-        "C128" => {
-            for chunk in bytes.chunks_exact(8) {
-                out.push(f64::from_le_bytes(fixed(chunk)) as f32);
-            }
-            return Ok(());
-        }
-        _ => {}
-    }
-    for chunk in bytes.chunks_exact(size) {
-        let a = fixed(chunk);
-        let value = match dtype {
-            "F32" => f32::from_le_bytes([a[0], a[1], a[2], a[3]]),
-            "F16" => f16_to_f32(u16::from_le_bytes([a[0], a[1]])),
-            "BF16" => bf16_to_f32(u16::from_le_bytes([a[0], a[1]])),
-            "F64" => f64::from_le_bytes(a) as f32,
-            "F8_E4M3" => f8_e4m3fn_to_f32(a[0]),
-            "F8_E5M2" => f8_e5m2_to_f32(a[0]),
-            "F8_E4M3FNUZ" => f8_e4m3fnuz_to_f32(a[0]),
-            "F8_E5M2FNUZ" => f8_e5m2fnuz_to_f32(a[0]),
-            "F8_E8M0" => f8_e8m0_to_f32(a[0]),
-            "BOOL" => (a[0] != 0) as u8 as f32,
-            "U8" | "QU8" => a[0] as f32,
-            "I8" | "QI8" => a[0] as i8 as f32,
-            "I16" => i16::from_le_bytes([a[0], a[1]]) as f32,
-            "U16" => u16::from_le_bytes([a[0], a[1]]) as f32,
-            "I32" | "QI32" => i32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f32,
-            "U32" => u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f32,
-            "I64" => i64::from_le_bytes(a) as f32,
-            "U64" => u64::from_le_bytes(a) as f32,
-            other => {
-                return Err(err(
-                    ErrorKind::UnknownDtype,
-                    format!("cannot decode elements of dtype {other}"),
-                ))
-            }
-        };
-        out.push(value);
     }
     Ok(())
+}
+
+/// Decode `N`-byte elements (byte-swapped first when big-endian) with
+/// `convert`, which takes little-endian bytes. The byte-order test sits
+/// outside the loop so each loop is branch-free.
+pub fn decode_fixed<const N: usize, T>(
+    bytes: &[u8],
+    big_endian: bool,
+    out: &mut Vec<T>,
+    convert: impl Fn([u8; N]) -> T,
+) {
+    let elements = bytes.chunks_exact(N).map(|chunk| {
+        let mut array = [0u8; N];
+        array.copy_from_slice(chunk);
+        array
+    });
+    if big_endian {
+        out.extend(elements.map(|mut array| {
+            array.reverse();
+            convert(array)
+        }));
+    } else {
+        out.extend(elements.map(convert));
+    }
 }
 
 #[cfg(test)]

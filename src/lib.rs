@@ -7,6 +7,8 @@
 //! - `arch`: model families, config -> expected tensors, presets, inference;
 //! - `check`: checkpoint vs expected tensors, PyTorch-exact, with the
 //!   explanation and the fix;
+//! - `scan`: every weight read once in fixed-size chunks: NaN, Inf,
+//!   all-zero tensors, min/max/mean/std;
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` facade the page's worker calls.
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -18,6 +20,7 @@ pub mod dtype;
 pub mod error;
 pub mod format;
 pub mod report;
+pub mod scan;
 pub mod source;
 
 #[cfg(target_arch = "wasm32")]

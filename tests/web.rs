@@ -2,7 +2,9 @@
 //! Chromium, inside a dedicated worker because `FileReaderSync` exists only
 //! there): the Blob source reads byte ranges and counts them, and
 //! `check_files` gives the same verdict as the native check on the
-//! Chinese-CLIP fixture (tests/fixtures/cn_clip/make_cn_clip_fixtures.py).
+//! Chinese-CLIP fixture (tests/fixtures/cn_clip/make_cn_clip_fixtures.py);
+//! a hostile file (tests/fixtures/hostile) is an error with its kind and the
+//! next file still reads; `scan_files` reports NaN with progress and cancels.
 #![cfg(target_arch = "wasm32")]
 
 use ckptcheck::source::ByteSource;
@@ -83,4 +85,57 @@ fn unreadable_files_are_errors_with_a_kind() {
         message.starts_with("unsupported_format|notes.txt: "),
         "{message}"
     );
+}
+
+fn error_message(error: JsValue) -> String {
+    error
+        .unchecked_into::<js_sys::Error>()
+        .message()
+        .as_string()
+        .expect("message")
+}
+
+#[wasm_bindgen_test]
+fn hostile_files_fail_with_their_kind_and_the_next_file_works() {
+    const HOSTILE: &[u8] = include_bytes!("fixtures/hostile/st_header_len_2p63.safetensors");
+    const GOOD: &[u8] = include_bytes!("fixtures/formats/small.safetensors");
+    let files = js_sys::Array::of1(&file(HOSTILE, "evil.safetensors"));
+    let error = ckptcheck::web::inspect_files(files)
+        .map_err(JsValue::from)
+        .expect_err("hostile");
+    let message = error_message(error);
+    assert!(
+        message.starts_with("limit_exceeded|evil.safetensors: "),
+        "{message}"
+    );
+    let files = js_sys::Array::of1(&file(GOOD, "small.safetensors"));
+    ckptcheck::web::inspect_files(files)
+        .map_err(JsValue::from)
+        .expect("the next file reads");
+}
+
+#[wasm_bindgen_test]
+fn scan_files_reports_nan_with_progress_and_cancels() {
+    const NAN_INF: &[u8] = include_bytes!("fixtures/scan/nan_inf.safetensors");
+    let files = js_sys::Array::of1(&file(NAN_INF, "nan_inf.safetensors"));
+    let calls = js_sys::Array::new();
+    let progress =
+        js_sys::Function::new_with_args("done, total", "this.push([done, total]); return true;");
+    let progress = progress.bind0(&calls);
+    let report = ckptcheck::web::scan_files(files.clone(), &progress)
+        .map_err(JsValue::from)
+        .expect("scan");
+    let report: serde_json::Value = serde_wasm_bindgen::from_value(report).expect("json");
+    assert_eq!(report["ok"], false);
+    assert!(report["summary"]["with_nan"]
+        .as_array()
+        .expect("with_nan")
+        .iter()
+        .any(|name| name == "f32"));
+    assert!(calls.length() >= 2);
+    let cancel = js_sys::Function::new_with_args("done, total", "return false;");
+    let error = ckptcheck::web::scan_files(files, &cancel)
+        .map_err(JsValue::from)
+        .expect_err("cancelled");
+    assert!(error_message(error).starts_with("cancelled|"));
 }
