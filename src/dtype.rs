@@ -14,27 +14,20 @@ pub fn element_bytes(dtype: &str) -> Option<usize> {
     }
 }
 
-/// IEEE half to f32.
+/// IEEE half to f32, branch-free so that decoding loops vectorize: the
+/// half's exponent and mantissa placed in an f32 and scaled by 2^112 give
+/// normal and subnormal halves exactly; all-ones exponents are Inf/NaN.
 pub fn f16_to_f32(bits: u16) -> f32 {
-    let sign = ((bits >> 15) as u32) << 31;
-    let exponent = ((bits >> 10) & 0x1f) as u32;
-    let mantissa = (bits & 0x3ff) as u32;
-    let value = match exponent {
-        0 if mantissa == 0 => sign,
-        0 => {
-            // Subnormal: normalise.
-            let mut e = 127 - 15 + 1;
-            let mut m = mantissa;
-            while m & 0x400 == 0 {
-                m <<= 1;
-                e -= 1;
-            }
-            sign | (e << 23) | ((m & 0x3ff) << 13)
-        }
-        0x1f => sign | 0x7f80_0000 | (mantissa << 13),
-        _ => sign | ((exponent + 127 - 15) << 23) | (mantissa << 13),
+    let sign = ((bits & 0x8000) as u32) << 16;
+    let magnitude = (bits & 0x7fff) as u32;
+    let scaled = f32::from_bits(magnitude << 13) * f32::from_bits(0x7780_0000);
+    let special = 0x7f80_0000 | ((magnitude & 0x3ff) << 13);
+    let value = if magnitude >= 0x7c00 {
+        special
+    } else {
+        scaled.to_bits()
     };
-    f32::from_bits(value)
+    f32::from_bits(value | sign)
 }
 
 pub fn bf16_to_f32(bits: u16) -> f32 {
@@ -199,6 +192,32 @@ pub fn decode_fixed<const N: usize, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward conversion, as the oracle for the branch-free one.
+    fn naive_f16(bits: u16) -> f32 {
+        let sign = if bits & 0x8000 != 0 { -1.0f64 } else { 1.0 };
+        let exponent = ((bits >> 10) & 0x1f) as i32;
+        let mantissa = (bits & 0x3ff) as f64;
+        match exponent {
+            0 => (sign * mantissa * 2f64.powi(-24)) as f32,
+            0x1f if mantissa == 0.0 => (sign * f64::INFINITY) as f32,
+            0x1f => f32::NAN,
+            _ => (sign * (1.0 + mantissa / 1024.0) * 2f64.powi(exponent - 15)) as f32,
+        }
+    }
+
+    #[test]
+    fn every_half_converts_like_the_naive_formula() {
+        for bits in 0..=u16::MAX {
+            let (fast, naive) = (f16_to_f32(bits), naive_f16(bits));
+            if naive.is_nan() {
+                assert!(fast.is_nan(), "{bits:#06x}");
+                assert_eq!(fast.to_bits() & 0x8000_0000, ((bits & 0x8000) as u32) << 16);
+            } else {
+                assert_eq!(fast.to_bits(), naive.to_bits(), "{bits:#06x}");
+            }
+        }
+    }
 
     #[test]
     fn half_precision_matches_ieee() {

@@ -288,6 +288,213 @@ fn batch_moments<T: Sample>(values: &[T]) -> Moments {
     }
 }
 
+/// `batch_moments` for f32, shaped for the common case: a first pass with
+/// fixed-width lanes of plain selects and adds (which the compiler turns into
+/// SIMD: min and max in f32, which is exact, counts in u32, sums in f64),
+/// then, only when the batch holds a NaN or Inf, a pass that counts NaN.
+fn batch_moments_f32(values: &[f32]) -> Moments {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of the x86_64 baseline; every x86_64 CPU
+        // has it, so calling an `sse2` function cannot hit a missing
+        // instruction.
+        if let Some(moments) = unsafe { sse2::finite_moments(values) } {
+            return moments;
+        }
+    }
+    const L: usize = 16;
+    debug_assert!(values.len() <= u32::MAX as usize);
+    let mut bad = [0u32; L];
+    let mut zeros = [0u32; L];
+    let mut low = [f32::INFINITY; L];
+    let mut high = [f32::NEG_INFINITY; L];
+    let mut sum = [0f64; L];
+    let lanes = values.chunks_exact(L);
+    let rest = lanes.remainder();
+    for chunk in lanes {
+        for lane in 0..L {
+            let v = chunk[lane];
+            let finite = v.abs() < f32::INFINITY;
+            bad[lane] += !finite as u32;
+            zeros[lane] += (v == 0.0) as u32;
+            let x = if finite { v } else { 0.0 };
+            sum[lane] += x as f64;
+            let for_low = if finite { v } else { f32::INFINITY };
+            let for_high = if finite { v } else { f32::NEG_INFINITY };
+            low[lane] = if for_low < low[lane] {
+                for_low
+            } else {
+                low[lane]
+            };
+            high[lane] = if for_high > high[lane] {
+                for_high
+            } else {
+                high[lane]
+            };
+        }
+    }
+    let mut tail = batch_moments(rest);
+    let nonfinite: u64 = bad.iter().map(|b| *b as u64).sum::<u64>() + tail.nan + tail.inf;
+    let count = values.len() as u64;
+    let finite = count - nonfinite;
+    let total: f64 = sum.iter().sum::<f64>() + tail.mean * tail.finite as f64;
+    let mean = if finite > 0 {
+        total / finite as f64
+    } else {
+        0.0
+    };
+    let mut m2 = [0f64; L];
+    if finite > 0 {
+        let lanes = values.chunks_exact(L);
+        for chunk in lanes {
+            for lane in 0..L {
+                let v = chunk[lane];
+                let d = if v.abs() < f32::INFINITY {
+                    v as f64 - mean
+                } else {
+                    0.0
+                };
+                m2[lane] += d * d;
+            }
+        }
+    }
+    // The remainder's squared deviations, moved from its own mean to ours.
+    let shift = tail.mean - mean;
+    let tail_m2 = tail.m2 + shift * shift * tail.finite as f64;
+    let nan = if nonfinite > 0 {
+        values.iter().filter(|v| v.is_nan()).count() as u64
+    } else {
+        0
+    };
+    tail.min = low.iter().map(|v| *v as f64).fold(tail.min, f64::min);
+    tail.max = high.iter().map(|v| *v as f64).fold(tail.max, f64::max);
+    Moments {
+        values: count,
+        nan,
+        inf: nonfinite - nan,
+        zeros: zeros.iter().map(|z| *z as u64).sum::<u64>() + tail.zeros,
+        finite,
+        mean,
+        m2: m2.iter().sum::<f64>() + tail_m2,
+        min: tail.min,
+        max: tail.max,
+    }
+}
+
+/// The f32 kernel in SSE2 for x86_64, the common case of a batch with no
+/// NaN or Inf (the portable kernel handles the rest): four values per
+/// instruction, counts in i32 lanes, sums and squared deviations in f64
+/// lanes, min and max in f32 (exact). The release profile optimizes for
+/// size (for the wasm), which leaves the portable loops scalar; these are
+/// 3 to 4 times faster. No pointer is dereferenced: values enter through
+/// `_mm_setr_ps` from bounds-checked slices.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use super::Moments;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "sse2")]
+    fn load(chunk: &[f32]) -> __m128 {
+        _mm_setr_ps(chunk[0], chunk[1], chunk[2], chunk[3])
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sum_pd(v: __m128d) -> f64 {
+        _mm_cvtsd_f64(v) + _mm_cvtsd_f64(_mm_unpackhi_pd(v, v))
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sum_epi32(v: __m128i) -> u64 {
+        let lanes = [
+            _mm_cvtsi128_si32(v),
+            _mm_cvtsi128_si32(_mm_srli_si128::<4>(v)),
+            _mm_cvtsi128_si32(_mm_srli_si128::<8>(v)),
+            _mm_cvtsi128_si32(_mm_srli_si128::<12>(v)),
+        ];
+        lanes.iter().map(|lane| *lane as u32 as u64).sum()
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn fold_ps(v: __m128, f: fn(f32, f32) -> f32) -> f32 {
+        let lanes = [
+            _mm_cvtss_f32(v),
+            _mm_cvtss_f32(_mm_shuffle_ps::<0b01>(v, v)),
+            _mm_cvtss_f32(_mm_shuffle_ps::<0b10>(v, v)),
+            _mm_cvtss_f32(_mm_shuffle_ps::<0b11>(v, v)),
+        ];
+        lanes.into_iter().reduce(f).unwrap_or(f32::NAN)
+    }
+
+    /// `None` when the batch holds a NaN or an Inf.
+    #[target_feature(enable = "sse2")]
+    pub fn finite_moments(values: &[f32]) -> Option<Moments> {
+        let chunks = values.chunks_exact(4);
+        let rest = chunks.remainder();
+        if rest.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7fff_ffff));
+        let infinity = _mm_set1_ps(f32::INFINITY);
+        let zero = _mm_setzero_ps();
+        let mut finite = _mm_setzero_si128();
+        let mut zeros = _mm_setzero_si128();
+        let (mut sum_low, mut sum_high) = (_mm_setzero_pd(), _mm_setzero_pd());
+        let mut low = _mm_set1_ps(f32::INFINITY);
+        let mut high = _mm_set1_ps(f32::NEG_INFINITY);
+        for chunk in chunks.clone() {
+            let v = load(chunk);
+            // All ones in lanes whose magnitude is below infinity (NaN
+            // compares false); subtracting -1 counts them.
+            let is_finite = _mm_cmplt_ps(_mm_and_ps(v, magnitude), infinity);
+            finite = _mm_sub_epi32(finite, _mm_castps_si128(is_finite));
+            zeros = _mm_sub_epi32(zeros, _mm_castps_si128(_mm_cmpeq_ps(v, zero)));
+            sum_low = _mm_add_pd(sum_low, _mm_cvtps_pd(v));
+            sum_high = _mm_add_pd(sum_high, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
+            low = _mm_min_ps(low, v);
+            high = _mm_max_ps(high, v);
+        }
+        let count = values.len() as u64;
+        if sum_epi32(finite) + rest.len() as u64 != count {
+            return None;
+        }
+        let total =
+            sum_pd(sum_low) + sum_pd(sum_high) + rest.iter().map(|v| *v as f64).sum::<f64>();
+        let mean = if count > 0 { total / count as f64 } else { 0.0 };
+        let mean_pd = _mm_set1_pd(mean);
+        let (mut m2_low, mut m2_high) = (_mm_setzero_pd(), _mm_setzero_pd());
+        for chunk in chunks {
+            let v = load(chunk);
+            let d_low = _mm_sub_pd(_mm_cvtps_pd(v), mean_pd);
+            let d_high = _mm_sub_pd(_mm_cvtps_pd(_mm_movehl_ps(v, v)), mean_pd);
+            m2_low = _mm_add_pd(m2_low, _mm_mul_pd(d_low, d_low));
+            m2_high = _mm_add_pd(m2_high, _mm_mul_pd(d_high, d_high));
+        }
+        let m2 = sum_pd(m2_low)
+            + sum_pd(m2_high)
+            + rest
+                .iter()
+                .map(|v| (*v as f64 - mean) * (*v as f64 - mean))
+                .sum::<f64>();
+        let mut min = fold_ps(low, f32::min) as f64;
+        let mut max = fold_ps(high, f32::max) as f64;
+        for v in rest {
+            min = min.min(*v as f64);
+            max = max.max(*v as f64);
+        }
+        Some(Moments {
+            values: count,
+            nan: 0,
+            inf: 0,
+            zeros: sum_epi32(zeros) + rest.iter().filter(|v| **v == 0.0).count() as u64,
+            finite: count,
+            mean,
+            m2,
+            min,
+            max,
+        })
+    }
+}
+
 /// How a tensor's bytes become values.
 #[derive(Debug, Clone, PartialEq)]
 enum Decoder {
@@ -351,7 +558,7 @@ impl Decoder {
                 Decoder::Plain { dtype, big_endian } => {
                     narrow.clear();
                     decode_into(dtype, batch, *big_endian, narrow)?;
-                    batch_moments(narrow)
+                    batch_moments_f32(narrow)
                 }
                 Decoder::Wide { dtype, big_endian } => {
                     wide.clear();
@@ -378,12 +585,12 @@ impl Decoder {
                         narrow.push(f4_e2m1_to_f32(byte & 0x0f));
                         narrow.push(f4_e2m1_to_f32(byte >> 4));
                     }
-                    batch_moments(narrow)
+                    batch_moments_f32(narrow)
                 }
                 Decoder::Blocks { dtype } => {
                     narrow.clear();
                     gguf_quant::dequantize_into(dtype, batch, narrow)?;
-                    batch_moments(narrow)
+                    batch_moments_f32(narrow)
                 }
             };
             total.merge(&moments);
@@ -893,6 +1100,41 @@ mod tests {
         assert_eq!(calls.len(), 4);
         let error = scan_sources(&[&source], &mut |done, _| done == 0).unwrap_err();
         assert_eq!(error.kind, ErrorKind::Cancelled);
+    }
+
+    #[test]
+    fn the_f32_kernel_agrees_with_the_generic_one() {
+        let mut values: Vec<f32> = (0..1000)
+            .map(|i| (i as f32 * 0.37).sin() * 100.0 + 3.0)
+            .collect();
+        values[500] = 0.0;
+        let finite = values.clone();
+        for (at, special) in [(3, f32::NAN), (17, f32::INFINITY), (999, f32::NEG_INFINITY)] {
+            values[at] = special;
+        }
+        // Finite batches take the SIMD path on x86_64, the others not.
+        let cases = [0, 1, 3, 4, 5, 15, 16, 17, 999, 1000]
+            .map(|len| &finite[..len])
+            .into_iter()
+            .chain([0, 1, 15, 16, 17, 999, 1000].map(|len| &values[..len]));
+        for values in cases {
+            let len = values.len();
+            let (fast, slow) = (batch_moments_f32(values), batch_moments(values));
+            assert_eq!(
+                (fast.values, fast.nan, fast.inf, fast.zeros, fast.finite),
+                (slow.values, slow.nan, slow.inf, slow.zeros, slow.finite),
+                "{len}"
+            );
+            assert_eq!((fast.min, fast.max), (slow.min, slow.max), "{len}");
+            assert!(
+                (fast.mean - slow.mean).abs() <= 1e-12 * slow.mean.abs().max(1.0),
+                "{len}"
+            );
+            assert!(
+                (fast.m2 - slow.m2).abs() <= 1e-9 * slow.m2.abs().max(1.0),
+                "{len}"
+            );
+        }
     }
 
     #[test]
