@@ -218,6 +218,23 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
     let mut storages: HashMap<String, StorageLocation> = HashMap::new();
     let mut storage_types: HashMap<String, String> = HashMap::new();
     let mut auditable = Vec::new();
+    // The storages and tensors members hold one small pickle per record:
+    // their interpretation shares one work budget, so a member of millions
+    // of records cannot hold millions of interpreted pickles.
+    let mut work = 0u64;
+    let mut charge = |record: &pickle::Pickle| -> Result<()> {
+        work = work.saturating_add(record.work);
+        if work > pickle::MAX_WORK {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "tar records need more than {} MiB of work to interpret",
+                    pickle::MAX_WORK >> 20
+                ),
+            ));
+        }
+        Ok(())
+    };
     for _ in 0..count {
         let record = pickle::interpret(&mut cursor)?;
         let items = tuple(&record)?;
@@ -257,6 +274,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
             },
         );
         storage_types.insert(key, storage_type);
+        charge(&record)?;
         auditable.push(record);
     }
     let views = pickle::interpret(&mut cursor)?;
@@ -362,6 +380,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
                 quantized: false,
             },
         );
+        charge(&record)?;
         auditable.push(record);
     }
 
