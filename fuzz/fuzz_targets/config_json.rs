@@ -9,7 +9,12 @@ fuzz_target!(|data: &[u8]| {
         .split(|b| *b == 0)
         .take(2)
         .enumerate()
-        .map(|(i, part)| (format!("config{i}.json"), String::from_utf8_lossy(part).into_owned()))
+        .map(|(i, part)| {
+            (
+                format!("config{i}.json"),
+                String::from_utf8_lossy(part).into_owned(),
+            )
+        })
         .collect();
     if let Ok(model) = arch::model_from_config_json(&texts) {
         // A model built from a hostile config must stay small enough to list.

@@ -181,14 +181,20 @@ mod tests {
         // 200k tensors, each in its own (missing) shard.
         let mut map = serde_json::Map::new();
         for i in 0..200_000 {
-            map.insert(format!("t{i}"), serde_json::json!(format!("s{i}.safetensors")));
+            map.insert(
+                format!("t{i}"),
+                serde_json::json!(format!("s{i}.safetensors")),
+            );
         }
         let text = serde_json::json!({ "weight_map": map }).to_string();
         let index = SliceSource::new("model.safetensors.index.json", text.as_bytes());
         let start = std::time::Instant::now();
         let error = read(&[&index]).unwrap_err();
         assert_eq!(error.kind, ErrorKind::BadShards, "{error}");
-        assert!(error.message.len() < 2_000, "the message lists at most 20 shards");
+        assert!(
+            error.message.len() < 2_000,
+            "the message lists at most 20 shards"
+        );
         assert!(start.elapsed().as_secs() < 10);
     }
 }
