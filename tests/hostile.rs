@@ -187,9 +187,71 @@ fn the_corpus_is_what_its_script_wrote() {
         total += file.metadata().expect("metadata").len();
         assert!(
             expected.contains_key(&name)
-                || ["expected.json", "make_hostile.py", "README.md"].contains(&name.as_str()),
+                || [
+                    "expected.json",
+                    "make_hostile.py",
+                    "README.md",
+                    "web_corpus.rs"
+                ]
+                .contains(&name.as_str()),
             "{name} is not in expected.json"
         );
     }
     assert!(total < 1_000_000, "corpus is {total} bytes");
+}
+
+/// ckptcheck restates the safetensors crate's header rules in u64 (so that
+/// wasm32 agrees with 64-bit targets); on every safetensors file here the
+/// crate's own `Metadata` must reach the same verdict on the header.
+#[test]
+fn safetensors_header_rules_agree_with_the_safetensors_crate() {
+    let mut files = Vec::new();
+    for dir in ["hostile", "formats", "formats/sharded", "scan"] {
+        for file in std::fs::read_dir(fixtures().join(dir)).expect("dir") {
+            let path = file.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "safetensors") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 25);
+    for path in files {
+        let bytes = std::fs::read(&path).expect("read");
+        let Some(length) = bytes.get(..8) else {
+            continue;
+        };
+        let length = u64::from_le_bytes(length.try_into().expect("8 bytes")) as usize;
+        let Some(text) = bytes
+            .get(8..8usize.saturating_add(length))
+            .and_then(|h| std::str::from_utf8(h).ok())
+        else {
+            continue;
+        };
+        let theirs = serde_json::from_str::<safetensors::tensor::Metadata>(text);
+        let source = FileSource::open(&path).expect("open");
+        let ours = format::safetensors::read(&source);
+        let header_error = ours
+            .as_ref()
+            .err()
+            .filter(|e| e.message.starts_with("invalid safetensors header"));
+        match (&theirs, header_error) {
+            (Ok(_), None) => {}
+            (Err(_), Some(_)) => {}
+            // Duplicate names: serde merges them for the crate; ckptcheck
+            // refuses them (after the same header rules pass).
+            (Ok(_), Some(e)) => panic!("{}: crate accepts, ckptcheck: {e}", path.display()),
+            (Err(e), None) => {
+                let refused_anyway = ours
+                    .as_ref()
+                    .err()
+                    .is_some_and(|o| o.message.contains("duplicate") || o.message.contains("JSON"));
+                assert!(
+                    refused_anyway,
+                    "{}: crate refuses ({e}), ckptcheck: {:?}",
+                    path.display(),
+                    ours.as_ref().map(|c| c.tensors.len())
+                );
+            }
+        }
+    }
 }

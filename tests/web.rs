@@ -95,23 +95,61 @@ fn error_message(error: JsValue) -> String {
         .expect("message")
 }
 
+/// (file, bytes, error kind or None, dangerous globals, files given with it)
+type HostileFile = (
+    &'static str,
+    &'static [u8],
+    Option<&'static str>,
+    &'static [&'static str],
+    &'static [(&'static str, &'static [u8])],
+);
+
+include!("fixtures/hostile/web_corpus.rs");
+
+/// The hostile corpus in the browser, as tests/hostile.rs reads it natively:
+/// each file fails with its kind and a message naming it (or, for unsafe
+/// pickles, reads with the dangerous globals named), and after each one the
+/// next, valid file still reads.
 #[wasm_bindgen_test]
 fn hostile_files_fail_with_their_kind_and_the_next_file_works() {
-    const HOSTILE: &[u8] = include_bytes!("fixtures/hostile/st_header_len_2p63.safetensors");
     const GOOD: &[u8] = include_bytes!("fixtures/formats/small.safetensors");
-    let files = js_sys::Array::of1(&file(HOSTILE, "evil.safetensors"));
-    let error = ckptcheck::web::inspect_files(files)
-        .map_err(JsValue::from)
-        .expect_err("hostile");
-    let message = error_message(error);
-    assert!(
-        message.starts_with("limit_exceeded|evil.safetensors: "),
-        "{message}"
-    );
-    let files = js_sys::Array::of1(&file(GOOD, "small.safetensors"));
-    ckptcheck::web::inspect_files(files)
-        .map_err(JsValue::from)
-        .expect("the next file reads");
+    assert!(HOSTILE.len() >= 100);
+    let mut failures = Vec::new();
+    for (name, bytes, kind, dangerous, others) in HOSTILE {
+        let files = js_sys::Array::of1(&file(bytes, name));
+        for (other, other_bytes) in *others {
+            files.push(&file(other_bytes, other));
+        }
+        match (
+            ckptcheck::web::inspect_files(files).map_err(JsValue::from),
+            kind,
+        ) {
+            (Err(error), Some(kind)) => {
+                let message = error_message(error);
+                if !message.starts_with(&format!("{kind}|")) || !message.contains(name) {
+                    failures.push(format!("{name}: expected {kind}, got {message}"));
+                }
+            }
+            (Ok(_), Some(kind)) => failures.push(format!("{name}: expected {kind}, read fine")),
+            (Err(error), None) => failures.push(format!(
+                "{name}: expected success: {}",
+                error_message(error)
+            )),
+            (Ok(checkpoint), None) => {
+                let checkpoint: serde_json::Value =
+                    serde_wasm_bindgen::from_value(checkpoint).expect("json");
+                let named = &checkpoint["pickle_audit"]["dangerous"];
+                if *named != serde_json::json!(dangerous) {
+                    failures.push(format!("{name}: dangerous {named}, expected {dangerous:?}"));
+                }
+            }
+        }
+        let files = js_sys::Array::of1(&file(GOOD, "small.safetensors"));
+        if let Err(error) = ckptcheck::web::inspect_files(files).map_err(JsValue::from) {
+            failures.push(format!("after {name}: {}", error_message(error)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[wasm_bindgen_test]

@@ -157,6 +157,17 @@ fn bad(message: impl Into<String>, offset: u64) -> Error {
     err(ErrorKind::BadPickle, message).at(offset)
 }
 
+/// What the work budget charges for each kind of allocation: the sizes on
+/// 64-bit targets, fixed so that the budget, and which files exceed it, are
+/// the same everywhere (wasm32's smaller pointers would otherwise let a
+/// pickle through in the browser that fails natively).
+const VALUE_COST: u64 = 24;
+const STACK_COST: u64 = 24;
+const OBJECT_COST: u64 = 208;
+const DICT_ENTRY_COST: u64 = 48;
+/// A memo entry plus hash-table overhead.
+const MEMO_COST: u64 = 48;
+
 /// Heap bytes a value owns alone (shared strings and bytes cost nothing
 /// more when copied).
 fn value_heap(value: &Value) -> u64 {
@@ -167,7 +178,7 @@ fn value_heap(value: &Value) -> u64 {
 }
 
 fn values_size(values: &[Value]) -> u64 {
-    let inline = std::mem::size_of_val(values) as u64;
+    let inline = values.len() as u64 * VALUE_COST;
     values
         .iter()
         .map(value_heap)
@@ -184,12 +195,10 @@ fn storage_heap(storage: &StorageRef) -> u64 {
 
 /// What an object costs: its own size plus what it owns.
 fn object_size(object: &Object) -> u64 {
-    let own = std::mem::size_of::<Object>() as u64;
+    let own = OBJECT_COST;
     own + match object {
         Object::List(items) | Object::Tuple(items) | Object::Set(items) => values_size(items),
-        Object::Dict { entries, .. } => {
-            (entries.len() * std::mem::size_of::<(Value, Value)>()) as u64
-        }
+        Object::Dict { entries, .. } => entries.len() as u64 * DICT_ENTRY_COST,
         Object::Call { items, .. } => values_size(items),
         Object::Persistent(value) => value_heap(value),
         Object::Storage(storage) => storage_heap(storage),
@@ -239,10 +248,7 @@ impl Machine {
         if self.stack.len() >= MAX_STACK {
             return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
         }
-        self.charge(
-            std::mem::size_of::<StackItem>() as u64 + value_heap(&value),
-            offset,
-        )?;
+        self.charge(STACK_COST + value_heap(&value), offset)?;
         self.stack.push(StackItem::Value(value));
         Ok(())
     }
@@ -251,7 +257,7 @@ impl Machine {
         if self.stack.len() >= MAX_STACK {
             return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
         }
-        self.charge(std::mem::size_of::<StackItem>() as u64, offset)?;
+        self.charge(STACK_COST, offset)?;
         self.stack.push(StackItem::Mark);
         Ok(())
     }
@@ -639,10 +645,7 @@ impl Machine {
             _ => return Err(bad("SETITEM on something that is not a dict", offset)),
         };
         // Index entries cost about as much as the entries themselves.
-        self.charge(
-            (pairs.len() / 2 * std::mem::size_of::<(Value, Value)>()) as u64 * 2,
-            offset,
-        )?;
+        self.charge(pairs.len() as u64 / 2 * DICT_ENTRY_COST * 2, offset)?;
         let mut iterator = pairs.into_iter();
         let object = self
             .objects
@@ -1176,10 +1179,7 @@ fn memo_put(m: &mut Machine, index: u64, value: Value, offset: u64) -> Result<()
     if m.memo.len() >= MAX_OBJECTS && !m.memo.contains_key(&index) {
         return Err(err(ErrorKind::LimitExceeded, "pickle memo exceeds its limit").at(offset));
     }
-    m.charge(
-        (std::mem::size_of::<(u64, Value)>() + 16) as u64 + value_heap(&value),
-        offset,
-    )?;
+    m.charge(MEMO_COST + value_heap(&value), offset)?;
     m.memo.insert(index, value);
     Ok(())
 }

@@ -20,6 +20,10 @@ pub const MAX_NODES: usize = 5_000_000;
 pub const MAX_VALUES: usize = 2_000;
 /// Bytes of key text and listing entries the walk may produce.
 pub const MAX_LISTING_BYTES: u64 = 512 * 1024 * 1024;
+/// Charged per key and per listed tensor: 64-bit sizes, fixed so that the
+/// budget is the same on every platform.
+const STRING_COST: u64 = 24;
+const TENSOR_INFO_COST: u64 = 256;
 
 struct Walker<'p> {
     pickle: &'p Pickle,
@@ -90,9 +94,7 @@ fn scalar_json(pickle: &Pickle, value: &Value) -> Option<serde_json::Value> {
 }
 
 fn path_bytes(path: &[String]) -> u64 {
-    path.iter()
-        .map(|key| (key.len() + std::mem::size_of::<String>()) as u64)
-        .sum()
+    path.iter().map(|key| key.len() as u64 + STRING_COST).sum()
 }
 
 impl Walker<'_> {
@@ -169,9 +171,7 @@ impl Walker<'_> {
         match object {
             Object::Tensor(tensor) => {
                 self.charge(
-                    2 * path_bytes(path)
-                        + 16 * tensor.size.len() as u64
-                        + std::mem::size_of::<TensorInfo>() as u64,
+                    2 * path_bytes(path) + 16 * tensor.size.len() as u64 + TENSOR_INFO_COST,
                 )?;
                 let name = path.last().cloned().unwrap_or_default();
                 let (dtype, offset, nbytes) =
