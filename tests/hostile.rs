@@ -2,7 +2,8 @@
 //! file must produce by tests/fixtures/hostile/make_hostile.py): every file
 //! fails with exactly its `ErrorKind`, the error names the file, and reading
 //! it stays within a memory and time budget, whatever the file claims. Unsafe
-//! pickles are read (never run) and their dangerous globals named.
+//! pickles are read (never run) and their dangerous globals named. The
+//! weight scan gives the same verdict on each.
 //!
 //! Memory is measured by a counting global allocator: the peak of bytes live
 //! on the reading thread while one file is read.
@@ -110,6 +111,19 @@ fn read(name: &str, entry: &Value) -> Result<Outcome, Error> {
     format::read_files(&refs).map(|c| Outcome::Checkpoint(Box::new(c)))
 }
 
+fn scan(name: &str, entry: &Value) -> Result<ckptcheck::scan::ScanReport, Error> {
+    let mut paths = vec![fixtures().join("hostile").join(name)];
+    for other in entry["with"].as_array().into_iter().flatten() {
+        paths.push(fixtures().join(other.as_str().expect("path")));
+    }
+    let sources: Vec<FileSource> = paths
+        .iter()
+        .map(|p| FileSource::open(p).expect("open"))
+        .collect();
+    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    ckptcheck::scan::scan_sources(&refs, &mut |_, _| true)
+}
+
 fn kind_name(error: &Error) -> String {
     serde_json::to_value(error.kind)
         .expect("kind")
@@ -135,6 +149,22 @@ fn every_hostile_file_fails_with_its_error_kind_within_bounds() {
         }
         if elapsed > TIME_LIMIT {
             failures.push(format!("{name}: took {elapsed:?}"));
+        }
+        if entry["entry"] != "config" {
+            // The weight scan reads through the same parsers: same verdict.
+            let (scanned, peak) = peak_during(|| scan(name, entry));
+            let expected = entry.get("kind").and_then(Value::as_str);
+            match (&scanned, expected) {
+                (Err(error), Some(kind)) if kind_name(error) == kind => {}
+                (Ok(_), None) => {}
+                _ => failures.push(format!(
+                    "{name}: scan gives {:?}, expected {expected:?}",
+                    scanned.as_ref().map(|r| r.ok).map_err(|e| e.to_string())
+                )),
+            }
+            if peak > MEMORY_LIMIT {
+                failures.push(format!("{name}: scan peak allocation {peak} bytes"));
+            }
         }
         match (entry.get("kind").and_then(Value::as_str), result) {
             (Some(kind), Err(error)) => {
