@@ -140,8 +140,10 @@ enum StackItem {
 
 struct Machine {
     stack: Vec<StackItem>,
-    /// Bytes charged so far against `MAX_WORK`.
+    /// Bytes charged so far, and the most this pickle may charge (what is
+    /// left of its file's `MAX_WORK`).
     work: u64,
+    max_work: u64,
     /// Entries of every dict by `(object, hash of key)`, so SETITEM finds a
     /// repeated key without scanning the dict (a scan made building an
     /// n-entry dict cost n^2/2 comparisons).
@@ -231,11 +233,11 @@ impl Machine {
     /// Charge `bytes` of allocation or copying against `MAX_WORK`.
     fn charge(&mut self, bytes: u64, offset: u64) -> Result<()> {
         self.work = self.work.saturating_add(bytes);
-        if self.work > MAX_WORK {
+        if self.work > self.max_work {
             return Err(err(
                 ErrorKind::LimitExceeded,
                 format!(
-                    "pickle needs more than {} MiB of work to interpret (a decompression-bomb-like pickle)",
+                    "pickles need more than {} MiB of work to interpret (a decompression-bomb-like pickle)",
                     MAX_WORK >> 20
                 ),
             )
@@ -800,11 +802,21 @@ fn unquote(text: &str) -> String {
     out
 }
 
-/// Run one pickle from the cursor's position to its STOP.
+/// Run one pickle from the cursor's position to its STOP, within
+/// `MAX_WORK`.
 pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
+    let mut budget = MAX_WORK;
+    interpret_within(cursor, &mut budget)
+}
+
+/// Run one pickle drawing on `budget`, the work left for the pickles of one
+/// file (a legacy file holds five, a tar file one per record): what it
+/// charges is taken off, so all of them together stay within it.
+pub fn interpret_within(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle> {
     let mut machine = Machine {
         stack: Vec::new(),
         work: 0,
+        max_work: *budget,
         dict_index: HashMap::new(),
         memo: HashMap::new(),
         objects: Vec::new(),
@@ -813,7 +825,9 @@ pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
         global_counts: Vec::new(),
     };
     let name = cursor.source_name().to_string();
-    run(&mut machine, cursor).map_err(|e| e.in_file(&name))?;
+    let result = run(&mut machine, cursor);
+    *budget = budget.saturating_sub(machine.work);
+    result.map_err(|e| e.in_file(&name))?;
     let root = machine.pop(cursor.position())?;
     Ok(Pickle {
         root,
