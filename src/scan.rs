@@ -980,6 +980,9 @@ pub fn to_text(report: &ScanReport) -> String {
             fmt(tensor.std),
             if tensor.all_zero { "  all zero" } else { "" }
         ));
+        if let Some(note) = &tensor.note {
+            out.push_str(&format!("      {note}\n"));
+        }
     }
     out
 }
