@@ -101,3 +101,12 @@ for target in "${TARGETS[@]}"; do
       >"logs/$target.log" 2>&1) || true
   tail -n 3 "fuzz/logs/$target.log"
 done
+
+# The figures for fuzz/RESULTS.md: the last status line of each log.
+echo "| target | execs | cov | ft | corpus | oom/timeout/crash | seconds |"
+echo "|---|---:|---:|---:|---:|---|---:|"
+for target in "${TARGETS[@]}"; do
+  grep -E '^#[0-9]+: cov:' "fuzz/logs/$target.log" | tail -n 1 | awk -v t="$target" \
+    '{ gsub("#", "", $1); gsub(":", "", $1); gsub("s", "", $13);
+       printf "| %s | %s | %s | %s | %s | %s | %s |\n", t, $1, $3, $5, $7, $11, $13 }'
+done
