@@ -4,7 +4,9 @@ many bytes it reads, against the two Python routes people use, in one run.
 Generates (once, cached in bench/out/) a Chinese-CLIP ViT-H-14@RoBERTa-wwm-ext-
 large-chinese state dict (958 M parameters, fp32, 3.8 GB) as a torch.save .pt
 and as .safetensors, then times, warm from the page cache, median of 5:
-  - `ckptcheck inspect --json` (release build) on each file;
+  - ckptcheck's reader in-process (`cargo bench --bench inspect`, release), and
+    the `ckptcheck inspect --json` command (process start and JSON output
+    included) on each file;
   - `torch.load(path, mmap=True, weights_only=True)` + listing names/shapes;
   - `safetensors.safe_open` + listing names/shapes;
 and prints ratios against the torch route, plus ckptcheck's bytes read.
@@ -56,6 +58,7 @@ def median_time(fn):
 
 def main():
     subprocess.run(["cargo", "build", "--release", "--bin", "ckptcheck"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "bench", "--bench", "inspect", "--no-run"], cwd=ROOT, check=True)
     binary = ROOT / "target" / "release" / "ckptcheck"
     pt, st = make_files()
     import torch
@@ -83,6 +86,10 @@ def main():
         ("ckptcheck inspect --json (.pt)", median_time(lambda: ckptcheck(pt)), ckptcheck(pt)["bytes_read"]),
         ("ckptcheck inspect --json (.safetensors)", median_time(lambda: ckptcheck(st)), ckptcheck(st)["bytes_read"]),
     ]
+    bench = subprocess.run(["cargo", "bench", "-q", "--bench", "inspect", "--", str(pt), str(st)], cwd=ROOT, capture_output=True, text=True, check=True)
+    in_process = [json.loads(line) for line in bench.stdout.splitlines() if line.startswith("{")]
+    for result, kind in zip(in_process, (".pt", ".safetensors")):
+        rows.append((f"ckptcheck reader in-process, median of 20 ({kind})", result["median_s"], result["bytes_read"]))
     baseline = rows[0][1]
     print(f"{MODEL}: .pt {pt.stat().st_size / 1e9:.2f} GB, .safetensors {st.stat().st_size / 1e9:.2f} GB; median of {RUNS}, warm cache")
     print(f"{'route':60} {'seconds':>9} {'vs torch':>9} {'bytes read':>12}")

@@ -1,12 +1,14 @@
 //! The command line behind `src/main.rs`: parses arguments, calls the core, prints.
-//! `inspect`, `check`, `infer`, `diff`, `presets`, `scan`. Exit codes: 0
-//! success (or "loads", or a clean scan), 1 "won't load" (or a scan that
-//! found NaN, Inf or all-zero tensors), 2 an input error, with one line
-//! naming the file.
+//! `inspect`, `check`, `infer`, `diff`, `presets`, `verify`, `scan`. Exit
+//! codes: 0 success (or "loads", or a forward pass that ran with a finite
+//! output, or a clean scan), 1 "won't load" (or a forward pass that failed,
+//! or a scan that found NaN, Inf or all-zero tensors), 2 an input error,
+//! with one line naming the file.
 
 use ckptcheck::check::{check, Loader};
+use ckptcheck::reference::model::{self, ModelDesc};
 use ckptcheck::source::{ByteSource, FileSource};
-use ckptcheck::{arch, format, report, Checkpoint, Error, ErrorKind};
+use ckptcheck::{arch, format, npy, report, verify, Checkpoint, Error, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,9 +18,16 @@ const USAGE: &str = "usage:
   ckptcheck infer FILE... [--json]
   ckptcheck diff A B [--json]
   ckptcheck presets [--json]
+  ckptcheck verify FILE... [--config PRESET|PATH...] [--device gpu|cpu] [--layers K]
+                   [--input x.npy] [--output out.npy] [--no-reference] [--json]
   ckptcheck scan FILE... [--json]
 
-FILE may be a folder (a sharded checkpoint with its index.json).";
+FILE may be a folder (a sharded checkpoint with its index.json).
+verify runs the model on a deterministic input (or --input: float32 image
+[1,3,R,R] or int64 token ids [1,T]) on the GPU (default, when there is one)
+or the CPU reference; a GPU run is compared with the CPU reference on the
+same blocks unless --no-reference. Give two --config flags for a
+Chinese-CLIP vision + text JSON pair.";
 
 /// Largest config JSON read (the page's worker uses the same cap).
 const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
@@ -29,6 +38,11 @@ struct Args {
     configs: Vec<String>,
     loader: Loader,
     json: bool,
+    device: Option<String>,
+    layers: Option<usize>,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    no_reference: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -42,10 +56,16 @@ fn parse_args() -> Result<Args, Error> {
         configs: Vec::new(),
         loader: Loader::Strict,
         json: false,
+        device: None,
+        layers: None,
+        input: None,
+        output: None,
+        no_reference: false,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => parsed.json = true,
+            "--no-reference" => parsed.no_reference = true,
             "--loader" => {
                 let value = args
                     .next()
@@ -60,6 +80,24 @@ fn parse_args() -> Result<Args, Error> {
                     )
                 })?;
                 parsed.configs.push(value);
+            }
+            "--device" | "--layers" | "--input" | "--output" => {
+                let value = args.next().ok_or_else(|| {
+                    Error::new(ErrorKind::BadArgument, format!("{arg} needs a value"))
+                })?;
+                match arg.as_str() {
+                    "--device" => parsed.device = Some(value),
+                    "--layers" => {
+                        parsed.layers = Some(value.parse().map_err(|_| {
+                            Error::new(
+                                ErrorKind::BadArgument,
+                                format!("--layers needs a block count, got {value:?}"),
+                            )
+                        })?)
+                    }
+                    "--input" => parsed.input = Some(PathBuf::from(value)),
+                    _ => parsed.output = Some(PathBuf::from(value)),
+                }
             }
             "-h" | "--help" => return Err(Error::new(ErrorKind::BadArgument, USAGE)),
             flag if flag.starts_with("--") => {
@@ -415,9 +453,166 @@ fn run() -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        "verify" => verify(&args),
         other => Err(Error::new(
             ErrorKind::BadArgument,
             format!("unknown command {other:?}\n{USAGE}"),
+        )),
+    }
+}
+
+/// The model to run: `--config` presets or JSONs; without `--config`, a
+/// `config.json` in (or beside) the checkpoint's folder, else the preset
+/// whose tensors the checkpoint matches exactly.
+fn verify_model(args: &Args, checkpoint: &Checkpoint) -> Result<ModelDesc, Error> {
+    match args.configs.as_slice() {
+        [one] if !Path::new(one).exists() => return model::from_preset(one),
+        [] => {}
+        several => {
+            let mut texts = Vec::new();
+            for path in several {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(path)
+                })?;
+                texts.push((path.clone(), text));
+            }
+            return model::from_config_texts(&texts);
+        }
+    }
+    for file in &args.files {
+        let folder = if file.is_dir() {
+            Some(file.as_path())
+        } else {
+            file.parent()
+        };
+        if let Some(config) = folder
+            .map(|f| f.join("config.json"))
+            .filter(|c| c.is_file())
+        {
+            let name = config.display().to_string();
+            let text = std::fs::read_to_string(&config).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(&name)
+            })?;
+            return model::from_config_texts(&[(name, text)]);
+        }
+    }
+    let (_, state_dict) = ckptcheck::check::select_state_dict(checkpoint);
+    let (_, names) = ckptcheck::check::strip_common_prefix(&state_dict.entries);
+    match arch::infer(&names).preset {
+        Some(preset) => model::from_preset(&preset),
+        None => Err(Error::new(
+            ErrorKind::BadArgument,
+            "verify needs --config PRESET|PATH (no config.json beside the checkpoint, and no preset matches it exactly)",
+        )),
+    }
+}
+
+fn verify(args: &Args) -> Result<ExitCode, Error> {
+    if args.files.is_empty() {
+        return Err(Error::new(ErrorKind::BadArgument, "verify needs a FILE"));
+    }
+    let device = match args.device.as_deref() {
+        None => None,
+        Some(text) => Some(verify::Device::parse(text)?),
+    };
+    let paths = expand(&args.files)?;
+    let files: Vec<FileSource> = paths
+        .iter()
+        .map(|p| FileSource::open(p))
+        .collect::<Result<_, _>>()?;
+    let mut sources: Vec<&dyn ByteSource> = Vec::new();
+    for source in &files {
+        match format::detect(source) {
+            Ok(format::Format::Json) if files.len() > 1 => {}
+            Ok(_) => sources.push(source),
+            Err(e) if files.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let checkpoint = format::read_files(&sources)?;
+    let desc = verify_model(args, &checkpoint)?;
+    let input = match &args.input {
+        None => None,
+        Some(path) => {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot read input: {e}")).in_file(&name)
+            })?;
+            Some(npy::read(&bytes).map_err(|e| e.in_file(&name))?)
+        }
+    };
+    let start = std::time::Instant::now();
+    let clock = move || start.elapsed().as_secs_f64() * 1000.0;
+    let verdict = run_verify(
+        device,
+        &checkpoint,
+        sources,
+        &desc,
+        input,
+        (args.layers, !args.no_reference),
+        &clock,
+    )?;
+    if let Some(path) = &args.output {
+        std::fs::write(path, verify::output_npy(&verdict)).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("cannot write output: {e}"))
+                .in_file(&path.display().to_string())
+        })?;
+    }
+    if args.json {
+        print_json(&verdict);
+    } else {
+        print!("{}", verify::to_text(&verdict));
+    }
+    Ok(if verdict.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(not(feature = "gpu"))]
+fn run_verify(
+    device: Option<verify::Device>,
+    checkpoint: &Checkpoint,
+    sources: Vec<&dyn ByteSource>,
+    desc: &ModelDesc,
+    input: Option<npy::Array>,
+    (layers, _): (Option<usize>, bool),
+    clock: &ckptcheck::weights::Clock,
+) -> Result<verify::Verdict, Error> {
+    if device == Some(verify::Device::Gpu) {
+        return Err(Error::new(
+            ErrorKind::BadArgument,
+            "this ckptcheck was built without the gpu feature: use --device cpu, or build with --features gpu",
+        ));
+    }
+    verify::verify_cpu(checkpoint, sources, desc, input, layers, clock)
+}
+
+#[cfg(feature = "gpu")]
+fn run_verify(
+    device: Option<verify::Device>,
+    checkpoint: &Checkpoint,
+    sources: Vec<&dyn ByteSource>,
+    desc: &ModelDesc,
+    input: Option<npy::Array>,
+    (layers, compare): (Option<usize>, bool),
+    clock: &ckptcheck::weights::Clock,
+) -> Result<verify::Verdict, Error> {
+    if device == Some(verify::Device::Cpu) {
+        return verify::verify_cpu(checkpoint, sources, desc, input, layers, clock);
+    }
+    match pollster::block_on(ckptcheck::gpu::Context::new()) {
+        Ok(context) => pollster::block_on(ckptcheck::gpu::verify::verify_gpu(
+            &context, checkpoint, sources, desc, input, layers, clock, compare,
+        )),
+        Err(reason) if device.is_none() => {
+            eprintln!("ckptcheck: no GPU ({reason}); running the CPU reference");
+            verify::verify_cpu(checkpoint, sources, desc, input, layers, clock)
+        }
+        Err(reason) => Err(Error::new(
+            ErrorKind::Io,
+            format!("--device gpu: no GPU adapter: {reason}"),
         )),
     }
 }

@@ -9,6 +9,13 @@
 //!   explanation and the fix;
 //! - `scan`: every weight read once in fixed-size chunks: NaN, Inf,
 //!   all-zero tensors, min/max/mean/std;
+//! - `weights`: one tensor at a time from the file, decoded to f32, with
+//!   statistics that flag NaN, all-zero or absurd weights;
+//! - `reference`: the forward pass (ViT, BERT, GPT-2, LLaMA) written once
+//!   against a `Backend`; the CPU backend is the oracle;
+//! - `gpu` (feature `gpu`): the same graphs on wgpu, WGSL kernels;
+//! - `verify`: plan a forward pass, run it, judge it; `npy`: its inputs and
+//!   outputs;
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` facade the page's worker calls.
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -19,9 +26,15 @@ pub mod checkpoint;
 pub mod dtype;
 pub mod error;
 pub mod format;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+pub mod npy;
+pub mod reference;
 pub mod report;
 pub mod scan;
 pub mod source;
+pub mod verify;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

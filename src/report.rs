@@ -114,6 +114,36 @@ pub fn explain(
         }
     }
 
+    // A checkpoint of another family: that is the cause of everything.
+    if inferred.family != model.family
+        && inferred.family != "unknown"
+        && !inferred.family.is_empty()
+    {
+        let missing = result.missing_keys.len();
+        let unexpected = result.unexpected_keys.len();
+        let size_mismatches = result.size_mismatches.len();
+        causes.push(Cause {
+            field: "family".to_string(),
+            checkpoint: Value::String(inferred.family.clone()),
+            model: Value::String(model.family.clone()),
+            missing,
+            unexpected,
+            size_mismatches,
+            text: format!(
+                "model family: the checkpoint is a {} model{}, the model is {} — {}",
+                family_name(&inferred.family),
+                inferred
+                    .preset
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
+                family_name(&model.family),
+                counts_text(missing, unexpected, size_mismatches)
+            ),
+        });
+        return causes;
+    }
+
     // 2. Config fields that differ, with the findings they cause, counted on
     // the keys aligned as if the prefix were right.
     let checkpoint_model = rebuild(model, inferred);
@@ -166,7 +196,7 @@ pub fn explain(
     let strip = |k: &str| aligned(k, model_prefix.or(state_prefixed)).to_string();
     let mut attributed: std::collections::HashSet<String> = std::collections::HashSet::new();
     for field in &inferred.fields {
-        let Some(model_value) = model.config.get(&field.field) else {
+        let Some(model_value) = config_field(&model.config, &field.field) else {
             continue;
         };
         if normalised(model_value) == normalised(&field.value) {
@@ -277,6 +307,25 @@ pub fn explain(
     }
     causes.sort_by_key(|c| std::cmp::Reverse(c.missing + c.unexpected + c.size_mismatches));
     causes
+}
+
+/// A config field by name; families with nested configs (open_clip's
+/// `vision_cfg`, HF CLIP's `text_config`) name inner fields with dots.
+fn config_field<'a>(config: &'a Value, field: &str) -> Option<&'a Value> {
+    config.get(field).or_else(|| {
+        field
+            .split('.')
+            .try_fold(config, |value, part| value.get(part))
+    })
+}
+
+fn family_name(family: &str) -> &str {
+    match family {
+        "cn_clip" => "Chinese-CLIP",
+        "open_clip" => "OpenAI CLIP / open_clip",
+        "hf" => "Hugging Face transformers",
+        other => other,
+    }
 }
 
 fn display(value: &Value) -> String {

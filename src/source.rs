@@ -222,9 +222,10 @@ impl<'s> Cursor<'s> {
         self.position = position;
     }
 
-    /// Take the next `len` bytes. Errors with `Truncated` if they are not
-    /// there, before allocating anything for them.
-    pub fn take(&mut self, len: u64) -> Result<Vec<u8>> {
+    /// Make the next `len` bytes available in the buffer and return where
+    /// they start in it. Errors with `Truncated` if they are not in the file
+    /// (or before the limit), before allocating anything for them.
+    fn fill(&mut self, len: u64) -> Result<usize> {
         if len > self.remaining() {
             return Err(err(
                 ErrorKind::Truncated,
@@ -234,33 +235,34 @@ impl<'s> Cursor<'s> {
             .in_file(self.source.name()));
         }
         let buffer_end = self.buffer_start + self.buffer.len() as u64;
-        if self.position >= self.buffer_start && self.position + len <= buffer_end {
-            let start = (self.position - self.buffer_start) as usize;
-            let out = self.buffer[start..start + len as usize].to_vec();
-            self.position += len;
-            return Ok(out);
+        if self.position < self.buffer_start || self.position + len > buffer_end {
+            let chunk = len.max(CURSOR_CHUNK.min(self.limit - self.position));
+            self.buffer = read_vec(self.source, self.position, chunk)?;
+            self.buffer_start = self.position;
         }
-        if len >= CURSOR_CHUNK {
-            let out = read_vec(self.source, self.position, len)?;
-            self.position += len;
-            return Ok(out);
-        }
-        let chunk = CURSOR_CHUNK.min(self.limit - self.position);
-        self.buffer = read_vec(self.source, self.position, chunk)?;
-        self.buffer_start = self.position;
-        let out = self.buffer[..len as usize].to_vec();
+        Ok((self.position - self.buffer_start) as usize)
+    }
+
+    /// Borrow the next `len` bytes (no allocation for small reads).
+    pub fn take_slice(&mut self, len: u64) -> Result<&[u8]> {
+        let start = self.fill(len)?;
         self.position += len;
-        Ok(out)
+        Ok(&self.buffer[start..start + len as usize])
+    }
+
+    /// Take the next `len` bytes as an owned vector.
+    pub fn take(&mut self, len: u64) -> Result<Vec<u8>> {
+        Ok(self.take_slice(len)?.to_vec())
     }
 
     pub fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
+        Ok(self.take_slice(1)?[0])
     }
 
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let bytes = self.take(N as u64)?;
+        let bytes = self.take_slice(N as u64)?;
         let mut out = [0u8; N];
-        out.copy_from_slice(&bytes);
+        out.copy_from_slice(bytes);
         Ok(out)
     }
 

@@ -108,9 +108,22 @@ fn sources(files: &js_sys::Array) -> Result<Vec<BlobSource>> {
 /// then read the checkpoint.
 fn read_dropped(files: &js_sys::Array) -> Result<(crate::Checkpoint, Vec<(String, String)>)> {
     let sources = sources(files)?;
+    let (checkpoint, configs, _) = read_sources(&sources)?;
+    Ok((checkpoint, configs))
+}
+
+/// What dropped files hold: the checkpoint, the config JSONs `(name, text)`,
+/// and the sources that hold tensors.
+type Dropped<'a> = (
+    crate::Checkpoint,
+    Vec<(String, String)>,
+    Vec<&'a dyn ByteSource>,
+);
+
+fn read_sources(sources: &[BlobSource]) -> Result<Dropped<'_>> {
     let mut checkpoint_sources: Vec<&dyn ByteSource> = Vec::new();
     let mut configs = Vec::new();
-    for source in &sources {
+    for source in sources {
         match format::detect(source)? {
             format::Format::Json => {
                 let bytes = crate::source::read_vec(source, 0, source.len().min(16 * 1024 * 1024))?;
@@ -123,7 +136,7 @@ fn read_dropped(files: &js_sys::Array) -> Result<(crate::Checkpoint, Vec<(String
         }
     }
     let checkpoint = format::read_files(&checkpoint_sources)?;
-    Ok((checkpoint, configs))
+    Ok((checkpoint, configs, checkpoint_sources))
 }
 
 /// Every built-in preset: `[{name, family, description}]`.
@@ -175,6 +188,8 @@ pub fn scan_files(
 struct CheckOutput {
     checkpoint: crate::Checkpoint,
     report: crate::check::CheckReport,
+    /// "Loads" or "Won't load: 0 missing, 144 unexpected, 153 size mismatches".
+    verdict: String,
     markdown: String,
 }
 
@@ -205,11 +220,120 @@ pub fn check_files(
         };
         let report = check(&checkpoint, &model, loader);
         let markdown = report::to_markdown(&report);
+        let verdict = report::verdict_line(&report);
         Ok(CheckOutput {
             checkpoint,
             report,
+            verdict,
             markdown,
         })
     };
     to_js(&run().map_err(js_error)?)
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// The model a verify runs: a preset name, else dropped config JSONs, else
+/// the preset the checkpoint matches exactly.
+fn verify_model(
+    preset: &str,
+    configs: &[(String, String)],
+    checkpoint: &crate::Checkpoint,
+) -> Result<crate::reference::model::ModelDesc> {
+    use crate::reference::model;
+    if !preset.is_empty() && preset != "infer" {
+        return model::from_preset(preset);
+    }
+    if !configs.is_empty() && preset.is_empty() {
+        return model::from_config_texts(configs);
+    }
+    let (_, state_dict) = crate::check::select_state_dict(checkpoint);
+    let (_, names) = crate::check::strip_common_prefix(&state_dict.entries);
+    let best = arch::infer(&names).preset.ok_or_else(|| {
+        err(
+            ErrorKind::BadConfig,
+            "cannot tell which model this is: pick a preset or drop its config JSON",
+        )
+    })?;
+    model::from_preset(&best)
+}
+
+/// Prove the checkpoint loads: run the model on its default deterministic
+/// input and judge the output (the `verify::Verdict`, as JSON data).
+/// `device`: "gpu" runs on WebGPU and compares with the CPU reference (an
+/// error starting `io|no GPU adapter` when the browser has none), "cpu" runs
+/// the reference alone. `layers`: run only the first K blocks.
+#[wasm_bindgen]
+pub async fn verify_files(
+    files: js_sys::Array,
+    preset: String,
+    device: String,
+    layers: Option<u32>,
+) -> std::result::Result<JsValue, JsError> {
+    let sources = sources(&files).map_err(js_error)?;
+    let (checkpoint, configs, tensor_sources) = read_sources(&sources).map_err(js_error)?;
+    let desc = verify_model(&preset, &configs, &checkpoint).map_err(js_error)?;
+    let layers = layers.map(|k| k as usize);
+    let verdict = match crate::verify::Device::parse(&device).map_err(js_error)? {
+        crate::verify::Device::Cpu => {
+            crate::verify::verify_cpu(&checkpoint, tensor_sources, &desc, None, layers, &now_ms)
+        }
+        crate::verify::Device::Gpu => verify_gpu(&checkpoint, tensor_sources, &desc, layers).await,
+    }
+    .map_err(js_error)?;
+    let text = crate::verify::to_text(&verdict);
+    to_js(&VerifyOutput { verdict, text })
+}
+
+#[derive(Serialize)]
+struct VerifyOutput {
+    verdict: crate::verify::Verdict,
+    /// The verdict as the CLI prints it.
+    text: String,
+}
+
+#[cfg(feature = "gpu")]
+async fn verify_gpu(
+    checkpoint: &crate::Checkpoint,
+    sources: Vec<&dyn ByteSource>,
+    desc: &crate::reference::model::ModelDesc,
+    layers: Option<usize>,
+) -> Result<crate::verify::Verdict> {
+    let ctx = crate::gpu::Context::new()
+        .await
+        .map_err(|reason| err(ErrorKind::Io, format!("no GPU adapter: {reason}")))?;
+    crate::gpu::verify::verify_gpu(&ctx, checkpoint, sources, desc, None, layers, &now_ms, true)
+        .await
+}
+
+#[cfg(not(feature = "gpu"))]
+async fn verify_gpu(
+    _checkpoint: &crate::Checkpoint,
+    _sources: Vec<&dyn ByteSource>,
+    _desc: &crate::reference::model::ModelDesc,
+    _layers: Option<usize>,
+) -> Result<crate::verify::Verdict> {
+    Err(err(
+        ErrorKind::Io,
+        "no GPU adapter: this build has no GPU support (built without the gpu feature)",
+    ))
+}
+
+/// `null` when a GPU adapter is available, else why not (for the page's
+/// "Verify on GPU" button, which then offers the CPU reference).
+#[wasm_bindgen]
+pub async fn gpu_unavailable_reason() -> JsValue {
+    #[cfg(feature = "gpu")]
+    {
+        match crate::gpu::Context::new().await {
+            Ok(_) => JsValue::NULL,
+            Err(reason) => JsValue::from_str(&reason),
+        }
+    }
+    #[cfg(not(feature = "gpu"))]
+    {
+        JsValue::from_str("this build has no GPU support (built without the gpu feature)")
+    }
 }

@@ -292,3 +292,21 @@ fn the_motivating_case_is_explained_in_config_terms() {
         .iter()
         .any(|r| r.text.contains("removeprefix(\"module.\")")));
 }
+
+#[test]
+fn a_checkpoint_of_another_family_is_named_as_the_cause() {
+    let checkpoint = fixture_checkpoint("clip_cn_vit-b-16.shapes");
+    let model = arch::model_from_preset("open_clip/ViT-B-16").expect("preset");
+    let report = check(&checkpoint, &model, Loader::CnClip);
+    assert!(!report.loads);
+    assert_eq!(report.explanation.len(), 1, "{:?}", report.explanation);
+    assert_eq!(report.explanation[0].field, "family");
+    assert!(report.explanation[0].text.starts_with("model family: the checkpoint is a Chinese-CLIP model (ViT-B-16@RoBERTa-wwm-ext-base-chinese)"));
+    let fix = report.fix.expect("fix");
+    assert!(
+        fix.summary
+            .contains("--vision-model ViT-B-16 --text-model RoBERTa-wwm-ext-base-chinese"),
+        "{}",
+        fix.summary
+    );
+}

@@ -118,8 +118,11 @@ fn check_torch(file: &str, format_name: &str) {
 
 #[test]
 fn torch_zip_files_match_torch() {
+    // repacked.pt has no 64-byte alignment: its offsets must come from the
+    // local headers, not from torch's rule.
     for file in [
         "dtypes.pt",
+        "repacked.pt",
         "nested.pt",
         "bigendian.pt",
         "evil_os_system.pt",

@@ -401,21 +401,19 @@ mod tests {
     fn lying_counts_and_lengths_fail_before_allocating() {
         let mut long_string = header(3, 0, 1);
         long_string.extend_from_slice(&u64::MAX.to_le_bytes());
-        // Enough bytes that the declared pair could fit, so the string
-        // length itself is what fails.
-        long_string.extend_from_slice(&[0; 16]);
+        long_string.extend_from_slice(&[0u8; 16]);
         let mut deep = header(3, 0, 1);
         deep.extend_from_slice(&1u64.to_le_bytes());
         deep.push(b'k');
-        // An array of one array of one array ... of one u8.
+        // The value is an array of arrays ... ten deep, of one u32.
         deep.extend_from_slice(&9u32.to_le_bytes());
         for _ in 0..10 {
             deep.extend_from_slice(&9u32.to_le_bytes());
             deep.extend_from_slice(&1u64.to_le_bytes());
         }
-        deep.extend_from_slice(&0u32.to_le_bytes());
+        deep.extend_from_slice(&4u32.to_le_bytes());
         deep.extend_from_slice(&1u64.to_le_bytes());
-        deep.push(7);
+        deep.extend_from_slice(&7u32.to_le_bytes());
         let cases: Vec<(Vec<u8>, ErrorKind)> = vec![
             (header(3, u64::MAX, 0), ErrorKind::BadGguf),
             (header(3, 0, 1 << 40), ErrorKind::BadGguf),

@@ -132,8 +132,14 @@ fn respond(mut stream: TcpStream) {
         Ok(body) if inside && file.is_file() => ("200 OK", body, content_type(&file)),
         _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
     };
+    // www/sw.js may control the whole site (the page at /), not only www/.
+    let scope = if relative == "www/sw.js" {
+        "Service-Worker-Allowed: /\r\n"
+    } else {
+        ""
+    };
     let header = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n{scope}Connection: close\r\n\r\n",
         body.len()
     );
     let _ = stream
@@ -240,7 +246,16 @@ fn test() -> Result<(), String> {
         ),
         (
             "native tests",
-            Box::new(|| run("cargo test (native)", cargo().args(["test", "--workspace"]))),
+            // The GPU tests run on Mesa's lavapipe (installed above) and
+            // must not skip for want of an adapter.
+            Box::new(|| {
+                run(
+                    "cargo test (native)",
+                    cargo()
+                        .args(["test", "--workspace"])
+                        .env("CKPTCHECK_REQUIRE_GPU", "1"),
+                )
+            }),
         ),
         (
             "wasm-bindgen-test",

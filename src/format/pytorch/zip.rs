@@ -50,6 +50,24 @@ impl ZipArchive {
         self.entries.iter().find(|entry| entry.name == name)
     }
 
+    /// Where `PyTorchStreamWriter` puts an entry's data: after the 30-byte
+    /// local header, the name, a 4-byte "FB" extra header (plus ZIP64 fields
+    /// for big entries), padded up to a multiple of 64 bytes
+    /// (caffe2/serialize/inline_container.cc `getPadding`).
+    pub fn torch_data_offset(entry: &ZipEntry) -> u64 {
+        let mut start = entry.header_offset + 30 + entry.name.len() as u64 + 4;
+        if entry.size >= 0xffff_ffff || entry.header_offset >= 0xffff_ffff {
+            start += 4;
+            if entry.size >= 0xffff_ffff {
+                start += 16;
+            }
+            if entry.header_offset >= 0xffff_ffff {
+                start += 8;
+            }
+        }
+        start.div_ceil(64) * 64
+    }
+
     /// Absolute offset of an entry's data, from its local header (torch pads
     /// the local extra field to align data to 64 bytes, so the central
     /// directory's extra length does not tell it).

@@ -1,0 +1,78 @@
+// The module Web Worker that runs the wasm. It receives `File` objects (no
+// copy) and the wasm reads only the byte ranges it needs from them with
+// FileReaderSync, which exists only in workers. It makes no decisions about
+// checkpoints: it forwards requests to the wasm and reports back.
+//
+// Protocol, in:  {type: "check" | "inspect" | "presets", id, files, preset, loader}
+//           out: {type: "progress", id, stage, text}
+//                {type: "result", id, ...what the wasm returned, elapsed_ms}
+//                {type: "error", id, kind, message, fatal, checkpoint?}
+// Cancelling is terminating this worker; the page starts a new one.
+
+import init, { check_files, inspect_files, presets } from "./pkg/ckptcheck.js";
+
+// Started on load so the first request does not pay for compiling the wasm.
+const ready = init();
+
+// Error kinds about the model rather than the file: the file was readable, so
+// the page can still show what it holds.
+const MODEL_ERROR_KINDS = new Set(["bad_config", "unknown_preset", "bad_argument"]);
+
+/** `JsError` messages are "kind|human text"; anything else is a crash. */
+function parseError(error) {
+  const text = String(error && error.message !== undefined ? error.message : error);
+  const bar = text.indexOf("|");
+  if (bar > 0 && /^[a-z_]+$/.test(text.slice(0, bar))) {
+    return { kind: text.slice(0, bar), message: text.slice(bar + 1), fatal: false };
+  }
+  // A wasm trap (a panic) leaves the instance unusable: the page recycles us.
+  const fatal = error instanceof WebAssembly.RuntimeError;
+  return { kind: "internal", message: text, fatal };
+}
+
+function describe(files) {
+  const total = files.reduce((sum, file) => sum + file.size, 0);
+  const names = files.length === 1 ? files[0].name : `${files.length} files`;
+  return { names, total };
+}
+
+self.onmessage = async (event) => {
+  const { type, id, files = [], preset = "infer", loader = "strict" } = event.data || {};
+  const started = performance.now();
+  const progress = (stage, text) => self.postMessage({ type: "progress", id, stage, text });
+  try {
+    progress("init", "starting the checker");
+    try {
+      await ready;
+    } catch (error) {
+      // Fatal: the page starts a fresh worker, which fetches the wasm again.
+      self.postMessage({ type: "error", id, kind: "io", fatal: true, message: `could not start the checker: ${error}` });
+      return;
+    }
+    let result;
+    if (type === "presets") {
+      result = { presets: presets() };
+    } else if (type === "inspect" || type === "check") {
+      const { names, total } = describe(files);
+      progress("read", `reading the tensor index of ${names}`);
+      result = type === "check" ? check_files(files, preset, loader) : { checkpoint: inspect_files(files) };
+      result.total_bytes = total;
+    } else {
+      throw new Error(`bad_argument|unknown request type ${JSON.stringify(type)}`);
+    }
+    self.postMessage({ type: "result", id, ...result, elapsed_ms: performance.now() - started });
+  } catch (error) {
+    const parsed = parseError(error);
+    const reply = { type: "error", id, ...parsed, elapsed_ms: performance.now() - started };
+    // The file was fine but the model was not: list what the file holds anyway
+    // (a hostile pickle must show its audit even when no preset matches).
+    if (type === "check" && MODEL_ERROR_KINDS.has(parsed.kind)) {
+      try {
+        reply.checkpoint = inspect_files(files);
+      } catch {
+        // The original error says more than this one would.
+      }
+    }
+    self.postMessage(reply);
+  }
+};
