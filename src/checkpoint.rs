@@ -176,14 +176,17 @@ impl Checkpoint {
     }
 
     pub fn total_parameters(&self) -> u64 {
-        self.tensors.iter().map(|t| t.numel()).sum()
+        self.tensors
+            .iter()
+            .fold(0u64, |total, t| total.saturating_add(t.numel()))
     }
 
     /// Parameters per dtype, for the inspect summary.
     pub fn parameters_by_dtype(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for tensor in &self.tensors {
-            *out.entry(tensor.dtype.clone()).or_insert(0) += tensor.numel();
+            let count = out.entry(tensor.dtype.clone()).or_insert(0u64);
+            *count = count.saturating_add(tensor.numel());
         }
         out
     }

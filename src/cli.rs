@@ -1,8 +1,9 @@
 //! The command line behind `src/main.rs`: parses arguments, calls the core, prints.
-//! `inspect`, `check`, `infer`, `diff`, `presets`, `verify`. Exit codes: 0
-//! success (or "loads", or a forward pass that ran with a finite output), 1
-//! "won't load" (or a forward pass that failed), 2 an input error, with one
-//! line naming the file.
+//! `inspect`, `check`, `infer`, `diff`, `presets`, `verify`, `scan`. Exit
+//! codes: 0 success (or "loads", or a forward pass that ran with a finite
+//! output, or a clean scan), 1 "won't load" (or a forward pass that failed,
+//! or a scan that found NaN, Inf or all-zero tensors), 2 an input error,
+//! with one line naming the file.
 
 use ckptcheck::check::{check, Loader};
 use ckptcheck::reference::model::{self, ModelDesc};
@@ -19,6 +20,7 @@ const USAGE: &str = "usage:
   ckptcheck presets [--json]
   ckptcheck verify FILE... [--config PRESET|PATH...] [--device gpu|cpu] [--layers K]
                    [--input x.npy] [--output out.npy] [--no-reference] [--json]
+  ckptcheck scan FILE... [--json]
 
 FILE may be a folder (a sharded checkpoint with its index.json).
 verify runs the model on a deterministic input (or --input: float32 image
@@ -26,6 +28,9 @@ verify runs the model on a deterministic input (or --input: float32 image
 or the CPU reference; a GPU run is compared with the CPU reference on the
 same blocks unless --no-reference. Give two --config flags for a
 Chinese-CLIP vision + text JSON pair.";
+
+/// Largest config JSON read (the page's worker uses the same cap).
+const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 struct Args {
     command: String,
@@ -129,6 +134,84 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
+/// A progress bar on stderr, redrawn at most ten times a second.
+struct ProgressBar {
+    start: std::time::Instant,
+    last_draw: Option<std::time::Instant>,
+}
+
+impl ProgressBar {
+    fn draw(&mut self, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        if done < total
+            && self
+                .last_draw
+                .is_some_and(|last| now.duration_since(last).as_millis() < 100)
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            done as f64 / total as f64
+        };
+        let filled = (fraction * 30.0) as usize;
+        let seconds = now.duration_since(self.start).as_secs_f64().max(1e-9);
+        eprint!(
+            "\r\x1b[K{:>3}% [{}{}] {} / {}  {}/s",
+            (fraction * 100.0) as u32,
+            "#".repeat(filled),
+            ".".repeat(30 - filled.min(30)),
+            report::human_bytes(done),
+            report::human_bytes(total),
+            report::human_bytes((done as f64 / seconds) as u64),
+        );
+    }
+
+    fn clear(&self) {
+        if self.last_draw.is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
+    use std::io::IsTerminal;
+    if paths.is_empty() {
+        return Err(Error::new(ErrorKind::BadArgument, "scan needs a FILE"));
+    }
+    let paths = expand(paths)?;
+    let sources: Vec<FileSource> = paths
+        .iter()
+        .map(|p| FileSource::open(p))
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    let terminal = std::io::stderr().is_terminal();
+    let mut bar = ProgressBar {
+        start: std::time::Instant::now(),
+        last_draw: None,
+    };
+    let result = ckptcheck::scan::scan_sources(&refs, &mut |done, total| {
+        if terminal {
+            bar.draw(done, total);
+        }
+        true
+    });
+    bar.clear();
+    let report = result?;
+    if json {
+        print_json(&report);
+    } else {
+        print!("{}", ckptcheck::scan::to_text(&report));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn read(paths: &[PathBuf]) -> Result<Checkpoint, Error> {
     let paths = expand(paths)?;
     let sources: Vec<FileSource> = paths
@@ -159,6 +242,16 @@ fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
         several => {
             let mut texts = Vec::new();
             for path in several {
+                // Configs are a few KiB; a huge "config" is refused before
+                // it is read (the page applies the same cap).
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                if len > MAX_CONFIG_BYTES {
+                    return Err(Error::new(
+                        ErrorKind::LimitExceeded,
+                        format!("config of {len} bytes; configs are read up to {MAX_CONFIG_BYTES}"),
+                    )
+                    .in_file(path));
+                }
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(path)
                 })?;
@@ -254,7 +347,7 @@ fn tree(checkpoint: &Checkpoint) -> String {
             group_params = 0;
         }
         group_count += 1;
-        group_params += tensor.numel();
+        group_params = group_params.saturating_add(tensor.numel());
     }
     flush(&mut out, &last_group, group_count, group_params);
     out
@@ -344,6 +437,7 @@ fn run() -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        "scan" => scan(&args.files, args.json),
         "presets" => {
             let presets = arch::presets();
             if args.json {

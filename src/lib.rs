@@ -7,6 +7,8 @@
 //! - `arch`: model families, config -> expected tensors, presets, inference;
 //! - `check`: checkpoint vs expected tensors, PyTorch-exact, with the
 //!   explanation and the fix;
+//! - `scan`: every weight read once in fixed-size chunks: NaN, Inf,
+//!   all-zero tensors, min/max/mean/std;
 //! - `weights`: one tensor at a time from the file, decoded to f32, with
 //!   statistics that flag NaN, all-zero or absurd weights;
 //! - `reference`: the forward pass (ViT, BERT, GPT-2, LLaMA) written once
@@ -29,6 +31,7 @@ pub mod gpu;
 pub mod npy;
 pub mod reference;
 pub mod report;
+pub mod scan;
 pub mod source;
 pub mod verify;
 pub mod weights;

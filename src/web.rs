@@ -156,6 +156,34 @@ pub fn inspect_files(files: js_sys::Array) -> std::result::Result<JsValue, JsErr
     to_js(&checkpoint)
 }
 
+/// Scan every weight of the dropped files once (`ckptcheck scan`): per
+/// tensor NaN/Inf counts, all-zero, min/max/mean/std, and a summary
+/// (`scan::ScanReport`). `progress(done, total)` is called with bytes done
+/// and the total after every 4 MiB chunk; returning `false` (exactly) cancels
+/// the scan, which then fails with a `cancelled|...` error. Config JSONs
+/// among the files are ignored.
+#[wasm_bindgen]
+pub fn scan_files(
+    files: js_sys::Array,
+    progress: &js_sys::Function,
+) -> std::result::Result<JsValue, JsError> {
+    let sources = sources(&files).map_err(js_error)?;
+    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    let report = crate::scan::scan_sources(&refs, &mut |done, total| {
+        // A throwing callback cancels too.
+        progress
+            .call2(
+                &JsValue::NULL,
+                &JsValue::from_f64(done as f64),
+                &JsValue::from_f64(total as f64),
+            )
+            .map(|answer| answer.as_bool() != Some(false))
+            .unwrap_or(false)
+    })
+    .map_err(js_error)?;
+    to_js(&report)
+}
+
 #[derive(Serialize)]
 struct CheckOutput {
     checkpoint: crate::Checkpoint,

@@ -2,7 +2,9 @@
 //! Chromium, inside a dedicated worker because `FileReaderSync` exists only
 //! there): the Blob source reads byte ranges and counts them, and
 //! `check_files` gives the same verdict as the native check on the
-//! Chinese-CLIP fixture (tests/fixtures/cn_clip/make_cn_clip_fixtures.py).
+//! Chinese-CLIP fixture (tests/fixtures/cn_clip/make_cn_clip_fixtures.py);
+//! a hostile file (tests/fixtures/hostile) is an error with its kind and the
+//! next file still reads; `scan_files` reports NaN with progress and cancels.
 #![cfg(target_arch = "wasm32")]
 
 use ckptcheck::source::ByteSource;
@@ -83,4 +85,95 @@ fn unreadable_files_are_errors_with_a_kind() {
         message.starts_with("unsupported_format|notes.txt: "),
         "{message}"
     );
+}
+
+fn error_message(error: JsValue) -> String {
+    error
+        .unchecked_into::<js_sys::Error>()
+        .message()
+        .as_string()
+        .expect("message")
+}
+
+/// (file, bytes, error kind or None, dangerous globals, files given with it)
+type HostileFile = (
+    &'static str,
+    &'static [u8],
+    Option<&'static str>,
+    &'static [&'static str],
+    &'static [(&'static str, &'static [u8])],
+);
+
+include!("fixtures/hostile/web_corpus.rs");
+
+/// The hostile corpus in the browser, as tests/hostile.rs reads it natively:
+/// each file fails with its kind and a message naming it (or, for unsafe
+/// pickles, reads with the dangerous globals named), and after each one the
+/// next, valid file still reads.
+#[wasm_bindgen_test]
+fn hostile_files_fail_with_their_kind_and_the_next_file_works() {
+    const GOOD: &[u8] = include_bytes!("fixtures/formats/small.safetensors");
+    assert!(HOSTILE.len() >= 100);
+    let mut failures = Vec::new();
+    for (name, bytes, kind, dangerous, others) in HOSTILE {
+        let files = js_sys::Array::of1(&file(bytes, name));
+        for (other, other_bytes) in *others {
+            files.push(&file(other_bytes, other));
+        }
+        match (
+            ckptcheck::web::inspect_files(files).map_err(JsValue::from),
+            kind,
+        ) {
+            (Err(error), Some(kind)) => {
+                let message = error_message(error);
+                if !message.starts_with(&format!("{kind}|")) || !message.contains(name) {
+                    failures.push(format!("{name}: expected {kind}, got {message}"));
+                }
+            }
+            (Ok(_), Some(kind)) => failures.push(format!("{name}: expected {kind}, read fine")),
+            (Err(error), None) => failures.push(format!(
+                "{name}: expected success: {}",
+                error_message(error)
+            )),
+            (Ok(checkpoint), None) => {
+                let checkpoint: serde_json::Value =
+                    serde_wasm_bindgen::from_value(checkpoint).expect("json");
+                let named = &checkpoint["pickle_audit"]["dangerous"];
+                if *named != serde_json::json!(dangerous) {
+                    failures.push(format!("{name}: dangerous {named}, expected {dangerous:?}"));
+                }
+            }
+        }
+        let files = js_sys::Array::of1(&file(GOOD, "small.safetensors"));
+        if let Err(error) = ckptcheck::web::inspect_files(files).map_err(JsValue::from) {
+            failures.push(format!("after {name}: {}", error_message(error)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[wasm_bindgen_test]
+fn scan_files_reports_nan_with_progress_and_cancels() {
+    const NAN_INF: &[u8] = include_bytes!("fixtures/scan/nan_inf.safetensors");
+    let files = js_sys::Array::of1(&file(NAN_INF, "nan_inf.safetensors"));
+    let calls = js_sys::Array::new();
+    let progress =
+        js_sys::Function::new_with_args("done, total", "this.push([done, total]); return true;");
+    let progress = progress.bind0(&calls);
+    let report = ckptcheck::web::scan_files(files.clone(), &progress)
+        .map_err(JsValue::from)
+        .expect("scan");
+    let report: serde_json::Value = serde_wasm_bindgen::from_value(report).expect("json");
+    assert_eq!(report["ok"], false);
+    assert!(report["summary"]["with_nan"]
+        .as_array()
+        .expect("with_nan")
+        .iter()
+        .any(|name| name == "f32"));
+    assert!(calls.length() >= 2);
+    let cancel = js_sys::Function::new_with_args("done, total", "return false;");
+    let error = ckptcheck::web::scan_files(files, &cancel)
+        .map_err(JsValue::from)
+        .expect_err("cancelled");
+    assert!(error_message(error).starts_with("cancelled|"));
 }

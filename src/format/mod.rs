@@ -3,6 +3,7 @@
 //! a `Checkpoint`. One file per container lives beside this one.
 
 pub mod gguf;
+pub mod gguf_quant;
 pub mod pytorch;
 pub mod safetensors;
 pub mod sharded;

@@ -1,28 +1,43 @@
 //! safetensors: reads the 8-byte length and the JSON header only, validated by
-//! the `safetensors` crate's own `Metadata` (contiguous offsets, exact sizes,
-//! checked arithmetic), plus the rules that need the file length (data ends
-//! exactly at EOF) and duplicate names, which serde's map silently merges.
+//! the rules of the `safetensors` crate's own `Metadata` (contiguous offsets,
+//! exact sizes, checked arithmetic), restated in u64 so that wasm32 reads
+//! files over 4 GiB and hostile sizes get the same errors everywhere (a test
+//! holds the two to the same verdicts), plus the rules that need the file
+//! length (data ends exactly at EOF) and duplicate names, which serde's map
+//! silently merges.
 //! Spec: huggingface/safetensors README, `safetensors/src/tensor.rs`.
 
 use crate::checkpoint::{Checkpoint, TensorInfo};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// The safetensors crate refuses headers above this size; so do we.
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// True when the first bytes look like a safetensors header: a plausible
-/// little-endian length followed by `{`.
+/// little-endian length followed by `{`. A length that runs past the end of
+/// the file (a truncated download) or past any sane size still counts when
+/// the 8 bytes are binary rather than JSON text, so the reader can say what
+/// is wrong instead of "not a recognised checkpoint".
 pub fn sniff(prefix: &[u8], file_len: u64) -> bool {
     let Some(length_bytes) = prefix.get(..8) else {
         return false;
     };
+    if prefix.get(8) != Some(&b'{') {
+        return false;
+    }
     let mut array = [0u8; 8];
     array.copy_from_slice(length_bytes);
     let header_len = u64::from_le_bytes(array);
-    header_len >= 2 && header_len <= file_len.saturating_sub(8) && prefix.get(8) == Some(&b'{')
+    let in_file = header_len >= 2 && header_len <= file_len.saturating_sub(8);
+    let binary = !length_bytes
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    in_file || binary
 }
 
 pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
@@ -72,17 +87,38 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
     })?;
     let key_order = header_keys(text)
         .map_err(|message| err(ErrorKind::InvalidHeader, message).at(8).in_file(&name))?;
-    let metadata: safetensors::tensor::Metadata = serde_json::from_str(text).map_err(|e| {
+    let header: Header = serde_json::from_str(text).map_err(|e| {
         let kind = classify_metadata_error(&e.to_string());
         err(kind, format!("invalid safetensors header: {e}"))
             .at(8)
             .in_file(&name)
     })?;
+    let mut entries: Vec<(&String, &Entry)> = header.tensors.iter().collect();
+    entries.sort_by_key(|(_, entry)| entry.data_offsets);
+    let data_len = validate(&entries).map_err(|(kind, message, tensor)| {
+        let error = err(kind, format!("invalid safetensors header: {message}"))
+            .at(8)
+            .in_file(&name);
+        match tensor {
+            Some(tensor) => error.for_tensor(&tensor),
+            None => error,
+        }
+    })?;
     let data_start = 8 + header_len;
-    let data_len = metadata.data_len() as u64;
     let expected_end = data_start
         .checked_add(data_len)
         .ok_or_else(|| err(ErrorKind::InvalidOffsets, "data length overflows").in_file(&name))?;
+    if expected_end > source.len() {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!(
+                "tensor data ends at byte {expected_end} but the file has only {} bytes",
+                source.len()
+            ),
+        )
+        .at(data_start)
+        .in_file(&name));
+    }
     if expected_end != source.len() {
         return Err(err(
             ErrorKind::InvalidOffsets,
@@ -95,25 +131,19 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
         .in_file(&name));
     }
     let mut checkpoint = Checkpoint::new(&name, "safetensors", source.len());
-    let infos = metadata.tensors();
     // safetensors.torch.load_file builds its dict from `safe_open.keys()`,
     // which is sorted by name: keep that order so "unexpected keys" come out
     // in the order PyTorch prints them.
-    let mut names: Vec<&String> = infos.keys().collect();
-    names.sort();
-    for tensor_name in names {
-        let info = infos[tensor_name];
-        let dtype = format!("{:?}", info.dtype);
-        let mut tensor = TensorInfo::new(
-            tensor_name.clone(),
-            dtype,
-            info.shape.iter().map(|d| *d as u64).collect(),
-        );
-        tensor.offset = Some(data_start + info.data_offsets.0 as u64);
-        tensor.nbytes = Some((info.data_offsets.1 - info.data_offsets.0) as u64);
+    entries.sort_by_key(|(tensor_name, _)| *tensor_name);
+    for (tensor_name, entry) in entries {
+        let dtype = format!("{:?}", entry.dtype);
+        let mut tensor = TensorInfo::new(tensor_name.clone(), dtype, entry.shape.clone());
+        // In the file: validated above (contiguous, ending at data_len).
+        tensor.offset = Some(data_start + entry.data_offsets.0);
+        tensor.nbytes = Some(entry.data_offsets.1 - entry.data_offsets.0);
         checkpoint.tensors.push(tensor);
     }
-    if key_order.len() != checkpoint.tensors.len() + usize::from(metadata.metadata().is_some()) {
+    if key_order.len() != checkpoint.tensors.len() + usize::from(header.metadata.is_some()) {
         // Can only differ when a name repeats: serde keeps the last one.
         let mut seen = std::collections::BTreeSet::new();
         let duplicate = key_order
@@ -129,17 +159,89 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
         .in_file(&name)
         .for_tensor(&duplicate));
     }
-    if let Some(user_metadata) = metadata.metadata() {
-        let mut entries: Vec<_> = user_metadata.iter().collect();
-        entries.sort();
-        for (key, value) in entries {
+    if let Some(user_metadata) = header.metadata {
+        for (key, value) in user_metadata {
             checkpoint
                 .metadata
-                .insert(key.clone(), serde_json::Value::String(value.clone()));
+                .insert(key, serde_json::Value::String(value));
         }
     }
     checkpoint.bytes_read = source.bytes_read();
     Ok(checkpoint)
+}
+
+/// One header entry, with sizes in u64: the safetensors crate's
+/// `TensorInfo` holds them in usize, which on wasm32 cannot hold the offsets
+/// of a file over 4 GiB (the page would refuse such files, and hostile sizes
+/// would get other errors in the browser than natively).
+#[derive(Deserialize)]
+struct Entry {
+    dtype: safetensors::Dtype,
+    shape: Vec<u64>,
+    data_offsets: (u64, u64),
+}
+
+/// The header as the crate's `HashMetadata` reads it: `__metadata__` (a
+/// string map) and the tensors.
+#[derive(Deserialize)]
+struct Header {
+    #[serde(rename = "__metadata__")]
+    metadata: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    tensors: HashMap<String, Entry>,
+}
+
+/// The safetensors crate's `Metadata::validate`, in u64 (tests compare the
+/// two on every fixture): entries sorted by offset are contiguous from 0,
+/// and each spans exactly numel x dtype bits / 8 bytes, with checked
+/// arithmetic. Returns the data length.
+fn validate(
+    entries: &[(&String, &Entry)],
+) -> std::result::Result<u64, (ErrorKind, String, Option<String>)> {
+    let mut start = 0u64;
+    for (tensor_name, entry) in entries {
+        let (begin, end) = entry.data_offsets;
+        let tensor = Some(tensor_name.to_string());
+        if begin != start || end < begin {
+            return Err((
+                ErrorKind::InvalidOffsets,
+                format!("invalid offset for tensor `{tensor_name}`"),
+                tensor,
+            ));
+        }
+        start = end;
+        let bits = entry
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, dim| acc.checked_mul(*dim))
+            .and_then(|numel| numel.checked_mul(entry.dtype.bitsize() as u64))
+            .ok_or_else(|| {
+                (
+                    ErrorKind::InvalidOffsets,
+                    "overflow computing buffer size from shape and/or element type".to_string(),
+                    tensor.clone(),
+                )
+            })?;
+        if bits % 8 != 0 {
+            return Err((
+                ErrorKind::InvalidOffsets,
+                "sub-byte elements that do not end at a byte boundary".to_string(),
+                tensor,
+            ));
+        }
+        if end - begin != bits / 8 {
+            return Err((
+                ErrorKind::InvalidOffsets,
+                format!(
+                    "invalid shape, data type, or offset for tensor: {} bytes for {} bytes of elements",
+                    end - begin,
+                    bits / 8
+                ),
+                tensor,
+            ));
+        }
+    }
+    Ok(start)
 }
 
 fn classify_metadata_error(message: &str) -> ErrorKind {
@@ -222,6 +324,11 @@ mod tests {
             (
                 r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
                 4,
+                ErrorKind::Truncated,
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                12,
                 ErrorKind::InvalidOffsets,
             ),
             (

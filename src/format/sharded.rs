@@ -65,7 +65,9 @@ pub fn read(sources: &[&dyn ByteSource]) -> Result<Checkpoint> {
     let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
         err(ErrorKind::BadShards, format!("invalid shard index: {e}")).in_file(&name)
     })?;
-    let mut shard_order: Vec<String> = Vec::new();
+    // A set, not a scan of a list: an index that names a new shard for
+    // every tensor would make a scan quadratic.
+    let mut shard_set: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut expected: HashMap<String, String> = HashMap::new();
     for (tensor, shard) in &index.weight_map {
         let shard = shard.as_str().ok_or_else(|| {
@@ -75,15 +77,16 @@ pub fn read(sources: &[&dyn ByteSource]) -> Result<Checkpoint> {
             )
             .in_file(&name)
         })?;
-        if !shard_order.iter().any(|s| s == shard) {
-            shard_order.push(shard.to_string());
+        if !shard_set.contains(shard) {
+            shard_set.insert(shard.to_string());
         }
         expected.insert(tensor.clone(), shard.to_string());
     }
-    shard_order.sort();
+    let shard_order: Vec<String> = shard_set.into_iter().collect();
     let missing: Vec<&String> = shard_order
         .iter()
         .filter(|s| !shards.contains_key(base_name(s)))
+        .take(20)
         .collect();
     if !missing.is_empty() {
         return Err(err(
@@ -166,4 +169,32 @@ pub fn read(sources: &[&dyn ByteSource]) -> Result<Checkpoint> {
     checkpoint.format = format;
     checkpoint.bytes_read = bytes_read;
     Ok(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SliceSource;
+
+    #[test]
+    fn an_index_naming_a_shard_per_tensor_fails_fast() {
+        // 200k tensors, each in its own (missing) shard.
+        let mut map = serde_json::Map::new();
+        for i in 0..200_000 {
+            map.insert(
+                format!("t{i}"),
+                serde_json::json!(format!("s{i}.safetensors")),
+            );
+        }
+        let text = serde_json::json!({ "weight_map": map }).to_string();
+        let index = SliceSource::new("model.safetensors.index.json", text.as_bytes());
+        let start = std::time::Instant::now();
+        let error = read(&[&index]).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::BadShards, "{error}");
+        assert!(
+            error.message.len() < 2_000,
+            "the message lists at most 20 shards"
+        );
+        assert!(start.elapsed().as_secs() < 10);
+    }
 }

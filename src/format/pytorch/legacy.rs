@@ -50,7 +50,9 @@ fn first_types(objects: &[Object]) -> HashMap<String, String> {
 pub fn read_legacy(source: &dyn ByteSource) -> Result<Checkpoint> {
     let name = source.name().to_string();
     let mut cursor = Cursor::new(source, 0);
-    let magic = pickle::interpret(&mut cursor)?;
+    // One work budget for the file's five pickles.
+    let mut budget = pickle::MAX_WORK;
+    let magic = pickle::interpret_within(&mut cursor, &mut budget)?;
     if !matches!(magic.root, Value::BigInt(_)) {
         return Err(err(
             ErrorKind::UnsupportedFormat,
@@ -59,7 +61,7 @@ pub fn read_legacy(source: &dyn ByteSource) -> Result<Checkpoint> {
         .at(0)
         .in_file(&name));
     }
-    let protocol = pickle::interpret(&mut cursor)?;
+    let protocol = pickle::interpret_within(&mut cursor, &mut budget)?;
     if protocol.root != Value::Int(PROTOCOL_VERSION) {
         return Err(err(
             ErrorKind::BadPickle,
@@ -71,9 +73,9 @@ pub fn read_legacy(source: &dyn ByteSource) -> Result<Checkpoint> {
         .at(magic.end)
         .in_file(&name));
     }
-    let _sys_info = pickle::interpret(&mut cursor)?;
-    let main = pickle::interpret(&mut cursor)?;
-    let keys_pickle = pickle::interpret(&mut cursor)?;
+    drop(pickle::interpret_within(&mut cursor, &mut budget)?); // sys_info
+    let main = pickle::interpret_within(&mut cursor, &mut budget)?;
+    let keys_pickle = pickle::interpret_within(&mut cursor, &mut budget)?;
     let keys: Vec<String> = match keys_pickle.object(&keys_pickle.root) {
         Some(Object::List(items)) => items
             .iter()
@@ -214,12 +216,16 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         storages_member.data,
         storages_member.data + storages_member.size,
     );
-    let count = count_pickle(&mut cursor)?;
+    // The storages and tensors members hold one small pickle per record:
+    // all the file's pickles share one work budget, so a member of millions
+    // of records cannot hold millions of interpreted pickles.
+    let mut budget = pickle::MAX_WORK;
+    let count = count_pickle(&mut cursor, &mut budget)?;
     let mut storages: HashMap<String, StorageLocation> = HashMap::new();
     let mut storage_types: HashMap<String, String> = HashMap::new();
     let mut auditable = Vec::new();
     for _ in 0..count {
-        let record = pickle::interpret(&mut cursor)?;
+        let record = pickle::interpret_within(&mut cursor, &mut budget)?;
         let items = tuple(&record)?;
         let key = items
             .first()
@@ -259,7 +265,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         storage_types.insert(key, storage_type);
         auditable.push(record);
     }
-    let views = pickle::interpret(&mut cursor)?;
+    let views = pickle::interpret_within(&mut cursor, &mut budget)?;
     if let Some(Object::List(items)) = views.object(&views.root) {
         for item in items {
             let parts = views.object(item).and_then(|o| match o {
@@ -308,10 +314,10 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         tensors_member.data,
         tensors_member.data + tensors_member.size,
     );
-    let count = count_pickle(&mut cursor)?;
+    let count = count_pickle(&mut cursor, &mut budget)?;
     let mut tensors: HashMap<String, TensorRef> = HashMap::new();
     for _ in 0..count {
-        let record = pickle::interpret(&mut cursor)?;
+        let record = pickle::interpret_within(&mut cursor, &mut budget)?;
         let items = tuple(&record)?;
         let key = items
             .first()
@@ -370,12 +376,12 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         pickle_member.data,
         pickle_member.data + pickle_member.size,
     );
-    let mut main = pickle::interpret(&mut cursor)?;
+    let mut main = pickle::interpret_within(&mut cursor, &mut budget)?;
     // Persistent ids in the tar format are tensor (or storage) keys.
     for object in main.objects.iter_mut() {
         if let Object::Persistent(id) = object {
             let key = match id {
-                Value::Str(s) => s.clone(),
+                Value::Str(s) => s.to_string(),
                 Value::Int(i) => i.to_string(),
                 _ => continue,
             };
@@ -406,9 +412,9 @@ fn nonnegative(value: i64) -> Result<u64> {
     })
 }
 
-fn count_pickle(cursor: &mut Cursor) -> Result<u64> {
+fn count_pickle(cursor: &mut Cursor, budget: &mut u64) -> Result<u64> {
     let position = cursor.position();
-    let count = pickle::interpret(cursor)?;
+    let count = pickle::interpret_within(cursor, budget)?;
     match count.root {
         Value::Int(n) if n >= 0 && (n as usize) <= MAX_STORAGES => Ok(n as u64),
         _ => Err(err(ErrorKind::BadPickle, "expected a record count").at(position)),

@@ -130,6 +130,22 @@ fn locate(
         )
     })?;
     let element = element_size(dtype);
+    // A stride-0 view may span few bytes yet claim more elements than u64
+    // counts: torch itself cannot build such a tensor.
+    if tensor
+        .size
+        .iter()
+        .try_fold(1u64, |acc, d| acc.checked_mul(*d))
+        .is_none()
+    {
+        return Err(err(
+            ErrorKind::LimitExceeded,
+            format!(
+                "tensor shape {:?} has more elements than u64 counts",
+                tensor.size
+            ),
+        ));
+    }
     let extent = view_extent(&tensor.size, &tensor.stride).ok_or_else(|| {
         err(
             ErrorKind::LimitExceeded,
@@ -162,7 +178,12 @@ fn locate(
             ),
         ));
     }
-    let offset = location.offset + first * element;
+    // An empty view may sit anywhere (extent 0 skips the range check), so
+    // its offset is computed with checks too.
+    let offset = first
+        .checked_mul(element)
+        .and_then(|bytes| bytes.checked_add(location.offset))
+        .ok_or_else(|| err(ErrorKind::LimitExceeded, "storage offset overflows"))?;
     Ok((dtype.to_string(), Some(offset), Some(extent * element)))
 }
 
@@ -316,6 +337,9 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
         .strip_suffix("data.pkl")
         .unwrap_or("")
         .to_string();
+    // Locating the entry first refuses a compressed (zip-bomb) data.pkl as
+    // a bad zip before its declared size is even looked at.
+    let pickle_start = archive.data_offset(source, pickle_entry)?;
     if pickle_entry.size > MAX_PICKLE_BYTES {
         return Err(err(
             ErrorKind::LimitExceeded,
@@ -323,7 +347,6 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
         )
         .in_file(&name));
     }
-    let pickle_start = archive.data_offset(source, pickle_entry)?;
     let mut cursor = Cursor::with_limit(source, pickle_start, pickle_start + pickle_entry.size);
     let pickle = pickle::interpret(&mut cursor)?;
 
@@ -404,9 +427,19 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
             break;
         }
     }
-    let mut used: Vec<(u64, u64, String)> = Vec::new();
+    // data.pkl takes part in the overlap check: a storage entry that
+    // overlaps the pickle is as broken as two overlapping storages.
+    let mut used: Vec<(u64, u64, String)> = vec![(
+        pickle_start,
+        pickle_start + pickle_entry.size,
+        pickle_entry.name.clone(),
+    )];
     for (key, entry) in wanted {
-        let offset = if predicted {
+        // The central directory says whether an entry is stored: a
+        // compressed one (or one whose sizes disagree) goes through
+        // `data_offset`, which refuses it, even when offsets are predicted.
+        let stored = entry.method == 0 && entry.size == entry.compressed_size;
+        let offset = if predicted && stored {
             let offset = zip::ZipArchive::torch_data_offset(entry);
             crate::source::check_range(source, offset, entry.size)?;
             offset

@@ -7,12 +7,18 @@
 //!
 //! Untrusted input: every length is checked against the bytes that remain,
 //! the object arena, memo and stack are capped, and nothing recurses on file
-//! data (the graph walk in `walk.rs` is depth-capped). Opcode reference:
-//! CPython `Lib/pickletools.py`.
+//! data (the graph walk in `walk.rs` is depth-capped). Every byte the
+//! interpreter allocates or copies (stack entries, objects, memo entries,
+//! copies of argument tuples) is charged to a work budget (`MAX_WORK`), so a
+//! small pickle that DUPs a long string a million times, or REDUCEs a huge
+//! memoized tuple over and over, fails fast instead of exhausting memory or
+//! time. Opcode reference: CPython `Lib/pickletools.py`.
 
 use crate::error::{err, Error, ErrorKind, Result};
 use crate::source::Cursor;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 
 /// Object arena cap: far above any real state dict (about ten objects per
 /// tensor), far below what would exhaust memory.
@@ -20,6 +26,9 @@ pub const MAX_OBJECTS: usize = 20_000_000;
 /// Cap on one text line (protocol 0 opcodes) and one string or bytes value.
 pub const MAX_STRING: u64 = 64 * 1024 * 1024;
 pub const MAX_STACK: usize = 1_000_000;
+/// Bytes the interpreter may allocate or copy while running one pickle
+/// (see the module docs). A real state dict costs about 1 KiB per tensor.
+pub const MAX_WORK: u64 = 1 << 30;
 
 /// An index into the interpreter's object arena.
 pub type ObjectId = usize;
@@ -32,8 +41,11 @@ pub enum Value {
     /// An integer wider than 64 bits, kept as decimal text.
     BigInt(String),
     Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
+    /// Strings and bytes are shared, not copied, when a pickle DUPs or GETs
+    /// them: a memoized 64 MiB string fetched a million times costs one
+    /// string, not a million.
+    Str(Rc<str>),
+    Bytes(Rc<[u8]>),
     /// A global reference `module.name` (index into `globals`).
     Global(usize),
     /// A container or recorded call in the arena.
@@ -98,6 +110,8 @@ pub struct Pickle {
     pub global_counts: Vec<u64>,
     /// Offset just past STOP (the next pickle of a legacy file starts here).
     pub end: u64,
+    /// Bytes charged against `MAX_WORK` while interpreting it.
+    pub work: u64,
 }
 
 impl Pickle {
@@ -124,17 +138,16 @@ enum StackItem {
     Value(Value),
 }
 
-/// Dict keys that can be hashed (the ones state dicts use).
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum DictKey {
-    Str(String),
-    Int(i64),
-}
-
 struct Machine {
-    /// `(dict, key) -> entry index`, for O(1) repeated-key lookups.
-    dict_index: HashMap<(ObjectId, DictKey), usize>,
     stack: Vec<StackItem>,
+    /// Bytes charged so far, and the most this pickle may charge (what is
+    /// left of its file's `MAX_WORK`).
+    work: u64,
+    max_work: u64,
+    /// Entries of every dict by `(object, hash of key)`, so SETITEM finds a
+    /// repeated key without scanning the dict (a scan made building an
+    /// n-entry dict cost n^2/2 comparisons).
+    dict_index: HashMap<(ObjectId, u64), Vec<usize>>,
     memo: HashMap<u64, Value>,
     objects: Vec<Object>,
     globals: Vec<(String, String)>,
@@ -146,16 +159,113 @@ fn bad(message: impl Into<String>, offset: u64) -> Error {
     err(ErrorKind::BadPickle, message).at(offset)
 }
 
+/// What the work budget charges for each kind of allocation: the sizes on
+/// 64-bit targets, fixed so that the budget, and which files exceed it, are
+/// the same everywhere (wasm32's smaller pointers would otherwise let a
+/// pickle through in the browser that fails natively).
+const VALUE_COST: u64 = 24;
+const STACK_COST: u64 = 24;
+const OBJECT_COST: u64 = 208;
+const DICT_ENTRY_COST: u64 = 48;
+/// A memo entry plus hash-table overhead.
+const MEMO_COST: u64 = 48;
+
+/// Heap bytes a value owns alone (shared strings and bytes cost nothing
+/// more when copied).
+fn value_heap(value: &Value) -> u64 {
+    match value {
+        Value::BigInt(s) => s.len() as u64,
+        _ => 0,
+    }
+}
+
+fn values_size(values: &[Value]) -> u64 {
+    let inline = values.len() as u64 * VALUE_COST;
+    values
+        .iter()
+        .map(value_heap)
+        .fold(inline, u64::saturating_add)
+}
+
+fn storage_heap(storage: &StorageRef) -> u64 {
+    (storage.storage_type.len() + storage.key.len() + storage.location.len()) as u64
+        + storage
+            .view
+            .as_ref()
+            .map_or(0, |(key, _, _)| key.len() as u64)
+}
+
+/// What an object costs: its own size plus what it owns.
+fn object_size(object: &Object) -> u64 {
+    let own = OBJECT_COST;
+    own + match object {
+        Object::List(items) | Object::Tuple(items) | Object::Set(items) => values_size(items),
+        Object::Dict { entries, .. } => entries.len() as u64 * DICT_ENTRY_COST,
+        Object::Call { items, .. } => values_size(items),
+        Object::Persistent(value) => value_heap(value),
+        Object::Storage(storage) => storage_heap(storage),
+        Object::Tensor(tensor) => {
+            tensor.storage.as_ref().map_or(0, storage_heap)
+                + 8 * (tensor.size.len() + tensor.stride.len()) as u64
+        }
+    }
+}
+
+/// A hash of a dict key that `Value`'s equality agrees with, for the keys
+/// SETITEM deduplicates (objects never are, as before).
+fn key_hash(key: &Value) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match key {
+        Value::None => 0u8.hash(&mut hasher),
+        Value::Bool(b) => (1u8, b).hash(&mut hasher),
+        Value::Int(i) => (2u8, i).hash(&mut hasher),
+        Value::BigInt(s) => (3u8, s).hash(&mut hasher),
+        Value::Float(f) => (4u8, f.to_bits()).hash(&mut hasher),
+        Value::Str(s) => (5u8, s).hash(&mut hasher),
+        Value::Bytes(b) => (6u8, b).hash(&mut hasher),
+        Value::Global(g) => (7u8, g).hash(&mut hasher),
+        Value::Object(_) => return None,
+    }
+    Some(hasher.finish())
+}
+
 impl Machine {
+    /// Charge `bytes` of allocation or copying against `MAX_WORK`.
+    fn charge(&mut self, bytes: u64, offset: u64) -> Result<()> {
+        self.work = self.work.saturating_add(bytes);
+        if self.work > self.max_work {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "pickles need more than {} MiB of work to interpret (a decompression-bomb-like pickle)",
+                    MAX_WORK >> 20
+                ),
+            )
+            .at(offset));
+        }
+        Ok(())
+    }
+
     fn push(&mut self, value: Value, offset: u64) -> Result<()> {
         if self.stack.len() >= MAX_STACK {
             return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
         }
+        self.charge(STACK_COST + value_heap(&value), offset)?;
         self.stack.push(StackItem::Value(value));
         Ok(())
     }
 
+    fn push_mark(&mut self, offset: u64) -> Result<()> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
+        }
+        self.charge(STACK_COST, offset)?;
+        self.stack.push(StackItem::Mark);
+        Ok(())
+    }
+
     fn alloc(&mut self, object: Object, offset: u64) -> Result<Value> {
+        self.charge(object_size(&object), offset)?;
         if self.objects.len() >= MAX_OBJECTS {
             return Err(err(
                 ErrorKind::LimitExceeded,
@@ -235,46 +345,55 @@ impl Machine {
         }
     }
 
-    fn tuple_items(&self, value: &Value) -> Option<Vec<Value>> {
-        match value {
-            Value::Object(id) => match self.objects.get(*id)? {
-                Object::Tuple(items) | Object::List(items) => Some(items.clone()),
-                _ => None,
+    /// A copy of a tuple's or list's items, charged to the work budget
+    /// (REDUCE copies its argument tuple: without the charge, a memoized
+    /// million-item tuple REDUCEd a million times would run for hours).
+    fn tuple_items(&mut self, value: &Value, offset: u64) -> Result<Option<Vec<Value>>> {
+        let items = match value {
+            Value::Object(id) => match self.objects.get(*id) {
+                Some(Object::Tuple(items)) | Some(Object::List(items)) => items,
+                _ => return Ok(None),
             },
-            _ => None,
-        }
+            _ => return Ok(None),
+        };
+        let size = values_size(items);
+        let items = items.clone();
+        self.charge(size, offset)?;
+        Ok(Some(items))
     }
 
-    fn as_u64_list(&self, value: &Value) -> Option<Vec<u64>> {
-        self.tuple_items(value)?
-            .iter()
-            .map(|item| match item {
-                Value::Int(i) if *i >= 0 => Some(*i as u64),
-                _ => None,
-            })
-            .collect()
+    fn as_u64_list(&mut self, value: &Value, offset: u64) -> Result<Option<Vec<u64>>> {
+        Ok(self.tuple_items(value, offset)?.and_then(|items| {
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::Int(i) if *i >= 0 => Some(*i as u64),
+                    _ => None,
+                })
+                .collect()
+        }))
     }
 
     /// Interpret a persistent id. Storage ids (zip and legacy formats) become
     /// `Object::Storage`; anything else is kept as `Object::Persistent`.
     fn persistent(&mut self, pid: Value, offset: u64) -> Result<Value> {
-        if let Some(items) = self.tuple_items(&pid) {
+        if let Some(items) = self.tuple_items(&pid, offset)? {
             if items.first() == Some(&Value::Str("storage".into())) && items.len() >= 5 {
                 let storage_type = match &items[1] {
                     global @ Value::Global(_) => self
                         .global_of(global)
                         .map(|(_, name)| name.to_string())
                         .unwrap_or_default(),
-                    Value::Str(name) => name.clone(),
+                    Value::Str(name) => name.to_string(),
                     _ => String::new(),
                 };
                 let key = match &items[2] {
-                    Value::Str(s) => s.clone(),
+                    Value::Str(s) => s.to_string(),
                     Value::Int(i) => i.to_string(),
                     _ => return Err(bad("storage id has no key", offset)),
                 };
                 let location = match &items[3] {
-                    Value::Str(s) => s.clone(),
+                    Value::Str(s) => s.to_string(),
                     _ => String::new(),
                 };
                 let numel = match &items[4] {
@@ -288,14 +407,14 @@ impl Machine {
                 };
                 let view = match items.get(5) {
                     Some(value @ Value::Object(_)) => {
-                        let view = self.tuple_items(value).unwrap_or_default();
+                        let view = self.tuple_items(value, offset)?.unwrap_or_default();
                         match (view.first(), view.get(1), view.get(2)) {
                             (
                                 Some(Value::Str(view_key)),
                                 Some(Value::Int(o)),
                                 Some(Value::Int(s)),
                             ) if *o >= 0 && *s >= 0 => {
-                                Some((view_key.clone(), *o as u64, *s as u64))
+                                Some((view_key.to_string(), *o as u64, *s as u64))
                             }
                             _ => return Err(bad("malformed storage view metadata", offset)),
                         }
@@ -317,14 +436,16 @@ impl Machine {
         self.alloc(Object::Persistent(pid), offset)
     }
 
-    fn storage_of(&self, value: &Value) -> Option<StorageRef> {
-        match value {
-            Value::Object(id) => match self.objects.get(*id)? {
-                Object::Storage(storage) => Some(storage.clone()),
-                _ => None,
+    fn storage_of(&mut self, value: &Value, offset: u64) -> Result<Option<StorageRef>> {
+        let storage = match value {
+            Value::Object(id) => match self.objects.get(*id) {
+                Some(Object::Storage(storage)) => storage.clone(),
+                _ => return Ok(None),
             },
-            _ => None,
-        }
+            _ => return Ok(None),
+        };
+        self.charge(storage_heap(&storage), offset)?;
+        Ok(Some(storage))
     }
 
     fn tensor(
@@ -338,14 +459,16 @@ impl Machine {
             Some(Value::Int(o)) if *o >= 0 => *o as u64,
             _ => return Err(bad("tensor with an invalid storage offset", offset)),
         };
-        let size = rest
-            .get(1)
-            .and_then(|v| self.as_u64_list(v))
-            .ok_or_else(|| bad("tensor with an invalid size", offset))?;
-        let stride = rest
-            .get(2)
-            .and_then(|v| self.as_u64_list(v))
-            .ok_or_else(|| bad("tensor with an invalid stride", offset))?;
+        let size = match rest.get(1) {
+            Some(v) => self.as_u64_list(v, offset)?,
+            None => None,
+        }
+        .ok_or_else(|| bad("tensor with an invalid size", offset))?;
+        let stride = match rest.get(2) {
+            Some(v) => self.as_u64_list(v, offset)?,
+            None => None,
+        }
+        .ok_or_else(|| bad("tensor with an invalid stride", offset))?;
         if size.len() != stride.len() {
             return Err(bad("tensor size and stride differ in length", offset));
         }
@@ -356,7 +479,7 @@ impl Machine {
             )
             .at(offset));
         }
-        let storage = self.storage_of(storage).ok_or_else(|| {
+        let storage = self.storage_of(storage, offset)?.ok_or_else(|| {
             bad(
                 "tensor rebuilt from something that is not a storage",
                 offset,
@@ -382,7 +505,7 @@ impl Machine {
             .global_of(&func)
             .map(|(m, n)| format!("{m}.{n}"))
             .unwrap_or_default();
-        let items = self.tuple_items(&args).unwrap_or_default();
+        let items = self.tuple_items(&args, offset)?.unwrap_or_default();
         match name.as_str() {
             "collections.OrderedDict" | "builtins.dict" | "__builtin__.dict"
                 if items.is_empty() =>
@@ -431,14 +554,16 @@ impl Machine {
                     .and_then(|v| self.global_of(v))
                     .map(|(_, n)| n.to_string())
                     .unwrap_or_default();
-                let size = items
-                    .get(1)
-                    .and_then(|v| self.as_u64_list(v))
-                    .ok_or_else(|| bad("meta tensor with an invalid size", offset))?;
-                let stride = items
-                    .get(2)
-                    .and_then(|v| self.as_u64_list(v))
-                    .unwrap_or_default();
+                let size = match items.get(1) {
+                    Some(v) => self.as_u64_list(v, offset)?,
+                    None => None,
+                }
+                .ok_or_else(|| bad("meta tensor with an invalid size", offset))?;
+                let stride = match items.get(2) {
+                    Some(v) => self.as_u64_list(v, offset)?,
+                    None => None,
+                }
+                .unwrap_or_default();
                 self.alloc(
                     Object::Tensor(TensorRef {
                         storage: None,
@@ -473,6 +598,10 @@ impl Machine {
             "_codecs.encode" => match items.first() {
                 // Protocol 2 pickles bytes as _codecs.encode(text, "latin1").
                 Some(Value::Str(text)) => {
+                    // A new copy each call: charged, so one long memoized
+                    // string encoded over and over cannot run away.
+                    let text = text.clone();
+                    self.charge(text.len() as u64, offset)?;
                     Ok(Value::Bytes(text.chars().map(|c| c as u32 as u8).collect()))
                 }
                 _ => self.alloc(
@@ -490,10 +619,11 @@ impl Machine {
                 None => self.alloc(Object::Tuple(Vec::new()), offset),
             },
             "builtins.set" | "builtins.frozenset" => {
-                let members = items
-                    .first()
-                    .and_then(|v| self.tuple_items(v))
-                    .unwrap_or_default();
+                let members = match items.first() {
+                    Some(v) => self.tuple_items(v, offset)?,
+                    None => None,
+                }
+                .unwrap_or_default();
                 self.alloc(Object::Set(members), offset)
             }
             _ => self.alloc(
@@ -516,6 +646,8 @@ impl Machine {
             Value::Object(id) => *id,
             _ => return Err(bad("SETITEM on something that is not a dict", offset)),
         };
+        // Index entries cost about as much as the entries themselves.
+        self.charge(pairs.len() as u64 / 2 * DICT_ENTRY_COST * 2, offset)?;
         let mut iterator = pairs.into_iter();
         let object = self
             .objects
@@ -524,26 +656,19 @@ impl Machine {
         match object {
             Object::Dict { entries, .. } => {
                 while let (Some(key), Some(value)) = (iterator.next(), iterator.next()) {
-                    // A repeated key replaces the value in place, as in
-                    // Python. String and integer keys (every state dict) are
-                    // found through an index, so a dict of n keys costs O(n).
-                    let hashable = match &key {
-                        Value::Str(text) => Some(DictKey::Str(text.clone())),
-                        Value::Int(number) => Some(DictKey::Int(*number)),
-                        _ => None,
+                    // A repeated key replaces the value in place, as in Python.
+                    let Some(hash) = key_hash(&key) else {
+                        entries.push((key, value));
+                        continue;
                     };
-                    let existing = match &hashable {
-                        Some(hashed) => self.dict_index.get(&(id, hashed.clone())).copied(),
-                        None => entries
-                            .iter()
-                            .position(|(k, _)| *k == key && !matches!(k, Value::Object(_))),
-                    };
-                    match existing.and_then(|index| entries.get_mut(index)) {
-                        Some(slot) => slot.1 = value,
+                    let slots = self.dict_index.entry((id, hash)).or_default();
+                    let existing = slots
+                        .iter()
+                        .find(|&&slot| entries.get(slot).is_some_and(|(k, _)| *k == key));
+                    match existing.and_then(|&slot| entries.get_mut(slot)) {
+                        Some(entry) => entry.1 = value,
                         None => {
-                            if let Some(hashed) = hashable {
-                                self.dict_index.insert((id, hashed), entries.len());
-                            }
+                            slots.push(entries.len());
                             entries.push((key, value));
                         }
                     }
@@ -686,11 +811,22 @@ fn unquote(text: &str) -> String {
     out
 }
 
-/// Run one pickle from the cursor's position to its STOP.
+/// Run one pickle from the cursor's position to its STOP, within
+/// `MAX_WORK`.
 pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
+    let mut budget = MAX_WORK;
+    interpret_within(cursor, &mut budget)
+}
+
+/// Run one pickle drawing on `budget`, the work left for the pickles of one
+/// file (a legacy file holds five, a tar file one per record): what it
+/// charges is taken off, so all of them together stay within it.
+pub fn interpret_within(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle> {
     let mut machine = Machine {
-        dict_index: HashMap::new(),
         stack: Vec::new(),
+        work: 0,
+        max_work: *budget,
+        dict_index: HashMap::new(),
         memo: HashMap::new(),
         objects: Vec::new(),
         globals: Vec::new(),
@@ -698,7 +834,9 @@ pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
         global_counts: Vec::new(),
     };
     let name = cursor.source_name().to_string();
-    run(&mut machine, cursor).map_err(|e| e.in_file(&name))?;
+    let result = run(&mut machine, cursor);
+    *budget = budget.saturating_sub(machine.work);
+    result.map_err(|e| e.in_file(&name))?;
     let root = machine.pop(cursor.position())?;
     Ok(Pickle {
         root,
@@ -706,6 +844,7 @@ pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
         globals: machine.globals,
         global_counts: machine.global_counts,
         end: cursor.position(),
+        work: machine.work,
     })
 }
 
@@ -727,7 +866,7 @@ fn run(m: &mut Machine, cursor: &mut Cursor) -> Result<()> {
             0x95 => {
                 cursor.u64_le()?; // FRAME: a length hint, no semantics
             }
-            b'(' => m.stack.push(StackItem::Mark),
+            b'(' => m.push_mark(offset)?,
             b'0' => {
                 m.stack
                     .pop()
@@ -803,11 +942,11 @@ fn run(m: &mut Machine, cursor: &mut Cursor) -> Result<()> {
             }
             b'S' => {
                 let line = read_line(cursor)?;
-                m.push(Value::Str(unquote(&line)), offset)?;
+                m.push(Value::Str(unquote(&line).into()), offset)?;
             }
             b'V' => {
                 let line = read_line(cursor)?;
-                m.push(Value::Str(line), offset)?;
+                m.push(Value::Str(line.into()), offset)?;
             }
             b'T' => {
                 let n = cursor.i32_le()?;
@@ -816,7 +955,7 @@ fn run(m: &mut Machine, cursor: &mut Cursor) -> Result<()> {
                 }
                 let bytes = take_len(cursor, n as u64)?;
                 m.push(
-                    Value::Str(bytes.iter().map(|b| *b as char).collect()),
+                    Value::Str(bytes.iter().map(|b| *b as char).collect::<String>().into()),
                     offset,
                 )?;
             }
@@ -824,39 +963,39 @@ fn run(m: &mut Machine, cursor: &mut Cursor) -> Result<()> {
                 let n = cursor.u8()? as u64;
                 let bytes = cursor.take(n)?;
                 m.push(
-                    Value::Str(bytes.iter().map(|b| *b as char).collect()),
+                    Value::Str(bytes.iter().map(|b| *b as char).collect::<String>().into()),
                     offset,
                 )?;
             }
             b'X' => {
                 let n = cursor.u32_le()? as u64;
                 let bytes = take_len(cursor, n)?;
-                m.push(Value::Str(utf8(bytes, offset)?), offset)?;
+                m.push(Value::Str(utf8(bytes, offset)?.into()), offset)?;
             }
             0x8c => {
                 let n = cursor.u8()? as u64;
                 let bytes = cursor.take(n)?;
-                m.push(Value::Str(utf8(bytes, offset)?), offset)?;
+                m.push(Value::Str(utf8(bytes, offset)?.into()), offset)?;
             }
             0x8d => {
                 let n = cursor.u64_le()?;
                 let bytes = take_len(cursor, n)?;
-                m.push(Value::Str(utf8(bytes, offset)?), offset)?;
+                m.push(Value::Str(utf8(bytes, offset)?.into()), offset)?;
             }
             b'B' => {
                 let n = cursor.u32_le()? as u64;
                 let bytes = take_len(cursor, n)?;
-                m.push(Value::Bytes(bytes), offset)?;
+                m.push(Value::Bytes(bytes.into()), offset)?;
             }
             b'C' => {
                 let n = cursor.u8()? as u64;
                 let bytes = cursor.take(n)?;
-                m.push(Value::Bytes(bytes), offset)?;
+                m.push(Value::Bytes(bytes.into()), offset)?;
             }
             0x8e | 0x96 => {
                 let n = cursor.u64_le()?;
                 let bytes = take_len(cursor, n)?;
-                m.push(Value::Bytes(bytes), offset)?;
+                m.push(Value::Bytes(bytes.into()), offset)?;
             }
             0x97 | 0x98 => {
                 return Err(bad(
@@ -989,7 +1128,7 @@ fn run(m: &mut Machine, cursor: &mut Cursor) -> Result<()> {
                 let module = m.pop(offset)?;
                 match (module, name) {
                     (Value::Str(module), Value::Str(name)) => {
-                        let v = m.global(module, name);
+                        let v = m.global(module.to_string(), name.to_string());
                         m.push(v, offset)?;
                     }
                     _ => return Err(bad("STACK_GLOBAL needs two strings", offset)),
@@ -1034,7 +1173,7 @@ fn run(m: &mut Machine, cursor: &mut Cursor) -> Result<()> {
             }
             b'P' => {
                 let line = read_line(cursor)?;
-                let v = m.persistent(Value::Str(line), offset)?;
+                let v = m.persistent(Value::Str(line.into()), offset)?;
                 m.push(v, offset)?;
             }
             b'Q' => {
@@ -1063,6 +1202,7 @@ fn memo_put(m: &mut Machine, index: u64, value: Value, offset: u64) -> Result<()
     if m.memo.len() >= MAX_OBJECTS && !m.memo.contains_key(&index) {
         return Err(err(ErrorKind::LimitExceeded, "pickle memo exceeds its limit").at(offset));
     }
+    m.charge(MEMO_COST + value_heap(&value), offset)?;
     m.memo.insert(index, value);
     Ok(())
 }
@@ -1073,6 +1213,7 @@ fn memo_get(m: &mut Machine, index: u64, offset: u64) -> Result<()> {
         .get(&index)
         .cloned()
         .ok_or_else(|| bad(format!("memo key {index} was never stored"), offset))?;
+    // `push` charges the copy.
     m.push(value, offset)
 }
 
@@ -1109,7 +1250,8 @@ mod tests {
         let cases: &[(&[u8], ErrorKind)] = &[
             (b"\x80\x02\xff.", ErrorKind::UnknownOpcode),
             (b"\x80\x02h\x05.", ErrorKind::BadPickle),
-            (b"\x80\x02X\xff\xff\xff\x7f", ErrorKind::Truncated),
+            (b"\x80\x02X\xff\xff\xff\x7f", ErrorKind::LimitExceeded),
+            (b"\x80\x02X\x00\x10\x00\x00abc", ErrorKind::Truncated),
             (b"\x80\x02", ErrorKind::Truncated),
             (b"\x80\x02u.", ErrorKind::BadPickle),
             (b"\x80\x09.", ErrorKind::BadPickle),
@@ -1118,6 +1260,33 @@ mod tests {
             let error = run_bytes(bytes).err().expect("must fail");
             assert_eq!(error.kind, *kind, "{bytes:?}: {error}");
             assert!(error.offset.is_some());
+        }
+    }
+
+    #[test]
+    fn hostile_stacks_and_dicts_stay_bounded() {
+        // A MARK flood counts against the stack cap like any other push.
+        let mut marks = b"\x80\x02".to_vec();
+        marks.extend(std::iter::repeat_n(b'(', MAX_STACK + 1));
+        let error = run_bytes(&marks).err().expect("must fail");
+        assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+        // A repeated key replaces its value in place, as in Python, through
+        // the key index (200k SETITEMs would take minutes with a scan).
+        let mut dict = b"\x80\x02}(".to_vec();
+        for i in 0..200_000u32 {
+            dict.extend_from_slice(b"J");
+            dict.extend_from_slice(&(i % 100_000).to_le_bytes());
+            dict.extend_from_slice(b"J");
+            dict.extend_from_slice(&i.to_le_bytes());
+        }
+        dict.extend_from_slice(b"u.");
+        let pickle = run_bytes(&dict).unwrap();
+        match pickle.object(&pickle.root) {
+            Some(Object::Dict { entries, .. }) => {
+                assert_eq!(entries.len(), 100_000);
+                assert_eq!(entries[7], (Value::Int(7), Value::Int(100_007)));
+            }
+            other => panic!("not a dict: {other:?}"),
         }
     }
 

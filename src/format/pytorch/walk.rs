@@ -3,7 +3,10 @@
 //! "module.visual.proj"]`), every plain value (epoch, step, ...), and the
 //! `_metadata` of state dicts. The walk is depth-first in insertion order
 //! (the order PyTorch iterates dicts), depth-capped and node-capped so a
-//! hostile graph of shared references cannot make it run forever.
+//! hostile graph of shared references cannot make it run forever, and the
+//! listing it builds (key paths are copied into every tensor) is charged to
+//! `MAX_LISTING_BYTES`, so long keys shared by many tensors cannot make it
+//! allocate without bound.
 
 use super::pickle::{Object, Pickle, Value};
 use super::{locate, StorageLocation};
@@ -15,12 +18,20 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_NODES: usize = 5_000_000;
 /// Plain values listed at most (optimizer states hold thousands).
 pub const MAX_VALUES: usize = 2_000;
+/// Bytes of key text and listing entries the walk may produce.
+pub const MAX_LISTING_BYTES: u64 = 512 * 1024 * 1024;
+/// Charged per key and per listed tensor: 64-bit sizes, fixed so that the
+/// budget is the same on every platform.
+const STRING_COST: u64 = 24;
+const TENSOR_INFO_COST: u64 = 256;
 
 struct Walker<'p> {
     pickle: &'p Pickle,
     storages: &'p HashMap<String, StorageLocation>,
     nodes: usize,
     on_path: Vec<usize>,
+    /// Bytes charged against `MAX_LISTING_BYTES`.
+    listed: u64,
 }
 
 pub fn walk(
@@ -33,6 +44,7 @@ pub fn walk(
         storages,
         nodes: 0,
         on_path: Vec::new(),
+        listed: 0,
     };
     let mut path = Vec::new();
     walker.visit(&pickle.root, &mut path, checkpoint)?;
@@ -47,7 +59,7 @@ pub fn walk(
 /// A dict key as the text PyTorch users see (`str(key)`).
 pub fn key_text(pickle: &Pickle, key: &Value) -> String {
     match key {
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.to_string(),
         Value::Int(i) => i.to_string(),
         Value::BigInt(s) => s.clone(),
         Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
@@ -81,7 +93,31 @@ fn scalar_json(pickle: &Pickle, value: &Value) -> Option<serde_json::Value> {
     })
 }
 
+fn path_bytes(path: &[String]) -> u64 {
+    path.iter().map(|key| key.len() as u64 + STRING_COST).sum()
+}
+
 impl Walker<'_> {
+    fn charge(&mut self, bytes: u64) -> Result<()> {
+        self.listed = self.listed.saturating_add(bytes);
+        if self.listed > MAX_LISTING_BYTES {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "listing this pickle's tensors would take more than {} MiB (keys too long or too many)",
+                    MAX_LISTING_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn push_key(&mut self, path: &mut Vec<String>, key: String) -> Result<()> {
+        self.charge(key.len() as u64)?;
+        path.push(key);
+        Ok(())
+    }
+
     fn visit(
         &mut self,
         value: &Value,
@@ -103,6 +139,7 @@ impl Walker<'_> {
         }
         let Value::Object(id) = value else {
             if checkpoint.values.len() < MAX_VALUES {
+                self.charge(path_bytes(path) + 1024)?;
                 if let Some(json) = scalar_json(self.pickle, value) {
                     checkpoint.values.push(ValueInfo {
                         path: path.clone(),
@@ -133,6 +170,9 @@ impl Walker<'_> {
     ) -> Result<()> {
         match object {
             Object::Tensor(tensor) => {
+                self.charge(
+                    2 * path_bytes(path) + 16 * tensor.size.len() as u64 + TENSOR_INFO_COST,
+                )?;
                 let name = path.last().cloned().unwrap_or_default();
                 let (dtype, offset, nbytes) =
                     locate(tensor, self.storages).map_err(|e| e.for_tensor(&path.join("/")))?;
@@ -146,17 +186,17 @@ impl Walker<'_> {
             }
             Object::Dict { entries, state } => {
                 if let Some(state) = state {
-                    self.record_metadata(state, path, checkpoint);
+                    self.record_metadata(state, path, checkpoint)?;
                 }
                 for (key, value) in entries {
-                    path.push(key_text(self.pickle, key));
+                    self.push_key(path, key_text(self.pickle, key))?;
                     self.visit(value, path, checkpoint)?;
                     path.pop();
                 }
             }
             Object::List(items) | Object::Tuple(items) | Object::Set(items) => {
                 for (index, item) in items.iter().enumerate() {
-                    path.push(index.to_string());
+                    self.push_key(path, index.to_string())?;
                     self.visit(item, path, checkpoint)?;
                     path.pop();
                 }
@@ -165,6 +205,7 @@ impl Walker<'_> {
                 func, state, items, ..
             } => {
                 if checkpoint.values.len() < MAX_VALUES {
+                    self.charge(path_bytes(path) + 1024)?;
                     let name = self
                         .pickle
                         .global_name(func)
@@ -179,13 +220,14 @@ impl Walker<'_> {
                     self.visit(state, path, checkpoint)?;
                 }
                 for (index, item) in items.iter().enumerate() {
-                    path.push(index.to_string());
+                    self.push_key(path, index.to_string())?;
                     self.visit(item, path, checkpoint)?;
                     path.pop();
                 }
             }
             Object::Storage(storage) => {
                 if checkpoint.values.len() < MAX_VALUES {
+                    self.charge(path_bytes(path) + storage.key.len() as u64 + 1024)?;
                     checkpoint.values.push(ValueInfo {
                         path: path.clone(),
                         value: serde_json::json!({ "storage": storage.key, "type": storage.storage_type }),
@@ -198,38 +240,47 @@ impl Walker<'_> {
     }
 
     /// `OrderedDict` state `{"_metadata": OrderedDict(prefix -> {"version": n})}`.
-    fn record_metadata(&mut self, state: &Value, path: &[String], checkpoint: &mut Checkpoint) {
+    fn record_metadata(
+        &mut self,
+        state: &Value,
+        path: &[String],
+        checkpoint: &mut Checkpoint,
+    ) -> Result<()> {
         let Some(Object::Dict { entries, .. }) = self.pickle.object(state) else {
-            return;
+            return Ok(());
         };
         let Some((_, metadata)) = entries
             .iter()
             .find(|(k, _)| *k == Value::Str("_metadata".into()))
         else {
-            return;
+            return Ok(());
         };
         let Some(Object::Dict {
             entries: modules, ..
         }) = self.pickle.object(metadata)
         else {
-            return;
+            return Ok(());
         };
         let mut versions = BTreeMap::new();
         for (prefix, info) in modules {
             let version = match self.pickle.object(info) {
                 Some(Object::Dict { entries, .. }) => {
                     entries.iter().find_map(|(k, v)| match (k, v) {
-                        (Value::Str(k), Value::Int(v)) if k == "version" => Some(*v),
+                        (Value::Str(k), Value::Int(v)) if &**k == "version" => Some(*v),
                         _ => None,
                     })
                 }
                 _ => None,
             };
-            versions.insert(key_text(self.pickle, prefix), version);
+            let prefix = key_text(self.pickle, prefix);
+            self.charge(prefix.len() as u64 + 64)?;
+            versions.insert(prefix, version);
         }
+        self.charge(path_bytes(path))?;
         checkpoint.state_dict_metadata.push(StateDictMetadata {
             path: path.to_vec(),
             versions,
         });
+        Ok(())
     }
 }

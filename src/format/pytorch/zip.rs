@@ -108,6 +108,16 @@ impl ZipArchive {
             .at(entry.header_offset)
             .in_file(source.name()));
         }
+        // A stored entry's data is its bytes: a size that differs from the
+        // stored length would let readers run past the entry (or the file).
+        if entry.size != entry.compressed_size {
+            return Err(bad_zip(format!(
+                "stored zip entry {:?} declares {} bytes but stores {}",
+                entry.name, entry.size, entry.compressed_size
+            ))
+            .at(entry.header_offset)
+            .in_file(source.name()));
+        }
         Ok(start)
     }
 }
