@@ -407,7 +407,67 @@ function renderReport(result, pick) {
   if (report.pytorch_error) parts.push(pytorchCard(report.pytorch_error));
   // Shapes that match are necessary, not sufficient: offer to run the model.
   if (report.loads) parts.splice(1, 0, verifyCard(report));
+  parts.splice(report.loads ? 2 : 1, 0, scanCard());
   els.result.replaceChildren(...parts);
+}
+
+/** "Scan weights": read every weight once and report NaN, Inf and all-zero
+ * tensors, with a progress bar (bytes done of total, rate) and Cancel. */
+function scanCard() {
+  const status = h("p", { class: "meta", id: "scan-status" }, "Read every weight once to find values that break training: NaN, Inf, all-zero tensors.");
+  const output = h("div", { id: "scan-output" });
+  const button = h("button", { type: "button", class: "button", id: "scan-weights" }, "Scan weights");
+  button.onclick = async () => {
+    const files = lastFiles;
+    if (!files) return;
+    button.disabled = true;
+    const started = performance.now();
+    showProgress("Scanning weights");
+    const bar = els.progress.querySelector("progress");
+    try {
+      const { scan } = await client.request("scan", {
+        files,
+        onProgress: (message) => {
+          if (message.stage !== "scan" || !message.total) return;
+          const seconds = (performance.now() - started) / 1000;
+          bar.max = message.total;
+          bar.value = message.done;
+          const rate = seconds > 0 ? ` · ${humanBytes(message.done / seconds)}/s` : "";
+          els.progressText.textContent = `Scanning weights: ${humanBytes(message.done)} of ${humanBytes(message.total)}${rate}`;
+        },
+      });
+      const seconds = (performance.now() - started) / 1000;
+      const summary = scan.summary;
+      status.replaceChildren(
+        h("strong", { id: "scan-verdict" }, scan.ok ? "✓ No NaN, no Inf, no all-zero tensor" : `✗ ${summary.problems.length} problem${summary.problems.length === 1 ? "" : "s"}`),
+        ` · ${summary.scanned} of ${summary.tensors} tensors · ${humanBytes(scan.bytes_scanned)} in ${seconds.toFixed(2)} s`
+      );
+      const flagged = scan.tensors.filter((t) => t.nan || t.inf || t.all_zero);
+      const fmt = (v) => (v === null || v === undefined ? "–" : Number(v).toPrecision(4));
+      const rows = (flagged.length ? flagged : scan.tensors).slice(0, ROW_LIMIT);
+      output.replaceChildren(
+        summary.problems.length ? h("ul", { class: "notes", id: "scan-problems" }, summary.problems.map((p) => h("li", {}, withCode(sentence(p))))) : "",
+        h("p", { class: "meta" }, flagged.length ? "Tensors with problems:" : "Every tensor:"),
+        h(
+          "div",
+          { class: "table-wrap" },
+          h(
+            "table",
+            { class: "findings", id: "scan-table" },
+            h("thead", {}, h("tr", {}, ["tensor", "dtype", "NaN", "Inf", "min", "max", "mean", "std"].map((c) => h("th", {}, c)))),
+            h("tbody", {}, rows.map((t) => h("tr", { class: t.nan || t.inf || t.all_zero ? "bad" : "" }, h("td", { class: "key" }, breakable(t.name)), h("td", {}, t.dtype), h("td", { class: "num" }, String(t.nan)), h("td", { class: "num" }, String(t.inf)), h("td", { class: "num" }, fmt(t.min)), h("td", { class: "num" }, fmt(t.max)), h("td", { class: "num" }, fmt(t.mean)), h("td", { class: "num" }, fmt(t.std)))))
+          )
+        )
+      );
+    } catch (error) {
+      status.replaceChildren(h("strong", {}, error.kind === "cancelled" ? "Scan cancelled" : "Could not scan: "), error.kind === "cancelled" ? "" : sentence(error.message));
+    } finally {
+      bar.removeAttribute("value");
+      hideProgress();
+      button.disabled = false;
+    }
+  };
+  return card("Scan weights", { id: "scan" }, status, h("div", { class: "export" }, button), output);
 }
 
 /** "Prove it loads": run the model on WebGPU (checked against the CPU
@@ -713,6 +773,8 @@ function showError(error, pick = null) {
   if (checkpoint) {
     banner.append(h("p", { class: "meta" }, h("code", { class: "file" }, checkpoint.file), ` · ${checkpoint.format} · ${humanBytes(checkpoint.file_bytes)} · `, readLine(checkpoint.bytes_read, checkpoint.file_bytes)));
     if (checkpoint.pickle_audit?.dangerous?.length) parts.push(dangerAlert(checkpoint.pickle_audit.dangerous));
+    // The file is readable even if no model was chosen: its weights can be scanned.
+    parts.push(scanCard());
     parts.push(tensorCard(checkpoint));
     if (checkpoint.pickle_audit) parts.push(auditCard(checkpoint.pickle_audit));
     if (checkpoint.notes.length) parts.push(card("Notes", { id: "notes", count: checkpoint.notes.length }, h("ul", { class: "notes" }, checkpoint.notes.map((note) => h("li", {}, withCode(sentence(note)))))));

@@ -6,6 +6,8 @@
 // Protocol, in:  {type: "check" | "inspect" | "presets", id, files, preset, loader}
 //                {type: "verify", id, files, preset, device: "gpu" | "cpu", layers}
 //                {type: "gpu_status", id}
+//                {type: "scan", id, files}: progress messages carry {done, total}
+//                bytes; the result is {type: "result", id, scan}
 //           out: {type: "progress", id, stage, text}
 //                verify: {type: "result", id, verdict, text}; gpu_status:
 //                {type: "result", id, reason} (reason null with an adapter)
@@ -13,7 +15,7 @@
 //                {type: "error", id, kind, message, fatal, checkpoint?}
 // Cancelling is terminating this worker; the page starts a new one.
 
-import init, { check_files, gpu_unavailable_reason, inspect_files, presets, verify_files } from "./pkg/ckptcheck.js";
+import init, { check_files, gpu_unavailable_reason, inspect_files, presets, scan_files, verify_files } from "./pkg/ckptcheck.js";
 
 // Started on load so the first request does not pay for compiling the wasm.
 const ready = init();
@@ -56,6 +58,14 @@ self.onmessage = async (event) => {
     let result;
     if (type === "presets") {
       result = { presets: presets() };
+    } else if (type === "scan") {
+      // Every weight read once in 4 MiB chunks; progress after each chunk.
+      // Cancelling terminates this worker, so the callback never says stop.
+      const scan = scan_files(files, (done, total) => {
+        self.postMessage({ type: "progress", id, stage: "scan", done, total, text: "scanning weights" });
+        return true;
+      });
+      result = { scan };
     } else if (type === "gpu_status") {
       result = { reason: await gpu_unavailable_reason() };
     } else if (type === "verify") {
