@@ -7,6 +7,16 @@
 use ckptcheck::format;
 use ckptcheck::source::SliceSource;
 
+/// name, dtype, shape, ggml_dims, offset, nbytes.
+type Summary = (
+    String,
+    String,
+    Vec<u64>,
+    Option<Vec<u64>>,
+    Option<u64>,
+    Option<u64>,
+);
+
 /// One kv (`general.alignment` = 64, u32) and two tensors, F32 [3, 5]
 /// (ggml dims [5, 3]) and Q8_0 [2, 32], in GGUF `version`.
 fn build(version: u32) -> Vec<u8> {
@@ -63,14 +73,7 @@ fn the_same_model_reads_the_same_in_every_version() {
         assert_eq!(checkpoint.metadata["gguf.version"], version, "v{version}");
         assert_eq!(checkpoint.metadata["gguf.alignment"], 64, "v{version}");
         assert_eq!(checkpoint.metadata["general.name"], "tiny", "v{version}");
-        let summary: Vec<(
-            String,
-            String,
-            Vec<u64>,
-            Option<Vec<u64>>,
-            Option<u64>,
-            Option<u64>,
-        )> = checkpoint
+        let summary: Vec<Summary> = checkpoint
             .tensors
             .iter()
             .map(|t| {
