@@ -952,7 +952,11 @@ pub fn to_text(report: &ScanReport) -> String {
             "ERR {} NaN and {} Inf values in {} tensors; {} all-zero tensors\n",
             summary.nan_values,
             summary.inf_values,
-            summary.with_nan.len().max(summary.with_inf.len()),
+            report
+                .tensors
+                .iter()
+                .filter(|t| t.scanned && (t.nan > 0 || t.inf > 0))
+                .count(),
             summary.all_zero.len()
         ));
         for problem in &summary.problems {

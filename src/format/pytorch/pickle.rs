@@ -1250,7 +1250,7 @@ mod tests {
         let cases: &[(&[u8], ErrorKind)] = &[
             (b"\x80\x02\xff.", ErrorKind::UnknownOpcode),
             (b"\x80\x02h\x05.", ErrorKind::BadPickle),
-            (b"\x80\x02X\xff\xff\xff\x7f", ErrorKind::LimitExceeded),
+            (b"\x80\x02X\xff\xff\xff\x7f", ErrorKind::Truncated),
             (b"\x80\x02X\x00\x10\x00\x00abc", ErrorKind::Truncated),
             (b"\x80\x02", ErrorKind::Truncated),
             (b"\x80\x02u.", ErrorKind::BadPickle),
