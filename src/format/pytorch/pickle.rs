@@ -736,19 +736,19 @@ fn read_line(cursor: &mut Cursor) -> Result<String> {
 }
 
 fn take_len(cursor: &mut Cursor, len: u64) -> Result<Vec<u8>> {
-    // A length above the cap is refused as such, whatever the file holds; a
-    // length under it that runs past the end is a truncated (or lying) file.
-    if len > MAX_STRING {
-        return Err(err(
-            ErrorKind::LimitExceeded,
-            format!("pickle value of {len} bytes exceeds the limit"),
-        )
-        .at(cursor.position()));
-    }
+    // A length past the end is a truncated (or lying) file; only a length
+    // the file could hold is judged against the cap.
     if len > cursor.remaining() {
         return Err(err(
             ErrorKind::Truncated,
             format!("pickle value of {len} bytes runs past the end of the data"),
+        )
+        .at(cursor.position()));
+    }
+    if len > MAX_STRING {
+        return Err(err(
+            ErrorKind::LimitExceeded,
+            format!("pickle value of {len} bytes exceeds the limit"),
         )
         .at(cursor.position()));
     }
