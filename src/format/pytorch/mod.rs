@@ -408,8 +408,10 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
     // One local-header read per storage costs a syscall natively and most of
     // a millisecond per FileReaderSync call in a browser. Files written by
     // torch put data where `torch_data_offset` says: check that on a spread
-    // sample of headers and, if every one agrees, trust it for the rest
-    // (reading tensor data re-checks each header); otherwise read them all.
+    // sample of headers and, if every one agrees, trust it for the rest;
+    // otherwise read them all. A file crafted to agree on the sample only
+    // gets wrong offsets for the rest (never a read outside the file: each
+    // predicted range is checked against it).
     let sample: Vec<usize> = if wanted.len() > 16 {
         let step = wanted.len() / 8;
         (0..wanted.len())
