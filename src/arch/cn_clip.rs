@@ -308,65 +308,18 @@ pub fn build(config: &Value, use_flash_attention: bool) -> Result<ModelSpec> {
             for (index, depth) in stages.iter().enumerate() {
                 bounded(&format!("vision_layers[{index}]"), *depth, 256)?;
             }
-            let w = &["vision_width"];
-            b.tensor("visual.conv1.weight", &[width / 2, 3, 3, 3], w);
-            b.batch_norm("visual.bn1", width / 2, w);
-            b.tensor("visual.conv2.weight", &[width / 2, width / 2, 3, 3], w);
-            b.batch_norm("visual.bn2", width / 2, w);
-            b.tensor("visual.conv3.weight", &[width, width / 2, 3, 3], w);
-            b.batch_norm("visual.bn3", width, w);
-            let mut inplanes = width;
-            for (stage, depth) in stages.iter().enumerate() {
-                let planes = width << stage;
-                let stride = if stage == 0 { 1 } else { 2 };
-                for block in 0..*depth {
-                    let p = format!("visual.layer{}.{block}", stage + 1);
-                    let layer_depends: Vec<&'static str> = if block > 0 {
-                        vec!["vision_layers"]
-                    } else {
-                        vec![]
-                    };
-                    b.push_depends(&layer_depends);
-                    b.tensor(format!("{p}.conv1.weight"), &[planes, inplanes, 1, 1], w);
-                    b.batch_norm(&format!("{p}.bn1"), planes, w);
-                    b.tensor(format!("{p}.conv2.weight"), &[planes, planes, 3, 3], w);
-                    b.batch_norm(&format!("{p}.bn2"), planes, w);
-                    b.tensor(format!("{p}.conv3.weight"), &[planes * 4, planes, 1, 1], w);
-                    b.batch_norm(&format!("{p}.bn3"), planes * 4, w);
-                    if block == 0 && (stride > 1 || inplanes != planes * 4) {
-                        b.tensor(
-                            format!("{p}.downsample.0.weight"),
-                            &[planes * 4, inplanes, 1, 1],
-                            w,
-                        );
-                        b.batch_norm(&format!("{p}.downsample.1"), planes * 4, w);
-                    }
-                    b.pop_depends(layer_depends.len());
-                    inplanes = planes * 4;
-                }
-            }
-            let attention_dim = width * 32;
-            let spatial = resolution / 32;
-            b.tensor(
-                "visual.attnpool.positional_embedding",
-                &[spatial * spatial + 1, attention_dim],
-                &["image_resolution", "vision_width"],
-            );
-            for projection in ["k_proj", "q_proj", "v_proj"] {
-                b.linear(
-                    &format!("visual.attnpool.{projection}"),
-                    attention_dim,
-                    attention_dim,
-                    true,
-                    w,
-                );
-            }
-            b.linear(
-                "visual.attnpool.c_proj",
+            super::modified_resnet(
+                &mut b,
+                width,
+                &stages,
+                resolution,
                 embed_dim,
-                attention_dim,
-                true,
-                &["vision_width", "embed_dim"],
+                &super::ResNetFields {
+                    width: "vision_width",
+                    layers: "vision_layers",
+                    resolution: "image_resolution",
+                    embed_dim: "embed_dim",
+                },
             );
         }
     }

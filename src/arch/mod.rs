@@ -138,6 +138,85 @@ impl TensorListBuilder {
     }
 }
 
+/// The config field names a family uses for what shapes a ModifiedResNet.
+pub struct ResNetFields {
+    pub width: &'static str,
+    pub layers: &'static str,
+    pub resolution: &'static str,
+    pub embed_dim: &'static str,
+}
+
+/// OpenAI CLIP's ModifiedResNet image tower (a 3-conv stem with BatchNorms,
+/// four bottleneck stages whose first block downsamples, an attention pool),
+/// as Chinese-CLIP and open_clip both build it (clip/model.py
+/// `ModifiedResNet`), in `state_dict()` order.
+pub fn modified_resnet(
+    b: &mut TensorListBuilder,
+    width: u64,
+    stages: &[u64],
+    resolution: u64,
+    embed_dim: u64,
+    fields: &ResNetFields,
+) {
+    let w = &[fields.width];
+    b.tensor("visual.conv1.weight", &[width / 2, 3, 3, 3], w);
+    b.batch_norm("visual.bn1", width / 2, w);
+    b.tensor("visual.conv2.weight", &[width / 2, width / 2, 3, 3], w);
+    b.batch_norm("visual.bn2", width / 2, w);
+    b.tensor("visual.conv3.weight", &[width, width / 2, 3, 3], w);
+    b.batch_norm("visual.bn3", width, w);
+    let mut inplanes = width;
+    for (stage, depth) in stages.iter().enumerate() {
+        let planes = width << stage;
+        let stride = if stage == 0 { 1 } else { 2 };
+        for block in 0..*depth {
+            let p = format!("visual.layer{}.{block}", stage + 1);
+            // Blocks past the first exist because of the stage depth.
+            let layer_exists: &[&'static str] = if block > 0 { &[fields.layers] } else { &[] };
+            b.push_depends(layer_exists);
+            b.tensor(format!("{p}.conv1.weight"), &[planes, inplanes, 1, 1], w);
+            b.batch_norm(&format!("{p}.bn1"), planes, w);
+            b.tensor(format!("{p}.conv2.weight"), &[planes, planes, 3, 3], w);
+            b.batch_norm(&format!("{p}.bn2"), planes, w);
+            b.tensor(format!("{p}.conv3.weight"), &[planes * 4, planes, 1, 1], w);
+            b.batch_norm(&format!("{p}.bn3"), planes * 4, w);
+            if block == 0 && (stride > 1 || inplanes != planes * 4) {
+                b.tensor(
+                    format!("{p}.downsample.0.weight"),
+                    &[planes * 4, inplanes, 1, 1],
+                    w,
+                );
+                b.batch_norm(&format!("{p}.downsample.1"), planes * 4, w);
+            }
+            b.pop_depends(layer_exists.len());
+            inplanes = planes * 4;
+        }
+    }
+    let attention_dim = width * 32;
+    let spatial = resolution / 32;
+    b.tensor(
+        "visual.attnpool.positional_embedding",
+        &[spatial * spatial + 1, attention_dim],
+        &[fields.resolution, fields.width],
+    );
+    for projection in ["k_proj", "q_proj", "v_proj"] {
+        b.linear(
+            &format!("visual.attnpool.{projection}"),
+            attention_dim,
+            attention_dim,
+            true,
+            w,
+        );
+    }
+    b.linear(
+        "visual.attnpool.c_proj",
+        embed_dim,
+        attention_dim,
+        true,
+        &[fields.width, fields.embed_dim],
+    );
+}
+
 /// One field of an inferred config with the evidence for it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InferredField {

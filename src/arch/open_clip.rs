@@ -970,72 +970,18 @@ fn visual(b: &mut TensorListBuilder, config: &Config) -> Result<()> {
             b.norm("visual.ln_post", pool_dim, true, pool_fields);
         }
         VisionKind::ResNet { stages } => {
-            b.tensor("visual.conv1.weight", &[w / 2, 3, 3, 3], width);
-            b.batch_norm("visual.bn1", w / 2, width);
-            b.tensor("visual.conv2.weight", &[w / 2, w / 2, 3, 3], width);
-            b.batch_norm("visual.bn2", w / 2, width);
-            b.tensor("visual.conv3.weight", &[w, w / 2, 3, 3], width);
-            b.batch_norm("visual.bn3", w, width);
-            let mut inplanes = w;
-            for (stage, depth) in stages.iter().enumerate() {
-                let planes = w << stage;
-                let stride = if stage == 0 { 1 } else { 2 };
-                for block in 0..*depth {
-                    let p = format!("visual.layer{}.{block}", stage + 1);
-                    let layer_exists: &[&'static str] = if block > 0 {
-                        &["vision_cfg.layers"]
-                    } else {
-                        &[]
-                    };
-                    b.push_depends(layer_exists);
-                    b.tensor(
-                        format!("{p}.conv1.weight"),
-                        &[planes, inplanes, 1, 1],
-                        width,
-                    );
-                    b.batch_norm(&format!("{p}.bn1"), planes, width);
-                    b.tensor(format!("{p}.conv2.weight"), &[planes, planes, 3, 3], width);
-                    b.batch_norm(&format!("{p}.bn2"), planes, width);
-                    b.tensor(
-                        format!("{p}.conv3.weight"),
-                        &[planes * 4, planes, 1, 1],
-                        width,
-                    );
-                    b.batch_norm(&format!("{p}.bn3"), planes * 4, width);
-                    if block == 0 && (stride > 1 || inplanes != planes * 4) {
-                        b.tensor(
-                            format!("{p}.downsample.0.weight"),
-                            &[planes * 4, inplanes, 1, 1],
-                            width,
-                        );
-                        b.batch_norm(&format!("{p}.downsample.1"), planes * 4, width);
-                    }
-                    b.pop_depends(layer_exists.len());
-                    inplanes = planes * 4;
-                }
-            }
-            let attention_dim = w * 32;
-            let spatial = vision.image_size.0 / 32;
-            b.tensor(
-                "visual.attnpool.positional_embedding",
-                &[spatial * spatial + 1, attention_dim],
-                &["vision_cfg.image_size", "vision_cfg.width"],
-            );
-            for projection in ["k_proj", "q_proj", "v_proj"] {
-                b.linear(
-                    &format!("visual.attnpool.{projection}"),
-                    attention_dim,
-                    attention_dim,
-                    true,
-                    width,
-                );
-            }
-            b.linear(
-                "visual.attnpool.c_proj",
+            super::modified_resnet(
+                b,
+                w,
+                stages,
+                vision.image_size.0,
                 e,
-                attention_dim,
-                true,
-                &["vision_cfg.width", "embed_dim"],
+                &super::ResNetFields {
+                    width: "vision_cfg.width",
+                    layers: "vision_cfg.layers",
+                    resolution: "vision_cfg.image_size",
+                    embed_dim: "embed_dim",
+                },
             );
         }
     }
