@@ -258,39 +258,13 @@ fn base_model_prefix(class: &str, family: Family) -> &'static str {
 // ---------------------------------------------------------------------------
 
 /// One (sub-)config and its path, so errors say `text_config.hidden_size`.
-#[derive(Clone, Copy)]
-struct Conf<'a> {
-    value: &'a Value,
-    path: &'static str,
-}
+type Conf<'a> = super::ConfigSection<'a>;
 
 const MAX_DIM: u64 = 1 << 20;
 const MAX_VOCAB: u64 = 1 << 24;
 const MAX_LAYERS: u64 = 1024;
 
 impl Conf<'_> {
-    fn name(&self, field: &str) -> String {
-        if self.path.is_empty() {
-            field.to_string()
-        } else {
-            format!("{}.{field}", self.path)
-        }
-    }
-
-    fn get(&self, field: &str) -> Option<&Value> {
-        self.value.get(field).filter(|v| !v.is_null())
-    }
-
-    fn bad(&self, field: &str, what: &str, got: &Value) -> crate::error::Error {
-        err(
-            ErrorKind::BadConfig,
-            format!(
-                "config field {:?} must be {what}, got {got}",
-                self.name(field)
-            ),
-        )
-    }
-
     fn opt_u64(&self, field: &str, max: u64) -> Result<Option<u64>> {
         let Some(v) = self.get(field) else {
             return Ok(None);
@@ -303,7 +277,7 @@ impl Conf<'_> {
                 ErrorKind::BadConfig,
                 format!(
                     "config field {:?} = {n} is outside 1..={max}",
-                    self.name(field)
+                    self.field_name(field)
                 ),
             ));
         }
@@ -620,8 +594,8 @@ fn check_heads(c: &Conf, hidden: u64, heads: u64) -> Result<()> {
             ErrorKind::BadConfig,
             format!(
                 "config field {:?} = {hidden} is not a multiple of {:?} = {heads}",
-                c.name("hidden_size"),
-                c.name("num_attention_heads")
+                c.field_name("hidden_size"),
+                c.field_name("num_attention_heads")
             ),
         ));
     }
@@ -1102,8 +1076,8 @@ fn patch_count(image: (u64, u64), patch: (u64, u64), c: &Conf) -> Result<u64> {
             ErrorKind::BadConfig,
             format!(
                 "config field {:?} {image:?} is smaller than {:?} {patch:?}",
-                c.name("image_size"),
-                c.name("patch_size")
+                c.field_name("image_size"),
+                c.field_name("patch_size")
             ),
         ));
     }

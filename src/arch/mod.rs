@@ -138,6 +138,42 @@ impl TensorListBuilder {
     }
 }
 
+/// One (sub-)config of a config JSON and its dotted path, so errors name the
+/// field as the user wrote it (`vision_cfg.width`, `text_config.hidden_size`).
+/// Families add their own typed readers in `impl ConfigSection` blocks.
+#[derive(Clone, Copy)]
+pub struct ConfigSection<'a> {
+    pub value: &'a serde_json::Value,
+    pub path: &'static str,
+}
+
+impl ConfigSection<'_> {
+    /// `path.field`, or `field` at the top level.
+    pub fn field_name(&self, field: &str) -> String {
+        if self.path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{}.{field}", self.path)
+        }
+    }
+
+    /// The field, treating JSON null as absent.
+    pub fn get(&self, field: &str) -> Option<&serde_json::Value> {
+        self.value.get(field).filter(|v| !v.is_null())
+    }
+
+    /// "config field \"vision_cfg.width\" must be an integer, got \"wide\"".
+    pub fn bad(&self, field: &str, what: &str, got: &serde_json::Value) -> crate::error::Error {
+        err(
+            ErrorKind::BadConfig,
+            format!(
+                "config field {:?} must be {what}, got {got}",
+                self.field_name(field)
+            ),
+        )
+    }
+}
+
 /// The config field names a family uses for what shapes a ModifiedResNet.
 pub struct ResNetFields {
     pub width: &'static str,

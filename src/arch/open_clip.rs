@@ -223,34 +223,9 @@ const TEXT: Fields = Fields {
 };
 
 /// One section of the config with its name, so errors say `vision_cfg.width`.
-struct Section<'a> {
-    name: &'static str,
-    value: &'a Value,
-}
+type Section<'a> = super::ConfigSection<'a>;
 
 impl Section<'_> {
-    fn path(&self, field: &str) -> String {
-        if self.name.is_empty() {
-            field.to_string()
-        } else {
-            format!("{}.{field}", self.name)
-        }
-    }
-
-    fn get(&self, field: &str) -> Option<&Value> {
-        self.value.get(field).filter(|v| !v.is_null())
-    }
-
-    fn bad(&self, field: &str, what: &str, value: &Value) -> crate::error::Error {
-        err(
-            ErrorKind::BadConfig,
-            format!(
-                "config field {:?} must be {what}, got {value}",
-                self.path(field)
-            ),
-        )
-    }
-
     fn u64_or(&self, field: &str, default: u64, max: u64) -> Result<u64> {
         let value = match self.get(field) {
             None => default,
@@ -263,7 +238,7 @@ impl Section<'_> {
                 ErrorKind::BadConfig,
                 format!(
                     "config field {:?} = {value} is outside 1..={max}",
-                    self.path(field)
+                    self.field_name(field)
                 ),
             ));
         }
@@ -293,7 +268,7 @@ impl Section<'_> {
                 ErrorKind::BadConfig,
                 format!(
                     "config field {:?} = {:?} is outside 1..={max}",
-                    self.path(field),
+                    self.field_name(field),
                     pair
                 ),
             ));
@@ -366,7 +341,7 @@ fn block_flags(section: &Section) -> Result<BlockFlags> {
             ErrorKind::BadConfig,
             format!(
                 "{}: qk_norm and scaled_cosine_attn cannot both be set (open_clip asserts \"Cannot activate both scaled cosine and QK normalization\")",
-                section.name
+                section.path
             ),
         ));
     }
@@ -464,7 +439,7 @@ fn read_config(value: &Value) -> Result<(Config, Value)> {
             "an open_clip config must be a JSON object",
         ));
     }
-    let top = Section { name: "", value };
+    let top = Section { path: "", value };
     if top.get("multimodal_cfg").is_some() {
         return Err(err(
             ErrorKind::BadConfig,
@@ -479,11 +454,11 @@ fn read_config(value: &Value) -> Result<(Config, Value)> {
         ));
     };
     let vision = Section {
-        name: "vision_cfg",
+        path: "vision_cfg",
         value: vision_value,
     };
     let text = Section {
-        name: "text_cfg",
+        path: "text_cfg",
         value: text_value,
     };
     if !vision_value.is_object() || !text_value.is_object() {
@@ -718,7 +693,7 @@ fn check_heads(section: &Section, field: &str, width: u64, heads: u64) -> Result
             ErrorKind::BadConfig,
             format!(
                 "{}: width {width} is not divisible into {heads} attention heads (from {field})",
-                section.name
+                section.path
             ),
         ));
     }
