@@ -299,10 +299,16 @@ fn test() -> Result<(), String> {
 }
 
 fn bench() -> Result<(), String> {
+    // The Python baselines (torch, safetensors, numpy) run in the same
+    // process tree as ckptcheck, so each script reports ratios from one run.
     let python = std::env::var("CKPTCHECK_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
     run(
         "inspect benchmark (bench/inspect_bench.py)",
-        Command::new(python).arg("bench/inspect_bench.py"),
+        Command::new(&python).arg("bench/inspect_bench.py"),
+    )?;
+    run(
+        "weight scan benchmark (bench/scan_bench.py)",
+        Command::new(&python).arg("bench/scan_bench.py"),
     )
 }
 
