@@ -212,24 +212,30 @@ fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
     })
 }
 
-fn read(paths: &[PathBuf]) -> Result<Checkpoint, Error> {
-    let paths = expand(paths)?;
-    let sources: Vec<FileSource> = paths
-        .iter()
-        .map(|p| FileSource::open(p))
-        .collect::<Result<_, _>>()?;
-    // In a folder, config JSONs sit next to the shards: keep only files that
-    // are checkpoints or a shard index.
+/// Open every file given, folders expanded to the files they hold.
+fn open_all(paths: &[PathBuf]) -> Result<Vec<FileSource>, Error> {
+    expand(paths)?.iter().map(|p| FileSource::open(p)).collect()
+}
+
+/// The files that are checkpoints or a shard index. In a folder, config
+/// JSONs and other files sit next to the shards and are left out; a single
+/// file must be readable.
+fn checkpoint_sources(files: &[FileSource]) -> Result<Vec<&dyn ByteSource>, Error> {
     let mut chosen: Vec<&dyn ByteSource> = Vec::new();
-    for source in &sources {
+    for source in files {
         match format::detect(source) {
-            Ok(format::Format::Json) if sources.len() > 1 => {}
+            Ok(format::Format::Json) if files.len() > 1 => {}
             Ok(_) => chosen.push(source),
-            Err(e) if sources.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
+            Err(e) if files.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
             Err(e) => return Err(e),
         }
     }
-    format::read_files(&chosen)
+    Ok(chosen)
+}
+
+fn read(paths: &[PathBuf]) -> Result<Checkpoint, Error> {
+    let files = open_all(paths)?;
+    format::read_files(&checkpoint_sources(&files)?)
 }
 
 fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
@@ -515,20 +521,8 @@ fn verify(args: &Args) -> Result<ExitCode, Error> {
         None => None,
         Some(text) => Some(verify::Device::parse(text)?),
     };
-    let paths = expand(&args.files)?;
-    let files: Vec<FileSource> = paths
-        .iter()
-        .map(|p| FileSource::open(p))
-        .collect::<Result<_, _>>()?;
-    let mut sources: Vec<&dyn ByteSource> = Vec::new();
-    for source in &files {
-        match format::detect(source) {
-            Ok(format::Format::Json) if files.len() > 1 => {}
-            Ok(_) => sources.push(source),
-            Err(e) if files.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let files = open_all(&args.files)?;
+    let sources = checkpoint_sources(&files)?;
     let checkpoint = format::read_files(&sources)?;
     let desc = verify_model(args, &checkpoint)?;
     let input = match &args.input {
