@@ -610,14 +610,7 @@ pub fn check(checkpoint: &Checkpoint, model: &ModelSpec, loader: Loader) -> Chec
         common_prefix.as_deref(),
         loader,
     );
-    let fix = crate::report::fix(
-        loads,
-        model,
-        &inferred,
-        common_prefix.as_deref(),
-        loader,
-        &explanation,
-    );
+    let fix = crate::report::fix(loads, model, &inferred, loader, &explanation);
     let unsafe_globals = checkpoint
         .pickle_audit
         .as_ref()

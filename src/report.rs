@@ -355,7 +355,6 @@ pub fn fix(
     loads: bool,
     model: &ModelSpec,
     inferred: &Inferred,
-    checkpoint_prefix: Option<&str>,
     loader: Loader,
     causes: &[Cause],
 ) -> Option<Fix> {
@@ -455,7 +454,6 @@ pub fn fix(
             });
         }
     }
-    let _ = checkpoint_prefix;
     if causes.iter().any(|c| c.field.starts_with("bert.pooler")) && loader == Loader::Strict {
         remedies.push(Remedy {
             label: "Python: drop the old pooler".to_string(),
