@@ -58,6 +58,34 @@ pub struct TensorInfo {
     /// Which file of a sharded checkpoint holds the tensor.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// Set when `offset` is a prediction (torch's 64-byte alignment rule)
+    /// and not read from the zip local header in front of the bytes: JSON
+    /// says `"offset_predicted": true`. Whoever reads the bytes confirms the
+    /// offset first (`format::confirmed_offset`).
+    #[serde(
+        rename = "offset_predicted",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_as_true"
+    )]
+    pub predicted_offset: Option<PredictedOffset>,
+}
+
+/// A zip entry whose data offset was predicted, with what it takes to check
+/// the prediction: the entry's local header position and the predicted
+/// start of its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictedOffset {
+    pub entry_name: String,
+    pub header_offset: u64,
+    pub entry_size: u64,
+    pub predicted_data_offset: u64,
+}
+
+fn serialize_as_true<S: serde::Serializer>(
+    _: &Option<PredictedOffset>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_bool(true)
 }
 
 impl TensorInfo {
@@ -74,6 +102,7 @@ impl TensorInfo {
             stride: None,
             storage: None,
             file: None,
+            predicted_offset: None,
         }
     }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  ckptcheck inspect FILE... [--json]
+  ckptcheck inspect FILE... [--json] [--exact-offsets]
   ckptcheck check FILE... --config PRESET|PATH... [--loader strict|cn-clip|cn-clip-resume|hf] [--json]
   ckptcheck infer FILE... [--json]
   ckptcheck diff A B [--json]
@@ -43,13 +43,25 @@ struct Args {
     input: Option<PathBuf>,
     output: Option<PathBuf>,
     no_reference: bool,
+    exact_offsets: bool,
 }
 
 fn parse_args() -> Result<Args, Error> {
-    let mut args = std::env::args().skip(1);
-    let command = args
-        .next()
-        .ok_or_else(|| Error::new(ErrorKind::BadArgument, USAGE))?;
+    // File names are any OS string (not always UTF-8): they stay OS strings;
+    // the command, options and their non-path values must be text.
+    let mut args = std::env::args_os().skip(1);
+    let text = |value: std::ffi::OsString| {
+        value.into_string().map_err(|value| {
+            Error::new(
+                ErrorKind::BadArgument,
+                format!("{value:?} is not valid UTF-8"),
+            )
+        })
+    };
+    let command = text(
+        args.next()
+            .ok_or_else(|| Error::new(ErrorKind::BadArgument, USAGE))?,
+    )?;
     let mut parsed = Args {
         command,
         files: Vec::new(),
@@ -61,52 +73,43 @@ fn parse_args() -> Result<Args, Error> {
         input: None,
         output: None,
         no_reference: false,
+        exact_offsets: false,
     };
     while let Some(arg) = args.next() {
-        match arg.as_str() {
+        let Some(flag) = arg.to_str().filter(|a| a.starts_with('-')) else {
+            parsed.files.push(PathBuf::from(arg));
+            continue;
+        };
+        let flag = flag.to_string();
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| Error::new(ErrorKind::BadArgument, format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
             "--json" => parsed.json = true,
             "--no-reference" => parsed.no_reference = true,
-            "--loader" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| Error::new(ErrorKind::BadArgument, "--loader needs a value"))?;
-                parsed.loader = Loader::parse(&value)?;
-            }
-            "--config" => {
-                let value = args.next().ok_or_else(|| {
+            "--exact-offsets" => parsed.exact_offsets = true,
+            "--loader" => parsed.loader = Loader::parse(&text(value()?)?)?,
+            "--config" => parsed.configs.push(text(value()?)?),
+            "--device" => parsed.device = Some(text(value()?)?),
+            "--layers" => {
+                let count = text(value()?)?;
+                parsed.layers = Some(count.parse().map_err(|_| {
                     Error::new(
                         ErrorKind::BadArgument,
-                        "--config needs a preset name or a path",
+                        format!("--layers needs a block count, got {count:?}"),
                     )
-                })?;
-                parsed.configs.push(value);
+                })?)
             }
-            "--device" | "--layers" | "--input" | "--output" => {
-                let value = args.next().ok_or_else(|| {
-                    Error::new(ErrorKind::BadArgument, format!("{arg} needs a value"))
-                })?;
-                match arg.as_str() {
-                    "--device" => parsed.device = Some(value),
-                    "--layers" => {
-                        parsed.layers = Some(value.parse().map_err(|_| {
-                            Error::new(
-                                ErrorKind::BadArgument,
-                                format!("--layers needs a block count, got {value:?}"),
-                            )
-                        })?)
-                    }
-                    "--input" => parsed.input = Some(PathBuf::from(value)),
-                    _ => parsed.output = Some(PathBuf::from(value)),
-                }
-            }
+            "--input" => parsed.input = Some(PathBuf::from(value()?)),
+            "--output" => parsed.output = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Err(Error::new(ErrorKind::BadArgument, USAGE)),
-            flag if flag.starts_with("--") => {
+            _ => {
                 return Err(Error::new(
                     ErrorKind::BadArgument,
                     format!("unknown option {flag}\n{USAGE}"),
                 ))
             }
-            _ => parsed.files.push(PathBuf::from(arg)),
         }
     }
     Ok(parsed)
@@ -366,7 +369,12 @@ fn run() -> Result<ExitCode, Error> {
             if args.files.is_empty() {
                 return Err(Error::new(ErrorKind::BadArgument, "inspect needs a FILE"));
             }
-            let checkpoint = read(&args.files)?;
+            let files = open_all(&args.files)?;
+            let sources = checkpoint_sources(&files)?;
+            let mut checkpoint = format::read_files(&sources)?;
+            if args.exact_offsets {
+                format::confirm_offsets(&mut checkpoint, &sources)?;
+            }
             if args.json {
                 print_json(&checkpoint);
             } else {

@@ -123,6 +123,20 @@ pub struct FileSource {
 impl FileSource {
     pub fn open(path: &std::path::Path) -> Result<Self> {
         let name = path.display().to_string();
+        // Look before opening: opening a FIFO blocks until a writer comes,
+        // and a pipe or terminal has no positions to read at.
+        let metadata = std::fs::metadata(path)
+            .map_err(|e| err(ErrorKind::Io, format!("cannot open: {e}")).in_file(&name))?;
+        if !metadata.is_file() {
+            return Err(err(
+                ErrorKind::Io,
+                format!(
+                    "not a regular file ({}): ckptcheck reads a checkpoint at byte positions, so save the stream to a file first",
+                    file_kind(&metadata)
+                ),
+            )
+            .in_file(&name));
+        }
         let file = std::fs::File::open(path)
             .map_err(|e| err(ErrorKind::Io, format!("cannot open: {e}")).in_file(&name))?;
         let len = file
@@ -136,6 +150,32 @@ impl FileSource {
             read: Cell::new(0),
         })
     }
+}
+
+/// What a non-regular file is, in words.
+#[cfg(not(target_arch = "wasm32"))]
+fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
+    let file_type = metadata.file_type();
+    if file_type.is_dir() {
+        return "a folder";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO or pipe";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a plain file"
 }
 
 #[cfg(not(target_arch = "wasm32"))]

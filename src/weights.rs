@@ -214,22 +214,11 @@ impl<'a> CheckpointWeights<'a> {
     }
 
     fn source_for(&self, tensor: &TensorInfo) -> Result<&'a dyn ByteSource> {
-        match (&tensor.file, self.sources.as_slice()) {
-            (None, [one, ..]) => Ok(*one),
-            (Some(file), sources) => sources
-                .iter()
-                .find(|s| {
-                    s.name() == file
-                        || s.name().ends_with(&format!("/{file}"))
-                        || s.name().ends_with(&format!("\\{file}"))
-                })
-                .copied()
-                .ok_or_else(|| {
-                    err(ErrorKind::BadShards, format!("shard {file} was not given"))
-                        .for_tensor(&tensor.name)
-                }),
-            (None, []) => Err(err(ErrorKind::BadArgument, "no checkpoint file given")),
-        }
+        crate::format::source_for_tensor(&self.sources, tensor).ok_or_else(|| match &tensor.file {
+            Some(file) => err(ErrorKind::BadShards, format!("shard {file} was not given"))
+                .for_tensor(&tensor.name),
+            None => err(ErrorKind::BadArgument, "no checkpoint file given"),
+        })
     }
 
     fn read_tensor(&self, tensor: &TensorInfo) -> Result<Vec<f32>> {
@@ -253,7 +242,11 @@ impl<'a> CheckpointWeights<'a> {
                 err(ErrorKind::UnknownDtype, "complex weights in a model").for_tensor(&tensor.name)
             );
         }
-        let (Some(offset), Some(nbytes)) = (tensor.offset, tensor.nbytes) else {
+        let source = self.source_for(tensor)?;
+        // A predicted zip offset is checked against its local header first.
+        let offset = crate::format::confirmed_offset(source, tensor)
+            .map_err(|e| e.for_tensor(&tensor.name))?;
+        let (Some(offset), Some(nbytes)) = (offset, tensor.nbytes) else {
             return Err(err(
                 ErrorKind::InvalidOffsets,
                 "the file does not say where this tensor's bytes are",
@@ -276,7 +269,6 @@ impl<'a> CheckpointWeights<'a> {
             )
             .for_tensor(&tensor.name));
         }
-        let source = self.source_for(tensor)?;
         let mut raw = Vec::with_capacity(span as usize);
         let mut done = 0u64;
         while done < nbytes {

@@ -161,7 +161,7 @@ fn problems_are_summarised_and_shared_storages_said_so() {
         .filter(|t| {
             t.note
                 .as_deref()
-                .is_some_and(|n| n.contains("scanned once"))
+                .is_some_and(|n| n.contains("read once") || n.contains("strided view"))
         })
         .collect();
     assert!(shared.len() >= 4, "views and tied weights: {shared:?}");

@@ -8,7 +8,7 @@ pub mod pytorch;
 pub mod safetensors;
 pub mod sharded;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, PredictedOffset, TensorInfo};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource};
 
@@ -97,4 +97,97 @@ pub fn read_files(sources: &[&dyn ByteSource]) -> Result<Checkpoint> {
         [one] => read_checkpoint(*one),
         several => sharded::read(several),
     }
+}
+
+/// The file a tensor's bytes live in among `sources`: the one named by
+/// `TensorInfo::file` (shards, matched by base name), else the first.
+pub fn source_for_tensor<'a>(
+    sources: &[&'a dyn ByteSource],
+    tensor: &TensorInfo,
+) -> Option<&'a dyn ByteSource> {
+    match &tensor.file {
+        None => sources.first().copied(),
+        Some(file) => sources
+            .iter()
+            .find(|source| base_name(source.name()) == base_name(file))
+            .copied(),
+    }
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// The tensor's byte offset, confirmed: when the reader predicted it (a zip
+/// storage whose local header was not read), the local header is read now
+/// and the offset follows it, as torch does. `None` when the file does not
+/// locate the tensor at all.
+pub fn confirmed_offset(source: &dyn ByteSource, tensor: &TensorInfo) -> Result<Option<u64>> {
+    match (tensor.offset, &tensor.predicted_offset) {
+        (None, _) => Ok(None),
+        (Some(offset), None) => Ok(Some(offset)),
+        (Some(offset), Some(prediction)) => {
+            shifted(offset, prediction, real_data_offset(source, prediction)?).map(Some)
+        }
+    }
+}
+
+/// Where a predicted entry's data really starts, from its local header.
+fn real_data_offset(source: &dyn ByteSource, prediction: &PredictedOffset) -> Result<u64> {
+    pytorch::zip::local_data_offset(
+        source,
+        &prediction.entry_name,
+        prediction.header_offset,
+        prediction.entry_size,
+    )
+}
+
+/// A tensor sits at the same place inside its storage entry wherever the
+/// entry's data really starts.
+fn shifted(offset: u64, prediction: &PredictedOffset, real_data_offset: u64) -> Result<u64> {
+    offset
+        .checked_sub(prediction.predicted_data_offset)
+        .and_then(|within| real_data_offset.checked_add(within))
+        .ok_or_else(|| {
+            err(
+                ErrorKind::InvalidOffsets,
+                format!("tensor offset {offset} lies outside its storage entry"),
+            )
+        })
+}
+
+/// Confirm every predicted offset of `checkpoint` (one 30-byte local-header
+/// read per storage), so that every offset it holds is read from the file.
+pub fn confirm_offsets(checkpoint: &mut Checkpoint, sources: &[&dyn ByteSource]) -> Result<()> {
+    // Storages are shared by tensors (tied weights, views): one read each.
+    let mut confirmed: std::collections::HashMap<(String, u64), u64> =
+        std::collections::HashMap::new();
+    for tensor in &mut checkpoint.tensors {
+        let (Some(offset), Some(prediction)) = (tensor.offset, &tensor.predicted_offset) else {
+            continue;
+        };
+        let source = source_for_tensor(sources, tensor).ok_or_else(|| {
+            err(
+                ErrorKind::BadShards,
+                format!("the file holding tensor {:?} was not given", tensor.name),
+            )
+        })?;
+        let key = (source.name().to_string(), prediction.header_offset);
+        let real = match confirmed.get(&key) {
+            Some(real) => *real,
+            None => *confirmed
+                .entry(key)
+                .or_insert(real_data_offset(source, prediction)?),
+        };
+        tensor.offset = Some(
+            shifted(offset, prediction, real)
+                .map_err(|e| e.in_file(source.name()).for_tensor(&tensor.name))?,
+        );
+        tensor.predicted_offset = None;
+    }
+    checkpoint
+        .notes
+        .retain(|note| !note.starts_with(pytorch::PREDICTED_OFFSETS_NOTE));
+    checkpoint.bytes_read = sources.iter().map(|source| source.bytes_read()).sum();
+    Ok(())
 }

@@ -136,6 +136,7 @@ pub fn read_legacy(source: &dyn ByteSource) -> Result<Checkpoint> {
             StorageLocation {
                 offset: data,
                 nbytes,
+                predicted: None,
             },
         );
         position = end;
@@ -260,6 +261,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
             StorageLocation {
                 offset: data,
                 nbytes,
+                predicted: None,
             },
         );
         storage_types.insert(key, storage_type);
@@ -300,6 +302,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
                 let location = StorageLocation {
                     offset: root_location.offset + start,
                     nbytes: len,
+                    predicted: None,
                 };
                 let root_type = storage_types.get(&root).cloned().unwrap_or_default();
                 storages.insert(target.clone(), location);

@@ -10,11 +10,15 @@ pub mod pickle;
 pub mod walk;
 pub mod zip;
 
-use crate::checkpoint::{Checkpoint, GlobalUse, GlobalVerdict, PickleAudit};
+use crate::checkpoint::{Checkpoint, GlobalUse, GlobalVerdict, PickleAudit, PredictedOffset};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource, Cursor};
 use pickle::{Pickle, StorageRef, TensorRef};
 use std::collections::HashMap;
+
+/// How the note that some offsets are predicted starts (it is dropped once
+/// they are confirmed).
+pub const PREDICTED_OFFSETS_NOTE: &str = "storage offsets predicted:";
 
 /// data.pkl larger than this is refused: real ones are ~100 bytes a tensor.
 pub const MAX_PICKLE_BYTES: u64 = 256 * 1024 * 1024;
@@ -99,20 +103,34 @@ pub fn view_extent(size: &[u64], stride: &[u64]) -> Option<u64> {
 pub struct StorageLocation {
     pub offset: u64,
     pub nbytes: u64,
+    /// Set when `offset` was predicted rather than read from a zip local
+    /// header; the tensors of this storage carry it.
+    pub predicted: Option<PredictedOffset>,
+}
+
+/// A located tensor: dtype, byte offset and span, and whether the offset
+/// is a prediction.
+pub struct Located {
+    pub dtype: String,
+    pub offset: Option<u64>,
+    pub nbytes: Option<u64>,
+    pub predicted: Option<PredictedOffset>,
 }
 
 /// Resolve a tensor's dtype and byte range given where its storage lives.
-fn locate(
-    tensor: &TensorRef,
-    storages: &HashMap<String, StorageLocation>,
-) -> Result<(String, Option<u64>, Option<u64>)> {
+fn locate(tensor: &TensorRef, storages: &HashMap<String, StorageLocation>) -> Result<Located> {
     let Some(storage) = &tensor.storage else {
         let dtype = tensor
             .dtype_override
             .as_deref()
             .and_then(torch_dtype)
             .unwrap_or("F32");
-        return Ok((dtype.to_string(), None, None));
+        return Ok(Located {
+            dtype: dtype.to_string(),
+            offset: None,
+            nbytes: None,
+            predicted: None,
+        });
     };
     let dtype = match tensor.dtype_override.as_deref() {
         Some(name) => Some(torch_dtype(name).ok_or_else(|| {
@@ -184,7 +202,12 @@ fn locate(
         .checked_mul(element)
         .and_then(|bytes| bytes.checked_add(location.offset))
         .ok_or_else(|| err(ErrorKind::LimitExceeded, "storage offset overflows"))?;
-    Ok((dtype.to_string(), Some(offset), Some(extent * element)))
+    Ok(Located {
+        dtype: dtype.to_string(),
+        offset: Some(offset),
+        nbytes: Some(extent * element),
+        predicted: location.predicted.clone(),
+    })
 }
 
 /// Classify a global the way `torch.load(weights_only=True)` would
@@ -317,8 +340,15 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
     }
 }
 
-/// Read a `torch.save` zip archive.
+/// Read a `torch.save` zip archive, predicting most storage offsets (see
+/// `read_zip_with`).
 pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
+    read_zip_with(source, false)
+}
+
+/// Read a `torch.save` zip archive. With `exact_offsets`, every storage's
+/// local header is read, so no offset is a prediction.
+pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Checkpoint> {
     let name = source.name().to_string();
     let archive = zip::ZipArchive::read(source)?;
     let pickle_entry = archive
@@ -408,11 +438,12 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
     // One local-header read per storage costs a syscall natively and most of
     // a millisecond per FileReaderSync call in a browser. Files written by
     // torch put data where `torch_data_offset` says: check that on a spread
-    // sample of headers and, if every one agrees, trust it for the rest;
-    // otherwise read them all. A file crafted to agree on the sample only
-    // gets wrong offsets for the rest (never a read outside the file: each
-    // predicted range is checked against it).
-    let sample: Vec<usize> = if wanted.len() > 16 {
+    // sample of headers and, if every one agrees, use it for the rest as a
+    // *prediction*: those tensors carry `predicted_offset`, inspect says so,
+    // and whoever reads their bytes (scan, verify) reads the local header
+    // first and follows it, as torch does. When any sample disagrees, or
+    // `exact` is asked for, every header is read here.
+    let sample: Vec<usize> = if wanted.len() > 16 && !exact_offsets {
         let step = wanted.len() / 8;
         (0..wanted.len())
             .step_by(step)
@@ -421,12 +452,14 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
     } else {
         (0..wanted.len()).collect()
     };
+    let mut read_offsets: HashMap<usize, u64> = HashMap::new();
     let mut predicted = true;
     for index in &sample {
         let entry = wanted[*index].1;
-        if archive.data_offset(source, entry)? != zip::ZipArchive::torch_data_offset(entry) {
+        let offset = archive.data_offset(source, entry)?;
+        read_offsets.insert(*index, offset);
+        if offset != zip::ZipArchive::torch_data_offset(entry) {
             predicted = false;
-            break;
         }
     }
     // data.pkl takes part in the overlap check: a storage entry that
@@ -436,17 +469,28 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
         pickle_start + pickle_entry.size,
         pickle_entry.name.clone(),
     )];
-    for (key, entry) in wanted {
+    let mut n_predicted = 0usize;
+    let n_storages = wanted.len();
+    for (index, (key, entry)) in wanted.into_iter().enumerate() {
         // The central directory says whether an entry is stored: a
         // compressed one (or one whose sizes disagree) goes through
         // `data_offset`, which refuses it, even when offsets are predicted.
         let stored = entry.method == 0 && entry.size == entry.compressed_size;
-        let offset = if predicted && stored {
-            let offset = zip::ZipArchive::torch_data_offset(entry);
-            crate::source::check_range(source, offset, entry.size)?;
-            offset
-        } else {
-            archive.data_offset(source, entry)?
+        let (offset, prediction) = match read_offsets.get(&index) {
+            Some(offset) => (*offset, None),
+            None if predicted && stored => {
+                let offset = zip::ZipArchive::torch_data_offset(entry);
+                crate::source::check_range(source, offset, entry.size)?;
+                n_predicted += 1;
+                let prediction = PredictedOffset {
+                    entry_name: entry.name.clone(),
+                    header_offset: entry.header_offset,
+                    entry_size: entry.size,
+                    predicted_data_offset: offset,
+                };
+                (offset, Some(prediction))
+            }
+            None => (archive.data_offset(source, entry)?, None),
         };
         used.push((offset, offset + entry.size, entry.name.clone()));
         storages.insert(
@@ -454,8 +498,15 @@ pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
             StorageLocation {
                 offset,
                 nbytes: entry.size,
+                predicted: prediction,
             },
         );
+    }
+    if n_predicted > 0 {
+        checkpoint.notes.push(format!(
+            "{PREDICTED_OFFSETS_NOTE} {n_predicted} of {n_storages} storages are placed by torch's 64-byte alignment rule, their zip local headers not read (the {} headers read agree with the rule); their tensors say \"offset_predicted\" and scan and verify read each header before using the bytes",
+            n_storages - n_predicted
+        ));
     }
     used.sort();
     for pair in used.windows(2) {

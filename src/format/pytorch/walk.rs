@@ -174,12 +174,13 @@ impl Walker<'_> {
                     2 * path_bytes(path) + 16 * tensor.size.len() as u64 + TENSOR_INFO_COST,
                 )?;
                 let name = path.last().cloned().unwrap_or_default();
-                let (dtype, offset, nbytes) =
+                let located =
                     locate(tensor, self.storages).map_err(|e| e.for_tensor(&path.join("/")))?;
-                let mut info = TensorInfo::new(name, dtype, tensor.size.clone());
+                let mut info = TensorInfo::new(name, located.dtype, tensor.size.clone());
                 info.path = path.clone();
-                info.offset = offset;
-                info.nbytes = nbytes;
+                info.offset = located.offset;
+                info.nbytes = located.nbytes;
+                info.predicted_offset = located.predicted;
                 info.stride = Some(tensor.stride.clone());
                 info.storage = tensor.storage.as_ref().map(|s| s.key.clone());
                 checkpoint.tensors.push(info);

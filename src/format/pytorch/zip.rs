@@ -72,38 +72,17 @@ impl ZipArchive {
     /// the local extra field to align data to 64 bytes, so the central
     /// directory's extra length does not tell it).
     pub fn data_offset(&self, source: &dyn ByteSource, entry: &ZipEntry) -> Result<u64> {
-        let header =
-            read_vec(source, entry.header_offset, 30).map_err(|e| e.for_tensor(&entry.name))?;
-        let signature = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        if signature != LOCAL_SIGNATURE {
-            return Err(
-                bad_zip(format!("entry {:?} has no local header", entry.name))
-                    .at(entry.header_offset)
-                    .in_file(source.name()),
-            );
-        }
-        let name_len = u16::from_le_bytes([header[26], header[27]]) as u64;
-        let extra_len = u16::from_le_bytes([header[28], header[29]]) as u64;
-        let start = entry.header_offset + 30 + name_len + extra_len;
-        let end = start
-            .checked_add(entry.compressed_size)
-            .ok_or_else(|| bad_zip("entry size overflows"))?;
-        if end > source.len() {
-            return Err(err(
-                ErrorKind::Truncated,
-                format!(
-                    "zip entry {:?} needs bytes up to {end} but the file has {}",
-                    entry.name,
-                    source.len()
-                ),
-            )
-            .at(start)
-            .in_file(source.name()));
-        }
-        if entry.method != 0 {
+        let (start, local_method) = read_local_header(
+            source,
+            &entry.name,
+            entry.header_offset,
+            entry.compressed_size,
+        )?;
+        if entry.method != 0 || local_method != 0 {
             return Err(bad_zip(format!(
                 "zip entry {:?} is compressed (method {}); torch.save stores entries uncompressed and ckptcheck does not inflate them",
-                entry.name, entry.method
+                entry.name,
+                entry.method.max(local_method)
             ))
             .at(entry.header_offset)
             .in_file(source.name()));
@@ -120,6 +99,62 @@ impl ZipArchive {
         }
         Ok(start)
     }
+}
+
+/// Where a stored entry's data starts, read from its local header the way
+/// torch's reader (miniz) finds it: the local header's own name and extra
+/// lengths decide, whatever the central directory says. Errors when the
+/// header is missing, says the entry is compressed, or the data would run
+/// past the end of the file.
+pub fn local_data_offset(
+    source: &dyn ByteSource,
+    entry_name: &str,
+    header_offset: u64,
+    size: u64,
+) -> Result<u64> {
+    let (start, local_method) = read_local_header(source, entry_name, header_offset, size)?;
+    if local_method != 0 {
+        return Err(bad_zip(format!(
+            "the local header of zip entry {entry_name:?} says it is compressed (method {local_method}); ckptcheck does not inflate entries"
+        ))
+        .at(header_offset)
+        .in_file(source.name()));
+    }
+    Ok(start)
+}
+
+/// The data start and compression method a local header gives, after
+/// checking its signature and that `size` bytes of data fit in the file.
+fn read_local_header(
+    source: &dyn ByteSource,
+    entry_name: &str,
+    header_offset: u64,
+    size: u64,
+) -> Result<(u64, u16)> {
+    let header = read_vec(source, header_offset, 30).map_err(|e| e.for_tensor(entry_name))?;
+    let u16_at = |i: usize| u16::from_le_bytes([header[i], header[i + 1]]);
+    let signature = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    if signature != LOCAL_SIGNATURE {
+        return Err(bad_zip(format!("entry {entry_name:?} has no local header"))
+            .at(header_offset)
+            .in_file(source.name()));
+    }
+    let start = header_offset + 30 + u16_at(26) as u64 + u16_at(28) as u64;
+    let end = start
+        .checked_add(size)
+        .ok_or_else(|| bad_zip("entry size overflows").in_file(source.name()))?;
+    if end > source.len() {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!(
+                "zip entry {entry_name:?} needs bytes up to {end} but the file has {}",
+                source.len()
+            ),
+        )
+        .at(start)
+        .in_file(source.name()));
+    }
+    Ok((start, u16_at(8)))
 }
 
 fn read_directory(source: &dyn ByteSource) -> Result<ZipArchive> {

@@ -1,0 +1,131 @@
+//! How a tensor's bytes become values for the statistics: plain dtypes
+//! through `dtype::decode_into` (8-byte types and 32-bit integers straight to
+//! f64, so an F64 of 1e300 is not reported as Inf and integers stay exact),
+//! float4 two per byte, GGUF blocks block by block through
+//! `format::gguf_quant`.
+
+use super::moments::{batch_moments, batch_moments_f32, Moments};
+use super::BATCH;
+use crate::dtype::{decode_fixed, decode_into, element_bytes};
+use crate::error::Result;
+use crate::format::gguf_quant;
+
+/// How a tensor's bytes become values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Decoder {
+    /// `dtype::decode_into` to f32.
+    Plain { dtype: String, big_endian: bool },
+    /// 8-byte types and 32-bit integers, decoded straight to f64 (f32 would
+    /// round them).
+    Wide { dtype: String, big_endian: bool },
+    /// float4 e2m1, two per byte, low nibble first.
+    F4,
+    /// GGUF blocks.
+    Blocks { dtype: String },
+}
+
+impl Decoder {
+    pub(crate) fn for_dtype(dtype: &str, big_endian: bool) -> std::result::Result<Decoder, String> {
+        let dtype_owned = dtype.to_string();
+        Ok(match dtype {
+            "F64" | "I64" | "U64" | "C128" | "I32" | "U32" | "QI32" => Decoder::Wide {
+                dtype: dtype_owned,
+                big_endian,
+            },
+            "F4" => Decoder::F4,
+            _ if gguf_quant::block_layout(dtype).is_some() => {
+                Decoder::Blocks { dtype: dtype_owned }
+            }
+            _ if element_bytes(dtype).is_some() => Decoder::Plain {
+                dtype: dtype_owned,
+                big_endian,
+            },
+            _ => return Err(format!("{dtype} values are not decoded by the scan")),
+        })
+    }
+
+    /// Bytes of the smallest unit (element or block) and values per unit.
+    pub(crate) fn unit(&self) -> (usize, usize) {
+        match self {
+            Decoder::Plain { dtype, .. } | Decoder::Wide { dtype, .. } => {
+                let size = element_bytes(dtype).unwrap_or(1);
+                // Complex: two values per element, decoded part by part.
+                if dtype.starts_with('C') {
+                    (size / 2, 1)
+                } else {
+                    (size, 1)
+                }
+            }
+            Decoder::F4 => (1, 2),
+            Decoder::Blocks { dtype } => gguf_quant::block_layout(dtype)
+                .map(|(elements, bytes)| (bytes, elements))
+                .unwrap_or((1, 1)),
+        }
+    }
+
+    /// Statistics of whole units in `bytes`, decoded in cache-sized batches.
+    pub(crate) fn moments(
+        &self,
+        bytes: &[u8],
+        narrow: &mut Vec<f32>,
+        wide: &mut Vec<f64>,
+    ) -> Result<Moments> {
+        let (unit_bytes, unit_values) = self.unit();
+        let batch_bytes = (BATCH / unit_values).max(1) * unit_bytes;
+        let mut total = Moments::default();
+        for batch in bytes.chunks(batch_bytes) {
+            let moments = match self {
+                Decoder::Plain { dtype, big_endian } => {
+                    narrow.clear();
+                    decode_into(dtype, batch, *big_endian, narrow)?;
+                    batch_moments_f32(narrow)
+                }
+                Decoder::Wide { dtype, big_endian } => {
+                    wide.clear();
+                    match dtype.as_str() {
+                        "I64" => decode_fixed(batch, *big_endian, wide, |a: [u8; 8]| {
+                            i64::from_le_bytes(a) as f64
+                        }),
+                        "U64" => decode_fixed(batch, *big_endian, wide, |a: [u8; 8]| {
+                            u64::from_le_bytes(a) as f64
+                        }),
+                        "I32" | "QI32" => decode_fixed(batch, *big_endian, wide, |a: [u8; 4]| {
+                            i32::from_le_bytes(a) as f64
+                        }),
+                        "U32" => decode_fixed(batch, *big_endian, wide, |a: [u8; 4]| {
+                            u32::from_le_bytes(a) as f64
+                        }),
+                        _ => decode_fixed(batch, *big_endian, wide, f64::from_le_bytes),
+                    }
+                    batch_moments(wide)
+                }
+                Decoder::F4 => {
+                    narrow.clear();
+                    for byte in batch {
+                        narrow.push(f4_e2m1_to_f32(byte & 0x0f));
+                        narrow.push(f4_e2m1_to_f32(byte >> 4));
+                    }
+                    batch_moments_f32(narrow)
+                }
+                Decoder::Blocks { dtype } => {
+                    narrow.clear();
+                    gguf_quant::dequantize_into(dtype, batch, narrow)?;
+                    batch_moments_f32(narrow)
+                }
+            };
+            total.merge(&moments);
+        }
+        Ok(total)
+    }
+}
+
+/// OCP MX FP4 (E2M1): no infinities or NaN.
+pub(crate) fn f4_e2m1_to_f32(nibble: u8) -> f32 {
+    const MAGNITUDE: [f32; 8] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+    let value = MAGNITUDE[(nibble & 7) as usize];
+    if nibble & 8 != 0 {
+        -value
+    } else {
+        value
+    }
+}
