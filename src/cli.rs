@@ -5,10 +5,11 @@
 //! or a scan that found NaN, Inf or all-zero tensors), 2 an input error,
 //! with one line naming the file.
 
-use ckptcheck::check::{check, Loader};
+use ckptcheck::diagnosis::check;
+use ckptcheck::loader::Loader;
 use ckptcheck::reference::model::{self, ModelDesc};
 use ckptcheck::source::{ByteSource, FileSource};
-use ckptcheck::{arch, format, npy, report, verify, Checkpoint, Error, ErrorKind};
+use ckptcheck::{arch, diagnosis, format, human, npy, verify, Checkpoint, Error, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -166,9 +167,9 @@ impl ProgressBar {
             (fraction * 100.0) as u32,
             "#".repeat(filled),
             ".".repeat(30 - filled.min(30)),
-            report::human_bytes(done),
-            report::human_bytes(total),
-            report::human_bytes((done as f64 / seconds) as u64),
+            human::human_bytes(done),
+            human::human_bytes(total),
+            human::human_bytes((done as f64 / seconds) as u64),
         );
     }
 
@@ -285,8 +286,8 @@ fn inspect_text(checkpoint: &Checkpoint) -> String {
         checkpoint.format,
         checkpoint.tensors.len(),
         checkpoint.total_parameters(),
-        report::human_bytes(checkpoint.file_bytes),
-        report::human_bytes(checkpoint.bytes_read)
+        human::human_bytes(checkpoint.file_bytes),
+        human::human_bytes(checkpoint.bytes_read)
     );
     for (dtype, count) in checkpoint.parameters_by_dtype() {
         out.push_str(&format!("  {dtype}: {count} parameters\n"));
@@ -401,7 +402,7 @@ fn run() -> Result<ExitCode, Error> {
             if args.json {
                 print_json(&report);
             } else {
-                print!("{}", report::to_text(&report));
+                print!("{}", diagnosis::to_text(&report));
             }
             Ok(if report.loads {
                 ExitCode::SUCCESS
@@ -411,8 +412,8 @@ fn run() -> Result<ExitCode, Error> {
         }
         "infer" => {
             let checkpoint = read(&args.files)?;
-            let (_, state_dict) = ckptcheck::check::select_state_dict(&checkpoint);
-            let (_, names) = ckptcheck::check::strip_common_prefix(&state_dict.entries);
+            let (_, state_dict) = ckptcheck::state_dict::select_state_dict(&checkpoint);
+            let (_, names) = ckptcheck::state_dict::strip_common_prefix(&state_dict.entries);
             let inferred = arch::infer(&names);
             if args.json {
                 print_json(&inferred);
@@ -510,8 +511,8 @@ fn verify_model(args: &Args, checkpoint: &Checkpoint) -> Result<ModelDesc, Error
             return model::from_config_texts(&[(name, text)]);
         }
     }
-    let (_, state_dict) = ckptcheck::check::select_state_dict(checkpoint);
-    let (_, names) = ckptcheck::check::strip_common_prefix(&state_dict.entries);
+    let (_, state_dict) = ckptcheck::state_dict::select_state_dict(checkpoint);
+    let (_, names) = ckptcheck::state_dict::strip_common_prefix(&state_dict.entries);
     match arch::infer(&names).preset {
         Some(preset) => model::from_preset(&preset),
         None => Err(Error::new(

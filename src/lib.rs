@@ -23,16 +23,19 @@
 pub mod arch;
 pub mod check;
 pub mod checkpoint;
+pub mod diagnosis;
 pub mod dtype;
 pub mod error;
 pub mod format;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub mod human;
+pub mod loader;
 pub mod npy;
 pub mod reference;
-pub mod report;
 pub mod scan;
 pub mod source;
+pub mod state_dict;
 pub mod verify;
 pub mod weights;
 

@@ -421,7 +421,7 @@ pub fn to_text(v: &Verdict) -> String {
             r.upload_ms,
             r.compute_ms,
             r.device_memory_bytes
-                .map(|b| format!(", device memory {}", crate::report::human_bytes(b)))
+                .map(|b| format!(", device memory {}", crate::human::human_bytes(b)))
                 .unwrap_or_default()
         )
     };
@@ -432,7 +432,7 @@ pub fn to_text(v: &Verdict) -> String {
     out.push_str(&format!(
         "  weights: {} tensors, {} read\n",
         v.weights_read,
-        crate::report::human_bytes(v.weight_bytes_read)
+        crate::human::human_bytes(v.weight_bytes_read)
     ));
     for t in &v.weight_trouble {
         out.push_str(&format!("  weight warning: {t}\n"));

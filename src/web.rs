@@ -4,10 +4,11 @@
 //! every decision lives in the core; errors cross once as `JsError`, results
 //! as plain objects through serde-wasm-bindgen.
 
-use crate::check::{check, Loader};
+use crate::diagnosis::check;
 use crate::error::{err, Error, ErrorKind, Result};
+use crate::loader::Loader;
 use crate::source::{check_range, ByteSource};
-use crate::{arch, format, report};
+use crate::{arch, diagnosis, format};
 use serde::Serialize;
 use std::cell::Cell;
 use wasm_bindgen::prelude::*;
@@ -187,7 +188,7 @@ pub fn scan_files(
 #[derive(Serialize)]
 struct CheckOutput {
     checkpoint: crate::Checkpoint,
-    report: crate::check::CheckReport,
+    report: crate::diagnosis::CheckReport,
     /// "Loads" or "Won't load: 0 missing, 144 unexpected, 153 size mismatches".
     verdict: String,
     markdown: String,
@@ -210,8 +211,8 @@ pub fn check_files(
         // (the person dropped them for a reason); else inference.
         let use_preset = !preset.is_empty() && preset != "infer";
         let model = if !use_preset && configs.is_empty() {
-            let (_, state_dict) = crate::check::select_state_dict(&checkpoint);
-            let (_, names) = crate::check::strip_common_prefix(&state_dict.entries);
+            let (_, state_dict) = crate::state_dict::select_state_dict(&checkpoint);
+            let (_, names) = crate::state_dict::strip_common_prefix(&state_dict.entries);
             let inferred = arch::infer(&names);
             let best = inferred.ranking.first().map(|s| s.preset.clone()).ok_or_else(|| {
                 err(ErrorKind::BadConfig, "cannot infer a model for this checkpoint: pick a preset or drop a config JSON")
@@ -223,8 +224,8 @@ pub fn check_files(
             arch::model_from_preset(preset)?
         };
         let report = check(&checkpoint, &model, loader);
-        let markdown = report::to_markdown(&report);
-        let verdict = report::verdict_line(&report);
+        let markdown = diagnosis::to_markdown(&report);
+        let verdict = diagnosis::verdict_line(&report);
         Ok(CheckOutput {
             checkpoint,
             report,
@@ -253,8 +254,8 @@ fn verify_model(
     if !configs.is_empty() && preset.is_empty() {
         return model::from_config_texts(configs);
     }
-    let (_, state_dict) = crate::check::select_state_dict(checkpoint);
-    let (_, names) = crate::check::strip_common_prefix(&state_dict.entries);
+    let (_, state_dict) = crate::state_dict::select_state_dict(checkpoint);
+    let (_, names) = crate::state_dict::strip_common_prefix(&state_dict.entries);
     let best = arch::infer(&names).preset.ok_or_else(|| {
         err(
             ErrorKind::BadConfig,

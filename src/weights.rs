@@ -139,8 +139,8 @@ impl<'a> CheckpointWeights<'a> {
                 "the forward pass does not read GGUF files yet (their tensors are renamed, permuted and often quantized)",
             ));
         }
-        let (_, state_dict) = crate::check::select_state_dict(checkpoint);
-        let (prefix, _) = crate::check::strip_common_prefix(&state_dict.entries);
+        let (_, state_dict) = crate::state_dict::select_state_dict(checkpoint);
+        let (prefix, _) = crate::state_dict::strip_common_prefix(&state_dict.entries);
         let prefix = prefix.unwrap_or_default();
         let keys: std::collections::HashSet<&str> =
             state_dict.entries.iter().map(|e| e.key.as_str()).collect();

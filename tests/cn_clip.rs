@@ -8,9 +8,10 @@
 //! - inference names the preset for every preset's own tensors.
 
 use ckptcheck::arch::{self, cn_clip};
-use ckptcheck::check::{check, Loader};
 use ckptcheck::checkpoint::{Checkpoint, StateDictMetadata, TensorInfo};
+use ckptcheck::diagnosis::check;
 use ckptcheck::format;
+use ckptcheck::loader::Loader;
 use ckptcheck::source::FileSource;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -5,7 +5,8 @@
 //! configs and classes.
 
 use ckptcheck::arch::{self, hf, ModelSpec};
-use ckptcheck::check::{self, Loader};
+use ckptcheck::diagnosis::check;
+use ckptcheck::loader::Loader;
 use ckptcheck::{Checkpoint, ErrorKind, TensorInfo};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -178,7 +179,7 @@ fn every_load_case_is_what_from_pretrained_says() {
                 .push(TensorInfo::new(name, dtype, tensor_shape));
         }
         let model = build(&models[case["model"].as_str().expect("model")]);
-        let report = check::check(&checkpoint, &model, Loader::Hf);
+        let report = check(&checkpoint, &model, Loader::Hf);
         assert_eq!(
             sorted(report.missing_keys.clone()),
             strings(&case["missing_keys"]),
@@ -426,7 +427,7 @@ fn explanation_names_config_fields() {
             .tensors
             .push(TensorInfo::new(&t.name, &t.dtype, t.shape.clone()));
     }
-    let report = check::check(&checkpoint, &target, Loader::Hf);
+    let report = check(&checkpoint, &target, Loader::Hf);
     assert!(report.loads, "missing layers only warn");
     assert_eq!(report.missing_keys.len(), 9);
     let cause = report
@@ -444,7 +445,7 @@ fn explanation_names_config_fields() {
             .tensors
             .push(TensorInfo::new(&t.name, &t.dtype, t.shape.clone()));
     }
-    let report = check::check(&checkpoint, &bert, Loader::Hf);
+    let report = check(&checkpoint, &bert, Loader::Hf);
     assert!(!report.loads);
     let cause = report
         .explanation

@@ -4,8 +4,9 @@
 //! `state_dict()` and real `load_state_dict` verdicts.
 
 use ckptcheck::arch::{self, open_clip, ModelSpec};
-use ckptcheck::check::{self, Loader};
 use ckptcheck::checkpoint::StateDictMetadata;
+use ckptcheck::diagnosis::check;
+use ckptcheck::loader::Loader;
 use ckptcheck::{Checkpoint, ErrorKind, TensorInfo};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -240,7 +241,7 @@ fn every_load_case_is_what_pytorch_says() {
             .find(|m| m["name"] == model_name)
             .expect("model in fixtures");
         let model = build(entry);
-        let report = check::check(&checkpoint, &model, Loader::Strict);
+        let report = check(&checkpoint, &model, Loader::Strict);
         assert_eq!(report.class_name, case["class_name"], "{label}");
         assert_eq!(
             report.missing_keys,
@@ -492,7 +493,7 @@ fn explanation_names_config_fields() {
             .tensors
             .push(TensorInfo::new(&t.name, &t.dtype, t.shape.clone()));
     }
-    let report = check::check(&checkpoint, &l336, Loader::Strict);
+    let report = check(&checkpoint, &l336, Loader::Strict);
     assert!(!report.loads);
     assert_eq!(
         report.inferred.preset.as_deref(),
@@ -518,7 +519,7 @@ fn explanation_names_config_fields() {
             .tensors
             .push(TensorInfo::new(&t.name, &t.dtype, t.shape.clone()));
     }
-    let report = check::check(&checkpoint, &ls_model, Loader::Strict);
+    let report = check(&checkpoint, &ls_model, Loader::Strict);
     assert_eq!(report.missing_keys.len(), 24);
     let cause = report
         .explanation

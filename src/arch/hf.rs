@@ -21,11 +21,13 @@
 //! Not covered: quantized checkpoints, remote code, a user `key_mapping`,
 //! and `ignore_mismatched_sizes=True` (the verdict is for the default).
 
-use super::{count_blocks, Inferred, InferredField, ModelSpec, TensorListBuilder};
-use crate::check::{LoadResult, SizeMismatch, StateDict};
+use super::{
+    count_blocks, IgnoreKey, Inferred, InferredField, KeyRename, ModelSpec, PretrainedClass,
+    RenameScope, TensorListBuilder,
+};
 use crate::error::{err, ErrorKind, Result};
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 // ---------------------------------------------------------------------------
 // Families and classes
@@ -1446,52 +1448,23 @@ fn build_clip(
 }
 
 // ---------------------------------------------------------------------------
-// What from_pretrained does with the keys
+// What from_pretrained knows of each class (data for loader::hf)
 // ---------------------------------------------------------------------------
 
-/// transformers' `WeightTransform.scope_prefix` with the model's
-/// `base_model_prefix`: a transform registered for a sub-model only sees
-/// keys under it (with or without the base-model prefix).
-#[derive(Debug, Clone, Copy)]
-struct Scope {
-    scope: &'static str,
-    base_model_prefix: &'static str,
-}
-
-/// The renamings of conversion_mapping.py that apply to these classes.
-#[derive(Debug, Clone, Copy)]
-enum Transform {
-    /// `WeightRenaming(source, target)`: `source` is a regex searched in
-    /// the key where `.` matches any character, `\.` a dot and `^` the
-    /// start; a source ending in a letter or digit must not be followed by
-    /// a word character. The first occurrence of the matched text becomes
-    /// `target`.
-    Rename {
-        source: &'static str,
-        target: &'static str,
-        scope: Option<Scope>,
-    },
-    /// `PrefixChange(prefix_to_remove=P)`: `^P\.(.+)` becomes `\1`.
-    RemovePrefix {
-        prefix: &'static str,
-        scope: Option<Scope>,
-    },
-}
-
 /// conversion_mapping.py "legacy": appended for every model.
-const LEGACY: &[(&str, &str)] = &[
-    ("LayerNorm.gamma", "LayerNorm.weight"),
-    ("LayerNorm.beta", "LayerNorm.bias"),
-    (".weight_g", ".parametrizations.weight.original0"),
-    (".weight_v", ".parametrizations.weight.original1"),
-    (r"^model\.language_model\.model", "model.language_model"),
-    (r"^language_model\.model\.model", "model.language_model"),
+const LEGACY: &[KeyRename] = &[
+    KeyRename::rename("LayerNorm.gamma", "LayerNorm.weight"),
+    KeyRename::rename("LayerNorm.beta", "LayerNorm.bias"),
+    KeyRename::rename(".weight_g", ".parametrizations.weight.original0"),
+    KeyRename::rename(".weight_v", ".parametrizations.weight.original1"),
+    KeyRename::rename_at_start("model.language_model.model", "model.language_model"),
+    KeyRename::rename_at_start("language_model.model.model", "model.language_model"),
 ];
 
 /// conversion_mapping.py "ViTModel": the pre-5.0 layout that every ViT
 /// checkpoint on the Hub still uses (save_pretrained writes it back).
 const VIT_RENAMES: &[(&str, &str)] = &[
-    (r"encoder\.layer\.", "layers."),
+    ("encoder.layer.", "layers."),
     ("attention.query", "q_proj"),
     ("attention.key", "k_proj"),
     ("attention.value", "v_proj"),
@@ -1500,88 +1473,95 @@ const VIT_RENAMES: &[(&str, &str)] = &[
     ("output.dense", "mlp.fc2"),
 ];
 
-/// How `from_pretrained` treats one class's keys.
-struct LoadRules {
-    transforms: Vec<Transform>,
-    base_model_prefix: &'static str,
-    /// `(target, source)` from `all_tied_weights_keys`.
-    tied: Vec<(String, String)>,
-    /// `_keys_to_ignore_on_load_unexpected` regexes.
-    ignore_unexpected: Vec<&'static str>,
-    /// The model has a `position_ids` buffer (non-persistent).
-    position_ids: bool,
-    /// The model has a `rotary_emb.inv_freq` buffer (non-persistent).
-    inv_freq: bool,
-}
-
-fn load_rules(model: &ModelSpec) -> Result<LoadRules> {
-    let resolved = resolve(&model.config)?;
+/// What `from_pretrained` needs to know of this model's class: its renames
+/// (conversion_mapping.py), base-model prefix, tied weights and the keys it
+/// ignores. Classes that do not resolve get the legacy renames only.
+pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
+    let Ok(resolved) = resolve(&model.config) else {
+        return PretrainedClass {
+            renames: LEGACY.to_vec(),
+            ..PretrainedClass::default()
+        };
+    };
     let base = base_model_prefix(resolved.class, resolved.family);
     let root = resolved.head == Head::Base;
-    let mut transforms = Vec::new();
-    let scoped = |scope: &'static str| Scope {
-        scope,
-        base_model_prefix: base,
+    let scoped = |scope: &'static str| {
+        Some(RenameScope {
+            scope,
+            base_model_prefix: base,
+        })
     };
+    let mut renames = Vec::new();
     match resolved.family {
         Family::Vit => {
-            let scope = (!root).then(|| scoped(""));
-            for (source, target) in VIT_RENAMES {
-                transforms.push(Transform::Rename {
-                    source,
-                    target,
-                    scope,
-                });
+            let scope = if root { None } else { scoped("") };
+            for (find, replace) in VIT_RENAMES {
+                renames.push(KeyRename::rename(find, replace).within(scope));
             }
         }
         Family::Clip => {
-            if resolved.head == Head::Base {
-                transforms.push(Transform::RemovePrefix {
-                    prefix: "text_model",
-                    scope: Some(scoped("text_model")),
-                });
+            if root {
+                renames.push(KeyRename::remove_prefix("text_model").within(scoped("text_model")));
             }
-            transforms.push(Transform::RemovePrefix {
-                prefix: "vision_model",
-                scope: Some(scoped("vision_model")),
-            });
+            renames.push(KeyRename::remove_prefix("vision_model").within(scoped("vision_model")));
         }
-        Family::ClipText => transforms.push(Transform::RemovePrefix {
-            prefix: "text_model",
-            scope: (!root).then(|| scoped("")),
-        }),
-        Family::ClipVision => transforms.push(Transform::RemovePrefix {
-            prefix: "vision_model",
-            scope: (!root).then(|| scoped("")),
-        }),
+        Family::ClipText => renames.push(KeyRename::remove_prefix("text_model").within(if root {
+            None
+        } else {
+            scoped("")
+        })),
+        Family::ClipVision => {
+            renames.push(KeyRename::remove_prefix("vision_model").within(if root {
+                None
+            } else {
+                scoped("")
+            }))
+        }
         _ => {}
     }
-    for (source, target) in LEGACY {
-        transforms.push(Transform::Rename {
-            source,
-            target,
-            scope: None,
-        });
+    renames.extend_from_slice(LEGACY);
+    let mut ignore_unexpected = Vec::new();
+    if resolved.family == Family::Gpt2 {
+        // _keys_to_ignore_on_load_unexpected of GPT2's classes.
+        ignore_unexpected.push(IgnoreKey::ClassPattern("attn.bias"));
+        ignore_unexpected.push(IgnoreKey::ClassPattern("crossattention.bias"));
     }
-    let tied = tied_pairs(model, &resolved)?;
-    Ok(LoadRules {
-        transforms,
+    if matches!(
+        resolved.family,
+        Family::Bert | Family::Roberta | Family::Clip | Family::ClipText | Family::ClipVision
+    ) {
+        ignore_unexpected.push(IgnoreKey::Named("position_ids"));
+    }
+    if matches!(
+        resolved.family,
+        Family::Llama | Family::Mistral | Family::Qwen2
+    ) {
+        ignore_unexpected.push(IgnoreKey::Containing("rotary_emb.inv_freq"));
+    }
+    PretrainedClass {
+        renames,
         base_model_prefix: base,
-        tied,
-        ignore_unexpected: if resolved.family == Family::Gpt2 {
-            vec!["attn.bias", "crossattention.bias"]
-        } else {
-            Vec::new()
-        },
-        position_ids: matches!(
-            resolved.family,
-            Family::Bert | Family::Roberta | Family::Clip | Family::ClipText | Family::ClipVision
-        ),
-        inv_freq: matches!(
-            resolved.family,
-            Family::Llama | Family::Mistral | Family::Qwen2
-        ),
-    })
+        tied: tied_pairs(model, &resolved).unwrap_or_default(),
+        ignore_unexpected,
+    }
+}
+
+/// `(target, source)` of the weights this model ties (`tie_word_embeddings`):
+/// transformers does not report one of a pair missing when the other loads.
+pub fn tied_weights(model: &ModelSpec) -> Vec<(String, String)> {
+    pretrained_class(model).tied
+}
+
+/// The class's `_keys_to_ignore_on_load_unexpected` patterns.
+pub fn ignore_unexpected(model: &ModelSpec) -> Vec<String> {
+    pretrained_class(model)
+        .ignore_unexpected
+        .iter()
+        .filter_map(|rule| match rule {
+            IgnoreKey::ClassPattern(pattern) => Some(pattern.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn tied_pairs(model: &ModelSpec, resolved: &Resolved) -> Result<Vec<(String, String)>> {
@@ -1603,14 +1583,6 @@ fn tied_pairs(model: &ModelSpec, resolved: &Resolved) -> Result<Vec<(String, Str
         Family::Gpt2 => build_gpt2(&mut b, &gpt2_config(&conf)?, resolved.head),
         _ => Vec::new(),
     })
-}
-
-/// `(target, source)` of the weights this model ties (`tie_word_embeddings`):
-/// transformers does not report one of a pair missing when the other loads.
-pub fn tied_weights(model: &ModelSpec) -> Vec<(String, String)> {
-    resolve(&model.config)
-        .and_then(|resolved| tied_pairs(model, &resolved))
-        .unwrap_or_default()
 }
 
 /// Buffers the model has but does not save (`persistent=False`); stale
@@ -1654,321 +1626,6 @@ pub fn non_persistent_buffers(model: &ModelSpec) -> Vec<String> {
         }
         Family::Gpt2 | Family::Vit => Vec::new(),
     }
-}
-
-/// `_keys_to_ignore_on_load_unexpected` of the class (regexes).
-pub fn ignore_unexpected(model: &ModelSpec) -> Vec<String> {
-    load_rules(model)
-        .map(|rules| {
-            rules
-                .ignore_unexpected
-                .iter()
-                .map(|p| p.to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A tiny regex: literal characters, `.` (any character), `\.` (a dot)
-/// and a leading `^`. Returns the byte range of the leftmost match.
-fn search(pattern: &str, text: &str, word_boundary_after: bool) -> Option<(usize, usize)> {
-    let (anchored, body) = match pattern.strip_prefix('^') {
-        Some(rest) => (true, rest),
-        None => (false, pattern),
-    };
-    // None = any character.
-    let mut tokens: Vec<Option<char>> = Vec::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => tokens.push(chars.next()),
-            '.' => tokens.push(None),
-            other => tokens.push(Some(other)),
-        }
-    }
-    // process: a pattern ending in [A-Za-z0-9] gets `(?!\w)`.
-    let lookahead = word_boundary_after
-        && body
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
-    for &start in &starts {
-        if anchored && start != 0 {
-            break;
-        }
-        let mut rest = text[start..].chars();
-        let mut end = start;
-        let matched = tokens.iter().all(|token| match rest.next() {
-            Some(c) if c != '\n' && token.is_none_or(|t| t == c) => {
-                end += c.len_utf8();
-                true
-            }
-            _ => false,
-        });
-        if !matched {
-            continue;
-        }
-        if lookahead
-            && text[end..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        {
-            continue;
-        }
-        return Some((start, end));
-    }
-    None
-}
-
-/// `WeightTransform._scoped_match`: the prefix consumed and the rest.
-fn scoped_key(key: &str, scope: Option<Scope>) -> Option<(String, &str)> {
-    let Some(scope) = scope else {
-        return Some((String::new(), key));
-    };
-    let scope_prefix = if scope.scope.is_empty() {
-        String::new()
-    } else {
-        format!("{}.", scope.scope)
-    };
-    let base = if scope.base_model_prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{}.", scope.base_model_prefix)
-    };
-    let longest = format!("{base}{scope_prefix}");
-    if let Some(rest) = key.strip_prefix(longest.as_str()) {
-        Some((longest, rest))
-    } else {
-        key.strip_prefix(scope_prefix.as_str())
-            .map(|rest| (scope_prefix, rest))
-    }
-}
-
-fn apply(transform: &Transform, key: &str) -> Option<String> {
-    match *transform {
-        Transform::Rename {
-            source,
-            target,
-            scope,
-        } => {
-            let (prefix, rest) = scoped_key(key, scope)?;
-            let (start, end) = search(source, rest, true)?;
-            // Python: key_to_match.replace(match.group(0), target, 1).
-            let matched = &rest[start..end];
-            Some(format!("{prefix}{}", rest.replacen(matched, target, 1)))
-        }
-        Transform::RemovePrefix { prefix: p, scope } => {
-            let (prefix, rest) = scoped_key(key, scope)?;
-            let tail = rest.strip_prefix(p)?.strip_prefix('.')?;
-            (!tail.is_empty() && !tail.contains('\n')).then(|| format!("{prefix}{tail}"))
-        }
-    }
-}
-
-/// core_model_loading.py `rename_source_key`: every transform in turn, then
-/// the base-model prefix stripped or added when that names a model key.
-fn rename_key(
-    key: &str,
-    transforms: &[Transform],
-    base: &str,
-    expected: &HashMap<&str, &Vec<u64>>,
-) -> String {
-    let mut renamed = key.to_string();
-    for transform in transforms {
-        if let Some(next) = apply(transform, &renamed) {
-            renamed = next;
-        }
-    }
-    if base.is_empty() {
-        return renamed;
-    }
-    // `re.sub(f"^{base}.", "", key)`: the `.` matches any character.
-    if let Some(after) = renamed.strip_prefix(base) {
-        if let Some(c) = after.chars().next() {
-            let stripped = &after[c.len_utf8()..];
-            if c != '\n' && expected.contains_key(stripped) {
-                return stripped.to_string();
-            }
-        }
-    }
-    let added = format!("{base}.{renamed}");
-    if expected.contains_key(added.as_str()) {
-        return added;
-    }
-    renamed
-}
-
-/// What `Class.from_pretrained(path)` reports for this state dict: the
-/// keys as transformers names them, missing keys (a warning there),
-/// unexpected keys and size mismatches (which raise unless
-/// `ignore_mismatched_sizes`). `notes` says what the loader did.
-pub fn from_pretrained(
-    state_dict: &StateDict,
-    model: &ModelSpec,
-    notes: &mut Vec<String>,
-) -> LoadResult {
-    let rules = match load_rules(model) {
-        Ok(rules) => rules,
-        Err(_) => LoadRules {
-            transforms: LEGACY
-                .iter()
-                .map(|(source, target)| Transform::Rename {
-                    source,
-                    target,
-                    scope: None,
-                })
-                .collect(),
-            base_model_prefix: "",
-            tied: Vec::new(),
-            ignore_unexpected: Vec::new(),
-            position_ids: false,
-            inv_freq: false,
-        },
-    };
-    let expected: HashMap<&str, &Vec<u64>> = model
-        .tensors
-        .iter()
-        .map(|t| (t.name.as_str(), &t.shape))
-        .collect();
-    let mut missing: HashSet<String> = model.tensors.iter().map(|t| t.name.clone()).collect();
-    let mut loaded: HashSet<String> = HashSet::new();
-    let mut mismatched: HashMap<String, SizeMismatch> = HashMap::new();
-    let mut unexpected: Vec<String> = Vec::new();
-    let mut seen_unexpected: HashSet<String> = HashSet::new();
-    let (mut renamed_count, mut prefix_added, mut prefix_stripped) = (0usize, 0usize, 0usize);
-    for entry in &state_dict.entries {
-        let mut renamed = rename_key(
-            &entry.key,
-            &rules.transforms,
-            rules.base_model_prefix,
-            &expected,
-        );
-        if !expected.contains_key(renamed.as_str()) && expected.contains_key(entry.key.as_str()) {
-            renamed = rename_key(&entry.key, &[], rules.base_model_prefix, &expected);
-        }
-        match expected.get(renamed.as_str()) {
-            Some(shape) => {
-                if renamed != entry.key {
-                    let base = rules.base_model_prefix;
-                    if renamed == format!("{base}.{}", entry.key) {
-                        prefix_added += 1;
-                    } else if entry.key.len() == renamed.len() + base.len() + 1
-                        && entry.key.ends_with(renamed.as_str())
-                    {
-                        prefix_stripped += 1;
-                    } else {
-                        renamed_count += 1;
-                    }
-                }
-                missing.remove(&renamed);
-                if !loaded.insert(renamed.clone()) {
-                    continue;
-                }
-                if entry.shape != **shape {
-                    mismatched.insert(
-                        renamed.clone(),
-                        SizeMismatch {
-                            key: renamed,
-                            checkpoint_shape: entry.shape.clone(),
-                            model_shape: shape.to_vec(),
-                        },
-                    );
-                }
-            }
-            None => {
-                if seen_unexpected.insert(renamed.clone()) {
-                    unexpected.push(renamed);
-                }
-            }
-        }
-    }
-    // tie_weights(missing_keys): one side of a tied pair present makes the
-    // other one not missing (a mismatched key counts as present).
-    let mut tied_notes = Vec::new();
-    for (target, source) in &rules.tied {
-        let source_there = !missing.contains(source);
-        let target_there = !missing.contains(target);
-        if source_there && !target_there {
-            missing.remove(target);
-            tied_notes.push(format!("{target} (tied to {source})"));
-        } else if target_there && !source_there {
-            missing.remove(source);
-            tied_notes.push(format!("{source} (tied to {target})"));
-        }
-    }
-    // _adjust_missing_and_unexpected_keys.
-    let before = unexpected.len();
-    unexpected.retain(|key| {
-        let ignored = rules
-            .ignore_unexpected
-            .iter()
-            .any(|pattern| search(pattern, key, false).is_some())
-            || (rules.position_ids && (key == "position_ids" || key.ends_with(".position_ids")))
-            || (rules.inv_freq && key.contains("rotary_emb.inv_freq"));
-        !ignored
-    });
-    let ignored = before - unexpected.len();
-
-    let base = rules.base_model_prefix;
-    if prefix_added > 0 {
-        notes.push(format!(
-            "from_pretrained adds the base-model prefix `{base}.` to {prefix_added} key(s)"
-        ));
-    }
-    if prefix_stripped > 0 {
-        notes.push(format!(
-            "from_pretrained strips the base-model prefix `{base}.` from {prefix_stripped} key(s)"
-        ));
-    }
-    if renamed_count > 0 {
-        notes.push(format!(
-            "from_pretrained renames {renamed_count} key(s) from an older layout (transformers' weight conversion mapping)"
-        ));
-    }
-    if !tied_notes.is_empty() {
-        notes.push(format!(
-            "not missing because tied weights are re-tied on load: {}",
-            tied_notes.join(", ")
-        ));
-    }
-    if ignored > 0 {
-        notes.push(format!(
-            "from_pretrained ignores {ignored} stale buffer key(s) (position_ids, rotary_emb.inv_freq, attn.bias)"
-        ));
-    }
-    if !missing.is_empty() {
-        notes.push(format!(
-            "transformers only warns about the {} missing key(s): they are newly initialized, and the model loads unless sizes mismatch",
-            missing.len()
-        ));
-    }
-    LoadResult {
-        missing_keys: model
-            .tensors
-            .iter()
-            .filter(|t| missing.contains(&t.name))
-            .map(|t| t.name.clone())
-            .collect(),
-        unexpected_keys: unexpected,
-        size_mismatches: model
-            .tensors
-            .iter()
-            .filter_map(|t| mismatched.remove(&t.name))
-            .collect(),
-        filled: Vec::new(),
-    }
-}
-
-/// What `from_pretrained` raises, verbatim (`str(RuntimeError)`), or `None`
-/// when it loads: only size mismatches raise (log_state_dict_report);
-/// missing and unexpected keys are logged as a warning.
-pub fn error_text(_class_name: &str, result: &LoadResult) -> Option<String> {
-    (!result.size_mismatches.is_empty()).then(|| {
-        "You set `ignore_mismatched_sizes` to `False`, thus raising an error. For details look at the above report!"
-            .to_string()
-    })
 }
 
 // ---------------------------------------------------------------------------

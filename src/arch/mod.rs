@@ -53,6 +53,109 @@ pub struct ModelSpec {
     pub tied_keys: Vec<String>,
 }
 
+/// What transformers' `from_pretrained` knows of a model class, as data the
+/// `hf` loader applies: key renames (conversion_mapping.py), the base-model
+/// prefix, tied weights and the unexpected keys it ignores.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PretrainedClass {
+    pub renames: Vec<KeyRename>,
+    pub base_model_prefix: &'static str,
+    /// `(target, source)` from `all_tied_weights_keys`.
+    pub tied: Vec<(String, String)>,
+    pub ignore_unexpected: Vec<IgnoreKey>,
+}
+
+/// One of conversion_mapping.py's key transforms, with its match written as
+/// an exact rule: `find` is literal text (the Python patterns' `.` only ever
+/// meets a dot in real keys), `at_start` is the pattern's `^`, and a `find`
+/// ending in a letter or digit must not be followed by a word character
+/// (transformers appends `(?!\w)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRename {
+    pub action: RenameAction,
+    pub scope: Option<RenameScope>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameAction {
+    /// `WeightRenaming(source, target)`: the first occurrence of the
+    /// matched text becomes `replace`.
+    Rename {
+        find: &'static str,
+        replace: &'static str,
+        at_start: bool,
+    },
+    /// `PrefixChange(prefix_to_remove=P)`: `P.rest` becomes `rest`.
+    RemovePrefix { prefix: &'static str },
+}
+
+/// transformers' `WeightTransform.scope_prefix` with the model's
+/// `base_model_prefix`: a transform registered for a sub-model only sees
+/// keys under it (with or without the base-model prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenameScope {
+    pub scope: &'static str,
+    pub base_model_prefix: &'static str,
+}
+
+impl KeyRename {
+    pub const fn rename(find: &'static str, replace: &'static str) -> KeyRename {
+        KeyRename {
+            action: RenameAction::Rename {
+                find,
+                replace,
+                at_start: false,
+            },
+            scope: None,
+        }
+    }
+
+    pub const fn rename_at_start(find: &'static str, replace: &'static str) -> KeyRename {
+        KeyRename {
+            action: RenameAction::Rename {
+                find,
+                replace,
+                at_start: true,
+            },
+            scope: None,
+        }
+    }
+
+    pub const fn remove_prefix(prefix: &'static str) -> KeyRename {
+        KeyRename {
+            action: RenameAction::RemovePrefix { prefix },
+            scope: None,
+        }
+    }
+
+    pub const fn within(mut self, scope: Option<RenameScope>) -> KeyRename {
+        self.scope = scope;
+        self
+    }
+}
+
+/// A checkpoint key `from_pretrained` drops instead of reporting it
+/// unexpected (`_keys_to_ignore_on_load_unexpected`, stale buffers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreKey {
+    /// One of the class's `_keys_to_ignore_on_load_unexpected` patterns
+    /// (literal text the key contains).
+    ClassPattern(&'static str),
+    /// The key contains this text.
+    Containing(&'static str),
+    /// The key's last part is this name.
+    Named(&'static str),
+}
+
+impl IgnoreKey {
+    pub fn matches(&self, key: &str) -> bool {
+        match self {
+            IgnoreKey::ClassPattern(text) | IgnoreKey::Containing(text) => key.contains(text),
+            IgnoreKey::Named(name) => key.rsplit('.').next() == Some(name),
+        }
+    }
+}
+
 /// Builds expected tensor lists in `state_dict()` order.
 #[derive(Default)]
 pub struct TensorListBuilder {

@@ -591,7 +591,7 @@ pub fn to_text(report: &ScanReport) -> String {
         report.files.join(", "),
         summary.tensors,
         summary.scanned,
-        crate::report::human_bytes(report.bytes_scanned)
+        crate::human::human_bytes(report.bytes_scanned)
     );
     if report.ok {
         out.push_str("OK  no NaN, no Inf, no all-zero floating-point tensor\n");

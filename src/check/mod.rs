@@ -1,0 +1,85 @@
+//! The check: what loading this state dict into this model through this
+//! loader would report, exactly. The loader (`crate::loader`) prepares the
+//! keys; this module compares them with the model's, the way the loader's
+//! code path judges them: PyTorch's `load_state_dict(strict=True)`
+//! (`module_tree`, its order and error text verbatim) or transformers'
+//! `from_pretrained` report (`from_pretrained`). It knows no model family
+//! and explains nothing: `crate::diagnosis` reads its result.
+
+pub mod diff;
+mod from_pretrained;
+mod module_tree;
+
+pub use diff::{diff, diff_text, CheckpointDiff};
+pub use module_tree::{load_state_dict, pytorch_error_text, torch_size};
+
+use crate::loader::{Judgement, Prepared};
+use crate::state_dict::LoadResult;
+use std::collections::{BTreeMap, HashMap};
+
+/// The outcome of one prepared load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub result: LoadResult,
+    /// The text the load raises, verbatim, or `None` when it loads.
+    pub error: Option<String>,
+    /// What the load did that is not an error (casts, filled buffers).
+    pub notes: Vec<String>,
+}
+
+/// Compare a prepared state dict with the model's keys. `model_dtypes` are
+/// the model's dtypes in `prepared.model_keys` order (dtype differences
+/// are casts, not errors).
+pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
+    let mut notes = Vec::new();
+    let (result, error) = match &prepared.judgement {
+        Judgement::Strict => {
+            let result = load_state_dict(
+                &prepared.state_dict,
+                &prepared.model_keys,
+                &prepared.batchnorm_modules,
+            );
+            let error = pytorch_error_text(&prepared.class_name, &result);
+            (result, error)
+        }
+        Judgement::FromPretrained {
+            tied,
+            ignore_unexpected,
+        } => {
+            let result =
+                from_pretrained::load_report(prepared, tied, ignore_unexpected, &mut notes);
+            let error = from_pretrained::error_text(&result);
+            (result, error)
+        }
+    };
+    if !result.filled.is_empty() {
+        notes.push(format!(
+            "PyTorch fills {} missing BatchNorm num_batches_tracked buffer(s) itself (state dict without _metadata version 2)",
+            result.filled.len()
+        ));
+    }
+    let dtype_of: HashMap<&str, &str> = prepared
+        .model_keys
+        .iter()
+        .zip(model_dtypes)
+        .map(|((key, _), dtype)| (key.as_str(), dtype.as_str()))
+        .collect();
+    let mut casts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for entry in &prepared.state_dict.entries {
+        if let Some(model_dtype) = dtype_of.get(entry.key.as_str()) {
+            if *model_dtype != entry.dtype {
+                *casts
+                    .entry((entry.dtype.clone(), model_dtype.to_string()))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    for ((from, to), count) in casts {
+        notes.push(format!("{count} tensor(s) are {from} in the checkpoint and {to} in the model: load_state_dict casts them"));
+    }
+    Comparison {
+        result,
+        error,
+        notes,
+    }
+}

@@ -1,0 +1,387 @@
+//! The explanation: the check's findings grouped into causes, each with how
+//! many missing keys, unexpected keys and size mismatches it accounts for.
+//! One function per cause, tried in this order:
+//!
+//! 1. `prefix_cause`: one side's keys carry a wrapper prefix (`module.`)
+//!    the other's lack;
+//! 2. `family_cause`: the checkpoint is of another model family (then that
+//!    is the whole story);
+//! 3. `config_field_causes`: config fields whose inferred value differs
+//!    from the model's, each with the findings that field decides (counted
+//!    as if the prefix were right);
+//! 4. `leftover_causes`: whatever no field explains, grouped by the first
+//!    two name parts.
+
+use super::{display, family_name, Cause};
+use crate::arch::{self, Inferred, ModelSpec};
+use crate::check::load_state_dict;
+use crate::loader::{Loader, Prepared};
+use crate::state_dict::LoadResult;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// What every cause looks at.
+struct Findings<'a> {
+    result: &'a LoadResult,
+    prepared: &'a Prepared,
+    model: &'a ModelSpec,
+    inferred: &'a Inferred,
+    loader: Loader,
+    model_keys: HashSet<&'a str>,
+    /// `module.` when every model key carries it (a DDP-wrapping loader).
+    model_prefix: Option<&'static str>,
+    /// The prefix every checkpoint key carries, if any.
+    state_prefix: Option<&'a str>,
+}
+
+pub fn explain(
+    result: &LoadResult,
+    prepared: &Prepared,
+    model: &ModelSpec,
+    inferred: &Inferred,
+    checkpoint_prefix: Option<&str>,
+    loader: Loader,
+) -> Vec<Cause> {
+    let model_prefix = prepared.model_keys.first().and_then(|(first, _)| {
+        let p = "module.";
+        (first.starts_with(p) && prepared.model_keys.iter().all(|(k, _)| k.starts_with(p)))
+            .then_some(p)
+    });
+    let state_prefix = checkpoint_prefix.filter(|prefix| {
+        !prepared.state_dict.entries.is_empty()
+            && prepared
+                .state_dict
+                .entries
+                .iter()
+                .all(|e| e.key.starts_with(prefix))
+    });
+    let findings = Findings {
+        result,
+        prepared,
+        model,
+        inferred,
+        loader,
+        model_keys: model.tensors.iter().map(|t| t.name.as_str()).collect(),
+        model_prefix,
+        state_prefix,
+    };
+    let mut causes = Vec::new();
+    let prefix = prefix_cause(&findings);
+    let explained_by_prefix = prefix
+        .as_ref()
+        .map_or((0, 0), |cause| (cause.missing, cause.unexpected));
+    causes.extend(prefix);
+    if let Some(cause) = family_cause(&findings) {
+        causes.push(cause);
+        return causes;
+    }
+    let aligned = (explained_by_prefix != (0, 0)).then(|| aligned_result(&findings));
+    let counted = aligned.as_ref().unwrap_or(result);
+    let (field_causes, attributed) = config_field_causes(&findings, counted);
+    causes.extend(field_causes);
+    if explained_by_prefix == (0, 0) || aligned.is_some() {
+        causes.extend(leftover_causes(&findings, counted, &attributed));
+    }
+    causes.sort_by_key(|c| std::cmp::Reverse(c.missing + c.unexpected + c.size_mismatches));
+    causes
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+fn counts_text(missing: usize, unexpected: usize, mismatches: usize) -> String {
+    let mut parts = Vec::new();
+    if mismatches > 0 {
+        parts.push(plural(mismatches, "size mismatch", "size mismatches"));
+    }
+    if unexpected > 0 {
+        parts.push(plural(unexpected, "unexpected key", "unexpected keys"));
+    }
+    if missing > 0 {
+        parts.push(plural(missing, "missing key", "missing keys"));
+    }
+    parts.join(", ")
+}
+
+/// A key with the wrapper prefix removed, so that a prefix problem does
+/// not hide config causes.
+fn aligned(key: &str, prefix: Option<&str>) -> String {
+    match prefix {
+        Some(p) => key.strip_prefix(p).unwrap_or(key).to_string(),
+        None => key.to_string(),
+    }
+}
+
+/// Cause 1: a wrapper prefix on one side only.
+fn prefix_cause(f: &Findings) -> Option<Cause> {
+    match (f.state_prefix, f.model_prefix) {
+        (Some(prefix), None) => {
+            let unexpected = f
+                .result
+                .unexpected_keys
+                .iter()
+                .filter(|k| {
+                    k.strip_prefix(prefix)
+                        .is_some_and(|s| f.model_keys.contains(s))
+                })
+                .count();
+            (unexpected > 0).then(|| Cause {
+                field: "prefix".to_string(),
+                checkpoint: Value::String(prefix.to_string()),
+                model: Value::String(String::new()),
+                missing: f.result.missing_keys.len(),
+                unexpected,
+                size_mismatches: 0,
+                text: format!(
+                    "all {} checkpoint keys carry the `{prefix}` prefix (saved from a DistributedDataParallel-wrapped model); the model's keys do not{}",
+                    f.prepared.state_dict.entries.len(),
+                    if f.loader == Loader::Strict { ": strip it (loader cn-clip does) before load_state_dict" } else { "" }
+                ),
+            })
+        }
+        (None, Some(prefix)) => {
+            let unexpected = f
+                .result
+                .unexpected_keys
+                .iter()
+                .filter(|k| f.model_keys.contains(k.as_str()))
+                .count();
+            (unexpected > 0).then(|| Cause {
+                field: "prefix".to_string(),
+                checkpoint: Value::String(String::new()),
+                model: Value::String(prefix.to_string()),
+                missing: f.result.missing_keys.len(),
+                unexpected,
+                size_mismatches: 0,
+                text: format!("the model is wrapped in DistributedDataParallel and expects `{prefix}` on every key; the checkpoint's keys have no prefix (it was saved from an unwrapped model)"),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Cause 2: a checkpoint of another family: that is the cause of everything.
+fn family_cause(f: &Findings) -> Option<Cause> {
+    let family = &f.inferred.family;
+    if family == &f.model.family || family == "unknown" || family.is_empty() {
+        return None;
+    }
+    let missing = f.result.missing_keys.len();
+    let unexpected = f.result.unexpected_keys.len();
+    let size_mismatches = f.result.size_mismatches.len();
+    Some(Cause {
+        field: "family".to_string(),
+        checkpoint: Value::String(family.clone()),
+        model: Value::String(f.model.family.clone()),
+        missing,
+        unexpected,
+        size_mismatches,
+        text: format!(
+            "model family: the checkpoint is a {} model{}, the model is {} — {}",
+            family_name(family),
+            f.inferred
+                .preset
+                .as_ref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
+            family_name(&f.model.family),
+            counts_text(missing, unexpected, size_mismatches)
+        ),
+    })
+}
+
+/// The load redone with the wrapper prefix removed from both sides.
+fn aligned_result(f: &Findings) -> LoadResult {
+    let prefix = f.state_prefix.or(f.model_prefix);
+    let mut state_dict = f.prepared.state_dict.clone();
+    for entry in &mut state_dict.entries {
+        entry.key = aligned(&entry.key, prefix);
+    }
+    let keys: Vec<(String, Vec<u64>)> = f
+        .prepared
+        .model_keys
+        .iter()
+        .map(|(k, s)| (aligned(k, prefix), s.clone()))
+        .collect();
+    let batchnorm: Vec<String> = f
+        .prepared
+        .batchnorm_modules
+        .iter()
+        .map(|m| aligned(m, prefix))
+        .collect();
+    load_state_dict(&state_dict, &keys, &batchnorm)
+}
+
+/// A config field by name; families with nested configs (open_clip's
+/// `vision_cfg`, HF CLIP's `text_config`) name inner fields with dots.
+fn config_field<'a>(config: &'a Value, field: &str) -> Option<&'a Value> {
+    config.get(field).or_else(|| {
+        field
+            .split('.')
+            .try_fold(config, |value, part| value.get(part))
+    })
+}
+
+fn normalised(value: &Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(text.replace(' ', "")),
+        other => other.clone(),
+    }
+}
+
+/// The model the checkpoint's inferred config describes, same family.
+fn rebuild(model: &ModelSpec, inferred: &Inferred) -> Option<ModelSpec> {
+    match (model.family.as_str(), inferred.family.as_str()) {
+        ("cn_clip", "cn_clip") => {
+            let flash = inferred
+                .config
+                .get("use_flash_attention")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            arch::cn_clip::build(&inferred.config, flash).ok()
+        }
+        (a, b) if a == b => arch::model_for_inferred(inferred),
+        _ => None,
+    }
+}
+
+/// Cause 3: config fields that differ, with the findings they decide: size
+/// mismatches from shape fields, missing and unexpected keys from
+/// existence fields (layer counts). Returns the causes and the keys they
+/// account for.
+fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<String>) {
+    let checkpoint_model = rebuild(f.model, f.inferred);
+    let shape_model: HashMap<&str, &Vec<&'static str>> = f
+        .model
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), &t.depends_on))
+        .collect();
+    let exists_model: HashMap<&str, &Vec<&'static str>> = f
+        .model
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), &t.exists_if))
+        .collect();
+    let exists_checkpoint: HashMap<&str, &Vec<&'static str>> = checkpoint_model
+        .as_ref()
+        .map(|m| {
+            m.tensors
+                .iter()
+                .map(|t| (t.name.as_str(), &t.exists_if))
+                .collect()
+        })
+        .unwrap_or_default();
+    let strip = |k: &str| aligned(k, f.model_prefix.or(f.state_prefix));
+    let mut causes = Vec::new();
+    let mut attributed: HashSet<String> = HashSet::new();
+    for field in &f.inferred.fields {
+        let Some(model_value) = config_field(&f.model.config, &field.field) else {
+            continue;
+        };
+        if normalised(model_value) == normalised(&field.value) {
+            continue;
+        }
+        let name = field.field.as_str();
+        let decided_by = |table: &HashMap<&str, &Vec<&'static str>>, key: &str| {
+            table
+                .get(strip(key).as_str())
+                .is_some_and(|fields| fields.contains(&name))
+        };
+        let missing: Vec<&String> = counted
+            .missing_keys
+            .iter()
+            .filter(|k| decided_by(&exists_model, k))
+            .collect();
+        let unexpected: Vec<&String> = counted
+            .unexpected_keys
+            .iter()
+            .filter(|k| decided_by(&exists_checkpoint, k))
+            .collect();
+        let mismatched: Vec<&String> = counted
+            .size_mismatches
+            .iter()
+            .map(|m| &m.key)
+            .filter(|k| decided_by(&shape_model, k))
+            .collect();
+        for key in missing.iter().chain(&unexpected).chain(&mismatched) {
+            attributed.insert((*key).clone());
+        }
+        let counts = counts_text(missing.len(), unexpected.len(), mismatched.len());
+        causes.push(Cause {
+            field: field.field.clone(),
+            checkpoint: field.value.clone(),
+            model: model_value.clone(),
+            missing: missing.len(),
+            unexpected: unexpected.len(),
+            size_mismatches: mismatched.len(),
+            text: format!(
+                "{}: checkpoint {}, model {}{}",
+                field.field,
+                display(&field.value),
+                display(model_value),
+                if counts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {counts}")
+                }
+            ),
+        });
+    }
+    (causes, attributed)
+}
+
+/// Cause 4: whatever no field explains, grouped by the first two name parts.
+fn leftover_causes(f: &Findings, counted: &LoadResult, attributed: &HashSet<String>) -> Vec<Cause> {
+    let strip = |k: &str| aligned(k, f.model_prefix.or(f.state_prefix));
+    let group_of = |key: &str| -> String {
+        let key = strip(key);
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.len() > 2 {
+            format!("{}.{}.*", parts[0], parts[1])
+        } else {
+            key.to_string()
+        }
+    };
+    let mut groups: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    for key in &counted.missing_keys {
+        if !attributed.contains(key) {
+            groups.entry(group_of(key)).or_default().0 += 1;
+        }
+    }
+    for key in &counted.unexpected_keys {
+        if !attributed.contains(key) {
+            groups.entry(group_of(key)).or_default().1 += 1;
+        }
+    }
+    for mismatch in &counted.size_mismatches {
+        if !attributed.contains(&mismatch.key) {
+            groups.entry(group_of(&mismatch.key)).or_default().2 += 1;
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(group, (missing, unexpected, mismatches))| {
+            let hint = if group.starts_with("bert.pooler") {
+                " (an old BERT pooler that Chinese-CLIP no longer has; the cn-clip loaders drop it)"
+            } else if group.ends_with("num_batches_tracked") || group.contains("position_ids") {
+                " (a buffer, not a weight)"
+            } else {
+                ""
+            };
+            Cause {
+                field: group.clone(),
+                checkpoint: Value::Null,
+                model: Value::Null,
+                missing,
+                unexpected,
+                size_mismatches: mismatches,
+                text: format!(
+                    "{group}: {}{hint}",
+                    counts_text(missing, unexpected, mismatches)
+                ),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,138 @@
+//! A `CheckReport` for people: the one-line verdict, the terminal text and
+//! the Markdown the page exports (the page renders the JSON itself).
+
+use super::CheckReport;
+use crate::human::human_bytes;
+
+/// One-line verdict: "Loads" or "Won't load: 0 missing, 144 unexpected, 153 size mismatches".
+pub fn verdict_line(report: &CheckReport) -> String {
+    if report.loads {
+        "Loads".to_string()
+    } else {
+        format!(
+            "Won't load: {} missing, {} unexpected, {} size mismatches",
+            report.missing_keys.len(),
+            report.unexpected_keys.len(),
+            report.size_mismatches.len()
+        )
+    }
+}
+
+/// The report as Markdown: verdict, why, fix, notes, PyTorch's text.
+pub fn to_markdown(report: &CheckReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("# ckptcheck: {}\n\n", verdict_line(report)));
+    out.push_str(&format!(
+        "- checkpoint: `{}` ({}, {}, {} read)\n- model: `{}` ({}), loader `{}`\n",
+        report.file,
+        report.format,
+        human_bytes(report.file_bytes),
+        human_bytes(report.bytes_read),
+        report.model,
+        report.model_family,
+        report.loader.name()
+    ));
+    if let Some(preset) = &report.inferred.preset {
+        out.push_str(&format!("- the checkpoint matches the preset `{preset}`\n"));
+    }
+    if !report.explanation.is_empty() {
+        out.push_str("\n## Why\n\n");
+        for cause in &report.explanation {
+            out.push_str(&format!("- {}\n", cause.text));
+        }
+    }
+    if let Some(fix) = &report.fix {
+        out.push_str(&format!("\n## Fix\n\n{}\n", fix.summary));
+        for remedy in &fix.remedies {
+            out.push_str(&format!(
+                "\n{}:\n\n```\n{}\n```\n",
+                remedy.label, remedy.text
+            ));
+        }
+    }
+    if !report.notes.is_empty() {
+        out.push_str("\n## Notes\n\n");
+        for note in &report.notes {
+            out.push_str(&format!("- {note}\n"));
+        }
+    }
+    if !report.unsafe_globals.is_empty() {
+        out.push_str(&format!(
+            "\n**Unsafe pickle**: references {}\n",
+            report.unsafe_globals.join(", ")
+        ));
+    }
+    if let Some(error) = &report.pytorch_error {
+        out.push_str(&format!("\n## What PyTorch says\n\n```\n{error}\n```\n"));
+    }
+    out
+}
+
+/// The report for a terminal: one screen, PyTorch's text shortened.
+pub fn to_text(report: &CheckReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} {}\n",
+        if report.loads { "OK " } else { "ERR" },
+        verdict_line(report)
+    ));
+    out.push_str(&format!(
+        "    {} ({}, {}; read {}) into {} [{}], loader {}\n",
+        report.file,
+        report.format,
+        human_bytes(report.file_bytes),
+        human_bytes(report.bytes_read),
+        report.model,
+        report.model_family,
+        report.loader.name()
+    ));
+    if let Some(preset) = &report.inferred.preset {
+        out.push_str(&format!("    checkpoint matches preset {preset}\n"));
+    }
+    if !report.explanation.is_empty() {
+        out.push_str("why:\n");
+        for cause in &report.explanation {
+            out.push_str(&format!("  - {}\n", cause.text));
+        }
+    }
+    if let Some(fix) = &report.fix {
+        out.push_str(&format!("fix: {}\n", fix.summary));
+        for remedy in &fix.remedies {
+            out.push_str(&format!("  {}:\n", remedy.label));
+            for line in remedy.text.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    for note in &report.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    if !report.unsafe_globals.is_empty() {
+        out.push_str(&format!(
+            "UNSAFE pickle: references {} (never evaluated)\n",
+            report.unsafe_globals.join(", ")
+        ));
+    }
+    if let Some(error) = &report.pytorch_error {
+        let lines: Vec<&str> = error.lines().collect();
+        out.push_str("pytorch says:\n");
+        for line in lines.iter().take(6) {
+            let shown: String = line.chars().take(200).collect();
+            out.push_str(&format!(
+                "  {shown}{}\n",
+                if line.chars().count() > 200 {
+                    " ..."
+                } else {
+                    ""
+                }
+            ));
+        }
+        if lines.len() > 6 {
+            out.push_str(&format!(
+                "  ... {} more lines (--json has the full text)\n",
+                lines.len() - 6
+            ));
+        }
+    }
+    out
+}

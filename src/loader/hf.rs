@@ -1,0 +1,196 @@
+//! The `hf` loader: what transformers 5.x `Class.from_pretrained` does with
+//! a checkpoint's keys (modeling_utils.py / core_model_loading.py). Every
+//! key goes through the class's renames (`arch::PretrainedClass`, from
+//! conversion_mapping.py: legacy `LayerNorm.gamma`/`beta`, ViT's pre-5.0
+//! layout, CLIP's tower prefixes), then gains or loses the base-model prefix
+//! when that makes it a model key. The load is then judged as
+//! `from_pretrained` reports it (`Judgement::FromPretrained`): tied weights,
+//! ignored stale buffers, only size mismatches raise.
+//!
+//! Not covered: quantized checkpoints, remote code, a user `key_mapping`,
+//! and `ignore_mismatched_sizes=True` (the verdict is for the default).
+
+use super::{Judgement, Prepared};
+use crate::arch::{self, KeyRename, ModelSpec, RenameAction, RenameScope};
+use crate::state_dict::StateDict;
+use std::collections::HashSet;
+
+pub fn prepare(state_dict: &StateDict, model: &ModelSpec) -> Prepared {
+    let class = arch::hf::pretrained_class(model);
+    let mut prepared = Prepared::unchanged(state_dict, model);
+    let expected: HashSet<&str> = model.tensors.iter().map(|t| t.name.as_str()).collect();
+    let base = class.base_model_prefix;
+    let (mut renamed_count, mut prefix_added, mut prefix_stripped) = (0usize, 0usize, 0usize);
+    for entry in &mut prepared.state_dict.entries {
+        let mut renamed = rename_key(&entry.key, &class.renames, base, &expected);
+        if !expected.contains(renamed.as_str()) && expected.contains(entry.key.as_str()) {
+            renamed = rename_key(&entry.key, &[], base, &expected);
+        }
+        if expected.contains(renamed.as_str()) && renamed != entry.key {
+            if renamed == format!("{base}.{}", entry.key) {
+                prefix_added += 1;
+            } else if entry.key.len() == renamed.len() + base.len() + 1
+                && entry.key.ends_with(renamed.as_str())
+            {
+                prefix_stripped += 1;
+            } else {
+                renamed_count += 1;
+            }
+        }
+        entry.key = renamed;
+    }
+    let notes = &mut prepared.notes;
+    if prefix_added > 0 {
+        notes.push(format!(
+            "from_pretrained adds the base-model prefix `{base}.` to {prefix_added} key(s)"
+        ));
+    }
+    if prefix_stripped > 0 {
+        notes.push(format!(
+            "from_pretrained strips the base-model prefix `{base}.` from {prefix_stripped} key(s)"
+        ));
+    }
+    if renamed_count > 0 {
+        notes.push(format!(
+            "from_pretrained renames {renamed_count} key(s) from an older layout (transformers' weight conversion mapping)"
+        ));
+    }
+    prepared.judgement = Judgement::FromPretrained {
+        tied: class.tied,
+        ignore_unexpected: class.ignore_unexpected,
+    };
+    prepared
+}
+
+/// `WeightTransform._scoped_match`: the prefix consumed and the rest.
+fn scoped_key(key: &str, scope: Option<RenameScope>) -> Option<(String, &str)> {
+    let Some(scope) = scope else {
+        return Some((String::new(), key));
+    };
+    let scope_prefix = if scope.scope.is_empty() {
+        String::new()
+    } else {
+        format!("{}.", scope.scope)
+    };
+    let base = if scope.base_model_prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}.", scope.base_model_prefix)
+    };
+    let longest = format!("{base}{scope_prefix}");
+    if let Some(rest) = key.strip_prefix(longest.as_str()) {
+        Some((longest, rest))
+    } else {
+        key.strip_prefix(scope_prefix.as_str())
+            .map(|rest| (scope_prefix, rest))
+    }
+}
+
+/// Where `find` first matches in `text` as transformers' pattern would: at
+/// the start only when `at_start`, and, when `find` ends in a letter or
+/// digit, not followed by a word character.
+fn find_match(find: &str, at_start: bool, text: &str) -> bool {
+    let word_end = find
+        .chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ends_cleanly = |end: usize| {
+        !word_end
+            || !text[end..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    };
+    if at_start {
+        return text.starts_with(find) && ends_cleanly(find.len());
+    }
+    text.match_indices(find)
+        .any(|(start, _)| ends_cleanly(start + find.len()))
+}
+
+fn apply(rename: &KeyRename, key: &str) -> Option<String> {
+    let (prefix, rest) = scoped_key(key, rename.scope)?;
+    match rename.action {
+        RenameAction::Rename {
+            find,
+            replace,
+            at_start,
+        } => {
+            // Python: key_to_match.replace(match.group(0), target, 1).
+            find_match(find, at_start, rest)
+                .then(|| format!("{prefix}{}", rest.replacen(find, replace, 1)))
+        }
+        RenameAction::RemovePrefix { prefix: removed } => {
+            let tail = rest.strip_prefix(removed)?.strip_prefix('.')?;
+            (!tail.is_empty()).then(|| format!("{prefix}{tail}"))
+        }
+    }
+}
+
+/// core_model_loading.py `rename_source_key`: every rename in turn, then
+/// the base-model prefix stripped or added when that names a model key.
+fn rename_key(key: &str, renames: &[KeyRename], base: &str, expected: &HashSet<&str>) -> String {
+    let mut renamed = key.to_string();
+    for rename in renames {
+        if let Some(next) = apply(rename, &renamed) {
+            renamed = next;
+        }
+    }
+    if base.is_empty() {
+        return renamed;
+    }
+    if let Some(stripped) = renamed
+        .strip_prefix(base)
+        .and_then(|after| after.strip_prefix('.'))
+    {
+        if expected.contains(stripped) {
+            return stripped.to_string();
+        }
+    }
+    let added = format!("{base}.{renamed}");
+    if expected.contains(added.as_str()) {
+        return added;
+    }
+    renamed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renames_match_like_the_python_patterns() {
+        let cases = [
+            // (find, at_start, text, matches)
+            (
+                "attention.query",
+                false,
+                "encoder.layers.0.attention.query.weight",
+                true,
+            ),
+            // `(?!\w)` after a pattern ending in a letter.
+            ("attention.query", false, "x.attention.querys.weight", false),
+            ("LayerNorm.gamma", false, "a.LayerNorm.gamma", true),
+            (
+                "model.language_model.model",
+                true,
+                "model.language_model.model.x",
+                true,
+            ),
+            (
+                "model.language_model.model",
+                true,
+                "x.model.language_model.model.x",
+                false,
+            ),
+            ("encoder.layer.", false, "encoder.layer.3.x", true),
+        ];
+        for (find, at_start, text, matches) in cases {
+            assert_eq!(
+                find_match(find, at_start, text),
+                matches,
+                "{find} in {text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Loaders: the code paths people load checkpoints through, each one file
+//! behind one interface. A loader takes the state dict found in the file
+//! and the model spec, and returns the state dict as that code path hands
+//! it to the model (keys stripped, renamed, dropped, resized), the model's
+//! keys as it sees them (a DDP wrapper prefixes them), the class name its
+//! error text names, what it did (notes), and how the load is judged:
+//! PyTorch's strict `load_state_dict`, or transformers' `from_pretrained`
+//! report. The check (`crate::check`) then does the comparison; loaders
+//! never compare and never explain.
+//!
+//! Adding a loader: a file here with a `prepare` function, a `Loader`
+//! variant, its name in `parse`/`name`, and a line in `prepare` below.
+
+mod cn_clip;
+mod hf;
+mod strict;
+
+use crate::arch::ModelSpec;
+use crate::error::{err, ErrorKind, Result};
+use crate::state_dict::StateDict;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loader {
+    /// `model.load_state_dict(state_dict)`.
+    Strict,
+    /// `cn_clip.clip.utils.create_model`.
+    CnClip,
+    /// Chinese-CLIP's fine-tune script with `--resume`.
+    CnClipResume,
+    /// transformers' `Class.from_pretrained`.
+    Hf,
+}
+
+impl Loader {
+    pub fn parse(text: &str) -> Result<Loader> {
+        Ok(match text {
+            "strict" => Loader::Strict,
+            "cn-clip" => Loader::CnClip,
+            "cn-clip-resume" => Loader::CnClipResume,
+            "hf" => Loader::Hf,
+            other => {
+                return Err(err(
+                    ErrorKind::BadArgument,
+                    format!("unknown loader {other:?}: use strict, cn-clip, cn-clip-resume or hf"),
+                ))
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Loader::Strict => "strict",
+            Loader::CnClip => "cn-clip",
+            Loader::CnClipResume => "cn-clip-resume",
+            Loader::Hf => "hf",
+        }
+    }
+}
+
+/// How a prepared load is judged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judgement {
+    /// `load_state_dict(strict=True)`: the module-tree walk; any finding
+    /// raises.
+    Strict,
+    /// `from_pretrained`'s load report: one of a tied pair present makes
+    /// the other not missing; some unexpected keys are ignored; only size
+    /// mismatches raise.
+    FromPretrained {
+        /// `(target, source)` pairs re-tied on load.
+        tied: Vec<(String, String)>,
+        ignore_unexpected: Vec<crate::arch::IgnoreKey>,
+    },
+}
+
+/// The state dict and the model as the loader hands them to each other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub state_dict: StateDict,
+    pub model_keys: Vec<(String, Vec<u64>)>,
+    pub batchnorm_modules: Vec<String>,
+    pub class_name: String,
+    /// What the loader did, for people.
+    pub notes: Vec<String>,
+    pub judgement: Judgement,
+}
+
+impl Prepared {
+    /// The model and state dict untouched, judged strictly.
+    fn unchanged(state_dict: &StateDict, model: &ModelSpec) -> Prepared {
+        Prepared {
+            state_dict: state_dict.clone(),
+            model_keys: model
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect(),
+            batchnorm_modules: model.batchnorm_modules.clone(),
+            class_name: model.class_name.clone(),
+            notes: Vec::new(),
+            judgement: Judgement::Strict,
+        }
+    }
+}
+
+/// What `loader` makes of `state_dict` and `model`.
+pub fn prepare(loader: Loader, state_dict: &StateDict, model: &ModelSpec) -> Prepared {
+    match loader {
+        Loader::Strict => strict::prepare(state_dict, model),
+        Loader::CnClip => cn_clip::prepare_create_model(state_dict, model),
+        Loader::CnClipResume => cn_clip::prepare_resume(state_dict, model),
+        Loader::Hf => hf::prepare(state_dict, model),
+    }
+}
