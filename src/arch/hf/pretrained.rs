@@ -1,0 +1,186 @@
+//! What transformers' `from_pretrained` knows of each class, as data for
+//! `loader::hf`: conversion_mapping.py renames, the base-model prefix, tied
+//! weights, ignored keys and non-persistent buffers.
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// What from_pretrained knows of each class (data for loader::hf)
+// ---------------------------------------------------------------------------
+
+/// conversion_mapping.py "legacy": appended for every model.
+pub(super) const LEGACY: &[KeyRename] = &[
+    KeyRename::rename("LayerNorm.gamma", "LayerNorm.weight"),
+    KeyRename::rename("LayerNorm.beta", "LayerNorm.bias"),
+    KeyRename::rename(".weight_g", ".parametrizations.weight.original0"),
+    KeyRename::rename(".weight_v", ".parametrizations.weight.original1"),
+    KeyRename::rename_at_start("model.language_model.model", "model.language_model"),
+    KeyRename::rename_at_start("language_model.model.model", "model.language_model"),
+];
+
+/// conversion_mapping.py "ViTModel": the pre-5.0 layout that every ViT
+/// checkpoint on the Hub still uses (save_pretrained writes it back).
+pub(super) const VIT_RENAMES: &[(&str, &str)] = &[
+    ("encoder.layer.", "layers."),
+    ("attention.query", "q_proj"),
+    ("attention.key", "k_proj"),
+    ("attention.value", "v_proj"),
+    ("attention.output.dense", "attention.o_proj"),
+    ("intermediate.dense", "mlp.fc1"),
+    ("output.dense", "mlp.fc2"),
+];
+
+/// What `from_pretrained` needs to know of this model's class: its renames
+/// (conversion_mapping.py), base-model prefix, tied weights and the keys it
+/// ignores. Classes that do not resolve get the legacy renames only.
+pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
+    let Ok(resolved) = resolve(&model.config) else {
+        return PretrainedClass {
+            renames: LEGACY.to_vec(),
+            ..PretrainedClass::default()
+        };
+    };
+    let base = base_model_prefix(resolved.class, resolved.family);
+    let root = resolved.head == Head::Base;
+    let scoped = |scope: &'static str| {
+        Some(RenameScope {
+            scope,
+            base_model_prefix: base,
+        })
+    };
+    let mut renames = Vec::new();
+    match resolved.family {
+        Family::Vit => {
+            let scope = if root { None } else { scoped("") };
+            for (find, replace) in VIT_RENAMES {
+                renames.push(KeyRename::rename(find, replace).within(scope));
+            }
+        }
+        Family::Clip => {
+            if root {
+                renames.push(KeyRename::remove_prefix("text_model").within(scoped("text_model")));
+            }
+            renames.push(KeyRename::remove_prefix("vision_model").within(scoped("vision_model")));
+        }
+        Family::ClipText => renames.push(KeyRename::remove_prefix("text_model").within(if root {
+            None
+        } else {
+            scoped("")
+        })),
+        Family::ClipVision => {
+            renames.push(KeyRename::remove_prefix("vision_model").within(if root {
+                None
+            } else {
+                scoped("")
+            }))
+        }
+        _ => {}
+    }
+    renames.extend_from_slice(LEGACY);
+    let mut ignore_unexpected = Vec::new();
+    if resolved.family == Family::Gpt2 {
+        // _keys_to_ignore_on_load_unexpected of GPT2's classes.
+        ignore_unexpected.push(IgnoreKey::ClassPattern("attn.bias"));
+        ignore_unexpected.push(IgnoreKey::ClassPattern("crossattention.bias"));
+    }
+    if matches!(
+        resolved.family,
+        Family::Bert | Family::Roberta | Family::Clip | Family::ClipText | Family::ClipVision
+    ) {
+        ignore_unexpected.push(IgnoreKey::Named("position_ids"));
+    }
+    if matches!(
+        resolved.family,
+        Family::Llama | Family::Mistral | Family::Qwen2
+    ) {
+        ignore_unexpected.push(IgnoreKey::Containing("rotary_emb.inv_freq"));
+    }
+    PretrainedClass {
+        renames,
+        base_model_prefix: base,
+        tied: tied_pairs(model, &resolved).unwrap_or_default(),
+        ignore_unexpected,
+    }
+}
+
+/// `(target, source)` of the weights this model ties (`tie_word_embeddings`):
+/// transformers does not report one of a pair missing when the other loads.
+pub fn tied_weights(model: &ModelSpec) -> Vec<(String, String)> {
+    pretrained_class(model).tied
+}
+
+/// The class's `_keys_to_ignore_on_load_unexpected` patterns.
+pub fn ignore_unexpected(model: &ModelSpec) -> Vec<String> {
+    pretrained_class(model)
+        .ignore_unexpected
+        .iter()
+        .filter_map(|rule| match rule {
+            IgnoreKey::ClassPattern(pattern) => Some(pattern.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn tied_pairs(model: &ModelSpec, resolved: &Resolved) -> Result<Vec<(String, String)>> {
+    // Rebuild to learn the pairs; the spec keeps only their targets.
+    let mut b = TensorListBuilder::default();
+    let conf = Conf {
+        value: &model.config,
+        path: "",
+    };
+    Ok(match resolved.family {
+        Family::Bert | Family::Roberta => {
+            build_bert(&mut b, &bert_config(&conf, resolved.family)?, resolved.head)?
+        }
+        Family::Llama | Family::Mistral | Family::Qwen2 => build_decoder(
+            &mut b,
+            &decoder_config(&conf, resolved.family)?,
+            resolved.head,
+        ),
+        Family::Gpt2 => build_gpt2(&mut b, &gpt2_config(&conf)?, resolved.head),
+        _ => Vec::new(),
+    })
+}
+
+/// Buffers the model has but does not save (`persistent=False`); stale
+/// copies of them in a checkpoint are ignored, not unexpected.
+pub fn non_persistent_buffers(model: &ModelSpec) -> Vec<String> {
+    let Ok(resolved) = resolve(&model.config) else {
+        return Vec::new();
+    };
+    let base = base_model_prefix(resolved.class, resolved.family);
+    let nested = resolved.head != Head::Base;
+    let p = |name: &str| {
+        if nested {
+            format!("{base}.{name}")
+        } else {
+            name.to_string()
+        }
+    };
+    match resolved.family {
+        Family::Bert | Family::Roberta => {
+            vec![p("embeddings.position_ids"), p("embeddings.token_type_ids")]
+        }
+        Family::Llama | Family::Mistral | Family::Qwen2 => {
+            vec![p("rotary_emb.inv_freq"), p("rotary_emb.original_inv_freq")]
+        }
+        Family::Clip if resolved.head == Head::Base => vec![
+            "text_model.embeddings.position_ids".to_string(),
+            "vision_model.embeddings.position_ids".to_string(),
+        ],
+        Family::Clip => vec!["vision_model.embeddings.position_ids".to_string()],
+        Family::ClipText | Family::ClipVision => {
+            let tower = if resolved.family == Family::ClipText {
+                "text_model"
+            } else {
+                "vision_model"
+            };
+            if nested {
+                vec![format!("{tower}.embeddings.position_ids")]
+            } else {
+                vec!["embeddings.position_ids".to_string()]
+            }
+        }
+        Family::Gpt2 | Family::Vit => Vec::new(),
+    }
+}
