@@ -271,3 +271,53 @@ fn infer_and_presets_and_diff() {
     assert_eq!(diff["removed"].as_array().expect("removed").len(), 0);
     assert_eq!(diff["shape_changed"].as_array().expect("shapes").len(), 153);
 }
+
+#[test]
+fn help_version_and_completions_are_conventional() {
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let (code, stdout, _) = run(args);
+        assert_eq!(code, 0, "{args:?}");
+        for command in [
+            "inspect",
+            "check",
+            "infer",
+            "diff",
+            "presets",
+            "verify",
+            "scan",
+            "completions",
+        ] {
+            assert!(
+                stdout.contains(command),
+                "{args:?} lists {command}: {stdout}"
+            );
+        }
+    }
+    let (code, stdout, _) = run(&["--version"]);
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, concat!("ckptcheck ", env!("CARGO_PKG_VERSION")))
+    );
+    // Per-command help with examples, through `help <command>` and `-h`.
+    for args in [&["help", "check"][..], &["check", "--help"]] {
+        let (code, stdout, _) = run(args);
+        assert_eq!(code, 0);
+        assert!(
+            stdout.contains("--loader") && stdout.contains("Examples:"),
+            "{stdout}"
+        );
+    }
+    let (code, stdout, _) = run(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("complete") && stdout.contains("ckptcheck"),
+        "{stdout}"
+    );
+    // A usage error is an input error: exit 2, with the reason.
+    let (code, _, stderr) = run(&["check", "x.pt"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--config"), "{stderr}");
+    let (code, _, stderr) = run(&["frobnicate"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("frobnicate"), "{stderr}");
+}

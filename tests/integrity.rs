@@ -299,11 +299,13 @@ fn names_that_are_not_utf8_fifos_and_pipes_get_clear_answers() {
     let fifo = dir.join("pipe.pt");
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
-    for command in ["inspect", "scan", "check"] {
+    let preset = ["--config", "ViT-B-16@RoBERTa-wwm-ext-base-chinese"];
+    for (command, extra) in [("inspect", &[][..]), ("scan", &[]), ("check", &preset)] {
         let (code, stderr) = run_with_deadline(
             Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
                 .arg(command)
-                .arg(&fifo),
+                .arg(&fifo)
+                .args(extra),
         );
         assert_eq!(code, Some(2), "{command}: {stderr}");
         assert!(

@@ -5,116 +5,18 @@
 //! or a scan that found NaN, Inf or all-zero tensors), 2 an input error,
 //! with one line naming the file.
 
+mod args;
+
+use args::Args;
 use ckptcheck::diagnosis::check;
-use ckptcheck::loader::Loader;
 use ckptcheck::reference::model::{self, ModelDesc};
 use ckptcheck::source::{ByteSource, FileSource};
 use ckptcheck::{arch, diagnosis, format, human, npy, verify, Checkpoint, Error, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  ckptcheck inspect FILE... [--json] [--exact-offsets]
-  ckptcheck check FILE... --config PRESET|PATH... [--loader strict|cn-clip|cn-clip-resume|hf] [--json]
-  ckptcheck infer FILE... [--json]
-  ckptcheck diff A B [--json]
-  ckptcheck presets [--json]
-  ckptcheck verify FILE... [--config PRESET|PATH...] [--device gpu|cpu] [--layers K]
-                   [--input x.npy] [--output out.npy] [--no-reference] [--json]
-  ckptcheck scan FILE... [--json]
-
-FILE may be a folder (a sharded checkpoint with its index.json).
-verify runs the model on a deterministic input (or --input: float32 image
-[1,3,R,R] or int64 token ids [1,T]) on the GPU (default, when there is one)
-or the CPU reference; a GPU run is compared with the CPU reference on the
-same blocks unless --no-reference. Give two --config flags for a
-Chinese-CLIP vision + text JSON pair.";
-
 /// Largest config JSON read (the page's worker uses the same cap).
 const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
-
-struct Args {
-    command: String,
-    files: Vec<PathBuf>,
-    configs: Vec<String>,
-    loader: Loader,
-    json: bool,
-    device: Option<String>,
-    layers: Option<usize>,
-    input: Option<PathBuf>,
-    output: Option<PathBuf>,
-    no_reference: bool,
-    exact_offsets: bool,
-}
-
-fn parse_args() -> Result<Args, Error> {
-    // File names are any OS string (not always UTF-8): they stay OS strings;
-    // the command, options and their non-path values must be text.
-    let mut args = std::env::args_os().skip(1);
-    let text = |value: std::ffi::OsString| {
-        value.into_string().map_err(|value| {
-            Error::new(
-                ErrorKind::BadArgument,
-                format!("{value:?} is not valid UTF-8"),
-            )
-        })
-    };
-    let command = text(
-        args.next()
-            .ok_or_else(|| Error::new(ErrorKind::BadArgument, USAGE))?,
-    )?;
-    let mut parsed = Args {
-        command,
-        files: Vec::new(),
-        configs: Vec::new(),
-        loader: Loader::Strict,
-        json: false,
-        device: None,
-        layers: None,
-        input: None,
-        output: None,
-        no_reference: false,
-        exact_offsets: false,
-    };
-    while let Some(arg) = args.next() {
-        let Some(flag) = arg.to_str().filter(|a| a.starts_with('-')) else {
-            parsed.files.push(PathBuf::from(arg));
-            continue;
-        };
-        let flag = flag.to_string();
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| Error::new(ErrorKind::BadArgument, format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "--json" => parsed.json = true,
-            "--no-reference" => parsed.no_reference = true,
-            "--exact-offsets" => parsed.exact_offsets = true,
-            "--loader" => parsed.loader = Loader::parse(&text(value()?)?)?,
-            "--config" => parsed.configs.push(text(value()?)?),
-            "--device" => parsed.device = Some(text(value()?)?),
-            "--layers" => {
-                let count = text(value()?)?;
-                parsed.layers = Some(count.parse().map_err(|_| {
-                    Error::new(
-                        ErrorKind::BadArgument,
-                        format!("--layers needs a block count, got {count:?}"),
-                    )
-                })?)
-            }
-            "--input" => parsed.input = Some(PathBuf::from(value()?)),
-            "--output" => parsed.output = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Err(Error::new(ErrorKind::BadArgument, USAGE)),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::BadArgument,
-                    format!("unknown option {flag}\n{USAGE}"),
-                ))
-            }
-        }
-    }
-    Ok(parsed)
-}
 
 /// Files given, with folders expanded to the files they hold.
 fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
@@ -364,8 +266,8 @@ fn tree(checkpoint: &Checkpoint) -> String {
 }
 
 fn run() -> Result<ExitCode, Error> {
-    let args = parse_args()?;
-    match args.command.as_str() {
+    let args = args::parse();
+    match args.command {
         "inspect" => {
             if args.files.is_empty() {
                 return Err(Error::new(ErrorKind::BadArgument, "inspect needs a FILE"));
@@ -471,7 +373,7 @@ fn run() -> Result<ExitCode, Error> {
         "verify" => verify(&args),
         other => Err(Error::new(
             ErrorKind::BadArgument,
-            format!("unknown command {other:?}\n{USAGE}"),
+            format!("unknown command {other:?}"),
         )),
     }
 }

@@ -1,0 +1,265 @@
+//! The command line's grammar, with clap: commands, options, `--help` with
+//! examples per command, `--version`, `help <command>` and shell
+//! completions. Parsing ends in the plain `Args` the commands read; a
+//! usage error exits 2, as every input error does.
+
+use ckptcheck::loader::Loader;
+use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+
+const ABOUT: &str = "Will this checkpoint load into this model, and if not, why and what to change? \
+Reads only the bytes that describe tensors (safetensors, sharded, PyTorch .pt/.pth/.bin/.ckpt, GGUF).";
+
+const EXAMPLES: &str = "Exit codes: 0 success or loads, 1 won't load (or NaN/Inf found, or a failed forward pass), 2 an input error.
+
+Examples:
+  ckptcheck inspect model.safetensors
+  ckptcheck check clip_cn_vit-l-14-336.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --loader cn-clip
+  ckptcheck infer checkpoint.pt
+  ckptcheck scan model.safetensors
+  ckptcheck help check";
+
+#[derive(Parser)]
+#[command(name = "ckptcheck", version, about = ABOUT, after_help = EXAMPLES, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(ClapArgs)]
+struct Files {
+    /// Checkpoint files; a folder stands for the files in it (a sharded
+    /// checkpoint with its index.json)
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(ClapArgs)]
+struct Json {
+    /// Print JSON (the fields are documented in README.md)
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the tensors (names, dtypes, shapes, byte offsets), values,
+    /// metadata and pickle audit of a checkpoint
+    #[command(
+        after_help = "Examples:\n  ckptcheck inspect model.safetensors\n  ckptcheck inspect ckpt.pt --json\n  ckptcheck inspect shards/ --json"
+    )]
+    Inspect {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        json: Json,
+        /// Read every zip local header, so that no offset is a prediction
+        #[arg(long)]
+        exact_offsets: bool,
+    },
+    /// Say what load_state_dict (or the chosen loader) would report for
+    /// this checkpoint and model, why, and what to change
+    #[command(
+        after_help = "Examples:\n  ckptcheck check ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --loader cn-clip\n  ckptcheck check model.safetensors --config config.json --loader hf --json\n  ckptcheck check ckpt.pt --config vision.json --config text.json"
+    )]
+    Check {
+        #[command(flatten)]
+        files: Files,
+        /// A preset name (`ckptcheck presets`) or a config JSON; twice for a
+        /// Chinese-CLIP vision + text pair
+        #[arg(long = "config", required = true, value_name = "PRESET|PATH")]
+        configs: Vec<String>,
+        /// The code path that loads the checkpoint
+        #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf")]
+        loader: Loader,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Infer the config a checkpoint matches, with evidence, and rank the
+    /// presets
+    #[command(
+        after_help = "Examples:\n  ckptcheck infer ckpt.pt\n  ckptcheck infer ckpt.pt --json"
+    )]
+    Infer {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Compare two checkpoints' state dicts key by key
+    #[command(after_help = "Example:\n  ckptcheck diff base.pt finetuned.pt")]
+    Diff {
+        /// The first checkpoint
+        a: PathBuf,
+        /// The second checkpoint
+        b: PathBuf,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List the built-in presets
+    Presets {
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Run the model on a fixed input (GPU through wgpu, or the CPU
+    /// reference) and judge the output: finite, right shape, GPU = CPU
+    #[command(
+        after_help = "verify runs the model on a deterministic input (or --input: float32 image [1,3,R,R] or int64 token ids [1,T]) on the GPU (default, when there is one) or the CPU reference; a GPU run is compared with the CPU reference on the same blocks unless --no-reference.\n\nExamples:\n  ckptcheck verify bert/ --device cpu\n  ckptcheck verify ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --layers 2\n  ckptcheck verify model.safetensors --input ids.npy --output out.npy"
+    )]
+    Verify {
+        #[command(flatten)]
+        files: Files,
+        /// A preset name or config JSON (default: config.json beside the
+        /// checkpoint, else the preset it matches)
+        #[arg(long = "config", value_name = "PRESET|PATH")]
+        configs: Vec<String>,
+        /// Where to run: gpu or cpu (default: the GPU when there is one)
+        #[arg(long, value_parser = parse_device, value_name = "gpu|cpu")]
+        device: Option<String>,
+        /// Run only the first K blocks
+        #[arg(long, value_parser = parse_layers, value_name = "K")]
+        layers: Option<usize>,
+        /// Input as a NumPy .npy file
+        #[arg(long, value_name = "x.npy")]
+        input: Option<PathBuf>,
+        /// Write the output as a NumPy .npy file
+        #[arg(long, value_name = "out.npy")]
+        output: Option<PathBuf>,
+        /// Do not compare a GPU run with the CPU reference
+        #[arg(long)]
+        no_reference: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Read every weight once: NaN, Inf, all-zero tensors, min/max/mean/std
+    #[command(
+        after_help = "Examples:\n  ckptcheck scan model.safetensors\n  ckptcheck scan ckpt.pt --json"
+    )]
+    Scan {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Example:\n  ckptcheck completions bash > /etc/bash_completion.d/ckptcheck"
+    )]
+    Completions { shell: clap_complete::Shell },
+}
+
+fn parse_loader(text: &str) -> Result<Loader, String> {
+    Loader::parse(text).map_err(|e| e.message)
+}
+
+fn parse_device(text: &str) -> Result<String, String> {
+    match text {
+        "gpu" | "cpu" => Ok(text.to_string()),
+        other => Err(format!("unknown device {other:?}: use gpu or cpu")),
+    }
+}
+
+fn parse_layers(text: &str) -> Result<usize, String> {
+    text.parse()
+        .map_err(|_| format!("--layers needs a block count, got {text:?}"))
+}
+
+/// What the commands read.
+pub struct Args {
+    pub command: &'static str,
+    pub files: Vec<PathBuf>,
+    pub configs: Vec<String>,
+    pub loader: Loader,
+    pub json: bool,
+    pub device: Option<String>,
+    pub layers: Option<usize>,
+    pub input: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub no_reference: bool,
+    pub exact_offsets: bool,
+}
+
+impl Args {
+    fn new(command: &'static str, files: Vec<PathBuf>, json: bool) -> Args {
+        Args {
+            command,
+            files,
+            configs: Vec::new(),
+            loader: Loader::Strict,
+            json,
+            device: None,
+            layers: None,
+            input: None,
+            output: None,
+            no_reference: false,
+            exact_offsets: false,
+        }
+    }
+}
+
+/// Parse the process's arguments (any OS string: file names need not be
+/// UTF-8). Help, version and completions are printed here and exit; a usage
+/// error exits 2.
+pub fn parse() -> Args {
+    match Cli::parse().command {
+        Command::Inspect {
+            files,
+            json,
+            exact_offsets,
+        } => Args {
+            exact_offsets,
+            ..Args::new("inspect", files.files, json.json)
+        },
+        Command::Check {
+            files,
+            configs,
+            loader,
+            json,
+        } => Args {
+            configs,
+            loader,
+            ..Args::new("check", files.files, json.json)
+        },
+        Command::Infer { files, json } => Args::new("infer", files.files, json.json),
+        Command::Diff { a, b, json } => Args::new("diff", vec![a, b], json.json),
+        Command::Presets { json } => Args::new("presets", Vec::new(), json.json),
+        Command::Verify {
+            files,
+            configs,
+            device,
+            layers,
+            input,
+            output,
+            no_reference,
+            json,
+        } => Args {
+            configs,
+            device,
+            layers,
+            input,
+            output,
+            no_reference,
+            ..Args::new("verify", files.files, json.json)
+        },
+        Command::Scan { files, json } => Args::new("scan", files.files, json.json),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ckptcheck",
+                &mut std::io::stdout(),
+            );
+            std::process::exit(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
