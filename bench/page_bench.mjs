@@ -15,9 +15,16 @@ import zlib from "node:zlib";
 import { ROOT, launch, makeSparseSafetensors, startServer, tempDir } from "../tests/e2e/lib.mjs";
 
 const RUNS = 5;
+// www/app/ holds the page's modules (one job each); all of them ship.
+const PAGE_MODULES = fs
+  .readdirSync(path.join(ROOT, "www/app"))
+  .filter((name) => name.endsWith(".js"))
+  .sort()
+  .map((name) => [`www/app/${name}`, "page"]);
 const SHIPPED = [
   ["index.html", "page"],
   ["www/app.js", "page"],
+  ...PAGE_MODULES,
   ["www/client.js", "page + widget"],
   ["www/worker.js", "page + widget"],
   ["www/style.css", "page"],
