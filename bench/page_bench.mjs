@@ -5,6 +5,7 @@
 // after one untimed warm-up each. Then the gzipped size of what the page
 // ships. Run from the repository root after `cargo xtask build-web` and
 // `npm ci --prefix tests/e2e`:  node bench/page_bench.mjs
+// (`cargo xtask bench page` does all three).
 //
 // Files go through setInputFiles (a real, disk-backed File, as a drop gives)
 // because a synthetic drop would have to copy 3.8 GB into the page first.
