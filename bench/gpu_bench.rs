@@ -9,6 +9,9 @@
 //!
 //! The GPU is whatever wgpu picks (lavapipe on a machine without one, where
 //! the "GPU" is the same CPU cores and the ratio says little about GPUs).
+//! `--hardware-only` (what `cargo xtask bench` passes) runs only on a
+//! hardware adapter; with none, or a CPU one, it prints how to run this on a
+//! machine with a GPU and exits 0.
 
 use ckptcheck::gpu::{Context, GpuBackend};
 use ckptcheck::reference::model::{self, default_image, default_tokens, forward, Input, Tower};
@@ -120,13 +123,27 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { usize::MAX } else { 2 });
+    let hardware_only = args.iter().any(|a| a == "--hardware-only");
+    let how = "on a machine with a GPU (Vulkan, Metal or DX12 drivers) run bench/gpu_bench.sh [--layers K]";
     let ctx = match pollster::block_on(Context::new()) {
         Ok(ctx) => ctx,
+        Err(reason) if hardware_only => {
+            println!("gpu_bench: not run, no GPU adapter here ({reason}); {how}");
+            return;
+        }
         Err(reason) => {
             eprintln!("gpu_bench: no GPU adapter: {reason}");
             std::process::exit(1);
         }
     };
+    // `Context::adapter` ends with the device type: "llvmpipe (...) (Vulkan, Cpu)".
+    if hardware_only && ctx.adapter.ends_with(", Cpu)") {
+        println!(
+            "gpu_bench: not run, the only adapter is a CPU one ({}), which would time the CPU against itself; {how}",
+            ctx.adapter
+        );
+        return;
+    }
     println!("adapter: {}", ctx.adapter);
     println!("(CPU = ckptcheck's reference, single-threaded f64 accumulation; ratios > 1 mean the GPU is faster)");
     for (m, k, n) in [(64, 768, 768), (197, 768, 3072), (8, 2048, 5632)] {

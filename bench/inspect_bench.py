@@ -11,8 +11,9 @@ and as .safetensors, then times, warm from the page cache, median of 5:
   - `safetensors.safe_open` + listing names/shapes;
 and prints ratios against the torch route, plus ckptcheck's bytes read.
 
-Run: `cargo xtask bench` or `python bench/inspect_bench.py` with a Python that
-has torch, safetensors and cn_clip (set CKPTCHECK_BENCH_PYTHON for xtask).
+Run: `cargo xtask bench inspect` or `python bench/inspect_bench.py` with a
+Python that has torch, safetensors and cn_clip (set CKPTCHECK_BENCH_PYTHON for
+xtask).
 Not a test: nothing here asserts a time.
 """
 

@@ -5,6 +5,7 @@
 // after one untimed warm-up each. Then the gzipped size of what the page
 // ships. Run from the repository root after `cargo xtask build-web` and
 // `npm ci --prefix tests/e2e`:  node bench/page_bench.mjs
+// (`cargo xtask bench page` does all three).
 //
 // Files go through setInputFiles (a real, disk-backed File, as a drop gives)
 // because a synthetic drop would have to copy 3.8 GB into the page first.
@@ -15,9 +16,16 @@ import zlib from "node:zlib";
 import { ROOT, launch, makeSparseSafetensors, startServer, tempDir } from "../tests/e2e/lib.mjs";
 
 const RUNS = 5;
+// www/app/ holds the page's modules (one job each); all of them ship.
+const PAGE_MODULES = fs
+  .readdirSync(path.join(ROOT, "www/app"))
+  .filter((name) => name.endsWith(".js"))
+  .sort()
+  .map((name) => [`www/app/${name}`, "page"]);
 const SHIPPED = [
   ["index.html", "page"],
   ["www/app.js", "page"],
+  ...PAGE_MODULES,
   ["www/client.js", "page + widget"],
   ["www/worker.js", "page + widget"],
   ["www/style.css", "page"],

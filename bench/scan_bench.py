@@ -13,8 +13,9 @@ warm from the page cache, median of RUNS (3):
 and prints GB/s of each and the ratio. Both compute the same numbers; the
 script checks that they agree.
 
-Run: `python bench/scan_bench.py [GB]` with a Python that has numpy and
-safetensors (e.g. /opt/fixenv/bin/python). Not a test: nothing asserts a time.
+Run: `cargo xtask bench scan` or `python bench/scan_bench.py [GB]` with a
+Python that has numpy and safetensors (e.g. /opt/fixenv/bin/python). Not a
+test: nothing asserts a time.
 """
 
 import json

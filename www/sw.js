@@ -10,9 +10,24 @@
 
 const CACHE = "ckptcheck-v1";
 const BASE = new URL("../", self.location.href);
+// Every file the page and the widget load, each module of www/app/ too: a
+// file left out here is missing offline on the next visit.
 const PRECACHE = [
   "index.html",
   "www/app.js",
+  "www/app/dom.js",
+  "www/app/session.js",
+  "www/app/presets.js",
+  "www/app/hash.js",
+  "www/app/intake.js",
+  "www/app/check.js",
+  "www/app/verdict.js",
+  "www/app/explain.js",
+  "www/app/findings.js",
+  "www/app/tensors.js",
+  "www/app/audit.js",
+  "www/app/verify.js",
+  "www/app/scan.js",
   "www/client.js",
   "www/worker.js",
   "www/embed.js",

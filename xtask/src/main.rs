@@ -1,6 +1,6 @@
 //! `cargo xtask serve|test|bench`: installs what is missing, builds the wasm
-//! and serves the page, or runs every test tier. No dependencies, so it
-//! builds in seconds on a fresh machine.
+//! and serves the page, runs every test tier, or runs the benchmarks in
+//! bench/. No dependencies, so it builds in seconds on a fresh machine.
 //!
 //! Tiers of `test`: fmt check, clippy native and wasm32 (-D warnings), native
 //! tests, wasm-bindgen-test in headless Chromium, browser end-to-end tests
@@ -298,19 +298,160 @@ fn test() -> Result<(), String> {
     }
 }
 
-fn bench() -> Result<(), String> {
-    // The Python baselines (torch, safetensors, numpy) run in the same
-    // process tree as ckptcheck, so each script reports ratios from one run.
-    let python = std::env::var("CKPTCHECK_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
+/// One benchmark of `cargo xtask bench`; all of them live in bench/.
+struct Bench {
+    name: &'static str,
+    what: &'static str,
+    run: fn() -> Result<(), String>,
+}
+
+/// In the order `cargo xtask bench` runs them: the quick ones first, the
+/// Python comparisons on generated multi-GB files last.
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "reader",
+        what: "ckptcheck's reader in-process on committed fixtures (bench/inspect.rs)",
+        run: bench_reader,
+    },
+    Bench {
+        name: "page",
+        what: "drop-to-verdict in headless Chromium, the page's size (bench/page_bench.mjs)",
+        run: bench_page,
+    },
+    Bench {
+        name: "gpu",
+        what: "GPU vs the CPU reference (bench/gpu_bench.rs); without a GPU, how to run it on one",
+        run: bench_gpu,
+    },
+    Bench {
+        name: "inspect",
+        what: "a 3.8 GB checkpoint vs torch.load and safe_open (bench/inspect_bench.py)",
+        run: bench_inspect,
+    },
+    Bench {
+        name: "scan",
+        what: "the weight scan vs numpy on a 4 GB file (bench/scan_bench.py)",
+        run: bench_scan,
+    },
+];
+
+/// A small checkpoint of each container, read by the `reader` benchmark.
+const READER_FIXTURES: &[&str] = &[
+    "tests/fixtures/cn_clip/clip_cn_vit-l-14-336.shapes.pt",
+    "tests/fixtures/formats/legacy.pt",
+    "tests/fixtures/formats/tar.pt",
+    "tests/fixtures/formats/small.safetensors",
+    "tests/fixtures/formats/small.gguf",
+];
+
+fn bench_reader() -> Result<(), String> {
     run(
-        "inspect benchmark (bench/inspect_bench.py)",
-        Command::new(&python).arg("bench/inspect_bench.py"),
-    )?;
-    run(
-        "weight scan benchmark (bench/scan_bench.py)",
-        Command::new(&python).arg("bench/scan_bench.py"),
+        "reader benchmark (bench/inspect.rs): median of 20 reads per file",
+        cargo()
+            .args(["bench", "--bench", "inspect", "--"])
+            .args(READER_FIXTURES),
     )
 }
+
+fn bench_page() -> Result<(), String> {
+    build_web()?;
+    ensure_test_tools()?;
+    run(
+        "page benchmark (bench/page_bench.mjs)",
+        Command::new("node").arg("bench/page_bench.mjs"),
+    )
+}
+
+fn bench_gpu() -> Result<(), String> {
+    // With no adapter, or only a CPU one (lavapipe: the CPU timed against
+    // itself), the bench prints how to run bench/gpu_bench.sh on a GPU.
+    run(
+        "GPU benchmark (bench/gpu_bench.rs), on a hardware GPU only",
+        cargo().args([
+            "bench",
+            "--features",
+            "gpu",
+            "--bench",
+            "gpu_bench",
+            "--",
+            "--hardware-only",
+        ]),
+    )
+}
+
+fn bench_inspect() -> Result<(), String> {
+    python_bench("bench/inspect_bench.py", &["torch", "safetensors"])
+}
+
+fn bench_scan() -> Result<(), String> {
+    python_bench("bench/scan_bench.py", &["numpy", "safetensors"])
+}
+
+/// The Python baselines (torch, safetensors, numpy) run in the same process
+/// tree as ckptcheck, so each script reports ratios from one run. A Python
+/// without the modules fails here, before a multi-GB file is generated.
+fn python_bench(script: &str, modules: &[&str]) -> Result<(), String> {
+    let python = std::env::var("CKPTCHECK_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let modules = modules.join(", ");
+    if output(&python, &["-c", &format!("import {modules}")]).is_none() {
+        return Err(format!(
+            "{python} cannot import {modules}: set CKPTCHECK_BENCH_PYTHON to a Python that has them"
+        ));
+    }
+    run(
+        &format!("{script} (with {python})"),
+        Command::new(&python).arg(script),
+    )
+}
+
+fn bench_usage() -> String {
+    let mut text = String::from(
+        "usage: cargo xtask bench [NAME...]   (no NAME runs every benchmark, in this order)\n",
+    );
+    for bench in BENCHES {
+        text += &format!("  {:<8} {}\n", bench.name, bench.what);
+    }
+    text += "The Python ones run CKPTCHECK_BENCH_PYTHON (default python3) with torch, safetensors and numpy.";
+    text
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", bench_usage());
+        return Ok(());
+    }
+    if let Some(unknown) = args
+        .iter()
+        .find(|a| !BENCHES.iter().any(|b| b.name == a.as_str()))
+    {
+        return Err(format!("unknown benchmark {unknown:?}\n{}", bench_usage()));
+    }
+    // One that fails (a missing Python module, no Chromium) does not stop
+    // the others; the summary names it.
+    let mut failed = Vec::new();
+    let mut passed = 0;
+    for bench in BENCHES {
+        if !args.is_empty() && !args.iter().any(|a| a == bench.name) {
+            continue;
+        }
+        match (bench.run)() {
+            Ok(()) => passed += 1,
+            Err(message) => {
+                eprintln!("xtask: benchmark {} FAILED: {message}", bench.name);
+                failed.push(bench.name);
+            }
+        }
+    }
+    println!("xtask benchmarks: {passed} passed, {} failed", failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed benchmarks: {}", failed.join(", ")))
+    }
+}
+
+const USAGE: &str =
+    "usage: cargo xtask serve [--port N] | build-web | test | bench [NAME...] (bench --help lists them)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -326,8 +467,12 @@ fn main() -> ExitCode {
         }
         Some("build-web") => build_web(),
         Some("test") => test(),
-        Some("bench") => bench(),
-        _ => Err("usage: cargo xtask serve [--port N] | build-web | test | bench".to_string()),
+        Some("bench") => bench(&args[1..]),
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

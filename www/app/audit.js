@@ -1,0 +1,34 @@
+// The pickle audit view: the alert for a pickle that would run code on
+// torch.load, and the card listing every global the pickle names with its
+// verdict against PyTorch's weights_only allowlist. The verdicts are the
+// wasm's; nothing here reads the pickle.
+
+import { h } from "../client.js";
+import { card } from "./dom.js";
+
+export function dangerAlert(names) {
+  return h(
+    "section",
+    { class: "alert danger", id: "danger", role: "alert" },
+    h("h2", {}, "Dangerous pickle: do not torch.load this file"),
+    h("p", {}, "Unpickling it calls ", names.map((name, i) => [i ? ", " : "", h("code", { class: "global" }, name)]), ". ", h("code", {}, "torch.load(..., weights_only=False)"), " would run that on your machine; ", h("code", {}, "weights_only=True"), " refuses the file. ckptcheck read the pickle symbolically and ran nothing.")
+  );
+}
+
+export function auditCard(audit) {
+  const order = { dangerous: 0, not_allowlisted: 1, allowed: 2 };
+  const labels = { dangerous: "dangerous", not_allowlisted: "not allowlisted", allowed: "allowed" };
+  const globals = [...audit.globals].sort((a, b) => order[a.verdict] - order[b.verdict]);
+  const verdict = audit.dangerous.length
+    ? h("p", { class: "audit-verdict danger" }, "Unsafe: the pickle calls code that touches your system.")
+    : audit.weights_only_loads
+      ? h("p", { class: "audit-verdict ok" }, h("code", {}, "torch.load(weights_only=True)"), " accepts every global in this file.")
+      : h("p", { class: "audit-verdict warn" }, h("code", {}, "torch.load(weights_only=True)"), " refuses this file: some globals are not on its allowlist (not known to be harmful).");
+  const table = h(
+    "table",
+    { class: "audit" },
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Global"), h("th", { scope: "col" }, "Verdict"), h("th", { scope: "col", class: "num" }, "Uses"))),
+    h("tbody", {}, globals.map((g) => h("tr", { class: g.verdict }, h("td", { class: "key" }, `${g.module}.${g.name}`), h("td", {}, h("span", { class: `chip ${g.verdict}` }, labels[g.verdict] || g.verdict)), h("td", { class: "num" }, String(g.count)))))
+  );
+  return card("Pickle audit", { id: "audit", count: audit.globals.length, collapsible: true, open: audit.dangerous.length > 0 || !audit.weights_only_loads }, verdict, h("div", { class: "table-wrap" }, table));
+}
