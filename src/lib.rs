@@ -36,6 +36,7 @@ pub mod reference;
 pub mod scan;
 pub mod source;
 pub mod state_dict;
+pub mod stats;
 pub mod verify;
 pub mod weights;
 

@@ -51,35 +51,25 @@ pub struct TensorStats {
 
 impl TensorStats {
     pub fn of(name: &str, dtype: &str, shape: &[u64], data: &[f32]) -> TensorStats {
-        let mut n_nan = 0;
-        let mut n_inf = 0;
-        let mut sum_sq = 0f64;
-        let mut n_finite = 0u64;
-        let mut max_abs = 0f32;
-        for v in data {
-            if v.is_nan() {
-                n_nan += 1;
-            } else if v.is_infinite() {
-                n_inf += 1;
-            } else {
-                sum_sq += (*v as f64) * (*v as f64);
-                n_finite += 1;
-                max_abs = max_abs.max(v.abs());
-            }
-        }
+        let moments = crate::stats::Moments::of_f32(data);
+        let finite = moments.finite > 0;
+        // The mean square is the variance plus the squared mean.
+        let mean_square = moments
+            .std()
+            .map_or(0.0, |std| std * std + moments.mean * moments.mean);
         TensorStats {
             name: name.to_string(),
             dtype: dtype.to_string(),
             shape: shape.to_vec(),
-            n_nan,
-            n_inf,
-            all_zero: !data.is_empty() && data.iter().all(|v| *v == 0.0),
-            rms: if n_finite > 0 {
-                (sum_sq / n_finite as f64).sqrt() as f32
+            n_nan: moments.nan,
+            n_inf: moments.inf,
+            all_zero: moments.values > 0 && moments.zeros == moments.values,
+            rms: mean_square.sqrt() as f32,
+            max_abs: if finite {
+                moments.min.abs().max(moments.max.abs()) as f32
             } else {
                 0.0
             },
-            max_abs,
         }
     }
 

@@ -4,11 +4,11 @@
 //! float4 two per byte, GGUF blocks block by block through
 //! `format::gguf_quant`.
 
-use super::moments::{batch_moments, batch_moments_f32, Moments};
-use super::BATCH;
 use crate::dtype::{decode_fixed, decode_into, element_bytes};
 use crate::error::Result;
 use crate::format::gguf_quant;
+use crate::stats::BATCH;
+use crate::stats::{batch_moments, batch_moments_f32, Moments};
 
 /// How a tensor's bytes become values.
 #[derive(Debug, Clone, PartialEq)]

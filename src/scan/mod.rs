@@ -22,10 +22,9 @@
 //! numpy's default).
 
 mod decode;
-mod moments;
 mod views;
 
-pub use moments::Moments;
+pub use crate::stats::Moments;
 
 use crate::checkpoint::{Checkpoint, TensorInfo};
 use crate::dtype::element_bytes;
@@ -39,8 +38,6 @@ use views::{classify, Bitmap, Layout, Scratch, View};
 
 /// Bytes read at once. Chunks are cut at element or block boundaries.
 pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
-/// Values decoded at once: small enough to stay in the L2 cache.
-pub(crate) const BATCH: usize = 32 * 1024;
 
 /// What the scan found in one tensor.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -642,10 +639,10 @@ pub fn to_text(report: &ScanReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::decode::f4_e2m1_to_f32;
-    use super::moments::{batch_moments, batch_moments_f32};
     use super::*;
     use crate::dtype::f16_to_f32;
     use crate::source::SliceSource;
+    use crate::stats::{batch_moments, batch_moments_f32};
 
     /// The naive oracle: straight definitions in f64.
     fn naive(values: &[f64]) -> (u64, u64, f64, f64, f64, f64) {

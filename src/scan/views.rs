@@ -14,9 +14,9 @@
 //! every element and only scale the counts.
 
 use super::decode::Decoder;
-use super::moments::Moments;
-use super::BATCH;
 use crate::error::Result;
+use crate::stats::Moments;
+use crate::stats::BATCH;
 
 /// How a view's elements lie in its storage's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

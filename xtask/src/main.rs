@@ -80,8 +80,12 @@ fn build_web() -> Result<(), String> {
         "building the wasm",
         cargo().args(["build", "--target", WASM_TARGET, "--lib", "--release"]),
     )?;
-    let wasm = root()
-        .join("target")
+    // Cargo honours CARGO_TARGET_DIR (relative to the working directory,
+    // which `run` sets to the repository root), so look where it built.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| root().join(dir))
+        .unwrap_or_else(|| root().join("target"));
+    let wasm = target_dir
         .join(WASM_TARGET)
         .join("release")
         .join("ckptcheck.wasm");

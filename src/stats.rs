@@ -1,4 +1,5 @@
-//! Running statistics of a stream of values (counts of NaN, Inf and zeros;
+//! Statistics of values, shared by the weight scan (`scan`) and the forward
+//! pass's weight reader (`weights`). Running statistics of a stream of values (counts of NaN, Inf and zeros;
 //! min, max, mean and population std of the finite values) and the kernels
 //! that summarise one cache-sized batch. Each batch is summarised exactly
 //! in f64 (two passes: sum, then squared deviations from the batch mean)
@@ -45,6 +46,15 @@ impl Default for Moments {
 }
 
 impl Moments {
+    /// The statistics of decoded values, summarised batch by batch.
+    pub fn of_f32(values: &[f32]) -> Moments {
+        let mut total = Moments::default();
+        for batch in values.chunks(BATCH) {
+            total.merge(&batch_moments_f32(batch));
+        }
+        total
+    }
+
     /// Chan, Golub and LeVeque's pairwise update, in the larger of the two
     /// scales (the other's squared deviations shrink by the squared ratio
     /// of two powers of two, which is exact until they fall below what the
@@ -95,6 +105,9 @@ impl Moments {
     }
 }
 
+/// Values summarised at once: small enough to stay in the L2 cache.
+pub const BATCH: usize = 32 * 1024;
+
 /// Magnitudes outside [2^-400, 2^400] are summed scaled: their squares
 /// would lose precision (subnormal) or overflow. Everything f32 and smaller
 /// can hold stays inside, so only f64 and 64-bit integers ever scale.
@@ -108,7 +121,7 @@ fn power_of_two_at_or_below(magnitude: f64) -> f64 {
 }
 
 /// A value the statistics kernel reads.
-pub(crate) trait Sample: Copy {
+pub trait Sample: Copy {
     fn widen(self) -> f64;
 }
 impl Sample for f32 {
@@ -130,7 +143,7 @@ const LANES: usize = 8;
 /// squared deviations from the batch mean in a second pass over the same
 /// (cache-resident) values. Eight independent lanes let the compiler keep
 /// several additions in flight.
-pub(crate) fn batch_moments<T: Sample>(values: &[T]) -> Moments {
+pub fn batch_moments<T: Sample>(values: &[T]) -> Moments {
     let mut nonfinite = 0u64;
     let mut nan = 0u64;
     let mut zeros = 0u64;
@@ -278,7 +291,7 @@ fn scaled_batch_moments<T: Sample>(
 /// fixed-width lanes of plain selects and adds (which the compiler turns into
 /// SIMD: min and max in f32, which is exact, counts in u32, sums in f64),
 /// then, only when the batch holds a NaN or Inf, a pass that counts NaN.
-pub(crate) fn batch_moments_f32(values: &[f32]) -> Moments {
+pub fn batch_moments_f32(values: &[f32]) -> Moments {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: SSE2 is part of the x86_64 baseline; every x86_64 CPU
