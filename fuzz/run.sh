@@ -70,7 +70,7 @@ PY
       cp $FIX/formats/sharded/config.json "$dir/hf_config.json"
       # Every built-in config string, and the Chinese-CLIP vision + text pair
       # joined by NUL as the target splits them.
-      python3 - "$dir" src/arch/cn_clip.rs src/arch/open_clip.rs <<'PY'
+      python3 - "$dir" src/arch/cn_clip.rs src/arch/open_clip/presets.rs <<'PY'
 import re, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 configs = []

@@ -3,13 +3,16 @@
 //! transformer needs; `Cpu` implements them with `ops` (plain f32 Rust,
 //! obviously right: the oracle) and `gpu::GpuBackend` with WGSL kernels, so
 //! the GPU runs exactly the graph the CPU runs and the two are compared on
-//! the same blocks. `model` turns configs into a `ModelDesc`.
+//! the same blocks. The graphs share their named layers (`nn.LayerNorm`,
+//! `nn.Linear`) through `layers` and never import each other. `model` turns
+//! configs into a `ModelDesc`.
 //!
 //! Everything here is batch size 1: a sequence is a `[tokens, width]`
 //! matrix, an image a `[channels, res·res]` one.
 
 pub mod bert;
 pub mod gpt2;
+pub mod layers;
 pub mod llama;
 pub mod model;
 pub mod ops;

@@ -7,43 +7,11 @@
 //! end-of-text token's row, `text_projection`). Names follow
 //! open_clip/transformer.py and cn_clip/clip/model.py.
 
+use super::layers::{layer_norm, linear};
 use super::model::{ClipTextConfig, VitConfig};
 use super::{vector, weight, Activation, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
-
-/// `nn.LayerNorm` named `{prefix}.weight` / `{prefix}.bias`.
-pub fn layer_norm<B: Backend>(
-    b: &mut B,
-    w: &dyn WeightSource,
-    prefix: &str,
-    x: &B::Tensor,
-    eps: f32,
-) -> Result<B::Tensor> {
-    let n = b.dims(x).1;
-    let gamma = vector(b, w, &format!("{prefix}.weight"), n)?;
-    let beta = vector(b, w, &format!("{prefix}.bias"), n)?;
-    b.layer_norm(x, &gamma, &beta, eps)
-}
-
-/// `nn.Linear(in, out)` named `{prefix}.weight` / `{prefix}.bias`.
-pub fn linear<B: Backend>(
-    b: &mut B,
-    w: &dyn WeightSource,
-    prefix: &str,
-    x: &B::Tensor,
-    out: usize,
-    bias: bool,
-) -> Result<B::Tensor> {
-    let k = b.dims(x).1;
-    let weight_t = weight(b, w, &format!("{prefix}.weight"), &[out, k], out, k)?;
-    let bias_t = if bias {
-        Some(vector(b, w, &format!("{prefix}.bias"), out)?)
-    } else {
-        None
-    };
-    b.linear(x, &weight_t, Layout::OutIn, bias_t.as_ref())
-}
 
 /// The block's shape: width, heads, MLP width, activation, LayerNorm eps.
 #[derive(Debug, Clone, Copy)]

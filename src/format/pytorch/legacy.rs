@@ -6,7 +6,7 @@
 //! `torch.serialization._legacy_load` still reads. Only the pickles and the
 //! per-storage counts are read, never the tensor bytes.
 
-use super::pickle::{self, Object, StorageRef, TensorRef, Value};
+use super::pickle::{self, Object, StorageRef, TensorRef, TorchObject, Value};
 use super::{audit, element_size, storage_dtype, walk, StorageLocation};
 use crate::checkpoint::Checkpoint;
 use crate::error::{err, ErrorKind, Result};
@@ -33,11 +33,11 @@ fn first_types(objects: &[Object]) -> HashMap<String, String> {
     let mut types = HashMap::new();
     for object in objects {
         let storage = match object {
-            Object::Storage(storage) => storage,
-            Object::Tensor(TensorRef {
+            Object::Native(TorchObject::Storage(storage)) => storage,
+            Object::Native(TorchObject::Tensor(TensorRef {
                 storage: Some(storage),
                 ..
-            }) => storage,
+            })) => storage,
             _ => continue,
         };
         types
@@ -389,7 +389,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
                 _ => continue,
             };
             if let Some(tensor) = tensors.get(&key) {
-                *object = Object::Tensor(tensor.clone());
+                *object = Object::Native(TorchObject::Tensor(tensor.clone()));
             }
         }
     }

@@ -1,18 +1,21 @@
 //! PyTorch checkpoints: the zip format of `torch.save` (torch >= 1.6), the
 //! legacy pickle-sequence format (torch 0.1.10 to 1.5, or
 //! `_use_new_zipfile_serialization=False`) and the older tar format. All three
-//! run the pickle symbolically (`pickle.rs`), walk the object graph to list
-//! tensors with their key paths (`walk.rs`), and locate each tensor's bytes in
-//! the file without reading them. Spec: torch/serialization.py.
+//! run the pickle symbolically (`pickle/`), walk the object graph to list
+//! tensors with their key paths (`walk.rs`), audit the globals the pickle
+//! names (`audit.rs`), and locate each tensor's bytes in the file without
+//! reading them. Spec: torch/serialization.py.
 
+mod audit;
 pub mod legacy;
 pub mod pickle;
 pub mod walk;
 pub mod zip;
 
-use crate::checkpoint::{Checkpoint, GlobalUse, GlobalVerdict, PickleAudit, PredictedOffset};
+use crate::checkpoint::{Checkpoint, PredictedOffset};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource, Cursor};
+pub use audit::{audit, classify_global};
 use pickle::{Pickle, StorageRef, TensorRef};
 use std::collections::HashMap;
 
@@ -210,136 +213,6 @@ fn locate(tensor: &TensorRef, storages: &HashMap<String, StorageLocation>) -> Re
     })
 }
 
-/// Classify a global the way `torch.load(weights_only=True)` would
-/// (torch/_weights_only_unpickler.py), plus a list of known-dangerous names.
-pub fn classify_global(module: &str, name: &str) -> GlobalVerdict {
-    const DANGEROUS_MODULES: &[&str] = &[
-        "os",
-        "posix",
-        "nt",
-        "sys",
-        "subprocess",
-        "shutil",
-        "socket",
-        "pty",
-        "runpy",
-        "importlib",
-        "pickle",
-        "_pickle",
-        "marshal",
-        "ctypes",
-        "webbrowser",
-        "code",
-        "commands",
-        "multiprocessing",
-        "asyncio",
-        "tempfile",
-        "signal",
-        "requests",
-        "urllib",
-        "http",
-        "ftplib",
-        "telnetlib",
-        "pdb",
-        "timeit",
-        "cProfile",
-        "profile",
-        "trace",
-        "venv",
-        "ensurepip",
-        "pip",
-        "platform",
-    ];
-    const DANGEROUS_BUILTINS: &[&str] = &[
-        "eval",
-        "exec",
-        "compile",
-        "open",
-        "__import__",
-        "getattr",
-        "setattr",
-        "delattr",
-        "globals",
-        "locals",
-        "vars",
-        "input",
-        "breakpoint",
-        "memoryview",
-        "type",
-        "object",
-        "exit",
-        "quit",
-    ];
-    let root_module = module.split('.').next().unwrap_or(module);
-    if DANGEROUS_MODULES.contains(&root_module) {
-        return GlobalVerdict::Dangerous;
-    }
-    if (module == "builtins" || module == "__builtin__") && DANGEROUS_BUILTINS.contains(&name) {
-        return GlobalVerdict::Dangerous;
-    }
-    let allowed = match module {
-        "collections" => matches!(name, "OrderedDict" | "Counter"),
-        "_codecs" => name == "encode",
-        "builtins" | "__builtin__" => matches!(name, "bytearray" | "set" | "complex"),
-        "torch._utils" => name.starts_with("_rebuild_"),
-        "torch._tensor" => name == "_rebuild_from_type_v2",
-        "torch.nn.parameter" => name == "Parameter",
-        "torch.serialization" => name == "_get_layout",
-        "torch.storage" => matches!(name, "TypedStorage" | "UntypedStorage"),
-        "torch" => {
-            name.ends_with("Storage")
-                || name.ends_with("Tensor")
-                || matches!(name, "Size" | "device")
-                || torch_dtype(name).is_some()
-                || name.starts_with("per_tensor_")
-                || name.starts_with("per_channel_")
-                || name.starts_with("float8_")
-                || name.starts_with("uint")
-                || name.starts_with("int")
-                || name.starts_with("complex")
-        }
-        "torch.cuda" => name.ends_with("Storage") || name.ends_with("Tensor"),
-        _ => false,
-    };
-    if allowed {
-        GlobalVerdict::Allowed
-    } else {
-        GlobalVerdict::NotAllowlisted
-    }
-}
-
-pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
-    let mut uses: Vec<GlobalUse> = Vec::new();
-    for pickle in pickles {
-        for ((module, name), count) in pickle.globals.iter().zip(&pickle.global_counts) {
-            if let Some(existing) = uses
-                .iter_mut()
-                .find(|u| &u.module == module && &u.name == name)
-            {
-                existing.count += count;
-            } else {
-                uses.push(GlobalUse {
-                    module: module.clone(),
-                    name: name.clone(),
-                    verdict: classify_global(module, name),
-                    count: *count,
-                });
-            }
-        }
-    }
-    let dangerous = uses
-        .iter()
-        .filter(|u| u.verdict == GlobalVerdict::Dangerous)
-        .map(|u| format!("{}.{}", u.module, u.name))
-        .collect();
-    let weights_only_loads = uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed);
-    PickleAudit {
-        globals: uses,
-        weights_only_loads,
-        dangerous,
-    }
-}
-
 /// Read a `torch.save` zip archive, predicting most storage offsets (see
 /// `read_zip_with`).
 pub fn read_zip(source: &dyn ByteSource) -> Result<Checkpoint> {
@@ -530,10 +403,10 @@ pub fn referenced_storages(pickle: &Pickle) -> Vec<StorageRef> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for object in &pickle.objects {
-        if let pickle::Object::Tensor(TensorRef {
+        if let pickle::Object::Native(pickle::TorchObject::Tensor(TensorRef {
             storage: Some(storage),
             ..
-        }) = object
+        })) = object
         {
             if seen.insert(storage.key.clone()) {
                 out.push(storage.clone());

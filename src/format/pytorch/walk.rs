@@ -8,7 +8,7 @@
 //! `MAX_LISTING_BYTES`, so long keys shared by many tensors cannot make it
 //! allocate without bound.
 
-use super::pickle::{Object, Pickle, Value};
+use super::pickle::{Object, Pickle, TorchObject, Value};
 use super::{locate, StorageLocation};
 use crate::checkpoint::{Checkpoint, StateDictMetadata, TensorInfo, ValueInfo};
 use crate::error::{err, ErrorKind, Result};
@@ -169,7 +169,7 @@ impl Walker<'_> {
         checkpoint: &mut Checkpoint,
     ) -> Result<()> {
         match object {
-            Object::Tensor(tensor) => {
+            Object::Native(TorchObject::Tensor(tensor)) => {
                 self.charge(
                     2 * path_bytes(path) + 16 * tensor.size.len() as u64 + TENSOR_INFO_COST,
                 )?;
@@ -226,7 +226,7 @@ impl Walker<'_> {
                     path.pop();
                 }
             }
-            Object::Storage(storage) => {
+            Object::Native(TorchObject::Storage(storage)) => {
                 if checkpoint.values.len() < MAX_VALUES {
                     self.charge(path_bytes(path) + storage.key.len() as u64 + 1024)?;
                     checkpoint.values.push(ValueInfo {

@@ -1,0 +1,128 @@
+//! A symbolic pickle interpreter for protocols 0 to 5, as PyTorch
+//! checkpoints use it. It builds the object graph a pickle describes without
+//! importing or calling anything, and records every global for the audit
+//! (`../audit.rs`) of what `torch.load(weights_only=True)` would refuse.
+//!
+//! Three parts, with the arrows pointing one way: `vm.rs` is the machine
+//! (values, objects, stack, memo, work budget) and knows no library;
+//! `opcodes.rs` decodes the opcodes and drives it; `torch.rs` says what
+//! torch's globals and persistent ids reduce to (storages, tensors), using
+//! the machine's types. This module puts them together: every `Pickle` and
+//! `Object` here is one the torch reduction built.
+
+pub mod opcodes;
+pub mod torch;
+pub mod vm;
+
+use crate::error::Result;
+use crate::source::Cursor;
+pub use torch::{StorageRef, TensorRef, TorchObject};
+pub use vm::{ObjectId, Value, MAX_OBJECTS, MAX_STACK, MAX_STRING, MAX_WORK};
+
+/// A node of a checkpoint pickle's object graph.
+pub type Object = vm::Object<TorchObject>;
+/// A checkpoint pickle run to its STOP opcode.
+pub type Pickle = vm::Pickle<TorchObject>;
+
+/// Run one pickle from the cursor's position to its STOP, within
+/// `MAX_WORK`.
+pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
+    opcodes::interpret(cursor)
+}
+
+/// Run one pickle drawing on `budget`, the work left for the pickles of one
+/// file (a legacy file holds five, a tar file one per record): what it
+/// charges is taken off, so all of them together stay within it.
+pub fn interpret_within(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle> {
+    opcodes::interpret_within(cursor, budget)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::source::SliceSource;
+
+    fn run_bytes(bytes: &[u8]) -> Result<Pickle> {
+        let source = SliceSource::new("p.pkl", bytes);
+        interpret(&mut Cursor::new(&source, 0))
+    }
+
+    #[test]
+    fn protocol_2_ordered_dict_with_memo() {
+        // pickle.dumps(OrderedDict(a=1, b=[1.5]), protocol=2)
+        let bytes = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00aq\x02K\x01X\x01\x00\x00\x00bq\x03]q\x04G?\xf8\x00\x00\x00\x00\x00\x00au.";
+        let pickle = run_bytes(bytes).unwrap();
+        match pickle.object(&pickle.root) {
+            Some(Object::Dict { entries, .. }) => {
+                assert_eq!(entries.len(), 2);
+                assert_eq!(entries[0], (Value::Str("a".into()), Value::Int(1)));
+            }
+            other => panic!("not a dict: {other:?}"),
+        }
+        assert_eq!(
+            pickle.globals,
+            vec![("collections".to_string(), "OrderedDict".to_string())]
+        );
+    }
+
+    #[test]
+    fn malformed_pickles_get_clear_errors() {
+        let cases: &[(&[u8], ErrorKind)] = &[
+            (b"\x80\x02\xff.", ErrorKind::UnknownOpcode),
+            (b"\x80\x02h\x05.", ErrorKind::BadPickle),
+            (b"\x80\x02X\xff\xff\xff\x7f", ErrorKind::Truncated),
+            (b"\x80\x02X\x00\x10\x00\x00abc", ErrorKind::Truncated),
+            (b"\x80\x02", ErrorKind::Truncated),
+            (b"\x80\x02u.", ErrorKind::BadPickle),
+            (b"\x80\x09.", ErrorKind::BadPickle),
+        ];
+        for (bytes, kind) in cases {
+            let error = run_bytes(bytes).err().expect("must fail");
+            assert_eq!(error.kind, *kind, "{bytes:?}: {error}");
+            assert!(error.offset.is_some());
+        }
+    }
+
+    #[test]
+    fn hostile_stacks_and_dicts_stay_bounded() {
+        // A MARK flood counts against the stack cap like any other push.
+        let mut marks = b"\x80\x02".to_vec();
+        marks.extend(std::iter::repeat_n(b'(', MAX_STACK + 1));
+        let error = run_bytes(&marks).err().expect("must fail");
+        assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+        // A repeated key replaces its value in place, as in Python, through
+        // the key index (200k SETITEMs would take minutes with a scan).
+        let mut dict = b"\x80\x02}(".to_vec();
+        for i in 0..200_000u32 {
+            dict.extend_from_slice(b"J");
+            dict.extend_from_slice(&(i % 100_000).to_le_bytes());
+            dict.extend_from_slice(b"J");
+            dict.extend_from_slice(&i.to_le_bytes());
+        }
+        dict.extend_from_slice(b"u.");
+        let pickle = run_bytes(&dict).unwrap();
+        match pickle.object(&pickle.root) {
+            Some(Object::Dict { entries, .. }) => {
+                assert_eq!(entries.len(), 100_000);
+                assert_eq!(entries[7], (Value::Int(7), Value::Int(100_007)));
+            }
+            other => panic!("not a dict: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reduce_of_os_system_is_recorded_not_called() {
+        // pickle.dumps of an object whose __reduce__ returns (os.system, ("echo",))
+        let bytes = b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00echoq\x01\x85q\x02Rq\x03.";
+        let pickle = run_bytes(bytes).unwrap();
+        assert_eq!(
+            pickle.globals[0],
+            ("posix".to_string(), "system".to_string())
+        );
+        assert!(matches!(
+            pickle.object(&pickle.root),
+            Some(Object::Call { .. })
+        ));
+    }
+}

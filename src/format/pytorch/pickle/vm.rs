@@ -1,0 +1,618 @@
+//! The pickle virtual machine: the values and objects a pickle builds, the
+//! stack, the memo, the object arena and the work budget, and the meaning of
+//! the plain Python callables every pickle may use (dict, set, tuple,
+//! `_codecs.encode`). It builds the object graph a pickle describes without
+//! importing or calling anything: a GLOBAL is a name, a REDUCE of an unknown
+//! global is a recorded call. It knows no library: the callables one kind of
+//! file is made of are interpreted by a `Reduce` implementation, which the
+//! machine asks first about every call and every persistent id. The opcode
+//! loop that drives the machine is in `opcodes.rs`.
+//!
+//! Untrusted input: the object arena, memo and stack are capped, and every
+//! byte the machine allocates or copies (stack entries, objects, memo
+//! entries, copies of argument tuples) is charged to a work budget
+//! (`MAX_WORK`), so a small pickle that DUPs a long string a million times,
+//! or REDUCEs a huge memoized tuple over and over, fails fast instead of
+//! exhausting memory or time.
+
+use crate::error::{err, Error, ErrorKind, Result};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+/// Object arena cap: far above any real state dict (about ten objects per
+/// tensor), far below what would exhaust memory.
+pub const MAX_OBJECTS: usize = 20_000_000;
+/// Cap on one text line (protocol 0 opcodes) and one string or bytes value.
+pub const MAX_STRING: u64 = 64 * 1024 * 1024;
+pub const MAX_STACK: usize = 1_000_000;
+/// Bytes the interpreter may allocate or copy while running one pickle
+/// (see the module docs). A real state dict costs about 1 KiB per tensor.
+pub const MAX_WORK: u64 = 1 << 30;
+
+/// An index into the interpreter's object arena.
+pub type ObjectId = usize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An integer wider than 64 bits, kept as decimal text.
+    BigInt(String),
+    Float(f64),
+    /// Strings and bytes are shared, not copied, when a pickle DUPs or GETs
+    /// them: a memoized 64 MiB string fetched a million times costs one
+    /// string, not a million.
+    Str(Rc<str>),
+    Bytes(Rc<[u8]>),
+    /// A global reference `module.name` (index into `globals`).
+    Global(usize),
+    /// A container or recorded call in the arena.
+    Object(ObjectId),
+}
+
+/// What the callables of one kind of pickle mean: the objects they build
+/// that plain Python containers cannot describe, and how. The machine asks
+/// the reducer first about every call and every persistent id, and does the
+/// generic thing when it declines.
+pub trait Reduce: Clone + Debug + PartialEq + Sized {
+    /// Heap bytes this object owns beyond its arena slot, charged to the
+    /// work budget when it is allocated.
+    fn heap_size(&self) -> u64;
+
+    /// Evaluate `name(*items)` (`name` is `module.name`, or empty when the
+    /// callable is not a global; `items` are already copied and charged)
+    /// when it is a callable this reducer knows; `Ok(None)` lets the machine
+    /// evaluate or record it.
+    fn call(
+        machine: &mut Machine<Self>,
+        name: &str,
+        items: &[Value],
+        offset: u64,
+    ) -> Result<Option<Value>>;
+
+    /// Interpret a persistent id this reducer knows; `Ok(None)` keeps it as
+    /// `Object::Persistent`.
+    fn persistent(machine: &mut Machine<Self>, pid: &Value, offset: u64) -> Result<Option<Value>>;
+}
+
+/// A node of the object graph; `R` is what the reducer builds (the
+/// `Native` variant).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object<R> {
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    Dict {
+        entries: Vec<(Value, Value)>,
+        /// The state a BUILD gave it; an OrderedDict saved by
+        /// `Module.state_dict()` carries `{"_metadata": ...}` here.
+        state: Option<Value>,
+    },
+    Set(Vec<Value>),
+    /// `func(*args)` that the interpreter did not evaluate.
+    Call {
+        func: Value,
+        args: Value,
+        state: Option<Value>,
+        items: Vec<Value>,
+    },
+    /// A persistent id the reducer did not interpret.
+    Persistent(Value),
+    /// An object the reducer built from a callable or persistent id it knows.
+    Native(R),
+}
+
+/// Result of running one pickle to its STOP opcode.
+pub struct Pickle<R> {
+    pub root: Value,
+    pub objects: Vec<Object<R>>,
+    /// `(module, name)` pairs, indexed by `Value::Global`.
+    pub globals: Vec<(String, String)>,
+    /// How often each global was referenced.
+    pub global_counts: Vec<u64>,
+    /// Offset just past STOP (the next pickle of a legacy file starts here).
+    pub end: u64,
+    /// Bytes charged against `MAX_WORK` while interpreting it.
+    pub work: u64,
+}
+
+impl<R> Pickle<R> {
+    pub fn object(&self, value: &Value) -> Option<&Object<R>> {
+        match value {
+            Value::Object(id) => self.objects.get(*id),
+            _ => None,
+        }
+    }
+
+    pub fn global_name(&self, value: &Value) -> Option<(&str, &str)> {
+        match value {
+            Value::Global(index) => self
+                .globals
+                .get(*index)
+                .map(|(m, n)| (m.as_str(), n.as_str())),
+            _ => None,
+        }
+    }
+}
+
+enum StackItem {
+    Mark,
+    Value(Value),
+}
+
+/// The state of one running pickle; `R` gives meaning to the callables it
+/// knows.
+pub struct Machine<R> {
+    stack: Vec<StackItem>,
+    /// Bytes charged so far, and the most this pickle may charge (what is
+    /// left of its file's `MAX_WORK`).
+    work: u64,
+    max_work: u64,
+    /// Entries of every dict by `(object, hash of key)`, so SETITEM finds a
+    /// repeated key without scanning the dict (a scan made building an
+    /// n-entry dict cost n^2/2 comparisons).
+    dict_index: HashMap<(ObjectId, u64), Vec<usize>>,
+    memo: HashMap<u64, Value>,
+    objects: Vec<Object<R>>,
+    globals: Vec<(String, String)>,
+    global_index: HashMap<(String, String), usize>,
+    global_counts: Vec<u64>,
+}
+
+pub(super) fn bad(message: impl Into<String>, offset: u64) -> Error {
+    err(ErrorKind::BadPickle, message).at(offset)
+}
+
+/// What the work budget charges for each kind of allocation: the sizes on
+/// 64-bit targets, fixed so that the budget, and which files exceed it, are
+/// the same everywhere (wasm32's smaller pointers would otherwise let a
+/// pickle through in the browser that fails natively).
+const VALUE_COST: u64 = 24;
+const STACK_COST: u64 = 24;
+const OBJECT_COST: u64 = 208;
+const DICT_ENTRY_COST: u64 = 48;
+/// A memo entry plus hash-table overhead.
+const MEMO_COST: u64 = 48;
+
+/// Heap bytes a value owns alone (shared strings and bytes cost nothing
+/// more when copied).
+fn value_heap(value: &Value) -> u64 {
+    match value {
+        Value::BigInt(s) => s.len() as u64,
+        _ => 0,
+    }
+}
+
+fn values_size(values: &[Value]) -> u64 {
+    let inline = values.len() as u64 * VALUE_COST;
+    values
+        .iter()
+        .map(value_heap)
+        .fold(inline, u64::saturating_add)
+}
+
+/// What an object costs: its own size plus what it owns.
+fn object_size<R: Reduce>(object: &Object<R>) -> u64 {
+    let own = OBJECT_COST;
+    own + match object {
+        Object::List(items) | Object::Tuple(items) | Object::Set(items) => values_size(items),
+        Object::Dict { entries, .. } => entries.len() as u64 * DICT_ENTRY_COST,
+        Object::Call { items, .. } => values_size(items),
+        Object::Persistent(value) => value_heap(value),
+        Object::Native(native) => native.heap_size(),
+    }
+}
+
+/// A hash of a dict key that `Value`'s equality agrees with, for the keys
+/// SETITEM deduplicates (objects never are, as before).
+fn key_hash(key: &Value) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match key {
+        Value::None => 0u8.hash(&mut hasher),
+        Value::Bool(b) => (1u8, b).hash(&mut hasher),
+        Value::Int(i) => (2u8, i).hash(&mut hasher),
+        Value::BigInt(s) => (3u8, s).hash(&mut hasher),
+        Value::Float(f) => (4u8, f.to_bits()).hash(&mut hasher),
+        Value::Str(s) => (5u8, s).hash(&mut hasher),
+        Value::Bytes(b) => (6u8, b).hash(&mut hasher),
+        Value::Global(g) => (7u8, g).hash(&mut hasher),
+        Value::Object(_) => return None,
+    }
+    Some(hasher.finish())
+}
+
+impl<R: Reduce> Machine<R> {
+    /// A machine that may charge at most `max_work` bytes.
+    pub(super) fn new(max_work: u64) -> Self {
+        Machine {
+            stack: Vec::new(),
+            work: 0,
+            max_work,
+            dict_index: HashMap::new(),
+            memo: HashMap::new(),
+            objects: Vec::new(),
+            globals: Vec::new(),
+            global_index: HashMap::new(),
+            global_counts: Vec::new(),
+        }
+    }
+
+    /// Bytes charged so far.
+    pub(super) fn work(&self) -> u64 {
+        self.work
+    }
+
+    /// The pickle built so far, its root popped off the stack; `end` is the
+    /// offset just past STOP.
+    pub(super) fn finish(mut self, end: u64) -> Result<Pickle<R>> {
+        let root = self.pop(end)?;
+        Ok(Pickle {
+            root,
+            objects: self.objects,
+            globals: self.globals,
+            global_counts: self.global_counts,
+            end,
+            work: self.work,
+        })
+    }
+
+    /// Charge `bytes` of allocation or copying against `MAX_WORK`.
+    pub fn charge(&mut self, bytes: u64, offset: u64) -> Result<()> {
+        self.work = self.work.saturating_add(bytes);
+        if self.work > self.max_work {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "pickles need more than {} MiB of work to interpret (a decompression-bomb-like pickle)",
+                    MAX_WORK >> 20
+                ),
+            )
+            .at(offset));
+        }
+        Ok(())
+    }
+
+    pub(super) fn push(&mut self, value: Value, offset: u64) -> Result<()> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
+        }
+        self.charge(STACK_COST + value_heap(&value), offset)?;
+        self.stack.push(StackItem::Value(value));
+        Ok(())
+    }
+
+    pub(super) fn push_mark(&mut self, offset: u64) -> Result<()> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
+        }
+        self.charge(STACK_COST, offset)?;
+        self.stack.push(StackItem::Mark);
+        Ok(())
+    }
+
+    /// Put an object in the arena, charged to the work budget.
+    pub fn alloc(&mut self, object: Object<R>, offset: u64) -> Result<Value> {
+        self.charge(object_size(&object), offset)?;
+        if self.objects.len() >= MAX_OBJECTS {
+            return Err(err(
+                ErrorKind::LimitExceeded,
+                format!("pickle builds more than {MAX_OBJECTS} objects"),
+            )
+            .at(offset));
+        }
+        self.objects.push(object);
+        Ok(Value::Object(self.objects.len() - 1))
+    }
+
+    pub(super) fn pop(&mut self, offset: u64) -> Result<Value> {
+        match self.stack.pop() {
+            Some(StackItem::Value(value)) => Ok(value),
+            Some(StackItem::Mark) => Err(bad("unexpected MARK on the stack", offset)),
+            None => Err(bad("pop from an empty stack", offset)),
+        }
+    }
+
+    pub(super) fn top(&self, offset: u64) -> Result<&Value> {
+        match self.stack.last() {
+            Some(StackItem::Value(value)) => Ok(value),
+            _ => Err(bad("expected a value on top of the stack", offset)),
+        }
+    }
+
+    pub(super) fn pop_mark(&mut self, offset: u64) -> Result<Vec<Value>> {
+        let mut items = Vec::new();
+        loop {
+            match self.stack.pop() {
+                Some(StackItem::Mark) => break,
+                Some(StackItem::Value(value)) => items.push(value),
+                None => return Err(bad("no MARK on the stack", offset)),
+            }
+        }
+        items.reverse();
+        Ok(items)
+    }
+
+    pub(super) fn global(&mut self, module: String, name: String) -> Value {
+        // Protocol 2 pickles written by Python 3 store Python 2 module names;
+        // Python 3 maps them back on load (Lib/_compat_pickle.py), and so do
+        // we, so the audit names what would really be imported.
+        let module = match module.as_str() {
+            "__builtin__" | "exceptions" => "builtins".to_string(),
+            "commands" => "subprocess".to_string(),
+            "copy_reg" => "copyreg".to_string(),
+            "cPickle" => "pickle".to_string(),
+            "UserDict" | "UserList" | "UserString" => "collections".to_string(),
+            "Queue" => "queue".to_string(),
+            "urllib2" => "urllib.request".to_string(),
+            "httplib" => "http.client".to_string(),
+            _ => module,
+        };
+        let key = (module, name);
+        let index = match self.global_index.get(&key) {
+            Some(index) => *index,
+            None => {
+                let index = self.globals.len();
+                self.globals.push(key.clone());
+                self.global_counts.push(0);
+                self.global_index.insert(key, index);
+                index
+            }
+        };
+        self.global_counts[index] += 1;
+        Value::Global(index)
+    }
+
+    /// The `(module, name)` of a global reference.
+    pub fn global_of(&self, value: &Value) -> Option<(&str, &str)> {
+        match value {
+            Value::Global(index) => self
+                .globals
+                .get(*index)
+                .map(|(m, n)| (m.as_str(), n.as_str())),
+            _ => None,
+        }
+    }
+
+    /// A copy of a tuple's or list's items, charged to the work budget
+    /// (REDUCE copies its argument tuple: without the charge, a memoized
+    /// million-item tuple REDUCEd a million times would run for hours).
+    pub fn tuple_items(&mut self, value: &Value, offset: u64) -> Result<Option<Vec<Value>>> {
+        let items = match value {
+            Value::Object(id) => match self.objects.get(*id) {
+                Some(Object::Tuple(items)) | Some(Object::List(items)) => items,
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let size = values_size(items);
+        let items = items.clone();
+        self.charge(size, offset)?;
+        Ok(Some(items))
+    }
+
+    /// A tuple or list of non-negative ints (a shape or stride), copied
+    /// and charged like `tuple_items`.
+    pub fn as_u64_list(&mut self, value: &Value, offset: u64) -> Result<Option<Vec<u64>>> {
+        Ok(self.tuple_items(value, offset)?.and_then(|items| {
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::Int(i) if *i >= 0 => Some(*i as u64),
+                    _ => None,
+                })
+                .collect()
+        }))
+    }
+
+    /// The object a value refers to, if it is one.
+    pub fn object(&self, value: &Value) -> Option<&Object<R>> {
+        match value {
+            Value::Object(id) => self.objects.get(*id),
+            _ => None,
+        }
+    }
+
+    pub fn object_mut(&mut self, value: &Value) -> Option<&mut Object<R>> {
+        match value {
+            Value::Object(id) => self.objects.get_mut(*id),
+            _ => None,
+        }
+    }
+
+    /// POP: drop whatever is on top, a mark included.
+    pub(super) fn discard_top(&mut self, offset: u64) -> Result<()> {
+        self.stack
+            .pop()
+            .ok_or_else(|| bad("POP from an empty stack", offset))?;
+        Ok(())
+    }
+
+    /// Interpret a persistent id: what the reducer makes of it, or else an
+    /// `Object::Persistent`.
+    pub(super) fn persistent(&mut self, pid: Value, offset: u64) -> Result<Value> {
+        if let Some(value) = R::persistent(self, &pid, offset)? {
+            return Ok(value);
+        }
+        self.alloc(Object::Persistent(pid), offset)
+    }
+
+    /// REDUCE and NEWOBJ: the reducer evaluates the callables it knows by
+    /// meaning, the machine the plain Python ones; everything else is
+    /// recorded as a call.
+    pub fn call(&mut self, func: Value, args: Value, offset: u64) -> Result<Value> {
+        let name = self
+            .global_of(&func)
+            .map(|(m, n)| format!("{m}.{n}"))
+            .unwrap_or_default();
+        let items = self.tuple_items(&args, offset)?.unwrap_or_default();
+        if let Some(value) = R::call(self, &name, &items, offset)? {
+            return Ok(value);
+        }
+        match name.as_str() {
+            "collections.OrderedDict" | "builtins.dict" | "__builtin__.dict"
+                if items.is_empty() =>
+            {
+                self.alloc(
+                    Object::Dict {
+                        entries: Vec::new(),
+                        state: None,
+                    },
+                    offset,
+                )
+            }
+            "_codecs.encode" => match items.first() {
+                // Protocol 2 pickles bytes as _codecs.encode(text, "latin1").
+                Some(Value::Str(text)) => {
+                    // A new copy each call: charged, so one long memoized
+                    // string encoded over and over cannot run away.
+                    let text = text.clone();
+                    self.charge(text.len() as u64, offset)?;
+                    Ok(Value::Bytes(text.chars().map(|c| c as u32 as u8).collect()))
+                }
+                _ => self.alloc(
+                    Object::Call {
+                        func,
+                        args,
+                        state: None,
+                        items: Vec::new(),
+                    },
+                    offset,
+                ),
+            },
+            "builtins.tuple" => match items.first() {
+                Some(inner) => Ok(inner.clone()),
+                None => self.alloc(Object::Tuple(Vec::new()), offset),
+            },
+            "builtins.set" | "builtins.frozenset" => {
+                let members = match items.first() {
+                    Some(v) => self.tuple_items(v, offset)?,
+                    None => None,
+                }
+                .unwrap_or_default();
+                self.alloc(Object::Set(members), offset)
+            }
+            _ => self.alloc(
+                Object::Call {
+                    func,
+                    args,
+                    state: None,
+                    items: Vec::new(),
+                },
+                offset,
+            ),
+        }
+    }
+
+    pub(super) fn set_items(
+        &mut self,
+        target: &Value,
+        pairs: Vec<Value>,
+        offset: u64,
+    ) -> Result<()> {
+        if !pairs.len().is_multiple_of(2) {
+            return Err(bad("SETITEMS with an odd number of items", offset));
+        }
+        let id = match target {
+            Value::Object(id) => *id,
+            _ => return Err(bad("SETITEM on something that is not a dict", offset)),
+        };
+        // Index entries cost about as much as the entries themselves.
+        self.charge(pairs.len() as u64 / 2 * DICT_ENTRY_COST * 2, offset)?;
+        let mut iterator = pairs.into_iter();
+        let object = self
+            .objects
+            .get_mut(id)
+            .ok_or_else(|| bad("dangling object", offset))?;
+        match object {
+            Object::Dict { entries, .. } => {
+                while let (Some(key), Some(value)) = (iterator.next(), iterator.next()) {
+                    // A repeated key replaces the value in place, as in Python.
+                    let Some(hash) = key_hash(&key) else {
+                        entries.push((key, value));
+                        continue;
+                    };
+                    let slots = self.dict_index.entry((id, hash)).or_default();
+                    let existing = slots
+                        .iter()
+                        .find(|&&slot| entries.get(slot).is_some_and(|(k, _)| *k == key));
+                    match existing.and_then(|&slot| entries.get_mut(slot)) {
+                        Some(entry) => entry.1 = value,
+                        None => {
+                            slots.push(entries.len());
+                            entries.push((key, value));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Object::Call { items, .. } => {
+                items.extend(iterator);
+                Ok(())
+            }
+            _ => Err(bad("SETITEM on something that is not a dict", offset)),
+        }
+    }
+
+    pub(super) fn append_items(
+        &mut self,
+        target: &Value,
+        values: Vec<Value>,
+        offset: u64,
+    ) -> Result<()> {
+        let id = match target {
+            Value::Object(id) => *id,
+            _ => return Err(bad("APPEND on something that is not a list", offset)),
+        };
+        match self.objects.get_mut(id) {
+            Some(Object::List(items))
+            | Some(Object::Set(items))
+            | Some(Object::Call { items, .. }) => {
+                items.extend(values);
+                Ok(())
+            }
+            _ => Err(bad("APPEND on something that is not a list", offset)),
+        }
+    }
+
+    pub(super) fn build(&mut self, target: &Value, state: Value, offset: u64) -> Result<()> {
+        let id = match target {
+            Value::Object(id) => *id,
+            // BUILD on a global or scalar has no effect we need to model.
+            _ => return Ok(()),
+        };
+        match self.objects.get_mut(id) {
+            Some(Object::Dict { state: slot, .. }) | Some(Object::Call { state: slot, .. }) => {
+                *slot = Some(state);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(bad("dangling object", offset)),
+        }
+    }
+
+    /// Entries in the memo (MEMOIZE stores at this index).
+    pub(super) fn memo_len(&self) -> u64 {
+        self.memo.len() as u64
+    }
+
+    pub(super) fn memo_put(&mut self, index: u64, value: Value, offset: u64) -> Result<()> {
+        if self.memo.len() >= MAX_OBJECTS && !self.memo.contains_key(&index) {
+            return Err(err(ErrorKind::LimitExceeded, "pickle memo exceeds its limit").at(offset));
+        }
+        self.charge(MEMO_COST + value_heap(&value), offset)?;
+        self.memo.insert(index, value);
+        Ok(())
+    }
+
+    pub(super) fn memo_get(&mut self, index: u64, offset: u64) -> Result<()> {
+        let value = self
+            .memo
+            .get(&index)
+            .cloned()
+            .ok_or_else(|| bad(format!("memo key {index} was never stored"), offset))?;
+        // `push` charges the copy.
+        self.push(value, offset)
+    }
+}
