@@ -83,9 +83,31 @@ fn js_error(error: Error) -> JsError {
 }
 
 fn to_js<T: Serialize>(value: &T) -> std::result::Result<JsValue, JsError> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsError::new(&format!("io|cannot convert the result: {e}")))
+    let failed =
+        |e: &dyn std::fmt::Display| JsError::new(&format!("io|cannot convert the result: {e}"));
+    let mut json = serde_json::to_value(value).map_err(|e| failed(&e))?;
+    exact_in_javascript(&mut json);
+    json.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| failed(&e))
+}
+
+/// A JavaScript number holds integers exactly only up to 2^53: larger ones
+/// (GGUF metadata such as seeds and hashes) become decimal strings rather
+/// than rounded numbers (or a conversion error).
+fn exact_in_javascript(value: &mut serde_json::Value) {
+    const SAFE: u64 = (1 << 53) - 1;
+    match value {
+        serde_json::Value::Number(number) => {
+            let unsafe_integer = number.as_u64().is_some_and(|n| n > SAFE)
+                || number.as_i64().is_some_and(|n| n.unsigned_abs() > SAFE);
+            if unsafe_integer {
+                *value = serde_json::Value::String(number.to_string());
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(exact_in_javascript),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(exact_in_javascript),
+        _ => {}
+    }
 }
 
 /// `File`s (or `Blob`s with a `name`) from a JS array.

@@ -39,6 +39,26 @@ fn blob_source_reads_ranges_and_counts_them() {
 }
 
 #[wasm_bindgen_test]
+fn integers_past_2_to_the_53_reach_javascript_exactly() {
+    // small.gguf (tests/fixtures/formats/make_format_fixtures.py) holds an
+    // int64 metadata value that a JavaScript number cannot hold.
+    let bytes = include_bytes!("fixtures/formats/small.gguf");
+    let files = js_sys::Array::of1(&file(bytes, "small.gguf"));
+    let result = ckptcheck::web::inspect_files(files)
+        .map_err(JsValue::from)
+        .expect("inspect");
+    let text = js_sys::JSON::stringify(&result).expect("stringify");
+    let json: serde_json::Value = serde_json::from_str(&String::from(text)).expect("json");
+    let metadata = json["metadata"].as_object().expect("metadata");
+    assert!(
+        metadata.values().any(|v| v
+            .as_str()
+            .is_some_and(|s| s.parse::<i64>().is_ok_and(|n| n.unsigned_abs() > 1 << 53))),
+        "{metadata:?}"
+    );
+}
+
+#[wasm_bindgen_test]
 fn check_files_gives_pytorchs_verdict_in_the_browser() {
     let files = js_sys::Array::of1(&file(FIXTURE, "clip_cn_vit-l-14-336.pt"));
     let result =
