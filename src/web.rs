@@ -233,9 +233,7 @@ pub fn check_files(
         // (the person dropped them for a reason); else inference.
         let use_preset = !preset.is_empty() && preset != "infer";
         let model = if !use_preset && configs.is_empty() {
-            let (_, state_dict) = crate::state_dict::select_state_dict(&checkpoint);
-            let (_, names) = crate::state_dict::strip_common_prefix(&state_dict.entries);
-            let inferred = arch::infer(&names);
+            let inferred = diagnosis::infer_checkpoint(&checkpoint);
             let best = inferred.ranking.first().map(|s| s.preset.clone()).ok_or_else(|| {
                 err(ErrorKind::BadConfig, "cannot infer a model for this checkpoint: pick a preset or drop a config JSON")
             })?;
@@ -276,9 +274,7 @@ fn verify_model(
     if !configs.is_empty() && preset.is_empty() {
         return model::from_config_texts(configs);
     }
-    let (_, state_dict) = crate::state_dict::select_state_dict(checkpoint);
-    let (_, names) = crate::state_dict::strip_common_prefix(&state_dict.entries);
-    let best = arch::infer(&names).preset.ok_or_else(|| {
+    let best = diagnosis::infer_checkpoint(checkpoint).preset.ok_or_else(|| {
         err(
             ErrorKind::BadConfig,
             "cannot tell which model this is: pick a preset or drop its config JSON",

@@ -314,9 +314,7 @@ fn run() -> Result<ExitCode, Error> {
         }
         "infer" => {
             let checkpoint = read(&args.files)?;
-            let (_, state_dict) = ckptcheck::state_dict::select_state_dict(&checkpoint);
-            let (_, names) = ckptcheck::state_dict::strip_common_prefix(&state_dict.entries);
-            let inferred = arch::infer(&names);
+            let inferred = diagnosis::infer_checkpoint(&checkpoint);
             if args.json {
                 print_json(&inferred);
             } else {
@@ -413,9 +411,7 @@ fn verify_model(args: &Args, checkpoint: &Checkpoint) -> Result<ModelDesc, Error
             return model::from_config_texts(&[(name, text)]);
         }
     }
-    let (_, state_dict) = ckptcheck::state_dict::select_state_dict(checkpoint);
-    let (_, names) = ckptcheck::state_dict::strip_common_prefix(&state_dict.entries);
-    match arch::infer(&names).preset {
+    match diagnosis::infer_checkpoint(checkpoint).preset {
         Some(preset) => model::from_preset(&preset),
         None => Err(Error::new(
             ErrorKind::BadArgument,

@@ -155,6 +155,15 @@ pub fn check(checkpoint: &Checkpoint, model: &ModelSpec, loader: Loader) -> Chec
     }
 }
 
+/// The config the checkpoint's own state dict matches (any wrapper prefix
+/// its keys share set aside): what `infer` prints and what a run without a
+/// named model falls back on.
+pub fn infer_checkpoint(checkpoint: &Checkpoint) -> Inferred {
+    let (_, state_dict) = select_state_dict(checkpoint);
+    let (_, names) = strip_common_prefix(&state_dict.entries);
+    arch::infer(&names)
+}
+
 /// A family's name for people.
 fn family_name(family: &str) -> &str {
     match family {
