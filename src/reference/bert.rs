@@ -5,8 +5,8 @@
 //! `text_projection`. RoBERTa differs only in position ids, which start
 //! after the padding index (create_position_ids_from_input_ids).
 
+use super::config::BertConfig;
 use super::layers::{layer_norm, linear};
-use super::model::BertConfig;
 use super::{weight, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;

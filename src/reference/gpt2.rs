@@ -3,8 +3,8 @@
 //! (hence `Layout::InOut`), causal attention, tanh GELU ("gelu_new"), ln_f,
 //! and logits through the tied token embedding.
 
+use super::config::Gpt2Config;
 use super::layers::layer_norm;
-use super::model::Gpt2Config;
 use super::{vector, weight, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;

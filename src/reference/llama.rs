@@ -5,8 +5,8 @@
 //! (`down(silu(gate(x)) * up(x))`), final norm and the LM head (or the tied
 //! embedding).
 
+use super::config::LlamaConfig;
 use super::layers::linear;
-use super::model::LlamaConfig;
 use super::{vector, weight, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;

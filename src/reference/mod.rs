@@ -5,12 +5,15 @@
 //! the GPU runs exactly the graph the CPU runs and the two are compared on
 //! the same blocks. The graphs share their named layers (`nn.LayerNorm`,
 //! `nn.Linear`) through `layers` and never import each other. `model` turns
-//! configs into a `ModelDesc`.
+//! configs into a `ModelDesc` and dispatches to the graphs; the graphs take
+//! their hyperparameters from `config`, so the imports point one way:
+//! `model` -> graphs -> `layers`, `ops`, `config` and the `Backend` here.
 //!
 //! Everything here is batch size 1: a sequence is a `[tokens, width]`
 //! matrix, an image a `[channels, res·res]` one.
 
 pub mod bert;
+pub mod config;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;

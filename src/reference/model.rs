@@ -4,100 +4,24 @@
 //! gpt2, llama, mistral, qwen2); the inputs a forward pass takes; and
 //! `forward`, which runs the right graph on any `Backend`.
 //!
-//! Hyperparameters are read here from the config values themselves, with
-//! the defaults the model code uses (transformers' `PretrainedConfig`
-//! classes, open_clip's `CLIPVisionCfg` / `CLIPTextCfg`). Models the forward
+//! Hyperparameters (the structs in `config`) are filled in here from the
+//! config values themselves, with the defaults the model code uses
+//! (transformers' `PretrainedConfig` classes, open_clip's `CLIPVisionCfg` /
+//! `CLIPTextCfg`). Models the forward
 //! pass does not cover yet (ModifiedResNet, timm or HF towers inside
 //! open_clip, LayerScale, RoPE scaling) are described with the reason, so the
 //! verdict says so instead of failing silently.
 
 use super::{bert, gpt2, llama, vit, Activation, Backend};
+// The config structs live in `config` so that the graphs need not import
+// this file; re-exported so `reference::model::VitConfig` and the rest still
+// name them.
+pub use super::config::{BertConfig, ClipTextConfig, Gpt2Config, LlamaConfig, VitConfig};
 use crate::arch::{self, ModelSpec};
 use crate::error::{err, ErrorKind, Result};
 use crate::weights::WeightSource;
 use serde::Serialize;
 use serde_json::Value;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VitConfig {
-    /// `visual.` for CLIP checkpoints.
-    pub prefix: String,
-    pub width: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub patch: usize,
-    pub resolution: usize,
-    pub mlp_width: usize,
-    pub embed_dim: usize,
-    #[serde(skip)]
-    pub act: Activation,
-    pub eps: f32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClipTextConfig {
-    pub width: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub mlp_width: usize,
-    pub context: usize,
-    pub vocab: usize,
-    pub embed_dim: usize,
-    #[serde(skip)]
-    pub act: Activation,
-    pub eps: f32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BertConfig {
-    /// `bert.` (Chinese-CLIP, task heads); a bare `BertModel` file without
-    /// it is found too.
-    pub prefix: String,
-    pub hidden: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub intermediate: usize,
-    pub eps: f32,
-    pub vocab: usize,
-    pub max_positions: usize,
-    pub type_vocab: usize,
-    #[serde(skip)]
-    pub act: Activation,
-    pub pad_token_id: u32,
-    /// RoBERTa: positions start at padding_idx + 1.
-    pub roberta_padding_idx: Option<u32>,
-    /// Chinese-CLIP: `text_projection` `[hidden, embed_dim]` on [CLS].
-    pub projection: Option<usize>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Gpt2Config {
-    pub n_embd: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_inner: usize,
-    pub eps: f32,
-    pub vocab: usize,
-    pub n_positions: usize,
-    #[serde(skip)]
-    pub act: Activation,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LlamaConfig {
-    pub hidden: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub intermediate: usize,
-    pub eps: f32,
-    pub rope_theta: f32,
-    pub vocab: usize,
-    pub qkv_bias: bool,
-    pub o_bias: bool,
-    pub mlp_bias: bool,
-}
 
 /// One runnable tower.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -7,8 +7,8 @@
 //! end-of-text token's row, `text_projection`). Names follow
 //! open_clip/transformer.py and cn_clip/clip/model.py.
 
+use super::config::{ClipTextConfig, VitConfig};
 use super::layers::{layer_norm, linear};
-use super::model::{ClipTextConfig, VitConfig};
 use super::{vector, weight, Activation, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
