@@ -59,6 +59,19 @@ pub struct Error {
     pub tensor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// The real-world cause and its fix, when known (boxed: most errors
+    /// have none, and every `Result` carries the room).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub known: Option<Box<KnownCause>>,
+}
+
+/// A real-world cause (a Git LFS pointer, an HTML page saved as weights
+/// ...) with a stable id that `--json` carries, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownCause {
+    pub cause: &'static str,
+    /// A command or a line of Python.
+    pub fix: String,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -71,7 +84,27 @@ impl Error {
             file: None,
             tensor: None,
             offset: None,
+            known: None,
         }
+    }
+
+    /// Name the real-world cause and its fix.
+    pub fn because(mut self, cause: &'static str, fix: impl Into<String>) -> Error {
+        self.known = Some(Box::new(KnownCause {
+            cause,
+            fix: fix.into(),
+        }));
+        self
+    }
+
+    /// The stable id of the real-world cause, when known.
+    pub fn cause(&self) -> Option<&'static str> {
+        self.known.as_ref().map(|known| known.cause)
+    }
+
+    /// What to do about it, when known.
+    pub fn fix(&self) -> Option<&str> {
+        self.known.as_ref().map(|known| known.fix.as_str())
     }
 
     pub fn at(mut self, offset: u64) -> Error {
@@ -108,6 +141,9 @@ impl fmt::Display for Error {
         write!(f, "{}", self.message)?;
         if let Some(offset) = self.offset {
             write!(f, " (at byte {offset})")?;
+        }
+        if let Some(fix) = self.fix() {
+            write!(f, "; fix: {fix}")?;
         }
         Ok(())
     }

@@ -105,11 +105,14 @@ pub fn select_state_dict(checkpoint: &Checkpoint) -> (Vec<String>, StateDict) {
 /// Names and shapes with a prefix every key shares removed (`module.`), for
 /// inference.
 pub fn strip_common_prefix(entries: &[StateEntry]) -> (Option<String>, Vec<(String, Vec<u64>)>) {
+    // Longest first: `module._orig_mod.` (a compiled model inside DDP) is
+    // one wrapper pair, not `module.` plus a leftover.
     for prefix in [
-        "module.",
-        "model.module.",
-        "_orig_mod.",
         "module._orig_mod.",
+        "_orig_mod.module.",
+        "model.module.",
+        "module.",
+        "_orig_mod.",
     ] {
         if !entries.is_empty() && entries.iter().all(|e| e.key.starts_with(prefix)) {
             let stripped = entries

@@ -274,12 +274,14 @@ fn verify_model(
     if !configs.is_empty() && preset.is_empty() {
         return model::from_config_texts(configs);
     }
-    let best = diagnosis::infer_checkpoint(checkpoint).preset.ok_or_else(|| {
-        err(
-            ErrorKind::BadConfig,
-            "cannot tell which model this is: pick a preset or drop its config JSON",
-        )
-    })?;
+    let best = diagnosis::infer_checkpoint(checkpoint)
+        .preset
+        .ok_or_else(|| {
+            err(
+                ErrorKind::BadConfig,
+                "cannot tell which model this is: pick a preset or drop its config JSON",
+            )
+        })?;
     model::from_preset(&best)
 }
 

@@ -265,8 +265,7 @@ fn tree(checkpoint: &Checkpoint) -> String {
     out
 }
 
-fn run() -> Result<ExitCode, Error> {
-    let args = args::parse();
+fn run(args: &Args) -> Result<ExitCode, Error> {
     match args.command {
         "inspect" => {
             if args.files.is_empty() {
@@ -368,7 +367,7 @@ fn run() -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        "verify" => verify(&args),
+        "verify" => verify(args),
         other => Err(Error::new(
             ErrorKind::BadArgument,
             format!("unknown command {other:?}"),
@@ -519,9 +518,15 @@ fn run_verify(
 }
 
 pub fn main() -> ExitCode {
-    match run() {
+    let args = args::parse();
+    match run(&args) {
         Ok(code) => code,
         Err(error) => {
+            // With --json the error is data too: its kind, file, tensor,
+            // byte offset, cause and fix, on stdout where the result would be.
+            if args.json {
+                print_json(&serde_json::json!({ "error": error }));
+            }
             eprintln!("ckptcheck: {error}");
             ExitCode::from(2)
         }

@@ -28,10 +28,11 @@ struct Findings<'a> {
     inferred: &'a Inferred,
     loader: Loader,
     model_keys: HashSet<&'a str>,
-    /// `module.` when every model key carries it (a DDP-wrapping loader).
-    model_prefix: Option<&'static str>,
-    /// The prefix every checkpoint key carries, if any.
-    state_prefix: Option<&'a str>,
+    /// A prefix the model's keys carry and the checkpoint's lack (a
+    /// DDP-wrapping loader's `module.`, or any wrapper).
+    model_prefix: Option<String>,
+    /// A prefix the checkpoint's keys carry and the model's lack.
+    state_prefix: Option<String>,
 }
 
 pub fn explain(
@@ -42,19 +43,41 @@ pub fn explain(
     checkpoint_prefix: Option<&str>,
     loader: Loader,
 ) -> Vec<Cause> {
-    let model_prefix = prepared.model_keys.first().and_then(|(first, _)| {
+    let model_keys: HashSet<&str> = prepared
+        .model_keys
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let checkpoint_keys: HashSet<&str> = prepared
+        .state_dict
+        .entries
+        .iter()
+        .map(|e| e.key.as_str())
+        .collect();
+    let ddp_prefix = prepared.model_keys.first().and_then(|(first, _)| {
         let p = "module.";
         (first.starts_with(p) && prepared.model_keys.iter().all(|(k, _)| k.starts_with(p)))
-            .then_some(p)
+            .then(|| p.to_string())
     });
-    let state_prefix = checkpoint_prefix.filter(|prefix| {
-        !prepared.state_dict.entries.is_empty()
-            && prepared
-                .state_dict
-                .entries
-                .iter()
-                .all(|e| e.key.starts_with(prefix))
-    });
+    let common_prefix = checkpoint_prefix
+        .filter(|prefix| {
+            !prepared.state_dict.entries.is_empty()
+                && prepared
+                    .state_dict
+                    .entries
+                    .iter()
+                    .all(|e| e.key.starts_with(prefix))
+        })
+        .map(str::to_string);
+    // A wrapper prefix on one side only: a known one, else any prefix that
+    // turns one side's leftover keys into the other side's.
+    let (model_prefix, state_prefix) = match (ddp_prefix, common_prefix) {
+        (None, None) => match shared_prefix(&result.unexpected_keys, &model_keys) {
+            Some(state) => (None, Some(state)),
+            None => (shared_prefix(&result.missing_keys, &checkpoint_keys), None),
+        },
+        known => known,
+    };
     let findings = Findings {
         result,
         prepared,
@@ -113,9 +136,51 @@ fn aligned(key: &str, prefix: Option<&str>) -> String {
     }
 }
 
+/// The prefix that turns most of `keys` into keys of `other` (`P` with
+/// `key == P + other_key`), if one does for at least half of them.
+fn shared_prefix(keys: &[String], other: &HashSet<&str>) -> Option<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for key in keys {
+        // The shortest prefix (ending at a dot) that makes a key of `other`.
+        let found = key
+            .match_indices('.')
+            .map(|(dot, _)| dot + 1)
+            .find(|&end| other.contains(&key[end..]));
+        if let Some(end) = found {
+            *counts.entry(&key[..end]).or_default() += 1;
+        }
+    }
+    let (prefix, count) = counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))?;
+    (count * 2 >= keys.len()).then(|| prefix.to_string())
+}
+
+/// The wrapper a key prefix comes from, as the ecosystem names it, with a
+/// stable cause id.
+pub fn wrapper_of(prefix: &str) -> (&'static str, &'static str) {
+    match prefix {
+        "module." => (
+            "ddp-prefix",
+            "\"DistributedDataParallel\" or \"DataParallel\" (`module.`)",
+        ),
+        "_orig_mod." => ("torch-compile-prefix", "\"torch.compile\" (`_orig_mod.`)"),
+        "module._orig_mod." | "_orig_mod.module." => (
+            "torch-compile-prefix",
+            "\"torch.compile\" and \"DistributedDataParallel\"",
+        ),
+        "base_model.model." => ("peft-prefix", "a PEFT \"PeftModel\" (`base_model.model.`)"),
+        "model." | "net." => (
+            "lightning-prefix",
+            "a \"PyTorch Lightning\" module holding the network as `self.model` / `self.net`",
+        ),
+        _ => ("wrapper-prefix", "a wrapper module"),
+    }
+}
+
 /// Cause 1: a wrapper prefix on one side only.
 fn prefix_cause(f: &Findings) -> Option<Cause> {
-    match (f.state_prefix, f.model_prefix) {
+    match (f.state_prefix.as_deref(), f.model_prefix.as_deref()) {
         (Some(prefix), None) => {
             let unexpected = f
                 .result
@@ -126,7 +191,16 @@ fn prefix_cause(f: &Findings) -> Option<Cause> {
                         .is_some_and(|s| f.model_keys.contains(s))
                 })
                 .count();
+            let (cause, wrapper) = wrapper_of(prefix);
+            let carrying = f
+                .prepared
+                .state_dict
+                .entries
+                .iter()
+                .filter(|e| e.key.starts_with(prefix))
+                .count();
             (unexpected > 0).then(|| Cause {
+                cause: cause.to_string(),
                 field: "prefix".to_string(),
                 checkpoint: Value::String(prefix.to_string()),
                 model: Value::String(String::new()),
@@ -134,9 +208,13 @@ fn prefix_cause(f: &Findings) -> Option<Cause> {
                 unexpected,
                 size_mismatches: 0,
                 text: format!(
-                    "all {} checkpoint keys carry the `{prefix}` prefix (saved from a DistributedDataParallel-wrapped model); the model's keys do not{}",
+                    "{carrying} of {} checkpoint keys carry the `{prefix}` prefix: the weights were saved from the model wrapped in {wrapper}; the model's keys do not have it{}",
                     f.prepared.state_dict.entries.len(),
-                    if f.loader == Loader::Strict { ": strip it (loader cn-clip does) before load_state_dict" } else { "" }
+                    if f.loader == Loader::Strict && prefix == "module." && f.model.family == "cn_clip" {
+                        " (loader cn-clip strips it)"
+                    } else {
+                        ""
+                    }
                 ),
             })
         }
@@ -147,14 +225,16 @@ fn prefix_cause(f: &Findings) -> Option<Cause> {
                 .iter()
                 .filter(|k| f.model_keys.contains(k.as_str()))
                 .count();
+            let (cause, wrapper) = wrapper_of(prefix);
             (unexpected > 0).then(|| Cause {
+                cause: cause.to_string(),
                 field: "prefix".to_string(),
                 checkpoint: Value::String(String::new()),
                 model: Value::String(prefix.to_string()),
                 missing: f.result.missing_keys.len(),
                 unexpected,
                 size_mismatches: 0,
-                text: format!("the model is wrapped in DistributedDataParallel and expects `{prefix}` on every key; the checkpoint's keys have no prefix (it was saved from an unwrapped model)"),
+                text: format!("the model is wrapped in {wrapper} and expects `{prefix}` on every key; the checkpoint's keys have no prefix (it was saved from the unwrapped model)"),
             })
         }
         _ => None,
@@ -171,6 +251,7 @@ fn family_cause(f: &Findings) -> Option<Cause> {
     let unexpected = f.result.unexpected_keys.len();
     let size_mismatches = f.result.size_mismatches.len();
     Some(Cause {
+        cause: "model-family".to_string(),
         field: "family".to_string(),
         checkpoint: Value::String(family.clone()),
         model: Value::String(f.model.family.clone()),
@@ -193,7 +274,7 @@ fn family_cause(f: &Findings) -> Option<Cause> {
 
 /// The load redone with the wrapper prefix removed from both sides.
 fn aligned_result(f: &Findings) -> LoadResult {
-    let prefix = f.state_prefix.or(f.model_prefix);
+    let prefix = f.state_prefix.as_deref().or(f.model_prefix.as_deref());
     let mut state_dict = f.prepared.state_dict.clone();
     for entry in &mut state_dict.entries {
         entry.key = aligned(&entry.key, prefix);
@@ -273,7 +354,7 @@ fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashS
                 .collect()
         })
         .unwrap_or_default();
-    let strip = |k: &str| aligned(k, f.model_prefix.or(f.state_prefix));
+    let strip = |k: &str| aligned(k, f.model_prefix.as_deref().or(f.state_prefix.as_deref()));
     let mut causes = Vec::new();
     let mut attributed: HashSet<String> = HashSet::new();
     for field in &f.inferred.fields {
@@ -310,6 +391,7 @@ fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashS
         }
         let counts = counts_text(missing.len(), unexpected.len(), mismatched.len());
         causes.push(Cause {
+            cause: "config-field".to_string(),
             field: field.field.clone(),
             checkpoint: field.value.clone(),
             model: model_value.clone(),
@@ -334,7 +416,7 @@ fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashS
 
 /// Cause 4: whatever no field explains, grouped by the first two name parts.
 fn leftover_causes(f: &Findings, counted: &LoadResult, attributed: &HashSet<String>) -> Vec<Cause> {
-    let strip = |k: &str| aligned(k, f.model_prefix.or(f.state_prefix));
+    let strip = |k: &str| aligned(k, f.model_prefix.as_deref().or(f.state_prefix.as_deref()));
     let group_of = |key: &str| -> String {
         let key = strip(key);
         let parts: Vec<&str> = key.split('.').collect();
@@ -363,14 +445,21 @@ fn leftover_causes(f: &Findings, counted: &LoadResult, attributed: &HashSet<Stri
     groups
         .into_iter()
         .map(|(group, (missing, unexpected, mismatches))| {
+            // Say what the loader in use does with the pooler, never what
+            // another one would have done.
             let hint = if group.starts_with("bert.pooler") {
-                " (an old BERT pooler that Chinese-CLIP no longer has; the cn-clip loaders drop it)"
+                match f.loader {
+                    Loader::CnClip => " (an old BERT pooler that Chinese-CLIP no longer has; create_model drops it only when the keys start with `module`, and these do not)",
+                    Loader::CnClipResume => " (an old BERT pooler that Chinese-CLIP no longer has)",
+                    _ => " (an old BERT pooler that Chinese-CLIP no longer has; --loader cn-clip-resume drops it, as the fine-tune script does)",
+                }
             } else if group.ends_with("num_batches_tracked") || group.contains("position_ids") {
                 " (a buffer, not a weight)"
             } else {
                 ""
             };
             Cause {
+                cause: "unexplained-keys".to_string(),
                 field: group.clone(),
                 checkpoint: Value::Null,
                 model: Value::Null,

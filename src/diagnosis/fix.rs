@@ -100,6 +100,12 @@ pub fn fix(
                     "sd = checkpoint[\"state_dict\"] if \"state_dict\" in checkpoint else checkpoint\nsd = {{k.removeprefix(\"{prefix}\"): v for k, v in sd.items()}}\nmodel.load_state_dict(sd)"
                 ),
             });
+            if let Some(save) = unwrapped_save(prefix) {
+                remedies.push(Remedy {
+                    label: "Python: save without the wrapper next time".to_string(),
+                    text: save.to_string(),
+                });
+            }
         } else if let Some(prefix) = cause.model.as_str().filter(|p| !p.is_empty()) {
             summary.push_str(&format!(
                 "; add the `{prefix}` prefix the wrapped model expects"
@@ -117,4 +123,15 @@ pub fn fix(
         });
     }
     Some(Fix { summary, remedies })
+}
+
+/// How to save the bare model's weights from inside a wrapper.
+fn unwrapped_save(prefix: &str) -> Option<&'static str> {
+    Some(match prefix {
+        "_orig_mod." => "torch.save(compiled_model._orig_mod.state_dict(), path)  # torch.compile keeps the model as ._orig_mod",
+        "module." => "torch.save(ddp_model.module.state_dict(), path)  # DistributedDataParallel keeps the model as .module",
+        "module._orig_mod." => "torch.save(ddp_model.module._orig_mod.state_dict(), path)",
+        "_orig_mod.module." => "torch.save(compiled_model._orig_mod.module.state_dict(), path)",
+        _ => return None,
+    })
 }

@@ -24,6 +24,10 @@ use serde_json::Value;
 /// One line of the explanation: a cause and how many findings it explains.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cause {
+    /// A stable id of the kind of cause: `wrapper-prefix`,
+    /// `torch-compile-prefix`, `ddp-prefix`, `model-family`, `config-field`,
+    /// `unexplained-keys` ...
+    pub cause: String,
     /// `vision_width`, `prefix`, `layers`, ...
     pub field: String,
     pub checkpoint: serde_json::Value,

@@ -4,6 +4,7 @@
 
 pub mod gguf;
 pub mod gguf_quant;
+pub mod not_checkpoint;
 pub mod pytorch;
 pub mod safetensors;
 pub mod sharded;
@@ -54,12 +55,8 @@ pub fn detect(source: &dyn ByteSource) -> Result<Format> {
         }
         return Ok(Format::Json);
     }
-    if prefix.first() == Some(&0x80) {
-        return Err(err(
-            ErrorKind::UnsupportedFormat,
-            "a bare pickle, not a torch.save checkpoint: ckptcheck reads torch zip, legacy and tar files",
-        )
-        .in_file(source.name()));
+    if let Some(error) = not_checkpoint::identify(source, &prefix) {
+        return Err(error);
     }
     Err(err(
         ErrorKind::UnsupportedFormat,
@@ -70,6 +67,20 @@ pub fn detect(source: &dyn ByteSource) -> Result<Format> {
 
 /// Read one checkpoint file of any supported format.
 pub fn read_checkpoint(source: &dyn ByteSource) -> Result<Checkpoint> {
+    read_detected(source).map_err(|error| {
+        if error.kind == ErrorKind::Truncated && error.fix().is_none() {
+            let fix = format!(
+                "the file is cut short (it has {} bytes): download or copy it again and compare its size with the source's",
+                source.len()
+            );
+            error.because("truncated", fix)
+        } else {
+            error
+        }
+    })
+}
+
+fn read_detected(source: &dyn ByteSource) -> Result<Checkpoint> {
     match detect(source)? {
         Format::Safetensors => safetensors::read(source),
         Format::PytorchZip => pytorch::read_zip(source),

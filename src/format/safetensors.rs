@@ -166,8 +166,22 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
                 .insert(key, serde_json::Value::String(value));
         }
     }
+    checkpoint.notes.push(format!(
+        "this is safetensors, not a torch.save file: a `torch.load` without safetensors support fails on it with \"invalid load key, '{}'\" (its first byte); load it with `safetensors.torch.load_file(path)` (or `from_pretrained`)",
+        python_byte(array[0])
+    ));
     checkpoint.bytes_read = source.bytes_read();
     Ok(checkpoint)
+}
+
+/// A byte as CPython's unpickler prints it in "invalid load key" (`%c` for
+/// printable ASCII, `\x..` otherwise).
+fn python_byte(byte: u8) -> String {
+    if (0x20..0x7f).contains(&byte) {
+        (byte as char).to_string()
+    } else {
+        format!("\\x{byte:02x}")
+    }
 }
 
 /// One header entry, with sizes in u64: the safetensors crate's

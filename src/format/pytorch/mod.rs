@@ -232,8 +232,11 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
                 || entry.name == "data.pkl"
         })
         .ok_or_else(|| {
-            err(ErrorKind::UnsupportedFormat, "zip archive has no data.pkl: not a torch.save checkpoint (a TorchScript or other zip?)")
-                .in_file(&name)
+            let names: Vec<&str> = archive.entries.iter().map(|e| e.name.as_str()).collect();
+            crate::format::not_checkpoint::identify_zip(&name, &names).unwrap_or_else(|| {
+                err(ErrorKind::UnsupportedFormat, "zip archive has no data.pkl: not a torch.save checkpoint (a TorchScript or other zip?)")
+                    .in_file(&name)
+            })
         })?;
     let top = pickle_entry
         .name

@@ -1,0 +1,242 @@
+//! Files that are not checkpoints, named for what they are: the answer a
+//! person needs when a download went wrong or the wrong file was picked
+//! (a Git LFS pointer, an HTML error page saved as weights, a pre-GGUF
+//! llama.cpp file, a Keras, NumPy or ONNX file, a plain pickle). Each is an
+//! `unsupported_format` error with a stable `cause` id, the evidence from
+//! the file's first bytes and the fix. Consulted only when no checkpoint
+//! reader recognises the bytes.
+
+use crate::error::{err, Error, ErrorKind};
+use crate::source::{read_vec, ByteSource};
+
+/// What the file is, when its first bytes say; `prefix` is its first 512
+/// bytes.
+pub fn identify(source: &dyn ByteSource, prefix: &[u8]) -> Option<Error> {
+    let name = source.name();
+    let found = |cause: &'static str, what: String, fix: &str| {
+        Some(
+            err(ErrorKind::UnsupportedFormat, what)
+                .in_file(name)
+                .because(cause, fix),
+        )
+    };
+    let text = String::from_utf8_lossy(prefix);
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if let Some(pointer) = trimmed.strip_prefix("version https://git-lfs.github.com/spec/") {
+        let field = |key: &str| {
+            pointer
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .map(str::trim)
+        };
+        let size = field("size ")
+            .and_then(|size| size.parse::<u64>().ok())
+            .map_or("an unknown number of".to_string(), |size| size.to_string());
+        let oid = field("oid ").unwrap_or("?");
+        return found(
+            "git-lfs-pointer",
+            format!(
+                "a \"Git LFS pointer\" ({} bytes of text), not the file: the real file has {size} bytes ({oid})",
+                source.len()
+            ),
+            "`git lfs install && git lfs pull` in the repository (or download the file itself, not its pointer)",
+        );
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.starts_with("<!doctype html")
+        || lower.starts_with("<html")
+        || lower.starts_with("<head")
+    {
+        let title = html_title(source);
+        return found(
+            "html-page",
+            format!(
+                "an HTML page saved as weights{}: the download returned a web page (a login, quota or error page), not the file",
+                title.map(|t| format!(" (title: {t:?})")).unwrap_or_default()
+            ),
+            "download the file again (from the file's own link, logged in if the hub needs it)",
+        );
+    }
+    if let Some(format) = legacy_llama_cpp(prefix) {
+        return found(
+            "ggml-legacy",
+            format!("a pre-GGUF llama.cpp file ({format}): current llama.cpp and ckptcheck read GGUF only"),
+            "convert it to GGUF with llama.cpp's `convert_llama_ggml_to_gguf.py` (or download the GGUF release)",
+        );
+    }
+    if prefix.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return found(
+            "keras-h5",
+            "an HDF5 file (a Keras/TensorFlow `.h5` model or weights), not a PyTorch checkpoint".to_string(),
+            "load it with Keras (`keras.models.load_model(path)` or `model.load_weights(path)`); for PyTorch, convert the weights first",
+        );
+    }
+    if prefix.starts_with(b"\x93NUMPY") {
+        let object = text.contains("'descr': '|O'");
+        return found(
+            "numpy-npy",
+            format!(
+                "a NumPy array file (.npy{}), not a checkpoint",
+                if object {
+                    ", holding pickled Python objects"
+                } else {
+                    ""
+                }
+            ),
+            if object {
+                "`numpy.load(path, allow_pickle=True)` runs a pickle: only on a file you trust"
+            } else {
+                "`numpy.load(path)`"
+            },
+        );
+    }
+    if is_onnx(prefix) {
+        return found(
+            "onnx",
+            "an ONNX model (a protobuf ModelProto), not a PyTorch checkpoint".to_string(),
+            "run it with onnxruntime (`onnxruntime.InferenceSession(path)`); torch cannot load ONNX weights",
+        );
+    }
+    if prefix.first() == Some(&0x80) {
+        return found(
+            "plain-pickle",
+            "a plain pickle (`pickle.dump` or `joblib.dump`), not a `torch.save` file: torch.load reads zip, legacy and tar files".to_string(),
+            "load it with `pickle.load` or `joblib.load`, only if you trust it (a pickle can run code); save weights with `torch.save(model.state_dict(), path)` or safetensors",
+        );
+    }
+    None
+}
+
+/// A zip without `data.pkl`: what it is by its entry names.
+pub fn identify_zip(name: &str, entries: &[&str]) -> Option<Error> {
+    let found = |cause: &'static str, what: &str, fix: &str| {
+        Some(
+            err(ErrorKind::UnsupportedFormat, what)
+                .in_file(name)
+                .because(cause, fix),
+        )
+    };
+    if !entries.is_empty() && entries.iter().all(|entry| entry.ends_with(".npy")) {
+        return found(
+            "numpy-npz",
+            "a NumPy `.npz` archive of arrays, not a torch.save checkpoint",
+            "`numpy.load(path)` gives the arrays by name",
+        );
+    }
+    let has = |wanted: &str| entries.iter().any(|entry| entry.ends_with(wanted));
+    if has("model.weights.h5") || (has("config.json") && has("metadata.json")) {
+        return found(
+            "keras-v3",
+            "a Keras 3 `.keras` archive (config.json, model.weights.h5), not a PyTorch checkpoint",
+            "load it with `keras.saving.load_model(path)`",
+        );
+    }
+    None
+}
+
+/// GGML's magics before GGUF (llama.cpp `llama_file_version`): the u32 at
+/// the start, little-endian, spells `ggml`, `ggmf` or `ggjt`.
+fn legacy_llama_cpp(prefix: &[u8]) -> Option<String> {
+    let magic = prefix.get(0..4)?;
+    let version = prefix
+        .get(4..8)
+        .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+    match magic {
+        b"lmgg" => Some("GGML, unversioned".to_string()),
+        b"fmgg" => Some(format!("GGMF v{}", version.unwrap_or(0))),
+        b"tjgg" => Some(format!("GGJT v{}", version.unwrap_or(0))),
+        _ => None,
+    }
+}
+
+/// ONNX ModelProto: field 1 (`ir_version`, a small varint) first, then one
+/// of the fields a real model has next (producer name or version, domain,
+/// model version, doc string, graph, opset import).
+fn is_onnx(prefix: &[u8]) -> bool {
+    matches!(
+        prefix,
+        [
+            0x08,
+            3..=12,
+            0x12 | 0x1a | 0x22 | 0x28 | 0x32 | 0x3a | 0x42,
+            ..
+        ]
+    )
+}
+
+/// The `<title>` of an HTML page, from its first 16 KiB.
+fn html_title(source: &dyn ByteSource) -> Option<String> {
+    let head = read_vec(source, 0, source.len().min(16 * 1024)).ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = lower[start..].find('>')? + start + 1;
+    let close = lower[open_end..].find("</title")? + open_end;
+    let title: String = text[open_end..close]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!title.is_empty()).then(|| title.chars().take(120).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SliceSource;
+
+    fn cause(bytes: &[u8]) -> Option<&'static str> {
+        let source = SliceSource::new("x.bin", bytes);
+        let prefix = &bytes[..bytes.len().min(512)];
+        identify(&source, prefix).and_then(|e| e.cause())
+    }
+
+    #[test]
+    fn each_kind_of_file_is_named() {
+        let cases: Vec<(&[u8], Option<&str>)> = vec![
+            (
+                b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1234\n",
+                Some("git-lfs-pointer"),
+            ),
+            (
+                b"\xef\xbb\xbf<!DOCTYPE html><html><head><title>Quota exceeded</title>",
+                Some("html-page"),
+            ),
+            (b"<html>", Some("html-page")),
+            (b"tjgg\x03\x00\x00\x00", Some("ggml-legacy")),
+            (b"lmgg", Some("ggml-legacy")),
+            (b"\x89HDF\r\n\x1a\n\x00", Some("keras-h5")),
+            (
+                b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+                Some("numpy-npy"),
+            ),
+            (b"\x08\x07\x12\x07pytorch", Some("onnx")),
+            (b"\x80\x04\x95\x10\x00", Some("plain-pickle")),
+            (b"plain text", None),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(
+                cause(bytes),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn the_pointer_tells_the_real_size_and_the_page_its_title() {
+        let pointer =
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 3826543210\n";
+        let source = SliceSource::new("model.bin", pointer);
+        let error = identify(&source, pointer).expect("pointer");
+        assert!(error.message.contains("3826543210 bytes"), "{error}");
+        assert!(error.to_string().contains("git lfs pull"), "{error}");
+        let page = b"<!doctype html><title>\n  Google Drive - Quota exceeded </title>";
+        let source = SliceSource::new("model.bin", page);
+        let error = identify(&source, page).expect("page");
+        assert!(
+            error.message.contains("\"Google Drive - Quota exceeded\""),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! Diagnoses that hold in the wild (the failures people post), against
+//! fixtures made by the real libraries in tests/fixtures/diagnoses
+//! (make_diagnosis_fixtures.py): each cause is detected, named in the
+//! ecosystem's words, shown with its evidence and given a fix, with a
+//! stable `cause` id in `--json`.
+
+use ckptcheck::diagnosis::check;
+use ckptcheck::loader::Loader;
+use ckptcheck::source::FileSource;
+use ckptcheck::{arch, format, ErrorKind};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/diagnoses")
+        .join(name)
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(fixture("expected.json")).expect("read");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// (file, words the message must say, words the fix must say).
+const NOT_CHECKPOINTS: &[(&str, &str, &str)] = &[
+    ("lfs_pointer.bin", "Git LFS pointer", "git lfs pull"),
+    ("html_page.bin", "Quota exceeded", "download the file again"),
+    ("ggjt.bin", "GGJT v3", "GGUF"),
+    ("keras.h5", "HDF5", "keras"),
+    ("arrays.npy", "NumPy", "numpy.load"),
+    ("arrays.npz", "NumPy `.npz`", "numpy.load"),
+    ("plain.pkl", "plain pickle", "pickle.load"),
+    ("tiny.onnx", "ONNX", "onnxruntime"),
+    ("truncated.safetensors", "", "download or copy it again"),
+];
+
+#[test]
+fn files_that_are_not_checkpoints_are_named_with_their_fix() {
+    let expected = expected();
+    for (file, says, fix) in NOT_CHECKPOINTS {
+        let source = FileSource::open(&fixture(file)).expect("open");
+        let error = format::read_checkpoint(&source).expect_err(file);
+        assert_eq!(
+            error.cause(),
+            expected[file]["cause"].as_str(),
+            "{file}: {error}"
+        );
+        assert!(error.message.contains(says), "{file}: {error}");
+        assert!(
+            error.fix().is_some_and(|f| f.contains(fix)),
+            "{file}: {error}"
+        );
+        assert!(error.to_string().contains(file), "{file}: {error}");
+    }
+}
+
+#[test]
+fn json_errors_carry_the_kind_and_the_cause() {
+    for (file, _, _) in NOT_CHECKPOINTS {
+        let output = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
+            .args(["inspect", "--json"])
+            .arg(fixture(file))
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{file}");
+        let json: Value = serde_json::from_slice(&output.stdout).expect("json on stdout");
+        let error = &json["error"];
+        let kind = if *file == "truncated.safetensors" {
+            "invalid_header"
+        } else {
+            "unsupported_format"
+        };
+        assert!(
+            error["kind"] == kind || error["kind"] == "truncated",
+            "{file}: {json}"
+        );
+        assert!(
+            error["cause"].is_string() && error["fix"].is_string(),
+            "{file}: {json}"
+        );
+    }
+}
+
+fn bert() -> arch::ModelSpec {
+    let text = std::fs::read_to_string(fixture("bert_config.json")).expect("config");
+    arch::model_from_config_json(&[("bert_config.json".to_string(), text)]).expect("model")
+}
+
+#[test]
+fn torch_compile_prefixes_are_named_as_torch_compile_not_ddp() {
+    let expected = expected();
+    for file in ["compiled_bert.pt", "compiled_ddp_bert.pt"] {
+        let source = FileSource::open(&fixture(file)).expect("open");
+        let checkpoint = format::read_checkpoint(&source).expect("read");
+        let report = check(&checkpoint, &bert(), Loader::Strict);
+        assert!(!report.loads);
+        // PyTorch's own text, verbatim.
+        assert_eq!(
+            report.pytorch_error.as_deref(),
+            expected[file]["pytorch_error"].as_str(),
+            "{file}"
+        );
+        let first = &report.explanation[0];
+        assert_eq!(first.cause, "torch-compile-prefix", "{file}: {first:?}");
+        assert!(first.text.contains("\"torch.compile\""), "{}", first.text);
+        let fix = report.fix.expect("fix");
+        let remedies: Vec<&str> = fix.remedies.iter().map(|r| r.text.as_str()).collect();
+        assert!(
+            remedies
+                .iter()
+                .any(|r| r.contains("removeprefix(\"") && r.contains("_orig_mod.")),
+            "{file}: {remedies:?}"
+        );
+        assert!(
+            remedies
+                .iter()
+                .any(|r| r.contains("._orig_mod.state_dict()")),
+            "{remedies:?}"
+        );
+    }
+}
+
+#[test]
+fn safetensors_say_how_to_load_them() {
+    let source = FileSource::open(&fixture("weights.safetensors")).expect("open");
+    let checkpoint = format::read_checkpoint(&source).expect("read");
+    let bytes = std::fs::read(fixture("weights.safetensors")).expect("bytes");
+    let first = bytes[0];
+    let shown = if (0x20..0x7f).contains(&first) {
+        (first as char).to_string()
+    } else {
+        format!("\\x{first:02x}")
+    };
+    assert!(
+        checkpoint
+            .notes
+            .iter()
+            .any(|n| n.contains(&format!("invalid load key, '{shown}'"))
+                && n.contains("safetensors.torch.load_file")),
+        "{:?}",
+        checkpoint.notes
+    );
+}
+
+#[test]
+fn an_empty_file_is_truncated_with_a_fix() {
+    let source = ckptcheck::source::SliceSource::new("empty.pt", &[]);
+    let error = format::read_checkpoint(&source).expect_err("empty");
+    assert_eq!(error.kind, ErrorKind::Truncated);
+    assert!(error.fix().is_some(), "{error}");
+}
