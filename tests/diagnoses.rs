@@ -151,3 +151,71 @@ fn an_empty_file_is_truncated_with_a_fix() {
     assert_eq!(error.kind, ErrorKind::Truncated);
     assert!(error.fix().is_some(), "{error}");
 }
+
+/// (file, loader, cause id, words the fix must say).
+const LAYOUTS: &[(&str, Loader, &str, &str)] = &[
+    (
+        "zero3.pt",
+        Loader::Strict,
+        "deepspeed-zero3",
+        "zero_to_fp32.py",
+    ),
+    (
+        "gptq.safetensors",
+        Loader::Hf,
+        "quantized-gptq",
+        "from_pretrained",
+    ),
+    (
+        "bnb4.safetensors",
+        Loader::Strict,
+        "quantized-bitsandbytes",
+        "BitsAndBytesConfig",
+    ),
+    (
+        "lora/adapter_model.safetensors",
+        Loader::Hf,
+        "lora-adapter",
+        "PeftModel.from_pretrained",
+    ),
+    (
+        "lora/adapter_model.safetensors",
+        Loader::Strict,
+        "lora-adapter",
+        "merge_and_unload",
+    ),
+];
+
+#[test]
+fn shapes_that_are_not_the_architecture_are_never_read_as_config() {
+    for (file, loader, cause, fix_says) in LAYOUTS {
+        let source = FileSource::open(&fixture(file)).expect("open");
+        let checkpoint = format::read_checkpoint(&source).expect("read");
+        let report = check(&checkpoint, &bert(), *loader);
+        assert!(
+            !report.loads,
+            "{file}: an adapter or a partitioned/quantized file is not a model that loads"
+        );
+        assert_eq!(
+            report.explanation.len(),
+            1,
+            "{file}: {:?}",
+            report.explanation
+        );
+        let explained = &report.explanation[0];
+        assert_eq!(explained.cause, *cause, "{file}");
+        // Nothing is inferred from packed or empty shapes (the harmful
+        // "hidden_size: checkpoint 0" of a ZeRO-3 file).
+        assert!(
+            report.inferred.fields.is_empty(),
+            "{file}: {:?}",
+            report.inferred.fields
+        );
+        assert!(report.inferred.config.is_null());
+        let fix = report.fix.expect("fix");
+        assert!(
+            fix.remedies.iter().any(|r| r.text.contains(fix_says)),
+            "{file}: {fix:?}"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 
 mod explain;
 mod fix;
+mod layout;
 pub mod render;
 
 pub use explain::explain;
@@ -114,18 +115,41 @@ pub fn check(checkpoint: &Checkpoint, model: &ModelSpec, loader: Loader) -> Chec
     let comparison = crate::check::compare(&prepared, &model_dtypes);
     notes.extend(comparison.notes.iter().cloned());
     let result = comparison.result;
-    let loads = comparison.error.is_none();
+    let mut loads = comparison.error.is_none();
     let (common_prefix, names) = strip_common_prefix(&state_dict.entries);
-    let inferred = arch::infer(&names);
-    let explanation = explain(
-        &result,
-        &prepared,
-        model,
-        &inferred,
-        common_prefix.as_deref(),
-        loader,
-    );
-    let fix = fix(loads, model, &inferred, loader, &explanation);
+    let (inferred, explanation, fix) = match layout::recognise(&state_dict.entries) {
+        // Shapes that are not the architecture's: that is the explanation,
+        // and nothing is read off them.
+        Some(layout) => {
+            let mut cause = layout.cause;
+            cause.missing = result.missing_keys.len();
+            cause.unexpected = result.unexpected_keys.len();
+            cause.size_mismatches = result.size_mismatches.len();
+            let inferred = Inferred {
+                family: "unknown".to_string(),
+                undetermined: vec![layout.why_not_inferred],
+                ..Inferred::default()
+            };
+            // An adapter, placeholders or packed weights never load as this
+            // model's weights, whatever a lenient loader would tolerate
+            // (from_pretrained would leave every weight newly initialized).
+            loads = false;
+            (inferred, vec![cause], (!loads).then_some(layout.fix))
+        }
+        None => {
+            let inferred = arch::infer(&names);
+            let explanation = explain(
+                &result,
+                &prepared,
+                model,
+                &inferred,
+                common_prefix.as_deref(),
+                loader,
+            );
+            let fix = fix(loads, model, &inferred, loader, &explanation);
+            (inferred, explanation, fix)
+        }
+    };
     let unsafe_globals = checkpoint
         .pickle_audit
         .as_ref()
