@@ -8,10 +8,13 @@
 //! report. The check (`crate::check`) then does the comparison; loaders
 //! never compare and never explain.
 //!
-//! Adding a loader: a file here with a `prepare` function, a `Loader`
-//! variant, its name in `parse`/`name`, and a line in `prepare` below.
+//! The interface is one function per loader file, `prepare(state_dict,
+//! model) -> Prepared`. Adding a loader: a file here with that function, a
+//! `Loader` variant, its name in `parse`/`name`, and a line in `prepare`
+//! below.
 
 mod cn_clip;
+mod cn_clip_resume;
 mod hf;
 mod strict;
 
@@ -109,8 +112,8 @@ impl Prepared {
 pub fn prepare(loader: Loader, state_dict: &StateDict, model: &ModelSpec) -> Prepared {
     match loader {
         Loader::Strict => strict::prepare(state_dict, model),
-        Loader::CnClip => cn_clip::prepare_create_model(state_dict, model),
-        Loader::CnClipResume => cn_clip::prepare_resume(state_dict, model),
+        Loader::CnClip => cn_clip::prepare(state_dict, model),
+        Loader::CnClipResume => cn_clip_resume::prepare(state_dict, model),
         Loader::Hf => hf::prepare(state_dict, model),
     }
 }
