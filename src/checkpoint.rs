@@ -180,6 +180,10 @@ pub struct Checkpoint {
     /// BatchNorm reads it when loading, so the check needs it.
     #[serde(skip)]
     pub state_dict_metadata: Vec<StateDictMetadata>,
+    /// The keys of the root dict of a pickle, in order (what a
+    /// `load_state_dict` of the whole file would see).
+    #[serde(skip)]
+    pub root_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -201,6 +205,7 @@ impl Checkpoint {
             pickle_audit: None,
             notes: Vec::new(),
             state_dict_metadata: Vec::new(),
+            root_keys: Vec::new(),
         }
     }
 

@@ -55,9 +55,10 @@ const CONTAINER_KEYS: &[&str] = &[
     "ema",
 ];
 
-/// Pick the state dict inside a checkpoint: the dict holding the most
-/// tensors, preferring the root and then well-known container keys.
-pub fn select_state_dict(checkpoint: &Checkpoint) -> (Vec<String>, StateDict) {
+/// The dicts of a checkpoint that hold tensors: the path to each and its
+/// tensors' indices, the most tensors first, ties broken by the root and
+/// then well-known container keys.
+pub fn tensor_groups(checkpoint: &Checkpoint) -> Vec<(Vec<String>, Vec<usize>)> {
     let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
     for (index, tensor) in checkpoint.tensors.iter().enumerate() {
         let parent: Vec<String> = if checkpoint.format.starts_with("pytorch") {
@@ -80,9 +81,28 @@ pub fn select_state_dict(checkpoint: &Checkpoint) -> (Vec<String>, StateDict) {
             .map_or(CONTAINER_KEYS.len() + 1, |p| p + 1)
     };
     groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(rank(&a.0).cmp(&rank(&b.0))));
-    let Some((path, members)) = groups.into_iter().next() else {
-        return (Vec::new(), StateDict::default());
-    };
+    groups
+}
+
+/// Pick the state dict inside a checkpoint: the dict holding the most
+/// tensors, preferring the root and then well-known container keys.
+pub fn select_state_dict(checkpoint: &Checkpoint) -> (Vec<String>, StateDict) {
+    match tensor_groups(checkpoint).into_iter().next() {
+        Some((path, members)) => (path.clone(), state_dict_of(checkpoint, &path, &members)),
+        None => (Vec::new(), StateDict::default()),
+    }
+}
+
+/// The state dict at `path` (keys from the root), when a dict there holds
+/// tensors.
+pub fn state_dict_at(checkpoint: &Checkpoint, path: &[String]) -> Option<StateDict> {
+    tensor_groups(checkpoint)
+        .into_iter()
+        .find(|(group, _)| group == path)
+        .map(|(group, members)| state_dict_of(checkpoint, &group, &members))
+}
+
+fn state_dict_of(checkpoint: &Checkpoint, path: &[String], members: &[usize]) -> StateDict {
     let entries = members
         .iter()
         .map(|i| {
@@ -99,7 +119,7 @@ pub fn select_state_dict(checkpoint: &Checkpoint) -> (Vec<String>, StateDict) {
         .iter()
         .find(|m| m.path == path)
         .map(|m| m.versions.clone());
-    (path, StateDict { entries, metadata })
+    StateDict { entries, metadata }
 }
 
 /// Names and shapes with a prefix every key shares removed (`module.`), for

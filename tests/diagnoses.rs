@@ -219,3 +219,113 @@ fn shapes_that_are_not_the_architecture_are_never_read_as_config() {
         );
     }
 }
+
+#[test]
+fn a_training_checkpoint_says_what_loading_the_whole_file_does() {
+    let expected = expected();
+    let source = FileSource::open(&fixture("training.ckpt")).expect("open");
+    let checkpoint = format::read_checkpoint(&source).expect("read");
+    let report = check(&checkpoint, &bert(), Loader::Strict);
+    // The verdict is for the nested weights ...
+    assert!(report.loads, "{:?}", report.pytorch_error);
+    assert_eq!(report.state_dict_path, vec!["state_dict"]);
+    // ... and PyTorch's own text for load_state_dict(torch.load(f)), verbatim.
+    assert_eq!(
+        report.whole_file_pytorch_error.as_deref(),
+        expected["training.ckpt"]["whole_file_pytorch_error"].as_str()
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("training checkpoint")
+                && n.contains("torch.load(f)[\"state_dict\"]")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn ema_weights_are_named_and_can_be_picked() {
+    let source = FileSource::open(&fixture("ema.pt")).expect("open");
+    let checkpoint = format::read_checkpoint(&source).expect("read");
+    let report = check(&checkpoint, &bert(), Loader::Strict);
+    assert_eq!(report.state_dict_path, vec!["state_dict"]);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("EMA") && n.contains("--state-dict-path state_dict_ema")),
+        "{:?}",
+        report.notes
+    );
+    let ema = ckptcheck::diagnosis::check_at(
+        &checkpoint,
+        &bert(),
+        Loader::Strict,
+        &["state_dict_ema".to_string()],
+    )
+    .expect("ema");
+    assert!(ema.loads && ema.state_dict_path == vec!["state_dict_ema"]);
+    let error =
+        ckptcheck::diagnosis::check_at(&checkpoint, &bert(), Loader::Strict, &["ema".to_string()])
+            .expect_err("no such dict");
+    assert_eq!(error.kind, ErrorKind::BadArgument);
+    assert!(error.message.contains("state_dict_ema"), "{error}");
+    // The same from the command line.
+    let output = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
+        .arg("check")
+        .arg(fixture("ema.pt"))
+        .arg("--config")
+        .arg(fixture("bert_config.json"))
+        .args(["--state-dict-path", "state_dict_ema", "--json"])
+        .output()
+        .expect("run");
+    let json: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        json["state_dict_path"],
+        serde_json::json!(["state_dict_ema"])
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn tied_weights_and_stale_buffers_are_named_with_their_fix() {
+    let expected = expected();
+    let gpt2_config = std::fs::read_to_string(fixture("gpt2/config.json")).expect("gpt2 config");
+    let gpt2 = arch::model_from_config_json(&[("config.json".to_string(), gpt2_config)])
+        .expect("gpt2 model");
+    let cases = [
+        (
+            "gpt2/model.safetensors",
+            gpt2,
+            "tied-weights",
+            "tie_weights()",
+        ),
+        ("old_bert.pt", bert(), "stale-buffer", "sd.pop(key, None)"),
+    ];
+    for (file, model, cause, fix_says) in cases {
+        let source = FileSource::open(&fixture(file)).expect("open");
+        let checkpoint = format::read_checkpoint(&source).expect("read");
+        let report = check(&checkpoint, &model, Loader::Strict);
+        assert_eq!(
+            report.pytorch_error.as_deref(),
+            expected[file]["pytorch_error"].as_str(),
+            "{file}"
+        );
+        assert_eq!(
+            report.explanation.len(),
+            1,
+            "{file}: {:?}",
+            report.explanation
+        );
+        assert_eq!(report.explanation[0].cause, cause, "{file}");
+        let fix = report.fix.expect("fix");
+        assert!(
+            fix.remedies.iter().any(|r| r.text.contains(fix_says)),
+            "{file}: {fix:?}"
+        );
+        // from_pretrained tolerates both: the hf loader says it loads.
+        assert!(check(&checkpoint, &model, Loader::Hf).loads, "{file}");
+    }
+}

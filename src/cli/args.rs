@@ -72,6 +72,10 @@ enum Command {
         /// The code path that loads the checkpoint
         #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf")]
         loader: Loader,
+        /// Check the weights at this key path (keys joined by `/`, e.g.
+        /// `state_dict_ema`) instead of the largest dict of tensors
+        #[arg(long, value_name = "KEY/KEY")]
+        state_dict_path: Option<String>,
         #[command(flatten)]
         json: Json,
     },
@@ -177,6 +181,7 @@ pub struct Args {
     pub output: Option<PathBuf>,
     pub no_reference: bool,
     pub exact_offsets: bool,
+    pub state_dict_path: Option<Vec<String>>,
 }
 
 impl Args {
@@ -193,6 +198,7 @@ impl Args {
             output: None,
             no_reference: false,
             exact_offsets: false,
+            state_dict_path: None,
         }
     }
 }
@@ -214,10 +220,13 @@ pub fn parse() -> Args {
             files,
             configs,
             loader,
+            state_dict_path,
             json,
         } => Args {
             configs,
             loader,
+            state_dict_path: state_dict_path
+                .map(|path| path.split('/').map(str::to_string).collect()),
             ..Args::new("check", files.files, json.json)
         },
         Command::Infer { files, json } => Args::new("infer", files.files, json.json),

@@ -299,7 +299,10 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
         "check" => {
             let checkpoint = read(&args.files)?;
             let model = model_from(&args.configs)?;
-            let report = check(&checkpoint, &model, args.loader);
+            let report = match &args.state_dict_path {
+                Some(path) => diagnosis::check_at(&checkpoint, &model, args.loader, path)?,
+                None => check(&checkpoint, &model, args.loader),
+            };
             if args.json {
                 print_json(&report);
             } else {

@@ -9,7 +9,10 @@
 //! 3. `config_field_causes`: config fields whose inferred value differs
 //!    from the model's, each with the findings that field decides (counted
 //!    as if the prefix were right);
-//! 4. `leftover_causes`: whatever no field explains, grouped by the first
+//! 4. `known_key_causes`: keys whose story is known whatever the config:
+//!    tied weights (`tie_word_embeddings`) and stale buffers
+//!    (`position_ids`, `rotary_emb.inv_freq`, `attn.bias`);
+//! 5. `leftover_causes`: whatever no field explains, grouped by the first
 //!    two name parts.
 
 use super::{display, family_name, Cause};
@@ -100,8 +103,11 @@ pub fn explain(
     }
     let aligned = (explained_by_prefix != (0, 0)).then(|| aligned_result(&findings));
     let counted = aligned.as_ref().unwrap_or(result);
-    let (field_causes, attributed) = config_field_causes(&findings, counted);
+    let (key_causes, mut attributed) = known_key_causes(&findings, counted);
+    causes.extend(key_causes);
+    let (field_causes, field_keys) = config_field_causes(&findings, counted);
     causes.extend(field_causes);
+    attributed.extend(field_keys);
     if explained_by_prefix == (0, 0) || aligned.is_some() {
         causes.extend(leftover_causes(&findings, counted, &attributed));
     }
@@ -414,7 +420,109 @@ fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashS
     (causes, attributed)
 }
 
-/// Cause 4: whatever no field explains, grouped by the first two name parts.
+/// Buffers that older libraries saved and newer models no longer have (or
+/// never persist): a checkpoint carrying them is not a different model.
+fn is_stale_buffer(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    last == "position_ids"
+        || key.ends_with("rotary_emb.inv_freq")
+        || key.ends_with("attn.masked_bias")
+        || (key.ends_with("attn.bias") && !key.contains("c_attn"))
+}
+
+/// Cause 4: keys whose story is known whatever the config: a tied weight
+/// the file stores once, and stale buffers. Returns the causes and the keys
+/// they account for.
+fn known_key_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<String>) {
+    let mut causes = Vec::new();
+    let mut attributed = HashSet::new();
+    let strip = |k: &str| aligned(k, f.model_prefix.as_deref().or(f.state_prefix.as_deref()));
+    let present: HashSet<String> = f
+        .prepared
+        .state_dict
+        .entries
+        .iter()
+        .map(|e| strip(&e.key))
+        .collect();
+    if f.model.family == "hf" {
+        let tied = arch::hf::tied_weights(f.model);
+        let retied: Vec<(&String, &String)> = counted
+            .missing_keys
+            .iter()
+            .filter_map(|key| {
+                let bare = strip(key);
+                tied.iter()
+                    .find(|(target, source)| *target == bare && present.contains(source))
+                    .map(|(_, source)| (key, source))
+            })
+            .collect();
+        if !retied.is_empty() {
+            for (key, _) in &retied {
+                attributed.insert((*key).clone());
+            }
+            let pairs: Vec<String> = retied
+                .iter()
+                .map(|(key, source)| format!("`{key}` is tied to `{source}`"))
+                .collect();
+            causes.push(Cause {
+                cause: "tied-weights".to_string(),
+                field: "tie_word_embeddings".to_string(),
+                checkpoint: Value::Bool(true),
+                model: f.model.config.get("tie_word_embeddings").cloned().unwrap_or(Value::Null),
+                missing: retied.len(),
+                unexpected: 0,
+                size_mismatches: 0,
+                text: format!(
+                    "tied weights (\"tie_word_embeddings\"): {}; the file stores the shared tensor once, from_pretrained re-ties it, a strict load_state_dict reports the tied copy missing",
+                    pairs.join(", ")
+                ),
+            });
+        }
+        let untied = f.model.config.get("tie_word_embeddings") == Some(&Value::Bool(false));
+        let head_missing: Vec<&String> = counted
+            .missing_keys
+            .iter()
+            .filter(|key| untied && strip(key) == "lm_head.weight")
+            .collect();
+        if !head_missing.is_empty() {
+            attributed.extend(head_missing.iter().map(|k| (*k).clone()));
+            causes.push(Cause {
+                cause: "untied-head-missing".to_string(),
+                field: "tie_word_embeddings".to_string(),
+                checkpoint: Value::Null,
+                model: Value::Bool(false),
+                missing: head_missing.len(),
+                unexpected: 0,
+                size_mismatches: 0,
+                text: "`lm_head.weight` is missing and the config says \"tie_word_embeddings\": false, so the head is a weight of its own that this file lacks (it is not re-tied): a real problem, not a saving convention".to_string(),
+            });
+        }
+    }
+    let stale: Vec<&String> = counted
+        .unexpected_keys
+        .iter()
+        .filter(|key| is_stale_buffer(key))
+        .collect();
+    if !stale.is_empty() {
+        attributed.extend(stale.iter().map(|k| (*k).clone()));
+        causes.push(Cause {
+            cause: "stale-buffer".to_string(),
+            field: "buffers".to_string(),
+            checkpoint: Value::Array(stale.iter().map(|k| Value::String((*k).clone())).collect()),
+            model: Value::Null,
+            missing: 0,
+            unexpected: stale.len(),
+            size_mismatches: 0,
+            text: format!(
+                "stale buffers ({}): older library versions saved them (transformers 4.31+ stopped saving \"position_ids\"; `rotary_emb.inv_freq` and GPT-2's `attn.bias` are not persistent), the model does not expect them: they hold no weights",
+                stale.iter().take(3).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    (causes, attributed)
+}
+
+/// Cause 5: whatever no field explains, grouped by the first two name parts.
 fn leftover_causes(f: &Findings, counted: &LoadResult, attributed: &HashSet<String>) -> Vec<Cause> {
     let strip = |k: &str| aligned(k, f.model_prefix.as_deref().or(f.state_prefix.as_deref()));
     let group_of = |key: &str| -> String {

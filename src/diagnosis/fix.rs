@@ -20,7 +20,7 @@ pub fn fix(
     let mut remedies = Vec::new();
     let differing: Vec<String> = causes
         .iter()
-        .filter(|c| !c.checkpoint.is_null() && c.field != "prefix")
+        .filter(|c| c.cause == "config-field" || c.cause == "model-family")
         .map(|c| {
             format!(
                 "{} {} vs {}",
@@ -115,6 +115,31 @@ pub fn fix(
                 text: format!("sd = {{\"{prefix}\" + k: v for k, v in sd.items()}}\nmodel.load_state_dict(sd)"),
             });
         }
+    }
+    if causes.iter().any(|c| c.cause == "tied-weights") && loader == Loader::Strict {
+        remedies.push(Remedy {
+            label: "tied weights".to_string(),
+            text: "--loader hf (from_pretrained re-ties them), or in Python:\nmissing, unexpected = model.load_state_dict(sd, strict=False)\nmodel.tie_weights()".to_string(),
+        });
+    }
+    if let Some(stale) = causes.iter().find(|c| c.cause == "stale-buffer") {
+        let keys: Vec<String> = stale
+            .checkpoint
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str())
+                    .map(|k| format!("\"{k}\""))
+                    .collect()
+            })
+            .unwrap_or_default();
+        remedies.push(Remedy {
+            label: "Python: drop the stale buffers".to_string(),
+            text: format!(
+                "for key in [{}]:\n    sd.pop(key, None)\nmodel.load_state_dict(sd)",
+                keys.join(", ")
+            ),
+        });
     }
     if causes.iter().any(|c| c.field.starts_with("bert.pooler")) && loader == Loader::Strict {
         remedies.push(Remedy {

@@ -18,7 +18,9 @@ pub use render::{to_markdown, to_text, verdict_line};
 use crate::arch::{self, Inferred, ModelSpec};
 use crate::checkpoint::Checkpoint;
 use crate::loader::{self, Loader};
-use crate::state_dict::{select_state_dict, strip_common_prefix, SizeMismatch};
+use crate::state_dict::{
+    select_state_dict, state_dict_at, strip_common_prefix, tensor_groups, SizeMismatch,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -83,11 +85,56 @@ pub struct CheckReport {
     pub inferred: Inferred,
     /// `weights_only=True` would refuse the file (pickle audit).
     pub unsafe_globals: Vec<String>,
+    /// When the weights are nested (a training checkpoint): what
+    /// `model.load_state_dict(torch.load(f))` on the whole file raises.
+    pub whole_file_pytorch_error: Option<String>,
 }
 
 /// Check a checkpoint against a model with a loader.
 pub fn check(checkpoint: &Checkpoint, model: &ModelSpec, loader: Loader) -> CheckReport {
     let (path, state_dict) = select_state_dict(checkpoint);
+    check_state_dict(checkpoint, model, loader, path, state_dict)
+}
+
+/// `check` with the weights picked at `state_dict_path` (keys from the
+/// root), for files that hold several sets (raw and EMA weights).
+pub fn check_at(
+    checkpoint: &Checkpoint,
+    model: &ModelSpec,
+    loader: Loader,
+    state_dict_path: &[String],
+) -> crate::error::Result<CheckReport> {
+    let state_dict = state_dict_at(checkpoint, state_dict_path).ok_or_else(|| {
+        let candidates: Vec<String> = tensor_groups(checkpoint)
+            .iter()
+            .map(|(path, members)| format!("{:?} ({} tensors)", path.join("/"), members.len()))
+            .collect();
+        crate::error::err(
+            crate::error::ErrorKind::BadArgument,
+            format!(
+                "no dict of tensors at {:?}; the file has {}",
+                state_dict_path.join("/"),
+                candidates.join(", ")
+            ),
+        )
+        .in_file(&checkpoint.file)
+    })?;
+    Ok(check_state_dict(
+        checkpoint,
+        model,
+        loader,
+        state_dict_path.to_vec(),
+        state_dict,
+    ))
+}
+
+fn check_state_dict(
+    checkpoint: &Checkpoint,
+    model: &ModelSpec,
+    loader: Loader,
+    path: Vec<String>,
+    state_dict: crate::state_dict::StateDict,
+) -> CheckReport {
     let mut notes = Vec::new();
     if !path.is_empty() {
         let others: Vec<String> = checkpoint
@@ -109,6 +156,19 @@ pub fn check(checkpoint: &Checkpoint, model: &ModelSpec, loader: Loader) -> Chec
             }
         ));
     }
+    let whole_file_pytorch_error = whole_file_error(checkpoint, model, &path);
+    if let Some(error) = &whole_file_pytorch_error {
+        let unexpected = error
+            .lines()
+            .find(|line| line.trim_start().starts_with("Unexpected key(s)"))
+            .map(str::trim)
+            .unwrap_or("");
+        notes.push(format!(
+            "a training checkpoint, not a state dict: `model.load_state_dict(torch.load(f))` on the whole file fails ({unexpected}); load `torch.load(f){}` instead",
+            path.iter().map(|p| format!("[{p:?}]")).collect::<String>()
+        ));
+    }
+    notes.extend(other_weight_sets(checkpoint, &path, &state_dict));
     let prepared = loader::prepare(loader, &state_dict, model);
     notes.extend(prepared.notes.iter().cloned());
     let model_dtypes: Vec<String> = model.tensors.iter().map(|t| t.dtype.clone()).collect();
@@ -180,7 +240,77 @@ pub fn check(checkpoint: &Checkpoint, model: &ModelSpec, loader: Loader) -> Chec
         fix,
         inferred,
         unsafe_globals,
+        whole_file_pytorch_error,
     }
+}
+
+/// What `model.load_state_dict(torch.load(f))` raises when the weights sit
+/// at `path` inside the file's root dict: the root's keys are unexpected and
+/// every model key is missing (PyTorch's text verbatim).
+fn whole_file_error(checkpoint: &Checkpoint, model: &ModelSpec, path: &[String]) -> Option<String> {
+    if path.is_empty() || checkpoint.root_keys.is_empty() {
+        return None;
+    }
+    let whole = crate::state_dict::StateDict {
+        entries: checkpoint
+            .root_keys
+            .iter()
+            .map(|key| crate::state_dict::StateEntry {
+                key: key.clone(),
+                shape: Vec::new(),
+                dtype: String::new(),
+            })
+            .collect(),
+        metadata: None,
+    };
+    let model_keys: Vec<(String, Vec<u64>)> = model
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    let result = crate::check::load_state_dict(&whole, &model_keys, &model.batchnorm_modules);
+    crate::check::pytorch_error_text(&model.class_name, &result)
+}
+
+/// Other sets of weights in the file (EMA copies, most often), so that the
+/// user knows which one was checked and how to pick another.
+fn other_weight_sets(
+    checkpoint: &Checkpoint,
+    path: &[String],
+    state_dict: &crate::state_dict::StateDict,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let keys: std::collections::HashSet<&str> =
+        state_dict.entries.iter().map(|e| e.key.as_str()).collect();
+    for (other, members) in tensor_groups(checkpoint) {
+        if other.as_slice() == path {
+            continue;
+        }
+        let shared = members
+            .iter()
+            .filter(|i| keys.contains(checkpoint.tensors[**i].name.as_str()))
+            .count();
+        if shared * 2 >= keys.len().max(1) && shared > 0 {
+            notes.push(format!(
+                "checkpoint[{}] holds another set of {} weights with the same keys (EMA weights?); this check used checkpoint[{}]: `--state-dict-path {}` checks the other",
+                other.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join("]["),
+                members.len(),
+                if path.is_empty() { "the root".to_string() } else { path.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join("][") },
+                other.join("/")
+            ));
+        }
+    }
+    let ema = state_dict
+        .entries
+        .iter()
+        .filter(|e| e.key.starts_with("model_ema.") || e.key.starts_with("ema."))
+        .count();
+    if ema > 0 {
+        notes.push(format!(
+            "{ema} keys under `model_ema.`/`ema.` are EMA copies of the weights (with `decay`/`num_updates`), not modules of the model: strict load_state_dict reports them unexpected; drop them, or load them in place of the raw weights"
+        ));
+    }
+    notes
 }
 
 /// The config the checkpoint's own state dict matches (any wrapper prefix

@@ -48,6 +48,17 @@ pub fn walk(
     };
     let mut path = Vec::new();
     walker.visit(&pickle.root, &mut path, checkpoint)?;
+    // The root dict's keys in order: what `load_state_dict(torch.load(f))`
+    // would see when the weights are nested one level down.
+    if let Value::Object(id) = &pickle.root {
+        if let Some(Object::Dict { entries, .. }) = pickle.objects.get(*id) {
+            checkpoint.root_keys = entries
+                .iter()
+                .take(MAX_VALUES)
+                .map(|(key, _)| key_text(pickle, key))
+                .collect();
+        }
+    }
     if checkpoint.values.len() >= MAX_VALUES {
         checkpoint.notes.push(format!(
             "only the first {MAX_VALUES} non-tensor values are listed"
