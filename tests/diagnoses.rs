@@ -329,3 +329,51 @@ fn tied_weights_and_stale_buffers_are_named_with_their_fix() {
         assert!(check(&checkpoint, &model, Loader::Hf).loads, "{file}");
     }
 }
+
+/// tests/fixtures/models/hf_llama (make_model_fixtures.py): a
+/// LlamaForCausalLM with 4 query heads and 2 key/value heads.
+#[test]
+fn guessed_head_counts_are_never_a_cause_and_are_marked_in_a_suggested_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hf_llama");
+    let source = FileSource::open(&dir.join("model.safetensors")).expect("open");
+    let checkpoint = format::read_checkpoint(&source).expect("read");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config"))
+            .expect("json");
+    // Other key/value heads: k_proj and v_proj rows differ, and so does the
+    // intermediate size (a field the shapes do show).
+    config["num_key_value_heads"] = serde_json::json!(4);
+    config["intermediate_size"] = serde_json::json!(64);
+    let model = arch::model_from_config_json(&[("config.json".to_string(), config.to_string())])
+        .expect("model");
+    let report = check(&checkpoint, &model, Loader::Strict);
+    assert!(!report.loads);
+    for cause in &report.explanation {
+        assert!(
+            !cause.field.contains("heads"),
+            "a head count is not visible in shapes: {cause:?}"
+        );
+    }
+    assert!(
+        report
+            .explanation
+            .iter()
+            .any(|c| c.field == "intermediate_size"),
+        "{:?}",
+        report.explanation
+    );
+    let remedy = report
+        .fix
+        .as_ref()
+        .and_then(|fix| {
+            fix.remedies
+                .iter()
+                .find(|r| r.label.starts_with("config JSON"))
+        })
+        .expect("an inferred config is suggested");
+    assert!(
+        remedy.label.contains("guessed") && remedy.label.contains("num_attention_heads"),
+        "{}",
+        remedy.label
+    );
+}

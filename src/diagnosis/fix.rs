@@ -75,8 +75,23 @@ pub fn fix(
                 ));
             }
             if !inferred.config.is_null() {
+                // Fields the shapes cannot tell are in the JSON as guesses:
+                // say which, so nobody takes them for facts.
+                let guessed: Vec<&str> = inferred
+                    .undetermined
+                    .iter()
+                    .filter_map(|why| why.split_once(':').map(|(fields, _)| fields.trim()))
+                    .filter(|fields| !fields.starts_with("architecture"))
+                    .collect();
                 remedies.push(Remedy {
-                    label: "config JSON inferred from the checkpoint".to_string(),
+                    label: if guessed.is_empty() {
+                        "config JSON inferred from the checkpoint".to_string()
+                    } else {
+                        format!(
+                            "config JSON inferred from the checkpoint (guessed, not read from shapes: {})",
+                            guessed.join(", ")
+                        )
+                    },
                     text: serde_json::to_string_pretty(&inferred.config).unwrap_or_default(),
                 });
             }

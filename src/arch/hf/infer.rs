@@ -349,15 +349,11 @@ pub(super) fn infer_decoder(n: &Names, p: &'static str) -> Inferred {
         .unwrap_or_else(|| gcd(q_rows, k_rows).max(1));
     let heads = q_rows / head_dim;
     let kv_heads = k_rows / head_dim;
+    // Both counts rest on the assumed head width: they go into the config
+    // (marked as guesses in `undetermined`), never into the fields that
+    // explanations compare.
     f.insert("num_attention_heads", json!(heads));
-    f.set(
-        "num_key_value_heads",
-        json!(kv_heads),
-        format!(
-            "{l0}.self_attn.k_proj.weight has {k_rows} rows, q_proj {q_rows}: {} query heads per key/value head",
-            q_rows.checked_div(k_rows).unwrap_or(0)
-        ),
-    );
+    f.insert("num_key_value_heads", json!(kv_heads));
     if q_rows != hidden {
         f.set(
             "head_dim",
