@@ -377,3 +377,41 @@ fn guessed_head_counts_are_never_a_cause_and_are_marked_in_a_suggested_config() 
         remedy.label
     );
 }
+
+#[test]
+fn gguf_says_its_architecture_and_what_a_runtime_makes_of_it() {
+    let cases = [
+        ("mmproj.gguf", "clip", "--mmproj"),
+        ("no_arch.gguf", "(missing)", "unknown model architecture: ''"),
+    ];
+    for (file, architecture, note_says) in cases {
+        let source = FileSource::open(&fixture(file)).expect("open");
+        let checkpoint = format::read_checkpoint(&source).expect("read");
+        assert!(
+            checkpoint.notes.iter().any(|n| n.contains(note_says)),
+            "{file}: {:?}",
+            checkpoint.notes
+        );
+        let output = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
+            .arg("inspect")
+            .arg(fixture(file))
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains(&format!("general.architecture: {architecture}\n")),
+            "{file}: {text}"
+        );
+    }
+    // A language model's GGUF gets no such note.
+    let source = FileSource::open(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/small.gguf"),
+    )
+    .expect("open");
+    let checkpoint = format::read_checkpoint(&source).expect("read");
+    assert!(
+        !checkpoint.notes.iter().any(|n| n.contains("architecture")),
+        "{:?}",
+        checkpoint.notes
+    );
+}

@@ -191,6 +191,15 @@ fn inspect_text(checkpoint: &Checkpoint) -> String {
         human::human_bytes(checkpoint.file_bytes),
         human::human_bytes(checkpoint.bytes_read)
     );
+    if checkpoint.format == "gguf" {
+        let architecture = checkpoint
+            .metadata
+            .get("general.architecture")
+            .and_then(|value| value.as_str())
+            .filter(|value| !value.is_empty())
+            .unwrap_or("(missing)");
+        out.push_str(&format!("  general.architecture: {architecture}\n"));
+    }
     for (dtype, count) in checkpoint.parameters_by_dtype() {
         out.push_str(&format!("  {dtype}: {count} parameters\n"));
     }

@@ -213,6 +213,29 @@ impl Reader<'_> {
     }
 }
 
+/// What `general.architecture` tells a runtime: llama.cpp picks the model
+/// by it, refuses a file without one, and loads a CLIP projector
+/// (`mmproj`) only beside a language model.
+fn architecture_notes(checkpoint: &Checkpoint) -> Vec<String> {
+    let architecture = checkpoint
+        .metadata
+        .get("general.architecture")
+        .and_then(|value| value.as_str());
+    match architecture {
+        None | Some("") => vec![format!(
+            "no general.architecture{}: llama.cpp refuses the file (\"unknown model architecture: ''\"); convert it again with llama.cpp's convert_hf_to_gguf.py, which writes it",
+            if architecture.is_some() { " (it is empty)" } else { "" }
+        )],
+        Some("clip")
+            if checkpoint.metadata.contains_key("clip.has_vision_encoder")
+                || checkpoint.tensors.iter().any(|t| t.name.starts_with("mm.")) =>
+        {
+            vec!["a multimodal projector (\"mmproj\", general.architecture clip): llama.cpp loads it with `--mmproj` beside a language-model GGUF, not as the model".to_string()]
+        }
+        Some(_) => Vec::new(),
+    }
+}
+
 pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
     let name = source.name().to_string();
     read_inner(source).map_err(|e| e.in_file(&name))
@@ -380,6 +403,7 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
     checkpoint
         .metadata
         .insert("gguf.alignment".into(), json!(alignment));
+    checkpoint.notes.extend(architecture_notes(&checkpoint));
     checkpoint.bytes_read = source.bytes_read();
     Ok(checkpoint)
 }
