@@ -382,7 +382,11 @@ fn guessed_head_counts_are_never_a_cause_and_are_marked_in_a_suggested_config() 
 fn gguf_says_its_architecture_and_what_a_runtime_makes_of_it() {
     let cases = [
         ("mmproj.gguf", "clip", "--mmproj"),
-        ("no_arch.gguf", "(missing)", "unknown model architecture: ''"),
+        (
+            "no_arch.gguf",
+            "(missing)",
+            "unknown model architecture: ''",
+        ),
     ];
     for (file, architecture, note_says) in cases {
         let source = FileSource::open(&fixture(file)).expect("open");
@@ -414,4 +418,35 @@ fn gguf_says_its_architecture_and_what_a_runtime_makes_of_it() {
         "{:?}",
         checkpoint.notes
     );
+}
+
+#[test]
+fn a_pickle_that_needs_code_names_the_module_and_the_fix() {
+    let expected = expected();
+    let source = FileSource::open(&fixture("whole_model.pt")).expect("open");
+    let checkpoint = format::read_checkpoint(&source).expect("read");
+    let audit = checkpoint.pickle_audit.as_ref().expect("audit");
+    assert!(!audit.weights_only_loads && audit.dangerous.is_empty());
+    // torch refuses it for the same global ckptcheck names.
+    let torch_says = expected["whole_model.pt"]["torch_load_error"]
+        .as_str()
+        .expect("torch's refusal");
+    assert!(
+        torch_says.contains("ckptcheck_fixture_pkg.models.TinyNet"),
+        "{torch_says}"
+    );
+    let note = checkpoint
+        .notes
+        .iter()
+        .find(|n| n.contains("needs code"))
+        .expect("a note");
+    for says in [
+        "ckptcheck_fixture_pkg.models.TinyNet",
+        "`ckptcheck_fixture_pkg`",
+        "from ckptcheck_fixture_pkg.models import TinyNet",
+        "torch.serialization.add_safe_globals([TinyNet, Linear])",
+        "default since torch 2.6",
+    ] {
+        assert!(note.contains(says), "{says}: {note}");
+    }
 }

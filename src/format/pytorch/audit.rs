@@ -143,3 +143,42 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
         dangerous,
     }
 }
+
+/// When a pickle needs code to load (globals off torch's allowlist, none of
+/// them dangerous): which modules it needs, that `torch.load` refuses it by
+/// default, and the fix. Dangerous files get the unsafe verdict instead,
+/// never advice to allow their globals.
+pub fn needs_code_note(audit: &PickleAudit) -> Option<String> {
+    if audit.weights_only_loads || !audit.dangerous.is_empty() {
+        return None;
+    }
+    let needed: Vec<&GlobalUse> = audit
+        .globals
+        .iter()
+        .filter(|g| g.verdict == GlobalVerdict::NotAllowlisted)
+        .collect();
+    let mut packages: Vec<&str> = needed
+        .iter()
+        .map(|g| g.module.split('.').next().unwrap_or(&g.module))
+        .collect();
+    packages.dedup();
+    let names: Vec<String> = needed
+        .iter()
+        .map(|g| format!("{}.{}", g.module, g.name))
+        .collect();
+    let imports: Vec<String> = needed
+        .iter()
+        .take(8)
+        .map(|g| format!("from {} import {}", g.module, g.name))
+        .collect();
+    let classes: Vec<&str> = needed.iter().take(8).map(|g| g.name.as_str()).collect();
+    Some(format!(
+        "the pickle needs code to load: {} (module{} `{}`); torch.load(weights_only=True), the default since torch 2.6, refuses it. For a file you trust: `{}; torch.serialization.add_safe_globals([{}])` before torch.load, or torch.load(f, weights_only=False) with `{}` importable; to share weights, save model.state_dict() instead",
+        names.join(", "),
+        if packages.len() == 1 { "" } else { "s" },
+        packages.join("`, `"),
+        imports.join("; "),
+        classes.join(", "),
+        packages.join("`, `"),
+    ))
+}

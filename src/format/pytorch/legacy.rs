@@ -143,7 +143,7 @@ pub fn read_legacy(source: &dyn ByteSource) -> Result<Checkpoint> {
     }
     let mut checkpoint = Checkpoint::new(&name, "pytorch-legacy", source.len());
     walk::walk(&main, &storages, &mut checkpoint).map_err(|e| e.in_file(&name))?;
-    checkpoint.pickle_audit = Some(audit(&[&main]));
+    super::record_audit(&mut checkpoint, audit(&[&main]));
     checkpoint.bytes_read = source.bytes_read();
     Ok(checkpoint)
 }

@@ -12,7 +12,7 @@ pub mod pickle;
 pub mod walk;
 pub mod zip;
 
-use crate::checkpoint::{Checkpoint, PredictedOffset};
+use crate::checkpoint::{Checkpoint, PickleAudit, PredictedOffset};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource, Cursor};
 pub use audit::{audit, classify_global};
@@ -396,9 +396,18 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
         }
     }
     walk::walk(&pickle, &storages, &mut checkpoint).map_err(|e| e.in_file(&name))?;
-    checkpoint.pickle_audit = Some(audit(&[&pickle]));
+    record_audit(&mut checkpoint, audit(&[&pickle]));
     checkpoint.bytes_read = source.bytes_read();
     Ok(checkpoint)
+}
+
+/// Record a pickle's audit, with a note on what a file that needs code
+/// takes to load.
+pub fn record_audit(checkpoint: &mut Checkpoint, pickle_audit: PickleAudit) {
+    if let Some(note) = audit::needs_code_note(&pickle_audit) {
+        checkpoint.notes.push(note);
+    }
+    checkpoint.pickle_audit = Some(pickle_audit);
 }
 
 /// Every storage a pickle's tensors reference, in first-use order.
