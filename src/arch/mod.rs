@@ -175,6 +175,21 @@ impl TensorListBuilder {
         self.depends_stack.truncate(keep);
     }
 
+    /// Tensors that exist only when the config's `field` says so: `add`
+    /// runs when `present`, its tensors tagged as depending on `field`.
+    pub fn optional(
+        &mut self,
+        field: &'static str,
+        present: bool,
+        add: impl FnOnce(&mut TensorListBuilder),
+    ) {
+        if present {
+            self.push_depends(&[field]);
+            add(self);
+            self.pop_depends(1);
+        }
+    }
+
     pub fn tensor(&mut self, name: impl Into<String>, shape: &[u64], depends_on: &[&'static str]) {
         self.tensor_typed(name, shape, "F32", depends_on);
     }

@@ -38,6 +38,18 @@ struct Findings<'a> {
     state_prefix: Option<String>,
 }
 
+impl Findings<'_> {
+    /// A key without the wrapper prefix that one side carries.
+    fn bare(&self, key: &str) -> String {
+        aligned(
+            key,
+            self.model_prefix
+                .as_deref()
+                .or(self.state_prefix.as_deref()),
+        )
+    }
+}
+
 pub fn explain(
     result: &LoadResult,
     prepared: &Prepared,
@@ -360,7 +372,7 @@ fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashS
                 .collect()
         })
         .unwrap_or_default();
-    let strip = |k: &str| aligned(k, f.model_prefix.as_deref().or(f.state_prefix.as_deref()));
+    let strip = |k: &str| f.bare(k);
     let mut causes = Vec::new();
     let mut attributed: HashSet<String> = HashSet::new();
     for field in &f.inferred.fields {
@@ -436,7 +448,7 @@ fn is_stale_buffer(key: &str) -> bool {
 fn known_key_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<String>) {
     let mut causes = Vec::new();
     let mut attributed = HashSet::new();
-    let strip = |k: &str| aligned(k, f.model_prefix.as_deref().or(f.state_prefix.as_deref()));
+    let strip = |k: &str| f.bare(k);
     let present: HashSet<String> = f
         .prepared
         .state_dict
@@ -524,7 +536,7 @@ fn known_key_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<
 
 /// Cause 5: whatever no field explains, grouped by the first two name parts.
 fn leftover_causes(f: &Findings, counted: &LoadResult, attributed: &HashSet<String>) -> Vec<Cause> {
-    let strip = |k: &str| aligned(k, f.model_prefix.as_deref().or(f.state_prefix.as_deref()));
+    let strip = |k: &str| f.bare(k);
     let group_of = |key: &str| -> String {
         let key = strip(key);
         let parts: Vec<&str> = key.split('.').collect();

@@ -127,7 +127,7 @@ pub(super) fn build_bert(
         layer(b, "num_hidden_layers", i, |b| {
             let l = format!("{p}encoder.layer.{i}");
             bert_attention(b, &format!("{l}.attention"), h);
-            optional(b, "add_cross_attention", c.cross_attention, |b| {
+            b.optional("add_cross_attention", c.cross_attention, |b| {
                 bert_attention(b, &format!("{l}.crossattention"), h)
             });
             b.linear(

@@ -129,12 +129,12 @@ pub(super) fn build_decoder(
                 ("v_proj", kv, kv_fields),
             ] {
                 b.tensor(format!("{l}.self_attn.{name}.weight"), &[rows, h], fields);
-                optional(b, qkv_bias_field, qkv_bias, |b| {
+                b.optional(qkv_bias_field, qkv_bias, |b| {
                     b.tensor(format!("{l}.self_attn.{name}.bias"), &[rows], fields)
                 });
             }
             b.tensor(format!("{l}.self_attn.o_proj.weight"), &[h, q], head_fields);
-            optional(b, "attention_bias", c.attention_bias, |b| {
+            b.optional("attention_bias", c.attention_bias, |b| {
                 b.tensor(format!("{l}.self_attn.o_proj.bias"), &[h], H)
             });
             for (name, out, inp) in [
@@ -143,7 +143,7 @@ pub(super) fn build_decoder(
                 ("down_proj", h, c.intermediate),
             ] {
                 b.tensor(format!("{l}.mlp.{name}.weight"), &[out, inp], HI);
-                optional(b, "mlp_bias", c.mlp_bias, |b| {
+                b.optional("mlp_bias", c.mlp_bias, |b| {
                     b.tensor(format!("{l}.mlp.{name}.bias"), &[out], HI)
                 });
             }

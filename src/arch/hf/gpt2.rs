@@ -87,7 +87,7 @@ pub(super) fn build_gpt2(
             b.tensor(format!("{l}.attn.c_proj.weight"), &[e, e], E);
             b.tensor(format!("{l}.attn.c_proj.bias"), &[e], E);
             b.norm(&format!("{l}.ln_2"), e, true, E);
-            optional(b, "add_cross_attention", c.cross_attention, |b| {
+            b.optional("add_cross_attention", c.cross_attention, |b| {
                 b.tensor(format!("{l}.crossattention.c_attn.weight"), &[e, 2 * e], E);
                 b.tensor(format!("{l}.crossattention.c_attn.bias"), &[2 * e], E);
                 b.tensor(format!("{l}.crossattention.q_attn.weight"), &[e, e], E);

@@ -527,20 +527,6 @@ pub fn from_config_value(value: &Value) -> Result<ModelSpec> {
     })
 }
 
-/// Linear layer whose existence depends on a flag.
-fn optional(
-    b: &mut TensorListBuilder,
-    field: &'static str,
-    present: bool,
-    add: impl FnOnce(&mut TensorListBuilder),
-) {
-    if present {
-        b.push_depends(&[field]);
-        add(b);
-        b.pop_depends(1);
-    }
-}
-
 /// Tensors of layer `index` exist only if the layer count reaches it.
 fn layer<T>(
     b: &mut TensorListBuilder,

@@ -97,7 +97,7 @@ pub(super) fn build_vit(b: &mut TensorListBuilder, c: &VitConfig, head: Head) {
             let l = format!("{p}layers.{i}");
             for name in ["q_proj", "k_proj", "v_proj"] {
                 b.tensor(format!("{l}.attention.{name}.weight"), &[h, h], H);
-                optional(b, "qkv_bias", c.qkv_bias, |b| {
+                b.optional("qkv_bias", c.qkv_bias, |b| {
                     b.tensor(format!("{l}.attention.{name}.bias"), &[h], H)
                 });
             }

@@ -134,52 +134,38 @@ fn transformer(b: &mut TensorListBuilder, prefix: &str, stack: &Stack, f: &Field
         b.tensor(format!("{p}.attn.in_proj_bias"), &[3 * w], width);
         if flags.custom {
             // Attention's own parameters come before its submodules.
-            optional(b, f.scaled_cosine_attn, flags.scaled_cosine_attn, |b| {
+            b.optional(f.scaled_cosine_attn, flags.scaled_cosine_attn, |b| {
                 b.tensor(format!("{p}.attn.logit_scale"), &[stack.heads, 1, 1], heads)
             });
-            optional(b, f.scale_heads, flags.scale_heads, |b| {
+            b.optional(f.scale_heads, flags.scale_heads, |b| {
                 b.tensor(format!("{p}.attn.head_scale"), &[stack.heads, 1, 1], heads)
             });
-            optional(b, f.qk_norm, flags.qk_norm, |b| {
+            b.optional(f.qk_norm, flags.qk_norm, |b| {
                 let head_dim = w / stack.heads;
                 b.norm(&format!("{p}.attn.ln_q"), head_dim, true, heads);
                 b.norm(&format!("{p}.attn.ln_k"), head_dim, true, heads);
             });
-            optional(b, f.scale_attn_inner, flags.scale_attn_inner, |b| {
+            b.optional(f.scale_attn_inner, flags.scale_attn_inner, |b| {
                 b.norm(&format!("{p}.attn.ln_inner"), w, true, width)
             });
         }
         b.linear(&format!("{p}.attn.out_proj"), w, w, true, width);
-        optional(b, f.scale_attn, flags.custom && flags.scale_attn, |b| {
+        b.optional(f.scale_attn, flags.custom && flags.scale_attn, |b| {
             b.norm(&format!("{p}.ln_attn"), w, true, width)
         });
-        optional(b, f.ls_init_value, stack.layer_scale, |b| {
+        b.optional(f.ls_init_value, stack.layer_scale, |b| {
             b.tensor(format!("{p}.ls_1.gamma"), &[w], width)
         });
         b.norm(&format!("{p}.ln_2"), w, true, width);
         b.linear(&format!("{p}.mlp.c_fc"), stack.mlp_width, w, true, mlp);
-        optional(b, f.scale_fc, flags.custom && flags.scale_fc, |b| {
+        b.optional(f.scale_fc, flags.custom && flags.scale_fc, |b| {
             b.norm(&format!("{p}.mlp.ln"), stack.mlp_width, true, mlp)
         });
         b.linear(&format!("{p}.mlp.c_proj"), w, stack.mlp_width, true, mlp);
-        optional(b, f.ls_init_value, stack.layer_scale, |b| {
+        b.optional(f.ls_init_value, stack.layer_scale, |b| {
             b.tensor(format!("{p}.ls_2.gamma"), &[w], width)
         });
         b.pop_depends(layer_exists.len());
-    }
-}
-
-/// Tensors that exist only when `field` says so.
-fn optional(
-    b: &mut TensorListBuilder,
-    field: &'static str,
-    present: bool,
-    add: impl FnOnce(&mut TensorListBuilder),
-) {
-    if present {
-        b.push_depends(&[field]);
-        add(b);
-        b.pop_depends(1);
     }
 }
 
@@ -233,7 +219,7 @@ fn visual(b: &mut TensorListBuilder, config: &Config) -> Result<()> {
                 &[w, 3, patch.0, patch.1],
                 &["vision_cfg.width", "vision_cfg.patch_size"],
             );
-            optional(b, "vision_cfg.no_ln_pre", !no_ln_pre, |b| {
+            b.optional("vision_cfg.no_ln_pre", !no_ln_pre, |b| {
                 b.norm("visual.ln_pre", w, true, width)
             });
             transformer(b, "visual.transformer", stack, &VISION);
