@@ -184,6 +184,10 @@ pub struct Checkpoint {
     /// `load_state_dict` of the whole file would see).
     #[serde(skip)]
     pub root_keys: Vec<String>,
+    /// A PEFT adapter's `adapter_config.json` found beside the weights (in
+    /// the folder given, or next to the file): what `PeftModel` reads first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter_config: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -206,6 +210,7 @@ impl Checkpoint {
             notes: Vec::new(),
             state_dict_metadata: Vec::new(),
             root_keys: Vec::new(),
+            adapter_config: None,
         }
     }
 

@@ -146,8 +146,14 @@ type Dropped<'a> = (
 fn read_sources(sources: &[BlobSource]) -> Result<Dropped<'_>> {
     let mut checkpoint_sources: Vec<&dyn ByteSource> = Vec::new();
     let mut configs = Vec::new();
+    let mut adapter_config = None;
     for source in sources {
         match format::detect(source)? {
+            format::Format::Json
+                if adapter_config.is_none() && format::adapter_config(source)?.is_some() =>
+            {
+                adapter_config = format::adapter_config(source)?;
+            }
             format::Format::Json => {
                 let bytes = crate::source::read_vec(source, 0, source.len().min(16 * 1024 * 1024))?;
                 configs.push((
@@ -158,7 +164,8 @@ fn read_sources(sources: &[BlobSource]) -> Result<Dropped<'_>> {
             _ => checkpoint_sources.push(source),
         }
     }
-    let checkpoint = format::read_files(&checkpoint_sources)?;
+    let mut checkpoint = format::read_files(&checkpoint_sources)?;
+    checkpoint.adapter_config = adapter_config;
     Ok((checkpoint, configs, checkpoint_sources))
 }
 
@@ -219,7 +226,7 @@ struct CheckOutput {
 /// Check dropped files. `preset`: a preset name; or "" / "infer" to use the
 /// config JSONs dropped with the checkpoint when there are any, else the
 /// preset the checkpoint matches best.
-/// `loader`: strict, cn-clip, cn-clip-resume or hf.
+/// `loader`: strict, cn-clip, cn-clip-resume, hf or peft.
 #[wasm_bindgen]
 pub fn check_files(
     files: js_sys::Array,

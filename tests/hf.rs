@@ -436,7 +436,22 @@ fn explanation_names_config_fields() {
         .find(|c| c.field == "num_hidden_layers")
         .unwrap_or_else(|| panic!("{:#?}", report.explanation));
     assert_eq!(cause.missing, 9);
-    assert!(report.notes.iter().any(|n| n.contains("only warns")));
+    // from_pretrained only logs them: a warning, with transformers' report.
+    assert_eq!(
+        report.verdict,
+        ckptcheck::diagnosis::Verdict::LoadsWithWarnings
+    );
+    assert!(
+        report.warnings[0].starts_with("9 of ") && report.warnings[0].contains("newly initialized"),
+        "{:?}",
+        report.warnings
+    );
+    let table = report.load_report.as_deref().expect("a load report");
+    assert!(
+        table.starts_with("LlamaForCausalLM LOAD REPORT from: model.safetensors\nKey"),
+        "{table}"
+    );
+    assert!(table.contains("| MISSING"), "{table}");
 
     let bert = build(&models["bert/BertModel"]);
     let mut checkpoint = Checkpoint::new("model.safetensors", "safetensors", 0);

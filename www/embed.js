@@ -132,7 +132,7 @@ class CkptCheck extends HTMLElement {
     const parts = [
       h(
         "div",
-        { class: `verdict ${report.loads ? "ok" : "bad"}`, part: "verdict" },
+        { class: `verdict ${report.verdict === "loads-with-warnings" ? "warn" : report.loads ? "ok" : "bad"}`, part: "verdict" },
         h("strong", { class: "verdict-text" }, verdictLine(result)),
         h("span", { class: "meta" }, `${report.file} · ${humanBytes(report.file_bytes)} · read ${humanBytes(report.bytes_read)} · into ${report.model}, loader ${report.loader}`)
       ),

@@ -409,6 +409,7 @@ pub fn build(config: &Value, use_flash_attention: bool) -> Result<ModelSpec> {
         config: config.clone(),
         tensors: b.tensors,
         batchnorm_modules: b.batchnorm_modules,
+        module_kinds: b.module_kinds,
         base_model_prefix: String::new(),
         tied_keys: Vec::new(),
     })

@@ -51,6 +51,21 @@ pub struct ModelSpec {
     /// HF: keys allowed to be missing (tied or re-created weights).
     #[serde(skip)]
     pub tied_keys: Vec<String>,
+    /// The layer kind of modules whose kind decides something the check
+    /// needs (a PEFT adapter's shapes): every `nn.Linear`, `nn.Embedding`
+    /// and transformers `Conv1D` the builder made, by module name.
+    #[serde(skip)]
+    pub module_kinds: Vec<(String, ModuleKind)>,
+}
+
+/// A layer kind, where it matters: LoRA wraps these three, and their
+/// weights are laid out differently (`Linear` `[out, in]`, `Conv1D`
+/// `[in, out]`, `Embedding` `[count, dim]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    Linear,
+    Embedding,
+    Conv1D,
 }
 
 /// What transformers' `from_pretrained` knows of a model class, as data the
@@ -161,6 +176,7 @@ impl IgnoreKey {
 pub struct TensorListBuilder {
     pub tensors: Vec<ExpectedTensor>,
     pub batchnorm_modules: Vec<String>,
+    pub module_kinds: Vec<(String, ModuleKind)>,
     depends_stack: Vec<&'static str>,
 }
 
@@ -227,6 +243,27 @@ impl TensorListBuilder {
         if bias {
             self.tensor(format!("{prefix}.bias"), &[out_features], depends_on);
         }
+        self.module_kinds
+            .push((prefix.to_string(), ModuleKind::Linear));
+    }
+
+    /// transformers' `Conv1D(out, in)` (GPT-2): weight `[in, out]`, bias
+    /// `[out]`.
+    pub fn conv1d(
+        &mut self,
+        prefix: &str,
+        in_features: u64,
+        out_features: u64,
+        depends_on: &[&'static str],
+    ) {
+        self.tensor(
+            format!("{prefix}.weight"),
+            &[in_features, out_features],
+            depends_on,
+        );
+        self.tensor(format!("{prefix}.bias"), &[out_features], depends_on);
+        self.module_kinds
+            .push((prefix.to_string(), ModuleKind::Conv1D));
     }
 
     /// `nn.LayerNorm(n)` (or RMSNorm with `bias = false`).
@@ -253,6 +290,8 @@ impl TensorListBuilder {
 
     pub fn embedding(&mut self, prefix: &str, count: u64, dim: u64, depends_on: &[&'static str]) {
         self.tensor(format!("{prefix}.weight"), &[count, dim], depends_on);
+        self.module_kinds
+            .push((prefix.to_string(), ModuleKind::Embedding));
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Comparison {
     pub error: Option<String>,
     /// What the load did that is not an error (casts, filled buffers).
     pub notes: Vec<String>,
+    /// The report the loader logs as a warning (transformers' LOAD REPORT
+    /// table), when it logs one.
+    pub load_report: Option<String>,
 }
 
 /// Compare a prepared state dict with the model's keys. `model_dtypes` are
@@ -32,6 +35,7 @@ pub struct Comparison {
 /// are casts, not errors).
 pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
     let mut notes = Vec::new();
+    let mut load_report = None;
     let (result, error) = match &prepared.judgement {
         Judgement::Strict => {
             let result = load_state_dict(
@@ -49,7 +53,47 @@ pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
             let result =
                 from_pretrained::load_report(prepared, tied, ignore_unexpected, &mut notes);
             let error = from_pretrained::error_text(&result);
+            load_report = from_pretrained::report_table(&result);
             (result, error)
+        }
+        Judgement::Peft { raises, .. } => {
+            let result = load_state_dict(
+                &prepared.state_dict,
+                &prepared.model_keys,
+                &prepared.batchnorm_modules,
+            );
+            // strict=False: only size mismatches are errors; PEFT keeps
+            // the missing keys of its own adapter layers as a warning.
+            let mismatches_only = LoadResult {
+                size_mismatches: result.size_mismatches.clone(),
+                ..LoadResult::default()
+            };
+            let error = raises
+                .clone()
+                .or_else(|| pytorch_error_text(&prepared.class_name, &mismatches_only));
+            let adapter_missing: Vec<String> = result
+                .missing_keys
+                .iter()
+                .filter(|key| key.contains("lora_") && key.contains(".default"))
+                .cloned()
+                .collect();
+            if !adapter_missing.is_empty() {
+                load_report = Some(format!(
+                    "Found missing adapter keys while loading the checkpoint: [{}].",
+                    adapter_missing
+                        .iter()
+                        .map(|k| format!("'{k}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            (
+                LoadResult {
+                    missing_keys: adapter_missing,
+                    ..result
+                },
+                error,
+            )
         }
     };
     if !result.filled.is_empty() {
@@ -81,5 +125,6 @@ pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
         result,
         error,
         notes,
+        load_report,
     }
 }

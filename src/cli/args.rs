@@ -70,7 +70,7 @@ enum Command {
         #[arg(long = "config", required = true, value_name = "PRESET|PATH")]
         configs: Vec<String>,
         /// The code path that loads the checkpoint
-        #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf")]
+        #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft")]
         loader: Loader,
         /// Check the weights at this key path (keys joined by `/`, e.g.
         /// `state_dict_ema`) instead of the largest dict of tensors

@@ -3,7 +3,8 @@
 //! codes: 0 success (or "loads", or a forward pass that ran with a finite
 //! output, or a clean scan), 1 "won't load" (or a forward pass that failed,
 //! or a scan that found NaN, Inf or all-zero tensors), 2 an input error,
-//! with one line naming the file.
+//! with one line naming the file, 3 "loads with warnings" (from_pretrained
+//! newly initializes weights or drops checkpoint keys, and only logs it).
 
 mod args;
 
@@ -141,7 +142,30 @@ fn checkpoint_sources(files: &[FileSource]) -> Result<Vec<&dyn ByteSource>, Erro
 
 fn read(paths: &[PathBuf]) -> Result<Checkpoint, Error> {
     let files = open_all(paths)?;
-    format::read_files(&checkpoint_sources(&files)?)
+    let mut checkpoint = format::read_files(&checkpoint_sources(&files)?)?;
+    checkpoint.adapter_config = adapter_config_beside(paths, &files)?;
+    Ok(checkpoint)
+}
+
+/// A PEFT adapter's adapter_config.json: among the files given (a folder's
+/// files), else next to the one file given (PEFT reads it from the
+/// adapter's folder).
+fn adapter_config_beside(
+    paths: &[PathBuf],
+    files: &[FileSource],
+) -> Result<Option<serde_json::Value>, Error> {
+    for file in files {
+        if let Some(config) = format::adapter_config(file)? {
+            return Ok(Some(config));
+        }
+    }
+    if let [one] = paths {
+        let beside = one.with_file_name("adapter_config.json");
+        if one.is_file() && beside.is_file() && beside != *one {
+            return format::adapter_config(&FileSource::open(&beside)?);
+        }
+    }
+    Ok(None)
 }
 
 fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
@@ -317,10 +341,10 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             } else {
                 print!("{}", diagnosis::to_text(&report));
             }
-            Ok(if report.loads {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+            Ok(match report.verdict {
+                diagnosis::Verdict::Loads => ExitCode::SUCCESS,
+                diagnosis::Verdict::WontLoad => ExitCode::from(1),
+                diagnosis::Verdict::LoadsWithWarnings => ExitCode::from(3),
             })
         }
         "infer" => {

@@ -11,7 +11,9 @@
 //!    as if the prefix were right);
 //! 4. `known_key_causes`: keys whose story is known whatever the config:
 //!    tied weights (`tie_word_embeddings`) and stale buffers
-//!    (`position_ids`, `rotary_emb.inv_freq`, `attn.bias`);
+//!    (`position_ids`, `rotary_emb.inv_freq`, `attn.bias`); and sizes
+//!    changed on purpose (`resized`): a classifier head's `num_labels`, a
+//!    vocabulary resized after tokens were added;
 //! 5. `leftover_causes`: whatever no field explains, grouped by the first
 //!    two name parts.
 
@@ -24,23 +26,23 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What every cause looks at.
-struct Findings<'a> {
-    result: &'a LoadResult,
-    prepared: &'a Prepared,
-    model: &'a ModelSpec,
-    inferred: &'a Inferred,
-    loader: Loader,
-    model_keys: HashSet<&'a str>,
+pub(super) struct Findings<'a> {
+    pub(super) result: &'a LoadResult,
+    pub(super) prepared: &'a Prepared,
+    pub(super) model: &'a ModelSpec,
+    pub(super) inferred: &'a Inferred,
+    pub(super) loader: Loader,
+    pub(super) model_keys: HashSet<&'a str>,
     /// A prefix the model's keys carry and the checkpoint's lack (a
     /// DDP-wrapping loader's `module.`, or any wrapper).
-    model_prefix: Option<String>,
+    pub(super) model_prefix: Option<String>,
     /// A prefix the checkpoint's keys carry and the model's lack.
-    state_prefix: Option<String>,
+    pub(super) state_prefix: Option<String>,
 }
 
 impl Findings<'_> {
     /// A key without the wrapper prefix that one side carries.
-    fn bare(&self, key: &str) -> String {
+    pub(super) fn bare(&self, key: &str) -> String {
         aligned(
             key,
             self.model_prefix
@@ -117,9 +119,14 @@ pub fn explain(
     let counted = aligned.as_ref().unwrap_or(result);
     let (key_causes, mut attributed) = known_key_causes(&findings, counted);
     causes.extend(key_causes);
+    if let Some((cause, keys)) = super::resized::num_labels_cause(&findings, counted) {
+        causes.push(cause);
+        attributed.extend(keys);
+    }
     let (field_causes, field_keys) = config_field_causes(&findings, counted);
     causes.extend(field_causes);
     attributed.extend(field_keys);
+    super::resized::vocab_resized(&mut causes);
     if explained_by_prefix == (0, 0) || aligned.is_some() {
         causes.extend(leftover_causes(&findings, counted, &attributed));
     }
@@ -131,7 +138,7 @@ fn plural(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
-fn counts_text(missing: usize, unexpected: usize, mismatches: usize) -> String {
+pub(super) fn counts_text(missing: usize, unexpected: usize, mismatches: usize) -> String {
     let mut parts = Vec::new();
     if mismatches > 0 {
         parts.push(plural(mismatches, "size mismatch", "size mismatches"));

@@ -96,9 +96,44 @@ pub fn fix(
                 });
             }
         }
+        None if prefix_cause.is_some() => {
+            summary = "the config matches; the keys do not".to_string();
+        }
         None => {
             summary = "the findings are not explained by a config difference".to_string();
         }
+    }
+    if let Some(head) = causes.iter().find(|c| c.cause == "num-labels") {
+        summary = resized_summary(&summary, &num_labels_summary(head));
+        remedies.extend(num_labels_remedies(head, loader, &model.class_name));
+    }
+    if let Some(vocab) = causes.iter().find(|c| c.cause == "vocab-resized") {
+        let tokens = display(&vocab.checkpoint);
+        summary = resized_summary(
+            &summary,
+            &format!(
+                "resize the model's embeddings to the checkpoint's {tokens} tokens before loading"
+            ),
+        );
+        remedies.push(Remedy {
+            label: "Python: resize, then load".to_string(),
+            text: format!(
+                "model.resize_token_embeddings({tokens})  # the tokenizer that goes with the checkpoint has {tokens} tokens\nmodel.load_state_dict(sd)"
+            ),
+        });
+        remedies.push(Remedy {
+            label: "or in config.json".to_string(),
+            text: format!(
+                "\"{}\": {tokens}",
+                vocab.field.rsplit('.').next().unwrap_or("vocab_size")
+            ),
+        });
+        remedies.push(Remedy {
+            label: "a LoRA adapter trained on the resized model".to_string(),
+            text: format!(
+                "base = AutoModel.from_pretrained(base_id)\nbase.resize_token_embeddings({tokens})  # before the adapter is applied or merged\nmodel = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()"
+            ),
+        });
     }
     if let Some(cause) = prefix_cause {
         if let Some(prefix) = cause.checkpoint.as_str().filter(|p| !p.is_empty()) {
@@ -174,4 +209,48 @@ fn unwrapped_save(prefix: &str) -> Option<&'static str> {
         "_orig_mod.module." => "torch.save(compiled_model._orig_mod.module.state_dict(), path)",
         _ => return None,
     })
+}
+
+/// The summary when a size was changed on purpose: that fix replaces the
+/// generic "not explained" line, and is added to any other.
+fn resized_summary(summary: &str, fix: &str) -> String {
+    if summary.starts_with("the findings are not explained") || summary.is_empty() {
+        fix.to_string()
+    } else {
+        format!("{summary}; {fix}")
+    }
+}
+
+fn num_labels_summary(head: &Cause) -> String {
+    format!(
+        "the classifier head has {} labels in the checkpoint and {} in the model: pass `ignore_mismatched_sizes=True` to start a new head, or set `num_labels` to {} to keep the checkpoint's",
+        display(&head.checkpoint),
+        display(&head.model),
+        display(&head.checkpoint)
+    )
+}
+
+fn num_labels_remedies(head: &Cause, loader: Loader, class_name: &str) -> Vec<Remedy> {
+    let (checkpoint, model) = (display(&head.checkpoint), display(&head.model));
+    let mut remedies = vec![
+        Remedy {
+            label: format!("Python: a new {model}-label head (fine-tuning on other labels)"),
+            text: format!(
+                "model = {class_name}.from_pretrained(path, num_labels={model}, ignore_mismatched_sizes=True)\n# the checkpoint's {checkpoint}-label head is dropped and a new one initialized"
+            ),
+        },
+        Remedy {
+            label: format!("Python: keep the checkpoint's {checkpoint}-label head"),
+            text: format!(
+                "model = {class_name}.from_pretrained(path, num_labels={checkpoint})\n# or give config.json an id2label with {checkpoint} entries"
+            ),
+        },
+    ];
+    if loader == Loader::Strict {
+        remedies.push(Remedy {
+            label: "Python: load_state_dict without the head".to_string(),
+            text: "sd = {k: v for k, v in sd.items() if not k.startswith((\"classifier.\", \"score.\"))}\nmodel.load_state_dict(sd, strict=False)".to_string(),
+        });
+    }
+    remedies
 }

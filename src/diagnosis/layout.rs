@@ -110,7 +110,11 @@ pub fn recognise(entries: &[StateEntry]) -> Option<Layout> {
             "load it through the quantization library, or use the unquantized checkpoint",
             &[(
                 "Python",
-                "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\nmodel = AutoModelForCausalLM.from_pretrained(path, quantization_config=BitsAndBytesConfig(load_in_4bit=True))",
+                if bnb_4bit > 0 {
+                    "from transformers import AutoModel, BitsAndBytesConfig\nmodel = AutoModel.from_pretrained(path, quantization_config=BitsAndBytesConfig(load_in_4bit=True))  # the class the file was saved from"
+                } else {
+                    "from transformers import AutoModel, BitsAndBytesConfig\nmodel = AutoModel.from_pretrained(path, quantization_config=BitsAndBytesConfig(load_in_8bit=True))  # the class the file was saved from"
+                },
             )],
             n,
         ));

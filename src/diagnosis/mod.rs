@@ -6,10 +6,12 @@
 //! both render (`render`). It reads the check's result; nothing below it
 //! reads a `CheckReport`.
 
+mod adapter;
 mod explain;
 mod fix;
 mod layout;
 pub mod render;
+mod resized;
 
 pub use explain::explain;
 pub use fix::fix;
@@ -56,13 +58,32 @@ pub struct Remedy {
     pub text: String,
 }
 
+/// The answer in one word: loads, loads with warnings (transformers'
+/// `from_pretrained` newly initializes weights or drops keys, and only
+/// logs it), or won't load (the load raises).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Loads,
+    LoadsWithWarnings,
+    WontLoad,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
     pub file: String,
     pub format: String,
     pub file_bytes: u64,
     pub bytes_read: u64,
+    /// The load does not raise (`verdict` says whether it warns).
     pub loads: bool,
+    pub verdict: Verdict,
+    /// What a load that does not raise still warns about: weights newly
+    /// initialized, checkpoint keys dropped.
+    pub warnings: Vec<String>,
+    /// The loader's own warning text when it logs one (transformers' LOAD
+    /// REPORT table, with its `from:` line).
+    pub load_report: Option<String>,
     pub loader: Loader,
     /// The model checked against: preset name or "config JSON".
     pub model: String,
@@ -169,7 +190,12 @@ fn check_state_dict(
         ));
     }
     notes.extend(other_weight_sets(checkpoint, &path, &state_dict));
-    let prepared = loader::prepare(loader, &state_dict, model);
+    let prepared = loader::prepare(
+        loader,
+        &state_dict,
+        model,
+        checkpoint.adapter_config.as_ref(),
+    );
     notes.extend(prepared.notes.iter().cloned());
     let model_dtypes: Vec<String> = model.tensors.iter().map(|t| t.dtype.clone()).collect();
     let comparison = crate::check::compare(&prepared, &model_dtypes);
@@ -177,7 +203,12 @@ fn check_state_dict(
     let result = comparison.result;
     let mut loads = comparison.error.is_none();
     let (common_prefix, names) = strip_common_prefix(&state_dict.entries);
-    let (inferred, explanation, fix) = match layout::recognise(&state_dict.entries) {
+    let layout = match &prepared.judgement {
+        // An adapter onto its base: the adapter's own story, below.
+        loader::Judgement::Peft { .. } => None,
+        _ => layout::recognise(&state_dict.entries),
+    };
+    let (inferred, explanation, fix) = match layout {
         // Shapes that are not the architecture's: that is the explanation,
         // and nothing is read off them.
         Some(layout) => {
@@ -196,6 +227,22 @@ fn check_state_dict(
             loads = false;
             (inferred, vec![cause], (!loads).then_some(layout.fix))
         }
+        None if matches!(prepared.judgement, loader::Judgement::Peft { .. }) => {
+            let loader::Judgement::Peft { raises, config, .. } = &prepared.judgement else {
+                unreachable!("matched above")
+            };
+            let (explanation, fix) =
+                adapter::explain_adapter(&result, raises.as_deref(), config, model);
+            let inferred = Inferred {
+                family: "unknown".to_string(),
+                undetermined: vec![
+                    "a PEFT adapter: its shapes are low-rank factors, not the base model's config"
+                        .to_string(),
+                ],
+                ..Inferred::default()
+            };
+            (inferred, explanation, fix)
+        }
         None => {
             let inferred = arch::infer(&names);
             let explanation = explain(
@@ -210,6 +257,22 @@ fn check_state_dict(
             (inferred, explanation, fix)
         }
     };
+    let (verdict, warnings) = verdict_and_warnings(loads, &result, model.tensors.len(), loader);
+    let load_report = comparison.load_report.as_ref().map(|table| match loader {
+        Loader::Peft => format!("UserWarning: {table}"),
+        _ => format!(
+            "{} LOAD REPORT from: {}\n{table}",
+            prepared.class_name, checkpoint.file
+        ),
+    });
+    if loader != Loader::Peft
+        && checkpoint.adapter_config.is_some()
+        && explanation.iter().any(|c| c.cause == "lora-adapter")
+    {
+        {
+            notes.push("adapter_config.json is beside the weights: `--loader peft` checks the adapter against this base model, as PeftModel.from_pretrained loads it".to_string());
+        }
+    }
     let unsafe_globals = checkpoint
         .pickle_audit
         .as_ref()
@@ -221,6 +284,9 @@ fn check_state_dict(
         file_bytes: checkpoint.file_bytes,
         bytes_read: checkpoint.bytes_read,
         loads,
+        verdict,
+        warnings,
+        load_report,
         loader,
         model: model
             .preset
@@ -242,6 +308,64 @@ fn check_state_dict(
         unsafe_globals,
         whole_file_pytorch_error,
     }
+}
+
+/// The verdict, and what a load that does not raise warns about (only a
+/// lenient judgement, `from_pretrained`'s, lets keys be missing or
+/// unexpected without raising).
+fn verdict_and_warnings(
+    loads: bool,
+    result: &crate::state_dict::LoadResult,
+    model_tensors: usize,
+    loader: Loader,
+) -> (Verdict, Vec<String>) {
+    if !loads {
+        return (Verdict::WontLoad, Vec::new());
+    }
+    let mut warnings = Vec::new();
+    if loader == Loader::Peft {
+        if !result.missing_keys.is_empty() {
+            warnings.push(format!(
+                "{} LoRA weight(s) missing from the adapter (PEFT warns; those layers stay at their initialization)",
+                result.missing_keys.len()
+            ));
+        }
+        if !result.unexpected_keys.is_empty() {
+            warnings.push(format!(
+                "{} adapter tensor(s) match no layer and are dropped without a warning",
+                result.unexpected_keys.len()
+            ));
+        }
+        let verdict = if warnings.is_empty() {
+            Verdict::Loads
+        } else {
+            Verdict::LoadsWithWarnings
+        };
+        return (verdict, warnings);
+    }
+    let missing = result.missing_keys.len();
+    if missing > 0 {
+        warnings.push(format!(
+            "{missing} of {model_tensors} weights newly initialized (MISSING from the checkpoint){}",
+            if missing >= model_tensors {
+                ": nothing was loaded"
+            } else {
+                ""
+            }
+        ));
+    }
+    let unexpected = result.unexpected_keys.len();
+    if unexpected > 0 {
+        warnings.push(format!(
+            "{unexpected} checkpoint key(s) not used (UNEXPECTED): dropped without an error"
+        ));
+    }
+    let verdict = if warnings.is_empty() {
+        Verdict::Loads
+    } else {
+        Verdict::LoadsWithWarnings
+    };
+    (verdict, warnings)
 }
 
 /// What `model.load_state_dict(torch.load(f))` raises when the weights sit

@@ -1,16 +1,29 @@
 //! A `CheckReport` for people: the one-line verdict, the terminal text and
 //! the Markdown the page exports (the page renders the JSON itself).
 
-use super::CheckReport;
+use super::{CheckReport, Verdict};
 use crate::human::human_bytes;
 
 /// One-line verdict: "Loads" or "Won't load: 0 missing, 144 unexpected, 153 size mismatches".
 pub fn verdict_line(report: &CheckReport) -> String {
-    if report.loads {
-        "Loads".to_string()
+    // An adapter is never called a model that loads: it applies.
+    let loads = if report.loader == crate::loader::Loader::Peft {
+        "Adapter applies"
+    } else {
+        "Loads"
+    };
+    if report.loads && !report.warnings.is_empty() {
+        format!("{loads}, but {}", report.warnings.join("; "))
+    } else if report.loads {
+        loads.to_string()
     } else {
         format!(
-            "Won't load: {} missing, {} unexpected, {} size mismatches",
+            "{}: {} missing, {} unexpected, {} size mismatches",
+            if report.loader == crate::loader::Loader::Peft {
+                "Adapter won't load"
+            } else {
+                "Won't load"
+            },
             report.missing_keys.len(),
             report.unexpected_keys.len(),
             report.size_mismatches.len()
@@ -62,6 +75,11 @@ pub fn to_markdown(report: &CheckReport) -> String {
             report.unsafe_globals.join(", ")
         ));
     }
+    if let Some(table) = &report.load_report {
+        out.push_str(&format!(
+            "\n## What transformers logs\n\n```\n{table}\n```\n"
+        ));
+    }
     if let Some(error) = &report.pytorch_error {
         out.push_str(&format!("\n## What PyTorch says\n\n```\n{error}\n```\n"));
     }
@@ -73,7 +91,11 @@ pub fn to_text(report: &CheckReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{} {}\n",
-        if report.loads { "OK " } else { "ERR" },
+        match report.verdict {
+            Verdict::Loads => "OK ",
+            Verdict::LoadsWithWarnings => "WARN",
+            Verdict::WontLoad => "ERR",
+        },
         verdict_line(report)
     ));
     out.push_str(&format!(
@@ -112,6 +134,23 @@ pub fn to_text(report: &CheckReport) -> String {
             "UNSAFE pickle: references {} (never evaluated)\n",
             report.unsafe_globals.join(", ")
         ));
+    }
+    if let Some(table) = &report.load_report {
+        let lines: Vec<&str> = table.lines().collect();
+        out.push_str(if report.loader == crate::loader::Loader::Peft {
+            "PEFT warns:\n"
+        } else {
+            "transformers logs:\n"
+        });
+        for line in lines.iter().take(12) {
+            out.push_str(&format!("  {line}\n"));
+        }
+        if lines.len() > 12 {
+            out.push_str(&format!(
+                "  ... {} more lines (--json has the full report)\n",
+                lines.len() - 12
+            ));
+        }
     }
     if let Some(error) = &report.pytorch_error {
         let lines: Vec<&str> = error.lines().collect();

@@ -65,6 +65,55 @@ pub fn detect(source: &dyn ByteSource) -> Result<Format> {
     .in_file(source.name()))
 }
 
+/// Largest adapter_config.json read (a few KiB in practice).
+pub const MAX_ADAPTER_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A PEFT `adapter_config.json`, if `source` is one: named so, or a JSON
+/// object with `peft_type` (the page gets files by content, not by name).
+/// A file named so that is not a JSON object is an error naming it.
+pub fn adapter_config(source: &dyn ByteSource) -> Result<Option<serde_json::Value>> {
+    let named = base_name(source.name()) == "adapter_config.json";
+    if !named && !matches!(detect(source), Ok(Format::Json)) {
+        return Ok(None);
+    }
+    if source.len() > MAX_ADAPTER_CONFIG_BYTES {
+        return match named {
+            true => Err(err(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "adapter config of {} bytes; it is read up to {MAX_ADAPTER_CONFIG_BYTES}",
+                    source.len()
+                ),
+            )
+            .in_file(source.name())),
+            false => Ok(None),
+        };
+    }
+    let bytes = crate::source::read_vec(source, 0, source.len())?;
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(e) if named => {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!("adapter config is not valid JSON: {e}"),
+            )
+            .in_file(source.name()))
+        }
+        Err(_) => return Ok(None),
+    };
+    let is_adapter = value.get("peft_type").is_some_and(|t| t.is_string());
+    match (named, is_adapter, value.is_object()) {
+        (_, true, _) => Ok(Some(value)),
+        (true, false, true) => Ok(Some(value)),
+        (true, false, false) => Err(err(
+            ErrorKind::BadConfig,
+            "adapter config is not a JSON object",
+        )
+        .in_file(source.name())),
+        (false, false, _) => Ok(None),
+    }
+}
+
 /// Read one checkpoint file of any supported format.
 pub fn read_checkpoint(source: &dyn ByteSource) -> Result<Checkpoint> {
     read_detected(source).map_err(|error| {

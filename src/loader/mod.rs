@@ -16,6 +16,7 @@
 mod cn_clip;
 mod cn_clip_resume;
 mod hf;
+pub mod peft;
 mod strict;
 
 use crate::arch::ModelSpec;
@@ -34,6 +35,9 @@ pub enum Loader {
     CnClipResume,
     /// transformers' `Class.from_pretrained`.
     Hf,
+    /// `PeftModel.from_pretrained(base_model, adapter_dir)`: a LoRA
+    /// adapter onto the base model the config describes.
+    Peft,
 }
 
 impl Loader {
@@ -43,10 +47,13 @@ impl Loader {
             "cn-clip" => Loader::CnClip,
             "cn-clip-resume" => Loader::CnClipResume,
             "hf" => Loader::Hf,
+            "peft" => Loader::Peft,
             other => {
                 return Err(err(
                     ErrorKind::BadArgument,
-                    format!("unknown loader {other:?}: use strict, cn-clip, cn-clip-resume or hf"),
+                    format!(
+                        "unknown loader {other:?}: use strict, cn-clip, cn-clip-resume, hf or peft"
+                    ),
                 ))
             }
         })
@@ -58,6 +65,7 @@ impl Loader {
             Loader::CnClip => "cn-clip",
             Loader::CnClipResume => "cn-clip-resume",
             Loader::Hf => "hf",
+            Loader::Peft => "peft",
         }
     }
 }
@@ -75,6 +83,16 @@ pub enum Judgement {
         /// `(target, source)` pairs re-tied on load.
         tied: Vec<(String, String)>,
         ignore_unexpected: Vec<crate::arch::IgnoreKey>,
+    },
+    /// PEFT's adapter load: `raises` when PEFT stops before loading (no
+    /// module matched `target_modules`), else `load_state_dict(strict=
+    /// False)`: size mismatches raise, missing adapter keys warn, other
+    /// keys are dropped silently.
+    Peft {
+        raises: Option<String>,
+        injected: peft::Injected,
+        /// Boxed: the config is large and the other judgements small.
+        config: Box<peft::AdapterConfig>,
     },
 }
 
@@ -108,12 +126,20 @@ impl Prepared {
     }
 }
 
-/// What `loader` makes of `state_dict` and `model`.
-pub fn prepare(loader: Loader, state_dict: &StateDict, model: &ModelSpec) -> Prepared {
+/// What `loader` makes of `state_dict` and `model`; `adapter_config` is
+/// the adapter_config.json found beside the weights (the `peft` loader
+/// reads it, as PEFT does).
+pub fn prepare(
+    loader: Loader,
+    state_dict: &StateDict,
+    model: &ModelSpec,
+    adapter_config: Option<&serde_json::Value>,
+) -> Prepared {
     match loader {
         Loader::Strict => strict::prepare(state_dict, model),
         Loader::CnClip => cn_clip::prepare(state_dict, model),
         Loader::CnClipResume => cn_clip_resume::prepare(state_dict, model),
         Loader::Hf => hf::prepare(state_dict, model),
+        Loader::Peft => peft::prepare(state_dict, model, adapter_config),
     }
 }

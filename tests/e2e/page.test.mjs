@@ -82,6 +82,21 @@ function dropServedFile(page, urlPath) {
   }, `/${urlPath}`);
 }
 
+/** Drop several served files at once (an adapter with its configs). */
+function dropServedFiles(page, urlPaths) {
+  return page.evaluate(async (urlPaths) => {
+    const dataTransfer = new DataTransfer();
+    for (const urlPath of urlPaths) {
+      const response = await fetch(urlPath);
+      dataTransfer.items.add(new File([await response.arrayBuffer()], urlPath.split("/").pop()));
+    }
+    const zone = document.getElementById("drop");
+    for (const type of ["dragenter", "dragover", "drop"]) {
+      zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer }));
+    }
+  }, urlPaths.map((p) => `/${p}`));
+}
+
 function dropBytes(page, name, text) {
   return page.evaluate(
     ({ name, text }) => {
@@ -407,6 +422,37 @@ describe("ckptcheck page", () => {
     assert.match(note, /From the folder: 4 files \(.*model\.safetensors\.index\.json.*\); 3 other files left out/);
     assert.match(note, /config\.json/);
     assert.match(await page.textContent("#verdict"), /safetensors-sharded/);
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  });
+
+  test("a LoRA adapter dropped with adapter_config.json and its base's config.json is checked as PEFT loads it", TIMEOUT, async () => {
+    const hash = new URLSearchParams({ preset: "infer", loader: "peft" });
+    const { context, page } = await openPage(`${server.origin}/#${hash}`);
+    const dir = "tests/fixtures/diagnoses";
+    const result = await nextResult(page, () =>
+      dropServedFiles(page, [`${dir}/lora_rank/adapter_model.safetensors`, `${dir}/lora_rank/adapter_config.json`, `${dir}/bert_config.json`])
+    );
+    assert.equal(result.verdict, "Adapter won't load: 0 missing, 0 unexpected, 8 size mismatches");
+    const why = await page.locator("#why li").allTextContents();
+    assert.ok(why.some((line) => line.includes("LoRA rank: the file's tensors have rank 4") && line.includes("\"r\": 8")), why.join("\n"));
+    assert.ok((await page.locator("#fix pre").allTextContents()).includes('"r": 4'));
+    assert.match(await page.textContent("#pytorch-error"), /^Error\(s\) in loading state_dict for PeftModel:/);
+    // No forward pass is offered for an adapter.
+    assert.equal(await page.locator("#verify").count(), 0);
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  });
+
+  test("a file from_pretrained loads with weights newly initialized is a warning with transformers' load report", TIMEOUT, async () => {
+    const hash = new URLSearchParams({ preset: "infer", loader: "hf" });
+    const { context, page } = await openPage(`${server.origin}/#${hash}`);
+    const dir = "tests/fixtures/diagnoses/no_pooler";
+    const result = await nextResult(page, () => dropServedFiles(page, [`${dir}/model.safetensors`, `${dir}/config.json`]));
+    assert.match(result.verdict, /^Loads, but 2 of 39 weights newly initialized/);
+    assert.match(await page.getAttribute("#verdict", "class"), /\bwarn\b/);
+    assert.match(await page.textContent("#load-report"), /^BertModel LOAD REPORT from: model\.safetensors\nKey/);
+    assert.match(await page.textContent("#load-report"), /pooler\.dense\.weight\s+\| MISSING/);
     assert.deepEqual(page.errors, []);
     await context.close();
   });

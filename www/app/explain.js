@@ -38,6 +38,14 @@ export function notesCard(notes) {
   return card("Notes", { id: "notes", count: notes.length }, h("ul", { class: "notes" }, notes.map((note) => h("li", {}, withCode(sentence(note))))));
 }
 
+/** What the loader logs though the load does not raise: transformers'
+ * LOAD REPORT table, or PEFT's warning. */
+export function loadReportCard(text, loader) {
+  const pre = h("pre", { class: "pytorch-error", id: "load-report" }, text);
+  const who = loader === "peft" ? "What PEFT warns" : "What transformers logs";
+  return card(who, { id: "load-report-card", collapsible: true, open: true }, h("div", { class: "remedy-head" }, h("span", { class: "meta" }, "Logged as a warning, verbatim; the load goes on:"), copyButton(text, pre)), pre);
+}
+
 export function pytorchCard(text) {
   const pre = h("pre", { class: "pytorch-error", id: "pytorch-error" }, text);
   const lines = text.split("\n").length;

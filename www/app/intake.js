@@ -29,12 +29,13 @@ async function readDirectory(entry, depth = 0, out = []) {
   return out;
 }
 
-/** From a dropped folder keep the checkpoint: weights, shard indexes and
- * config.json; safetensors over pickles when a folder has both (the way
- * transformers picks). Tokenizers, READMEs and images stay out. */
+/** From a dropped folder keep the checkpoint: weights, shard indexes,
+ * config.json and a PEFT adapter's adapter_config.json; safetensors over
+ * pickles when a folder has both (the way transformers picks). Tokenizers,
+ * READMEs and images stay out. */
 function pickCheckpointFiles(files) {
   const weights = /\.(safetensors|bin|pt|pth|ckpt|gguf)$/i;
-  let keep = files.filter((f) => weights.test(f.name) || /\.index\.json$/i.test(f.name) || f.name === "config.json");
+  let keep = files.filter((f) => weights.test(f.name) || /\.index\.json$/i.test(f.name) || f.name === "config.json" || f.name === "adapter_config.json");
   if (keep.some((f) => /\.safetensors$/i.test(f.name))) {
     keep = keep.filter((f) => !/\.(bin|pt|pth|ckpt)$/i.test(f.name) && !/\.bin\.index\.json$/i.test(f.name));
   }

@@ -6,7 +6,7 @@
 import { download, h, humanBytes, isUnreadable, verdictLine } from "../client.js";
 import { auditCard, dangerAlert } from "./audit.js";
 import { els } from "./dom.js";
-import { explanationCard, fixCard, notesCard, pytorchCard } from "./explain.js";
+import { explanationCard, fixCard, loadReportCard, notesCard, pytorchCard } from "./explain.js";
 import { findingsCard } from "./findings.js";
 import { scanCard } from "./scan.js";
 import { finish } from "./session.js";
@@ -42,6 +42,13 @@ function pickNote(pick) {
   );
 }
 
+/** The banner's colour: loads, loads with warnings (from_pretrained or
+ * PEFT only logs what it left out), or won't load. */
+export function verdictClass(report) {
+  if (report.verdict === "loads-with-warnings") return "warn";
+  return report.loads ? "ok" : "bad";
+}
+
 /** A check's answer. `usePreset(name)` re-checks against the preset the
  * checkpoint matches ("Check against it"). */
 export function renderReport(result, pick, { usePreset }) {
@@ -70,8 +77,8 @@ export function renderReport(result, pick, { usePreset }) {
 
   const banner = h(
     "section",
-    { class: `verdict ${report.loads ? "ok" : "bad"}`, id: "verdict", "aria-label": "Verdict" },
-    h("div", { class: "verdict-head" }, h("span", { class: "verdict-icon", "aria-hidden": "true" }, report.loads ? "✓" : "✗"), h("h2", { id: "verdict-text" }, verdict), exportBar),
+    { class: `verdict ${verdictClass(report)}`, id: "verdict", "aria-label": "Verdict" },
+    h("div", { class: "verdict-head" }, h("span", { class: "verdict-icon", "aria-hidden": "true" }, { ok: "✓", warn: "!", bad: "✗" }[verdictClass(report)]), h("h2", { id: "verdict-text" }, verdict), exportBar),
     h("p", { class: "meta" }, h("code", { class: "file" }, report.file), ` · ${report.format} · ${humanBytes(report.file_bytes)} · ${report.n_checkpoint_tensors} tensors`),
     h("p", { class: "meta" }, readLine(report.bytes_read, report.file_bytes, result.elapsed_ms)),
     h(
@@ -92,7 +99,8 @@ export function renderReport(result, pick, { usePreset }) {
   if (dangerous.length) parts.push(dangerAlert(dangerous));
   if (report.explanation.length) parts.push(explanationCard(report));
   if (report.fix) parts.push(fixCard(report.fix));
-  if (!report.loads) parts.push(findingsCard(report, checkpoint));
+  if (report.verdict !== "loads") parts.push(findingsCard(report, checkpoint));
+  if (report.load_report) parts.push(loadReportCard(report.load_report, report.loader));
   parts.push(tensorCard(checkpoint));
   if (audit) parts.push(auditCard(audit));
   const notes = [...report.notes, ...checkpoint.notes.filter((note) => !report.notes.includes(note))];
@@ -100,9 +108,11 @@ export function renderReport(result, pick, { usePreset }) {
   const more = valuesCard(checkpoint);
   if (more) parts.push(more);
   if (report.pytorch_error) parts.push(pytorchCard(report.pytorch_error));
-  // Shapes that match are necessary, not sufficient: offer to run the model.
-  if (report.loads) parts.splice(1, 0, verifyCard(report));
-  parts.splice(report.loads ? 2 : 1, 0, scanCard());
+  // Shapes that match are necessary, not sufficient: offer to run the model
+  // (not for an adapter: it is not a model of its own).
+  const runnable = report.loads && report.loader !== "peft";
+  if (runnable) parts.splice(1, 0, verifyCard(report));
+  parts.splice(runnable ? 2 : 1, 0, scanCard());
   els.result.replaceChildren(...parts);
 }
 

@@ -82,24 +82,18 @@ pub(super) fn build_gpt2(
             let l = format!("{p}h.{i}");
             // Conv1D stores its weight as [in, out].
             b.norm(&format!("{l}.ln_1"), e, true, E);
-            b.tensor(format!("{l}.attn.c_attn.weight"), &[e, 3 * e], E);
-            b.tensor(format!("{l}.attn.c_attn.bias"), &[3 * e], E);
-            b.tensor(format!("{l}.attn.c_proj.weight"), &[e, e], E);
-            b.tensor(format!("{l}.attn.c_proj.bias"), &[e], E);
+            b.conv1d(&format!("{l}.attn.c_attn"), e, 3 * e, E);
+            b.conv1d(&format!("{l}.attn.c_proj"), e, e, E);
             b.norm(&format!("{l}.ln_2"), e, true, E);
             b.optional("add_cross_attention", c.cross_attention, |b| {
-                b.tensor(format!("{l}.crossattention.c_attn.weight"), &[e, 2 * e], E);
-                b.tensor(format!("{l}.crossattention.c_attn.bias"), &[2 * e], E);
-                b.tensor(format!("{l}.crossattention.q_attn.weight"), &[e, e], E);
-                b.tensor(format!("{l}.crossattention.q_attn.bias"), &[e], E);
-                b.tensor(format!("{l}.crossattention.c_proj.weight"), &[e, e], E);
-                b.tensor(format!("{l}.crossattention.c_proj.bias"), &[e], E);
+                b.conv1d(&format!("{l}.crossattention.c_attn"), e, 2 * e, E);
+                b.conv1d(&format!("{l}.crossattention.q_attn"), e, e, E);
+                b.conv1d(&format!("{l}.crossattention.c_proj"), e, e, E);
                 b.norm(&format!("{l}.ln_cross_attn"), e, true, E);
             });
-            b.tensor(format!("{l}.mlp.c_fc.weight"), &[e, c.inner], EI);
-            b.tensor(format!("{l}.mlp.c_fc.bias"), &[c.inner], EI);
-            b.tensor(format!("{l}.mlp.c_proj.weight"), &[c.inner, e], EI);
-            b.tensor(format!("{l}.mlp.c_proj.bias"), &[e], E);
+            b.conv1d(&format!("{l}.mlp.c_fc"), e, c.inner, EI);
+            // c_proj's bias is n_embd wide whatever n_inner is.
+            b.conv1d(&format!("{l}.mlp.c_proj"), c.inner, e, EI);
         });
     }
     b.norm(&format!("{p}ln_f"), e, true, E);

@@ -522,6 +522,7 @@ pub fn from_config_value(value: &Value) -> Result<ModelSpec> {
         config: normalised,
         tensors: b.tensors,
         batchnorm_modules: b.batchnorm_modules,
+        module_kinds: b.module_kinds,
         base_model_prefix: base_model_prefix(resolved.class, resolved.family).to_string(),
         tied_keys: tied.into_iter().map(|(target, _)| target).collect(),
     })

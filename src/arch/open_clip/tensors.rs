@@ -91,6 +91,7 @@ pub fn from_config_value(value: &Value, preset: Option<&str>) -> Result<ModelSpe
         config: normalised,
         tensors: b.tensors,
         batchnorm_modules: b.batchnorm_modules,
+        module_kinds: b.module_kinds,
         base_model_prefix: String::new(),
         tied_keys: Vec::new(),
     })

@@ -382,7 +382,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
     let mut main = pickle::interpret_within(&mut cursor, &mut budget)?;
     // Persistent ids in the tar format are tensor (or storage) keys.
     for object in main.objects.iter_mut() {
-        if let Object::Persistent(id) = object {
+        if let Object::Persistent { id, .. } = object {
             let key = match id {
                 Value::Str(s) => s.to_string(),
                 Value::Int(i) => i.to_string(),

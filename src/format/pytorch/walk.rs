@@ -104,6 +104,21 @@ fn scalar_json(pickle: &Pickle, value: &Value) -> Option<serde_json::Value> {
     })
 }
 
+/// Python's name for the type of a pickled value, as torch's messages
+/// print it.
+fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::None => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Int(_) | Value::BigInt(_) => "int",
+        Value::Float(_) => "float",
+        Value::Str(_) => "str",
+        Value::Bytes(_) => "bytes",
+        Value::Global(_) => "type",
+        Value::Object(_) => "object",
+    }
+}
+
 fn path_bytes(path: &[String]) -> u64 {
     path.iter().map(|key| key.len() as u64 + STRING_COST).sum()
 }
@@ -246,9 +261,48 @@ impl Walker<'_> {
                     });
                 }
             }
-            Object::Persistent(_) => {}
+            Object::Persistent { id, offset } => self.persistent_id(id, *offset)?,
         }
         Ok(())
+    }
+
+    /// A persistent id the torch reducer did not turn into a storage:
+    /// torch.load fails on it (its `persistent_load` asserts a
+    /// `("storage", ...)` tuple), so the file is not an empty checkpoint
+    /// but a broken one. Legacy files' `("module", ...)` ids (an
+    /// `nn.Module` class saved with its source) are not storages and load.
+    fn persistent_id(&self, id: &Value, offset: u64) -> Result<()> {
+        let items = match self.pickle.object(id) {
+            Some(Object::Tuple(items)) => Some(items),
+            _ => None,
+        };
+        let first = items.and_then(|items| items.first());
+        if matches!(first, Some(Value::Str(kind)) if &**kind == "module") {
+            return Ok(());
+        }
+        let (described, torch_says) = match (items, first) {
+            (Some(_), Some(first)) => (
+                format!("a tuple starting with {}", key_text(self.pickle, first)),
+                format!(
+                    "UnpicklingError: Only persistent_load of storage is allowed, but got <class '{}'>",
+                    python_type(first)
+                ),
+            ),
+            _ => (
+                format!("{} ({})", key_text(self.pickle, id), python_type(id)),
+                format!(
+                    "AssertionError: saved_id must be a tuple, got {}",
+                    python_type(id)
+                ),
+            ),
+        };
+        Err(err(
+            ErrorKind::BadPickle,
+            format!(
+                "persistent id {described} is not a torch storage (\"storage\", type, key, location, size): torch.load fails on it ({torch_says}); the pickle was not written by torch.save"
+            ),
+        )
+        .at(offset))
     }
 
     /// `OrderedDict` state `{"_metadata": OrderedDict(prefix -> {"version": n})}`.

@@ -98,8 +98,12 @@ pub enum Object<R> {
         state: Option<Value>,
         items: Vec<Value>,
     },
-    /// A persistent id the reducer did not interpret.
-    Persistent(Value),
+    /// A persistent id the reducer did not interpret, and the byte offset
+    /// of its opcode.
+    Persistent {
+        id: Value,
+        offset: u64,
+    },
     /// An object the reducer built from a callable or persistent id it knows.
     Native(R),
 }
@@ -200,7 +204,7 @@ fn object_size<R: Reduce>(object: &Object<R>) -> u64 {
         Object::List(items) | Object::Tuple(items) | Object::Set(items) => values_size(items),
         Object::Dict { entries, .. } => entries.len() as u64 * DICT_ENTRY_COST,
         Object::Call { items, .. } => values_size(items),
-        Object::Persistent(value) => value_heap(value),
+        Object::Persistent { id, .. } => value_heap(id),
         Object::Native(native) => native.heap_size(),
     }
 }
@@ -435,7 +439,7 @@ impl<R: Reduce> Machine<R> {
         if let Some(value) = R::persistent(self, &pid, offset)? {
             return Ok(value);
         }
-        self.alloc(Object::Persistent(pid), offset)
+        self.alloc(Object::Persistent { id: pid, offset }, offset)
     }
 
     /// REDUCE and NEWOBJ: the reducer evaluates the callables it knows by
