@@ -169,6 +169,33 @@ fn read_sources(sources: &[BlobSource]) -> Result<Dropped<'_>> {
     Ok((checkpoint, configs, checkpoint_sources))
 }
 
+/// The user's own model from the "model" slot: a dump, or a reference
+/// checkpoint's tensors.
+fn reference_model(files: &js_sys::Array) -> Result<arch::ModelSpec> {
+    let sources = sources(files)?;
+    if let [one] = sources.as_slice() {
+        if let Ok(format::Format::Json) = format::detect(one) {
+            let bytes = crate::source::read_vec(one, 0, one.len().min(64 * 1024 * 1024))?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                err(
+                    ErrorKind::BadConfig,
+                    format!("model dump is not valid JSON: {e}"),
+                )
+                .in_file(one.name())
+            })?;
+            return arch::dump::model_from_dump(one.name(), &value);
+        }
+    }
+    let (reference, _, _) = read_sources(&sources)?;
+    Ok(diagnosis::model_from_reference(&reference))
+}
+
+/// The Python snippet that dumps any model (`ckptcheck snippet`).
+#[wasm_bindgen]
+pub fn model_snippet() -> String {
+    arch::dump::SNIPPET.to_string()
+}
+
 /// Every built-in preset: `[{name, family, description}]`.
 #[wasm_bindgen]
 pub fn presets() -> std::result::Result<JsValue, JsError> {
@@ -227,19 +254,35 @@ struct CheckOutput {
 /// config JSONs dropped with the checkpoint when there are any, else the
 /// preset the checkpoint matches best.
 /// `loader`: strict, cn-clip, cn-clip-resume, hf or peft.
+/// `reference`: the user's own model, when given: a model dump JSON (from
+/// `model_snippet`) or a reference checkpoint (its files); it wins over
+/// `preset`. A model dump dropped with the checkpoint counts as well.
 #[wasm_bindgen]
 pub fn check_files(
     files: js_sys::Array,
     preset: &str,
     loader: &str,
+    reference: js_sys::Array,
 ) -> std::result::Result<JsValue, JsError> {
     let run = || -> Result<CheckOutput> {
         let loader = Loader::parse(loader)?;
         let (checkpoint, configs) = read_dropped(&files)?;
-        // A named preset wins; else config JSONs dropped with the checkpoint
-        // (the person dropped them for a reason); else inference.
+        let dump = |(name, text): &(String, String)| -> Option<Result<arch::ModelSpec>> {
+            let value: serde_json::Value = serde_json::from_str(text).ok()?;
+            arch::dump::is_dump(&value).then(|| arch::dump::model_from_dump(name, &value))
+        };
+        let own_model = if reference.length() > 0 {
+            Some(reference_model(&reference)?)
+        } else {
+            configs.iter().find_map(dump).transpose()?
+        };
+        // The user's own model wins; then a named preset; else config JSONs
+        // dropped with the checkpoint (the person dropped them for a
+        // reason); else inference.
         let use_preset = !preset.is_empty() && preset != "infer";
-        let model = if !use_preset && configs.is_empty() {
+        let model = if let Some(model) = own_model {
+            model
+        } else if !use_preset && configs.is_empty() {
             let inferred = diagnosis::infer_checkpoint(&checkpoint);
             let best = inferred.ranking.first().map(|s| s.preset.clone()).ok_or_else(|| {
                 err(ErrorKind::BadConfig, "cannot infer a model for this checkpoint: pick a preset or drop a config JSON")

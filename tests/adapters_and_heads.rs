@@ -452,6 +452,8 @@ fn timm_ema_weights_from_its_checkpoint_saver_are_named_and_picked() {
         base_model_prefix: String::new(),
         tied_keys: Vec::new(),
         module_kinds: Vec::new(),
+        module_names: Vec::new(),
+        non_persistent: Vec::new(),
     };
     let checkpoint = read("library/timm_ema.pth.tar");
     let report = check(&checkpoint, &model, Loader::Strict);
@@ -508,5 +510,36 @@ fn bitsandbytes_files_from_transformers_are_named_with_their_bits() {
             "{file}: nothing read off packed shapes"
         );
         assert!(remedies(&report).contains(bits), "{file}");
+    }
+}
+
+#[test]
+fn deepspeed_zero3_files_written_by_deepspeed_are_named_not_read_as_config() {
+    let expected = json_file("library/deepspeed/expected.json");
+    for (file, path) in [
+        ("zero3_state_dict.pt", Vec::<String>::new()),
+        (
+            "zero3_checkpoint/global_step0/zero_pp_rank_0_mp_rank_00_model_states.pt",
+            vec!["module".to_string()],
+        ),
+    ] {
+        let report = check(
+            &read(&format!("library/deepspeed/{file}")),
+            &model("bert_config.json"),
+            Loader::Strict,
+        );
+        assert_eq!(report.state_dict_path, path, "{file}");
+        // PyTorch's text for loading the placeholders, verbatim.
+        assert_eq!(
+            report.pytorch_error.as_deref(),
+            expected[file]["pytorch_error"].as_str(),
+            "{file}"
+        );
+        assert_eq!(causes(&report), ["deepspeed-zero3"], "{file}");
+        assert!(
+            report.inferred.fields.is_empty(),
+            "{file}: no \"hidden_size: 0\""
+        );
+        assert!(remedies(&report).contains("zero_to_fp32.py"), "{file}");
     }
 }

@@ -61,10 +61,14 @@ fn integers_past_2_to_the_53_reach_javascript_exactly() {
 #[wasm_bindgen_test]
 fn check_files_gives_pytorchs_verdict_in_the_browser() {
     let files = js_sys::Array::of1(&file(FIXTURE, "clip_cn_vit-l-14-336.pt"));
-    let result =
-        ckptcheck::web::check_files(files, "ViT-B-16@RoBERTa-wwm-ext-base-chinese", "cn-clip")
-            .map_err(JsValue::from)
-            .expect("check");
+    let result = ckptcheck::web::check_files(
+        files,
+        "ViT-B-16@RoBERTa-wwm-ext-base-chinese",
+        "cn-clip",
+        js_sys::Array::new(),
+    )
+    .map_err(JsValue::from)
+    .expect("check");
     let result: serde_json::Value = serde_wasm_bindgen::from_value(result).expect("json");
     let report = &result["report"];
     assert_eq!(report["loads"], false);
@@ -196,4 +200,33 @@ fn scan_files_reports_nan_with_progress_and_cancels() {
         .map_err(JsValue::from)
         .expect_err("cancelled");
     assert!(error_message(error).starts_with("cancelled|"));
+}
+
+#[wasm_bindgen_test]
+fn a_reference_checkpoint_in_the_model_slot_is_the_model() {
+    // The fixture against itself as the reference: it loads, and the report
+    // names the reference; against a model dump of another width it does not.
+    let files = js_sys::Array::of1(&file(FIXTURE, "clip_cn_vit-l-14-336.pt"));
+    let reference = js_sys::Array::of1(&file(FIXTURE, "official.pt"));
+    let result = ckptcheck::web::check_files(files, "infer", "strict", reference)
+        .map_err(JsValue::from)
+        .expect("check");
+    let result: serde_json::Value = serde_wasm_bindgen::from_value(result).expect("json");
+    assert_eq!(result["report"]["loads"], true, "{}", result["report"]);
+    assert_eq!(
+        result["report"]["model"],
+        "reference checkpoint official.pt"
+    );
+    let dump = br#"{"format": "ckptcheck-model-dump", "version": 1, "class": "Tiny", "module": "m",
+        "state_dict": [{"key": "visual.proj", "shape": [2, 2], "dtype": "float32", "kind": "parameter"}],
+        "modules": [{"name": "", "class": "Tiny", "batchnorm": false}, {"name": "visual", "class": "V", "batchnorm": false}]}"#;
+    let files = js_sys::Array::of1(&file(FIXTURE, "clip_cn_vit-l-14-336.pt"));
+    let reference = js_sys::Array::of1(&file(dump, "model.ckptcheck.json"));
+    let result = ckptcheck::web::check_files(files, "infer", "strict", reference)
+        .map_err(JsValue::from)
+        .expect("check");
+    let result: serde_json::Value = serde_wasm_bindgen::from_value(result).expect("json");
+    assert_eq!(result["report"]["loads"], false);
+    assert_eq!(result["report"]["class_name"], "Tiny");
+    assert!(ckptcheck::web::model_snippet().contains("def ckptcheck_dump(model"));
 }

@@ -20,7 +20,7 @@
 // in worker.js.
 
 import { rerun, settingsChanged } from "./app/check.js";
-import { els } from "./app/dom.js";
+import { copyButton, els } from "./app/dom.js";
 import { applyHash } from "./app/hash.js";
 import { runDemo, setUpDropZone } from "./app/intake.js";
 import { filterPresets, loadPresets } from "./app/presets.js";
@@ -46,6 +46,14 @@ els.presetSearch.addEventListener("input", () => {
   if (filterPresets()) settingsChanged();
 });
 els.demo.addEventListener("click", runDemo);
+els.reference.addEventListener("change", rerun);
+// The dump snippet comes from the wasm (one copy of it, the one the CLI prints).
+els.snippetHelp.addEventListener("toggle", async () => {
+  if (!els.snippetHelp.open || els.snippet.textContent) return;
+  const { snippet } = await client.request("snippet");
+  els.snippet.textContent = snippet;
+  els.snippet.before(copyButton(snippet, els.snippet, "Copy the snippet"));
+});
 els.cancel.addEventListener("click", () => client.cancel());
 window.addEventListener("hashchange", () => {
   applyHash();

@@ -3,7 +3,9 @@
 // FileReaderSync, which exists only in workers. It makes no decisions about
 // checkpoints: it forwards requests to the wasm and reports back.
 //
-// Protocol, in:  {type: "check" | "inspect" | "presets", id, files, preset, loader}
+// Protocol, in:  {type: "check" | "inspect" | "presets" | "snippet", id, files, preset, loader,
+//                 reference}: reference is the "your model" slot's files
+//                (a model dump, or a reference checkpoint), or []
 //                {type: "verify", id, files, preset, device: "gpu" | "cpu", layers}
 //                {type: "gpu_status", id}
 //                {type: "scan", id, files}: progress messages carry {done, total}
@@ -15,7 +17,7 @@
 //                {type: "error", id, kind, message, fatal, checkpoint?}
 // Cancelling is terminating this worker; the page starts a new one.
 
-import init, { check_files, gpu_unavailable_reason, inspect_files, presets, scan_files, verify_files } from "./pkg/ckptcheck.js";
+import init, { check_files, gpu_unavailable_reason, inspect_files, model_snippet, presets, scan_files, verify_files } from "./pkg/ckptcheck.js";
 
 // Started on load so the first request does not pay for compiling the wasm.
 const ready = init();
@@ -43,7 +45,7 @@ function describe(files) {
 }
 
 self.onmessage = async (event) => {
-  const { type, id, files = [], preset = "infer", loader = "strict", device = "gpu", layers } = event.data || {};
+  const { type, id, files = [], preset = "infer", loader = "strict", device = "gpu", layers, reference = [] } = event.data || {};
   const started = performance.now();
   const progress = (stage, text) => self.postMessage({ type: "progress", id, stage, text });
   try {
@@ -58,6 +60,8 @@ self.onmessage = async (event) => {
     let result;
     if (type === "presets") {
       result = { presets: presets() };
+    } else if (type === "snippet") {
+      result = { snippet: model_snippet() };
     } else if (type === "scan") {
       // Every weight read once in 4 MiB chunks; progress after each chunk.
       // Cancelling terminates this worker, so the callback never says stop.
@@ -74,7 +78,7 @@ self.onmessage = async (event) => {
     } else if (type === "inspect" || type === "check") {
       const { names, total } = describe(files);
       progress("read", `reading the tensor index of ${names}`);
-      result = type === "check" ? check_files(files, preset, loader) : { checkpoint: inspect_files(files) };
+      result = type === "check" ? check_files(files, preset, loader, reference || []) : { checkpoint: inspect_files(files) };
       result.total_bytes = total;
     } else {
       throw new Error(`bad_argument|unknown request type ${JSON.stringify(type)}`);

@@ -410,6 +410,8 @@ pub fn build(config: &Value, use_flash_attention: bool) -> Result<ModelSpec> {
         tensors: b.tensors,
         batchnorm_modules: b.batchnorm_modules,
         module_kinds: b.module_kinds,
+        module_names: Vec::new(),
+        non_persistent: Vec::new(),
         base_model_prefix: String::new(),
         tied_keys: Vec::new(),
     })

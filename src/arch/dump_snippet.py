@@ -13,13 +13,20 @@ def ckptcheck_dump(model, path="model.ckptcheck.json"):
     import torch
 
     entries = []
+    first_key = {}  # id of a tensor -> the first key it appears under
     for key, value in model.state_dict(keep_vars=True).items():
-        entries.append({
+        entry = {
             "key": key,
             "shape": [int(n) for n in value.shape],
             "dtype": str(value.dtype).replace("torch.", ""),
             "kind": "parameter" if isinstance(value, torch.nn.Parameter) else "buffer",
-        })
+        }
+        if id(value) in first_key:
+            # Tied: the same tensor under another name (lm_head and the embeddings).
+            entry["tied_to"] = first_key[id(value)]
+        else:
+            first_key[id(value)] = key
+        entries.append(entry)
     modules = []
     for name, module in model.named_modules(remove_duplicate=False):
         norm = isinstance(module, torch.nn.modules.batchnorm._NormBase)
@@ -28,6 +35,8 @@ def ckptcheck_dump(model, path="model.ckptcheck.json"):
             "class": type(module).__name__,
             # BatchNorm-like modules fill num_batches_tracked for old files.
             "batchnorm": bool(norm and module.track_running_stats),
+            # Buffers state_dict() leaves out (persistent=False).
+            "non_persistent": sorted(getattr(module, "_non_persistent_buffers_set", ())),
         })
     dump = {
         "format": "ckptcheck-model-dump",

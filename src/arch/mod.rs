@@ -8,6 +8,7 @@
 //! and config-JSON recognition.
 
 pub mod cn_clip;
+pub mod dump;
 pub mod hf;
 pub mod open_clip;
 
@@ -56,6 +57,15 @@ pub struct ModelSpec {
     /// and transformers `Conv1D` the builder made, by module name.
     #[serde(skip)]
     pub module_kinds: Vec<(String, ModuleKind)>,
+    /// Every module in `named_modules(remove_duplicate=False)` order, when
+    /// known (a model dump); empty when the tree follows from the keys.
+    #[serde(skip)]
+    pub module_names: Vec<String>,
+    /// Buffers the model has but `state_dict()` leaves out
+    /// (`persistent=False`), when known (a dump): a checkpoint that holds
+    /// them carries stale copies, not weights.
+    #[serde(skip)]
+    pub non_persistent: Vec<String>,
 }
 
 /// A layer kind, where it matters: LoRA wraps these three, and their
@@ -74,7 +84,7 @@ pub enum ModuleKind {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PretrainedClass {
     pub renames: Vec<KeyRename>,
-    pub base_model_prefix: &'static str,
+    pub base_model_prefix: String,
     /// `(target, source)` from `all_tied_weights_keys`.
     pub tied: Vec<(String, String)>,
     pub ignore_unexpected: Vec<IgnoreKey>,
@@ -151,7 +161,7 @@ impl KeyRename {
 
 /// A checkpoint key `from_pretrained` drops instead of reporting it
 /// unexpected (`_keys_to_ignore_on_load_unexpected`, stale buffers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IgnoreKey {
     /// One of the class's `_keys_to_ignore_on_load_unexpected` patterns
     /// (literal text the key contains).
@@ -160,6 +170,9 @@ pub enum IgnoreKey {
     Containing(&'static str),
     /// The key's last part is this name.
     Named(&'static str),
+    /// A buffer of the model (a non-persistent one, from a dump):
+    /// from_pretrained does not report model buffers as unexpected.
+    Buffer(String),
 }
 
 impl IgnoreKey {
@@ -167,6 +180,7 @@ impl IgnoreKey {
         match self {
             IgnoreKey::ClassPattern(text) | IgnoreKey::Containing(text) => key.contains(text),
             IgnoreKey::Named(name) => key.rsplit('.').next() == Some(name),
+            IgnoreKey::Buffer(buffer) => key == buffer,
         }
     }
 }

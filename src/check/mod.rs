@@ -11,7 +11,7 @@ mod from_pretrained;
 mod module_tree;
 
 pub use diff::{diff, diff_text, CheckpointDiff};
-pub use module_tree::{load_state_dict, pytorch_error_text, torch_size};
+pub use module_tree::{load_state_dict, load_state_dict_in_tree, pytorch_error_text, torch_size};
 
 use crate::loader::{Judgement, Prepared};
 use crate::state_dict::LoadResult;
@@ -38,10 +38,11 @@ pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
     let mut load_report = None;
     let (result, error) = match &prepared.judgement {
         Judgement::Strict => {
-            let result = load_state_dict(
+            let result = load_state_dict_in_tree(
                 &prepared.state_dict,
                 &prepared.model_keys,
                 &prepared.batchnorm_modules,
+                &prepared.module_names,
             );
             let error = pytorch_error_text(&prepared.class_name, &result);
             (result, error)

@@ -21,10 +21,38 @@ pub fn load_state_dict(
     keys: &[(String, Vec<u64>)],
     batchnorm_modules: &[String],
 ) -> LoadResult {
-    // Module tree from the model's keys, children in first-appearance order.
+    load_state_dict_in_tree(state_dict, keys, batchnorm_modules, &[])
+}
+
+/// `load_state_dict` with the model's module tree given: `module_names` in
+/// `named_modules(remove_duplicate=False)` order (a model dump has it).
+/// Modules without parameters (`act`, `mlp.1`) then take the keys that
+/// reach them, as in PyTorch; without the list the tree is rebuilt from
+/// the keys and such modules are not known.
+pub fn load_state_dict_in_tree(
+    state_dict: &StateDict,
+    keys: &[(String, Vec<u64>)],
+    batchnorm_modules: &[String],
+    module_names: &[String],
+) -> LoadResult {
+    // Module tree: the given modules first, in their order, then any the
+    // model's keys name, children in first-appearance order.
     let mut modules: HashMap<String, ModuleNode> = HashMap::new();
     let mut order: Vec<String> = vec![String::new()];
     modules.insert(String::new(), ModuleNode::default());
+    for name in module_names.iter().filter(|n| !n.is_empty()) {
+        if modules.contains_key(name) {
+            continue;
+        }
+        let (parent, part) = name.rsplit_once('.').unwrap_or(("", name.as_str()));
+        let Some(node) = modules.get_mut(parent) else {
+            // A module listed before its parent: not a named_modules order.
+            continue;
+        };
+        node.children.push(part.to_string());
+        modules.insert(name.clone(), ModuleNode::default());
+        order.push(name.clone());
+    }
     for (key, _) in keys {
         let (module, local) = key.rsplit_once('.').unwrap_or(("", key.as_str()));
         let mut prefix = String::new();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 const ABOUT: &str = "Will this checkpoint load into this model, and if not, why and what to change? \
 Reads only the bytes that describe tensors (safetensors, sharded, PyTorch .pt/.pth/.bin/.ckpt, GGUF).";
 
-const EXAMPLES: &str = "Exit codes: 0 success or loads, 1 won't load (or NaN/Inf found, or a failed forward pass), 2 an input error.
+const EXAMPLES: &str = "Exit codes: 0 success or loads, 1 won't load (or NaN/Inf found, or a failed forward pass), 2 an input error, 3 loads with warnings.
 
 Examples:
   ckptcheck inspect model.safetensors
@@ -60,15 +60,25 @@ enum Command {
     /// Say what load_state_dict (or the chosen loader) would report for
     /// this checkpoint and model, why, and what to change
     #[command(
-        after_help = "Examples:\n  ckptcheck check ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --loader cn-clip\n  ckptcheck check model.safetensors --config config.json --loader hf --json\n  ckptcheck check ckpt.pt --config vision.json --config text.json"
+        after_help = "Examples:\n  ckptcheck check ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --loader cn-clip\n  ckptcheck check model.safetensors --config config.json --loader hf --json\n  ckptcheck check ckpt.pt --config vision.json --config text.json\n  ckptcheck check finetune.pt --model model.ckptcheck.json\n  ckptcheck check finetune.pt --model official.safetensors\n  ckptcheck check lora/ --config base/config.json --loader peft"
     )]
     Check {
         #[command(flatten)]
         files: Files,
         /// A preset name (`ckptcheck presets`) or a config JSON; twice for a
         /// Chinese-CLIP vision + text pair
-        #[arg(long = "config", required = true, value_name = "PRESET|PATH")]
+        #[arg(
+            long = "config",
+            required_unless_present = "model",
+            conflicts_with = "model",
+            value_name = "PRESET|PATH"
+        )]
         configs: Vec<String>,
+        /// Any PyTorch model: a model dump (`ckptcheck snippet` writes one
+        /// from your model in Python) or a reference checkpoint of the
+        /// model (weights that load into it)
+        #[arg(long, value_name = "DUMP.json|REFERENCE")]
+        model: Option<PathBuf>,
         /// The code path that loads the checkpoint
         #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft")]
         loader: Loader,
@@ -100,6 +110,11 @@ enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// Print the Python snippet that dumps any model for `check --model`
+    #[command(
+        after_help = "Run the snippet where your model is built, then:\n  ckptcheck_dump(model, \"model.ckptcheck.json\")\n  ckptcheck check ckpt.pt --model model.ckptcheck.json\n\nExample:\n  ckptcheck snippet > ckptcheck_dump.py"
+    )]
+    Snippet,
     /// List the built-in presets
     Presets {
         #[command(flatten)]
@@ -182,6 +197,7 @@ pub struct Args {
     pub no_reference: bool,
     pub exact_offsets: bool,
     pub state_dict_path: Option<Vec<String>>,
+    pub model: Option<PathBuf>,
 }
 
 impl Args {
@@ -199,6 +215,7 @@ impl Args {
             no_reference: false,
             exact_offsets: false,
             state_dict_path: None,
+            model: None,
         }
     }
 }
@@ -219,11 +236,13 @@ pub fn parse() -> Args {
         Command::Check {
             files,
             configs,
+            model,
             loader,
             state_dict_path,
             json,
         } => Args {
             configs,
+            model,
             loader,
             state_dict_path: state_dict_path
                 .map(|path| path.split('/').map(str::to_string).collect()),
@@ -232,6 +251,7 @@ pub fn parse() -> Args {
         Command::Infer { files, json } => Args::new("infer", files.files, json.json),
         Command::Diff { a, b, json } => Args::new("diff", vec![a, b], json.json),
         Command::Presets { json } => Args::new("presets", Vec::new(), json.json),
+        Command::Snippet => Args::new("snippet", Vec::new(), false),
         Command::Verify {
             files,
             configs,

@@ -198,6 +198,35 @@ fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
     }
 }
 
+/// `--model`: a model dump (JSON), or a reference checkpoint whose
+/// tensors are the model.
+fn any_model(path: &Path) -> Result<arch::ModelSpec, Error> {
+    let source = FileSource::open(path)?;
+    if let Ok(format::Format::Json) = format::detect(&source) {
+        if source.len() > MAX_CONFIG_BYTES {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "model dump of {} bytes; dumps are read up to {MAX_CONFIG_BYTES}",
+                    source.len()
+                ),
+            )
+            .in_file(source.name()));
+        }
+        let bytes = ckptcheck::source::read_vec(&source, 0, source.len())?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::BadConfig,
+                format!("model dump is not valid JSON: {e}"),
+            )
+            .in_file(source.name())
+        })?;
+        return arch::dump::model_from_dump(source.name(), &value);
+    }
+    let reference = read(&[path.to_path_buf()])?;
+    Ok(diagnosis::model_from_reference(&reference))
+}
+
 fn print_json<T: serde::Serialize>(value: &T) {
     println!(
         "{}",
@@ -331,7 +360,10 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
         }
         "check" => {
             let checkpoint = read(&args.files)?;
-            let model = model_from(&args.configs)?;
+            let model = match &args.model {
+                Some(path) => any_model(path)?,
+                None => model_from(&args.configs)?,
+            };
             let report = match &args.state_dict_path {
                 Some(path) => diagnosis::check_at(&checkpoint, &model, args.loader, path)?,
                 None => check(&checkpoint, &model, args.loader),
@@ -346,6 +378,10 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
                 diagnosis::Verdict::WontLoad => ExitCode::from(1),
                 diagnosis::Verdict::LoadsWithWarnings => ExitCode::from(3),
             })
+        }
+        "snippet" => {
+            print!("{}", arch::dump::SNIPPET);
+            Ok(ExitCode::SUCCESS)
         }
         "infer" => {
             let checkpoint = read(&args.files)?;
@@ -380,10 +416,16 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             let left = read(std::slice::from_ref(a))?;
             let right = read(std::slice::from_ref(b))?;
             let diff = ckptcheck::check::diff(&left, &right);
+            // Would B load where A loads? A's tensors are the model.
+            let report = check(&right, &diagnosis::model_from_reference(&left), args.loader);
+            let verdict = diagnosis::diff_verdict(&report);
             if args.json {
-                print_json(&diff);
+                let mut json = serde_json::to_value(&diff).unwrap_or_default();
+                json["b_loads_into_a"] = serde_json::to_value(&verdict).unwrap_or_default();
+                print_json(&json);
             } else {
                 print!("{}", ckptcheck::check::diff_text(&diff));
+                println!("{}", verdict.text);
             }
             Ok(ExitCode::SUCCESS)
         }

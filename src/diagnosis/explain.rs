@@ -19,7 +19,7 @@
 
 use super::{display, family_name, Cause};
 use crate::arch::{self, Inferred, ModelSpec};
-use crate::check::load_state_dict;
+use crate::check::load_state_dict_in_tree;
 use crate::loader::{Loader, Prepared};
 use crate::state_dict::LoadResult;
 use serde_json::Value;
@@ -60,17 +60,6 @@ pub fn explain(
     checkpoint_prefix: Option<&str>,
     loader: Loader,
 ) -> Vec<Cause> {
-    let model_keys: HashSet<&str> = prepared
-        .model_keys
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect();
-    let checkpoint_keys: HashSet<&str> = prepared
-        .state_dict
-        .entries
-        .iter()
-        .map(|e| e.key.as_str())
-        .collect();
     let ddp_prefix = prepared.model_keys.first().and_then(|(first, _)| {
         let p = "module.";
         (first.starts_with(p) && prepared.model_keys.iter().all(|(k, _)| k.starts_with(p)))
@@ -88,10 +77,14 @@ pub fn explain(
         .map(str::to_string);
     // A wrapper prefix on one side only: a known one, else any prefix that
     // turns one side's leftover keys into the other side's.
+    // The other side's leftovers only: a key the model expects and the file
+    // has (`bn1.bias`) is no evidence that `layer4.1.` is a wrapper.
+    let missing: HashSet<&str> = result.missing_keys.iter().map(String::as_str).collect();
+    let unexpected: HashSet<&str> = result.unexpected_keys.iter().map(String::as_str).collect();
     let (model_prefix, state_prefix) = match (ddp_prefix, common_prefix) {
-        (None, None) => match shared_prefix(&result.unexpected_keys, &model_keys) {
+        (None, None) => match shared_prefix(&result.unexpected_keys, &missing) {
             Some(state) => (None, Some(state)),
-            None => (shared_prefix(&result.missing_keys, &checkpoint_keys), None),
+            None => (shared_prefix(&result.missing_keys, &unexpected), None),
         },
         known => known,
     };
@@ -111,7 +104,8 @@ pub fn explain(
         .as_ref()
         .map_or((0, 0), |cause| (cause.missing, cause.unexpected));
     causes.extend(prefix);
-    if let Some(cause) = family_cause(&findings) {
+    let by_structure = matches!(model.family.as_str(), "dump" | "reference");
+    if let Some(cause) = family_cause(&findings).filter(|_| !by_structure) {
         causes.push(cause);
         return causes;
     }
@@ -123,7 +117,12 @@ pub fn explain(
         causes.push(cause);
         attributed.extend(keys);
     }
-    let (field_causes, field_keys) = config_field_causes(&findings, counted);
+    let (field_causes, field_keys) = if by_structure {
+        // No config: the findings are read by structure.
+        super::structure::structure_causes(&findings, counted)
+    } else {
+        config_field_causes(&findings, counted)
+    };
     causes.extend(field_causes);
     attributed.extend(field_keys);
     super::resized::vocab_resized(&mut causes);
@@ -316,7 +315,13 @@ fn aligned_result(f: &Findings) -> LoadResult {
         .iter()
         .map(|m| aligned(m, prefix))
         .collect();
-    load_state_dict(&state_dict, &keys, &batchnorm)
+    let modules: Vec<String> = f
+        .prepared
+        .module_names
+        .iter()
+        .map(|m| aligned(m, prefix))
+        .collect();
+    load_state_dict_in_tree(&state_dict, &keys, &batchnorm, &modules)
 }
 
 /// A config field by name; families with nested configs (open_clip's
@@ -520,7 +525,7 @@ fn known_key_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<
     let stale: Vec<&String> = counted
         .unexpected_keys
         .iter()
-        .filter(|key| is_stale_buffer(key))
+        .filter(|key| is_stale_buffer(key) || f.model.non_persistent.contains(&strip(key)))
         .collect();
     if !stale.is_empty() {
         attributed.extend(stale.iter().map(|k| (*k).clone()));
@@ -532,10 +537,17 @@ fn known_key_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<
             missing: 0,
             unexpected: stale.len(),
             size_mismatches: 0,
-            text: format!(
-                "stale buffers ({}): older library versions saved them (transformers 4.31+ stopped saving \"position_ids\"; `rotary_emb.inv_freq` and GPT-2's `attn.bias` are not persistent), the model does not expect them: they hold no weights",
-                stale.iter().take(3).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-            ),
+            text: if stale.iter().any(|k| f.model.non_persistent.contains(&strip(k))) {
+                format!(
+                    "stale buffers ({}): the model registers them with persistent=False, so its state_dict() leaves them out and load_state_dict does not expect them; the checkpoint holds them (an older version of the class saved them): they hold no weights",
+                    stale.iter().take(3).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                )
+            } else {
+                format!(
+                    "stale buffers ({}): older library versions saved them (transformers 4.31+ stopped saving \"position_ids\"; `rotary_emb.inv_freq` and GPT-2's `attn.bias` are not persistent), the model does not expect them: they hold no weights",
+                    stale.iter().take(3).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                )
+            },
         });
     }
     (causes, attributed)

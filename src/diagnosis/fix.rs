@@ -32,7 +32,19 @@ pub fn fix(
         .collect();
     let prefix_cause = causes.iter().find(|c| c.field == "prefix");
     let mut summary;
+    let by_structure = matches!(model.family.as_str(), "dump" | "reference");
     match &inferred.preset {
+        _ if by_structure => {
+            let (summaries, structural) = super::structure::structure_remedies(causes);
+            summary = if summaries.is_empty() && prefix_cause.is_some() {
+                "the model matches; the keys do not".to_string()
+            } else if summaries.is_empty() {
+                "the findings are not explained by the model's structure".to_string()
+            } else {
+                summaries.join("; ")
+            };
+            remedies.extend(structural);
+        }
         Some(preset)
             if Some(preset) != model.preset.as_ref()
                 || model.preset.is_none() && !differing.is_empty() =>

@@ -12,6 +12,7 @@ mod fix;
 mod layout;
 pub mod render;
 mod resized;
+mod structure;
 
 pub use explain::explain;
 pub use fix::fix;
@@ -223,8 +224,13 @@ fn check_state_dict(
             };
             // An adapter, placeholders or packed weights never load as this
             // model's weights, whatever a lenient loader would tolerate
-            // (from_pretrained would leave every weight newly initialized).
-            loads = false;
+            // (from_pretrained would leave every weight newly initialized);
+            // only a model of the same layout (a reference of it) takes them
+            // without a finding.
+            let clean = result.missing_keys.is_empty()
+                && result.unexpected_keys.is_empty()
+                && result.size_mismatches.is_empty();
+            loads = loads && clean;
             (inferred, vec![cause], (!loads).then_some(layout.fix))
         }
         None if matches!(prepared.judgement, loader::Judgement::Peft { .. }) => {
@@ -288,10 +294,15 @@ fn check_state_dict(
         warnings,
         load_report,
         loader,
-        model: model
-            .preset
-            .clone()
-            .unwrap_or_else(|| "config JSON".to_string()),
+        model: match (&model.preset, model.family.as_str()) {
+            (Some(preset), _) => preset.clone(),
+            (None, "dump") => format!("model dump of {}", model.class_name),
+            (None, "reference") => format!(
+                "reference checkpoint {}",
+                model.config["reference"].as_str().unwrap_or("")
+            ),
+            (None, _) => "config JSON".to_string(),
+        },
         model_family: model.family.clone(),
         class_name: prepared.class_name.clone(),
         state_dict_path: path,
@@ -392,7 +403,12 @@ fn whole_file_error(checkpoint: &Checkpoint, model: &ModelSpec, path: &[String])
         .iter()
         .map(|t| (t.name.clone(), t.shape.clone()))
         .collect();
-    let result = crate::check::load_state_dict(&whole, &model_keys, &model.batchnorm_modules);
+    let result = crate::check::load_state_dict_in_tree(
+        &whole,
+        &model_keys,
+        &model.batchnorm_modules,
+        &model.module_names,
+    );
     crate::check::pytorch_error_text(&model.class_name, &result)
 }
 
@@ -435,6 +451,83 @@ fn other_weight_sets(
         ));
     }
     notes
+}
+
+/// The model a reference checkpoint describes ("will my fine-tune load
+/// where the official weights load?"): its state dict's keys, shapes and
+/// dtypes, in order. The class name is not in a state dict, so PyTorch's
+/// text names it `<reference model>`.
+pub fn model_from_reference(reference: &Checkpoint) -> ModelSpec {
+    let (path, state_dict) = select_state_dict(reference);
+    ModelSpec {
+        family: "reference".to_string(),
+        class_name: "<reference model>".to_string(),
+        preset: None,
+        config: serde_json::json!({
+            "reference": reference.file,
+            "state_dict_path": path,
+        }),
+        tensors: state_dict
+            .entries
+            .iter()
+            .map(|entry| arch::ExpectedTensor {
+                name: entry.key.clone(),
+                shape: entry.shape.clone(),
+                dtype: entry.dtype.clone(),
+                depends_on: Vec::new(),
+                exists_if: Vec::new(),
+            })
+            .collect(),
+        // BatchNorm layers show by their buffers: PyTorch fills their
+        // num_batches_tracked for old state dicts.
+        batchnorm_modules: state_dict
+            .entries
+            .iter()
+            .filter_map(|entry| entry.key.strip_suffix(".num_batches_tracked"))
+            .map(str::to_string)
+            .collect(),
+        base_model_prefix: String::new(),
+        tied_keys: Vec::new(),
+        module_kinds: Vec::new(),
+        module_names: Vec::new(),
+        non_persistent: Vec::new(),
+    }
+}
+
+/// `diff A B`'s answer: does B load into the model A's tensors describe,
+/// and if not, why (the structural causes) and what to change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffVerdict {
+    pub loads: bool,
+    pub explanation: Vec<Cause>,
+    pub fix: Option<Fix>,
+    /// "B loads into A's model: yes" or "... no: 12 missing ...; because ...".
+    pub text: String,
+}
+
+pub fn diff_verdict(report: &CheckReport) -> DiffVerdict {
+    let mut text = if report.loads {
+        "B loads into A's model: yes".to_string()
+    } else {
+        format!(
+            "B loads into A's model: no ({} missing, {} unexpected, {} size mismatches)",
+            report.missing_keys.len(),
+            report.unexpected_keys.len(),
+            report.size_mismatches.len()
+        )
+    };
+    for cause in &report.explanation {
+        text.push_str(&format!("\n  because: {}", cause.text));
+    }
+    if let Some(fix) = &report.fix {
+        text.push_str(&format!("\n  fix: {}", fix.summary));
+    }
+    DiffVerdict {
+        loads: report.loads,
+        explanation: report.explanation.clone(),
+        fix: report.fix.clone(),
+        text,
+    }
 }
 
 /// The config the checkpoint's own state dict matches (any wrapper prefix

@@ -19,7 +19,7 @@ pub fn prepare(state_dict: &StateDict, model: &ModelSpec) -> Prepared {
     let class = arch::hf::pretrained_class(model);
     let mut prepared = Prepared::unchanged(state_dict, model);
     let expected: HashSet<&str> = model.tensors.iter().map(|t| t.name.as_str()).collect();
-    let base = class.base_model_prefix;
+    let base = class.base_model_prefix.as_str();
     let (mut renamed_count, mut prefix_added, mut prefix_stripped) = (0usize, 0usize, 0usize);
     for entry in &mut prepared.state_dict.entries {
         let mut renamed = rename_key(&entry.key, &class.renames, base, &expected);

@@ -102,6 +102,9 @@ pub struct Prepared {
     pub state_dict: StateDict,
     pub model_keys: Vec<(String, Vec<u64>)>,
     pub batchnorm_modules: Vec<String>,
+    /// The model's modules in `named_modules()` order when known (a model
+    /// dump), so that modules without parameters take their keys.
+    pub module_names: Vec<String>,
     pub class_name: String,
     /// What the loader did, for people.
     pub notes: Vec<String>,
@@ -119,6 +122,7 @@ impl Prepared {
                 .map(|t| (t.name.clone(), t.shape.clone()))
                 .collect(),
             batchnorm_modules: model.batchnorm_modules.clone(),
+            module_names: model.module_names.clone(),
             class_name: model.class_name.clone(),
             notes: Vec::new(),
             judgement: Judgement::Strict,

@@ -457,6 +457,33 @@ describe("ckptcheck page", () => {
     await context.close();
   });
 
+  test("any model: a dump or a reference checkpoint in the 'Your own model' slot is the model, and the snippet is one click away", TIMEOUT, async () => {
+    const { context, page } = await openPage(`${server.origin}/#${new URLSearchParams({ preset: "infer", loader: "strict" })}`);
+    const dir = "tests/fixtures/any_model";
+    const expected = JSON.parse(fs.readFileSync(path.join(ROOT, dir, "expected.json"), "utf8")).cases;
+    // The dump the shipped snippet wrote for the custom module: a key under
+    // its parameterless `act` is unexpected exactly where PyTorch says.
+    await page.setInputFiles("#reference", path.join(ROOT, dir, "mynet.dump.json"));
+    let result = await nextResult(page, () => dropServedFile(page, `${dir}/mynet__act_stale.pt`));
+    assert.equal(result.verdict, "Won't load: 0 missing, 1 unexpected, 0 size mismatches");
+    assert.equal(await page.textContent("#checked-model"), "model dump of MyNet");
+    const stale = expected.find((c) => c.checkpoint === "mynet__act_stale.pt");
+    assert.equal(await page.textContent("#pytorch-error"), stale.pytorch_error);
+    // A reference checkpoint: the official weights' own tensors.
+    await page.setInputFiles("#reference", path.join(ROOT, dir, "timm_resnet18__ok.pt"));
+    result = await nextResult(page, () => dropServedFile(page, `${dir}/timm_resnet18__other_head.pt`));
+    assert.equal(result.verdict, "Won't load: 0 missing, 0 unexpected, 2 size mismatches");
+    assert.match(await page.textContent("#checked-model"), /^reference checkpoint timm_resnet18__ok\.pt$/);
+    const why = await page.locator("#why li").allTextContents();
+    assert.ok(why.some((line) => line.includes("classifier head fc: 10 outputs in the checkpoint, 1000 in the model")), why.join("\n"));
+    // The snippet comes from the wasm, with a copy button.
+    await page.click("#snippet-help summary");
+    await page.waitForFunction(() => document.querySelector("#snippet").textContent.includes("def ckptcheck_dump(model"));
+    assert.equal(await page.locator("#snippet-help button.copy").count(), 1);
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  });
+
   test("Cancel stops a check and the page keeps working", TIMEOUT, async () => {
     const { context, page } = await openPage(`${server.origin}/`);
     // Cancel in the same task that started the check: the worker is still

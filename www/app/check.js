@@ -30,6 +30,7 @@ export async function run(files, pick = null) {
       files,
       preset: els.preset.value,
       loader: els.loader.value,
+      reference: [...(els.reference?.files || [])],
       onProgress: (message) => {
         if (run === session.runCount) els.progressText.textContent = `${message.text[0].toUpperCase()}${message.text.slice(1)} (${humanBytes(total)})`;
       },

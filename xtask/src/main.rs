@@ -333,6 +333,12 @@ const BENCHES: &[Bench] = &[
         run: bench_inspect,
     },
     Bench {
+        name: "check",
+        what:
+            "checking a 3.8 GB checkpoint against a model dump vs its preset (bench/check_bench.py)",
+        run: bench_check,
+    },
+    Bench {
         name: "scan",
         what: "the weight scan vs numpy on a 4 GB file (bench/scan_bench.py)",
         run: bench_scan,
@@ -385,6 +391,10 @@ fn bench_gpu() -> Result<(), String> {
 
 fn bench_inspect() -> Result<(), String> {
     python_bench("bench/inspect_bench.py", &["torch", "safetensors"])
+}
+
+fn bench_check() -> Result<(), String> {
+    python_bench("bench/check_bench.py", &["torch", "safetensors", "cn_clip"])
 }
 
 fn bench_scan() -> Result<(), String> {

@@ -523,6 +523,8 @@ pub fn from_config_value(value: &Value) -> Result<ModelSpec> {
         tensors: b.tensors,
         batchnorm_modules: b.batchnorm_modules,
         module_kinds: b.module_kinds,
+        module_names: Vec::new(),
+        non_persistent: Vec::new(),
         base_model_prefix: base_model_prefix(resolved.class, resolved.family).to_string(),
         tied_keys: tied.into_iter().map(|(target, _)| target).collect(),
     })

@@ -34,6 +34,9 @@ pub(super) const VIT_RENAMES: &[(&str, &str)] = &[
 /// (conversion_mapping.py), base-model prefix, tied weights and the keys it
 /// ignores. Classes that do not resolve get the legacy renames only.
 pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
+    if model.family == "dump" {
+        return dumped_class(model);
+    }
     let Ok(resolved) = resolve(&model.config) else {
         return PretrainedClass {
             renames: LEGACY.to_vec(),
@@ -97,9 +100,37 @@ pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
     }
     PretrainedClass {
         renames,
-        base_model_prefix: base,
+        base_model_prefix: base.to_string(),
         tied: tied_pairs(model, &resolved).unwrap_or_default(),
         ignore_unexpected,
+    }
+}
+
+/// What a model dump of a `PreTrainedModel` tells from_pretrained's rules:
+/// its base-model prefix, the tensors it ties (the same tensor under two
+/// names) and its non-persistent buffers; the legacy renames apply to every
+/// class.
+fn dumped_class(model: &ModelSpec) -> PretrainedClass {
+    let tied = model.config["tied"]
+        .as_array()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .filter_map(|pair| {
+                    Some((pair[0].as_str()?.to_string(), pair[1].as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    PretrainedClass {
+        renames: LEGACY.to_vec(),
+        base_model_prefix: model.base_model_prefix.clone(),
+        tied,
+        ignore_unexpected: model
+            .non_persistent
+            .iter()
+            .map(|buffer| IgnoreKey::Buffer(buffer.clone()))
+            .collect(),
     }
 }
 

@@ -92,6 +92,8 @@ pub fn from_config_value(value: &Value, preset: Option<&str>) -> Result<ModelSpe
         tensors: b.tensors,
         batchnorm_modules: b.batchnorm_modules,
         module_kinds: b.module_kinds,
+        module_names: Vec::new(),
+        non_persistent: Vec::new(),
         base_model_prefix: String::new(),
         tied_keys: Vec::new(),
     })
