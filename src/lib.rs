@@ -23,6 +23,7 @@
 pub mod arch;
 pub mod check;
 pub mod checkpoint;
+pub mod convert;
 pub mod diagnosis;
 pub mod dtype;
 pub mod error;

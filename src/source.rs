@@ -150,6 +150,29 @@ impl FileSource {
             read: Cell::new(0),
         })
     }
+
+    /// Copy `len` bytes at `offset` into `out` inside the kernel where it
+    /// can (`copy_file_range` on Linux, through `std::io::copy`), for the
+    /// writer's verbatim ranges. The range is checked like any read.
+    pub fn copy_range_to(&self, offset: u64, len: u64, out: &mut std::fs::File) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        check_range(self, offset, len)?;
+        let mut input = &self.file;
+        let failed =
+            |e: std::io::Error| err(ErrorKind::Io, format!("cannot copy: {e}")).in_file(&self.name);
+        input.seek(SeekFrom::Start(offset)).map_err(failed)?;
+        let copied = std::io::copy(&mut input.take(len), out).map_err(failed)?;
+        if copied != len {
+            return Err(err(
+                ErrorKind::Truncated,
+                format!("copied {copied} of {len} bytes"),
+            )
+            .in_file(&self.name)
+            .at(offset));
+        }
+        self.read.set(self.read.get() + len);
+        Ok(())
+    }
 }
 
 /// What a non-regular file is, in words.

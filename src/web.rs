@@ -169,6 +169,52 @@ fn read_sources(sources: &[BlobSource]) -> Result<Dropped<'_>> {
     Ok((checkpoint, configs, checkpoint_sources))
 }
 
+/// The model a check of dropped files is against: the user's own model
+/// (the "model" slot, or a model dump dropped with the checkpoint), else a
+/// named preset, else the config JSONs dropped with the checkpoint, else the
+/// preset the checkpoint matches best.
+fn model_for(
+    checkpoint: &crate::Checkpoint,
+    configs: &[(String, String)],
+    preset: &str,
+    reference: &js_sys::Array,
+) -> Result<arch::ModelSpec> {
+    let dump = |(name, text): &(String, String)| -> Option<Result<arch::ModelSpec>> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        arch::dump::is_dump(&value).then(|| arch::dump::model_from_dump(name, &value))
+    };
+    let own_model = if reference.length() > 0 {
+        Some(reference_model(reference)?)
+    } else {
+        configs.iter().find_map(dump).transpose()?
+    };
+    // The user's own model wins; then a named preset; else config JSONs
+    // dropped with the checkpoint (the person dropped them for a
+    // reason); else inference.
+    let use_preset = !preset.is_empty() && preset != "infer";
+    let model = if let Some(model) = own_model {
+        model
+    } else if !use_preset && configs.is_empty() {
+        let inferred = diagnosis::infer_checkpoint(checkpoint);
+        let best = inferred
+            .ranking
+            .first()
+            .map(|s| s.preset.clone())
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::BadConfig,
+                    "cannot infer a model for this checkpoint: pick a preset or drop a config JSON",
+                )
+            })?;
+        arch::model_from_preset(&best)?
+    } else if !use_preset {
+        arch::model_from_config_json(configs)?
+    } else {
+        arch::model_from_preset(preset)?
+    };
+    Ok(model)
+}
+
 /// The user's own model from the "model" slot: a dump, or a reference
 /// checkpoint's tensors.
 fn reference_model(files: &js_sys::Array) -> Result<arch::ModelSpec> {
@@ -267,32 +313,7 @@ pub fn check_files(
     let run = || -> Result<CheckOutput> {
         let loader = Loader::parse(loader)?;
         let (checkpoint, configs) = read_dropped(&files)?;
-        let dump = |(name, text): &(String, String)| -> Option<Result<arch::ModelSpec>> {
-            let value: serde_json::Value = serde_json::from_str(text).ok()?;
-            arch::dump::is_dump(&value).then(|| arch::dump::model_from_dump(name, &value))
-        };
-        let own_model = if reference.length() > 0 {
-            Some(reference_model(&reference)?)
-        } else {
-            configs.iter().find_map(dump).transpose()?
-        };
-        // The user's own model wins; then a named preset; else config JSONs
-        // dropped with the checkpoint (the person dropped them for a
-        // reason); else inference.
-        let use_preset = !preset.is_empty() && preset != "infer";
-        let model = if let Some(model) = own_model {
-            model
-        } else if !use_preset && configs.is_empty() {
-            let inferred = diagnosis::infer_checkpoint(&checkpoint);
-            let best = inferred.ranking.first().map(|s| s.preset.clone()).ok_or_else(|| {
-                err(ErrorKind::BadConfig, "cannot infer a model for this checkpoint: pick a preset or drop a config JSON")
-            })?;
-            arch::model_from_preset(&best)?
-        } else if !use_preset {
-            arch::model_from_config_json(&configs)?
-        } else {
-            arch::model_from_preset(preset)?
-        };
+        let model = model_for(&checkpoint, &configs, preset, &reference)?;
         let report = check(&checkpoint, &model, loader);
         let markdown = diagnosis::to_markdown(&report);
         let verdict = diagnosis::verdict_line(&report);
@@ -411,4 +432,90 @@ pub async fn gpu_unavailable_reason() -> JsValue {
     {
         JsValue::from_str("this build has no GPU support (built without the gpu feature)")
     }
+}
+
+/// What `plan_write` returns: the plan (headers as bytes, verbatim ranges
+/// of the dropped files, tensors to convert), the dropped files its
+/// `source` indices name, and for a fix the verdict before and the edits.
+#[derive(Serialize)]
+struct WritePlan {
+    plan: crate::convert::Plan,
+    sources: Vec<String>,
+    before: Option<String>,
+    edits: Option<crate::convert::Edits>,
+}
+
+/// Plan a safetensors file from dropped files. `mode`: "convert" (the
+/// tensors as they are, `dtype` keep|f16|bf16|f32) or "fix" (the check's
+/// remedies applied; `preset`, `loader` and `reference` as for
+/// `check_files`). The page builds the file from the plan: `bytes` parts as
+/// they are, `copy` parts as `File.slice`s (no copy in memory), `convert`
+/// parts through `write_part`.
+#[wasm_bindgen]
+pub fn plan_write(
+    files: js_sys::Array,
+    mode: &str,
+    dtype: &str,
+    preset: &str,
+    loader: &str,
+    reference: js_sys::Array,
+) -> std::result::Result<JsValue, JsError> {
+    let run = || -> Result<WritePlan> {
+        let sources = sources(&files)?;
+        let (checkpoint, configs, checkpoint_sources) = read_sources(&sources)?;
+        let names = checkpoint_sources
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect();
+        let mut options = crate::convert::ConvertOptions {
+            target: crate::convert::Target::parse(dtype)?,
+            ..Default::default()
+        };
+        let mut before = None;
+        if mode == "fix" {
+            let loader = Loader::parse(loader)?;
+            let model = model_for(&checkpoint, &configs, preset, &reference)?;
+            let report = check(&checkpoint, &model, loader);
+            options.edits = crate::convert::edits_for(&report, &model, &[]);
+            options.state_dict_path = Some(report.state_dict_path.clone());
+            options.stem = "fixed".to_string();
+            before = Some(diagnosis::verdict_line(&report));
+        }
+        let plan = crate::convert::plan(&checkpoint, &checkpoint_sources, &options)?;
+        let edits = (mode == "fix").then(|| options.edits.clone());
+        Ok(WritePlan {
+            plan,
+            sources: names,
+            before,
+            edits,
+        })
+    };
+    to_js(&run().map_err(js_error)?)
+}
+
+/// The bytes of one `convert` part of a plan: its tensor read from the
+/// dropped files and rewritten (dtype, byte order, a strided view).
+#[wasm_bindgen]
+pub fn write_part(
+    files: js_sys::Array,
+    job: JsValue,
+) -> std::result::Result<js_sys::Uint8Array, JsError> {
+    let run = || -> Result<Vec<u8>> {
+        let job: crate::convert::TensorJob = serde_wasm_bindgen::from_value(job)
+            .map_err(|e| err(ErrorKind::BadArgument, format!("not a tensor job: {e}")))?;
+        let sources = sources(&files)?;
+        let (_, _, checkpoint_sources) = read_sources(&sources)?;
+        let mut out = Vec::new();
+        crate::convert::write_part(
+            &crate::convert::Part::Convert(job),
+            &checkpoint_sources,
+            &mut |bytes| {
+                out.extend_from_slice(bytes);
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    };
+    let bytes = run().map_err(js_error)?;
+    Ok(js_sys::Uint8Array::from(bytes.as_slice()))
 }

@@ -285,7 +285,9 @@ impl<'a> CheckpointWeights<'a> {
     }
 }
 
-fn is_contiguous(shape: &[u64], stride: &[u64]) -> bool {
+/// Whether `stride` lays `shape` out row-major with no gaps (size-1
+/// dimensions may have any stride).
+pub fn is_contiguous(shape: &[u64], stride: &[u64]) -> bool {
     let mut expected = 1u64;
     for (dim, step) in shape.iter().zip(stride).rev() {
         if *dim != 1 && *step != expected {

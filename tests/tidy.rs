@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["loader"],
     &["check"],
     &["diagnosis", "scan", "weights"],
+    &["convert"],
     &["reference"],
     &["verify"],
     &["gpu"],

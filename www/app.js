@@ -15,6 +15,7 @@
 //   app/audit.js     the pickle audit
 //   app/verify.js    "Prove it loads"
 //   app/scan.js      "Scan weights"
+//   app/write.js     "Write safetensors", "Write fixed file"
 //
 // Nothing here or there decides anything about checkpoints: the wasm does,
 // in worker.js.

@@ -28,6 +28,7 @@ const PRECACHE = [
   "www/app/audit.js",
   "www/app/verify.js",
   "www/app/scan.js",
+  "www/app/write.js",
   "www/client.js",
   "www/worker.js",
   "www/embed.js",

@@ -8,6 +8,9 @@
 //                (a model dump, or a reference checkpoint), or []
 //                {type: "verify", id, files, preset, device: "gpu" | "cpu", layers}
 //                {type: "gpu_status", id}
+//                {type: "plan_write", id, files, mode: "convert" | "fix", dtype, preset, loader,
+//                 reference}: the plan of a safetensors file; {type: "write_part", id,
+//                 files, job}: the bytes of one converted tensor, {bytes}
 //                {type: "scan", id, files}: progress messages carry {done, total}
 //                bytes; the result is {type: "result", id, scan}
 //           out: {type: "progress", id, stage, text}
@@ -17,7 +20,7 @@
 //                {type: "error", id, kind, message, fatal, checkpoint?}
 // Cancelling is terminating this worker; the page starts a new one.
 
-import init, { check_files, gpu_unavailable_reason, inspect_files, model_snippet, presets, scan_files, verify_files } from "./pkg/ckptcheck.js";
+import init, { check_files, gpu_unavailable_reason, inspect_files, model_snippet, plan_write, presets, scan_files, verify_files, write_part } from "./pkg/ckptcheck.js";
 
 // Started on load so the first request does not pay for compiling the wasm.
 const ready = init();
@@ -45,7 +48,7 @@ function describe(files) {
 }
 
 self.onmessage = async (event) => {
-  const { type, id, files = [], preset = "infer", loader = "strict", device = "gpu", layers, reference = [] } = event.data || {};
+  const { type, id, files = [], preset = "infer", loader = "strict", device = "gpu", layers, reference = [], mode, dtype = "keep", job } = event.data || {};
   const started = performance.now();
   const progress = (stage, text) => self.postMessage({ type: "progress", id, stage, text });
   try {
@@ -62,6 +65,11 @@ self.onmessage = async (event) => {
       result = { presets: presets() };
     } else if (type === "snippet") {
       result = { snippet: model_snippet() };
+    } else if (type === "plan_write") {
+      progress("plan", "planning the safetensors file");
+      result = plan_write(files, mode, dtype, preset, loader, reference || []);
+    } else if (type === "write_part") {
+      result = { bytes: write_part(files, job) };
     } else if (type === "scan") {
       // Every weight read once in 4 MiB chunks; progress after each chunk.
       // Cancelling terminates this worker, so the callback never says stop.

@@ -34,29 +34,6 @@ pub fn is_dump(value: &Value) -> bool {
     value.get("format").and_then(Value::as_str) == Some(FORMAT)
 }
 
-/// torch's dtype name (`float32`) as the checkpoint readers name it (`F32`).
-fn dtype_name(torch: &str) -> Option<&'static str> {
-    Some(match torch {
-        "float32" | "float" => "F32",
-        "float16" | "half" => "F16",
-        "bfloat16" => "BF16",
-        "float64" | "double" => "F64",
-        "int64" | "long" => "I64",
-        "int32" | "int" => "I32",
-        "int16" | "short" => "I16",
-        "int8" => "I8",
-        "uint8" => "U8",
-        "uint16" => "U16",
-        "uint32" => "U32",
-        "uint64" => "U64",
-        "bool" => "BOOL",
-        "float8_e4m3fn" => "F8_E4M3",
-        "float8_e5m2" => "F8_E5M2",
-        "complex64" => "C64",
-        _ => return None,
-    })
-}
-
 fn bad(name: &str, field: &str, why: impl std::fmt::Display) -> crate::error::Error {
     err(
         ErrorKind::BadConfig,
@@ -130,7 +107,7 @@ pub fn model_from_dump(name: &str, dump: &Value) -> Result<ModelSpec> {
             .get("dtype")
             .and_then(Value::as_str)
             .unwrap_or("float32");
-        let dtype = dtype_name(torch_dtype).ok_or_else(|| {
+        let dtype = crate::format::pytorch::torch_dtype(torch_dtype).ok_or_else(|| {
             bad(
                 name,
                 &field("dtype"),

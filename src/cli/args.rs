@@ -110,6 +110,66 @@ enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// Write the checkpoint as safetensors (one file or shards with
+    /// transformers' index), without running its pickle, in constant memory
+    #[command(
+        after_help = "Examples:\n  ckptcheck convert pytorch_model.bin -o model.safetensors\n  ckptcheck convert ckpt.pt -o out/ --dtype bf16 --shard-size 5GB\n  ckptcheck convert shards/ -o out/ --json"
+    )]
+    Convert {
+        #[command(flatten)]
+        files: Files,
+        /// OUT.safetensors, or a folder (model.safetensors, or shards and
+        /// model.safetensors.index.json)
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// Floating-point tensors in this dtype (rounded as torch's .to() does)
+        #[arg(long, default_value = "keep", value_name = "keep|f16|bf16|f32")]
+        dtype: String,
+        /// Largest shard (5GB, 500MB, 2GiB, or bytes); shards need a folder
+        #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+        shard_size: Option<u64>,
+        /// Write the weights at this key path (e.g. `state_dict_ema`)
+        #[arg(long, value_name = "KEY/KEY")]
+        state_dict_path: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Write the checkpoint with the check's remedies applied (nested dict
+    /// unwrapped, prefixes stripped or added, stale and rejected keys
+    /// dropped, tied weights written, keys renamed), then check it again
+    #[command(
+        after_help = "Examples:\n  ckptcheck fix compiled.pt --config config.json -o fixed.safetensors\n  ckptcheck fix ddp.pt --model model.ckptcheck.json -o fixed.safetensors --rename encoder.=backbone.encoder."
+    )]
+    Fix {
+        #[command(flatten)]
+        files: Files,
+        /// A preset name or a config JSON (as for check)
+        #[arg(
+            long = "config",
+            required_unless_present = "model",
+            conflicts_with = "model",
+            value_name = "PRESET|PATH"
+        )]
+        configs: Vec<String>,
+        /// A model dump or a reference checkpoint (as for check)
+        #[arg(long, value_name = "DUMP.json|REFERENCE")]
+        model: Option<PathBuf>,
+        /// The code path that will load the fixed file
+        #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft")]
+        loader: Loader,
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// Rename keys that start with OLD to start with NEW (repeatable)
+        #[arg(long = "rename", value_parser = parse_rename, value_name = "OLD=NEW")]
+        renames: Vec<(String, String)>,
+        /// Fix the weights at this key path (e.g. `state_dict_ema`)
+        #[arg(long, value_name = "KEY/KEY")]
+        state_dict_path: Option<String>,
+        #[arg(long, default_value = "keep", value_name = "keep|f16|bf16|f32")]
+        dtype: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Print the Python snippet that dumps any model for `check --model`
     #[command(
         after_help = "Run the snippet where your model is built, then:\n  ckptcheck_dump(model, \"model.ckptcheck.json\")\n  ckptcheck check ckpt.pt --model model.ckptcheck.json\n\nExample:\n  ckptcheck snippet > ckptcheck_dump.py"
@@ -171,6 +231,44 @@ fn parse_loader(text: &str) -> Result<Loader, String> {
     Loader::parse(text).map_err(|e| e.message)
 }
 
+/// `5GB` (10^9, as transformers' max_shard_size), `2GiB`, `500MB`, bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let (number, unit) = upper.split_at(
+        upper
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(upper.len()),
+    );
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown size unit in {text:?}: use B, KB, MB, GB, KiB, MiB or GiB"
+            ))
+        }
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| *n > 0.0 && n.is_finite())
+        .map(|n| (n * scale as f64) as u64)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("--shard-size needs a positive size, got {text:?}"))
+}
+
+fn parse_rename(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(old, new)| (old.to_string(), new.to_string()))
+        .ok_or_else(|| format!("--rename needs OLD=NEW, got {text:?}"))
+}
+
 fn parse_device(text: &str) -> Result<String, String> {
     match text {
         "gpu" | "cpu" => Ok(text.to_string()),
@@ -198,6 +296,9 @@ pub struct Args {
     pub exact_offsets: bool,
     pub state_dict_path: Option<Vec<String>>,
     pub model: Option<PathBuf>,
+    pub dtype: String,
+    pub shard_size: Option<u64>,
+    pub renames: Vec<(String, String)>,
 }
 
 impl Args {
@@ -216,6 +317,9 @@ impl Args {
             exact_offsets: false,
             state_dict_path: None,
             model: None,
+            dtype: "keep".to_string(),
+            shard_size: None,
+            renames: Vec::new(),
         }
     }
 }
@@ -252,6 +356,40 @@ pub fn parse() -> Args {
         Command::Diff { a, b, json } => Args::new("diff", vec![a, b], json.json),
         Command::Presets { json } => Args::new("presets", Vec::new(), json.json),
         Command::Snippet => Args::new("snippet", Vec::new(), false),
+        Command::Convert {
+            files,
+            output,
+            dtype,
+            shard_size,
+            state_dict_path,
+            json,
+        } => Args {
+            output: Some(output),
+            dtype,
+            shard_size,
+            state_dict_path: state_dict_path.map(|p| p.split('/').map(str::to_string).collect()),
+            ..Args::new("convert", files.files, json.json)
+        },
+        Command::Fix {
+            files,
+            configs,
+            model,
+            loader,
+            output,
+            renames,
+            state_dict_path,
+            dtype,
+            json,
+        } => Args {
+            configs,
+            model,
+            loader,
+            output: Some(output),
+            renames,
+            dtype,
+            state_dict_path: state_dict_path.map(|p| p.split('/').map(str::to_string).collect()),
+            ..Args::new("fix", files.files, json.json)
+        },
         Command::Verify {
             files,
             configs,

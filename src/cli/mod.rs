@@ -7,6 +7,7 @@
 //! newly initializes weights or drops checkpoint keys, and only logs it).
 
 mod args;
+mod write;
 
 use args::Args;
 use ckptcheck::diagnosis::check;
@@ -128,7 +129,16 @@ fn open_all(paths: &[PathBuf]) -> Result<Vec<FileSource>, Error> {
 /// JSONs and other files sit next to the shards and are left out; a single
 /// file must be readable.
 fn checkpoint_sources(files: &[FileSource]) -> Result<Vec<&dyn ByteSource>, Error> {
-    let mut chosen: Vec<&dyn ByteSource> = Vec::new();
+    Ok(checkpoint_files(files)?
+        .into_iter()
+        .map(|file| file as &dyn ByteSource)
+        .collect())
+}
+
+/// `checkpoint_sources`, as the files themselves (the writer copies their
+/// ranges inside the kernel).
+fn checkpoint_files(files: &[FileSource]) -> Result<Vec<&FileSource>, Error> {
+    let mut chosen: Vec<&FileSource> = Vec::new();
     for source in files {
         match format::detect(source) {
             Ok(format::Format::Json) if files.len() > 1 => {}
@@ -196,6 +206,23 @@ fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
             arch::model_from_config_json(&texts)
         }
     }
+}
+
+/// `check` and `fix`: the model from `--model` or `--config`, and the
+/// report of the checkpoint against it (at `--state-dict-path` if given).
+fn check_against_model(
+    checkpoint: &Checkpoint,
+    args: &Args,
+) -> Result<(arch::ModelSpec, diagnosis::CheckReport), Error> {
+    let model = match &args.model {
+        Some(path) => any_model(path)?,
+        None => model_from(&args.configs)?,
+    };
+    let report = match &args.state_dict_path {
+        Some(path) => diagnosis::check_at(checkpoint, &model, args.loader, path)?,
+        None => check(checkpoint, &model, args.loader),
+    };
+    Ok((model, report))
 }
 
 /// `--model`: a model dump (JSON), or a reference checkpoint whose
@@ -360,14 +387,7 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
         }
         "check" => {
             let checkpoint = read(&args.files)?;
-            let model = match &args.model {
-                Some(path) => any_model(path)?,
-                None => model_from(&args.configs)?,
-            };
-            let report = match &args.state_dict_path {
-                Some(path) => diagnosis::check_at(&checkpoint, &model, args.loader, path)?,
-                None => check(&checkpoint, &model, args.loader),
-            };
+            let (_, report) = check_against_model(&checkpoint, args)?;
             if args.json {
                 print_json(&report);
             } else {
@@ -446,6 +466,8 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         "verify" => verify(args),
+        "convert" => write::convert(args),
+        "fix" => write::fix(args),
         other => Err(Error::new(
             ErrorKind::BadArgument,
             format!("unknown command {other:?}"),

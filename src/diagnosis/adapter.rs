@@ -16,16 +16,7 @@ use std::collections::BTreeMap;
 const BASE_PREFIX: &str = "base_model.model.";
 
 fn cause(id: &str, field: &str, text: String) -> Cause {
-    Cause {
-        cause: id.to_string(),
-        field: field.to_string(),
-        checkpoint: Value::Null,
-        model: Value::Null,
-        missing: 0,
-        unexpected: 0,
-        size_mismatches: 0,
-        text,
-    }
+    Cause::new(id, field, text)
 }
 
 /// The LoRA module a key belongs to and the LoRA part (`lora_A` ...).

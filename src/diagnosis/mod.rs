@@ -45,6 +45,22 @@ pub struct Cause {
     pub text: String,
 }
 
+impl Cause {
+    /// A cause with no counts or values yet: the caller sets what it knows.
+    pub(crate) fn new(cause: &str, field: &str, text: String) -> Cause {
+        Cause {
+            cause: cause.to_string(),
+            field: field.to_string(),
+            checkpoint: Value::Null,
+            model: Value::Null,
+            missing: 0,
+            unexpected: 0,
+            size_mismatches: 0,
+            text,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fix {
     /// One-line summary: "this checkpoint is ViT-L-14-336@...; run with ...".

@@ -14,16 +14,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 fn cause(id: &str, field: &str, text: String) -> Cause {
-    Cause {
-        cause: id.to_string(),
-        field: field.to_string(),
-        checkpoint: Value::Null,
-        model: Value::Null,
-        missing: 0,
-        unexpected: 0,
-        size_mismatches: 0,
-        text,
-    }
+    Cause::new(id, field, text)
 }
 
 /// A numbered part: `3`, or a name ending in `_3` (torchvision's

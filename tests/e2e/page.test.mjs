@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { ROOT, launch, makeSparseSafetensors, startServer, tempDir } from "./lib.mjs";
 
@@ -480,6 +481,62 @@ describe("ckptcheck page", () => {
     await page.click("#snippet-help summary");
     await page.waitForFunction(() => document.querySelector("#snippet").textContent.includes("def ckptcheck_dump(model"));
     assert.equal(await page.locator("#snippet-help button.copy").count(), 1);
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  });
+
+  test("Write safetensors and Write fixed file: the downloads hold what torch reads, checked with Python's safetensors", TIMEOUT, async () => {
+    // The Python that `cargo xtask test` sets up with safetensors and numpy.
+    const python = process.env.CKPTCHECK_E2E_PYTHON;
+    assert.ok(python, "CKPTCHECK_E2E_PYTHON is not set: run through `cargo xtask test`");
+    const context = await browser.newContext({ acceptDownloads: true });
+    // Downloads, not the File System Access dialog, so the test can read them.
+    await context.addInitScript(() => {
+      delete window.showSaveFilePicker;
+    });
+    const { page } = await openPage(`${server.origin}/#${new URLSearchParams({ preset: "infer", loader: "strict" })}`, { context });
+    const out = tempDir("write");
+    const saved = async (button, name) => {
+      const [download] = await Promise.all([
+        page.waitForEvent("download", { timeout: 30_000 }).catch(async (error) => {
+          throw new Error(`${error.message}; the page says: ${await page.textContent("#write-status")}`);
+        }),
+        page.click(button),
+      ]);
+      const file = path.join(out, name);
+      await download.saveAs(file);
+      return file;
+    };
+    const diagnoses = "tests/fixtures/diagnoses";
+    let result = await nextResult(page, () => dropServedFiles(page, [`${diagnoses}/compiled_bert.pt`, `${diagnoses}/bert_config.json`]));
+    assert.match(result.verdict, /^Won't load: 39 missing, 39 unexpected/);
+    const converted = await saved("#write-safetensors", "converted.safetensors");
+    await page.waitForSelector("#write-status[data-done=convert]");
+    const fixed = await saved("#write-fixed", "fixed.safetensors");
+    // Strided views: their bytes are rewritten through the wasm.
+    result = await nextResult(page, () => dropServedFile(page, "tests/fixtures/integrity/strided_views.pt"));
+    const views = await saved("#write-safetensors", "views.safetensors");
+    const check = `
+import hashlib, json, sys
+from safetensors import safe_open
+expected = json.load(open(sys.argv[1]))
+def digests(path, rename=lambda k: k):
+    with safe_open(path, "numpy") as f:
+        assert f.metadata()["format"] == "pt"
+        return {rename(k): hashlib.sha256(f.get_tensor(k).tobytes()).hexdigest() for k in f.keys()}
+torch_bert = {k: v["sha256"] for k, v in expected["tests/fixtures/diagnoses/compiled_bert.pt"].items()}
+assert digests(sys.argv[2]) == torch_bert, "converted"
+assert digests(sys.argv[3], lambda k: "_orig_mod." + k) == torch_bert, "fixed"
+with safe_open(sys.argv[3], "numpy") as f:
+    assert not any(k.startswith("_orig_mod.") for k in f.keys())
+torch_views = {k: v["sha256"] for k, v in expected["tests/fixtures/integrity/strided_views.pt"].items()}
+written = digests(sys.argv[4])
+assert all(written[k] == torch_views[k] for k in written) and len(written) >= len(torch_views) - 1, (sorted(written), sorted(torch_views))
+print("ok", len(torch_bert), len(written))
+`;
+    const run = spawnSync(python, ["-c", check, path.join(ROOT, "tests/fixtures/convert/expected.json"), converted, fixed, views], { encoding: "utf8" });
+    assert.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+    assert.match(run.stdout, /^ok 39 /);
     assert.deepEqual(page.errors, []);
     await context.close();
   });

@@ -22,11 +22,14 @@ export function explanationCard(report) {
   return card("Why", { id: "why" }, list);
 }
 
-export function fixCard(fix) {
+/** The fix; `write` (optional) is the "Write fixed file" button that
+ * applies it and saves the result. */
+export function fixCard(fix, write = null) {
   return card(
     "Fix",
     { id: "fix", className: "fix" },
     h("p", { id: "fix-summary", class: "fix-summary" }, withCode(sentence(fix.summary))),
+    write,
     fix.remedies.map((remedy) => {
       const pre = h("pre", { class: "remedy-text" }, remedy.text);
       return h("div", { class: "remedy" }, h("div", { class: "remedy-head" }, h("span", { class: "remedy-label" }, remedy.label), copyButton(remedy.text, pre)), pre);

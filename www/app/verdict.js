@@ -12,6 +12,7 @@ import { scanCard } from "./scan.js";
 import { finish } from "./session.js";
 import { tensorCard, valuesCard } from "./tensors.js";
 import { verifyCard } from "./verify.js";
+import { fixButton, writeBar } from "./write.js";
 
 function baseName(name) {
   return String(name).split(/[\\/]/).pop().replace(/\.[^.]+$/, "") || "checkpoint";
@@ -92,13 +93,14 @@ export function renderReport(result, pick, { usePreset }) {
       report.state_dict_path.length ? [" · state dict at ", h("code", {}, report.state_dict_path.map((k) => `[${JSON.stringify(k)}]`).join(""))] : null
     ),
     matchLine,
-    pickNote(pick)
+    pickNote(pick),
+    writeBar(report)
   );
 
   const parts = [banner];
   if (dangerous.length) parts.push(dangerAlert(dangerous));
   if (report.explanation.length) parts.push(explanationCard(report));
-  if (report.fix) parts.push(fixCard(report.fix));
+  if (report.fix) parts.push(fixCard(report.fix, fixButton(report, "write-fixed-remedy")));
   if (report.verdict !== "loads") parts.push(findingsCard(report, checkpoint));
   if (report.load_report) parts.push(loadReportCard(report.load_report, report.loader));
   parts.push(tensorCard(checkpoint));
@@ -144,6 +146,8 @@ export function showError(error, pick = null) {
   const checkpoint = error.checkpoint;
   if (checkpoint) {
     banner.append(h("p", { class: "meta" }, h("code", { class: "file" }, checkpoint.file), ` · ${checkpoint.format} · ${humanBytes(checkpoint.file_bytes)} · `, readLine(checkpoint.bytes_read, checkpoint.file_bytes)));
+    // Converting needs no model: the file can still be written as safetensors.
+    if (!checkpoint.pickle_audit?.dangerous?.length) banner.append(writeBar({ loads: true }));
     if (checkpoint.pickle_audit?.dangerous?.length) parts.push(dangerAlert(checkpoint.pickle_audit.dangerous));
     // The file is readable even if no model was chosen: its weights can be scanned.
     parts.push(scanCard());

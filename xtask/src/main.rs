@@ -186,6 +186,7 @@ fn ensure_test_tools() -> Result<(), String> {
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
+    ensure_e2e_python()?;
     if !root()
         .join("tests/e2e/node_modules/playwright-core")
         .exists()
@@ -196,6 +197,65 @@ fn ensure_test_tools() -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+/// The Python the end-to-end tests check downloaded files with: a venv in
+/// target/ with safetensors (the version of the crate ckptcheck uses) and
+/// numpy, made once.
+const E2E_PYTHON: &str = "target/e2e-python";
+
+fn e2e_python() -> PathBuf {
+    root().join(E2E_PYTHON).join("bin").join("python")
+}
+
+fn ensure_e2e_python() -> Result<(), String> {
+    let python = e2e_python();
+    if python.exists()
+        && output(
+            &python.display().to_string(),
+            &["-c", "import safetensors, numpy"],
+        )
+        .is_some()
+    {
+        return Ok(());
+    }
+    let venv = root().join(E2E_PYTHON);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        // Debian's python3 makes venvs only with python3-venv.
+        run(
+            "installing python3-venv",
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "python3-venv",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        run(
+            "making the end-to-end Python venv",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        )?;
+    }
+    run(
+        "installing safetensors and numpy for the end-to-end tests",
+        Command::new(e2e_python()).args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "safetensors==0.8.0",
+            "numpy==2.2.6",
+        ]),
+    )
 }
 
 /// One test tier: runs, or says why it failed.
@@ -278,7 +338,9 @@ fn test() -> Result<(), String> {
                 build_web()?;
                 run(
                     "Playwright end-to-end tests",
-                    Command::new("node").args(["--test", "tests/e2e/"]),
+                    Command::new("node")
+                        .args(["--test", "tests/e2e/"])
+                        .env("CKPTCHECK_E2E_PYTHON", e2e_python()),
                 )
             }),
         ),
@@ -339,6 +401,11 @@ const BENCHES: &[Bench] = &[
         run: bench_check,
     },
     Bench {
+        name: "convert",
+        what: "a 3.8 GB .pt to safetensors vs torch.load + save_file (bench/convert_bench.py)",
+        run: bench_convert,
+    },
+    Bench {
         name: "scan",
         what: "the weight scan vs numpy on a 4 GB file (bench/scan_bench.py)",
         run: bench_scan,
@@ -395,6 +462,10 @@ fn bench_inspect() -> Result<(), String> {
 
 fn bench_check() -> Result<(), String> {
     python_bench("bench/check_bench.py", &["torch", "safetensors", "cn_clip"])
+}
+
+fn bench_convert() -> Result<(), String> {
+    python_bench("bench/convert_bench.py", &["torch", "safetensors"])
 }
 
 fn bench_scan() -> Result<(), String> {
