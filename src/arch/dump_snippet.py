@@ -1,6 +1,7 @@
 # ckptcheck model dump. Run this in your own Python, where your model is
-# built (its weights need not be loaded: a model on the "meta" device works),
-# then check a checkpoint against the file it writes:
+# built (its weights need not be loaded: for most models one built under
+# `with torch.device("meta"):` works), then check a checkpoint against the
+# file it writes:
 #     ckptcheck check CHECKPOINT --model model.ckptcheck.json
 # It records what load_state_dict(strict=True) depends on and nothing else:
 # every state_dict() key in order with its shape and dtype, which are
