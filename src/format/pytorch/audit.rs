@@ -46,6 +46,61 @@ const DANGEROUS_MODULES: &[&str] = &[
     "ensurepip",
     "pip",
     "platform",
+    // Code-execution gadgets from the scanners' suites (picklescan,
+    // modelscan, fickling): pagers and debuggers that run commands, file
+    // and stream handles, code objects, name resolvers, other picklers.
+    "pydoc",
+    "bdb",
+    "idlelib",
+    "doctest",
+    "_io",
+    "io",
+    "logging",
+    "pkgutil",
+    "imaplib",
+    "cloudpickle",
+    "dill",
+    "joblib",
+    "functools",
+    "operator",
+    "_posixsubprocess",
+    "_winapi",
+    "smtplib",
+    "nntplib",
+    "poplib",
+    "xmlrpc",
+    "zipimport",
+];
+/// Dotted module prefixes whose names reach code execution or the network
+/// (torch's own: `torch.utils.collect_env.run` runs a command,
+/// `torch._inductor.codecache.compile_file` a compiler, `torch.hub` downloads
+/// and runs code).
+const DANGEROUS_MODULE_PREFIXES: &[&str] = &[
+    "torch.utils.collect_env",
+    "torch._inductor",
+    "torch.hub",
+    "torch.utils.cpp_extension",
+    "torch.jit",
+    "numpy.testing",
+    "numpy.distutils",
+];
+/// Single names elsewhere that load or run things.
+const DANGEROUS_NAMES: &[(&str, &str)] = &[
+    ("torch", "load"),
+    ("torch.serialization", "load"),
+    ("torch.serialization", "_load"),
+    ("uuid", "_get_command_stdout"),
+    ("uuid", "_popen"),
+    ("numpy", "load"),
+    ("numpy", "loadtxt"),
+    ("numpy", "fromfile"),
+    // types: code objects and functions built from them (SimpleNamespace
+    // is not dangerous, and hyper-parameter pickles use it).
+    ("types", "CodeType"),
+    ("types", "FunctionType"),
+    ("types", "LambdaType"),
+    ("types", "MethodType"),
+    ("types", "ModuleType"),
 ];
 /// Builtins that evaluate code, open files or reach any attribute.
 const DANGEROUS_BUILTINS: &[&str] = &[
@@ -67,6 +122,11 @@ const DANGEROUS_BUILTINS: &[&str] = &[
     "object",
     "exit",
     "quit",
+    // Python 2's __builtin__.
+    "apply",
+    "execfile",
+    "reload",
+    "file",
 ];
 
 /// Classify a global the way `torch.load(weights_only=True)` would
@@ -74,6 +134,25 @@ const DANGEROUS_BUILTINS: &[&str] = &[
 pub fn classify_global(module: &str, name: &str) -> GlobalVerdict {
     let root_module = module.split('.').next().unwrap_or(module);
     if DANGEROUS_MODULES.contains(&root_module) {
+        return GlobalVerdict::Dangerous;
+    }
+    // A dotted name is an attribute chain the unpickler follows with
+    // getattr (protocol 4): `pathlib.os.system`, `builtins.eval.__call__`.
+    // It can reach anything its module holds, so it fails closed.
+    if name.contains('.') {
+        return GlobalVerdict::Dangerous;
+    }
+    let within = |prefix: &str| {
+        module == prefix
+            || module
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
+    };
+    if DANGEROUS_MODULE_PREFIXES
+        .iter()
+        .any(|prefix| within(prefix))
+        || DANGEROUS_NAMES.contains(&(module, name))
+    {
         return GlobalVerdict::Dangerous;
     }
     if (module == "builtins" || module == "__builtin__") && DANGEROUS_BUILTINS.contains(&name) {
@@ -181,4 +260,64 @@ pub fn needs_code_note(audit: &PickleAudit) -> Option<String> {
         classes.join(", "),
         packages.join("`, `"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gadgets_from_the_scanners_suites_are_dangerous() {
+        // (module, name) pairs from picklescan, modelscan and fickling.
+        let dangerous = [
+            ("torch.utils.collect_env", "run"),
+            ("torch._inductor.codecache", "compile_file"),
+            ("functools", "partial"),
+            ("torch.serialization", "load"),
+            ("pydoc", "pipepager"),
+            ("bdb", "Bdb"),
+            ("idlelib.pyshell", "ModifiedInterpreter"),
+            ("doctest", "debug_script"),
+            ("_io", "FileIO"),
+            ("logging", "FileHandler"),
+            ("types", "CodeType"),
+            ("operator", "methodcaller"),
+            ("pkgutil", "resolve_name"),
+            ("uuid", "_get_command_stdout"),
+            ("imaplib", "IMAP4_stream"),
+            ("cloudpickle.cloudpickle", "_make_function"),
+            ("builtins", "eval.__call__"),
+            ("pathlib", "os.system"),
+            ("__builtin__", "apply"),
+        ];
+        for (module, name) in dangerous {
+            assert_eq!(
+                classify_global(module, name),
+                GlobalVerdict::Dangerous,
+                "{module}.{name}"
+            );
+        }
+        // What torch's weights_only unpickler allows stays allowed.
+        for (module, name) in [
+            ("collections", "OrderedDict"),
+            ("torch._utils", "_rebuild_tensor_v2"),
+            ("torch", "FloatStorage"),
+            ("torch.serialization", "_get_layout"),
+        ] {
+            assert_eq!(
+                classify_global(module, name),
+                GlobalVerdict::Allowed,
+                "{module}.{name}"
+            );
+        }
+        // Classes that need code but run none are not called dangerous.
+        assert_eq!(
+            classify_global("argparse", "Namespace"),
+            GlobalVerdict::NotAllowlisted
+        );
+        assert_eq!(
+            classify_global("torch.jitter", "x"),
+            GlobalVerdict::NotAllowlisted
+        );
+    }
 }
