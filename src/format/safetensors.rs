@@ -27,7 +27,12 @@ pub fn sniff(prefix: &[u8], file_len: u64) -> bool {
     let Some(length_bytes) = prefix.get(..8) else {
         return false;
     };
-    if prefix.get(8) != Some(&b'{') {
+    // The JSON header may start with whitespace: the safetensors crate
+    // (0.8) accepts it, so do the loaders.
+    let first = prefix
+        .get(8..)
+        .and_then(|rest| rest.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')));
+    if first != Some(&b'{') {
         return false;
     }
     let mut array = [0u8; 8];
@@ -315,6 +320,21 @@ mod tests {
 
     fn read_bytes(bytes: &[u8]) -> Result<Checkpoint> {
         read(&SliceSource::new("t.safetensors", bytes))
+    }
+
+    #[test]
+    fn a_header_with_leading_whitespace_is_safetensors_as_the_crate_says() {
+        // The safetensors crate 0.8 (and so its Python loaders) accepts it.
+        let header = "  \n{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+        let bytes = file_with_header(header, 8);
+        assert!(safetensors::SafeTensors::deserialize(&bytes).is_ok());
+        assert!(sniff(&bytes[..bytes.len().min(64)], bytes.len() as u64));
+        let checkpoint = read_bytes(&bytes).unwrap();
+        assert_eq!(checkpoint.tensors[0].shape, vec![2]);
+        assert_eq!(
+            crate::format::detect(&SliceSource::new("t.safetensors", &bytes)).unwrap(),
+            crate::format::Format::Safetensors
+        );
     }
 
     #[test]
