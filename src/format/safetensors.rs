@@ -29,9 +29,10 @@ pub fn sniff(prefix: &[u8], file_len: u64) -> bool {
     };
     // The JSON header may start with whitespace: the safetensors crate
     // (0.8) accepts it, so do the loaders.
-    let first = prefix
-        .get(8..)
-        .and_then(|rest| rest.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')));
+    let first = prefix.get(8..).and_then(|rest| {
+        rest.iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    });
     if first != Some(&b'{') {
         return false;
     }
