@@ -149,18 +149,18 @@ fn read_sources(sources: &[BlobSource]) -> Result<Dropped<'_>> {
     let mut adapter_config = None;
     for source in sources {
         match format::detect(source)? {
-            format::Format::Json
-                if adapter_config.is_none() && format::adapter_config(source)?.is_some() =>
-            {
-                adapter_config = format::adapter_config(source)?;
-            }
-            format::Format::Json => {
-                let bytes = crate::source::read_vec(source, 0, source.len().min(16 * 1024 * 1024))?;
-                configs.push((
-                    source.name().to_string(),
-                    String::from_utf8_lossy(&bytes).to_string(),
-                ));
-            }
+            format::Format::Json => match format::adapter_config(source)? {
+                // A PEFT adapter's config (the first): read once, kept apart.
+                Some(config) if adapter_config.is_none() => adapter_config = Some(config),
+                _ => {
+                    let bytes =
+                        crate::source::read_vec(source, 0, source.len().min(16 * 1024 * 1024))?;
+                    configs.push((
+                        source.name().to_string(),
+                        String::from_utf8_lossy(&bytes).to_string(),
+                    ));
+                }
+            },
             _ => checkpoint_sources.push(source),
         }
     }
@@ -221,15 +221,7 @@ fn reference_model(files: &js_sys::Array) -> Result<arch::ModelSpec> {
     let sources = sources(files)?;
     if let [one] = sources.as_slice() {
         if let Ok(format::Format::Json) = format::detect(one) {
-            let bytes = crate::source::read_vec(one, 0, one.len().min(64 * 1024 * 1024))?;
-            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                err(
-                    ErrorKind::BadConfig,
-                    format!("model dump is not valid JSON: {e}"),
-                )
-                .in_file(one.name())
-            })?;
-            return arch::dump::model_from_dump(one.name(), &value);
+            return arch::dump::read_dump(one);
         }
     }
     let (reference, _, _) = read_sources(&sources)?;
@@ -493,22 +485,30 @@ pub fn plan_write(
     to_js(&run().map_err(js_error)?)
 }
 
-/// The bytes of one `convert` part of a plan: its tensor read from the
-/// dropped files and rewritten (dtype, byte order, a strided view).
+/// The bytes of one `convert` part of a plan: its tensor read and rewritten
+/// (dtype, byte order, a strided view). `file` is the dropped file the
+/// job's `source` names in the plan's `sources`: only that file's bytes at
+/// the job's offsets are read, nothing is parsed again.
 #[wasm_bindgen]
 pub fn write_part(
-    files: js_sys::Array,
+    file: js_sys::Array,
     job: JsValue,
 ) -> std::result::Result<js_sys::Uint8Array, JsError> {
     let run = || -> Result<Vec<u8>> {
-        let job: crate::convert::TensorJob = serde_wasm_bindgen::from_value(job)
+        let mut job: crate::convert::TensorJob = serde_wasm_bindgen::from_value(job)
             .map_err(|e| err(ErrorKind::BadArgument, format!("not a tensor job: {e}")))?;
-        let sources = sources(&files)?;
-        let (_, _, checkpoint_sources) = read_sources(&sources)?;
+        let sources = sources(&file)?;
+        let [source] = sources.as_slice() else {
+            return Err(err(
+                ErrorKind::BadArgument,
+                "write_part takes the one file of its job",
+            ));
+        };
+        job.source = 0;
         let mut out = Vec::new();
         crate::convert::write_part(
             &crate::convert::Part::Convert(job),
-            &checkpoint_sources,
+            &[source as &dyn ByteSource],
             &mut |bytes| {
                 out.extend_from_slice(bytes);
                 Ok(())

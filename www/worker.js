@@ -10,7 +10,7 @@
 //                {type: "gpu_status", id}
 //                {type: "plan_write", id, files, mode: "convert" | "fix", dtype, preset, loader,
 //                 reference}: the plan of a safetensors file; {type: "write_part", id,
-//                 files, job}: the bytes of one converted tensor, {bytes}
+//                 files: [the job's file], job}: the bytes of one converted tensor, {bytes}
 //                {type: "scan", id, files}: progress messages carry {done, total}
 //                bytes; the result is {type: "result", id, scan}
 //           out: {type: "progress", id, stage, text}

@@ -42,6 +42,32 @@ fn bad(name: &str, field: &str, why: impl std::fmt::Display) -> crate::error::Er
     .in_file(name)
 }
 
+/// Largest model dump read (the largest models' dumps are a few MiB).
+pub const MAX_DUMP_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The model a dump file describes: read (capped), parsed, checked.
+pub fn read_dump(source: &dyn crate::source::ByteSource) -> Result<ModelSpec> {
+    if source.len() > MAX_DUMP_BYTES {
+        return Err(err(
+            ErrorKind::LimitExceeded,
+            format!(
+                "model dump of {} bytes; dumps are read up to {MAX_DUMP_BYTES}",
+                source.len()
+            ),
+        )
+        .in_file(source.name()));
+    }
+    let bytes = crate::source::read_vec(source, 0, source.len())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        err(
+            ErrorKind::BadConfig,
+            format!("model dump is not valid JSON: {e}"),
+        )
+        .in_file(source.name())
+    })?;
+    model_from_dump(source.name(), &value)
+}
+
 /// The model a dump describes. `name` is the file's name, for errors.
 pub fn model_from_dump(name: &str, dump: &Value) -> Result<ModelSpec> {
     if !is_dump(dump) {

@@ -41,6 +41,29 @@ struct Json {
     json: bool,
 }
 
+/// The model a checkpoint is checked against (check and fix), and how it
+/// is loaded.
+#[derive(ClapArgs)]
+struct ModelTarget {
+    /// A preset name (`ckptcheck presets`) or a config JSON; twice for a
+    /// Chinese-CLIP vision + text pair
+    #[arg(
+        long = "config",
+        required_unless_present = "model",
+        conflicts_with = "model",
+        value_name = "PRESET|PATH"
+    )]
+    configs: Vec<String>,
+    /// Any PyTorch model: a model dump (`ckptcheck snippet` writes one from
+    /// your model in Python) or a reference checkpoint of the model
+    /// (weights that load into it)
+    #[arg(long, value_name = "DUMP.json|REFERENCE")]
+    model: Option<PathBuf>,
+    /// The code path that loads the checkpoint
+    #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft")]
+    loader: Loader,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// List the tensors (names, dtypes, shapes, byte offsets), values,
@@ -65,23 +88,8 @@ enum Command {
     Check {
         #[command(flatten)]
         files: Files,
-        /// A preset name (`ckptcheck presets`) or a config JSON; twice for a
-        /// Chinese-CLIP vision + text pair
-        #[arg(
-            long = "config",
-            required_unless_present = "model",
-            conflicts_with = "model",
-            value_name = "PRESET|PATH"
-        )]
-        configs: Vec<String>,
-        /// Any PyTorch model: a model dump (`ckptcheck snippet` writes one
-        /// from your model in Python) or a reference checkpoint of the
-        /// model (weights that load into it)
-        #[arg(long, value_name = "DUMP.json|REFERENCE")]
-        model: Option<PathBuf>,
-        /// The code path that loads the checkpoint
-        #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft")]
-        loader: Loader,
+        #[command(flatten)]
+        target: ModelTarget,
         /// Check the weights at this key path (keys joined by `/`, e.g.
         /// `state_dict_ema`) instead of the largest dict of tensors
         #[arg(long, value_name = "KEY/KEY")]
@@ -143,20 +151,8 @@ enum Command {
     Fix {
         #[command(flatten)]
         files: Files,
-        /// A preset name or a config JSON (as for check)
-        #[arg(
-            long = "config",
-            required_unless_present = "model",
-            conflicts_with = "model",
-            value_name = "PRESET|PATH"
-        )]
-        configs: Vec<String>,
-        /// A model dump or a reference checkpoint (as for check)
-        #[arg(long, value_name = "DUMP.json|REFERENCE")]
-        model: Option<PathBuf>,
-        /// The code path that will load the fixed file
-        #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft")]
-        loader: Loader,
+        #[command(flatten)]
+        target: ModelTarget,
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
         /// Rename keys that start with OLD to start with NEW (repeatable)
@@ -339,15 +335,13 @@ pub fn parse() -> Args {
         },
         Command::Check {
             files,
-            configs,
-            model,
-            loader,
+            target,
             state_dict_path,
             json,
         } => Args {
-            configs,
-            model,
-            loader,
+            configs: target.configs,
+            model: target.model,
+            loader: target.loader,
             state_dict_path: state_dict_path
                 .map(|path| path.split('/').map(str::to_string).collect()),
             ..Args::new("check", files.files, json.json)
@@ -372,18 +366,16 @@ pub fn parse() -> Args {
         },
         Command::Fix {
             files,
-            configs,
-            model,
-            loader,
+            target,
             output,
             renames,
             state_dict_path,
             dtype,
             json,
         } => Args {
-            configs,
-            model,
-            loader,
+            configs: target.configs,
+            model: target.model,
+            loader: target.loader,
             output: Some(output),
             renames,
             dtype,

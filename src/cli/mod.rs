@@ -230,25 +230,7 @@ fn check_against_model(
 fn any_model(path: &Path) -> Result<arch::ModelSpec, Error> {
     let source = FileSource::open(path)?;
     if let Ok(format::Format::Json) = format::detect(&source) {
-        if source.len() > MAX_CONFIG_BYTES {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded,
-                format!(
-                    "model dump of {} bytes; dumps are read up to {MAX_CONFIG_BYTES}",
-                    source.len()
-                ),
-            )
-            .in_file(source.name()));
-        }
-        let bytes = ckptcheck::source::read_vec(&source, 0, source.len())?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::BadConfig,
-                format!("model dump is not valid JSON: {e}"),
-            )
-            .in_file(source.name())
-        })?;
-        return arch::dump::model_from_dump(source.name(), &value);
+        return arch::dump::read_dump(&source);
     }
     let reference = read(&[path.to_path_buf()])?;
     Ok(diagnosis::model_from_reference(&reference))

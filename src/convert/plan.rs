@@ -414,18 +414,11 @@ pub fn plan(
 }
 
 fn source_index(sources: &[&dyn ByteSource], tensor: &TensorInfo) -> Result<usize> {
-    let base = |path: &str| path.rsplit(['/', '\\']).next().unwrap_or(path).to_string();
-    match &tensor.file {
-        None if !sources.is_empty() => Ok(0),
-        None => Err(err(ErrorKind::BadArgument, "no checkpoint file given")),
-        Some(file) => sources
-            .iter()
-            .position(|s| base(s.name()) == base(file))
-            .ok_or_else(|| {
-                err(ErrorKind::BadShards, format!("shard {file} was not given"))
-                    .for_tensor(&tensor.name)
-            }),
-    }
+    crate::format::source_index_for_tensor(sources, tensor).ok_or_else(|| match &tensor.file {
+        Some(file) => err(ErrorKind::BadShards, format!("shard {file} was not given"))
+            .for_tensor(&tensor.name),
+        None => err(ErrorKind::BadArgument, "no checkpoint file given"),
+    })
 }
 
 fn entry<'a>(
@@ -582,17 +575,10 @@ fn convert_elements(raw: &[u8], from: &str, to: &str) -> Result<Vec<u8>> {
     if from == to {
         return Ok(raw.to_vec());
     }
+    // decode_into takes a double through float (`as f32`, nearest even),
+    // as c10's Half and BFloat16 constructors do.
     let mut values = Vec::new();
-    if from == "F64" {
-        // c10's Half and BFloat16 are built from float: a double goes
-        // through float first, as torch's .to() does.
-        values.extend(
-            raw.chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
-        );
-    } else {
-        dtype::decode_into(from, raw, false, &mut values)?;
-    }
+    dtype::decode_into(from, raw, false, &mut values)?;
     let mut out = Vec::with_capacity(values.len() * dtype::element_bytes(to).unwrap_or(4));
     match to {
         "F32" => values

@@ -15,10 +15,6 @@ use std::collections::BTreeMap;
 
 const BASE_PREFIX: &str = "base_model.model.";
 
-fn cause(id: &str, field: &str, text: String) -> Cause {
-    Cause::new(id, field, text)
-}
-
 /// The LoRA module a key belongs to and the LoRA part (`lora_A` ...).
 fn lora_module(key: &str) -> Option<(&str, &str)> {
     let bare = key.strip_prefix(BASE_PREFIX).unwrap_or(key);
@@ -71,8 +67,7 @@ pub(super) fn explain_adapter(
     let mut remedies = Vec::new();
     let mut summaries = Vec::new();
     if config.peft_type != "LORA" {
-        causes.push(cause(
-            "peft-type",
+        causes.push(Cause::new("peft-type",
             "peft_type",
             format!(
                 "a PEFT {} adapter: ckptcheck checks LoRA adapters only, so this verdict is about its keys alone",
@@ -81,8 +76,7 @@ pub(super) fn explain_adapter(
         ));
     }
     if let Some(raised) = raises {
-        let mut c = cause(
-            "peft-target-modules",
+        let mut c = Cause::new("peft-target-modules",
             "target_modules",
             format!(
                 "target_modules {} in adapter_config.json names no layer of {} that LoRA can wrap, so PEFT stops before loading (\"{}\"): the adapter was made for another architecture{}",
@@ -132,8 +126,7 @@ pub(super) fn explain_adapter(
     if !width.is_empty() {
         let modules: Vec<&str> = dedup(width.iter().map(|(m, _, _)| *m));
         let (first, in_file, in_base) = &width[0];
-        let mut c = cause(
-            "peft-base-mismatch",
+        let mut c = Cause::new("peft-base-mismatch",
             "base model",
             format!(
                 "the adapter was trained on a base of another size: `{first}` has {in_file} features in the adapter and {in_base} in {} ({} modules) — {} size mismatches{}",
@@ -155,8 +148,7 @@ pub(super) fn explain_adapter(
     if !rank.is_empty() {
         let file_ranks: Vec<u64> = dedup(rank.iter().map(|(_, c, _)| *c));
         let built = rank.first().map(|(_, _, m)| *m).unwrap_or(config.r);
-        let mut c = cause(
-            "peft-rank",
+        let mut c = Cause::new("peft-rank",
             "r",
             format!(
                 "LoRA rank: the file's tensors have rank {}, adapter_config.json makes PEFT build rank {built} (\"r\": {}{}) for {} — {} size mismatches",
@@ -196,8 +188,7 @@ pub(super) fn explain_adapter(
         match embedding_rows {
             Some(rows) => {
                 let (file, base) = (rows.checkpoint_shape[0], rows.model_shape[0]);
-                let mut c = cause(
-                    "vocab-resized",
+                let mut c = Cause::new("vocab-resized",
                     "vocab_size",
                     format!(
                         "vocabulary resized (\"resize_token_embeddings\"): the adapter carries `{}` with {file} rows (saved with the adapter because the vocabulary was resized to {file} tokens before training), this base has {base} — {} size mismatch(es)",
@@ -220,8 +211,7 @@ pub(super) fn explain_adapter(
                 });
             }
             None => {
-                let mut c = cause(
-                    "peft-saved-module",
+                let mut c = Cause::new("peft-saved-module",
                     "modules_to_save",
                     format!(
                         "{} tensor(s) saved whole with the adapter (modules_to_save or embedding layers) differ in size from this base's: `{}`{}",
@@ -242,8 +232,7 @@ pub(super) fn explain_adapter(
             .filter_map(|k| lora_module(k).map(|(m, _)| m)),
     );
     if !missing_modules.is_empty() {
-        let mut c = cause(
-            "peft-missing-adapter-keys",
+        let mut c = Cause::new("peft-missing-adapter-keys",
             "target_modules",
             format!(
                 "target_modules {} makes PEFT wrap {} that the file has no LoRA weights for: PEFT warns (\"Found missing adapter keys while loading the checkpoint\") and leaves them at their initialization (lora_B is zero: no effect) — {} missing keys",
@@ -264,7 +253,7 @@ pub(super) fn explain_adapter(
             .filter_map(|k| lora_module(k).map(|(m, _)| m)),
     );
     if !result.unexpected_keys.is_empty() {
-        let mut c = cause(
+        let mut c = Cause::new(
             "peft-unused-tensors",
             "target_modules",
             if unused_modules.is_empty() {

@@ -11,11 +11,7 @@ use super::explain::{counts_text, Findings};
 use super::{Cause, Remedy};
 use crate::state_dict::{LoadResult, SizeMismatch};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-
-fn cause(id: &str, field: &str, text: String) -> Cause {
-    Cause::new(id, field, text)
-}
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A numbered part: `3`, or a name ending in `_3` (torchvision's
 /// `encoder_layer_3`): its stem (`""`, `encoder_layer_`) and number.
@@ -66,7 +62,7 @@ fn block_cause(
             indices_text(indices),
         )
     };
-    let mut c = cause(
+    let mut c = Cause::new(
         if depth {
             "layer-count"
         } else {
@@ -141,14 +137,28 @@ fn block_causes(
         ),
     ] {
         let findings: HashSet<String> = side_missing.iter().map(|k| f.bare(k)).collect();
+        // Per module (every key's ancestors, counted once): how many of
+        // this side's keys it holds, how many of them are findings, and
+        // whether the other side has any key under it. Linear in the keys.
+        let ancestors = |key: &str| -> Vec<String> {
+            key.match_indices('.')
+                .map(|(dot, _)| key[..dot].to_string())
+                .collect()
+        };
+        let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+        for key in keys_missing.iter() {
+            let found = findings.contains(key) as usize;
+            for module in ancestors(key) {
+                let entry = counts.entry(module).or_default();
+                entry.0 += 1;
+                entry.1 += found;
+            }
+        }
+        let on_other_side: HashSet<String> = keys_other.iter().flat_map(|k| ancestors(k)).collect();
         let whole = |module: &str| {
-            let under = format!("{module}.");
             (missing_side || !model_modules.contains(module))
-                && keys_missing
-                    .iter()
-                    .filter(|k| k.starts_with(&under))
-                    .all(|k| findings.contains(k))
-                && !keys_other.iter().any(|k| k.starts_with(&under))
+                && counts.get(module).is_some_and(|(all, found)| all == found)
+                && !on_other_side.contains(module)
         };
         // container (with the number's stem) -> numbers; named module -> keys.
         let mut blocks: BTreeMap<String, BTreeMap<u64, Vec<&String>>> = BTreeMap::new();
@@ -204,8 +214,7 @@ fn block_causes(
             } else {
                 counts_text(0, keys.len(), 0)
             };
-            let mut c = cause(
-                "missing-block",
+            let mut c = Cause::new("missing-block",
                 &module,
                 format!(
                     "module `{module}` is in {who_has} and not in {who_lacks} (all its {} keys) — {counts}",
@@ -281,8 +290,7 @@ fn resolution_cause(f: &Findings, mismatches: &[&SizeMismatch]) -> Option<(Cause
             Some(p) => format!(": resolution {} vs {} at patch {p}", gc * p, gm * p),
             None => String::new(),
         };
-        let mut c = cause(
-            "resolution",
+        let mut c = Cause::new("resolution",
             if patch.is_some() { "image size" } else { "grid" },
             format!(
                 "position embeddings: a {gc}×{gc} grid in the checkpoint, {gm}×{gm} in the model{resolution} (`{}`)",
@@ -351,8 +359,7 @@ fn head_cause(f: &Findings, mismatches: &[&SizeMismatch]) -> Option<(Cause, Vec<
         module
     };
     let keys: Vec<String> = in_head.iter().map(|m| m.key.clone()).collect();
-    let mut cause = cause(
-        "head-size",
+    let mut cause = Cause::new("head-size",
         "classes",
         format!(
             "classifier head `{head}`: {c} outputs in the checkpoint, {m} in the model (another number of classes) — {}",
@@ -412,8 +419,7 @@ fn width_causes(mismatches: &[&SizeMismatch], attributed: &mut HashSet<String>) 
                 .iter()
                 .map(|((c, m), _)| format!("{c} vs {m}"))
                 .collect();
-            let mut cause = cause(
-                "width",
+            let mut cause = Cause::new("width",
                 "width",
                 format!(
                     "width {c} in the checkpoint where the model has {m}{}, in {} tensor(s) (e.g. `{}`): a {} variant of the model — {}",

@@ -165,12 +165,17 @@ pub fn source_for_tensor<'a>(
     sources: &[&'a dyn ByteSource],
     tensor: &TensorInfo,
 ) -> Option<&'a dyn ByteSource> {
+    source_index_for_tensor(sources, tensor).map(|index| sources[index])
+}
+
+/// `source_for_tensor`'s position in `sources` (the writer's plan names
+/// files by position).
+pub fn source_index_for_tensor(sources: &[&dyn ByteSource], tensor: &TensorInfo) -> Option<usize> {
     match &tensor.file {
-        None => sources.first().copied(),
+        None => (!sources.is_empty()).then_some(0),
         Some(file) => sources
             .iter()
-            .find(|source| base_name(source.name()) == base_name(file))
-            .copied(),
+            .position(|source| base_name(source.name()) == base_name(file)),
     }
 }
 

@@ -68,7 +68,9 @@ async function write(mode) {
           converted += 1;
           const seconds = (performance.now() - started) / 1000;
           status(`Rewriting ${part.convert.name} (${converted}): ${humanBytes(rewritten)} rewritten, ${humanBytes(rewritten / Math.max(seconds, 1e-3))}/s`);
-          const { bytes } = await client.request("write_part", { files, job: part.convert });
+          // Only the file the job reads goes to the worker: nothing is parsed again.
+          const file = byName.get(result.sources[part.convert.source]);
+          const { bytes } = await client.request("write_part", { files: [file], job: part.convert });
           rewritten += bytes.length;
           parts.push(bytes);
         }
