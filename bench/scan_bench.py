@@ -5,13 +5,16 @@ measured in the same run, plus ckptcheck's peak memory.
 Generates (once, cached in bench/out/) a safetensors file of GB gigabytes of
 F32 (default 4) in 64 MiB tensors, a few of them holding NaN and Inf, then,
 warm from the page cache, median of RUNS (3):
-  - `ckptcheck scan --json FILE` (release build; one thread), with its peak
-    RSS from wait4();
+  - `ckptcheck scan --json FILE` (release build; every core), with its peak
+    RSS;
+  - the read limit: `dd bs=4M` of the same file into /dev/null;
   - numpy: for each tensor of `safe_open(FILE, framework="numpy")`,
     `get_tensor`, then the same statistics ckptcheck reports (NaN, Inf and
     zero counts; min, max, mean and std of the finite values in float64);
-and prints GB/s of each and the ratio. Both compute the same numbers; the
-script checks that they agree.
+and prints GB/s of each and the ratio, and the share of dd's rate next to
+issue 17's goal (50%), also for the ViT-H .pt of bench/inspect_bench.py when
+it exists. numpy and ckptcheck compute the same numbers; the script checks
+that they agree.
 
 Run: `cargo xtask bench scan` or `python bench/scan_bench.py [GB]` with a
 Python that has numpy and safetensors (e.g. /opt/fixenv/bin/python). Not a
@@ -19,6 +22,7 @@ test: nothing asserts a time.
 """
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -121,15 +125,46 @@ def main():
         return None, time.perf_counter() - start
 
     _, baseline = median_run(timed_numpy)
+    _, read_limit = median_run(lambda: dd_read(path))
     data = report["bytes_scanned"]
+    threads = os.cpu_count()
     print(f"{path.name}: {size / 1e9:.2f} GB, {count} F32 tensors of 64 MiB, "
           f"{report['summary']['nan_values']} NaN / {report['summary']['inf_values']} Inf; "
-          f"median of {RUNS}, warm page cache")
+          f"median of {RUNS}, warm page cache, {threads} cores")
     print(f"{'route':58} {'seconds':>8} {'GB/s':>7} {'ratio':>7}")
     print(f"{'numpy over safetensors.safe_open tensors':58} {baseline:8.3f} {data / baseline / 1e9:7.2f} {1:7.2f}")
-    print(f"{'ckptcheck scan --json (release, 1 thread)':58} {ours:8.3f} {data / ours / 1e9:7.2f} "
+    print(f"{f'ckptcheck scan --json (release, {threads} threads)':58} {ours:8.3f} {data / ours / 1e9:7.2f} "
           f"{baseline / ours:7.2f}")
+    print(f"{'read limit: dd bs=4M of the same file to /dev/null':58} {read_limit:8.3f} {size / read_limit / 1e9:7.2f}")
     print(f"ckptcheck peak RSS while scanning: {peak / 2**20:.1f} MiB")
+    goal_line(f"{path.name}", data / ours, size / read_limit)
+    # The checkpoint issue 17 names: the ViT-H .pt that bench/inspect_bench.py
+    # generates (torch.save of zeros), when it is there.
+    vit_h = OUT / "clip_cn_vit-h-14.pt"
+    if vit_h.exists():
+        ckptcheck_scan(binary, vit_h)
+        report, _, _ = ckptcheck_scan(binary, vit_h)
+        _, scan_seconds = median_run(lambda: ckptcheck_scan(binary, vit_h))
+        _, dd_seconds = median_run(lambda: dd_read(vit_h))
+        scanned = report["bytes_scanned"]
+        print(f"{vit_h.name}: scan {scan_seconds:.3f} s ({scanned / scan_seconds / 1e9:.2f} GB/s), "
+              f"dd {dd_seconds:.3f} s ({vit_h.stat().st_size / dd_seconds / 1e9:.2f} GB/s)")
+        goal_line(vit_h.name, scanned / scan_seconds, vit_h.stat().st_size / dd_seconds)
+    else:
+        print(f"({vit_h.name} not found: `cargo xtask bench inspect` makes it)")
+
+
+def dd_read(path):
+    """The read limit: dd of the whole file into /dev/null, 4 MiB at a time."""
+    start = time.perf_counter()
+    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=4M"], capture_output=True, check=True)
+    return None, time.perf_counter() - start
+
+
+def goal_line(name, scan_rate, read_rate):
+    share = scan_rate / read_rate
+    print(f"goal (issue 17): scan at least 50% of dd's read rate on {name}: "
+          f"{100 * share:.0f}% ({'met' if share >= 0.5 else 'not met'})")
 
 
 if __name__ == "__main__":

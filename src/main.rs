@@ -5,6 +5,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod cli;
 
+/// Small allocations come from a bump arena (`cli/arena.rs`).
+#[cfg(not(target_arch = "wasm32"))]
+#[global_allocator]
+static ALLOCATOR: cli::arena::CliAllocator = cli::arena::CliAllocator;
+
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -20,6 +20,13 @@ pub trait ByteSource {
     /// Bytes read so far through this source.
     fn bytes_read(&self) -> u64;
 
+    /// This source, when it may be read from several threads at once (a
+    /// native file: the scan reads it in parallel). Sources over JS objects
+    /// are not.
+    fn as_sync(&self) -> Option<&(dyn ByteSource + Sync)> {
+        None
+    }
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -116,7 +123,7 @@ pub struct FileSource {
     name: String,
     file: std::fs::File,
     len: u64,
-    read: Cell<u64>,
+    read: std::sync::atomic::AtomicU64,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -147,7 +154,7 @@ impl FileSource {
             name,
             file,
             len,
-            read: Cell::new(0),
+            read: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -170,7 +177,8 @@ impl FileSource {
             .in_file(&self.name)
             .at(offset));
         }
-        self.read.set(self.read.get() + len);
+        self.read
+            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -232,11 +240,15 @@ impl ByteSource for FileSource {
                         .in_file(&self.name)
                 })?;
         }
-        self.read.set(self.read.get() + buf.len() as u64);
+        self.read
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
     fn bytes_read(&self) -> u64 {
-        self.read.get()
+        self.read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn as_sync(&self) -> Option<&(dyn ByteSource + Sync)> {
+        Some(self)
     }
 }
 
@@ -307,7 +319,19 @@ impl<'s> Cursor<'s> {
     }
 
     /// Borrow the next `len` bytes (no allocation for small reads).
+    #[inline]
     pub fn take_slice(&mut self, len: u64) -> Result<&[u8]> {
+        // Fast path: the bytes are already buffered (the buffer never holds
+        // bytes at or past `limit`, so no limit check is needed).
+        let start = self.position.wrapping_sub(self.buffer_start);
+        if self.position >= self.buffer_start
+            && start <= self.buffer.len() as u64
+            && len <= self.buffer.len() as u64 - start
+        {
+            self.position += len;
+            let start = start as usize;
+            return Ok(&self.buffer[start..start + len as usize]);
+        }
         let start = self.fill(len)?;
         self.position += len;
         Ok(&self.buffer[start..start + len as usize])
@@ -318,6 +342,7 @@ impl<'s> Cursor<'s> {
         Ok(self.take_slice(len)?.to_vec())
     }
 
+    #[inline]
     pub fn u8(&mut self) -> Result<u8> {
         Ok(self.take_slice(1)?[0])
     }

@@ -384,9 +384,9 @@ pub fn batch_moments_f32(values: &[f32]) -> Moments {
 /// The f32 kernel in SSE2 for x86_64, the common case of a batch with no
 /// NaN or Inf (the portable kernel handles the rest): four values per
 /// instruction, counts in i32 lanes, sums and squared deviations in f64
-/// lanes, min and max in f32 (exact). The release profile optimizes for
-/// size (for the wasm), which leaves the portable loops scalar; these are
-/// 3 to 4 times faster. No pointer is dereferenced: values enter through
+/// lanes, min and max in f32 (exact). The page's wasm is optimized for
+/// size, which leaves the portable loops scalar; natively these are 3 to 4
+/// times faster than the portable loops were at that setting. No pointer is dereferenced: values enter through
 /// `_mm_setr_ps` from bounds-checked slices.
 #[cfg(target_arch = "x86_64")]
 mod sse2 {

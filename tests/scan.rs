@@ -7,26 +7,30 @@
 //! file many times the chunk size is scanned.
 
 use ckptcheck::scan::{scan_sources, ScanReport, CHUNK_BYTES};
-use ckptcheck::source::{ByteSource, FileSource};
+use ckptcheck::source::{ByteSource, FileSource, SliceSource};
 use serde_json::Value;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 struct Counting;
 
+// Allocations are counted on tracked threads only: the test's own thread
+// and the workers of the rayon pool it scans in (the parallel scan reads on
+// them), not the other tests running in this process.
 thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
+    static TRACKED: Cell<bool> = const { Cell::new(false) };
 }
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 fn note(delta: isize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
+    if TRACKED.try_with(Cell::get).unwrap_or(false) {
+        let now = LIVE.fetch_add(delta, Ordering::SeqCst) + delta;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+    }
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -42,6 +46,15 @@ unsafe impl GlobalAlloc for Counting {
         note(new_size as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
+}
+
+/// A rayon pool of `threads` workers whose allocations are counted.
+fn tracked_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(|_| TRACKED.with(|tracked| tracked.set(true)))
+        .build()
+        .expect("rayon pool")
 }
 
 #[global_allocator]
@@ -167,13 +180,14 @@ fn problems_are_summarised_and_shared_storages_said_so() {
     assert!(shared.len() >= 4, "views and tied weights: {shared:?}");
 }
 
-#[test]
-fn memory_stays_flat_on_a_file_many_chunks_long() {
-    // 12 chunks of F32 (48 MiB) in one tensor, plus a BF16 one.
-    let dir = std::env::temp_dir().join(format!("ckptcheck-scan-{}", std::process::id()));
+/// A safetensors file of one F32 tensor `chunks` scan chunks long (values
+/// cycling through -499.5..=499.5, a NaN and an Inf among them) and one
+/// small BF16 tensor of 1.0.
+fn many_chunk_file(name: &str, chunks: usize) -> (PathBuf, usize) {
+    let dir = std::env::temp_dir().join(format!("ckptcheck-scan-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("big.safetensors");
-    let n = 12 * CHUNK_BYTES / 4;
+    let n = chunks * CHUNK_BYTES / 4;
     let header = format!(
         r#"{{"w":{{"dtype":"F32","shape":[{n}],"data_offsets":[0,{}]}},"h":{{"dtype":"BF16","shape":[8],"data_offsets":[{},{}]}}}}"#,
         4 * n,
@@ -183,26 +197,73 @@ fn memory_stays_flat_on_a_file_many_chunks_long() {
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(header.as_bytes());
     for i in 0..n {
-        bytes.extend_from_slice(&((i % 1000) as f32 - 499.5).to_le_bytes());
+        let value = match i {
+            _ if i == n / 3 => f32::NAN,
+            _ if i == n / 2 => f32::INFINITY,
+            _ => (i % 1000) as f32 - 499.5,
+        };
+        bytes.extend_from_slice(&value.to_le_bytes());
     }
     bytes.extend_from_slice(&[0x80, 0x3f].repeat(8));
     std::fs::write(&path, &bytes).expect("write");
-    drop(bytes);
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|peak| peak.set(base));
-    let report = scan(std::slice::from_ref(&path));
-    let peak = (PEAK.with(Cell::get) - base) as usize;
-    std::fs::remove_dir_all(&dir).expect("cleanup");
+    (path, n)
+}
+
+#[test]
+fn memory_stays_flat_on_a_file_many_chunks_long() {
+    // 12 chunks of F32 (48 MiB) in one tensor, plus a BF16 one, scanned by
+    // two workers: two chunk buffers each, whatever the file size.
+    let (path, n) = many_chunk_file("flat", 12);
+    let pool = tracked_pool(2);
+    TRACKED.with(|tracked| tracked.set(true));
+    let base = LIVE.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    let report = pool.install(|| scan(std::slice::from_ref(&path)));
+    let peak = (PEAK.load(Ordering::SeqCst) - base) as usize;
+    TRACKED.with(|tracked| tracked.set(false));
+    std::fs::remove_dir_all(path.parent().expect("dir")).expect("cleanup");
     assert_eq!(report.bytes_scanned, 4 * n as u64 + 16);
     // Sorted by name: "h" then "w".
     assert_eq!(report.tensors[0].mean, Some(1.0));
     assert_eq!(report.tensors[1].min, Some(-499.5));
     assert_eq!(report.tensors[1].max, Some(499.5));
+    assert_eq!((report.tensors[1].nan, report.tensors[1].inf), (1, 1));
     assert!(
-        peak < CHUNK_BYTES + 2 * 1024 * 1024,
-        "peak allocation {peak} bytes while scanning {} bytes",
+        peak > 2 * CHUNK_BYTES && peak < 4 * CHUNK_BYTES + 2 * 1024 * 1024,
+        "peak allocation {peak} bytes while scanning {} bytes on 2 workers",
         report.bytes_scanned
     );
+}
+
+#[test]
+fn the_parallel_scan_is_the_sequential_scan_bit_for_bit() {
+    // A native file is read by rayon workers in chunks merged in file
+    // order; the same bytes in memory are read on one thread. Every figure
+    // must be identical, not merely close.
+    let (path, _) = many_chunk_file("parallel", 9);
+    let bytes = std::fs::read(&path).expect("read");
+    let in_memory = SliceSource::new("big.safetensors", &bytes);
+    let sequential = scan_sources(&[&in_memory], &mut |_, _| true).expect("sequential scan");
+    for threads in [2, 3] {
+        let mut waves = 0;
+        let parallel = tracked_pool(threads).install(|| {
+            let file = FileSource::open(&path).expect("open");
+            scan_sources(&[&file], &mut |_, _| {
+                waves += 1;
+                true
+            })
+            .expect("parallel scan")
+        });
+        assert_eq!(parallel.tensors, sequential.tensors, "{threads} threads");
+        assert_eq!(parallel.summary, sequential.summary);
+        assert_eq!(parallel.bytes_scanned, sequential.bytes_scanned);
+        // Progress comes per wave of 2 chunks per thread, not per chunk.
+        assert!(
+            waves < 9,
+            "{waves} progress calls for 9 chunks on {threads} threads"
+        );
+    }
+    std::fs::remove_dir_all(path.parent().expect("dir")).expect("cleanup");
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {

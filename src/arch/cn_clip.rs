@@ -9,6 +9,7 @@ use super::{
     config_u64, config_u64_or, count_blocks, exact_sqrt, rank_presets, shape_of, Inferred,
     InferredField, ModelSpec, TensorListBuilder,
 };
+use crate::arch::dotted;
 use crate::error::{err, ErrorKind, Result};
 use serde_json::{json, Value};
 
@@ -107,7 +108,7 @@ pub fn merged_config(vision: &str, text: &str) -> Option<Value> {
 pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
     let full = RELEASED
         .iter()
-        .find(|(stem, _)| *stem == name || format!("{stem}.pt") == name)
+        .find(|(stem, _)| *stem == name || dotted(stem, "pt") == name)
         .map(|(_, full)| full.to_string())
         .unwrap_or_else(|| name.to_string());
     let Some((vision, text)) = full.split_once('@') else {
@@ -296,10 +297,10 @@ pub fn build(config: &Value, use_flash_attention: bool) -> Result<ModelSpec> {
                     b.tensor(format!("{p}.attn.in_proj_bias"), &[3 * width], depends);
                 }
                 b.linear(&format!("{p}.attn.out_proj"), width, width, true, depends);
-                b.norm(&format!("{p}.ln_1"), width, true, depends);
+                b.norm(&dotted(&p, "ln_1"), width, true, depends);
                 b.linear(&format!("{p}.mlp.c_fc"), 4 * width, width, true, depends);
                 b.linear(&format!("{p}.mlp.c_proj"), width, 4 * width, true, depends);
-                b.norm(&format!("{p}.ln_2"), width, true, depends);
+                b.norm(&dotted(&p, "ln_2"), width, true, depends);
                 b.pop_depends(layer_depends.len());
             }
             b.norm("visual.ln_post", width, true, w);

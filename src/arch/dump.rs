@@ -16,8 +16,8 @@
 
 use super::{ExpectedTensor, ModelSpec};
 use crate::error::{err, ErrorKind, Result};
+use rustc_hash::FxHashSet as HashSet;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 
 /// The snippet users run, verbatim (`ckptcheck snippet`, the page's copy
 /// button); the fixture script runs this same file.
@@ -103,7 +103,7 @@ pub fn model_from_dump(name: &str, dump: &Value) -> Result<ModelSpec> {
     }
     let mut tensors = Vec::with_capacity(entries.len());
     let mut tied = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     for (index, entry) in entries.iter().enumerate() {
         let field = |part: &str| format!("state_dict[{index}].{part}");
         let key = entry

@@ -194,6 +194,17 @@ pub struct TensorListBuilder {
     depends_stack: Vec<&'static str>,
 }
 
+/// `prefix.suffix`, the way every tensor and module name is built
+/// (`format!` cost several times more, and the page builds every preset's
+/// names on each drop to rank them).
+pub fn dotted(prefix: &str, suffix: &str) -> String {
+    let mut name = String::with_capacity(prefix.len() + 1 + suffix.len());
+    name.push_str(prefix);
+    name.push('.');
+    name.push_str(suffix);
+    name
+}
+
 impl TensorListBuilder {
     /// Fields that decide whether the tensors pushed until the matching
     /// `pop_depends` exist (a block index beyond a layer count).
@@ -250,12 +261,12 @@ impl TensorListBuilder {
         depends_on: &[&'static str],
     ) {
         self.tensor(
-            format!("{prefix}.weight"),
+            dotted(prefix, "weight"),
             &[out_features, in_features],
             depends_on,
         );
         if bias {
-            self.tensor(format!("{prefix}.bias"), &[out_features], depends_on);
+            self.tensor(dotted(prefix, "bias"), &[out_features], depends_on);
         }
         self.module_kinds
             .push((prefix.to_string(), ModuleKind::Linear));
@@ -271,20 +282,20 @@ impl TensorListBuilder {
         depends_on: &[&'static str],
     ) {
         self.tensor(
-            format!("{prefix}.weight"),
+            dotted(prefix, "weight"),
             &[in_features, out_features],
             depends_on,
         );
-        self.tensor(format!("{prefix}.bias"), &[out_features], depends_on);
+        self.tensor(dotted(prefix, "bias"), &[out_features], depends_on);
         self.module_kinds
             .push((prefix.to_string(), ModuleKind::Conv1D));
     }
 
     /// `nn.LayerNorm(n)` (or RMSNorm with `bias = false`).
     pub fn norm(&mut self, prefix: &str, n: u64, bias: bool, depends_on: &[&'static str]) {
-        self.tensor(format!("{prefix}.weight"), &[n], depends_on);
+        self.tensor(dotted(prefix, "weight"), &[n], depends_on);
         if bias {
-            self.tensor(format!("{prefix}.bias"), &[n], depends_on);
+            self.tensor(dotted(prefix, "bias"), &[n], depends_on);
         }
     }
 
@@ -294,7 +305,7 @@ impl TensorListBuilder {
             self.tensor(format!("{prefix}.{name}"), &[n], depends_on);
         }
         self.tensor_typed(
-            format!("{prefix}.num_batches_tracked"),
+            dotted(prefix, "num_batches_tracked"),
             &[],
             "I64",
             depends_on,
@@ -303,7 +314,7 @@ impl TensorListBuilder {
     }
 
     pub fn embedding(&mut self, prefix: &str, count: u64, dim: u64, depends_on: &[&'static str]) {
-        self.tensor(format!("{prefix}.weight"), &[count, dim], depends_on);
+        self.tensor(dotted(prefix, "weight"), &[count, dim], depends_on);
         self.module_kinds
             .push((prefix.to_string(), ModuleKind::Embedding));
     }
@@ -382,11 +393,11 @@ pub fn modified_resnet(
             let layer_exists: &[&'static str] = if block > 0 { &[fields.layers] } else { &[] };
             b.push_depends(layer_exists);
             b.tensor(format!("{p}.conv1.weight"), &[planes, inplanes, 1, 1], w);
-            b.batch_norm(&format!("{p}.bn1"), planes, w);
+            b.batch_norm(&dotted(&p, "bn1"), planes, w);
             b.tensor(format!("{p}.conv2.weight"), &[planes, planes, 3, 3], w);
-            b.batch_norm(&format!("{p}.bn2"), planes, w);
+            b.batch_norm(&dotted(&p, "bn2"), planes, w);
             b.tensor(format!("{p}.conv3.weight"), &[planes * 4, planes, 1, 1], w);
-            b.batch_norm(&format!("{p}.bn3"), planes * 4, w);
+            b.batch_norm(&dotted(&p, "bn3"), planes * 4, w);
             if block == 0 && (stride > 1 || inplanes != planes * 4) {
                 b.tensor(
                     format!("{p}.downsample.0.weight"),
@@ -551,6 +562,29 @@ pub fn config_u64_or(value: &serde_json::Value, field: &str, default: u64) -> Re
 /// Infer what the checkpoint is: family-specific field inference plus a
 /// ranking of every preset of that family by how well it loads.
 pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Inferred {
+    // One check asks twice (the page picks the model by inference, then the
+    // diagnosis explains against it), and inference builds and ranks every
+    // preset of the family: the last answer is kept for the same tensors.
+    type Names = Vec<(String, Vec<u64>)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Names, Inferred)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let cached = LAST.with(|last| {
+        last.borrow()
+            .as_ref()
+            .filter(|(names, _)| names.as_slice() == names_shapes)
+            .map(|(_, inferred)| inferred.clone())
+    });
+    if let Some(inferred) = cached {
+        return inferred;
+    }
+    let inferred = infer_uncached(names_shapes);
+    LAST.with(|last| *last.borrow_mut() = Some((names_shapes.to_vec(), inferred.clone())));
+    inferred
+}
+
+fn infer_uncached(names_shapes: &[(String, Vec<u64>)]) -> Inferred {
     if let Some(inferred) = cn_clip::infer(names_shapes) {
         return inferred;
     }
@@ -573,13 +607,13 @@ pub fn rank_presets(
     names_shapes: &[(String, Vec<u64>)],
     models: Vec<ModelSpec>,
 ) -> Vec<PresetScore> {
-    let checkpoint: std::collections::HashMap<&str, &Vec<u64>> =
+    let checkpoint: rustc_hash::FxHashMap<&str, &Vec<u64>> =
         names_shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
     let mut scores: Vec<PresetScore> = models
         .into_iter()
         .map(|model| {
             let mut findings = 0usize;
-            let mut expected = std::collections::HashSet::new();
+            let mut expected = rustc_hash::FxHashSet::default();
             for tensor in &model.tensors {
                 expected.insert(tensor.name.as_str());
                 match checkpoint.get(tensor.name.as_str()) {

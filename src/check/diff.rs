@@ -3,8 +3,9 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::state_dict::{select_state_dict, SizeMismatch, StateEntry};
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Two checkpoints compared tensor by tensor (state dicts, prefixes kept).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -10,7 +10,8 @@ use super::torch_size;
 use crate::arch::IgnoreKey;
 use crate::loader::Prepared;
 use crate::state_dict::{LoadResult, SizeMismatch};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeSet;
 
 /// The report for `prepared` (whose judgement carries `tied` and
 /// `ignore_unexpected`); `notes` says what transformers did on the way.
@@ -26,10 +27,10 @@ pub fn load_report(
         .map(|(key, shape)| (key.as_str(), shape))
         .collect();
     let mut missing: HashSet<&str> = expected.keys().copied().collect();
-    let mut loaded: HashSet<&str> = HashSet::new();
-    let mut mismatched: HashMap<&str, SizeMismatch> = HashMap::new();
+    let mut loaded: HashSet<&str> = HashSet::default();
+    let mut mismatched: HashMap<&str, SizeMismatch> = HashMap::default();
     let mut unexpected: Vec<String> = Vec::new();
-    let mut seen_unexpected: HashSet<&str> = HashSet::new();
+    let mut seen_unexpected: HashSet<&str> = HashSet::default();
     for entry in &prepared.state_dict.entries {
         let key = entry.key.as_str();
         match expected.get(key) {
@@ -189,7 +190,7 @@ pub fn report_table(result: &LoadResult) -> Option<String> {
 /// kept is the last one's.
 fn merge_layer_numbers<'a, V>(entries: impl Iterator<Item = (&'a str, V)>) -> Vec<(String, V)> {
     let mut order: Vec<String> = Vec::new();
-    let mut buckets: HashMap<String, (Vec<BTreeSet<u64>>, V)> = HashMap::new();
+    let mut buckets: HashMap<String, (Vec<BTreeSet<u64>>, V)> = HashMap::default();
     for (key, value) in entries {
         let parts: Vec<&str> = key.split('.').collect();
         let mut numbers = Vec::new();

@@ -15,7 +15,8 @@ pub use module_tree::{load_state_dict, load_state_dict_in_tree, pytorch_error_te
 
 use crate::loader::{Judgement, Prepared};
 use crate::state_dict::LoadResult;
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
 /// The outcome of one prepared load.
 #[derive(Debug, Clone, PartialEq)]

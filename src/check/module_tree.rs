@@ -6,7 +6,7 @@
 //! text verbatim.
 
 use crate::state_dict::{LoadResult, SizeMismatch, StateDict, StateEntry};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 #[derive(Default)]
 struct ModuleNode {
@@ -37,7 +37,7 @@ pub fn load_state_dict_in_tree(
 ) -> LoadResult {
     // Module tree: the given modules first, in their order, then any the
     // model's keys name, children in first-appearance order.
-    let mut modules: HashMap<String, ModuleNode> = HashMap::new();
+    let mut modules: HashMap<String, ModuleNode> = HashMap::default();
     let mut order: Vec<String> = vec![String::new()];
     modules.insert(String::new(), ModuleNode::default());
     for name in module_names.iter().filter(|n| !n.is_empty()) {
@@ -55,22 +55,23 @@ pub fn load_state_dict_in_tree(
     }
     for (key, _) in keys {
         let (module, local) = key.rsplit_once('.').unwrap_or(("", key.as_str()));
-        let mut prefix = String::new();
+        // Each ancestor is a prefix of the key itself: looked up in place,
+        // copied only when it is new.
+        let mut parent_end = 0;
         if !module.is_empty() {
+            let mut start = 0;
             for part in module.split('.') {
-                let child = if prefix.is_empty() {
-                    part.to_string()
-                } else {
-                    format!("{prefix}.{part}")
-                };
-                if !modules.contains_key(&child) {
-                    if let Some(node) = modules.get_mut(&prefix) {
+                let end = start + part.len();
+                let child = &module[..end];
+                if !modules.contains_key(child) {
+                    if let Some(node) = modules.get_mut(&module[..parent_end]) {
                         node.children.push(part.to_string());
                     }
-                    modules.insert(child.clone(), ModuleNode::default());
-                    order.push(child.clone());
+                    modules.insert(child.to_string(), ModuleNode::default());
+                    order.push(child.to_string());
                 }
-                prefix = child;
+                parent_end = end;
+                start = end + 1;
             }
         }
         if let Some(node) = modules.get_mut(module) {
@@ -80,7 +81,7 @@ pub fn load_state_dict_in_tree(
     // Pre-order index: a parent's own keys come before its children's, and
     // children in registration order, which is how first appearance in
     // state_dict() orders them.
-    let mut preorder: HashMap<String, usize> = HashMap::new();
+    let mut preorder: HashMap<String, usize> = HashMap::default();
     let mut stack = vec![String::new()];
     while let Some(module) = stack.pop() {
         preorder.insert(module.clone(), preorder.len());
@@ -139,26 +140,29 @@ pub fn load_state_dict_in_tree(
 
     let mut flagged: Vec<(usize, usize, String)> = Vec::new();
     for (index, entry) in state_dict.entries.iter().enumerate() {
-        let mut module = String::new();
-        let mut rest = entry.key.as_str();
+        // The module walked so far is the key's first `module_end` bytes.
+        let key = entry.key.as_str();
+        let mut module_end = 0;
+        let mut rest = key;
         loop {
-            let node = &modules[&module];
+            let module = &key[..module_end];
+            let node = &modules[module];
             match rest.split_once('.') {
                 Some((first, tail)) => {
                     if node.children.iter().any(|c| c == first) {
-                        module = if module.is_empty() {
-                            first.to_string()
+                        module_end = if module_end == 0 {
+                            first.len()
                         } else {
-                            format!("{module}.{first}")
+                            module_end + 1 + first.len()
                         };
                         rest = tail;
                         continue;
                     }
-                    flagged.push((preorder[&module], index, entry.key.clone()));
+                    flagged.push((preorder[module], index, entry.key.clone()));
                 }
                 None => {
                     if !node.local.iter().any(|l| l == rest) {
-                        flagged.push((preorder[&module], index, entry.key.clone()));
+                        flagged.push((preorder[module], index, entry.key.clone()));
                     }
                 }
             }

@@ -22,8 +22,9 @@ use crate::arch::{self, Inferred, ModelSpec};
 use crate::check::load_state_dict_in_tree;
 use crate::loader::{Loader, Prepared};
 use crate::state_dict::LoadResult;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// What every cause looks at.
 pub(super) struct Findings<'a> {
@@ -163,7 +164,7 @@ fn aligned(key: &str, prefix: Option<&str>) -> String {
 /// The prefix that turns most of `keys` into keys of `other` (`P` with
 /// `key == P + other_key`), if one does for at least half of them.
 fn shared_prefix(keys: &[String], other: &HashSet<&str>) -> Option<String> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut counts: HashMap<&str, usize> = HashMap::default();
     for key in keys {
         // The shortest prefix (ending at a dot) that makes a key of `other`.
         let found = key
@@ -386,7 +387,7 @@ fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashS
         .unwrap_or_default();
     let strip = |k: &str| f.bare(k);
     let mut causes = Vec::new();
-    let mut attributed: HashSet<String> = HashSet::new();
+    let mut attributed: HashSet<String> = HashSet::default();
     for field in &f.inferred.fields {
         let Some(model_value) = config_field(&f.model.config, &field.field) else {
             continue;
@@ -459,7 +460,7 @@ fn is_stale_buffer(key: &str) -> bool {
 /// they account for.
 fn known_key_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<String>) {
     let mut causes = Vec::new();
-    let mut attributed = HashSet::new();
+    let mut attributed = HashSet::default();
     let strip = |k: &str| f.bare(k);
     let present: HashSet<String> = f
         .prepared

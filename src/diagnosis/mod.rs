@@ -436,7 +436,7 @@ fn other_weight_sets(
     state_dict: &crate::state_dict::StateDict,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    let keys: std::collections::HashSet<&str> =
+    let keys: rustc_hash::FxHashSet<&str> =
         state_dict.entries.iter().map(|e| e.key.as_str()).collect();
     for (other, members) in tensor_groups(checkpoint) {
         if other.as_slice() == path {

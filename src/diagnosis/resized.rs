@@ -8,8 +8,8 @@
 use super::explain::{counts_text, Findings};
 use super::Cause;
 use crate::state_dict::{LoadResult, SizeMismatch};
+use rustc_hash::FxHashSet as HashSet;
 use serde_json::Value;
-use std::collections::HashSet;
 
 /// The model's label count and where it comes from, as transformers'
 /// `PreTrainedConfig` decides it: the size of `id2label`, else

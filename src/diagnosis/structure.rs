@@ -10,8 +10,9 @@
 use super::explain::{counts_text, Findings};
 use super::{Cause, Remedy};
 use crate::state_dict::{LoadResult, SizeMismatch};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A numbered part: `3`, or a name ending in `_3` (torchvision's
 /// `encoder_layer_3`): its stem (`""`, `encoder_layer_`) and number.
@@ -145,7 +146,7 @@ fn block_causes(
                 .map(|(dot, _)| key[..dot].to_string())
                 .collect()
         };
-        let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut counts: HashMap<String, (usize, usize)> = HashMap::default();
         for key in keys_missing.iter() {
             let found = findings.contains(key) as usize;
             for module in ancestors(key) {
@@ -448,7 +449,7 @@ pub(super) fn structure_causes(
     f: &Findings,
     counted: &LoadResult,
 ) -> (Vec<Cause>, HashSet<String>) {
-    let mut attributed = HashSet::new();
+    let mut attributed = HashSet::default();
     let mut causes = block_causes(f, counted, &mut attributed);
     let mut mismatches: Vec<&SizeMismatch> = counted.size_mismatches.iter().collect();
     for found in [resolution_cause(f, &mismatches), head_cause(f, &mismatches)]

@@ -13,7 +13,7 @@
 use super::{Judgement, Prepared};
 use crate::arch::{self, KeyRename, ModelSpec, RenameAction, RenameScope};
 use crate::state_dict::StateDict;
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 pub fn prepare(state_dict: &StateDict, model: &ModelSpec) -> Prepared {
     let class = arch::hf::pretrained_class(model);

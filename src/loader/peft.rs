@@ -17,8 +17,9 @@
 use super::{Judgement, Prepared};
 use crate::arch::{ModelSpec, ModuleKind};
 use crate::state_dict::StateDict;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 /// The adapter name `from_pretrained` loads under.
 const ADAPTER_NAME: &str = "default";
@@ -303,7 +304,7 @@ fn base_modules(model: &ModelSpec) -> (Vec<String>, HashMap<String, BaseModule>)
         .map(|(name, kind)| (name.as_str(), *kind))
         .collect();
     let mut order = Vec::new();
-    let mut modules: HashMap<String, BaseModule> = HashMap::new();
+    let mut modules: HashMap<String, BaseModule> = HashMap::default();
     for tensor in &model.tensors {
         let (module, leaf) = tensor.name.rsplit_once('.').unwrap_or(("", &tensor.name));
         let mut prefix = String::new();

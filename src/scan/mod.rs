@@ -6,7 +6,9 @@
 //!
 //! Memory is flat whatever the file size: one `CHUNK_BYTES` read buffer and
 //! one `BATCH`-value decode buffer, reused for every tensor (`decode.rs`;
-//! statistics in `moments.rs`). Offsets the zip reader only predicted are
+//! statistics in `stats.rs`); natively, a plain tensor of several chunks is
+//! read on every core with two such buffers per thread (`parallel.rs`),
+//! with results identical to the one-thread scan. Offsets the zip reader only predicted are
 //! confirmed against their local headers before any byte is read.
 //!
 //! Tensors that share a storage (tied weights, views) are read once per
@@ -22,6 +24,8 @@
 //! numpy's default).
 
 mod decode;
+#[cfg(not(target_arch = "wasm32"))]
+mod parallel;
 mod render;
 mod views;
 
@@ -361,9 +365,13 @@ pub fn scan_checkpoints(
     if !progress(0, report.bytes_total) {
         return Err(err(ErrorKind::Cancelled, "scan cancelled"));
     }
-    let mut buffer = vec![0u8; CHUNK_BYTES];
+    // Grown to the largest chunk the sequential path reads (the parallel
+    // path has its own buffers, so a scan of big tensors never needs it).
+    let mut buffer = Vec::new();
     let mut scratch = Scratch::default();
     let mut bitmap = Bitmap::default();
+    #[cfg(not(target_arch = "wasm32"))]
+    let mut workers = parallel::Workers::new();
     let mut done = 0u64;
     for region in &mut regions {
         let source = all_sources[region.source];
@@ -393,8 +401,36 @@ pub fn scan_checkpoints(
             region.span = Some(Moments::default());
         }
         let mut position = 0u64;
+        // A native file's plain tensor of several chunks: all cores.
+        #[cfg(not(target_arch = "wasm32"))]
+        if let (true, Some(sync)) = (
+            plain && region.nbytes > chunk && workers.parallel(),
+            source.as_sync(),
+        ) {
+            let total = report.bytes_total;
+            workers
+                .plain_region(
+                    sync,
+                    parallel::PlainRange {
+                        offset: region.offset,
+                        nbytes: region.nbytes,
+                        chunk,
+                        decoder: &region.decoder,
+                    },
+                    &mut region.views[0].moments,
+                    &mut |bytes| {
+                        done += bytes;
+                        progress(done, total)
+                    },
+                )
+                .map_err(|e| e.in_file(source.name()).for_tensor(&name))?;
+            position = region.nbytes;
+        }
         while position < region.nbytes {
             let len = chunk.min(region.nbytes - position);
+            if buffer.len() < len as usize {
+                buffer.resize(len as usize, 0);
+            }
             let bytes = &mut buffer[..len as usize];
             source
                 .read_exact_at(region.offset + position, bytes)

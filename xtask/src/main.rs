@@ -78,7 +78,14 @@ fn build_web() -> Result<(), String> {
     ensure_wasm_tools()?;
     run(
         "building the wasm",
-        cargo().args(["build", "--target", WASM_TARGET, "--lib", "--release"]),
+        cargo().args([
+            "build",
+            "--target",
+            WASM_TARGET,
+            "--lib",
+            "--profile",
+            "web",
+        ]),
     )?;
     // Cargo honours CARGO_TARGET_DIR (relative to the working directory,
     // which `run` sets to the repository root), so look where it built.
@@ -87,7 +94,7 @@ fn build_web() -> Result<(), String> {
         .unwrap_or_else(|| root().join("target"));
     let wasm = target_dir
         .join(WASM_TARGET)
-        .join("release")
+        .join("web")
         .join("ckptcheck.wasm");
     run(
         "generating the JS bindings",

@@ -3,6 +3,7 @@
 //! `state_dict()` order.
 
 use super::*;
+use crate::arch::dotted;
 
 // --- BERT and RoBERTa -------------------------------------------------------
 
@@ -126,9 +127,9 @@ pub(super) fn build_bert(
     for i in 0..c.layers {
         layer(b, "num_hidden_layers", i, |b| {
             let l = format!("{p}encoder.layer.{i}");
-            bert_attention(b, &format!("{l}.attention"), h);
+            bert_attention(b, &dotted(&l, "attention"), h);
             b.optional("add_cross_attention", c.cross_attention, |b| {
-                bert_attention(b, &format!("{l}.crossattention"), h)
+                bert_attention(b, &dotted(&l, "crossattention"), h)
             });
             b.linear(
                 &format!("{l}.intermediate.dense"),

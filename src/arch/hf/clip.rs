@@ -3,6 +3,7 @@
 //! in `state_dict()` order.
 
 use super::*;
+use crate::arch::dotted;
 
 // --- CLIP -------------------------------------------------------------------
 
@@ -129,10 +130,10 @@ pub(super) fn clip_encoder(b: &mut TensorListBuilder, p: &str, t: &ClipTower, f:
             for name in ["k_proj", "v_proj", "q_proj", "out_proj"] {
                 b.linear(&format!("{l}.self_attn.{name}"), h, h, true, hf);
             }
-            b.norm(&format!("{l}.layer_norm1"), h, true, hf);
+            b.norm(&dotted(&l, "layer_norm1"), h, true, hf);
             b.linear(&format!("{l}.mlp.fc1"), t.intermediate, h, true, hi);
             b.linear(&format!("{l}.mlp.fc2"), h, t.intermediate, true, hi);
-            b.norm(&format!("{l}.layer_norm2"), h, true, hf);
+            b.norm(&dotted(&l, "layer_norm2"), h, true, hf);
         });
     }
 }

@@ -3,6 +3,7 @@
 //! and the tensor list in `state_dict()` order.
 
 use super::*;
+use crate::arch::dotted;
 
 // --- LLaMA, Mistral, Qwen2 --------------------------------------------------
 
@@ -147,8 +148,8 @@ pub(super) fn build_decoder(
                     b.tensor(format!("{l}.mlp.{name}.bias"), &[out], HI)
                 });
             }
-            b.norm(&format!("{l}.input_layernorm"), h, false, H);
-            b.norm(&format!("{l}.post_attention_layernorm"), h, false, H);
+            b.norm(&dotted(&l, "input_layernorm"), h, false, H);
+            b.norm(&dotted(&l, "post_attention_layernorm"), h, false, H);
         });
     }
     b.norm(&format!("{p}norm"), h, false, H);

@@ -2,6 +2,7 @@
 //! (Conv1D weights stored transposed; the tied LM head).
 
 use super::*;
+use crate::arch::dotted;
 
 // --- GPT-2 ------------------------------------------------------------------
 
@@ -81,15 +82,15 @@ pub(super) fn build_gpt2(
         layer(b, "n_layer", i, |b| {
             let l = format!("{p}h.{i}");
             // Conv1D stores its weight as [in, out].
-            b.norm(&format!("{l}.ln_1"), e, true, E);
+            b.norm(&dotted(&l, "ln_1"), e, true, E);
             b.conv1d(&format!("{l}.attn.c_attn"), e, 3 * e, E);
             b.conv1d(&format!("{l}.attn.c_proj"), e, e, E);
-            b.norm(&format!("{l}.ln_2"), e, true, E);
+            b.norm(&dotted(&l, "ln_2"), e, true, E);
             b.optional("add_cross_attention", c.cross_attention, |b| {
                 b.conv1d(&format!("{l}.crossattention.c_attn"), e, 2 * e, E);
                 b.conv1d(&format!("{l}.crossattention.q_attn"), e, e, E);
                 b.conv1d(&format!("{l}.crossattention.c_proj"), e, e, E);
-                b.norm(&format!("{l}.ln_cross_attn"), e, true, E);
+                b.norm(&dotted(&l, "ln_cross_attn"), e, true, E);
             });
             b.conv1d(&format!("{l}.mlp.c_fc"), e, c.inner, EI);
             // c_proj's bias is n_embd wide whatever n_inner is.

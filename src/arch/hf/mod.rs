@@ -26,8 +26,8 @@ use super::{
     RenameScope, TensorListBuilder,
 };
 use crate::error::{err, ErrorKind, Result};
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 
 mod bert;
 mod clip;

@@ -2,6 +2,7 @@
 //! patch count, and the tensor list in `state_dict()` order.
 
 use super::*;
+use crate::arch::dotted;
 
 // --- ViT --------------------------------------------------------------------
 
@@ -102,8 +103,8 @@ pub(super) fn build_vit(b: &mut TensorListBuilder, c: &VitConfig, head: Head) {
                 });
             }
             b.linear(&format!("{l}.attention.o_proj"), h, h, true, H);
-            b.norm(&format!("{l}.layernorm_before"), h, true, H);
-            b.norm(&format!("{l}.layernorm_after"), h, true, H);
+            b.norm(&dotted(&l, "layernorm_before"), h, true, H);
+            b.norm(&dotted(&l, "layernorm_after"), h, true, H);
             b.linear(&format!("{l}.mlp.fc1"), c.intermediate, h, true, HI);
             b.linear(&format!("{l}.mlp.fc2"), h, c.intermediate, true, HI);
         });

@@ -6,6 +6,7 @@
 
 use super::config::{mlp_width, Fields, TEXT, VISION};
 use super::presets::{from_preset, shipped_config, MODEL_CONFIGS, PRESET_PREFIX};
+use crate::arch::dotted;
 use crate::arch::{
     count_blocks, exact_sqrt, rank_presets, shape_of, Inferred, InferredField, ModelSpec,
 };
@@ -435,7 +436,7 @@ pub fn infer(names: &[(String, Vec<u64>)]) -> Option<Inferred> {
     // LayerScale's initial value is not in the shapes: take the closest
     // preset's when it has one.
     for section in ["vision_cfg", "text_cfg"] {
-        let name = format!("{section}.ls_init_value");
+        let name = dotted(section, "ls_init_value");
         let layer_scale = found
             .fields
             .iter()

@@ -8,6 +8,7 @@
 use super::config::{
     read_config, Config, Fields, Pool, Stack, TextProjection, VisionKind, TEXT, VISION,
 };
+use crate::arch::dotted;
 use crate::arch::{modified_resnet, ModelSpec, ResNetFields, TensorListBuilder};
 use crate::error::{err, ErrorKind, Result};
 use serde_json::Value;
@@ -132,7 +133,7 @@ fn transformer(b: &mut TensorListBuilder, prefix: &str, stack: &Stack, f: &Field
         let p = format!("{prefix}.resblocks.{i}");
         let layer_exists: &[&'static str] = if i > 0 { &[f.layers] } else { &[] };
         b.push_depends(layer_exists);
-        b.norm(&format!("{p}.ln_1"), w, true, width);
+        b.norm(&dotted(&p, "ln_1"), w, true, width);
         b.tensor(format!("{p}.attn.in_proj_weight"), &[3 * w, w], width);
         b.tensor(format!("{p}.attn.in_proj_bias"), &[3 * w], width);
         if flags.custom {
@@ -154,12 +155,12 @@ fn transformer(b: &mut TensorListBuilder, prefix: &str, stack: &Stack, f: &Field
         }
         b.linear(&format!("{p}.attn.out_proj"), w, w, true, width);
         b.optional(f.scale_attn, flags.custom && flags.scale_attn, |b| {
-            b.norm(&format!("{p}.ln_attn"), w, true, width)
+            b.norm(&dotted(&p, "ln_attn"), w, true, width)
         });
         b.optional(f.ls_init_value, stack.layer_scale, |b| {
             b.tensor(format!("{p}.ls_1.gamma"), &[w], width)
         });
-        b.norm(&format!("{p}.ln_2"), w, true, width);
+        b.norm(&dotted(&p, "ln_2"), w, true, width);
         b.linear(&format!("{p}.mlp.c_fc"), stack.mlp_width, w, true, mlp);
         b.optional(f.scale_fc, flags.custom && flags.scale_fc, |b| {
             b.norm(&format!("{p}.mlp.ln"), stack.mlp_width, true, mlp)
@@ -279,7 +280,7 @@ fn attentional_pooler(
     } else {
         d
     };
-    b.tensor(format!("{prefix}.query"), &[queries, d_model], query_fields);
+    b.tensor(dotted(prefix, "query"), &[queries, d_model], query_fields);
     if context == d_model {
         b.tensor(
             format!("{prefix}.attn.in_proj_weight"),
@@ -311,9 +312,9 @@ fn attentional_pooler(
         true,
         d,
     );
-    b.norm(&format!("{prefix}.ln_q"), d_model, true, d);
+    b.norm(&dotted(prefix, "ln_q"), d_model, true, d);
     b.norm(
-        &format!("{prefix}.ln_k"),
+        &dotted(prefix, "ln_k"),
         context,
         true,
         &["vision_cfg.width"],

@@ -11,7 +11,7 @@ use super::{audit, element_size, storage_dtype, walk, StorageLocation};
 use crate::checkpoint::Checkpoint;
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource, Cursor};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// `torch.serialization.MAGIC_NUMBER` (0x1950a86a20f9469cfc6c) as LONG1 bytes.
 const MAGIC_LONG1: [u8; 12] = [
@@ -30,7 +30,7 @@ pub fn sniff_tar(prefix: &[u8]) -> bool {
 }
 
 fn first_types(objects: &[Object]) -> HashMap<String, String> {
-    let mut types = HashMap::new();
+    let mut types = HashMap::default();
     for object in objects {
         let storage = match object {
             Object::Native(TorchObject::Storage(storage)) => storage,
@@ -41,8 +41,8 @@ fn first_types(objects: &[Object]) -> HashMap<String, String> {
             _ => continue,
         };
         types
-            .entry(storage.key.clone())
-            .or_insert_with(|| storage.storage_type.clone());
+            .entry(storage.key.to_string())
+            .or_insert_with(|| storage.storage_type.to_string());
     }
     types
 }
@@ -94,7 +94,7 @@ pub fn read_legacy(source: &dyn ByteSource) -> Result<Checkpoint> {
         return Err(err(ErrorKind::LimitExceeded, "too many storages").in_file(&name));
     }
     let types = first_types(&main.objects);
-    let mut storages = HashMap::new();
+    let mut storages = HashMap::default();
     let mut position = keys_pickle.end;
     for key in &keys {
         let storage_type = types.get(key).ok_or_else(|| {
@@ -154,7 +154,7 @@ struct TarMember {
 }
 
 fn tar_members(source: &dyn ByteSource) -> Result<HashMap<String, TarMember>> {
-    let mut members = HashMap::new();
+    let mut members = HashMap::default();
     let mut position = 0u64;
     for _ in 0..10_000 {
         if position + 512 > source.len() {
@@ -222,8 +222,8 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
     // of records cannot hold millions of interpreted pickles.
     let mut budget = pickle::MAX_WORK;
     let count = count_pickle(&mut cursor, &mut budget)?;
-    let mut storages: HashMap<String, StorageLocation> = HashMap::new();
-    let mut storage_types: HashMap<String, String> = HashMap::new();
+    let mut storages: HashMap<String, StorageLocation> = HashMap::default();
+    let mut storage_types: HashMap<String, String> = HashMap::default();
     let mut auditable = Vec::new();
     for _ in 0..count {
         let record = pickle::interpret_within(&mut cursor, &mut budget)?;
@@ -318,7 +318,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         tensors_member.data + tensors_member.size,
     );
     let count = count_pickle(&mut cursor, &mut budget)?;
-    let mut tensors: HashMap<String, TensorRef> = HashMap::new();
+    let mut tensors: HashMap<String, TensorRef> = HashMap::default();
     for _ in 0..count {
         let record = pickle::interpret_within(&mut cursor, &mut budget)?;
         let items = tuple(&record)?;
@@ -357,13 +357,13 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         tensors.insert(
             key,
             TensorRef {
-                storage: Some(StorageRef {
-                    storage_type,
-                    key: storage_id,
-                    location: String::new(),
+                storage: Some(std::rc::Rc::new(StorageRef {
+                    storage_type: storage_type.into(),
+                    key: storage_id.into(),
+                    location: "".into(),
                     numel: 0,
                     view: None,
-                }),
+                })),
                 dtype_override: None,
                 storage_offset,
                 size,

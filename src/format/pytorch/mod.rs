@@ -17,7 +17,7 @@ use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource, Cursor};
 pub use audit::{audit, classify_global};
 use pickle::{Pickle, StorageRef, TensorRef};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// How the note that some offsets are predicted starts (it is dropped once
 /// they are confirmed).
@@ -114,7 +114,7 @@ pub struct StorageLocation {
 /// A located tensor: dtype, byte offset and span, and whether the offset
 /// is a prediction.
 pub struct Located {
-    pub dtype: String,
+    pub dtype: &'static str,
     pub offset: Option<u64>,
     pub nbytes: Option<u64>,
     pub predicted: Option<PredictedOffset>,
@@ -129,7 +129,7 @@ fn locate(tensor: &TensorRef, storages: &HashMap<String, StorageLocation>) -> Re
             .and_then(torch_dtype)
             .unwrap_or("F32");
         return Ok(Located {
-            dtype: dtype.to_string(),
+            dtype,
             offset: None,
             nbytes: None,
             predicted: None,
@@ -174,8 +174,8 @@ fn locate(tensor: &TensorRef, storages: &HashMap<String, StorageLocation>) -> Re
         )
     })?;
     let (root_key, view_offset) = match &storage.view {
-        Some((_, offset, _)) => (storage.key.as_str(), *offset),
-        None => (storage.key.as_str(), 0),
+        Some((_, offset, _)) => (&*storage.key, *offset),
+        None => (&*storage.key, 0),
     };
     let Some(location) = storages.get(root_key) else {
         return Err(err(
@@ -206,7 +206,7 @@ fn locate(tensor: &TensorRef, storages: &HashMap<String, StorageLocation>) -> Re
         .and_then(|bytes| bytes.checked_add(location.offset))
         .ok_or_else(|| err(ErrorKind::LimitExceeded, "storage offset overflows"))?;
     Ok(Located {
-        dtype: dtype.to_string(),
+        dtype,
         offset: Some(offset),
         nbytes: Some(extent * element),
         predicted: location.predicted.clone(),
@@ -287,18 +287,22 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
     }
 
     // Locate only the storages the pickle references.
-    let mut storages = HashMap::new();
-    let mut entries_by_name: HashMap<&str, &zip::ZipEntry> = HashMap::new();
+    let mut storages = HashMap::default();
+    let mut entries_by_name: HashMap<&str, &zip::ZipEntry> = HashMap::default();
     for entry in &archive.entries {
         entries_by_name.insert(entry.name.as_str(), entry);
     }
     let mut wanted: Vec<(String, &zip::ZipEntry)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut entry_name = String::new();
     for storage in referenced_storages(&pickle) {
         if !seen.insert(storage.key.clone()) {
             continue;
         }
-        let entry_name = format!("{top}data/{}", storage.key);
+        entry_name.clear();
+        entry_name.push_str(&top);
+        entry_name.push_str("data/");
+        entry_name.push_str(&storage.key);
         let entry = entries_by_name.get(entry_name.as_str()).ok_or_else(|| {
             err(
                 ErrorKind::BadZip,
@@ -309,7 +313,7 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
             )
             .in_file(&name)
         })?;
-        wanted.push((storage.key.clone(), entry));
+        wanted.push((String::from(&*storage.key), entry));
     }
     // One local-header read per storage costs a syscall natively and most of
     // a millisecond per FileReaderSync call in a browser. Files written by
@@ -328,7 +332,7 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
     } else {
         (0..wanted.len()).collect()
     };
-    let mut read_offsets: HashMap<usize, u64> = HashMap::new();
+    let mut read_offsets: HashMap<usize, u64> = HashMap::default();
     let mut predicted = true;
     for index in &sample {
         let entry = wanted[*index].1;
@@ -411,8 +415,8 @@ pub fn record_audit(checkpoint: &mut Checkpoint, pickle_audit: PickleAudit) {
 }
 
 /// Every storage a pickle's tensors reference, in first-use order.
-pub fn referenced_storages(pickle: &Pickle) -> Vec<StorageRef> {
-    let mut seen = std::collections::HashSet::new();
+pub fn referenced_storages(pickle: &Pickle) -> Vec<std::rc::Rc<StorageRef>> {
+    let mut seen = rustc_hash::FxHashSet::default();
     let mut out = Vec::new();
     for object in &pickle.objects {
         if let pickle::Object::Native(pickle::TorchObject::Tensor(TensorRef {
@@ -420,7 +424,7 @@ pub fn referenced_storages(pickle: &Pickle) -> Vec<StorageRef> {
             ..
         })) = object
         {
-            if seen.insert(storage.key.clone()) {
+            if seen.insert(&*storage.key) {
                 out.push(storage.clone());
             }
         }

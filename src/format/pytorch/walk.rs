@@ -12,7 +12,8 @@ use super::pickle::{Object, Pickle, TorchObject, Value};
 use super::{locate, StorageLocation};
 use crate::checkpoint::{Checkpoint, StateDictMetadata, TensorInfo, ValueInfo};
 use crate::error::{err, ErrorKind, Result};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
 pub const MAX_DEPTH: usize = 64;
 pub const MAX_NODES: usize = 5_000_000;
@@ -47,6 +48,12 @@ pub fn walk(
         listed: 0,
     };
     let mut path = Vec::new();
+    let tensors = pickle
+        .objects
+        .iter()
+        .filter(|object| matches!(object, Object::Native(TorchObject::Tensor(_))))
+        .count();
+    checkpoint.tensors.reserve(tensors.min(MAX_NODES));
     walker.visit(&pickle.root, &mut path, checkpoint)?;
     // The root dict's keys in order: what `load_state_dict(torch.load(f))`
     // would see when the weights are nested one level down.
@@ -70,7 +77,7 @@ pub fn walk(
 /// A dict key as the text PyTorch users see (`str(key)`).
 pub fn key_text(pickle: &Pickle, key: &Value) -> String {
     match key {
-        Value::Str(s) => s.to_string(),
+        Value::Str(s) => String::from(&**s),
         Value::Int(i) => i.to_string(),
         Value::BigInt(s) => s.clone(),
         Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
@@ -199,17 +206,21 @@ impl Walker<'_> {
                 self.charge(
                     2 * path_bytes(path) + 16 * tensor.size.len() as u64 + TENSOR_INFO_COST,
                 )?;
-                let name = path.last().cloned().unwrap_or_default();
                 let located =
                     locate(tensor, self.storages).map_err(|e| e.for_tensor(&path.join("/")))?;
-                let mut info = TensorInfo::new(name, located.dtype, tensor.size.clone());
-                info.path = path.clone();
-                info.offset = located.offset;
-                info.nbytes = located.nbytes;
-                info.predicted_offset = located.predicted;
-                info.stride = Some(tensor.stride.clone());
-                info.storage = tensor.storage.as_ref().map(|s| s.key.clone());
-                checkpoint.tensors.push(info);
+                checkpoint.tensors.push(TensorInfo {
+                    path: path.clone(),
+                    name: path.last().cloned().unwrap_or_default(),
+                    dtype: located.dtype.to_string(),
+                    shape: tensor.size.clone(),
+                    offset: located.offset,
+                    nbytes: located.nbytes,
+                    ggml_dims: None,
+                    stride: Some(tensor.stride.clone()),
+                    storage: tensor.storage.as_ref().map(|s| String::from(&*s.key)),
+                    file: None,
+                    predicted_offset: located.predicted,
+                });
             }
             Object::Dict { entries, state } => {
                 if let Some(state) = state {
@@ -257,7 +268,7 @@ impl Walker<'_> {
                     self.charge(path_bytes(path) + storage.key.len() as u64 + 1024)?;
                     checkpoint.values.push(ValueInfo {
                         path: path.clone(),
-                        value: serde_json::json!({ "storage": storage.key, "type": storage.storage_type }),
+                        value: serde_json::json!({ "storage": &*storage.key, "type": &*storage.storage_type }),
                     });
                 }
             }

@@ -254,7 +254,7 @@ fn read_directory(source: &dyn ByteSource) -> Result<ZipArchive> {
         if cursor.u32_le()? != CENTRAL_SIGNATURE {
             return Err(bad_zip("bad central directory entry signature").at(entry_offset));
         }
-        let fixed = cursor.take(42)?;
+        let fixed: [u8; 42] = cursor.array()?;
         let u16f = |i: usize| u16::from_le_bytes([fixed[i], fixed[i + 1]]);
         let u32f = |i: usize| {
             u32::from_le_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]) as u64
@@ -266,11 +266,11 @@ fn read_directory(source: &dyn ByteSource) -> Result<ZipArchive> {
         let extra_len = u16f(26) as u64;
         let comment_len = u16f(28) as u64;
         let mut header_offset = u32f(38);
-        let name_bytes = cursor.take(name_len)?;
-        let name = String::from_utf8(name_bytes)
-            .map_err(|_| bad_zip("zip entry name is not UTF-8").at(entry_offset))?;
+        let name = std::str::from_utf8(cursor.take_slice(name_len)?)
+            .map_err(|_| bad_zip("zip entry name is not UTF-8").at(entry_offset))?
+            .to_string();
         let extra = cursor.take(extra_len)?;
-        cursor.take(comment_len)?;
+        cursor.take_slice(comment_len)?;
         // ZIP64 extended information: only the fields saturated in the
         // fixed record are present, in this order.
         let mut position = 0usize;

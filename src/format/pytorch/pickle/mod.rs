@@ -112,6 +112,70 @@ mod tests {
     }
 
     #[test]
+    fn marks_and_memo_keys_behave_as_in_cpython() {
+        // (pickle bytes after the protocol header, the root it leaves), each
+        // checked against CPython's pickle.loads.
+        let cases: &[(&[u8], Value)] = &[
+            // POP on a MARK removes the mark; POP_MARK drops what is above it.
+            (b"(0K\x01.", Value::Int(1)),
+            (b"K\x02(K\x01K\x031.", Value::Int(2)),
+            // Nested marks: the inner tuple takes only its own items.
+            (b"(K\x01(K\x02tt.", Value::Object(1)),
+            // Memo keys far apart, out of order, overwritten.
+            (
+                b"K\x07r\xa0\x86\x01\x000K\x08q\x030j\xa0\x86\x01\x00.",
+                Value::Int(7),
+            ),
+            (b"K\x07q\x000K\x09q\x000h\x00.", Value::Int(9)),
+        ];
+        for (body, root) in cases {
+            let mut bytes = b"\x80\x04".to_vec();
+            bytes.extend_from_slice(body);
+            let pickle = run_bytes(&bytes).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+            assert_eq!(&pickle.root, root, "{body:?}");
+        }
+        // A value popped past its MARK is an error, as CPython's underflow.
+        for body in [&b"(."[..], b"K\x01(00.", b"(K\x01(1t0."] {
+            let mut bytes = b"\x80\x04".to_vec();
+            bytes.extend_from_slice(body);
+            let error = run_bytes(&bytes).err().expect("must fail");
+            assert_eq!(error.kind, ErrorKind::BadPickle, "{body:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_sparse_memo_key_stays_one_entry_when_the_dense_memo_reaches_it() {
+        // LONG_BINPUT 6000 before any other key (far past the dense end, so
+        // it goes to the sparse map), then keys 0..7000 in order: key 6000
+        // is overwritten, not duplicated, so MEMOIZE stores at 7000 (the
+        // memo's length), which CPython does too.
+        let mut bytes = b"\x80\x04K\x01r".to_vec();
+        bytes.extend_from_slice(&6000u32.to_le_bytes());
+        bytes.push(b'0');
+        for key in 0..7000u32 {
+            bytes.extend_from_slice(b"K\x02r");
+            bytes.extend_from_slice(&key.to_le_bytes());
+            bytes.push(b'0');
+        }
+        // MEMOIZE 3, then fetch keys 7000 and 6000 into a tuple.
+        bytes.extend_from_slice(b"K\x03\x940(j");
+        bytes.extend_from_slice(&7000u32.to_le_bytes());
+        bytes.push(b'j');
+        bytes.extend_from_slice(&6000u32.to_le_bytes());
+        bytes.extend_from_slice(b"t.");
+        let pickle = run_bytes(&bytes).unwrap();
+        match pickle.object(&pickle.root) {
+            Some(Object::Tuple(items)) => assert_eq!(items, &[Value::Int(3), Value::Int(2)]),
+            other => panic!("not a tuple: {other:?}"),
+        }
+        // A lone huge key does not allocate the keys below it (CPython's
+        // array memo raises MemoryError here; the audit still reads on).
+        let pickle = run_bytes(b"\x80\x04K\x05r\xff\xff\xff\xff0j\xff\xff\xff\xff.").unwrap();
+        assert_eq!(pickle.root, Value::Int(5));
+        assert!(pickle.work < 1024, "work {}", pickle.work);
+    }
+
+    #[test]
     fn reduce_of_os_system_is_recorded_not_called() {
         // pickle.dumps of an object whose __reduce__ returns (os.system, ("echo",))
         let bytes = b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00echoq\x01\x85q\x02Rq\x03.";

@@ -7,6 +7,7 @@
 use super::vm::{bad, Machine, Object, Pickle, Reduce, Value, MAX_STRING, MAX_WORK};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::Cursor;
+use std::rc::Rc;
 
 fn read_line(cursor: &mut Cursor) -> Result<String> {
     let start = cursor.position();
@@ -27,7 +28,7 @@ fn read_line(cursor: &mut Cursor) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| bad("pickle text line is not UTF-8", start))
 }
 
-fn take_len(cursor: &mut Cursor, len: u64) -> Result<Vec<u8>> {
+fn take_len<'c>(cursor: &'c mut Cursor, len: u64) -> Result<&'c [u8]> {
     // A length past the end is a truncated (or lying) file; only a length
     // the file could hold is judged against the cap.
     if len > cursor.remaining() {
@@ -44,11 +45,23 @@ fn take_len(cursor: &mut Cursor, len: u64) -> Result<Vec<u8>> {
         )
         .at(cursor.position()));
     }
-    cursor.take(len)
+    cursor.take_slice(len)
 }
 
-fn utf8(bytes: Vec<u8>, offset: u64) -> Result<String> {
-    String::from_utf8(bytes).map_err(|_| bad("pickle string is not valid UTF-8", offset))
+/// A string value straight from the cursor's buffer: one allocation, the
+/// shared `Rc<str>` itself.
+fn utf8(bytes: &[u8], offset: u64) -> Result<Value> {
+    std::str::from_utf8(bytes)
+        .map(|text| Value::Str(Rc::from(text)))
+        .map_err(|_| bad("pickle string is not valid UTF-8", offset))
+}
+
+/// Python 2 `str` bytes read as Latin-1 (each byte one code point).
+fn latin1(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.is_ascii() => Value::Str(Rc::from(text)),
+        _ => Value::Str(bytes.iter().map(|b| *b as char).collect::<String>().into()),
+    }
 }
 
 fn decode_long(bytes: &[u8]) -> Value {
@@ -115,6 +128,7 @@ pub fn interpret<R: Reduce>(cursor: &mut Cursor) -> Result<Pickle<R>> {
 /// charges is taken off, so all of them together stay within it.
 pub fn interpret_within<R: Reduce>(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle<R>> {
     let mut machine = Machine::new(*budget);
+    machine.reserve_for(cursor.remaining());
     let name = cursor.source_name().to_string();
     let result = run(&mut machine, cursor);
     *budget = budget.saturating_sub(machine.work());
@@ -187,16 +201,16 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
             }
             0x8a => {
                 let n = cursor.u8()? as u64;
-                let bytes = cursor.take(n)?;
-                m.push(decode_long(&bytes), offset)?;
+                let value = decode_long(cursor.take_slice(n)?);
+                m.push(value, offset)?;
             }
             0x8b => {
                 let n = cursor.i32_le()?;
                 if n < 0 {
                     return Err(bad("LONG4 with a negative length", offset));
                 }
-                let bytes = take_len(cursor, n as u64)?;
-                m.push(decode_long(&bytes), offset)?;
+                let value = decode_long(take_len(cursor, n as u64)?);
+                m.push(value, offset)?;
             }
             b'F' => {
                 let line = read_line(cursor)?;
@@ -223,49 +237,43 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
                 if n < 0 {
                     return Err(bad("BINSTRING with a negative length", offset));
                 }
-                let bytes = take_len(cursor, n as u64)?;
-                m.push(
-                    Value::Str(bytes.iter().map(|b| *b as char).collect::<String>().into()),
-                    offset,
-                )?;
+                let value = latin1(take_len(cursor, n as u64)?);
+                m.push(value, offset)?;
             }
             b'U' => {
                 let n = cursor.u8()? as u64;
-                let bytes = cursor.take(n)?;
-                m.push(
-                    Value::Str(bytes.iter().map(|b| *b as char).collect::<String>().into()),
-                    offset,
-                )?;
+                let value = latin1(cursor.take_slice(n)?);
+                m.push(value, offset)?;
             }
             b'X' => {
                 let n = cursor.u32_le()? as u64;
-                let bytes = take_len(cursor, n)?;
-                m.push(Value::Str(utf8(bytes, offset)?.into()), offset)?;
+                let value = utf8(take_len(cursor, n)?, offset)?;
+                m.push(value, offset)?;
             }
             0x8c => {
                 let n = cursor.u8()? as u64;
-                let bytes = cursor.take(n)?;
-                m.push(Value::Str(utf8(bytes, offset)?.into()), offset)?;
+                let value = utf8(cursor.take_slice(n)?, offset)?;
+                m.push(value, offset)?;
             }
             0x8d => {
                 let n = cursor.u64_le()?;
-                let bytes = take_len(cursor, n)?;
-                m.push(Value::Str(utf8(bytes, offset)?.into()), offset)?;
+                let value = utf8(take_len(cursor, n)?, offset)?;
+                m.push(value, offset)?;
             }
             b'B' => {
                 let n = cursor.u32_le()? as u64;
-                let bytes = take_len(cursor, n)?;
-                m.push(Value::Bytes(bytes.into()), offset)?;
+                let value = Value::Bytes(Rc::from(take_len(cursor, n)?));
+                m.push(value, offset)?;
             }
             b'C' => {
                 let n = cursor.u8()? as u64;
-                let bytes = cursor.take(n)?;
-                m.push(Value::Bytes(bytes.into()), offset)?;
+                let value = Value::Bytes(Rc::from(cursor.take_slice(n)?));
+                m.push(value, offset)?;
             }
             0x8e | 0x96 => {
                 let n = cursor.u64_le()?;
-                let bytes = take_len(cursor, n)?;
-                m.push(Value::Bytes(bytes.into()), offset)?;
+                let value = Value::Bytes(Rc::from(take_len(cursor, n)?));
+                m.push(value, offset)?;
             }
             0x97 | 0x98 => {
                 return Err(bad(

@@ -9,14 +9,17 @@
 
 use super::vm::{bad, Machine, Object, Reduce, Value};
 use crate::error::{err, ErrorKind, Result};
+use std::rc::Rc;
 
 /// The element type and key of a storage as a persistent id describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageRef {
-    /// `FloatStorage`, `HalfStorage`, `UntypedStorage` ...
-    pub storage_type: String,
-    pub key: String,
-    pub location: String,
+    /// `FloatStorage`, `HalfStorage`, `UntypedStorage` ... The three names
+    /// share the pickle's own strings (a memoized `"cpu"` is one string for
+    /// every storage).
+    pub storage_type: Rc<str>,
+    pub key: Rc<str>,
+    pub location: Rc<str>,
     /// Elements of the storage's own type, as the id declares it.
     pub numel: u64,
     /// Legacy format only: `(view_key, offset, size)` when this is a view.
@@ -25,7 +28,8 @@ pub struct StorageRef {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorRef {
-    pub storage: Option<StorageRef>,
+    /// Shared with the storage object and every other view of it.
+    pub storage: Option<Rc<StorageRef>>,
     /// For storage-less meta tensors and `_rebuild_from_type_v2`.
     pub dtype_override: Option<String>,
     pub storage_offset: u64,
@@ -38,7 +42,7 @@ pub struct TensorRef {
 /// describe.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TorchObject {
-    Storage(StorageRef),
+    Storage(Rc<StorageRef>),
     Tensor(TensorRef),
 }
 
@@ -55,7 +59,7 @@ impl Reduce for TorchObject {
         match self {
             TorchObject::Storage(storage) => storage_heap(storage),
             TorchObject::Tensor(tensor) => {
-                tensor.storage.as_ref().map_or(0, storage_heap)
+                tensor.storage.as_deref().map_or(0, storage_heap)
                     + 8 * (tensor.size.len() + tensor.stride.len()) as u64
             }
         }
@@ -175,79 +179,82 @@ impl Reduce for TorchObject {
     /// Storage ids (zip and legacy formats) become storages; anything else
     /// is left to the machine.
     fn persistent(machine: &mut Machine<Self>, pid: &Value, offset: u64) -> Result<Option<Value>> {
-        if let Some(items) = machine.tuple_items(pid, offset)? {
-            if items.first() == Some(&Value::Str("storage".into())) && items.len() >= 5 {
-                let storage_type = match &items[1] {
-                    global @ Value::Global(_) => machine
-                        .global_of(global)
-                        .map(|(_, name)| name.to_string())
-                        .unwrap_or_default(),
-                    Value::Str(name) => name.to_string(),
-                    _ => String::new(),
-                };
-                let key = match &items[2] {
-                    Value::Str(s) => s.to_string(),
-                    Value::Int(i) => i.to_string(),
-                    _ => return Err(bad("storage id has no key", offset)),
-                };
-                let location = match &items[3] {
-                    Value::Str(s) => s.to_string(),
-                    _ => String::new(),
-                };
-                let numel = match &items[4] {
-                    Value::Int(n) if *n >= 0 => *n as u64,
-                    _ => {
-                        return Err(bad(
-                            format!("storage {key:?} has an invalid element count"),
-                            offset,
-                        ))
-                    }
-                };
-                let view = match items.get(5) {
-                    Some(value @ Value::Object(_)) => {
-                        let view = machine.tuple_items(value, offset)?.unwrap_or_default();
-                        match (view.first(), view.get(1), view.get(2)) {
-                            (
-                                Some(Value::Str(view_key)),
-                                Some(Value::Int(o)),
-                                Some(Value::Int(s)),
-                            ) if *o >= 0 && *s >= 0 => {
-                                Some((view_key.to_string(), *o as u64, *s as u64))
-                            }
-                            _ => return Err(bad("malformed storage view metadata", offset)),
-                        }
-                    }
-                    _ => None,
-                };
-                let storage = machine.alloc(
-                    Object::Native(TorchObject::Storage(StorageRef {
-                        storage_type,
-                        key,
-                        location,
-                        numel,
-                        view,
-                    })),
-                    offset,
-                )?;
-                return Ok(Some(storage));
-            }
+        // Read in place (the id tuple is not copied); the copy it used to
+        // be is still charged.
+        let (Some(Object::Tuple(items)) | Some(Object::List(items))) = machine.object(pid) else {
+            return Ok(None);
+        };
+        if !(matches!(items.first(), Some(Value::Str(kind)) if &**kind == "storage")
+            && items.len() >= 5)
+        {
+            return Ok(None);
         }
-        Ok(None)
+        let copied = 24 * items.len() as u64;
+        let storage_type: Rc<str> = match &items[1] {
+            global @ Value::Global(_) => machine
+                .global_short_name(global)
+                .unwrap_or_else(|| Rc::from("")),
+            Value::Str(name) => name.clone(),
+            _ => Rc::from(""),
+        };
+        let key: Rc<str> = match &items[2] {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => Rc::from(i.to_string()),
+            _ => return Err(bad("storage id has no key", offset)),
+        };
+        let location: Rc<str> = match &items[3] {
+            Value::Str(s) => s.clone(),
+            _ => Rc::from(""),
+        };
+        let numel = match &items[4] {
+            Value::Int(n) if *n >= 0 => *n as u64,
+            _ => {
+                return Err(bad(
+                    format!("storage {key:?} has an invalid element count"),
+                    offset,
+                ))
+            }
+        };
+        let view_value = match items.get(5) {
+            Some(value @ Value::Object(_)) => Some(value.clone()),
+            _ => None,
+        };
+        machine.charge(copied, offset)?;
+        let view = match view_value {
+            Some(value) => {
+                let view = machine.tuple_items(&value, offset)?.unwrap_or_default();
+                match (view.first(), view.get(1), view.get(2)) {
+                    (Some(Value::Str(view_key)), Some(Value::Int(o)), Some(Value::Int(s)))
+                        if *o >= 0 && *s >= 0 =>
+                    {
+                        Some((view_key.to_string(), *o as u64, *s as u64))
+                    }
+                    _ => return Err(bad("malformed storage view metadata", offset)),
+                }
+            }
+            None => None,
+        };
+        let storage = machine.alloc(
+            Object::Native(TorchObject::Storage(Rc::new(StorageRef {
+                storage_type,
+                key,
+                location,
+                numel,
+                view,
+            }))),
+            offset,
+        )?;
+        Ok(Some(storage))
     }
 }
 
-/// A copy of the storage a value refers to, charged to the work budget.
-fn storage_of(
-    machine: &mut Machine<TorchObject>,
-    value: &Value,
-    offset: u64,
-) -> Result<Option<StorageRef>> {
-    let storage = match machine.object(value) {
-        Some(Object::Native(TorchObject::Storage(storage))) => storage.clone(),
-        _ => return Ok(None),
-    };
-    machine.charge(storage_heap(&storage), offset)?;
-    Ok(Some(storage))
+/// The storage a value refers to, shared (the tensor's heap size still
+/// counts its storage's strings, so the budget is as before).
+fn storage_of(machine: &Machine<TorchObject>, value: &Value) -> Option<Rc<StorageRef>> {
+    match machine.object(value) {
+        Some(Object::Native(TorchObject::Storage(storage))) => Some(storage.clone()),
+        _ => None,
+    }
 }
 
 /// `_rebuild_tensor(storage, storage_offset, size, stride, ...)`: `rest` is
@@ -283,7 +290,7 @@ fn rebuild_tensor(
         )
         .at(offset));
     }
-    let storage = storage_of(machine, storage, offset)?.ok_or_else(|| {
+    let storage = storage_of(machine, storage).ok_or_else(|| {
         bad(
             "tensor rebuilt from something that is not a storage",
             offset,

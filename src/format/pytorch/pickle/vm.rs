@@ -14,9 +14,18 @@
 //! (`MAX_WORK`), so a small pickle that DUPs a long string a million times,
 //! or REDUCEs a huge memoized tuple over and over, fails fast instead of
 //! exhausting memory or time.
+//!
+//! Speed: the memo is a vector indexed by memo key (pickles number their
+//! memo entries 0, 1, 2, ...), with a hash map only for keys far past the
+//! end; marks live on their own stack, so a MARK-delimited run of values is
+//! moved off the stack in one piece; hash maps use FxHash. FxHash is not
+//! keyed, so a hostile pickle can choose keys that collide. That costs it
+//! nothing here: a collision can only make the dict index scan a longer
+//! bucket, and every comparison of that scan is charged to the work budget,
+//! so the worst case is bounded by `MAX_WORK` exactly as copying is.
 
 use crate::error::{err, Error, ErrorKind, Result};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
@@ -141,15 +150,12 @@ impl<R> Pickle<R> {
     }
 }
 
-enum StackItem {
-    Mark,
-    Value(Value),
-}
-
 /// The state of one running pickle; `R` gives meaning to the callables it
 /// knows.
 pub struct Machine<R> {
-    stack: Vec<StackItem>,
+    stack: Vec<Value>,
+    /// Stack heights at which MARKs were pushed, innermost last.
+    marks: Vec<usize>,
     /// Bytes charged so far, and the most this pickle may charge (what is
     /// left of its file's `MAX_WORK`).
     work: u64,
@@ -157,10 +163,21 @@ pub struct Machine<R> {
     /// Entries of every dict by `(object, hash of key)`, so SETITEM finds a
     /// repeated key without scanning the dict (a scan made building an
     /// n-entry dict cost n^2/2 comparisons).
-    dict_index: HashMap<(ObjectId, u64), Vec<usize>>,
-    memo: HashMap<u64, Value>,
+    dict_index: HashMap<(ObjectId, u64), usize>,
+    /// Further entries whose key hashes the same (rare but for hostile
+    /// files), so the common case allocates nothing per key.
+    dict_collisions: HashMap<(ObjectId, u64), Vec<usize>>,
+    /// Memo entries by key: dense for the keys pickles use (0, 1, 2, ...),
+    /// a map for keys far past the end.
+    memo: Vec<Option<Value>>,
+    sparse_memo: HashMap<u64, Value>,
+    memo_entries: u64,
     objects: Vec<Object<R>>,
     globals: Vec<(String, String)>,
+    /// `module.name` of each global, as reducers are asked about it, and
+    /// `name` alone, shared by every value that names it.
+    qualified: Vec<Rc<str>>,
+    short_names: Vec<Rc<str>>,
     global_index: HashMap<(String, String), usize>,
     global_counts: Vec<u64>,
 }
@@ -179,6 +196,13 @@ const OBJECT_COST: u64 = 208;
 const DICT_ENTRY_COST: u64 = 48;
 /// A memo entry plus hash-table overhead.
 const MEMO_COST: u64 = 48;
+/// What one key comparison in the dict index costs the budget (a hostile
+/// pickle can make keys collide; see the module docs).
+const COMPARE_COST: u64 = 8;
+/// Memo keys up to this far past the dense vector's end extend it; others
+/// go to the sparse map (a lone BINPUT 4000000000 must not allocate 4e9
+/// slots).
+const DENSE_MEMO_SLACK: u64 = 4096;
 
 /// Heap bytes a value owns alone (shared strings and bytes cost nothing
 /// more when copied).
@@ -212,7 +236,7 @@ fn object_size<R: Reduce>(object: &Object<R>) -> u64 {
 /// A hash of a dict key that `Value`'s equality agrees with, for the keys
 /// SETITEM deduplicates (objects never are, as before).
 fn key_hash(key: &Value) -> Option<u64> {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut hasher = rustc_hash::FxHasher::default();
     match key {
         Value::None => 0u8.hash(&mut hasher),
         Value::Bool(b) => (1u8, b).hash(&mut hasher),
@@ -232,15 +256,31 @@ impl<R: Reduce> Machine<R> {
     pub(super) fn new(max_work: u64) -> Self {
         Machine {
             stack: Vec::new(),
+            marks: Vec::new(),
             work: 0,
             max_work,
-            dict_index: HashMap::new(),
-            memo: HashMap::new(),
+            dict_index: HashMap::default(),
+            dict_collisions: HashMap::default(),
+            memo: Vec::new(),
+            sparse_memo: HashMap::default(),
+            memo_entries: 0,
             objects: Vec::new(),
             globals: Vec::new(),
-            global_index: HashMap::new(),
+            qualified: Vec::new(),
+            short_names: Vec::new(),
+            global_index: HashMap::default(),
             global_counts: Vec::new(),
         }
+    }
+
+    /// Room for the objects and memo entries a pickle of `bytes` bytes
+    /// typically makes (one per ~32 bytes in torch's pickles), so the
+    /// arena does not grow by copying; capped, since `bytes` is only what
+    /// the file declares.
+    pub(super) fn reserve_for(&mut self, bytes: u64) {
+        let expected = (bytes / 32).min(1 << 16) as usize;
+        self.objects.reserve(expected);
+        self.memo.reserve(expected);
     }
 
     /// Bytes charged so far.
@@ -279,21 +319,27 @@ impl<R: Reduce> Machine<R> {
     }
 
     pub(super) fn push(&mut self, value: Value, offset: u64) -> Result<()> {
-        if self.stack.len() >= MAX_STACK {
+        if self.stack.len() + self.marks.len() >= MAX_STACK {
             return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
         }
         self.charge(STACK_COST + value_heap(&value), offset)?;
-        self.stack.push(StackItem::Value(value));
+        self.stack.push(value);
         Ok(())
     }
 
     pub(super) fn push_mark(&mut self, offset: u64) -> Result<()> {
-        if self.stack.len() >= MAX_STACK {
+        if self.stack.len() + self.marks.len() >= MAX_STACK {
             return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
         }
         self.charge(STACK_COST, offset)?;
-        self.stack.push(StackItem::Mark);
+        self.marks.push(self.stack.len());
         Ok(())
+    }
+
+    /// Height of the stack above which values may be popped: a MARK on top
+    /// stops a POP the way a `StackItem::Mark` did.
+    fn floor(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
     }
 
     /// Put an object in the arena, charged to the work budget.
@@ -311,31 +357,28 @@ impl<R: Reduce> Machine<R> {
     }
 
     pub(super) fn pop(&mut self, offset: u64) -> Result<Value> {
-        match self.stack.pop() {
-            Some(StackItem::Value(value)) => Ok(value),
-            Some(StackItem::Mark) => Err(bad("unexpected MARK on the stack", offset)),
-            None => Err(bad("pop from an empty stack", offset)),
+        if self.stack.len() == self.floor() && !self.marks.is_empty() {
+            return Err(bad("unexpected MARK on the stack", offset));
         }
+        self.stack
+            .pop()
+            .ok_or_else(|| bad("pop from an empty stack", offset))
     }
 
     pub(super) fn top(&self, offset: u64) -> Result<&Value> {
         match self.stack.last() {
-            Some(StackItem::Value(value)) => Ok(value),
+            Some(value) if self.stack.len() > self.floor() || self.marks.is_empty() => Ok(value),
             _ => Err(bad("expected a value on top of the stack", offset)),
         }
     }
 
+    /// The values above the innermost MARK, in order, and the MARK gone.
     pub(super) fn pop_mark(&mut self, offset: u64) -> Result<Vec<Value>> {
-        let mut items = Vec::new();
-        loop {
-            match self.stack.pop() {
-                Some(StackItem::Mark) => break,
-                Some(StackItem::Value(value)) => items.push(value),
-                None => return Err(bad("no MARK on the stack", offset)),
-            }
-        }
-        items.reverse();
-        Ok(items)
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| bad("no MARK on the stack", offset))?;
+        Ok(self.stack.split_off(mark))
     }
 
     pub(super) fn global(&mut self, module: String, name: String) -> Value {
@@ -358,6 +401,8 @@ impl<R: Reduce> Machine<R> {
             Some(index) => *index,
             None => {
                 let index = self.globals.len();
+                self.qualified.push(format!("{}.{}", key.0, key.1).into());
+                self.short_names.push(key.1.as_str().into());
                 self.globals.push(key.clone());
                 self.global_counts.push(0);
                 self.global_index.insert(key, index);
@@ -366,6 +411,14 @@ impl<R: Reduce> Machine<R> {
         };
         self.global_counts[index] += 1;
         Value::Global(index)
+    }
+
+    /// The `name` of a global reference, shared.
+    pub fn global_short_name(&self, value: &Value) -> Option<Rc<str>> {
+        match value {
+            Value::Global(index) => self.short_names.get(*index).cloned(),
+            _ => None,
+        }
     }
 
     /// The `(module, name)` of a global reference.
@@ -399,15 +452,20 @@ impl<R: Reduce> Machine<R> {
     /// A tuple or list of non-negative ints (a shape or stride), copied
     /// and charged like `tuple_items`.
     pub fn as_u64_list(&mut self, value: &Value, offset: u64) -> Result<Option<Vec<u64>>> {
-        Ok(self.tuple_items(value, offset)?.and_then(|items| {
-            items
-                .iter()
-                .map(|item| match item {
-                    Value::Int(i) if *i >= 0 => Some(*i as u64),
-                    _ => None,
-                })
-                .collect()
-        }))
+        let items = match self.object(value) {
+            Some(Object::Tuple(items)) | Some(Object::List(items)) => items,
+            _ => return Ok(None),
+        };
+        let size = values_size(items);
+        let list = items
+            .iter()
+            .map(|item| match item {
+                Value::Int(i) if *i >= 0 => Some(*i as u64),
+                _ => None,
+            })
+            .collect();
+        self.charge(size, offset)?;
+        Ok(list)
     }
 
     /// The object a value refers to, if it is one.
@@ -427,6 +485,10 @@ impl<R: Reduce> Machine<R> {
 
     /// POP: drop whatever is on top, a mark included.
     pub(super) fn discard_top(&mut self, offset: u64) -> Result<()> {
+        if !self.marks.is_empty() && self.stack.len() == self.floor() {
+            self.marks.pop();
+            return Ok(());
+        }
         self.stack
             .pop()
             .ok_or_else(|| bad("POP from an empty stack", offset))?;
@@ -446,27 +508,53 @@ impl<R: Reduce> Machine<R> {
     /// meaning, the machine the plain Python ones; everything else is
     /// recorded as a call.
     pub fn call(&mut self, func: Value, args: Value, offset: u64) -> Result<Value> {
-        let name = self
-            .global_of(&func)
-            .map(|(m, n)| format!("{m}.{n}"))
-            .unwrap_or_default();
-        let items = self.tuple_items(&args, offset)?.unwrap_or_default();
-        if let Some(value) = R::call(self, &name, &items, offset)? {
+        let name = match func {
+            Value::Global(index) => self.qualified.get(index).cloned(),
+            _ => None,
+        }
+        .unwrap_or_else(|| Rc::from(""));
+        // The reducer reads the argument tuple's items in place: they are
+        // moved out for the call and back after it (an argument tuple is
+        // immutable, and a reducer that finds it empty meanwhile through
+        // some other reference only sees less). The copy a REDUCE of a
+        // memoized tuple used to make is still charged, so the budget, and
+        // which hostile files exceed it, are as before.
+        let items = match self.object_mut(&args) {
+            Some(Object::Tuple(items)) | Some(Object::List(items)) => std::mem::take(items),
+            _ => Vec::new(),
+        };
+        self.charge(values_size(&items), offset)?;
+        let reduced = R::call(self, &name, &items, offset);
+        let items = match self.object_mut(&args) {
+            Some(Object::Tuple(slot)) | Some(Object::List(slot)) if slot.is_empty() => {
+                *slot = items;
+                None
+            }
+            _ => Some(items),
+        };
+        if let Some(value) = reduced? {
             return Ok(value);
         }
-        match name.as_str() {
-            "collections.OrderedDict" | "builtins.dict" | "__builtin__.dict"
-                if items.is_empty() =>
-            {
-                self.alloc(
+        // The plain callables below look at the first argument only.
+        let (empty, first) = match items {
+            Some(items) => (items.is_empty(), items.into_iter().next()),
+            None => match self.object(&args) {
+                Some(Object::Tuple(items)) | Some(Object::List(items)) => {
+                    (items.is_empty(), items.first().cloned())
+                }
+                _ => (true, None),
+            },
+        };
+        match &*name {
+            "collections.OrderedDict" | "builtins.dict" | "__builtin__.dict" if empty => self
+                .alloc(
                     Object::Dict {
                         entries: Vec::new(),
                         state: None,
                     },
                     offset,
-                )
-            }
-            "_codecs.encode" => match items.first() {
+                ),
+            "_codecs.encode" => match &first {
                 // Protocol 2 pickles bytes as _codecs.encode(text, "latin1").
                 Some(Value::Str(text)) => {
                     // A new copy each call: charged, so one long memoized
@@ -485,12 +573,12 @@ impl<R: Reduce> Machine<R> {
                     offset,
                 ),
             },
-            "builtins.tuple" => match items.first() {
-                Some(inner) => Ok(inner.clone()),
+            "builtins.tuple" => match first {
+                Some(inner) => Ok(inner),
                 None => self.alloc(Object::Tuple(Vec::new()), offset),
             },
             "builtins.set" | "builtins.frozenset" => {
-                let members = match items.first() {
+                let members = match &first {
                     Some(v) => self.tuple_items(v, offset)?,
                     None => None,
                 }
@@ -524,6 +612,8 @@ impl<R: Reduce> Machine<R> {
         };
         // Index entries cost about as much as the entries themselves.
         self.charge(pairs.len() as u64 / 2 * DICT_ENTRY_COST * 2, offset)?;
+        let pairs_len = pairs.len();
+        let mut compared = 0u64;
         let mut iterator = pairs.into_iter();
         let object = self
             .objects
@@ -531,25 +621,34 @@ impl<R: Reduce> Machine<R> {
             .ok_or_else(|| bad("dangling object", offset))?;
         match object {
             Object::Dict { entries, .. } => {
+                entries.reserve(pairs_len / 2);
                 while let (Some(key), Some(value)) = (iterator.next(), iterator.next()) {
                     // A repeated key replaces the value in place, as in Python.
                     let Some(hash) = key_hash(&key) else {
                         entries.push((key, value));
                         continue;
                     };
-                    let slots = self.dict_index.entry((id, hash)).or_default();
-                    let existing = slots
-                        .iter()
+                    let Some(&first) = self.dict_index.get(&(id, hash)) else {
+                        self.dict_index.insert((id, hash), entries.len());
+                        entries.push((key, value));
+                        continue;
+                    };
+                    // Keys that collide are compared one by one; the work
+                    // budget pays for each comparison.
+                    let more = self.dict_collisions.entry((id, hash)).or_default();
+                    compared += 1 + more.len() as u64;
+                    let existing = std::iter::once(&first)
+                        .chain(more.iter())
                         .find(|&&slot| entries.get(slot).is_some_and(|(k, _)| *k == key));
                     match existing.and_then(|&slot| entries.get_mut(slot)) {
                         Some(entry) => entry.1 = value,
                         None => {
-                            slots.push(entries.len());
+                            more.push(entries.len());
                             entries.push((key, value));
                         }
                     }
                 }
-                Ok(())
+                self.charge(compared.saturating_mul(COMPARE_COST), offset)
             }
             Object::Call { items, .. } => {
                 items.extend(iterator);
@@ -598,22 +697,46 @@ impl<R: Reduce> Machine<R> {
 
     /// Entries in the memo (MEMOIZE stores at this index).
     pub(super) fn memo_len(&self) -> u64 {
-        self.memo.len() as u64
+        self.memo_entries
+    }
+
+    /// A key lives in exactly one of the two: the sparse map once it went
+    /// there, else the dense vector.
+    fn memo_slot(&self, index: u64) -> Option<&Value> {
+        match usize::try_from(index).ok().and_then(|i| self.memo.get(i)) {
+            Some(Some(value)) => Some(value),
+            _ => self.sparse_memo.get(&index),
+        }
     }
 
     pub(super) fn memo_put(&mut self, index: u64, value: Value, offset: u64) -> Result<()> {
-        if self.memo.len() >= MAX_OBJECTS && !self.memo.contains_key(&index) {
+        let present = self.memo_slot(index).is_some();
+        if self.memo_entries >= MAX_OBJECTS as u64 && !present {
             return Err(err(ErrorKind::LimitExceeded, "pickle memo exceeds its limit").at(offset));
         }
         self.charge(MEMO_COST + value_heap(&value), offset)?;
-        self.memo.insert(index, value);
+        if !present {
+            self.memo_entries += 1;
+        }
+        let dense_end = self.memo.len() as u64;
+        if let Some(slot) = self.sparse_memo.get_mut(&index) {
+            *slot = value;
+        } else if index < dense_end {
+            self.memo[index as usize] = Some(value);
+        } else if index <= dense_end + DENSE_MEMO_SLACK {
+            // Each slot the vector grows by is charged like an entry.
+            self.charge((index + 1 - dense_end) * VALUE_COST, offset)?;
+            self.memo.resize(index as usize, None);
+            self.memo.push(Some(value));
+        } else {
+            self.sparse_memo.insert(index, value);
+        }
         Ok(())
     }
 
     pub(super) fn memo_get(&mut self, index: u64, offset: u64) -> Result<()> {
         let value = self
-            .memo
-            .get(&index)
+            .memo_slot(index)
             .cloned()
             .ok_or_else(|| bad(format!("memo key {index} was never stored"), offset))?;
         // `push` charges the copy.
