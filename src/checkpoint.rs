@@ -150,8 +150,15 @@ pub struct GlobalUse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PickleAudit {
     pub globals: Vec<GlobalUse>,
-    /// True when `torch.load(weights_only=True)` would accept every global.
+    /// True when `torch.load(weights_only=True)` would accept the file:
+    /// every global on its allowlist and every opcode one its unpickler
+    /// executes.
     pub weights_only_loads: bool,
+    /// Opcodes the pickles use that torch's weights_only unpickler refuses
+    /// ("Unsupported operand N"), as `FRAME (0x95)`; protocol 4 and 5
+    /// pickles and hand-made ones have them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsupported_opcodes: Vec<String>,
     /// Names (`module.name`) of dangerous globals; non-empty means unsafe.
     pub dangerous: Vec<String>,
 }

@@ -280,3 +280,63 @@ fn gguf_matches_the_gguf_library() {
         }
     }
 }
+
+/// tests/fixtures/pickle_opcodes: torch.save files, some saved with pickle
+/// protocol 4 or 5 and some with one opcode added to data.pkl, each with
+/// what `torch.load(weights_only=True)` (torch 2.15) did with it
+/// (make_opcode_fixtures.py). The audit's `weights_only_loads` must be
+/// torch's verdict, and a refusal must name the opcode torch names.
+#[test]
+fn the_weights_only_verdict_follows_torch_on_opcodes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pickle_opcodes");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let files = expected["files"].as_object().expect("files");
+    assert!(files.len() >= 14);
+    for (name, verdict) in files {
+        let verdict = verdict.as_str().expect("verdict");
+        let source = FileSource::open(&dir.join(name)).expect("open");
+        let checkpoint = format::read_checkpoint(&source).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The weights are read whatever the verdict.
+        let mut names: Vec<&str> = checkpoint.tensors.iter().map(|t| t.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["b", "w"], "{name}");
+        let audit = checkpoint.pickle_audit.as_ref().expect("audit");
+        assert!(audit.dangerous.is_empty(), "{name}");
+        let torch_loads = verdict == "loads";
+        assert_eq!(
+            audit.weights_only_loads, torch_loads,
+            "{name}: torch says {verdict}"
+        );
+        if let Some(operand) =
+            verdict.strip_prefix("refused: UnpicklingError: Unsupported operand ")
+        {
+            let operand: u8 = operand.parse().expect("opcode number");
+            let named = format!(
+                "{} (0x{operand:02x})",
+                format::pytorch::opcode_name(operand)
+            );
+            assert!(
+                audit.unsupported_opcodes.contains(&named),
+                "{name}: torch refuses {named}, the audit lists {:?}",
+                audit.unsupported_opcodes
+            );
+            assert!(
+                checkpoint
+                    .notes
+                    .iter()
+                    .any(|note| note.contains(&named) && note.contains("Unsupported operand")),
+                "{name}: {:?}",
+                checkpoint.notes
+            );
+        } else {
+            assert!(
+                audit.unsupported_opcodes.is_empty(),
+                "{name}: {:?}",
+                audit.unsupported_opcodes
+            );
+        }
+    }
+}

@@ -283,16 +283,10 @@ fn inspect_text(checkpoint: &Checkpoint) -> String {
                 "  UNSAFE pickle: references {} (never evaluated)\n",
                 audit.dangerous.join(", ")
             ));
-        } else if !audit.weights_only_loads {
-            let refused: Vec<String> = audit
-                .globals
-                .iter()
-                .filter(|g| g.verdict != ckptcheck::checkpoint::GlobalVerdict::Allowed)
-                .map(|g| format!("{}.{}", g.module, g.name))
-                .collect();
+        } else if let Some(refused) = ckptcheck::format::pytorch::weights_only_refusal(audit) {
             out.push_str(&format!(
                 "  torch.load(weights_only=True) refuses: {}\n",
-                refused.join(", ")
+                refused
             ));
         } else {
             out.push_str("  pickle: only globals torch.load(weights_only=True) allows\n");

@@ -318,7 +318,8 @@ pub fn plan(
                 audit.dangerous.join(", ")
             ));
         } else if !audit.weights_only_loads {
-            notes.push("the pickle needs code to load (torch.load(weights_only=True) refuses it): its tensors are written, the objects around them are not".to_string());
+            let why = crate::format::pytorch::weights_only_refusal(audit).unwrap_or_default();
+            notes.push(format!("torch.load(weights_only=True) refuses the pickle ({why}): its tensors are written, the objects around them are not"));
         }
     }
     if !deduplicated.is_empty() {

@@ -142,6 +142,11 @@ pub fn read(sources: &[&dyn ByteSource]) -> Result<Checkpoint> {
                         ..Default::default()
                     });
             merged.weights_only_loads &= audit.weights_only_loads;
+            for opcode in audit.unsupported_opcodes {
+                if !merged.unsupported_opcodes.contains(&opcode) {
+                    merged.unsupported_opcodes.push(opcode);
+                }
+            }
             merged.dangerous.extend(audit.dangerous);
             merged.globals.extend(audit.globals);
         }

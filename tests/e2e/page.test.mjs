@@ -355,6 +355,13 @@ describe("ckptcheck page", () => {
     assert.equal(await page.locator("#danger").count(), 0);
     await shot(page, "h-garbage");
 
+    // Saved with pickle protocol 4: no global is harmful, but torch's
+    // weights_only unpickler refuses its opcodes, and the audit says which.
+    const protocol4 = await nextResult(page, () => dropServedFile(page, "tests/fixtures/pickle_opcodes/protocol4.pt"));
+    assert.equal(protocol4.state, "error");
+    assert.equal(await page.locator("#danger").count(), 0);
+    assert.match(await page.textContent("#audit .audit-verdict"), /refuses this file: its pickle uses opcodes .*FRAME \(0x95\)/);
+
     const next = await nextResult(page, () => dropServedFile(page, CN_CLIP_L336));
     assert.equal(next.state, "done");
     assert.equal(next.verdict, "Won't load: 495 missing, 495 unexpected, 0 size mismatches");

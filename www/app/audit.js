@@ -23,7 +23,18 @@ export function auditCard(audit) {
     ? h("p", { class: "audit-verdict danger" }, "Unsafe: the pickle calls code that touches your system.")
     : audit.weights_only_loads
       ? h("p", { class: "audit-verdict ok" }, h("code", {}, "torch.load(weights_only=True)"), " accepts every global in this file.")
-      : h("p", { class: "audit-verdict warn" }, h("code", {}, "torch.load(weights_only=True)"), " refuses this file: some globals are not on its allowlist (not known to be harmful).");
+      : h(
+          "p",
+          { class: "audit-verdict warn" },
+          h("code", {}, "torch.load(weights_only=True)"),
+          " refuses this file: ",
+          [
+            globals.some((g) => g.verdict === "not_allowlisted") ? "some globals are not on its allowlist (not known to be harmful)" : null,
+            audit.unsupported_opcodes?.length ? `its pickle uses opcodes the weights_only unpickler does not execute (${audit.unsupported_opcodes.join(", ")}), as pickle protocol 4 and 5 write them` : null,
+          ]
+            .filter(Boolean)
+            .join("; ") + "."
+        );
   const table = h(
     "table",
     { class: "audit" },

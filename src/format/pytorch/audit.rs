@@ -189,8 +189,110 @@ pub fn classify_global(module: &str, name: &str) -> GlobalVerdict {
     }
 }
 
+/// The opcodes torch's weights_only unpickler executes
+/// (torch/_weights_only_unpickler.py, `Unpickler.load`, torch 2.15): it
+/// raises "Unsupported operand N" on any other, whatever the globals.
+/// tests/fixtures/pickle_opcodes holds files torch itself judged.
+const WEIGHTS_ONLY_OPCODES: &[u8] = &[
+    b'c', 0x81, b'R', b'b', b'a', b'e', b's', b'u', b'(', b't', 0x85, 0x86, 0x87, b'N', 0x89, 0x88,
+    b')', b']', b'}', 0x8f, b'J', b'K', b'M', b'G', b'X', b'U', b'Q', b'h', b'j', b'q', b'r', 0x8a,
+    0x80, b'.',
+];
+
+/// pickletools' name of an opcode.
+pub fn opcode_name(opcode: u8) -> &'static str {
+    match opcode {
+        b'(' => "MARK",
+        b'.' => "STOP",
+        b'0' => "POP",
+        b'1' => "POP_MARK",
+        b'2' => "DUP",
+        b'F' => "FLOAT",
+        b'I' => "INT",
+        b'J' => "BININT",
+        b'K' => "BININT1",
+        b'L' => "LONG",
+        b'M' => "BININT2",
+        b'N' => "NONE",
+        b'P' => "PERSID",
+        b'Q' => "BINPERSID",
+        b'R' => "REDUCE",
+        b'S' => "STRING",
+        b'T' => "BINSTRING",
+        b'U' => "SHORT_BINSTRING",
+        b'V' => "UNICODE",
+        b'X' => "BINUNICODE",
+        b'a' => "APPEND",
+        b'b' => "BUILD",
+        b'c' => "GLOBAL",
+        b'd' => "DICT",
+        b'}' => "EMPTY_DICT",
+        b'e' => "APPENDS",
+        b'g' => "GET",
+        b'h' => "BINGET",
+        b'i' => "INST",
+        b'j' => "LONG_BINGET",
+        b'l' => "LIST",
+        b']' => "EMPTY_LIST",
+        b'o' => "OBJ",
+        b'p' => "PUT",
+        b'q' => "BINPUT",
+        b'r' => "LONG_BINPUT",
+        b's' => "SETITEM",
+        b't' => "TUPLE",
+        b')' => "EMPTY_TUPLE",
+        b'u' => "SETITEMS",
+        b'G' => "BINFLOAT",
+        0x80 => "PROTO",
+        0x81 => "NEWOBJ",
+        0x82 => "EXT1",
+        0x83 => "EXT2",
+        0x84 => "EXT4",
+        0x85 => "TUPLE1",
+        0x86 => "TUPLE2",
+        0x87 => "TUPLE3",
+        0x88 => "NEWTRUE",
+        0x89 => "NEWFALSE",
+        0x8a => "LONG1",
+        0x8b => "LONG4",
+        b'B' => "BINBYTES",
+        b'C' => "SHORT_BINBYTES",
+        0x8c => "SHORT_BINUNICODE",
+        0x8d => "BINUNICODE8",
+        0x8e => "BINBYTES8",
+        0x8f => "EMPTY_SET",
+        0x90 => "ADDITEMS",
+        0x91 => "FROZENSET",
+        0x92 => "NEWOBJ_EX",
+        0x93 => "STACK_GLOBAL",
+        0x94 => "MEMOIZE",
+        0x95 => "FRAME",
+        0x96 => "BYTEARRAY8",
+        0x97 => "NEXT_BUFFER",
+        0x98 => "READONLY_BUFFER",
+        _ => "unknown",
+    }
+}
+
+/// Opcodes of these pickles that torch's weights_only unpickler refuses,
+/// as `NAME (0xNN)`, in byte order.
+fn unsupported_opcodes(pickles: &[&Pickle]) -> Vec<String> {
+    let mut used = [0u64; 4];
+    for pickle in pickles {
+        for (all, these) in used.iter_mut().zip(pickle.opcodes) {
+            *all |= these;
+        }
+    }
+    (0..=255u8)
+        .filter(|op| used[(op / 64) as usize] & (1 << (op % 64)) != 0)
+        .filter(|op| !WEIGHTS_ONLY_OPCODES.contains(op))
+        .map(|op| format!("{} (0x{op:02x})", opcode_name(op)))
+        .collect()
+}
+
 /// Every global the pickles name (merged across the pickles of one file),
-/// with its verdict and how often it is used.
+/// with its verdict and how often it is used, and the opcodes torch's
+/// weights_only unpickler would refuse.
 pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
     let mut uses: Vec<GlobalUse> = Vec::new();
     for pickle in pickles {
@@ -215,12 +317,38 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
         .filter(|u| u.verdict == GlobalVerdict::Dangerous)
         .map(|u| format!("{}.{}", u.module, u.name))
         .collect();
-    let weights_only_loads = uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed);
+    let unsupported_opcodes = unsupported_opcodes(pickles);
+    let weights_only_loads =
+        uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed) && unsupported_opcodes.is_empty();
     PickleAudit {
         globals: uses,
         weights_only_loads,
+        unsupported_opcodes,
         dangerous,
     }
+}
+
+/// Why `torch.load(weights_only=True)` refuses a file that is not
+/// dangerous: the globals off its allowlist and the opcodes it does not
+/// execute, in a few words (the CLI's line, the writer's note).
+pub fn weights_only_refusal(audit: &PickleAudit) -> Option<String> {
+    if audit.weights_only_loads {
+        return None;
+    }
+    let globals: Vec<String> = audit
+        .globals
+        .iter()
+        .filter(|g| g.verdict != GlobalVerdict::Allowed)
+        .map(|g| format!("{}.{}", g.module, g.name))
+        .collect();
+    let mut reasons = Vec::new();
+    if !globals.is_empty() {
+        reasons.push(format!("globals {}", globals.join(", ")));
+    }
+    if !audit.unsupported_opcodes.is_empty() {
+        reasons.push(format!("opcodes {}", audit.unsupported_opcodes.join(", ")));
+    }
+    Some(reasons.join("; "))
 }
 
 /// When a pickle needs code to load (globals off torch's allowlist, none of
@@ -230,6 +358,17 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
 pub fn needs_code_note(audit: &PickleAudit) -> Option<String> {
     if audit.weights_only_loads || !audit.dangerous.is_empty() {
         return None;
+    }
+    let opcodes = (!audit.unsupported_opcodes.is_empty()).then(|| format!(
+        "the pickle uses opcodes torch's weights_only unpickler does not execute: {} (pickle protocol 4 and 5 write them: torch.save(..., pickle_protocol=4)); torch.load(weights_only=True), the default since torch 2.6, refuses it with \"Unsupported operand\". For a file you trust: torch.load(f, weights_only=False), then torch.save it again with the default protocol; to share the weights, `ckptcheck convert` writes them as safetensors without running the pickle",
+        audit.unsupported_opcodes.join(", ")
+    ));
+    if audit
+        .globals
+        .iter()
+        .all(|g| g.verdict == GlobalVerdict::Allowed)
+    {
+        return opcodes;
     }
     let needed: Vec<&GlobalUse> = audit
         .globals
@@ -260,6 +399,10 @@ pub fn needs_code_note(audit: &PickleAudit) -> Option<String> {
         classes.join(", "),
         packages.join("`, `"),
     ))
+    .map(|note| match opcodes {
+        Some(opcodes) => format!("{note}. Also, {opcodes}"),
+        None => note,
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod zip;
 use crate::checkpoint::{Checkpoint, PickleAudit, PredictedOffset};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource, Cursor};
-pub use audit::{audit, classify_global};
+pub use audit::{audit, classify_global, opcode_name, weights_only_refusal};
 use pickle::{Pickle, StorageRef, TensorRef};
 use rustc_hash::FxHashMap as HashMap;
 

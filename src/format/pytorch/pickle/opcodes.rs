@@ -140,6 +140,7 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
     loop {
         let offset = cursor.position();
         let opcode = cursor.u8()?;
+        m.saw(opcode);
         match opcode {
             b'.' => return Ok(()),
             0x80 => {

@@ -129,6 +129,18 @@ pub struct Pickle<R> {
     pub end: u64,
     /// Bytes charged against `MAX_WORK` while interpreting it.
     pub work: u64,
+    /// Every opcode the stream executed, as a 256-bit set (torch's
+    /// weights_only unpickler refuses all but a fixed set of them).
+    pub opcodes: [u64; 4],
+}
+
+impl<R> Pickle<R> {
+    /// The opcodes this pickle executed, in byte order.
+    pub fn opcodes_used(&self) -> Vec<u8> {
+        (0..=255u8)
+            .filter(|op| self.opcodes[(op / 64) as usize] & (1 << (op % 64)) != 0)
+            .collect()
+    }
 }
 
 impl<R> Pickle<R> {
@@ -180,6 +192,7 @@ pub struct Machine<R> {
     short_names: Vec<Rc<str>>,
     global_index: HashMap<(String, String), usize>,
     global_counts: Vec<u64>,
+    opcodes: [u64; 4],
 }
 
 pub(super) fn bad(message: impl Into<String>, offset: u64) -> Error {
@@ -270,6 +283,7 @@ impl<R: Reduce> Machine<R> {
             short_names: Vec::new(),
             global_index: HashMap::default(),
             global_counts: Vec::new(),
+            opcodes: [0; 4],
         }
     }
 
@@ -281,6 +295,12 @@ impl<R: Reduce> Machine<R> {
         let expected = (bytes / 32).min(1 << 16) as usize;
         self.objects.reserve(expected);
         self.memo.reserve(expected);
+    }
+
+    /// Note an opcode as executed.
+    #[inline]
+    pub(super) fn saw(&mut self, opcode: u8) {
+        self.opcodes[(opcode / 64) as usize] |= 1 << (opcode % 64);
     }
 
     /// Bytes charged so far.
@@ -299,6 +319,7 @@ impl<R: Reduce> Machine<R> {
             global_counts: self.global_counts,
             end,
             work: self.work,
+            opcodes: self.opcodes,
         })
     }
 
