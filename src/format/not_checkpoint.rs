@@ -6,8 +6,146 @@
 //! the file's first bytes and the fix. Consulted only when no checkpoint
 //! reader recognises the bytes.
 
+use super::pytorch::{audit, pickle};
+use crate::checkpoint::PickleAudit;
 use crate::error::{err, Error, ErrorKind};
-use crate::source::{read_vec, ByteSource};
+use crate::source::{read_vec, ByteSource, Cursor};
+
+/// Pickles read back to back from one stream at most (a loader that calls
+/// `pickle.load` again runs an appended one).
+const MAX_APPENDED_PICKLES: usize = 16;
+
+/// What a plain pickle stream holds, read symbolically (nothing imported or
+/// called): the audit of every pickle in it, one after another to the end
+/// of the file, or why it could not be read to its end.
+enum StreamAudit {
+    Read {
+        audit: PickleAudit,
+        pickles: usize,
+    },
+    /// Cut short: the globals are not all known.
+    Truncated(Error),
+    /// Not a well-formed pickle (bad opcodes, stack or memo tricks): CPython
+    /// may still run part of it, so it gets no benefit of the doubt.
+    Malformed(Error),
+}
+
+fn audit_stream(source: &dyn ByteSource, start: u64) -> StreamAudit {
+    let mut budget = pickle::MAX_WORK;
+    let mut pickles = Vec::new();
+    let mut cursor = Cursor::new(source, start);
+    while pickles.len() < MAX_APPENDED_PICKLES {
+        match pickle::interpret_within(&mut cursor, &mut budget) {
+            Ok(one) => {
+                let end = one.end;
+                pickles.push(one);
+                if end >= source.len() {
+                    break;
+                }
+                cursor.seek(end);
+            }
+            // Bytes after a complete pickle that are not one: what a
+            // second `pickle.load` would choke on, not code it would run.
+            Err(_) if !pickles.is_empty() => break,
+            Err(error) if error.kind == ErrorKind::Truncated => {
+                return StreamAudit::Truncated(error)
+            }
+            Err(error) => return StreamAudit::Malformed(error),
+        }
+    }
+    let all: Vec<&pickle::Pickle> = pickles.iter().collect();
+    StreamAudit::Read {
+        audit: audit(&all),
+        pickles: pickles.len(),
+    }
+}
+
+/// The not-a-checkpoint error of a file that is (or holds) a plain pickle,
+/// with the pickle's own verdict: `unsafe_pickle` when it references a
+/// dangerous global or does not parse as a pickle, else what it needs.
+fn pickle_file_error(
+    source: &dyn ByteSource,
+    start: u64,
+    cause: &'static str,
+    what: String,
+    fix: &str,
+) -> Error {
+    let name = source.name();
+    let loader = "`pickle.load`, `joblib.load` or `numpy.load(allow_pickle=True)`";
+    match audit_stream(source, start) {
+        StreamAudit::Read { audit, pickles } if !audit.dangerous.is_empty() => err(
+            ErrorKind::UnsafePickle,
+            format!(
+                "{what}, and unsafe: {} {} (dangerous), which {loader} would import and call",
+                if pickles > 1 { format!("its {pickles} pickles reference") } else { "its pickle references".to_string() },
+                audit.dangerous.join(", ")
+            ),
+        )
+        .in_file(name)
+        .because(
+            "unsafe-pickle",
+            "do not load it; get the data from its source in a format without code (safetensors, or .npy without objects)",
+        ),
+        StreamAudit::Read { audit, pickles } => {
+            let globals: Vec<String> = audit
+                .globals
+                .iter()
+                .map(|g| format!("{}.{}", g.module, g.name))
+                .collect();
+            let named = if globals.is_empty() {
+                "no globals".to_string()
+            } else {
+                globals.join(", ")
+            };
+            err(
+                ErrorKind::UnsupportedFormat,
+                format!(
+                    "{what}; {} reference{} {named}, none known to be dangerous",
+                    if pickles > 1 { format!("its {pickles} pickles") } else { "its pickle".to_string() },
+                    if pickles > 1 { "" } else { "s" },
+                ),
+            )
+            .in_file(name)
+            .because(cause, fix)
+        }
+        StreamAudit::Truncated(error) => err(
+            ErrorKind::UnsupportedFormat,
+            format!("{what}; its pickle is cut short ({}), so not every global it needs could be read", error.message),
+        )
+        .in_file(name)
+        .because(cause, fix),
+        StreamAudit::Malformed(error) => err(
+            ErrorKind::UnsafePickle,
+            format!(
+                "{what}, and unsafe: its pickle is not well formed ({}{}); a malformed pickle is how exploits hide what {loader} would run",
+                error.message,
+                error.offset.map(|o| format!(" at byte {o}")).unwrap_or_default()
+            ),
+        )
+        .in_file(name)
+        .because(
+            "unsafe-pickle",
+            "do not load it; get the data from its source in a format without code (safetensors, or .npy without objects)",
+        ),
+    }
+}
+
+/// Where a `.npy` file's data starts (after its header), from its first
+/// bytes: format 1 has a 2-byte header length, 2 and 3 a 4-byte one.
+fn npy_data_start(prefix: &[u8]) -> Option<u64> {
+    let major = *prefix.get(6)?;
+    let (length, fixed) = match major {
+        1 => (
+            u16::from_le_bytes([*prefix.get(8)?, *prefix.get(9)?]) as u64,
+            10,
+        ),
+        _ => (
+            u32::from_le_bytes(prefix.get(8..12)?.try_into().ok()?) as u64,
+            12,
+        ),
+    };
+    Some(fixed + length)
+}
 
 /// What the file is, when its first bytes say; `prefix` is its first 512
 /// bytes.
@@ -73,6 +211,16 @@ pub fn identify(source: &dyn ByteSource, prefix: &[u8]) -> Option<Error> {
     }
     if prefix.starts_with(b"\x93NUMPY") {
         let object = text.contains("'descr': '|O'");
+        if let Some(start) = npy_data_start(prefix).filter(|_| object) {
+            return Some(pickle_file_error(
+                source,
+                start,
+                "numpy-npy",
+                "a NumPy array file (.npy, holding pickled Python objects), not a checkpoint"
+                    .to_string(),
+                "`numpy.load(path, allow_pickle=True)` runs a pickle: only on a file you trust",
+            ));
+        }
         return found(
             "numpy-npy",
             format!(
@@ -98,11 +246,13 @@ pub fn identify(source: &dyn ByteSource, prefix: &[u8]) -> Option<Error> {
         );
     }
     if prefix.first() == Some(&0x80) {
-        return found(
+        return Some(pickle_file_error(
+            source,
+            0,
             "plain-pickle",
             "a plain pickle (`pickle.dump` or `joblib.dump`), not a `torch.save` file: torch.load reads zip, legacy and tar files".to_string(),
             "load it with `pickle.load` or `joblib.load`, only if you trust it (a pickle can run code); save weights with `torch.save(model.state_dict(), path)` or safetensors",
-        );
+        ));
     }
     None
 }
@@ -220,6 +370,98 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bytes)
             );
+        }
+    }
+
+    fn identified(name: &str, bytes: &[u8]) -> Error {
+        let source = SliceSource::new(name, bytes);
+        identify(&source, &bytes[..bytes.len().min(512)]).expect("identified")
+    }
+
+    /// A .npy file (format 1) of `descr` whose data is `data`.
+    fn npy(descr: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1,), }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn a_plain_pickle_gets_a_verdict_on_what_it_would_run() {
+        // pickle.dumps of an object reducing to os.system("id"), protocol 4.
+        let evil: &[u8] = b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94.";
+        // pickle.dumps({"a": 1}, protocol=2): no globals at all.
+        let benign: &[u8] = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.";
+        let mut appended = benign.to_vec();
+        appended.extend_from_slice(evil);
+        // (file, bytes, kind, cause, words the message must hold)
+        let cases: Vec<(&str, Vec<u8>, ErrorKind, &str, &str)> = vec![
+            (
+                "evil.pkl",
+                evil.to_vec(),
+                ErrorKind::UnsafePickle,
+                "unsafe-pickle",
+                "references posix.system (dangerous)",
+            ),
+            (
+                "dict.pkl",
+                benign.to_vec(),
+                ErrorKind::UnsupportedFormat,
+                "plain-pickle",
+                "references no globals, none known to be dangerous",
+            ),
+            // A second pickle after the first: a loader that reads on runs it.
+            (
+                "two.pkl",
+                appended,
+                ErrorKind::UnsafePickle,
+                "unsafe-pickle",
+                "its 2 pickles reference posix.system",
+            ),
+            // Not a pickle past its header: fails closed.
+            (
+                "bad.pkl",
+                b"\x80\x02\xff.".to_vec(),
+                ErrorKind::UnsafePickle,
+                "unsafe-pickle",
+                "not well formed",
+            ),
+            // Cut short: not every global known, but nothing malformed seen.
+            (
+                "cut.pkl",
+                evil[..20].to_vec(),
+                ErrorKind::UnsupportedFormat,
+                "plain-pickle",
+                "cut short",
+            ),
+            // numpy object arrays hold a pickle after the header.
+            (
+                "objects.npy",
+                npy("|O", evil),
+                ErrorKind::UnsafePickle,
+                "unsafe-pickle",
+                "references posix.system",
+            ),
+            (
+                "dicts.npy",
+                npy("|O", benign),
+                ErrorKind::UnsupportedFormat,
+                "numpy-npy",
+                "holding pickled Python objects",
+            ),
+        ];
+        for (name, bytes, kind, cause, words) in cases {
+            let error = identified(name, &bytes);
+            assert_eq!(error.kind, kind, "{name}: {error}");
+            assert_eq!(error.cause(), Some(cause), "{name}: {error}");
+            assert!(error.message.contains(words), "{name}: {error}");
+            assert_eq!(error.file.as_deref(), Some(name));
         }
     }
 
