@@ -450,3 +450,51 @@ fn a_pickle_that_needs_code_names_the_module_and_the_fix() {
         assert!(note.contains(says), "{says}: {note}");
     }
 }
+
+/// tests/fixtures/pickle_files (make_pickle_files.py): plain pickles of every
+/// protocol, joblib files with inline arrays, numpy object arrays, a pickle
+/// appended after another and picklescan's "magic bypass" (a payload before
+/// a legacy torch file). None is a checkpoint, and each gets a verdict on
+/// what loading it would run: every malicious one is `unsafe_pickle` naming
+/// its payload (exit 2, the kind in the JSON), no benign one is.
+#[test]
+fn pickle_files_that_are_not_checkpoints_get_a_safety_verdict() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pickle_files");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let files = expected.as_object().expect("files");
+    assert!(files.len() >= 19);
+    for (file, want) in files {
+        let dangerous: Vec<&str> = want["dangerous"]
+            .as_array()
+            .expect("dangerous")
+            .iter()
+            .map(|name| name.as_str().expect("name"))
+            .collect();
+        let source = FileSource::open(&dir.join(file)).expect("open");
+        let error = format::read_checkpoint(&source).expect_err(file);
+        if dangerous.is_empty() {
+            assert_eq!(error.kind, ErrorKind::UnsupportedFormat, "{file}: {error}");
+            assert!(
+                error.message.contains("none known to be dangerous"),
+                "{file}: {error}"
+            );
+        } else {
+            assert_eq!(error.kind, ErrorKind::UnsafePickle, "{file}: {error}");
+            assert_eq!(error.cause(), Some("unsafe-pickle"), "{file}");
+            for name in &dangerous {
+                assert!(error.message.contains(name), "{file}: {error}");
+            }
+        }
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
+        .args(["inspect", "--json"])
+        .arg(dir.join("evil_in_object_array.joblib"))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let json: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(json["error"]["kind"], "unsafe_pickle", "{json}");
+}

@@ -254,7 +254,28 @@ pub fn identify(source: &dyn ByteSource, prefix: &[u8]) -> Option<Error> {
             "load it with `pickle.load` or `joblib.load`, only if you trust it (a pickle can run code); save weights with `torch.save(model.state_dict(), path)` or safetensors",
         ));
     }
+    // Protocols 0 and 1 have no PROTO header: a file is one when it reads
+    // as a pickle to its STOP.
+    if prefix
+        .first()
+        .is_some_and(|b| b"(}])cNIKJLFSVXUTGMdlitop".contains(b))
+        && audit_stream_reads_whole(source)
+    {
+        return Some(pickle_file_error(
+            source,
+            0,
+            "plain-pickle",
+            "a plain pickle (protocol 0 or 1), not a `torch.save` file: torch.load reads zip, legacy and tar files".to_string(),
+            "load it with `pickle.load`, only if you trust it (a pickle can run code); save weights with `torch.save(model.state_dict(), path)` or safetensors",
+        ));
+    }
     None
+}
+
+/// Whether the first pickle of the stream reads to its STOP.
+fn audit_stream_reads_whole(source: &dyn ByteSource) -> bool {
+    let mut budget = pickle::MAX_WORK;
+    pickle::interpret_within(&mut Cursor::new(source, 0), &mut budget).is_ok()
 }
 
 /// A zip without `data.pkl`: what it is by its entry names.

@@ -60,6 +60,8 @@ const DANGEROUS_MODULES: &[&str] = &[
     "imaplib",
     "cloudpickle",
     "dill",
+    // joblib: its loaders read other files; its array wrappers (below)
+    // are the only names a joblib.dump file needs.
     "joblib",
     "functools",
     "operator",
@@ -129,10 +131,21 @@ const DANGEROUS_BUILTINS: &[&str] = &[
     "file",
 ];
 
+/// The classes every `joblib.dump` file names for its numpy arrays: plain
+/// data holders built with NEWOBJ and BUILD, which run nothing.
+const JOBLIB_ARRAY_WRAPPERS: &[(&str, &str)] = &[
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+    ("joblib.numpy_pickle_compat", "NDArrayWrapper"),
+    ("joblib.numpy_pickle_compat", "ZNDArrayWrapper"),
+];
+
 /// Classify a global the way `torch.load(weights_only=True)` would
 /// (torch/_weights_only_unpickler.py), plus a list of known-dangerous names.
 pub fn classify_global(module: &str, name: &str) -> GlobalVerdict {
     let root_module = module.split('.').next().unwrap_or(module);
+    if JOBLIB_ARRAY_WRAPPERS.contains(&(module, name)) {
+        return GlobalVerdict::NotAllowlisted;
+    }
     if DANGEROUS_MODULES.contains(&root_module) {
         return GlobalVerdict::Dangerous;
     }

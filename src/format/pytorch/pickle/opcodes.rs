@@ -4,6 +4,7 @@
 //! remain before anything is read or allocated, and nothing recurses on file
 //! data. Opcode reference: CPython `Lib/pickletools.py`.
 
+use super::joblib;
 use super::vm::{bad, Machine, Object, Pickle, Reduce, Value, MAX_STRING, MAX_WORK};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::Cursor;
@@ -46,6 +47,20 @@ fn take_len<'c>(cursor: &'c mut Cursor, len: u64) -> Result<&'c [u8]> {
         .at(cursor.position()));
     }
     cursor.take_slice(len)
+}
+
+/// Skip `len` bytes of the stream (joblib's inline array data: never
+/// copied, so not capped like a value, only checked against what remains).
+fn take_len_unbounded(cursor: &mut Cursor, len: u64) -> Result<()> {
+    if len > cursor.remaining() {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!("joblib array of {len} bytes runs past the end of the data"),
+        )
+        .at(cursor.position()));
+    }
+    cursor.seek(cursor.position() + len);
+    Ok(())
 }
 
 /// A string value straight from the cursor's buffer: one allocation, the
@@ -448,7 +463,30 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
             b'b' => {
                 let state = m.pop(offset)?;
                 let target = m.top(offset)?.clone();
+                let inline = joblib::inline_after_build(m, &target, &state, offset)?;
                 m.build(&target, state, offset)?;
+                match inline {
+                    Some(joblib::Inline::Bytes {
+                        count,
+                        item,
+                        aligned,
+                    }) => {
+                        let padding = if aligned { cursor.u8()? as u64 } else { 0 };
+                        let bytes = count
+                            .checked_mul(item)
+                            .and_then(|n| n.checked_add(padding))
+                            .ok_or_else(|| bad("joblib array size overflows", offset))?;
+                        take_len_unbounded(cursor, bytes)?;
+                    }
+                    Some(joblib::Inline::Pickle) => {
+                        let mut nested = m.nested().ok_or_else(|| {
+                            err(ErrorKind::LimitExceeded, "pickles nested too deep").at(offset)
+                        })?;
+                        run(&mut nested, cursor)?;
+                        m.absorb(nested, offset)?;
+                    }
+                    None => {}
+                }
             }
             b'P' => {
                 let line = read_line(cursor)?;

@@ -193,7 +193,12 @@ pub struct Machine<R> {
     global_index: HashMap<(String, String), usize>,
     global_counts: Vec<u64>,
     opcodes: [u64; 4],
+    /// How deep inside other pickles this one is.
+    depth: usize,
 }
+
+/// Pickles nested in pickles (joblib object arrays) at most.
+pub const MAX_NESTED_PICKLES: usize = 4;
 
 pub(super) fn bad(message: impl Into<String>, offset: u64) -> Error {
     err(ErrorKind::BadPickle, message).at(offset)
@@ -284,6 +289,7 @@ impl<R: Reduce> Machine<R> {
             global_index: HashMap::default(),
             global_counts: Vec::new(),
             opcodes: [0; 4],
+            depth: 0,
         }
     }
 
@@ -301,6 +307,32 @@ impl<R: Reduce> Machine<R> {
     #[inline]
     pub(super) fn saw(&mut self, opcode: u8) {
         self.opcodes[(opcode / 64) as usize] |= 1 << (opcode % 64);
+    }
+
+    /// A machine for a pickle nested in this one's stream (joblib's object
+    /// arrays), with the work this one has left; `None` past
+    /// `MAX_NESTED_PICKLES` levels.
+    pub(super) fn nested(&self) -> Option<Machine<R>> {
+        (self.depth < MAX_NESTED_PICKLES).then(|| {
+            let mut nested = Machine::new(self.max_work.saturating_sub(self.work));
+            nested.depth = self.depth + 1;
+            nested
+        })
+    }
+
+    /// Take in what a nested pickle referenced and cost.
+    pub(super) fn absorb(&mut self, nested: Machine<R>, offset: u64) -> Result<()> {
+        self.charge(nested.work, offset)?;
+        for ((module, name), count) in nested.globals.into_iter().zip(nested.global_counts) {
+            if let Value::Global(index) = self.global(module, name) {
+                // `global` counted one use; the nested pickle made `count`.
+                self.global_counts[index] += count.saturating_sub(1);
+            }
+        }
+        for (own, theirs) in self.opcodes.iter_mut().zip(nested.opcodes) {
+            *own |= theirs;
+        }
+        Ok(())
     }
 
     /// Bytes charged so far.
