@@ -161,6 +161,10 @@ pub struct PickleAudit {
     pub unsupported_opcodes: Vec<String>,
     /// Names (`module.name`) of dangerous globals; non-empty means unsafe.
     pub dangerous: Vec<String>,
+    /// The calls of dangerous globals the pickle would make, with their
+    /// literal arguments (`posix.system('id')`; `…` for a non-literal).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
 }
 
 /// Everything read from one checkpoint (one file, or the shards of one).

@@ -198,6 +198,16 @@ fn inspect_reports_unsafe_pickles_and_exits_2() {
         stderr.contains("posix.system") && stderr.contains("never evaluated"),
         "{stderr}"
     );
+    // The listing is there, and the error with its kind rides along.
+    let error = &json(&stdout)["error"];
+    assert_eq!(error["kind"], "unsafe_pickle", "{stdout}");
+    assert_eq!(error["cause"], "unsafe-pickle");
+    assert!(error["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("posix.system")));
+    assert!(json(&stdout)["pickle_audit"]["calls"][0]
+        .as_str()
+        .is_some_and(|call| call.starts_with("posix.system(")));
 }
 
 #[test]

@@ -487,6 +487,11 @@ fn pickle_files_that_are_not_checkpoints_get_a_safety_verdict() {
             for name in &dangerous {
                 assert!(error.message.contains(name), "{file}: {error}");
             }
+            // Every payload here is os.system("id"): the call is spelled out.
+            assert!(
+                error.message.contains("posix.system('id')"),
+                "{file}: {error}"
+            );
         }
     }
     let output = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))

@@ -354,21 +354,47 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             if args.exact_offsets {
                 format::confirm_offsets(&mut checkpoint, &sources)?;
             }
-            if args.json {
-                print_json(&checkpoint);
-            } else {
-                print!("{}", inspect_text(&checkpoint));
-            }
-            if let Some(audit) = checkpoint
+            // A pickle that could run code is an `unsafe_pickle` error (exit
+            // 2); the listing is still printed, and with --json the error
+            // rides along with it.
+            let unsafe_pickle = checkpoint
                 .pickle_audit
                 .as_ref()
                 .filter(|a| !a.dangerous.is_empty())
-            {
-                eprintln!(
-                    "{}: unsafe pickle: references {} (torch.load(weights_only=True) refuses it; never evaluated)",
-                    checkpoint.file,
-                    audit.dangerous.join(", ")
-                );
+                .map(|audit| {
+                    Error::new(
+                        ErrorKind::UnsafePickle,
+                        format!(
+                            "unsafe pickle: references {}, which torch.load(weights_only=False) would import and call{} (torch.load(weights_only=True) refuses it; never evaluated)",
+                            audit.dangerous.join(", "),
+                            if audit.calls.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", audit.calls.join(", "))
+                            }
+                        ),
+                    )
+                    .in_file(&checkpoint.file)
+                    .because(
+                        "unsafe-pickle",
+                        "do not load it with weights_only=False; `ckptcheck convert` writes its tensors as safetensors without running the pickle",
+                    )
+                });
+            if args.json {
+                match &unsafe_pickle {
+                    Some(error) => {
+                        let mut json = serde_json::to_value(&checkpoint)
+                            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+                        json["error"] = serde_json::json!(error);
+                        print_json(&json);
+                    }
+                    None => print_json(&checkpoint),
+                }
+            } else {
+                print!("{}", inspect_text(&checkpoint));
+            }
+            if let Some(error) = unsafe_pickle {
+                eprintln!("{error}");
                 return Ok(ExitCode::from(2));
             }
             Ok(ExitCode::SUCCESS)

@@ -76,9 +76,10 @@ fn pickle_file_error(
         StreamAudit::Read { audit, pickles } if !audit.dangerous.is_empty() => err(
             ErrorKind::UnsafePickle,
             format!(
-                "{what}, and unsafe: {} {} (dangerous), which {loader} would import and call",
+                "{what}, and unsafe: {} {} (dangerous), which {loader} would import and call{}",
                 if pickles > 1 { format!("its {pickles} pickles reference") } else { "its pickle references".to_string() },
-                audit.dangerous.join(", ")
+                audit.dangerous.join(", "),
+                if audit.calls.is_empty() { String::new() } else { format!(": {}", audit.calls.join(", ")) }
             ),
         )
         .in_file(name)

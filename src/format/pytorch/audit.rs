@@ -4,7 +4,7 @@
 //! safely without anything being imported. Allowlist:
 //! torch/_weights_only_unpickler.py.
 
-use super::pickle::Pickle;
+use super::pickle::{Object, Pickle, Value};
 use super::torch_dtype;
 use crate::checkpoint::{GlobalUse, GlobalVerdict, PickleAudit};
 
@@ -330,6 +330,7 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
         .filter(|u| u.verdict == GlobalVerdict::Dangerous)
         .map(|u| format!("{}.{}", u.module, u.name))
         .collect();
+    let calls = dangerous_calls(pickles);
     let unsupported_opcodes = unsupported_opcodes(pickles);
     let weights_only_loads =
         uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed) && unsupported_opcodes.is_empty();
@@ -338,7 +339,125 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
         weights_only_loads,
         unsupported_opcodes,
         dangerous,
+        calls,
     }
+}
+
+/// Calls listed at most, and characters of one argument shown.
+const MAX_CALLS: usize = 32;
+const MAX_ARGUMENT_CHARS: usize = 200;
+
+/// A pickled value as a Python literal, when it is one (`'id'`, `3`,
+/// `None`, a tuple of literals); `…` for anything else.
+fn literal(pickle: &Pickle, value: &Value, depth: usize) -> String {
+    match value {
+        Value::None => "None".to_string(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::BigInt(text) => text.clone(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Str(text) => {
+            let shown: String = text.chars().take(MAX_ARGUMENT_CHARS).collect();
+            let more = if text.chars().count() > MAX_ARGUMENT_CHARS {
+                "…"
+            } else {
+                ""
+            };
+            format!("{}{more}", python_str(&shown))
+        }
+        Value::Bytes(bytes) => format!("b<{} bytes>", bytes.len()),
+        Value::Global(_) => pickle
+            .global_name(value)
+            .map(|(m, n)| format!("{m}.{n}"))
+            .unwrap_or_else(|| "…".to_string()),
+        Value::Object(_) if depth < 2 => match pickle.object(value) {
+            Some(Object::Tuple(items)) => {
+                let inner: Vec<String> = items
+                    .iter()
+                    .take(8)
+                    .map(|v| literal(pickle, v, depth + 1))
+                    .collect();
+                if items.len() == 1 {
+                    format!("({},)", inner[0])
+                } else {
+                    format!("({})", inner.join(", "))
+                }
+            }
+            _ => "…".to_string(),
+        },
+        Value::Object(_) => "…".to_string(),
+    }
+}
+
+/// A string as Python's `repr` writes it: single quotes unless it holds
+/// one and no double quote, control characters escaped.
+fn python_str(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::from(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Every call of a dangerous global the pickles record, as Python would
+/// write it.
+fn dangerous_calls(pickles: &[&Pickle]) -> Vec<String> {
+    let mut calls = Vec::new();
+    // Nested pickles (joblib object arrays) after their parents.
+    let mut all: Vec<&Pickle> = pickles.to_vec();
+    let mut next = 0;
+    while next < all.len() {
+        let nested: Vec<&Pickle> = all[next].nested.iter().collect();
+        all.extend(nested);
+        next += 1;
+    }
+    for pickle in all {
+        for object in &pickle.objects {
+            let Object::Call { func, args, .. } = object else {
+                continue;
+            };
+            let Some((module, name)) = pickle.global_name(func) else {
+                continue;
+            };
+            if classify_global(module, name) != GlobalVerdict::Dangerous {
+                continue;
+            }
+            let arguments = match pickle.object(args) {
+                Some(Object::Tuple(items)) => items
+                    .iter()
+                    .take(8)
+                    .map(|v| literal(pickle, v, 1))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => "…".to_string(),
+            };
+            let call = format!("{module}.{name}({arguments})");
+            if !calls.contains(&call) {
+                calls.push(call);
+            }
+            if calls.len() >= MAX_CALLS {
+                return calls;
+            }
+        }
+    }
+    calls
 }
 
 /// Why `torch.load(weights_only=True)` refuses a file that is not
@@ -421,6 +540,20 @@ pub fn needs_code_note(audit: &PickleAudit) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_written_as_python_writes_them() {
+        let cases = [
+            ("id", "'id'"),
+            ("it's", "\"it's\""),
+            ("a'b\"c", "'a\\'b\"c'"),
+            ("x\ny\\", "'x\\ny\\\\'"),
+            ("\u{7}", "'\\x07'"),
+        ];
+        for (text, repr) in cases {
+            assert_eq!(python_str(text), repr, "{text:?}");
+        }
+    }
 
     #[test]
     fn gadgets_from_the_scanners_suites_are_dangerous() {

@@ -10,6 +10,7 @@
 //! the machine's types. This module puts them together: every `Pickle` and
 //! `Object` here is one the torch reduction built.
 
+mod cost;
 mod joblib;
 pub mod opcodes;
 pub mod torch;

@@ -24,10 +24,10 @@
 //! bucket, and every comparison of that scan is charged to the work budget,
 //! so the worst case is bounded by `MAX_WORK` exactly as copying is.
 
+use super::cost::*;
 use crate::error::{err, Error, ErrorKind, Result};
 use rustc_hash::FxHashMap as HashMap;
 use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 /// Object arena cap: far above any real state dict (about ten objects per
@@ -132,6 +132,9 @@ pub struct Pickle<R> {
     /// Every opcode the stream executed, as a 256-bit set (torch's
     /// weights_only unpickler refuses all but a fixed set of them).
     pub opcodes: [u64; 4],
+    /// Pickles nested in this one's stream (joblib's object arrays), whose
+    /// globals are also counted in `globals`.
+    pub nested: Vec<Pickle<R>>,
 }
 
 impl<R> Pickle<R> {
@@ -195,6 +198,7 @@ pub struct Machine<R> {
     opcodes: [u64; 4],
     /// How deep inside other pickles this one is.
     depth: usize,
+    nested: Vec<Pickle<R>>,
 }
 
 /// Pickles nested in pickles (joblib object arrays) at most.
@@ -202,71 +206,6 @@ pub const MAX_NESTED_PICKLES: usize = 4;
 
 pub(super) fn bad(message: impl Into<String>, offset: u64) -> Error {
     err(ErrorKind::BadPickle, message).at(offset)
-}
-
-/// What the work budget charges for each kind of allocation: the sizes on
-/// 64-bit targets, fixed so that the budget, and which files exceed it, are
-/// the same everywhere (wasm32's smaller pointers would otherwise let a
-/// pickle through in the browser that fails natively).
-const VALUE_COST: u64 = 24;
-const STACK_COST: u64 = 24;
-const OBJECT_COST: u64 = 208;
-const DICT_ENTRY_COST: u64 = 48;
-/// A memo entry plus hash-table overhead.
-const MEMO_COST: u64 = 48;
-/// What one key comparison in the dict index costs the budget (a hostile
-/// pickle can make keys collide; see the module docs).
-const COMPARE_COST: u64 = 8;
-/// Memo keys up to this far past the dense vector's end extend it; others
-/// go to the sparse map (a lone BINPUT 4000000000 must not allocate 4e9
-/// slots).
-const DENSE_MEMO_SLACK: u64 = 4096;
-
-/// Heap bytes a value owns alone (shared strings and bytes cost nothing
-/// more when copied).
-fn value_heap(value: &Value) -> u64 {
-    match value {
-        Value::BigInt(s) => s.len() as u64,
-        _ => 0,
-    }
-}
-
-fn values_size(values: &[Value]) -> u64 {
-    let inline = values.len() as u64 * VALUE_COST;
-    values
-        .iter()
-        .map(value_heap)
-        .fold(inline, u64::saturating_add)
-}
-
-/// What an object costs: its own size plus what it owns.
-fn object_size<R: Reduce>(object: &Object<R>) -> u64 {
-    let own = OBJECT_COST;
-    own + match object {
-        Object::List(items) | Object::Tuple(items) | Object::Set(items) => values_size(items),
-        Object::Dict { entries, .. } => entries.len() as u64 * DICT_ENTRY_COST,
-        Object::Call { items, .. } => values_size(items),
-        Object::Persistent { id, .. } => value_heap(id),
-        Object::Native(native) => native.heap_size(),
-    }
-}
-
-/// A hash of a dict key that `Value`'s equality agrees with, for the keys
-/// SETITEM deduplicates (objects never are, as before).
-fn key_hash(key: &Value) -> Option<u64> {
-    let mut hasher = rustc_hash::FxHasher::default();
-    match key {
-        Value::None => 0u8.hash(&mut hasher),
-        Value::Bool(b) => (1u8, b).hash(&mut hasher),
-        Value::Int(i) => (2u8, i).hash(&mut hasher),
-        Value::BigInt(s) => (3u8, s).hash(&mut hasher),
-        Value::Float(f) => (4u8, f.to_bits()).hash(&mut hasher),
-        Value::Str(s) => (5u8, s).hash(&mut hasher),
-        Value::Bytes(b) => (6u8, b).hash(&mut hasher),
-        Value::Global(g) => (7u8, g).hash(&mut hasher),
-        Value::Object(_) => return None,
-    }
-    Some(hasher.finish())
 }
 
 impl<R: Reduce> Machine<R> {
@@ -290,6 +229,7 @@ impl<R: Reduce> Machine<R> {
             global_counts: Vec::new(),
             opcodes: [0; 4],
             depth: 0,
+            nested: Vec::new(),
         }
     }
 
@@ -323,7 +263,13 @@ impl<R: Reduce> Machine<R> {
     /// Take in what a nested pickle referenced and cost.
     pub(super) fn absorb(&mut self, nested: Machine<R>, offset: u64) -> Result<()> {
         self.charge(nested.work, offset)?;
-        for ((module, name), count) in nested.globals.into_iter().zip(nested.global_counts) {
+        let nested = nested.finish(offset)?;
+        for ((module, name), count) in nested
+            .globals
+            .iter()
+            .cloned()
+            .zip(nested.global_counts.iter().copied())
+        {
             if let Value::Global(index) = self.global(module, name) {
                 // `global` counted one use; the nested pickle made `count`.
                 self.global_counts[index] += count.saturating_sub(1);
@@ -332,6 +278,7 @@ impl<R: Reduce> Machine<R> {
         for (own, theirs) in self.opcodes.iter_mut().zip(nested.opcodes) {
             *own |= theirs;
         }
+        self.nested.push(nested);
         Ok(())
     }
 
@@ -352,6 +299,7 @@ impl<R: Reduce> Machine<R> {
             end,
             work: self.work,
             opcodes: self.opcodes,
+            nested: self.nested,
         })
     }
 
