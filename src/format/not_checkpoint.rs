@@ -65,14 +65,14 @@ fn audit_stream(source: &dyn ByteSource, start: u64) -> StreamAudit {
 /// dangerous global or does not parse as a pickle, else what it needs.
 fn pickle_file_error(
     source: &dyn ByteSource,
-    start: u64,
+    stream: StreamAudit,
     cause: &'static str,
     what: String,
     fix: &str,
 ) -> Error {
     let name = source.name();
     let loader = "`pickle.load`, `joblib.load` or `numpy.load(allow_pickle=True)`";
-    match audit_stream(source, start) {
+    match stream {
         StreamAudit::Read { audit, pickles } if !audit.dangerous.is_empty() => err(
             ErrorKind::UnsafePickle,
             format!(
@@ -215,7 +215,7 @@ pub fn identify(source: &dyn ByteSource, prefix: &[u8]) -> Option<Error> {
         if let Some(start) = npy_data_start(prefix).filter(|_| object) {
             return Some(pickle_file_error(
                 source,
-                start,
+                audit_stream(source, start),
                 "numpy-npy",
                 "a NumPy array file (.npy, holding pickled Python objects), not a checkpoint"
                     .to_string(),
@@ -249,34 +249,30 @@ pub fn identify(source: &dyn ByteSource, prefix: &[u8]) -> Option<Error> {
     if prefix.first() == Some(&0x80) {
         return Some(pickle_file_error(
             source,
-            0,
+            audit_stream(source, 0),
             "plain-pickle",
             "a plain pickle (`pickle.dump` or `joblib.dump`), not a `torch.save` file: torch.load reads zip, legacy and tar files".to_string(),
             "load it with `pickle.load` or `joblib.load`, only if you trust it (a pickle can run code); save weights with `torch.save(model.state_dict(), path)` or safetensors",
         ));
     }
-    // Protocols 0 and 1 have no PROTO header: a file is one when it reads
-    // as a pickle to its STOP.
+    // Protocols 0 and 1 have no PROTO header: a file is one when its first
+    // pickle reads to its STOP (the stream is read once, for both).
     if prefix
         .first()
         .is_some_and(|b| b"(}])cNIKJLFSVXUTGMdlitop".contains(b))
-        && audit_stream_reads_whole(source)
     {
-        return Some(pickle_file_error(
-            source,
-            0,
-            "plain-pickle",
-            "a plain pickle (protocol 0 or 1), not a `torch.save` file: torch.load reads zip, legacy and tar files".to_string(),
-            "load it with `pickle.load`, only if you trust it (a pickle can run code); save weights with `torch.save(model.state_dict(), path)` or safetensors",
-        ));
+        let stream = audit_stream(source, 0);
+        if matches!(stream, StreamAudit::Read { .. }) {
+            return Some(pickle_file_error(
+                source,
+                stream,
+                "plain-pickle",
+                "a plain pickle (protocol 0 or 1), not a `torch.save` file: torch.load reads zip, legacy and tar files".to_string(),
+                "load it with `pickle.load`, only if you trust it (a pickle can run code); save weights with `torch.save(model.state_dict(), path)` or safetensors",
+            ));
+        }
     }
     None
-}
-
-/// Whether the first pickle of the stream reads to its STOP.
-fn audit_stream_reads_whole(source: &dyn ByteSource) -> bool {
-    let mut budget = pickle::MAX_WORK;
-    pickle::interpret_within(&mut Cursor::new(source, 0), &mut budget).is_ok()
 }
 
 /// A zip without `data.pkl`: what it is by its entry names.

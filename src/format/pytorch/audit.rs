@@ -290,14 +290,10 @@ pub fn opcode_name(opcode: u8) -> &'static str {
 /// Opcodes of these pickles that torch's weights_only unpickler refuses,
 /// as `NAME (0xNN)`, in byte order.
 fn unsupported_opcodes(pickles: &[&Pickle]) -> Vec<String> {
-    let mut used = [0u64; 4];
-    for pickle in pickles {
-        for (all, these) in used.iter_mut().zip(pickle.opcodes) {
-            *all |= these;
-        }
-    }
-    (0..=255u8)
-        .filter(|op| used[(op / 64) as usize] & (1 << (op % 64)) != 0)
+    let mut used: Vec<u8> = pickles.iter().flat_map(|p| p.opcodes_used()).collect();
+    used.sort_unstable();
+    used.dedup();
+    used.into_iter()
         .filter(|op| !WEIGHTS_ONLY_OPCODES.contains(op))
         .map(|op| format!("{} (0x{op:02x})", opcode_name(op)))
         .collect()

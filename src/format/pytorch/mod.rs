@@ -293,12 +293,9 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
         entries_by_name.insert(entry.name.as_str(), entry);
     }
     let mut wanted: Vec<(String, &zip::ZipEntry)> = Vec::new();
-    let mut seen = rustc_hash::FxHashSet::default();
     let mut entry_name = String::new();
+    // Each storage once (referenced_storages keeps the first use of a key).
     for storage in referenced_storages(&pickle) {
-        if !seen.insert(storage.key.clone()) {
-            continue;
-        }
         entry_name.clear();
         entry_name.push_str(&top);
         entry_name.push_str("data/");
