@@ -129,11 +129,32 @@ pub struct ValueInfo {
 pub enum GlobalVerdict {
     /// On PyTorch's allowlist.
     Allowed,
-    /// Not on the allowlist: `weights_only=True` refuses the file, though the
-    /// global is not known to be harmful (argparse.Namespace, numpy scalars).
+    /// Not on the allowlist: `weights_only=True` refuses the file, though
+    /// the global is known to be harmless (argparse.Namespace, numpy
+    /// arrays): innocuous, the peers' lowest level.
     NotAllowlisted,
-    /// Runs code or touches the system (os.system, builtins.eval, ...): the
-    /// file is unsafe to load with `weights_only=False`.
+    /// Neither allowlisted nor known to be harmless (a training library's
+    /// class, a module of the file's choosing): a `weights_only=False` load
+    /// imports its module and calls it, which can run code, so the file is
+    /// unsafe by default.
+    Suspicious,
+    /// Known to run code or touch the system (os.system, builtins.eval,
+    /// the scanners' gadgets): the file is unsafe.
+    Dangerous,
+}
+
+/// The audit's verdict on a whole file, from the worst of its globals and
+/// opcodes, in the peers' levels: `safe` (torch's weights_only unpickler
+/// accepts it), `not_allowlisted` (it refuses it, but nothing in it can
+/// run code), `suspicious` and `dangerous` (a `weights_only=False` load
+/// could run code: exit 2, kind `unsafe_pickle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PickleSeverity {
+    #[default]
+    Safe,
+    NotAllowlisted,
+    Suspicious,
     Dangerous,
 }
 
@@ -159,12 +180,43 @@ pub struct PickleAudit {
     /// pickles and hand-made ones have them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsupported_opcodes: Vec<String>,
+    /// The worst level among the globals (and `not_allowlisted` for
+    /// opcodes torch refuses).
+    pub severity: PickleSeverity,
     /// Names (`module.name`) of dangerous globals; non-empty means unsafe.
     pub dangerous: Vec<String>,
+    /// Names of globals neither allowlisted nor known harmless; non-empty
+    /// also means unsafe (the default is unsafe).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspicious: Vec<String>,
     /// The calls of dangerous globals the pickle would make, with their
     /// literal arguments (`posix.system('id')`; `…` for a non-literal).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<String>,
+    /// What to do: nothing (safe), the `add_safe_globals` line for a file
+    /// whose globals are all harmless, or not to load it and convert the
+    /// tensors instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl PickleAudit {
+    /// True when a `weights_only=False` load could run code: a dangerous
+    /// or suspicious global.
+    pub fn is_unsafe(&self) -> bool {
+        self.severity >= PickleSeverity::Suspicious
+    }
+
+    /// The globals that make the file unsafe, dangerous ones first, each
+    /// marked with its level: `posix.system (dangerous)`.
+    pub fn unsafe_globals(&self) -> String {
+        let dangerous = self.dangerous.iter().map(|n| format!("{n} (dangerous)"));
+        let suspicious = self
+            .suspicious
+            .iter()
+            .map(|n| format!("{n} (not known to be harmless)"));
+        dangerous.chain(suspicious).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// Everything read from one checkpoint (one file, or the shards of one).

@@ -2,7 +2,8 @@
 //! dimensions (u32 in v1, u64 later; ggml docs/gguf.md). The gguf package
 //! writes only v3 (tests/formats.rs covers that file), so these files are
 //! built here from the spec, byte by byte: the same model in each version
-//! must read the same.
+//! must read the same, but v1, which ggml and llama.cpp no longer read
+//! ("GGUFv1 is no longer supported"), is refused as they refuse it.
 
 use ckptcheck::format;
 use ckptcheck::source::SliceSource;
@@ -58,18 +59,23 @@ fn build(version: u32) -> Vec<u8> {
         bytes.extend_from_slice(&offset.to_le_bytes());
     }
     let data_start = bytes.len().div_ceil(64) * 64;
-    // F32 [3, 5] = 60 bytes at 0; Q8_0 [2, 32] = 2 blocks of 34 bytes at 64.
-    bytes.resize(data_start + 64 + 68, 0);
+    // F32 [3, 5] = 60 bytes at 0; Q8_0 [2, 32] = 2 blocks of 34 bytes at
+    // 64, padded to 64 as every writer does (ggml reads the padded total).
+    bytes.resize(data_start + 64 + 128, 0);
     bytes
 }
 
 #[test]
 fn the_same_model_reads_the_same_in_every_version() {
-    for version in [1, 2, 3] {
+    let v1 = format::read_checkpoint(&SliceSource::new("tiny.gguf", &build(1)))
+        .expect_err("ggml refuses v1");
+    assert_eq!(v1.kind, ckptcheck::ErrorKind::BadGguf);
+    assert!(v1.message.contains("GGUFv1 is no longer supported"), "{v1}");
+    for version in [2, 3] {
         let bytes = build(version);
         let checkpoint = format::read_checkpoint(&SliceSource::new("tiny.gguf", &bytes))
             .unwrap_or_else(|e| panic!("v{version}: {e}"));
-        let data_start = (bytes.len() - 64 - 68) as u64;
+        let data_start = (bytes.len() - 64 - 128) as u64;
         assert_eq!(checkpoint.metadata["gguf.version"], version, "v{version}");
         assert_eq!(checkpoint.metadata["gguf.alignment"], 64, "v{version}");
         assert_eq!(checkpoint.metadata["general.name"], "tiny", "v{version}");

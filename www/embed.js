@@ -126,7 +126,7 @@ class CkptCheck extends HTMLElement {
   render(result) {
     const { report, checkpoint } = result;
     const compact = this.hasAttribute("compact");
-    const dangerous = checkpoint.pickle_audit?.dangerous || [];
+    const dangerous = [...(checkpoint.pickle_audit?.dangerous || []), ...(checkpoint.pickle_audit?.suspicious || [])];
     const link = new URL(PAGE_URL);
     link.hash = new URLSearchParams({ preset: this.preset, loader: this.loader }).toString();
     const parts = [
@@ -137,7 +137,7 @@ class CkptCheck extends HTMLElement {
         h("span", { class: "meta" }, `${report.file} · ${humanBytes(report.file_bytes)} · read ${humanBytes(report.bytes_read)} · into ${report.model}, loader ${report.loader}`)
       ),
     ];
-    if (dangerous.length) parts.push(h("p", { class: "danger" }, "Dangerous pickle: unpickling it calls ", dangerous.join(", "), ". Do not torch.load it."));
+    if (dangerous.length) parts.push(h("p", { class: "danger" }, "Unsafe pickle: unpickling it imports and calls ", dangerous.join(", "), ". Do not torch.load it."));
     if (report.inferred?.preset && report.inferred.preset !== report.model) {
       parts.push(h("p", { class: "match" }, "The checkpoint is ", h("code", {}, report.inferred.preset), "."));
     }
@@ -162,10 +162,10 @@ class CkptCheck extends HTMLElement {
   showError(error) {
     const kind = error.kind || "internal";
     const text = kind === "cancelled" ? "Cancelled" : `${isUnreadable(kind) ? "Unreadable" : "Can't check"}: ${error.message}`;
-    const dangerous = error.checkpoint?.pickle_audit?.dangerous || [];
+    const dangerous = [...(error.checkpoint?.pickle_audit?.dangerous || []), ...(error.checkpoint?.pickle_audit?.suspicious || [])];
     this.out.replaceChildren(
       h("div", { class: `verdict ${kind === "cancelled" ? "neutral" : "error"}`, part: "verdict" }, h("strong", { class: "verdict-text" }, text)),
-      dangerous.length ? h("p", { class: "danger" }, "Dangerous pickle: unpickling it calls ", dangerous.join(", "), ". Do not torch.load it.") : null
+      dangerous.length ? h("p", { class: "danger" }, "Unsafe pickle: unpickling it imports and calls ", dangerous.join(", "), ". Do not torch.load it.") : null
     );
     this.done(kind === "cancelled" ? "cancelled" : "error");
   }

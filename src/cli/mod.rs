@@ -278,10 +278,10 @@ fn inspect_text(checkpoint: &Checkpoint) -> String {
         out.push_str(&format!("  {dtype}: {count} parameters\n"));
     }
     if let Some(audit) = &checkpoint.pickle_audit {
-        if !audit.dangerous.is_empty() {
+        if audit.is_unsafe() {
             out.push_str(&format!(
                 "  UNSAFE pickle: references {} (never evaluated)\n",
-                audit.dangerous.join(", ")
+                audit.unsafe_globals()
             ));
         } else if let Some(refused) = ckptcheck::format::pytorch::weights_only_refusal(audit) {
             out.push_str(&format!(
@@ -360,13 +360,13 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             let unsafe_pickle = checkpoint
                 .pickle_audit
                 .as_ref()
-                .filter(|a| !a.dangerous.is_empty())
+                .filter(|a| a.is_unsafe())
                 .map(|audit| {
                     Error::new(
                         ErrorKind::UnsafePickle,
                         format!(
                             "unsafe pickle: references {}, which torch.load(weights_only=False) would import and call{} (torch.load(weights_only=True) refuses it; never evaluated)",
-                            audit.dangerous.join(", "),
+                            audit.unsafe_globals(),
                             if audit.calls.is_empty() {
                                 String::new()
                             } else {

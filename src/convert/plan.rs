@@ -312,10 +312,10 @@ pub fn plan(
         }
     }
     if let Some(audit) = &checkpoint.pickle_audit {
-        if !audit.dangerous.is_empty() {
+        if audit.is_unsafe() {
             notes.push(format!(
                 "the pickle references {} (unsafe, never run): only its tensors are written, none of its code",
-                audit.dangerous.join(", ")
+                audit.unsafe_globals()
             ));
         } else if !audit.weights_only_loads {
             let why = crate::format::pytorch::weights_only_refusal(audit).unwrap_or_default();

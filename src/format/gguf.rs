@@ -11,7 +11,10 @@ use crate::source::{ByteSource, Cursor};
 use serde_json::{json, Value as Json};
 
 pub const MAX_STRING: u64 = 16 * 1024 * 1024;
-pub const MAX_DIMS: u32 = 8;
+/// ggml's `GGML_MAX_DIMS`: a tensor with more is refused by ggml.
+pub const MAX_DIMS: u32 = 4;
+/// ggml's `GGML_MAX_NAME`: a tensor name this long or longer is refused.
+const MAX_TENSOR_NAME: usize = 64;
 pub const MAX_ARRAY_DEPTH: usize = 8;
 /// Key/value pairs and tensors a file may declare: far above real files
 /// (a few dozen pairs; at most a few thousand tensors).
@@ -64,6 +67,9 @@ pub fn ggml_type(id: u32) -> Option<(&'static str, u64, u64)> {
         34 => ("TQ1_0", 256, 54),
         35 => ("TQ2_0", 256, 66),
         39 => ("MXFP4", 32, 17),
+        40 => ("NVFP4", 64, 36),
+        41 => ("Q1_0", 128, 18),
+        42 => ("Q2_0", 64, 18),
         _ => return None,
     })
 }
@@ -127,7 +133,9 @@ impl Reader<'_> {
         }
         self.charge(len, offset)?;
         let bytes = self.cursor.take(len)?;
-        String::from_utf8(bytes).map_err(|_| bad("GGUF string is not valid UTF-8", offset))
+        // ggml keeps a string's bytes as they are, UTF-8 or not.
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()))
     }
 
     /// Smallest encoded size of a value of this type: what a declared array
@@ -161,11 +169,8 @@ impl Reader<'_> {
             4 => json!(self.cursor.u32_le()?),
             5 => json!(self.cursor.i32_le()?),
             6 => json!(f32::from_le_bytes(self.cursor.array()?)),
-            7 => match self.cursor.u8()? {
-                0 => json!(false),
-                1 => json!(true),
-                other => return Err(bad(format!("GGUF bool with value {other}"), offset)),
-            },
+            // ggml reads a bool as a byte and takes any non-zero as true.
+            7 => json!(self.cursor.u8()? != 0),
             8 => json!(self.string()?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
@@ -251,11 +256,19 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         return Err(bad("missing GGUF magic", 0));
     }
     reader.version = reader.cursor.u32_le()?;
-    if !(1..=3).contains(&reader.version) {
-        return Err(bad(
-            format!("unsupported GGUF version {}", reader.version),
-            4,
-        ));
+    // ggml's rules (gguf_init_from_file_impl): 0 is bad, a version with its
+    // low 16 bits clear is a byte-swapped file, v1 is no longer read, and
+    // anything past 3 is from the future.
+    let version = reader.version;
+    let refusal = match version {
+        0 => Some("GGUF version 0 is not a version".to_string()),
+        v if v & 0xffff == 0 => Some(format!("GGUF version {v} is byte-swapped: a big-endian file on a little-endian machine (or the reverse)")),
+        1 => Some("GGUF v1 is no longer read by ggml or llama.cpp (\"GGUFv1 is no longer supported\"); convert the model again with a current llama.cpp".to_string()),
+        2 | 3 => None,
+        v => Some(format!("GGUF version {v}: ggml reads versions 2 and 3")),
+    };
+    if let Some(message) = refusal {
+        return Err(bad(message, 4));
     }
     let tensor_count = reader.count()?;
     let kv_count = reader.count()?;
@@ -291,11 +304,24 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         .metadata
         .insert("gguf.version".into(), json!(reader.version));
     let mut alignment = 32u64;
-    for _ in 0..kv_count {
+    for index in 0..kv_count {
+        let key_offset = reader.cursor.position();
         let key = reader.string()?;
+        if key.is_empty() {
+            return Err(bad(
+                format!("GGUF key {index} is empty (ggml refuses it)"),
+                key_offset,
+            ));
+        }
         let value_type = reader.cursor.u32_le()?;
         let value = reader.value(value_type, 0)?;
         if key == "general.alignment" {
+            if value_type != 4 {
+                return Err(bad(
+                    format!("general.alignment has GGUF type {value_type}; ggml needs UINT32 (4)"),
+                    key_offset,
+                ));
+            }
             alignment = value
                 .as_u64()
                 .filter(|a| *a > 0 && a.is_power_of_two())
@@ -317,13 +343,24 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
     for _ in 0..tensor_count {
         let offset = reader.cursor.position();
         let tensor_name = reader.string()?;
+        if tensor_name.len() >= MAX_TENSOR_NAME {
+            return Err(bad(
+                format!(
+                    "tensor name of {} bytes: ggml takes names shorter than {MAX_TENSOR_NAME}",
+                    tensor_name.len()
+                ),
+                offset,
+            )
+            .for_tensor(&tensor_name));
+        }
         let n_dims = reader.cursor.u32_le()?;
         if n_dims > MAX_DIMS {
-            return Err(err(
-                ErrorKind::LimitExceeded,
-                format!("tensor {tensor_name:?} has {n_dims} dimensions"),
-            )
-            .at(offset));
+            return Err(bad(
+                format!(
+                    "tensor {tensor_name:?} has {n_dims} dimensions; ggml takes at most {MAX_DIMS}"
+                ),
+                offset,
+            ));
         }
         reader.charge(8 * n_dims as u64 + 128, offset)?;
         let mut dims = Vec::new();
@@ -339,7 +376,17 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         raw.push((tensor_name, dims, type_id, data_offset, offset));
     }
     let data_start = reader.cursor.position().div_ceil(alignment) * alignment;
-    let mut ranges = Vec::new();
+    if !raw.is_empty() && data_start > source.len() {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!("the data section would start at byte {data_start}, past the end of the file"),
+        )
+        .at(reader.cursor.position()));
+    }
+    // ggml lays tensors back to back in the order of their infos, each
+    // padded to the alignment, and refuses any other offset; the data
+    // section is their padded total.
+    let mut expected_offset = 0u64;
     let mut seen = std::collections::HashSet::new();
     for (tensor_name, dims, type_id, data_offset, info_offset) in raw {
         let (type_name, block, block_bytes) = ggml_type(type_id).ok_or_else(|| {
@@ -350,15 +397,22 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
             .at(info_offset)
             .for_tensor(&tensor_name)
         })?;
+        // Dimensions are int64 in ggml: negative ones and element counts
+        // past INT64_MAX are refused there.
         let numel = dims
             .iter()
-            .try_fold(1u64, |acc, d| acc.checked_mul(*d))
+            .try_fold(1i64, |acc, d| {
+                i64::try_from(*d).ok().and_then(|d| acc.checked_mul(d))
+            })
             .ok_or_else(|| {
-                err(ErrorKind::LimitExceeded, "element count overflows u64")
-                    .at(info_offset)
-                    .for_tensor(&tensor_name)
-            })?;
-        if dims.first().is_some_and(|inner| inner % block != 0) || numel % block != 0 {
+                err(
+                    ErrorKind::LimitExceeded,
+                    format!("shape {dims:?} is negative or has more than 2^63 elements"),
+                )
+                .at(info_offset)
+                .for_tensor(&tensor_name)
+            })? as u64;
+        if dims.first().is_some_and(|inner| inner % block != 0) || !numel.is_multiple_of(block) {
             return Err(bad(
                 format!("{type_name} needs rows that are a multiple of {block} elements"),
                 info_offset,
@@ -370,19 +424,32 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
                 .at(info_offset)
                 .for_tensor(&tensor_name)
         })?;
-        if data_offset % alignment != 0 {
-            return Err(bad(
-                format!("data offset {data_offset} is not aligned to {alignment}"),
-                info_offset,
-            )
-            .for_tensor(&tensor_name));
-        }
-        let absolute = data_start.checked_add(data_offset).filter(|start| start.checked_add(nbytes).is_some_and(|end| end <= source.len()))
-            .ok_or_else(|| err(ErrorKind::Truncated, format!("tensor data ({nbytes} bytes at data offset {data_offset}) lies beyond the end of the file")).at(info_offset).for_tensor(&tensor_name))?;
         if !seen.insert(tensor_name.clone()) {
             return Err(bad("duplicate tensor name", info_offset).for_tensor(&tensor_name));
         }
-        ranges.push((absolute, absolute + nbytes, tensor_name.clone()));
+        if data_offset != expected_offset {
+            return Err(err(
+                ErrorKind::InvalidOffsets,
+                format!(
+                    "data offset {data_offset}, expected {expected_offset}: ggml needs tensors back to back in the order listed, each padded to {alignment} bytes"
+                ),
+            )
+            .at(info_offset)
+            .for_tensor(&tensor_name));
+        }
+        expected_offset = nbytes
+            .checked_next_multiple_of(alignment)
+            .and_then(|padded| expected_offset.checked_add(padded))
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::LimitExceeded,
+                    "the data section's size overflows",
+                )
+                .at(info_offset)
+                .for_tensor(&tensor_name)
+            })?;
+        let absolute = data_start.checked_add(data_offset).filter(|start| start.checked_add(nbytes).is_some_and(|end| end <= source.len()))
+            .ok_or_else(|| err(ErrorKind::Truncated, format!("tensor data ({nbytes} bytes at data offset {data_offset}) lies beyond the end of the file")).at(info_offset).for_tensor(&tensor_name))?;
         let mut tensor =
             TensorInfo::new(tensor_name, type_name, dims.iter().rev().copied().collect());
         tensor.offset = Some(absolute);
@@ -390,15 +457,20 @@ fn read_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
         tensor.ggml_dims = Some(dims);
         checkpoint.tensors.push(tensor);
     }
-    ranges.sort();
-    for pair in ranges.windows(2) {
-        if pair[1].0 < pair[0].1 {
-            return Err(err(
-                ErrorKind::InvalidOffsets,
-                format!("tensors {:?} and {:?} overlap", pair[0].2, pair[1].2),
-            )
-            .at(pair[1].0));
-        }
+    // ggml reads the whole padded data section, the last tensor's padding
+    // included.
+    if data_start
+        .checked_add(expected_offset)
+        .is_none_or(|end| end > source.len())
+    {
+        return Err(err(
+            ErrorKind::Truncated,
+            format!(
+                "the data section needs {expected_offset} bytes (every tensor padded to {alignment}) after byte {data_start}; the file holds {}",
+                source.len().saturating_sub(data_start)
+            ),
+        )
+        .at(data_start));
     }
     checkpoint
         .metadata

@@ -141,14 +141,7 @@ pub fn read(sources: &[&dyn ByteSource]) -> Result<Checkpoint> {
                         weights_only_loads: true,
                         ..Default::default()
                     });
-            merged.weights_only_loads &= audit.weights_only_loads;
-            for opcode in audit.unsupported_opcodes {
-                if !merged.unsupported_opcodes.contains(&opcode) {
-                    merged.unsupported_opcodes.push(opcode);
-                }
-            }
-            merged.dangerous.extend(audit.dangerous);
-            merged.globals.extend(audit.globals);
+            crate::format::pytorch::merge_audit(merged, audit);
         }
     }
     let present: std::collections::HashSet<&str> =

@@ -4,7 +4,7 @@
 // this decides only which cards a result gets and where.
 
 import { download, h, humanBytes, isUnreadable, verdictLine } from "../client.js";
-import { auditCard, dangerAlert } from "./audit.js";
+import { auditCard, dangerAlert, unsafeNames } from "./audit.js";
 import { els } from "./dom.js";
 import { explanationCard, fixCard, loadReportCard, notesCard, pytorchCard } from "./explain.js";
 import { findingsCard } from "./findings.js";
@@ -56,7 +56,7 @@ export function renderReport(result, pick, { usePreset }) {
   const { report, checkpoint, markdown } = result;
   const verdict = verdictLine(result);
   const audit = checkpoint.pickle_audit || null;
-  const dangerous = audit?.dangerous?.length ? audit.dangerous : report.unsafe_globals || [];
+  const dangerous = audit ? unsafeNames(audit) : report.unsafe_globals || [];
   const matches = report.inferred?.preset || null;
   const best = report.inferred?.ranking?.[0] || null;
   const inferred = els.preset.value === "infer";
@@ -148,7 +148,7 @@ export function showError(error, pick = null) {
     banner.append(h("p", { class: "meta" }, h("code", { class: "file" }, checkpoint.file), ` · ${checkpoint.format} · ${humanBytes(checkpoint.file_bytes)} · `, readLine(checkpoint.bytes_read, checkpoint.file_bytes)));
     // Converting needs no model: the file can still be written as safetensors.
     if (!checkpoint.pickle_audit?.dangerous?.length) banner.append(writeBar({ loads: true }));
-    if (checkpoint.pickle_audit?.dangerous?.length) parts.push(dangerAlert(checkpoint.pickle_audit.dangerous));
+    if (unsafeNames(checkpoint.pickle_audit).length) parts.push(dangerAlert(unsafeNames(checkpoint.pickle_audit)));
     // The file is readable even if no model was chosen: its weights can be scanned.
     parts.push(scanCard());
     parts.push(tensorCard(checkpoint));

@@ -5,202 +5,8 @@
 //! torch/_weights_only_unpickler.py.
 
 use super::pickle::{Object, Pickle, Value};
-use super::torch_dtype;
-use crate::checkpoint::{GlobalUse, GlobalVerdict, PickleAudit};
-
-/// Modules whose every name can run code or reach the system: a global
-/// from one (or a submodule) is dangerous whatever the name.
-const DANGEROUS_MODULES: &[&str] = &[
-    "os",
-    "posix",
-    "nt",
-    "sys",
-    "subprocess",
-    "shutil",
-    "socket",
-    "pty",
-    "runpy",
-    "importlib",
-    "pickle",
-    "_pickle",
-    "marshal",
-    "ctypes",
-    "webbrowser",
-    "code",
-    "commands",
-    "multiprocessing",
-    "asyncio",
-    "tempfile",
-    "signal",
-    "requests",
-    "urllib",
-    "http",
-    "ftplib",
-    "telnetlib",
-    "pdb",
-    "timeit",
-    "cProfile",
-    "profile",
-    "trace",
-    "venv",
-    "ensurepip",
-    "pip",
-    "platform",
-    // Code-execution gadgets from the scanners' suites (picklescan,
-    // modelscan, fickling): pagers and debuggers that run commands, file
-    // and stream handles, code objects, name resolvers, other picklers.
-    "pydoc",
-    "bdb",
-    "idlelib",
-    "doctest",
-    "_io",
-    "io",
-    "logging",
-    "pkgutil",
-    "imaplib",
-    "cloudpickle",
-    "dill",
-    // joblib: its loaders read other files; its array wrappers (below)
-    // are the only names a joblib.dump file needs.
-    "joblib",
-    "functools",
-    "operator",
-    "_posixsubprocess",
-    "_winapi",
-    "smtplib",
-    "nntplib",
-    "poplib",
-    "xmlrpc",
-    "zipimport",
-];
-/// Dotted module prefixes whose names reach code execution or the network
-/// (torch's own: `torch.utils.collect_env.run` runs a command,
-/// `torch._inductor.codecache.compile_file` a compiler, `torch.hub` downloads
-/// and runs code).
-const DANGEROUS_MODULE_PREFIXES: &[&str] = &[
-    "torch.utils.collect_env",
-    "torch._inductor",
-    "torch.hub",
-    "torch.utils.cpp_extension",
-    "torch.jit",
-    "numpy.testing",
-    "numpy.distutils",
-];
-/// Single names elsewhere that load or run things.
-const DANGEROUS_NAMES: &[(&str, &str)] = &[
-    ("torch", "load"),
-    ("torch.serialization", "load"),
-    ("torch.serialization", "_load"),
-    ("uuid", "_get_command_stdout"),
-    ("uuid", "_popen"),
-    ("numpy", "load"),
-    ("numpy", "loadtxt"),
-    ("numpy", "fromfile"),
-    // types: code objects and functions built from them (SimpleNamespace
-    // is not dangerous, and hyper-parameter pickles use it).
-    ("types", "CodeType"),
-    ("types", "FunctionType"),
-    ("types", "LambdaType"),
-    ("types", "MethodType"),
-    ("types", "ModuleType"),
-];
-/// Builtins that evaluate code, open files or reach any attribute.
-const DANGEROUS_BUILTINS: &[&str] = &[
-    "eval",
-    "exec",
-    "compile",
-    "open",
-    "__import__",
-    "getattr",
-    "setattr",
-    "delattr",
-    "globals",
-    "locals",
-    "vars",
-    "input",
-    "breakpoint",
-    "memoryview",
-    "type",
-    "object",
-    "exit",
-    "quit",
-    // Python 2's __builtin__.
-    "apply",
-    "execfile",
-    "reload",
-    "file",
-];
-
-/// The classes every `joblib.dump` file names for its numpy arrays: plain
-/// data holders built with NEWOBJ and BUILD, which run nothing.
-const JOBLIB_ARRAY_WRAPPERS: &[(&str, &str)] = &[
-    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
-    ("joblib.numpy_pickle_compat", "NDArrayWrapper"),
-    ("joblib.numpy_pickle_compat", "ZNDArrayWrapper"),
-];
-
-/// Classify a global the way `torch.load(weights_only=True)` would
-/// (torch/_weights_only_unpickler.py), plus a list of known-dangerous names.
-pub fn classify_global(module: &str, name: &str) -> GlobalVerdict {
-    let root_module = module.split('.').next().unwrap_or(module);
-    if JOBLIB_ARRAY_WRAPPERS.contains(&(module, name)) {
-        return GlobalVerdict::NotAllowlisted;
-    }
-    if DANGEROUS_MODULES.contains(&root_module) {
-        return GlobalVerdict::Dangerous;
-    }
-    // A dotted name is an attribute chain the unpickler follows with
-    // getattr (protocol 4): `pathlib.os.system`, `builtins.eval.__call__`.
-    // It can reach anything its module holds, so it fails closed.
-    if name.contains('.') {
-        return GlobalVerdict::Dangerous;
-    }
-    let within = |prefix: &str| {
-        module == prefix
-            || module
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('.'))
-    };
-    if DANGEROUS_MODULE_PREFIXES
-        .iter()
-        .any(|prefix| within(prefix))
-        || DANGEROUS_NAMES.contains(&(module, name))
-    {
-        return GlobalVerdict::Dangerous;
-    }
-    if (module == "builtins" || module == "__builtin__") && DANGEROUS_BUILTINS.contains(&name) {
-        return GlobalVerdict::Dangerous;
-    }
-    let allowed = match module {
-        "collections" => matches!(name, "OrderedDict" | "Counter"),
-        "_codecs" => name == "encode",
-        "builtins" | "__builtin__" => matches!(name, "bytearray" | "set" | "complex"),
-        "torch._utils" => name.starts_with("_rebuild_"),
-        "torch._tensor" => name == "_rebuild_from_type_v2",
-        "torch.nn.parameter" => name == "Parameter",
-        "torch.serialization" => name == "_get_layout",
-        "torch.storage" => matches!(name, "TypedStorage" | "UntypedStorage"),
-        "torch" => {
-            name.ends_with("Storage")
-                || name.ends_with("Tensor")
-                || matches!(name, "Size" | "device")
-                || torch_dtype(name).is_some()
-                || name.starts_with("per_tensor_")
-                || name.starts_with("per_channel_")
-                || name.starts_with("float8_")
-                || name.starts_with("uint")
-                || name.starts_with("int")
-                || name.starts_with("complex")
-        }
-        "torch.cuda" => name.ends_with("Storage") || name.ends_with("Tensor"),
-        _ => false,
-    };
-    if allowed {
-        GlobalVerdict::Allowed
-    } else {
-        GlobalVerdict::NotAllowlisted
-    }
-}
+pub use super::verdicts::classify_global;
+use crate::checkpoint::{GlobalUse, GlobalVerdict, PickleAudit, PickleSeverity};
 
 /// The opcodes torch's weights_only unpickler executes
 /// (torch/_weights_only_unpickler.py, `Unpickler.load`, torch 2.15): it
@@ -321,21 +127,127 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
             }
         }
     }
-    let dangerous = uses
-        .iter()
-        .filter(|u| u.verdict == GlobalVerdict::Dangerous)
-        .map(|u| format!("{}.{}", u.module, u.name))
-        .collect();
-    let calls = dangerous_calls(pickles);
+    let named = |verdict: GlobalVerdict| -> Vec<String> {
+        uses.iter()
+            .filter(|u| u.verdict == verdict)
+            .map(|u| format!("{}.{}", u.module, u.name))
+            .collect()
+    };
+    let dangerous = named(GlobalVerdict::Dangerous);
+    let suspicious = named(GlobalVerdict::Suspicious);
+    let calls = unsafe_calls(pickles);
     let unsupported_opcodes = unsupported_opcodes(pickles);
     let weights_only_loads =
         uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed) && unsupported_opcodes.is_empty();
-    PickleAudit {
+    let severity = if !dangerous.is_empty() {
+        PickleSeverity::Dangerous
+    } else if !suspicious.is_empty() {
+        PickleSeverity::Suspicious
+    } else if !weights_only_loads {
+        PickleSeverity::NotAllowlisted
+    } else {
+        PickleSeverity::Safe
+    };
+    let mut audit = PickleAudit {
         globals: uses,
         weights_only_loads,
         unsupported_opcodes,
+        severity,
         dangerous,
+        suspicious,
         calls,
+        fix: None,
+    };
+    audit.fix = audit_fix(&audit);
+    audit
+}
+
+/// The audit of globals a pickle named before it broke off (cut short or
+/// malformed): CPython has imported them by then, and called any whose
+/// `REDUCE` came before the break. torch refuses such a file.
+pub fn audit_reached(globals: &[(String, String)]) -> PickleAudit {
+    let mut audit = PickleAudit::default();
+    for (module, name) in globals {
+        let verdict = classify_global(module, name);
+        let qualified = format!("{module}.{name}");
+        match verdict {
+            GlobalVerdict::Dangerous => audit.dangerous.push(qualified),
+            GlobalVerdict::Suspicious => audit.suspicious.push(qualified),
+            _ => {}
+        }
+        audit.globals.push(GlobalUse {
+            module: module.clone(),
+            name: name.clone(),
+            verdict,
+            count: 1,
+        });
+    }
+    audit.severity = if !audit.dangerous.is_empty() {
+        PickleSeverity::Dangerous
+    } else if !audit.suspicious.is_empty() {
+        PickleSeverity::Suspicious
+    } else {
+        PickleSeverity::NotAllowlisted
+    };
+    audit.fix = audit_fix(&audit);
+    audit
+}
+
+/// Fold the audit of one more file (a shard) into `merged`: the union of
+/// their globals, names and opcodes, the worse severity, and the fix for
+/// the whole.
+pub fn merge_audit(merged: &mut PickleAudit, audit: PickleAudit) {
+    merged.weights_only_loads &= audit.weights_only_loads;
+    let union = |into: &mut Vec<String>, from: Vec<String>| {
+        for item in from {
+            if !into.contains(&item) {
+                into.push(item);
+            }
+        }
+    };
+    union(&mut merged.unsupported_opcodes, audit.unsupported_opcodes);
+    union(&mut merged.dangerous, audit.dangerous);
+    union(&mut merged.suspicious, audit.suspicious);
+    union(&mut merged.calls, audit.calls);
+    merged.globals.extend(audit.globals);
+    merged.severity = merged.severity.max(audit.severity);
+    merged.fix = audit_fix(merged);
+}
+
+/// What to do about a file the audit did not find safe: for harmless
+/// globals, the `add_safe_globals` line that lets torch's weights_only
+/// unpickler load it; for anything that could run code, not to load it.
+fn audit_fix(audit: &PickleAudit) -> Option<String> {
+    match audit.severity {
+        PickleSeverity::Safe => None,
+        PickleSeverity::Suspicious | PickleSeverity::Dangerous => Some(
+            "do not load it (torch.load with weights_only=False, pickle.load or joblib.load would import and call what it names); if it is a checkpoint, `ckptcheck convert` writes its tensors as safetensors without running the pickle"
+                .to_string(),
+        ),
+        PickleSeverity::NotAllowlisted => {
+            let harmless: Vec<&GlobalUse> = audit
+                .globals
+                .iter()
+                .filter(|g| g.verdict == GlobalVerdict::NotAllowlisted)
+                .collect();
+            let mut steps = Vec::new();
+            if !harmless.is_empty() {
+                let imports: Vec<String> = harmless
+                    .iter()
+                    .map(|g| format!("from {} import {}", g.module, g.name))
+                    .collect();
+                let names: Vec<&str> = harmless.iter().map(|g| g.name.as_str()).collect();
+                steps.push(format!(
+                    "{}; torch.serialization.add_safe_globals([{}]) before torch.load (these globals run no code of the file's choosing)",
+                    imports.join("; "),
+                    names.join(", ")
+                ));
+            }
+            if !audit.unsupported_opcodes.is_empty() {
+                steps.push("save it again with torch.save's default pickle protocol (torch's weights_only unpickler does not execute protocol 4 and 5 opcodes), or `ckptcheck convert` it to safetensors".to_string());
+            }
+            Some(steps.join("; and "))
+        }
     }
 }
 
@@ -412,9 +324,9 @@ fn python_str(text: &str) -> String {
     out
 }
 
-/// Every call of a dangerous global the pickles record, as Python would
-/// write it.
-fn dangerous_calls(pickles: &[&Pickle]) -> Vec<String> {
+/// Every call of a dangerous or suspicious global the pickles record, as
+/// Python would write it.
+fn unsafe_calls(pickles: &[&Pickle]) -> Vec<String> {
     let mut calls = Vec::new();
     // Nested pickles (joblib object arrays) after their parents.
     let mut all: Vec<&Pickle> = pickles.to_vec();
@@ -432,7 +344,10 @@ fn dangerous_calls(pickles: &[&Pickle]) -> Vec<String> {
             let Some((module, name)) = pickle.global_name(func) else {
                 continue;
             };
-            if classify_global(module, name) != GlobalVerdict::Dangerous {
+            if !matches!(
+                classify_global(module, name),
+                GlobalVerdict::Dangerous | GlobalVerdict::Suspicious
+            ) {
                 continue;
             }
             let arguments = match pickle.object(args) {
@@ -501,7 +416,12 @@ pub fn needs_code_note(audit: &PickleAudit) -> Option<String> {
     let needed: Vec<&GlobalUse> = audit
         .globals
         .iter()
-        .filter(|g| g.verdict == GlobalVerdict::NotAllowlisted)
+        .filter(|g| {
+            matches!(
+                g.verdict,
+                GlobalVerdict::NotAllowlisted | GlobalVerdict::Suspicious
+            )
+        })
         .collect();
     let mut packages: Vec<&str> = needed
         .iter()
@@ -600,9 +520,18 @@ mod tests {
             classify_global("argparse", "Namespace"),
             GlobalVerdict::NotAllowlisted
         );
-        assert_eq!(
-            classify_global("torch.jitter", "x"),
-            GlobalVerdict::NotAllowlisted
-        );
+        // Anything else is unsafe by default: importing its module and
+        // calling it can run code.
+        for (module, name) in [
+            ("torch.jitter", "x"),
+            ("mylib.client", "Session"),
+            ("__main__", "Config"),
+        ] {
+            assert_eq!(
+                classify_global(module, name),
+                GlobalVerdict::Suspicious,
+                "{module}.{name}"
+            );
+        }
     }
 }

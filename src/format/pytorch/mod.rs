@@ -9,13 +9,16 @@
 mod audit;
 pub mod legacy;
 pub mod pickle;
+mod verdicts;
 pub mod walk;
 pub mod zip;
 
 use crate::checkpoint::{Checkpoint, PickleAudit, PredictedOffset};
 use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource, Cursor};
-pub use audit::{audit, classify_global, opcode_name, weights_only_refusal};
+pub use audit::{
+    audit, audit_reached, classify_global, merge_audit, opcode_name, weights_only_refusal,
+};
 use pickle::{Pickle, StorageRef, TensorRef};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -233,7 +236,9 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
         })
         .ok_or_else(|| {
             let names: Vec<&str> = archive.entries.iter().map(|e| e.name.as_str()).collect();
-            crate::format::not_checkpoint::identify_zip(&name, &names).unwrap_or_else(|| {
+            crate::format::not_checkpoint::identify_zip_contents(source, &archive)
+                .or_else(|| crate::format::not_checkpoint::identify_zip(&name, &names))
+                .unwrap_or_else(|| {
                 err(ErrorKind::UnsupportedFormat, "zip archive has no data.pkl: not a torch.save checkpoint (a TorchScript or other zip?)")
                     .in_file(&name)
             })

@@ -101,6 +101,20 @@ impl ZipArchive {
     }
 }
 
+impl ZipArchive {
+    /// Where an entry's data starts and how it is compressed, from its
+    /// local header, compressed or not (for the audit of zips that are not
+    /// checkpoints; checkpoints go through `data_offset`).
+    pub fn raw_data(&self, source: &dyn ByteSource, entry: &ZipEntry) -> Result<(u64, u16)> {
+        read_local_header(
+            source,
+            &entry.name,
+            entry.header_offset,
+            entry.compressed_size,
+        )
+    }
+}
+
 /// Where a stored entry's data starts, read from its local header the way
 /// torch's reader (miniz) finds it: the local header's own name and extra
 /// lengths decide, whatever the central directory says. Errors when the

@@ -18,6 +18,7 @@ pub mod vm;
 
 use crate::error::Result;
 use crate::source::Cursor;
+pub use opcodes::BrokenPickle;
 pub use torch::{StorageRef, TensorRef, TorchObject};
 pub use vm::{ObjectId, Value, MAX_OBJECTS, MAX_STACK, MAX_STRING, MAX_WORK};
 
@@ -37,6 +38,15 @@ pub fn interpret(cursor: &mut Cursor) -> Result<Pickle> {
 /// charges is taken off, so all of them together stay within it.
 pub fn interpret_within(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle> {
     opcodes::interpret_within(cursor, budget)
+}
+
+/// As `interpret_within`, but a failed pickle also gives the globals it
+/// named before failing (what CPython would already have imported).
+pub fn interpret_reaching(
+    cursor: &mut Cursor,
+    budget: &mut u64,
+) -> std::result::Result<Pickle, Box<BrokenPickle>> {
+    opcodes::interpret_reaching(cursor, budget)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use super::joblib;
 use super::vm::{bad, Machine, Object, Pickle, Reduce, Value, MAX_STRING, MAX_WORK};
-use crate::error::{err, ErrorKind, Result};
+use crate::error::{err, Error, ErrorKind, Result};
 use crate::source::Cursor;
 use std::rc::Rc;
 
@@ -142,19 +142,72 @@ pub fn interpret<R: Reduce>(cursor: &mut Cursor) -> Result<Pickle<R>> {
 /// file (a legacy file holds five, a tar file one per record): what it
 /// charges is taken off, so all of them together stay within it.
 pub fn interpret_within<R: Reduce>(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle<R>> {
+    interpret_reaching(cursor, budget).map_err(|broken| broken.error)
+}
+
+/// A pickle that failed, and the globals it named before failing.
+#[derive(Debug)]
+pub struct BrokenPickle {
+    pub error: Error,
+    pub reached: Vec<(String, String)>,
+}
+
+/// As `interpret_within`, but a pickle that fails also gives the globals
+/// it named before it failed: CPython's unpickler runs opcodes as it reads
+/// them, so a stream cut short or broken after `GLOBAL os system` and a
+/// `REDUCE` has already run them.
+pub fn interpret_reaching<R: Reduce>(
+    cursor: &mut Cursor,
+    budget: &mut u64,
+) -> std::result::Result<Pickle<R>, Box<BrokenPickle>> {
     let mut machine = Machine::new(*budget);
     machine.reserve_for(cursor.remaining());
     let name = cursor.source_name().to_string();
     let result = run(&mut machine, cursor);
     *budget = budget.saturating_sub(machine.work());
-    result.map_err(|e| e.in_file(&name))?;
-    machine.finish(cursor.position())
+    if let Err(error) = result {
+        return Err(Box::new(BrokenPickle {
+            error: error.in_file(&name),
+            reached: machine.globals_reached().to_vec(),
+        }));
+    }
+    machine.finish(cursor.position()).map_err(|error| {
+        Box::new(BrokenPickle {
+            error,
+            reached: Vec::new(),
+        })
+    })
 }
 
 fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
+    // Where the current FRAME ends, and where the opcode before this one
+    // started. An opcode whose bytes cross a frame's end, or a frame opened
+    // inside another, is read one way by CPython's C unpickler and another
+    // by its Python one (and by fickling): exploits hide a GLOBAL there, so
+    // such a stream is malformed, as the Python unpickler says.
+    let mut frame_end: Option<u64> = None;
+    let mut previous = 0u64;
     loop {
         let offset = cursor.position();
+        if let Some(end) = frame_end {
+            if offset > end {
+                return Err(bad(
+                    format!("the opcode at byte {previous} runs past the end of its frame (byte {end}); CPython's C and Python unpicklers read such a stream differently"),
+                    previous,
+                ));
+            }
+            if offset == end {
+                frame_end = None;
+            }
+        }
+        previous = offset;
         let opcode = cursor.u8()?;
+        // joblib ends a frame with the BUILD of an array wrapper and writes
+        // the array's bytes after it, outside any frame; its unpickler
+        // reads them from the file there.
+        if opcode == b'b' && frame_end == Some(cursor.position()) {
+            frame_end = None;
+        }
         m.saw(opcode);
         match opcode {
             b'.' => return Ok(()),
@@ -168,7 +221,16 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
                 }
             }
             0x95 => {
-                cursor.u64_le()?; // FRAME: a length hint, no semantics
+                let length = cursor.u64_le()?;
+                if let Some(end) = frame_end {
+                    return Err(bad(
+                        format!(
+                            "a frame begins at byte {offset} inside the one ending at byte {end}"
+                        ),
+                        offset,
+                    ));
+                }
+                frame_end = Some(cursor.position().saturating_add(length));
             }
             b'(' => m.push_mark(offset)?,
             b'0' => m.discard_top(offset)?,

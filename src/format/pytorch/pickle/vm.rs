@@ -289,6 +289,12 @@ impl<R: Reduce> Machine<R> {
 
     /// The pickle built so far, its root popped off the stack; `end` is the
     /// offset just past STOP.
+    /// The globals this pickle has named so far: what CPython's unpickler
+    /// would already have imported when a stream breaks off here.
+    pub(super) fn globals_reached(&self) -> &[(String, String)] {
+        &self.globals
+    }
+
     pub(super) fn finish(mut self, end: u64) -> Result<Pickle<R>> {
         let root = self.pop(end)?;
         Ok(Pickle {
