@@ -2,6 +2,7 @@
 //! that turn one file, or the shards of one checkpoint with their index, into
 //! a `Checkpoint`. One file per container lives beside this one.
 
+pub mod archive_pickles;
 pub mod gguf;
 pub mod gguf_quant;
 pub mod not_checkpoint;

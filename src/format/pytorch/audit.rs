@@ -1,8 +1,9 @@
-//! The pickle audit: every global a checkpoint's pickles name, classified
-//! the way `torch.load(weights_only=True)` would treat it (allowed, refused,
-//! or known to be dangerous), so a report can say whether the file loads
-//! safely without anything being imported. Allowlist:
-//! torch/_weights_only_unpickler.py.
+//! The pickle audit: every global a file's pickles name, with its verdict
+//! (`verdicts.rs`: allowed, harmless but not allowlisted, suspicious,
+//! dangerous), the opcodes torch's weights_only unpickler refuses, the calls
+//! the pickle would make, the file's severity and what to do about it, so a
+//! report can say whether the file loads safely and whether loading it could
+//! run code, without anything being imported.
 
 use super::pickle::{Object, Pickle, Value};
 pub use super::verdicts::classify_global;

@@ -236,7 +236,7 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
         })
         .ok_or_else(|| {
             let names: Vec<&str> = archive.entries.iter().map(|e| e.name.as_str()).collect();
-            crate::format::not_checkpoint::identify_zip_contents(source, &archive)
+            crate::format::archive_pickles::identify_zip_contents(source, &archive)
                 .or_else(|| crate::format::not_checkpoint::identify_zip(&name, &names))
                 .unwrap_or_else(|| {
                 err(ErrorKind::UnsupportedFormat, "zip archive has no data.pkl: not a torch.save checkpoint (a TorchScript or other zip?)")

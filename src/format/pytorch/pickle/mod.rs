@@ -49,6 +49,15 @@ pub fn interpret_reaching(
     opcodes::interpret_reaching(cursor, budget)
 }
 
+/// As `interpret_reaching`, read as CPython's plain `pickle.load` reads it
+/// (joblib's inline array bytes are opcodes to it).
+pub fn interpret_plain_reaching(
+    cursor: &mut Cursor,
+    budget: &mut u64,
+) -> std::result::Result<Pickle, Box<BrokenPickle>> {
+    opcodes::interpret_reaching_as(cursor, budget, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +194,30 @@ mod tests {
         let pickle = run_bytes(b"\x80\x04K\x05r\xff\xff\xff\xff0j\xff\xff\xff\xff.").unwrap();
         assert_eq!(pickle.root, Value::Int(5));
         assert!(pickle.work < 1024, "work {}", pickle.work);
+    }
+
+    #[test]
+    fn names_and_frames_are_read_as_cpython_reads_them() {
+        // A GLOBAL line keeps its carriage return, as CPython's does.
+        let pickle = run_bytes(b"cos\nsyste\r\n.").unwrap();
+        assert_eq!(
+            pickle.globals,
+            vec![("os".to_string(), "syste\r".to_string())]
+        );
+        // An opcode across its FRAME's end, or a frame inside a frame, is
+        // read one way by CPython's C unpickler and another by its Python
+        // one: malformed.
+        for bytes in [
+            &b"\x80\x05\x95\x04\x00\x00\x00\x00\x00\x00\x00cos\nsystem\n."[..],
+            b"\x80\x05\x95\x05\x00\x00\x00\x00\x00\x00\x00N\x95\x01\x00\x00\x00\x00\x00\x00\x00N.",
+        ] {
+            let error = run_bytes(bytes).err().expect("malformed");
+            assert_eq!(error.kind, ErrorKind::BadPickle, "{error}");
+            assert!(error.message.contains("frame"), "{error}");
+        }
+        // A frame read to its end, then the next one: well formed.
+        let framed = b"\x80\x05\x95\x02\x00\x00\x00\x00\x00\x00\x00K\x07\x95\x01\x00\x00\x00\x00\x00\x00\x00.";
+        assert_eq!(run_bytes(framed).unwrap().root, Value::Int(7));
     }
 
     #[test]

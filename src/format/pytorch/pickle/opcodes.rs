@@ -11,6 +11,16 @@ use crate::source::Cursor;
 use std::rc::Rc;
 
 fn read_line(cursor: &mut Cursor) -> Result<String> {
+    let mut line = read_name_line(cursor)?;
+    if line.ends_with('\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// A GLOBAL or INST name line as CPython reads it: up to the newline, a
+/// carriage return kept (`os\nsystem\r\n` names `system\r`, not `system`).
+fn read_name_line(cursor: &mut Cursor) -> Result<String> {
     let start = cursor.position();
     let mut bytes = Vec::new();
     loop {
@@ -22,9 +32,6 @@ fn read_line(cursor: &mut Cursor) -> Result<String> {
         if bytes.len() as u64 > MAX_STRING {
             return Err(err(ErrorKind::LimitExceeded, "pickle text line too long").at(start));
         }
-    }
-    if bytes.last() == Some(&b'\r') {
-        bytes.pop();
     }
     String::from_utf8(bytes).map_err(|_| bad("pickle text line is not UTF-8", start))
 }
@@ -160,7 +167,19 @@ pub fn interpret_reaching<R: Reduce>(
     cursor: &mut Cursor,
     budget: &mut u64,
 ) -> std::result::Result<Pickle<R>, Box<BrokenPickle>> {
+    interpret_reaching_as(cursor, budget, false)
+}
+
+/// As `interpret_reaching`; with `plain`, as CPython's own `pickle.load`
+/// reads the stream, which knows nothing of joblib's inline arrays and
+/// reads their bytes as opcodes.
+pub fn interpret_reaching_as<R: Reduce>(
+    cursor: &mut Cursor,
+    budget: &mut u64,
+    plain: bool,
+) -> std::result::Result<Pickle<R>, Box<BrokenPickle>> {
     let mut machine = Machine::new(*budget);
+    machine.plain = plain;
     machine.reserve_for(cursor.remaining());
     let name = cursor.source_name().to_string();
     let result = run(&mut machine, cursor);
@@ -474,8 +493,8 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
                 m.memo_get(index, offset)?;
             }
             b'c' => {
-                let module = read_line(cursor)?;
-                let name = read_line(cursor)?;
+                let module = read_name_line(cursor)?;
+                let name = read_name_line(cursor)?;
                 let v = m.global(module, name);
                 m.push(v, offset)?;
             }
@@ -491,8 +510,8 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
                 }
             }
             b'i' => {
-                let module = read_line(cursor)?;
-                let name = read_line(cursor)?;
+                let module = read_name_line(cursor)?;
+                let name = read_name_line(cursor)?;
                 let items = m.pop_mark(offset)?;
                 let func = m.global(module, name);
                 let args = m.alloc(Object::Tuple(items), offset)?;
@@ -525,7 +544,11 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
             b'b' => {
                 let state = m.pop(offset)?;
                 let target = m.top(offset)?.clone();
-                let inline = joblib::inline_after_build(m, &target, &state, offset)?;
+                let inline = if m.plain {
+                    None
+                } else {
+                    joblib::inline_after_build(m, &target, &state, offset)?
+                };
                 m.build(&target, state, offset)?;
                 match inline {
                     Some(joblib::Inline::Bytes {

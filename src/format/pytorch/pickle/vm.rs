@@ -198,6 +198,9 @@ pub struct Machine<R> {
     opcodes: [u64; 4],
     /// How deep inside other pickles this one is.
     depth: usize,
+    /// Read as CPython's plain `pickle.load` does: no joblib inline data
+    /// after an array wrapper's BUILD.
+    pub(super) plain: bool,
     nested: Vec<Pickle<R>>,
 }
 
@@ -229,6 +232,7 @@ impl<R: Reduce> Machine<R> {
             global_counts: Vec::new(),
             opcodes: [0; 4],
             depth: 0,
+            plain: false,
             nested: Vec::new(),
         }
     }
