@@ -256,8 +256,12 @@ fn audit_fix(audit: &PickleAudit) -> Option<String> {
 const MAX_CALLS: usize = 32;
 const MAX_ARGUMENT_CHARS: usize = 200;
 
-/// A pickled value as a Python literal, when it is one (`'id'`, `3`,
-/// `None`, a tuple of literals); `…` for anything else.
+/// Depth to which nested tuples and calls are written out.
+const MAX_LITERAL_DEPTH: usize = 4;
+
+/// A pickled value as Python would write it, when it is a literal (`'id'`,
+/// `3`, `None`, a tuple of literals), a global (`posix.system`) or a call
+/// of those (`builtins.__import__('os')`); `…` for anything else.
 fn literal(pickle: &Pickle, value: &Value, depth: usize) -> String {
     match value {
         Value::None => "None".to_string(),
@@ -279,7 +283,8 @@ fn literal(pickle: &Pickle, value: &Value, depth: usize) -> String {
             .global_name(value)
             .map(|(m, n)| format!("{m}.{n}"))
             .unwrap_or_else(|| "…".to_string()),
-        Value::Object(_) if depth < 2 => match pickle.object(value) {
+        Value::Object(_) if depth < MAX_LITERAL_DEPTH => match pickle.object(value) {
+            Some(Object::Call { func, args, .. }) => call_text(pickle, func, args, depth + 1),
             Some(Object::Tuple(items)) => {
                 let inner: Vec<String> = items
                     .iter()
@@ -338,29 +343,34 @@ fn unsafe_calls(pickles: &[&Pickle]) -> Vec<String> {
         next += 1;
     }
     for pickle in all {
+        // A call that is the callee or an argument of another call is
+        // written inside that one: `builtins.getattr(builtins.__import__(
+        // 'os'), 'system')('id')` is one chain, listed once.
+        let mut inner = vec![false; pickle.objects.len()];
         for object in &pickle.objects {
             let Object::Call { func, args, .. } = object else {
                 continue;
             };
-            let Some((module, name)) = pickle.global_name(func) else {
+            let mut mark = |value: &Value| {
+                if let Value::Object(id) = value {
+                    if matches!(pickle.objects.get(*id), Some(Object::Call { .. })) {
+                        inner[*id] = true;
+                    }
+                }
+            };
+            mark(func);
+            if let Some(Object::Tuple(items)) = pickle.object(args) {
+                items.iter().for_each(&mut mark);
+            }
+        }
+        for (id, object) in pickle.objects.iter().enumerate() {
+            let Object::Call { func, args, .. } = object else {
                 continue;
             };
-            if !matches!(
-                classify_global(module, name),
-                GlobalVerdict::Dangerous | GlobalVerdict::Suspicious
-            ) {
+            if inner[id] || !reaches_unsafe(pickle, func, 0) {
                 continue;
             }
-            let arguments = match pickle.object(args) {
-                Some(Object::Tuple(items)) => items
-                    .iter()
-                    .take(8)
-                    .map(|v| literal(pickle, v, 1))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                _ => "…".to_string(),
-            };
-            let call = format!("{module}.{name}({arguments})");
+            let call = call_text(pickle, func, args, 1);
             if !calls.contains(&call) {
                 calls.push(call);
             }
@@ -370,6 +380,37 @@ fn unsafe_calls(pickles: &[&Pickle]) -> Vec<String> {
         }
     }
     calls
+}
+
+/// A call as Python writes it: the callee, then the arguments.
+fn call_text(pickle: &Pickle, func: &Value, args: &Value, depth: usize) -> String {
+    let arguments = match pickle.object(args) {
+        Some(Object::Tuple(items)) => items
+            .iter()
+            .take(8)
+            .map(|v| literal(pickle, v, depth))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "…".to_string(),
+    };
+    format!("{}({arguments})", literal(pickle, func, depth))
+}
+
+/// Whether a callee is, or is the result of calling, a dangerous or
+/// suspicious global (a chain such as `getattr(...)(...)`).
+fn reaches_unsafe(pickle: &Pickle, func: &Value, depth: usize) -> bool {
+    if let Some((module, name)) = pickle.global_name(func) {
+        return matches!(
+            classify_global(module, name),
+            GlobalVerdict::Dangerous | GlobalVerdict::Suspicious
+        );
+    }
+    match pickle.object(func) {
+        Some(Object::Call { func, .. }) if depth < MAX_LITERAL_DEPTH => {
+            reaches_unsafe(pickle, func, depth + 1)
+        }
+        _ => false,
+    }
 }
 
 /// Why `torch.load(weights_only=True)` refuses a file that is not
@@ -457,6 +498,22 @@ pub fn needs_code_note(audit: &PickleAudit) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_chain_is_written_as_one_python_expression() {
+        // getattr(__import__('os'), 'system')('id'), protocol 0.
+        let bytes =
+            b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(S'os'\ntRS'system'\ntR(S'id'\ntR.";
+        let source = crate::source::SliceSource::new("chain.pkl", bytes);
+        let pickle = super::super::pickle::interpret(&mut crate::source::Cursor::new(&source, 0))
+            .expect("pickle");
+        let audit = audit(&[&pickle]);
+        assert_eq!(
+            audit.calls,
+            vec!["builtins.getattr(builtins.__import__('os'), 'system')('id')"]
+        );
+        assert_eq!(audit.severity, PickleSeverity::Dangerous);
+    }
 
     #[test]
     fn strings_are_written_as_python_writes_them() {
