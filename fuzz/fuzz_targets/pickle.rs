@@ -5,7 +5,6 @@ use ckptcheck::checkpoint::Checkpoint;
 use ckptcheck::format::pytorch::{self, pickle, walk};
 use ckptcheck::source::{Cursor, SliceSource};
 use libfuzzer_sys::fuzz_target;
-use std::collections::HashMap;
 
 fuzz_target!(|data: &[u8]| {
     let source = SliceSource::new("fuzz.pkl", data);
@@ -13,6 +12,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(pickle) = pickle::interpret(&mut cursor) {
         let _ = pytorch::audit(&[&pickle]);
         let mut checkpoint = Checkpoint::new("fuzz.pkl", "pickle", data.len() as u64);
-        let _ = walk::walk(&pickle, &HashMap::new(), &mut checkpoint);
+        let _ = walk::walk(&pickle, &Default::default(), &mut checkpoint);
     }
 });

@@ -221,6 +221,28 @@ enum Command {
         after_help = "Example:\n  ckptcheck completions bash > /etc/bash_completion.d/ckptcheck"
     )]
     Completions { shell: clap_complete::Shell },
+    /// Audit many files: inspect and pickle audit of every file under the
+    /// paths, one verdict a file (ok, unsafe, not loadable, truncated, LFS
+    /// pointer, not a checkpoint, unreadable) and a summary; exit 2 when a
+    /// file could run code on load, 1 when one will not load
+    #[command(
+        after_help = "Examples:\n  ckptcheck audit models/ --jobs 8 --jsonl > audit.jsonl\n  ckptcheck audit @files.txt --jsonl --resume audit.jsonl >> audit.jsonl"
+    )]
+    Audit {
+        /// Files, folders (walked) or @LIST (a file of paths, one a line)
+        #[arg(required = true, value_name = "PATH|@LIST")]
+        paths: Vec<PathBuf>,
+        /// Files read at once (default: one per core)
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// One JSON object a line, then a {"summary": ...} line
+        #[arg(long)]
+        jsonl: bool,
+        /// Skip the files an earlier run's JSON lines judged, and count
+        /// their verdicts in the summary
+        #[arg(long, value_name = "OUT.jsonl")]
+        resume: Option<PathBuf>,
+    },
 }
 
 fn parse_loader(text: &str) -> Result<Loader, String> {
@@ -295,6 +317,8 @@ pub struct Args {
     pub dtype: String,
     pub shard_size: Option<u64>,
     pub renames: Vec<(String, String)>,
+    pub jobs: Option<usize>,
+    pub resume: Option<PathBuf>,
 }
 
 impl Args {
@@ -316,6 +340,8 @@ impl Args {
             dtype: "keep".to_string(),
             shard_size: None,
             renames: Vec::new(),
+            jobs: None,
+            resume: None,
         }
     }
 }
@@ -401,6 +427,16 @@ pub fn parse() -> Args {
             ..Args::new("verify", files.files, json.json)
         },
         Command::Scan { files, json } => Args::new("scan", files.files, json.json),
+        Command::Audit {
+            paths,
+            jobs,
+            jsonl,
+            resume,
+        } => Args {
+            jobs,
+            resume,
+            ..Args::new("audit", paths, jsonl)
+        },
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -8,6 +8,7 @@
 
 pub mod arena;
 mod args;
+mod audit;
 mod write;
 
 use args::Args;
@@ -464,6 +465,7 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         "scan" => scan(&args.files, args.json),
+        "audit" => audit::audit(&args.files, args.json, args.jobs, args.resume.as_deref()),
         "presets" => {
             let presets = arch::presets();
             if args.json {

@@ -1,0 +1,115 @@
+//! `ckptcheck audit` over the committed fixtures, as a zoo keeper runs it:
+//! one JSON line per file in a stable order, each verdict the one `inspect`
+//! gives the file alone, a summary line that counts them, the exit code
+//! that says the worst, and a resumed run that judges only the files an
+//! interrupted one had not reached.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn audit(args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
+        .arg("audit")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run");
+    let rows = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    (
+        output.status.code(),
+        rows,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_file_gets_the_verdict_inspect_gives_it_and_a_resumed_run_goes_on() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/pickle_files/expected.json"))
+            .expect("expected.json"),
+    )
+    .expect("json");
+    let paths = [
+        "tests/fixtures/pickle_files",
+        "tests/fixtures/formats/small.safetensors",
+        "tests/fixtures/hostile/gguf_cut_in_data.gguf",
+        "tests/fixtures/hostile/pickle_memo_missing.pt",
+    ];
+    let mut args = paths.to_vec();
+    args.extend(["--jsonl", "--jobs", "2"]);
+    let (code, rows, _) = audit(&args);
+    assert_eq!(code, Some(2), "an unsafe file makes the exit code 2");
+    let (summary, files) = rows.split_last().expect("rows");
+    let verdict = |file: &str| -> &str {
+        files
+            .iter()
+            .find(|row| row["file"].as_str().is_some_and(|f| f.ends_with(file)))
+            .and_then(|row| row["verdict"].as_str())
+            .unwrap_or_else(|| panic!("{file} not audited"))
+    };
+    for (file, want) in expected.as_object().expect("files") {
+        let unsafe_file = want["kind"] == "unsafe_pickle";
+        assert_eq!(
+            verdict(file),
+            if unsafe_file {
+                "unsafe"
+            } else {
+                "not_checkpoint"
+            },
+            "{file}"
+        );
+    }
+    assert_eq!(verdict("small.safetensors"), "ok");
+    assert_eq!(verdict("gguf_cut_in_data.gguf"), "truncated");
+    assert_eq!(verdict("pickle_memo_missing.pt"), "not_loadable");
+    // In the order walked, and counted in the summary.
+    let names: Vec<&str> = files.iter().map(|r| r["file"].as_str().unwrap()).collect();
+    let mut sorted = names[..names.len() - 3].to_vec();
+    sorted.sort();
+    assert_eq!(sorted, names[..names.len() - 3].to_vec());
+    assert_eq!(summary["summary"]["files"], files.len());
+    let unsafe_count = files.iter().filter(|r| r["verdict"] == "unsafe").count();
+    assert_eq!(summary["summary"]["verdicts"]["unsafe"], unsafe_count);
+
+    // An interrupted run: its first ten lines. The resumed run judges the
+    // rest only, and its summary counts both.
+    let dir = std::env::temp_dir().join(format!("ckptcheck-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let partial = dir.join("audit.jsonl");
+    let head: Vec<String> = files[..10].iter().map(Value::to_string).collect();
+    std::fs::write(&partial, head.join("\n") + "\n").expect("write");
+    let partial_arg = partial.to_string_lossy().into_owned();
+    let mut args = paths.to_vec();
+    args.extend(["--jsonl", "--resume", &partial_arg]);
+    let (_, resumed, stderr) = audit(&args);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    let (resumed_summary, resumed_files) = resumed.split_last().expect("rows");
+    assert_eq!(resumed_files.len(), files.len() - 10, "{stderr}");
+    assert_eq!(resumed_files, &files[10..]);
+    assert_eq!(resumed_summary, summary);
+    assert!(stderr.contains("(10 from"), "{stderr}");
+}
+
+#[test]
+fn a_clean_zoo_exits_0_and_a_list_file_names_the_files() {
+    let dir = std::env::temp_dir().join(format!("ckptcheck-audit-list-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let list = dir.join("files.txt");
+    std::fs::write(
+        &list,
+        "# one path a line\ntests/fixtures/formats/small.safetensors\n\ntests/fixtures/formats/small.gguf\n",
+    )
+    .expect("write");
+    let arg = format!("@{}", list.display());
+    let (code, rows, stderr) = audit(&[&arg]);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(rows.is_empty(), "without --jsonl the lines are text");
+    assert!(stderr.contains("audit: 2 files"), "{stderr}");
+    assert!(stderr.contains("2 ok"), "{stderr}");
+}
