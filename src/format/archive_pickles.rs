@@ -7,6 +7,7 @@
 //! archive.
 
 use super::not_checkpoint::{audit_stream_until, npy_data_start, pickle_file_error, StreamAudit};
+use super::pytorch::pickle;
 use crate::error::{err, Error, ErrorKind};
 use crate::source::{read_vec, ByteSource};
 
@@ -26,16 +27,19 @@ enum EntryPickle {
 
 /// Audit one entry's bytes (`source` from `start` to `end`): a `.npy`
 /// holding objects or anything that reads as a pickle.
-fn audit_entry(source: &dyn ByteSource, start: u64, end: u64) -> EntryPickle {
+fn audit_entry(source: &dyn ByteSource, start: u64, end: u64, budget: &mut u64) -> EntryPickle {
     let Ok(prefix) = read_vec(source, start, (end - start).min(512)) else {
         return EntryPickle::NoPickle;
     };
     if prefix.starts_with(b"\x93NUMPY") {
         let object = String::from_utf8_lossy(&prefix).contains("'descr': '|O'");
         return match npy_data_start(&prefix).filter(|_| object) {
-            Some(data) => {
-                EntryPickle::Audited(Box::new(audit_stream_until(source, start + data, end)))
-            }
+            Some(data) => EntryPickle::Audited(Box::new(audit_stream_until(
+                source,
+                start + data,
+                end,
+                budget,
+            ))),
             None => EntryPickle::NoPickle,
         };
     }
@@ -46,7 +50,7 @@ fn audit_entry(source: &dyn ByteSource, start: u64, end: u64) -> EntryPickle {
     if !proto_header && !protocol_0 {
         return EntryPickle::NoPickle;
     }
-    let stream = audit_stream_until(source, start, end);
+    let stream = audit_stream_until(source, start, end, budget);
     if proto_header || stream.is_pickle() {
         EntryPickle::Audited(Box::new(stream))
     } else {
@@ -65,6 +69,8 @@ pub fn identify_zip_contents(
 ) -> Option<Error> {
     let name = source.name();
     let mut inflated_total = 0usize;
+    // One work budget for every pickle in the archive.
+    let mut budget = pickle::MAX_WORK;
     let mut found: Vec<(String, StreamAudit)> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
     for entry in archive.entries.iter().take(MAX_ZIP_ENTRIES_AUDITED) {
@@ -72,7 +78,7 @@ pub fn identify_zip_contents(
             continue;
         };
         let verdict = match method {
-            0 => audit_entry(source, start, start + entry.compressed_size),
+            0 => audit_entry(source, start, start + entry.compressed_size, &mut budget),
             8 => {
                 let room = MAX_INFLATED_ENTRY.min(MAX_INFLATED_TOTAL - inflated_total);
                 let inflated = read_vec(source, start, entry.compressed_size.min(room as u64))
@@ -86,7 +92,7 @@ pub fn identify_zip_contents(
                 };
                 inflated_total += bytes.len();
                 let inner = crate::source::SliceSource::new(name, &bytes);
-                audit_entry(&inner, 0, bytes.len() as u64)
+                audit_entry(&inner, 0, bytes.len() as u64, &mut budget)
             }
             other => {
                 skipped.push(format!("{} (compression method {other})", entry.name));
@@ -173,18 +179,19 @@ pub(super) fn seven_zip(source: &dyn ByteSource, prefix: &[u8]) -> Error {
         .unwrap_or(0);
     let packed_end = 32u64.saturating_add(next_header).min(source.len());
     let fix = "torch.load, pickle.load and numpy.load do not open 7z archives: extract it (7z x) and check the files inside";
+    let mut budget = pickle::MAX_WORK;
     let audited = |entry| match entry {
         EntryPickle::Audited(stream) => Some(*stream),
         EntryPickle::NoPickle => None,
     };
     let stored = (packed_end > 32)
-        .then(|| audit_entry(source, 32, packed_end))
+        .then(|| audit_entry(source, 32, packed_end, &mut budget))
         .and_then(audited);
     let stream = stored.or_else(|| {
         let packed = read_vec(source, 32, (packed_end - 32).min(MAX_INFLATED_ENTRY as u64)).ok()?;
         let bytes = inflate_lzma2(&packed)?;
         let inner = crate::source::SliceSource::new(name, &bytes);
-        audited(audit_entry(&inner, 0, bytes.len() as u64))
+        audited(audit_entry(&inner, 0, bytes.len() as u64, &mut budget))
     });
     match stream {
         Some(stream) => pickle_file_error(

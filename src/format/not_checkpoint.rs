@@ -51,23 +51,26 @@ impl StreamAudit {
 }
 
 fn audit_stream(source: &dyn ByteSource, start: u64) -> StreamAudit {
-    audit_stream_until(source, start, source.len())
+    let mut budget = pickle::MAX_WORK;
+    audit_stream_until(source, start, source.len(), &mut budget)
 }
 
-/// The pickles between `start` and `end` (one entry of a zip).
+/// The pickles between `start` and `end` (one entry of a zip), drawing on
+/// `budget`, the work left for every pickle of the file (an archive's
+/// entries share one `MAX_WORK`, both readings included).
 pub(super) fn audit_stream_until(
     source: &dyn ByteSource,
     start: u64,
     stream_end: u64,
+    budget: &mut u64,
 ) -> StreamAudit {
-    let mut budget = pickle::MAX_WORK;
     let mut pickles = Vec::new();
     let mut cursor = Cursor::with_limit(source, start, stream_end);
     // Globals an appended pickle named before it broke off: a second
     // `pickle.load` imports them before it chokes.
     let mut trailing: Vec<(String, String)> = Vec::new();
     while pickles.len() < MAX_APPENDED_PICKLES {
-        match pickle::interpret_reaching(&mut cursor, &mut budget) {
+        match pickle::interpret_reaching(&mut cursor, budget) {
             Ok(one) => {
                 let end = one.end;
                 pickles.push(one);
@@ -112,7 +115,7 @@ pub(super) fn audit_stream_until(
         .iter()
         .any(|g| g.module.starts_with("joblib.numpy_pickle"));
     if joblib {
-        let plain = plain_reading(source, start, stream_end);
+        let plain = plain_reading(source, start, stream_end, budget);
         let new: Vec<(String, String)> = plain
             .into_iter()
             .filter(|(m, n)| !whole.globals.iter().any(|g| &g.module == m && &g.name == n))
@@ -129,12 +132,16 @@ pub(super) fn audit_stream_until(
 
 /// The globals CPython's plain `pickle.load` reaches in the stream, pickle
 /// after pickle, up to where it would fail.
-fn plain_reading(source: &dyn ByteSource, start: u64, stream_end: u64) -> Vec<(String, String)> {
-    let mut budget = pickle::MAX_WORK;
+fn plain_reading(
+    source: &dyn ByteSource,
+    start: u64,
+    stream_end: u64,
+    budget: &mut u64,
+) -> Vec<(String, String)> {
     let mut cursor = Cursor::with_limit(source, start, stream_end);
     let mut reached = Vec::new();
     for _ in 0..MAX_APPENDED_PICKLES {
-        match pickle::interpret_plain_reaching(&mut cursor, &mut budget) {
+        match pickle::interpret_plain_reaching(&mut cursor, budget) {
             Ok(one) => {
                 reached.extend(one.globals.iter().cloned());
                 if one.end >= stream_end {
