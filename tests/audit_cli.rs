@@ -113,3 +113,34 @@ fn a_clean_zoo_exits_0_and_a_list_file_names_the_files() {
     assert!(stderr.contains("audit: 2 files"), "{stderr}");
     assert!(stderr.contains("2 ok"), "{stderr}");
 }
+
+#[test]
+fn with_scan_a_file_of_nan_and_inf_has_bad_weights_and_a_clean_one_is_ok() {
+    let (code, rows, stderr) = audit(&[
+        "tests/fixtures/scan/nan_inf.safetensors",
+        "tests/fixtures/formats/small.safetensors",
+        "--scan",
+        "--jsonl",
+    ]);
+    assert_eq!(code, Some(1), "bad weights make the exit code 1: {stderr}");
+    assert_eq!(rows[0]["verdict"], "bad_weights");
+    // The figures `ckptcheck scan` gives the same file.
+    let scan = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
+        .args(["scan", "tests/fixtures/scan/nan_inf.safetensors", "--json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("scan");
+    let report: Value = serde_json::from_slice(&scan.stdout).expect("scan json");
+    for field in [
+        "nan_values",
+        "inf_values",
+        "with_nan",
+        "with_inf",
+        "all_zero",
+    ] {
+        assert_eq!(rows[0]["scan"][field], report["summary"][field], "{field}");
+    }
+    assert_eq!(rows[1]["verdict"], "ok");
+    assert_eq!(rows[1]["scan"]["nan_values"], 0);
+    assert_eq!(rows[2]["summary"]["verdicts"]["bad_weights"], 1);
+}

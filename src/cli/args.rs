@@ -226,7 +226,7 @@ enum Command {
     /// pointer, not a checkpoint, unreadable) and a summary; exit 2 when a
     /// file could run code on load, 1 when one will not load
     #[command(
-        after_help = "Examples:\n  ckptcheck audit models/ --jobs 8 --jsonl > audit.jsonl\n  ckptcheck audit @files.txt --jsonl --resume audit.jsonl >> audit.jsonl"
+        after_help = "Examples:\n  ckptcheck audit models/ --jobs 8 --jsonl > audit.jsonl\n  ckptcheck audit @files.txt --jsonl --resume audit.jsonl >> audit.jsonl\n  ckptcheck audit models/ --scan"
     )]
     Audit {
         /// Files, folders (walked) or @LIST (a file of paths, one a line)
@@ -242,6 +242,10 @@ enum Command {
         /// their verdicts in the summary
         #[arg(long, value_name = "OUT.jsonl")]
         resume: Option<PathBuf>,
+        /// Scan the weights of each file that reads and is safe: NaN, Inf
+        /// or an all-zero floating-point tensor make it `bad_weights`
+        #[arg(long)]
+        scan: bool,
     },
 }
 
@@ -319,6 +323,7 @@ pub struct Args {
     pub renames: Vec<(String, String)>,
     pub jobs: Option<usize>,
     pub resume: Option<PathBuf>,
+    pub scan: bool,
 }
 
 impl Args {
@@ -342,6 +347,7 @@ impl Args {
             renames: Vec::new(),
             jobs: None,
             resume: None,
+            scan: false,
         }
     }
 }
@@ -432,9 +438,11 @@ pub fn parse() -> Args {
             jobs,
             jsonl,
             resume,
+            scan,
         } => Args {
             jobs,
             resume,
+            scan,
             ..Args::new("audit", paths, jsonl)
         },
         Command::Completions { shell } => {

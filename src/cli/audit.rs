@@ -1,7 +1,8 @@
 //! `ckptcheck audit`: many files at once, for whoever keeps a model zoo.
-//! Every file under the paths given is inspected and its pickles audited,
-//! `--jobs` at a time; each gets one verdict (ok, unsafe, not loadable,
-//! truncated, a Git LFS pointer, not a checkpoint, unreadable), printed as
+//! Every file under the paths given is inspected and its pickles audited
+//! (with `--scan`, its weights scanned too), `--jobs` at a time; each gets
+//! one verdict (ok, unsafe, bad weights, not loadable, truncated, a Git LFS
+//! pointer, not a checkpoint, unreadable), printed as
 //! it is reached, in order, so an interrupted run's output is a valid
 //! prefix; `--resume` reads such an output back and goes on from there. The
 //! summary counts the verdicts of the old lines and the new.
@@ -21,9 +22,10 @@ const BATCH: usize = 256;
 /// not followed), so a loop in the tree cannot run forever.
 const MAX_DEPTH: usize = 64;
 /// The verdicts, in the order the summary gives them.
-const VERDICTS: [&str; 7] = [
+const VERDICTS: [&str; 8] = [
     "ok",
     "unsafe",
+    "bad_weights",
     "not_loadable",
     "truncated",
     "lfs_pointer",
@@ -78,17 +80,47 @@ fn walk(folder: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), Err
     Ok(())
 }
 
-/// One file's line: its verdict and what backs it.
-fn judge(path: &Path) -> Value {
+/// One file's line: its verdict and what backs it. With `scan`, a file
+/// that reads and is safe has its weights scanned: NaN, Inf or an all-zero
+/// floating-point tensor make it `bad_weights`.
+fn judge(path: &Path, scan: bool) -> Value {
     let name = path.to_string_lossy().into_owned();
-    let read = FileSource::open(path).and_then(|source| format::read_checkpoint(&source));
+    let read = FileSource::open(path)
+        .and_then(|source| format::read_checkpoint(&source).map(|c| (source, c)));
     match read {
-        Ok(checkpoint) => {
+        Ok((source, checkpoint)) => {
             let audit = checkpoint.pickle_audit.as_ref();
             let unsafe_pickle = audit.is_some_and(|a| a.is_unsafe());
+            let scanned = (scan && !unsafe_pickle).then(|| {
+                ckptcheck::scan::scan_sources(&[&source], &mut |_, _| true)
+                    .map(|report| report.summary)
+            });
+            let verdict = match &scanned {
+                _ if unsafe_pickle => "unsafe",
+                Some(Ok(summary))
+                    if !(summary.with_nan.is_empty()
+                        && summary.with_inf.is_empty()
+                        && summary.all_zero.is_empty()) =>
+                {
+                    "bad_weights"
+                }
+                Some(Err(_)) => "not_loadable",
+                _ => "ok",
+            };
+            let scan_json = scanned.map(|result| match result {
+                Ok(summary) => json!({
+                    "nan_values": summary.nan_values,
+                    "inf_values": summary.inf_values,
+                    "with_nan": summary.with_nan,
+                    "with_inf": summary.with_inf,
+                    "all_zero": summary.all_zero,
+                }),
+                Err(error) => json!({ "error": error.to_string() }),
+            });
             json!({
                 "file": name,
-                "verdict": if unsafe_pickle { "unsafe" } else { "ok" },
+                "verdict": verdict,
+                "scan": scan_json,
                 "format": checkpoint.format,
                 "tensors": checkpoint.tensors.len(),
                 "parameters": checkpoint.tensors.iter().map(|t| t.numel()).fold(0u64, u64::saturating_add),
@@ -140,6 +172,7 @@ pub fn audit(
     jsonl: bool,
     jobs: Option<usize>,
     resume: Option<&Path>,
+    scan: bool,
 ) -> Result<ExitCode, Error> {
     let done = match resume {
         Some(path) => earlier(path)?,
@@ -164,7 +197,8 @@ pub fn audit(
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for batch in files.chunks(BATCH) {
-        let rows: Vec<Value> = pool.install(|| batch.par_iter().map(|file| judge(file)).collect());
+        let rows: Vec<Value> =
+            pool.install(|| batch.par_iter().map(|file| judge(file, scan)).collect());
         for row in rows {
             let verdict = row["verdict"].as_str().unwrap_or("unreadable");
             if let Some(index) = VERDICTS.iter().position(|v| *v == verdict) {
@@ -213,10 +247,11 @@ pub fn audit(
             json!({ "summary": { "files": total, "verdicts": counts } })
         );
     }
-    // 2 when a file could run code on load, 1 when one will not load.
+    // 2 when a file could run code on load, 1 when one will not load or
+    // holds bad weights.
     Ok(if counts[1] > 0 {
         ExitCode::from(2)
-    } else if counts[2] + counts[3] + counts[4] > 0 {
+    } else if counts[2] + counts[3] + counts[4] + counts[5] > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -465,7 +465,13 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         "scan" => scan(&args.files, args.json),
-        "audit" => audit::audit(&args.files, args.json, args.jobs, args.resume.as_deref()),
+        "audit" => audit::audit(
+            &args.files,
+            args.json,
+            args.jobs,
+            args.resume.as_deref(),
+            args.scan,
+        ),
         "presets" => {
             let presets = arch::presets();
             if args.json {
