@@ -161,7 +161,7 @@ class CkptCheck extends HTMLElement {
 
   showError(error) {
     const kind = error.kind || "internal";
-    const text = kind === "cancelled" ? "Cancelled" : `${isUnreadable(kind) ? "Unreadable" : "Can't check"}: ${error.message}`;
+    const text = kind === "cancelled" ? "Cancelled" : `${kind === "unsafe_pickle" ? "Unsafe" : isUnreadable(kind) ? "Unreadable" : "Can't check"}: ${error.message}`;
     const dangerous = [...(error.checkpoint?.pickle_audit?.dangerous || []), ...(error.checkpoint?.pickle_audit?.suspicious || [])];
     this.out.replaceChildren(
       h("div", { class: `verdict ${kind === "cancelled" ? "neutral" : "error"}`, part: "verdict" }, h("strong", { class: "verdict-text" }, text)),

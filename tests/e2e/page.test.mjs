@@ -355,6 +355,14 @@ describe("ckptcheck page", () => {
     assert.equal(await page.locator("#danger").count(), 0);
     await shot(page, "h-garbage");
 
+    // Pickles that are not checkpoints are audited wherever they hide: in a
+    // zip under another path, in a 7z archive.
+    for (const file of ["tests/fixtures/pickle_files/evil_zip_other_path.zip", "tests/fixtures/pickle_files/evil.7z"]) {
+      const hidden = await nextResult(page, () => dropServedFile(page, file));
+      assert.equal(hidden.state, "error");
+      assert.match(hidden.verdict, /^Unsafe: .*posix\.system\('id'\)/);
+    }
+
     // Saved with pickle protocol 4: no global is harmful, but torch's
     // weights_only unpickler refuses its opcodes, and the audit says which.
     const protocol4 = await nextResult(page, () => dropServedFile(page, "tests/fixtures/pickle_opcodes/protocol4.pt"));

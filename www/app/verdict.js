@@ -128,6 +128,11 @@ export function showError(error, pick = null) {
   if (kind === "cancelled") {
     title = "Cancelled";
     className = "neutral";
+  } else if (kind === "unsafe_pickle") {
+    // A pickle file (plain, joblib, .npy/.npz, in a zip or 7z) that could
+    // run code: the answer is the audit's, not "unreadable".
+    title = `Unsafe: ${message}`;
+    className = "error";
   } else if (isUnreadable(kind)) {
     title = `Unreadable: ${message}`;
     className = "error";
