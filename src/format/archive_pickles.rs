@@ -129,10 +129,14 @@ pub fn identify_zip_contents(
             names.join(", ")
         )
     };
-    let what = if skipped.is_empty() {
-        what
-    } else {
-        format!("{what}; not looked into: {}", skipped.join(", "))
+    let what = match skipped.len() {
+        0 => what,
+        n if n <= 8 => format!("{what}; not looked into: {}", skipped.join(", ")),
+        n => format!(
+            "{what}; not looked into: {} and {} more",
+            skipped[..8].join(", "),
+            n - 8
+        ),
     };
     // One verdict for the whole archive: the worst entry decides, named.
     let worst = found
