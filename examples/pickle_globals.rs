@@ -9,7 +9,7 @@
 //!   cargo run --release --example pickle_globals -- FILE...
 
 use ckptcheck::format::pytorch::pickle;
-use ckptcheck::source::{Cursor, FileSource};
+use ckptcheck::source::{ByteSource, FileSource};
 
 fn main() {
     for path in std::env::args().skip(1) {
@@ -25,35 +25,16 @@ fn main() {
         let mut pickles = 0;
         for plain in [false, true] {
             let mut budget = pickle::MAX_WORK;
-            let mut cursor = Cursor::new(&source, 0);
-            let mut read = 0;
-            while read < 16 {
-                let one = if plain {
-                    pickle::interpret_plain_reaching(&mut cursor, &mut budget)
-                } else {
-                    pickle::interpret_reaching(&mut cursor, &mut budget)
-                };
-                match one {
-                    Ok(one) => {
-                        read += 1;
-                        globals.extend(one.globals.iter().cloned());
-                        let end = one.end;
-                        if end >= ckptcheck::source::ByteSource::len(&source) {
-                            break;
-                        }
-                        cursor.seek(end);
-                    }
-                    Err(broken) => {
-                        globals.extend(broken.reached);
-                        if !plain {
-                            outcome = format!("{:?}", broken.error.kind);
-                        }
-                        break;
-                    }
+            let (read, broken) = pickle::read_stream(&source, 0, source.len(), &mut budget, plain);
+            globals.extend(read.iter().flat_map(|p| p.globals.iter().cloned()));
+            if let Some(broken) = broken {
+                globals.extend(broken.reached);
+                if !plain {
+                    outcome = format!("{:?}", broken.error.kind);
                 }
             }
             if !plain {
-                pickles = read;
+                pickles = read.len();
             }
         }
         globals.sort();

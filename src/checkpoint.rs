@@ -207,6 +207,16 @@ impl PickleAudit {
         self.severity >= PickleSeverity::Suspicious
     }
 
+    /// The names of the globals that make the file unsafe, dangerous ones
+    /// first.
+    pub fn unsafe_names(&self) -> Vec<String> {
+        self.dangerous
+            .iter()
+            .chain(&self.suspicious)
+            .cloned()
+            .collect()
+    }
+
     /// The globals that make the file unsafe, dangerous ones first, each
     /// marked with its level: `posix.system (dangerous)`.
     pub fn unsafe_globals(&self) -> String {

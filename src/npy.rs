@@ -30,8 +30,9 @@ fn bad(message: impl Into<String>) -> crate::Error {
     err(ErrorKind::BadArgument, message)
 }
 
-/// Parse a whole `.npy` file.
-pub fn read(bytes: &[u8]) -> Result<Array> {
+/// Where a .npy file's header text starts and how long it is: format 1
+/// has a 2-byte length, 2 and 3 a 4-byte one. `bytes` may be a prefix.
+pub fn header_span(bytes: &[u8]) -> Result<(usize, usize)> {
     if bytes.get(..6) != Some(MAGIC) {
         return Err(bad("not a .npy file (no \\x93NUMPY magic)"));
     }
@@ -51,6 +52,12 @@ pub fn read(bytes: &[u8]) -> Result<Array> {
         }
         v => return Err(bad(format!(".npy format version {v} is not supported"))),
     };
+    Ok((header_start, header_len))
+}
+
+/// Parse a whole `.npy` file.
+pub fn read(bytes: &[u8]) -> Result<Array> {
+    let (header_start, header_len) = header_span(bytes)?;
     let header_end = header_start
         .checked_add(header_len)
         .filter(|end| *end <= bytes.len())

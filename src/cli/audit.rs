@@ -127,7 +127,7 @@ fn judge(path: &Path, scan: bool) -> Value {
                 "bytes": checkpoint.file_bytes,
                 "severity": audit.map(|a| a.severity),
                 "weights_only_loads": audit.map(|a| a.weights_only_loads),
-                "unsafe_globals": audit.map(|a| a.dangerous.iter().chain(&a.suspicious).collect::<Vec<_>>()).unwrap_or_default(),
+                "unsafe_globals": audit.map(|a| a.unsafe_names()).unwrap_or_default(),
                 "calls": audit.map(|a| a.calls.clone()).unwrap_or_default(),
             })
         }

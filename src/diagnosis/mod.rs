@@ -298,7 +298,7 @@ fn check_state_dict(
     let unsafe_globals = checkpoint
         .pickle_audit
         .as_ref()
-        .map(|a| a.dangerous.iter().chain(&a.suspicious).cloned().collect())
+        .map(|a| a.unsafe_names())
         .unwrap_or_default();
     CheckReport {
         file: checkpoint.file.clone(),

@@ -9,11 +9,7 @@
 use super::pytorch::{self, audit, pickle};
 use crate::checkpoint::PickleAudit;
 use crate::error::{err, Error, ErrorKind};
-use crate::source::{read_vec, ByteSource, Cursor};
-
-/// Pickles read back to back from one stream at most (a loader that calls
-/// `pickle.load` again runs an appended one).
-const MAX_APPENDED_PICKLES: usize = 16;
+use crate::source::{read_vec, ByteSource};
 
 /// What a plain pickle stream holds, read symbolically (nothing imported or
 /// called): the audit of every pickle in it, one after another to the end
@@ -64,43 +60,29 @@ pub(super) fn audit_stream_until(
     stream_end: u64,
     budget: &mut u64,
 ) -> StreamAudit {
-    let mut pickles = Vec::new();
-    let mut cursor = Cursor::with_limit(source, start, stream_end);
+    let (pickles, broken) = pickle::read_stream(source, start, stream_end, budget, false);
     // Globals an appended pickle named before it broke off: a second
-    // `pickle.load` imports them before it chokes.
+    // `pickle.load` imports them before it chokes (bytes after a complete
+    // pickle that are not one are otherwise what it would choke on, not
+    // code it would run).
     let mut trailing: Vec<(String, String)> = Vec::new();
-    while pickles.len() < MAX_APPENDED_PICKLES {
-        match pickle::interpret_reaching(&mut cursor, budget) {
-            Ok(one) => {
-                let end = one.end;
-                pickles.push(one);
-                if end >= stream_end {
-                    break;
+    match broken {
+        Some(broken) if !pickles.is_empty() => trailing = broken.reached,
+        Some(broken) => {
+            let reached = pytorch::audit_reached(&broken.reached);
+            return if broken.error.kind == ErrorKind::Truncated {
+                StreamAudit::Truncated {
+                    error: broken.error,
+                    reached,
                 }
-                cursor.seek(end);
-            }
-            // Bytes after a complete pickle that are not one: what a
-            // second `pickle.load` would choke on, not code it would run,
-            // but for the globals it named first.
-            Err(broken) if !pickles.is_empty() => {
-                trailing = broken.reached;
-                break;
-            }
-            Err(broken) => {
-                let reached = pytorch::audit_reached(&broken.reached);
-                return if broken.error.kind == ErrorKind::Truncated {
-                    StreamAudit::Truncated {
-                        error: broken.error,
-                        reached,
-                    }
-                } else {
-                    StreamAudit::Malformed {
-                        error: broken.error,
-                        reached,
-                    }
-                };
-            }
+            } else {
+                StreamAudit::Malformed {
+                    error: broken.error,
+                    reached,
+                }
+            };
         }
+        None => {}
     }
     let all: Vec<&pickle::Pickle> = pickles.iter().collect();
     let mut whole = audit(&all);
@@ -138,23 +120,12 @@ fn plain_reading(
     stream_end: u64,
     budget: &mut u64,
 ) -> Vec<(String, String)> {
-    let mut cursor = Cursor::with_limit(source, start, stream_end);
-    let mut reached = Vec::new();
-    for _ in 0..MAX_APPENDED_PICKLES {
-        match pickle::interpret_plain_reaching(&mut cursor, budget) {
-            Ok(one) => {
-                reached.extend(one.globals.iter().cloned());
-                if one.end >= stream_end {
-                    break;
-                }
-                cursor.seek(one.end);
-            }
-            Err(broken) => {
-                reached.extend(broken.reached);
-                break;
-            }
-        }
-    }
+    let (pickles, broken) = pickle::read_stream(source, start, stream_end, budget, true);
+    let mut reached: Vec<(String, String)> = pickles
+        .iter()
+        .flat_map(|p| p.globals.iter().cloned())
+        .collect();
+    reached.extend(broken.map(|b| b.reached).unwrap_or_default());
     reached
 }
 
@@ -244,20 +215,11 @@ pub(super) fn pickle_file_error(
 }
 
 /// Where a `.npy` file's data starts (after its header), from its first
-/// bytes: format 1 has a 2-byte header length, 2 and 3 a 4-byte one.
+/// bytes (None when they are not a .npy header numpy writes).
 pub(super) fn npy_data_start(prefix: &[u8]) -> Option<u64> {
-    let major = *prefix.get(6)?;
-    let (length, fixed) = match major {
-        1 => (
-            u16::from_le_bytes([*prefix.get(8)?, *prefix.get(9)?]) as u64,
-            10,
-        ),
-        _ => (
-            u32::from_le_bytes(prefix.get(8..12)?.try_into().ok()?) as u64,
-            12,
-        ),
-    };
-    Some(fixed + length)
+    crate::npy::header_span(prefix)
+        .ok()
+        .map(|(start, len)| (start + len) as u64)
 }
 
 /// What the file is, when its first bytes say; `prefix` is its first 512

@@ -128,18 +128,34 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
             }
         }
     }
+    let unsupported_opcodes = unsupported_opcodes(pickles);
+    let weights_only_loads =
+        uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed) && unsupported_opcodes.is_empty();
+    finish(
+        uses,
+        unsupported_opcodes,
+        unsafe_calls(pickles),
+        weights_only_loads,
+    )
+}
+
+/// The audit of these globals: the names that make it unsafe, its
+/// severity and its fix.
+fn finish(
+    globals: Vec<GlobalUse>,
+    unsupported_opcodes: Vec<String>,
+    calls: Vec<String>,
+    weights_only_loads: bool,
+) -> PickleAudit {
     let named = |verdict: GlobalVerdict| -> Vec<String> {
-        uses.iter()
+        globals
+            .iter()
             .filter(|u| u.verdict == verdict)
             .map(|u| format!("{}.{}", u.module, u.name))
             .collect()
     };
     let dangerous = named(GlobalVerdict::Dangerous);
     let suspicious = named(GlobalVerdict::Suspicious);
-    let calls = unsafe_calls(pickles);
-    let unsupported_opcodes = unsupported_opcodes(pickles);
-    let weights_only_loads =
-        uses.iter().all(|u| u.verdict == GlobalVerdict::Allowed) && unsupported_opcodes.is_empty();
     let severity = if !dangerous.is_empty() {
         PickleSeverity::Dangerous
     } else if !suspicious.is_empty() {
@@ -150,7 +166,7 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
         PickleSeverity::Safe
     };
     let mut audit = PickleAudit {
-        globals: uses,
+        globals,
         weights_only_loads,
         unsupported_opcodes,
         severity,
@@ -167,31 +183,16 @@ pub fn audit(pickles: &[&Pickle]) -> PickleAudit {
 /// malformed): CPython has imported them by then, and called any whose
 /// `REDUCE` came before the break. torch refuses such a file.
 pub fn audit_reached(globals: &[(String, String)]) -> PickleAudit {
-    let mut audit = PickleAudit::default();
-    for (module, name) in globals {
-        let verdict = classify_global(module, name);
-        let qualified = format!("{module}.{name}");
-        match verdict {
-            GlobalVerdict::Dangerous => audit.dangerous.push(qualified),
-            GlobalVerdict::Suspicious => audit.suspicious.push(qualified),
-            _ => {}
-        }
-        audit.globals.push(GlobalUse {
+    let uses = globals
+        .iter()
+        .map(|(module, name)| GlobalUse {
             module: module.clone(),
             name: name.clone(),
-            verdict,
+            verdict: classify_global(module, name),
             count: 1,
-        });
-    }
-    audit.severity = if !audit.dangerous.is_empty() {
-        PickleSeverity::Dangerous
-    } else if !audit.suspicious.is_empty() {
-        PickleSeverity::Suspicious
-    } else {
-        PickleSeverity::NotAllowlisted
-    };
-    audit.fix = audit_fix(&audit);
-    audit
+        })
+        .collect();
+    finish(uses, Vec::new(), Vec::new(), false)
 }
 
 /// Fold the audit of one more file (a shard) into `merged`: the union of

@@ -177,15 +177,9 @@ pub fn classify_global(module: &str, name: &str) -> GlobalVerdict {
     if name.contains('.') {
         return GlobalVerdict::Dangerous;
     }
-    let within = |prefix: &str| {
-        module == prefix
-            || module
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('.'))
-    };
     if DANGEROUS_MODULE_PREFIXES
         .iter()
-        .any(|prefix| within(prefix))
+        .any(|prefix| within(module, prefix))
         || DANGEROUS_NAMES.contains(&(module, name))
     {
         return GlobalVerdict::Dangerous;
@@ -349,10 +343,15 @@ fn innocuous(module: &str, name: &str) -> bool {
     }
     let is_class = name.chars().next().is_some_and(|c| c.is_ascii_uppercase());
     is_class
-        && INNOCUOUS_CLASS_MODULES.iter().any(|prefix| {
-            module == *prefix
-                || module
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('.'))
-        })
+        && INNOCUOUS_CLASS_MODULES
+            .iter()
+            .any(|prefix| within(module, prefix))
+}
+
+/// Whether `module` is `package` or one of its submodules.
+fn within(module: &str, package: &str) -> bool {
+    module == package
+        || module
+            .strip_prefix(package)
+            .is_some_and(|rest| rest.starts_with('.'))
 }

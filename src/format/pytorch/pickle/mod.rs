@@ -40,22 +40,39 @@ pub fn interpret_within(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle>
     opcodes::interpret_within(cursor, budget)
 }
 
-/// As `interpret_within`, but a failed pickle also gives the globals it
-/// named before failing (what CPython would already have imported).
-pub fn interpret_reaching(
-    cursor: &mut Cursor,
-    budget: &mut u64,
-) -> std::result::Result<Pickle, Box<BrokenPickle>> {
-    opcodes::interpret_reaching(cursor, budget)
-}
+/// Pickles read back to back from one stream at most (a loader that calls
+/// `pickle.load` again runs an appended one).
+pub const MAX_APPENDED_PICKLES: usize = 16;
 
-/// As `interpret_reaching`, read as CPython's plain `pickle.load` reads it
-/// (joblib's inline array bytes are opcodes to it).
-pub fn interpret_plain_reaching(
-    cursor: &mut Cursor,
+/// Every pickle between `start` and `end`, back to back as a loader that
+/// calls `pickle.load` again reads them, drawing on `budget`; and, when the
+/// stream broke off, how, with the globals named before the break (CPython
+/// has imported them by then). With `plain`, read as CPython's own
+/// `pickle.load` reads it, which knows nothing of joblib's inline arrays
+/// and reads their bytes as opcodes.
+pub fn read_stream(
+    source: &dyn crate::source::ByteSource,
+    start: u64,
+    end: u64,
     budget: &mut u64,
-) -> std::result::Result<Pickle, Box<BrokenPickle>> {
-    opcodes::interpret_reaching_as(cursor, budget, true)
+    plain: bool,
+) -> (Vec<Pickle>, Option<Box<BrokenPickle>>) {
+    let mut cursor = Cursor::with_limit(source, start, end);
+    let mut pickles = Vec::new();
+    while pickles.len() < MAX_APPENDED_PICKLES {
+        match opcodes::interpret_reaching_as(&mut cursor, budget, plain) {
+            Ok(one) => {
+                let next = one.end;
+                pickles.push(one);
+                if next >= end {
+                    break;
+                }
+                cursor.seek(next);
+            }
+            Err(broken) => return (pickles, Some(broken)),
+        }
+    }
+    (pickles, None)
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ pub fn interpret<R: Reduce>(cursor: &mut Cursor) -> Result<Pickle<R>> {
 /// file (a legacy file holds five, a tar file one per record): what it
 /// charges is taken off, so all of them together stay within it.
 pub fn interpret_within<R: Reduce>(cursor: &mut Cursor, budget: &mut u64) -> Result<Pickle<R>> {
-    interpret_reaching(cursor, budget).map_err(|broken| broken.error)
+    interpret_reaching_as(cursor, budget, false).map_err(|broken| broken.error)
 }
 
 /// A pickle that failed, and the globals it named before failing.
@@ -159,20 +159,12 @@ pub struct BrokenPickle {
     pub reached: Vec<(String, String)>,
 }
 
-/// As `interpret_within`, but a pickle that fails also gives the globals
-/// it named before it failed: CPython's unpickler runs opcodes as it reads
+/// As `interpret_within`, but a pickle that fails also gives the globals it
+/// named before it failed: CPython's unpickler runs opcodes as it reads
 /// them, so a stream cut short or broken after `GLOBAL os system` and a
-/// `REDUCE` has already run them.
-pub fn interpret_reaching<R: Reduce>(
-    cursor: &mut Cursor,
-    budget: &mut u64,
-) -> std::result::Result<Pickle<R>, Box<BrokenPickle>> {
-    interpret_reaching_as(cursor, budget, false)
-}
-
-/// As `interpret_reaching`; with `plain`, as CPython's own `pickle.load`
-/// reads the stream, which knows nothing of joblib's inline arrays and
-/// reads their bytes as opcodes.
+/// `REDUCE` has already run them. With `plain`, as CPython's own
+/// `pickle.load` reads the stream, which knows nothing of joblib's inline
+/// arrays and reads their bytes as opcodes.
 pub fn interpret_reaching_as<R: Reduce>(
     cursor: &mut Cursor,
     budget: &mut u64,
@@ -221,12 +213,6 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
         }
         previous = offset;
         let opcode = cursor.u8()?;
-        // joblib ends a frame with the BUILD of an array wrapper and writes
-        // the array's bytes after it, outside any frame; its unpickler
-        // reads them from the file there.
-        if opcode == b'b' && frame_end == Some(cursor.position()) {
-            frame_end = None;
-        }
         m.saw(opcode);
         match opcode {
             b'.' => return Ok(()),
@@ -550,6 +536,13 @@ fn run<R: Reduce>(m: &mut Machine<R>, cursor: &mut Cursor) -> Result<()> {
                     joblib::inline_after_build(m, &target, &state, offset)?
                 };
                 m.build(&target, state, offset)?;
+                // joblib ends a frame with the BUILD of an array wrapper and
+                // writes the array after it, outside any frame; its
+                // unpickler reads it from the file there. Inline data inside
+                // a frame still runs past the frame's end: malformed.
+                if inline.is_some() && frame_end == Some(cursor.position()) {
+                    frame_end = None;
+                }
                 match inline {
                     Some(joblib::Inline::Bytes {
                         count,
