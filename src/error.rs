@@ -45,6 +45,9 @@ pub enum ErrorKind {
     BadArgument,
     /// The operation was cancelled by the user.
     Cancelled,
+    /// A file at a URL could not be read: not found, access denied, a
+    /// server that ignores Range, or the network failing past its retries.
+    Remote,
 }
 
 /// An error with its kind and context. Messages are lowercase without a final

@@ -16,6 +16,9 @@
 //! - `gpu` (feature `gpu`): the same graphs on wgpu, WGSL kernels;
 //! - `verify`: plan a forward pass, run it, judge it; `npy`: its inputs and
 //!   outputs;
+//! - `open` (native only): what a name on the command line or in Python
+//!   means (files, folders, URLs; presets, configs, model dumps);
+//!   `remote` (feature `remote`, native only): files at URLs read by range;
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` facade the page's worker calls.
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -33,13 +36,19 @@ pub mod gpu;
 pub mod human;
 pub mod loader;
 pub mod npy;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod open;
 pub mod reference;
+#[cfg(all(feature = "remote", not(target_arch = "wasm32")))]
+pub mod remote;
 pub mod scan;
 pub mod source;
 pub mod state_dict;
 pub mod stats;
 pub mod verify;
 pub mod weights;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod write;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -30,6 +30,26 @@ pub trait ByteSource {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Say which small ranges are about to be read, so that a source
+    /// over the network fetches them together instead of one round trip
+    /// each. Local sources ignore it.
+    fn prefetch(&self, _ranges: &[(u64, u64)]) {}
+
+    /// For a file at a URL: the requests sent and bytes fetched so far.
+    fn remote_stats(&self) -> Option<RemoteStats> {
+        None
+    }
+}
+
+/// Requests and bytes that crossed the network for one source read from a
+/// URL (`crate::remote`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteStats {
+    /// GET and HEAD requests sent (retries of one request count once).
+    pub requests: u64,
+    /// Body bytes received.
+    pub bytes_fetched: u64,
 }
 
 /// Largest single read a parser may ask for. Every declared length passes

@@ -144,3 +144,42 @@ fn with_scan_a_file_of_nan_and_inf_has_bad_weights_and_a_clean_one_is_ok() {
     assert_eq!(rows[1]["scan"]["nan_values"], 0);
     assert_eq!(rows[2]["summary"]["verdicts"]["bad_weights"], 1);
 }
+
+/// Issue 15's evidence: the whole fixture corpus, the hostile corpus
+/// included (truncated, overflowing, looping, malicious files), is audited
+/// to the end with every file classified and no crash.
+#[test]
+fn the_whole_fixture_corpus_is_audited_with_every_file_classified() {
+    fn count_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("read fixtures")
+            .map(|entry| entry.expect("entry").path())
+            .map(|path| if path.is_dir() { count_files(&path) } else { 1 })
+            .sum()
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = root.join("tests/fixtures");
+    let (code, rows, stderr) = audit(&["tests/fixtures", "--jsonl", "--jobs", "2"]);
+    assert!(matches!(code, Some(0..=2)), "exit {code:?}: {stderr}");
+    let (summary, files) = rows.split_last().expect("rows");
+    assert_eq!(files.len(), count_files(&fixtures), "{stderr}");
+    // The summary counts every verdict there is, zero or not.
+    let verdicts: Vec<&str> = summary["summary"]["verdicts"]
+        .as_object()
+        .expect("verdicts")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(verdicts.len() >= 8, "{verdicts:?}");
+    for row in files {
+        let verdict = row["verdict"].as_str().unwrap_or_default();
+        assert!(verdicts.contains(&verdict), "{row}");
+        assert_ne!(verdict, "unreadable", "{row}");
+    }
+    let hostile = files
+        .iter()
+        .filter(|r| r["file"].as_str().is_some_and(|f| f.contains("/hostile/")))
+        .count();
+    assert!(hostile > 20, "{hostile} hostile files");
+    assert_eq!(summary["summary"]["files"], files.len());
+}

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["error", "human"],
     &["source", "checkpoint", "stats"],
-    &["dtype", "npy"],
+    &["dtype", "npy", "remote"],
     &["format"],
     &["state_dict", "arch"],
     &["loader"],
@@ -25,6 +25,8 @@ const LAYERS: &[&[&str]] = &[
     &["convert"],
     &["reference"],
     &["verify"],
+    &["open"],
+    &["write"],
     &["gpu"],
     &["web"],
 ];

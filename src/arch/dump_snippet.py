@@ -11,6 +11,12 @@ import json
 
 
 def ckptcheck_dump(model, path="model.ckptcheck.json"):
+    with open(path, "w") as f:
+        json.dump(ckptcheck_dump_dict(model), f)
+    return path
+
+
+def ckptcheck_dump_dict(model):
     import torch
 
     entries = []
@@ -54,9 +60,7 @@ def ckptcheck_dump(model, path="model.ckptcheck.json"):
             "base_model_prefix": prefix,
             "model_type": getattr(model.config, "model_type", None),
         }
-    with open(path, "w") as f:
-        json.dump(dump, f)
-    return path
+    return dump
 
 
 # ckptcheck_dump(model)  # writes model.ckptcheck.json

@@ -5,9 +5,9 @@
 //! pointer, not a checkpoint, unreadable), printed as
 //! it is reached, in order, so an interrupted run's output is a valid
 //! prefix; `--resume` reads such an output back and goes on from there. The
-//! summary counts the verdicts of the old lines and the new.
+//! summary counts the verdicts of the old lines and the new. URLs (in the
+//! arguments or the list) are read by range like local files.
 
-use ckptcheck::source::FileSource;
 use ckptcheck::{format, Error, ErrorKind};
 use rayon::prelude::*;
 use serde_json::{json, Value};
@@ -49,7 +49,7 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
                     .filter(|line| !line.is_empty() && !line.starts_with('#'))
                     .map(PathBuf::from),
             );
-        } else if path.is_dir() {
+        } else if !ckptcheck::open::is_url(path) && path.is_dir() {
             walk(path, 0, &mut files)?;
         } else {
             files.push(path.clone());
@@ -85,14 +85,14 @@ fn walk(folder: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), Err
 /// floating-point tensor make it `bad_weights`.
 fn judge(path: &Path, scan: bool) -> Value {
     let name = path.to_string_lossy().into_owned();
-    let read = FileSource::open(path)
-        .and_then(|source| format::read_checkpoint(&source).map(|c| (source, c)));
+    let read = ckptcheck::open::open(path)
+        .and_then(|source| format::read_checkpoint(source.as_ref()).map(|c| (source, c)));
     match read {
         Ok((source, checkpoint)) => {
             let audit = checkpoint.pickle_audit.as_ref();
             let unsafe_pickle = audit.is_some_and(|a| a.is_unsafe());
             let scanned = (scan && !unsafe_pickle).then(|| {
-                ckptcheck::scan::scan_sources(&[&source], &mut |_, _| true)
+                ckptcheck::scan::scan_sources(&[source.as_ref()], &mut |_, _| true)
                     .map(|report| report.summary)
             });
             let verdict = match &scanned {
@@ -137,7 +137,7 @@ fn judge(path: &Path, scan: bool) -> Value {
                 (_, Some("git-lfs-pointer")) => "lfs_pointer",
                 (ErrorKind::Truncated, _) => "truncated",
                 (ErrorKind::UnsupportedFormat, _) => "not_checkpoint",
-                (ErrorKind::Io, _) => "unreadable",
+                (ErrorKind::Io | ErrorKind::Remote, _) => "unreadable",
                 _ => "not_loadable",
             };
             json!({

@@ -13,36 +13,12 @@ mod write;
 
 use args::Args;
 use ckptcheck::diagnosis::check;
+use ckptcheck::open::{self, Opened};
 use ckptcheck::reference::model::{self, ModelDesc};
-use ckptcheck::source::{ByteSource, FileSource};
+use ckptcheck::source::ByteSource;
 use ckptcheck::{arch, diagnosis, format, human, npy, verify, Checkpoint, Error, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// Largest config JSON read (the page's worker uses the same cap).
-const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Files given, with folders expanded to the files they hold.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| {
-                    Error::new(ErrorKind::Io, format!("cannot list folder: {e}"))
-                        .in_file(&path.display().to_string())
-                })?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            entries.sort();
-            out.extend(entries);
-        } else {
-            out.push(path.clone());
-        }
-    }
-    Ok(out)
-}
 
 /// A progress bar on stderr, redrawn at most ten times a second.
 struct ProgressBar {
@@ -91,12 +67,11 @@ fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
     if paths.is_empty() {
         return Err(Error::new(ErrorKind::BadArgument, "scan needs a FILE"));
     }
-    let paths = expand(paths)?;
-    let sources: Vec<FileSource> = paths
+    let sources = open::open_all(paths)?;
+    let refs: Vec<&dyn ByteSource> = sources
         .iter()
-        .map(|p| FileSource::open(p))
-        .collect::<Result<_, _>>()?;
-    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+        .map(|s| s.as_ref() as &dyn ByteSource)
+        .collect();
     let terminal = std::io::stderr().is_terminal();
     let mut bar = ProgressBar {
         start: std::time::Instant::now(),
@@ -111,9 +86,17 @@ fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
     bar.clear();
     let report = result?;
     if json {
-        print_json(&report);
+        match open::remote_stats(&sources) {
+            Some(remote) => {
+                let mut json = serde_json::to_value(&report).unwrap_or_default();
+                json["remote"] = remote;
+                print_json(&json);
+            }
+            None => print_json(&report),
+        }
     } else {
         print!("{}", ckptcheck::scan::to_text(&report));
+        print_remote_stats(&sources);
     }
     Ok(if report.ok {
         ExitCode::SUCCESS
@@ -122,92 +105,24 @@ fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
     })
 }
 
-/// Open every file given, folders expanded to the files they hold.
-fn open_all(paths: &[PathBuf]) -> Result<Vec<FileSource>, Error> {
-    expand(paths)?.iter().map(|p| FileSource::open(p)).collect()
-}
-
-/// The files that are checkpoints or a shard index. In a folder, config
-/// JSONs and other files sit next to the shards and are left out; a single
-/// file must be readable.
-fn checkpoint_sources(files: &[FileSource]) -> Result<Vec<&dyn ByteSource>, Error> {
-    Ok(checkpoint_files(files)?
-        .into_iter()
-        .map(|file| file as &dyn ByteSource)
-        .collect())
-}
-
-/// `checkpoint_sources`, as the files themselves (the writer copies their
-/// ranges inside the kernel).
-fn checkpoint_files(files: &[FileSource]) -> Result<Vec<&FileSource>, Error> {
-    let mut chosen: Vec<&FileSource> = Vec::new();
-    for source in files {
-        match format::detect(source) {
-            Ok(format::Format::Json) if files.len() > 1 => {}
-            Ok(_) => chosen.push(source),
-            Err(e) if files.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
-            Err(e) => return Err(e),
-        }
+/// On stderr, for files read from URLs: the requests sent and the bytes
+/// fetched.
+fn print_remote_stats(files: &[Opened]) {
+    for stats in open::remote_stats(files)
+        .iter()
+        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+    {
+        eprintln!(
+            "ckptcheck: {}: {} requests, {} fetched",
+            stats["file"].as_str().unwrap_or_default(),
+            stats["requests"],
+            human::human_bytes(stats["bytes_fetched"].as_u64().unwrap_or(0))
+        );
     }
-    Ok(chosen)
 }
 
 fn read(paths: &[PathBuf]) -> Result<Checkpoint, Error> {
-    let files = open_all(paths)?;
-    let mut checkpoint = format::read_files(&checkpoint_sources(&files)?)?;
-    checkpoint.adapter_config = adapter_config_beside(paths, &files)?;
-    Ok(checkpoint)
-}
-
-/// A PEFT adapter's adapter_config.json: among the files given (a folder's
-/// files), else next to the one file given (PEFT reads it from the
-/// adapter's folder).
-fn adapter_config_beside(
-    paths: &[PathBuf],
-    files: &[FileSource],
-) -> Result<Option<serde_json::Value>, Error> {
-    for file in files {
-        if let Some(config) = format::adapter_config(file)? {
-            return Ok(Some(config));
-        }
-    }
-    if let [one] = paths {
-        let beside = one.with_file_name("adapter_config.json");
-        if one.is_file() && beside.is_file() && beside != *one {
-            return format::adapter_config(&FileSource::open(&beside)?);
-        }
-    }
-    Ok(None)
-}
-
-fn model_from(configs: &[String]) -> Result<arch::ModelSpec, Error> {
-    match configs {
-        [] => Err(Error::new(
-            ErrorKind::BadArgument,
-            "check needs --config PRESET or --config PATH",
-        )),
-        [one] if !Path::new(one).exists() => arch::model_from_preset(one),
-        several => {
-            let mut texts = Vec::new();
-            for path in several {
-                // Configs are a few KiB; a huge "config" is refused before
-                // it is read (the page applies the same cap).
-                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                if len > MAX_CONFIG_BYTES {
-                    return Err(Error::new(
-                        ErrorKind::LimitExceeded,
-                        format!("config of {len} bytes; configs are read up to {MAX_CONFIG_BYTES}"),
-                    )
-                    .in_file(path));
-                }
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(path)
-                })?;
-                texts.push((path.clone(), text));
-            }
-            arch::model_from_config_json(&texts)
-        }
-    }
+    open::read(paths)
 }
 
 /// `check` and `fix`: the model from `--model` or `--config`, and the
@@ -216,26 +131,18 @@ fn check_against_model(
     checkpoint: &Checkpoint,
     args: &Args,
 ) -> Result<(arch::ModelSpec, diagnosis::CheckReport), Error> {
-    let model = match &args.model {
-        Some(path) => any_model(path)?,
-        None => model_from(&args.configs)?,
+    let choice = match &args.model {
+        Some(path) => open::ModelChoice::Model(path.clone()),
+        None => open::ModelChoice::Configs(args.configs.clone()),
     };
-    let report = match &args.state_dict_path {
-        Some(path) => diagnosis::check_at(checkpoint, &model, args.loader, path)?,
-        None => check(checkpoint, &model, args.loader),
-    };
+    let model = open::model_for(&choice)?;
+    let report = open::check_against(
+        checkpoint,
+        &model,
+        args.loader,
+        args.state_dict_path.as_deref(),
+    )?;
     Ok((model, report))
-}
-
-/// `--model`: a model dump (JSON), or a reference checkpoint whose
-/// tensors are the model.
-fn any_model(path: &Path) -> Result<arch::ModelSpec, Error> {
-    let source = FileSource::open(path)?;
-    if let Ok(format::Format::Json) = format::detect(&source) {
-        return arch::dump::read_dump(&source);
-    }
-    let reference = read(&[path.to_path_buf()])?;
-    Ok(diagnosis::model_from_reference(&reference))
 }
 
 /// Streams the JSON to stdout through one buffer (a 3.8 GB checkpoint's
@@ -349,8 +256,8 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             if args.files.is_empty() {
                 return Err(Error::new(ErrorKind::BadArgument, "inspect needs a FILE"));
             }
-            let files = open_all(&args.files)?;
-            let sources = checkpoint_sources(&files)?;
+            let files = open::open_all(&args.files)?;
+            let sources = open::checkpoint_sources(&files)?;
             let mut checkpoint = format::read_files(&sources)?;
             if args.exact_offsets {
                 format::confirm_offsets(&mut checkpoint, &sources)?;
@@ -358,41 +265,18 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             // A pickle that could run code is an `unsafe_pickle` error (exit
             // 2); the listing is still printed, and with --json the error
             // rides along with it.
-            let unsafe_pickle = checkpoint
-                .pickle_audit
-                .as_ref()
-                .filter(|a| a.is_unsafe())
-                .map(|audit| {
-                    Error::new(
-                        ErrorKind::UnsafePickle,
-                        format!(
-                            "unsafe pickle: references {}, which torch.load(weights_only=False) would import and call{} (torch.load(weights_only=True) refuses it; never evaluated)",
-                            audit.unsafe_globals(),
-                            if audit.calls.is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {}", audit.calls.join(", "))
-                            }
-                        ),
-                    )
-                    .in_file(&checkpoint.file)
-                    .because(
-                        "unsafe-pickle",
-                        "do not load it with weights_only=False; `ckptcheck convert` writes its tensors as safetensors without running the pickle",
-                    )
-                });
+            let unsafe_pickle = open::unsafe_pickle_error(&checkpoint);
             if args.json {
-                match &unsafe_pickle {
-                    Some(error) => {
-                        let mut json = serde_json::to_value(&checkpoint)
-                            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
-                        json["error"] = serde_json::json!(error);
-                        print_json(&json);
-                    }
-                    None => print_json(&checkpoint),
+                if unsafe_pickle.is_none() && open::remote_stats(&files).is_none() {
+                    // Streamed straight from the checkpoint: the common
+                    // case, and the fast one.
+                    print_json(&checkpoint);
+                } else {
+                    print_json(&open::inspect_json(&checkpoint, &files)?);
                 }
             } else {
                 print!("{}", inspect_text(&checkpoint));
+                print_remote_stats(&files);
             }
             if let Some(error) = unsafe_pickle {
                 eprintln!("{error}");
@@ -549,8 +433,8 @@ fn verify(args: &Args) -> Result<ExitCode, Error> {
         None => None,
         Some(text) => Some(verify::Device::parse(text)?),
     };
-    let files = open_all(&args.files)?;
-    let sources = checkpoint_sources(&files)?;
+    let files = open::open_all(&args.files)?;
+    let sources = open::checkpoint_sources(&files)?;
     let checkpoint = format::read_files(&sources)?;
     let desc = verify_model(args, &checkpoint)?;
     let input = match &args.input {

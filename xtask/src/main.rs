@@ -174,12 +174,18 @@ fn debian_package_missing(name: &str) -> bool {
         .is_none_or(|s| !s.contains("install ok installed"))
 }
 
-/// Debian's Chromium and its driver, Mesa's Vulkan CPU driver, Playwright.
+/// Debian's Chromium and its driver, Mesa's Vulkan CPU driver, nginx (the
+/// remote-file tests' HTTP server on loopback), Playwright.
 fn ensure_test_tools() -> Result<(), String> {
-    let missing: Vec<&str> = ["chromium", "chromium-driver", "mesa-vulkan-drivers"]
-        .into_iter()
-        .filter(|p| debian_package_missing(p))
-        .collect();
+    let missing: Vec<&str> = [
+        "chromium",
+        "chromium-driver",
+        "mesa-vulkan-drivers",
+        "nginx",
+    ]
+    .into_iter()
+    .filter(|p| debian_package_missing(p))
+    .collect();
     if !missing.is_empty() {
         run(
             "apt-get update",
@@ -265,6 +271,112 @@ fn ensure_e2e_python() -> Result<(), String> {
     )
 }
 
+/// The Python package's venv: maturin to build the wheel, pytest, and the
+/// libraries the tests check against (torch, transformers, cn_clip, Dask).
+const PYTHON_VENV: &str = "target/py-venv";
+const PYTHON_TEST_PACKAGES: &[&str] = &[
+    "maturin==1.16.0",
+    "pytest==9.2.0",
+    "torch==2.15.0",
+    "transformers==5.24.0",
+    "cn_clip==1.6.0",
+    "dask[distributed]==2026.8.0",
+    "safetensors==0.8.0",
+    "numpy",
+];
+
+fn python_venv_python() -> PathBuf {
+    root().join(PYTHON_VENV).join("bin").join("python")
+}
+
+fn ensure_python_venv() -> Result<(), String> {
+    let python = python_venv_python();
+    let ready = python.exists()
+        && output(
+            &python.display().to_string(),
+            &[
+                "-c",
+                "import maturin, pytest, torch, transformers, cn_clip, distributed",
+            ],
+        )
+        .is_some();
+    if ready {
+        return Ok(());
+    }
+    ensure_e2e_python()?; // python3-venv, when Debian's python3 needs it
+    run(
+        "making the Python package's test venv",
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(root().join(PYTHON_VENV)),
+    )?;
+    run(
+        "installing maturin, pytest, torch, transformers, cn_clip and Dask",
+        Command::new(python_venv_python())
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(PYTHON_TEST_PACKAGES),
+    )
+}
+
+/// Builds the wheel from source with maturin, installs it in the venv and
+/// runs pytest from the repository's root (so the source folder does not
+/// shadow the installed package). pytest exits non-zero on a failure and
+/// with 5 when no test ran, which fails the tier too.
+fn python_tier() -> Result<(), String> {
+    ensure_python_venv()?;
+    let python = python_venv_python();
+    let wheels = root().join("target/wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    run(
+        "maturin build (the ckptcheck wheel)",
+        Command::new(&python)
+            .args([
+                "-m",
+                "maturin",
+                "build",
+                "-q",
+                "-m",
+                "python/Cargo.toml",
+                "--out",
+            ])
+            .arg(&wheels)
+            .current_dir(root()),
+    )?;
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| format!("no wheel in {}: {e}", wheels.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| path.extension().is_some_and(|e| e == "whl"))
+        .ok_or("maturin built no wheel")?;
+    run(
+        "installing the wheel",
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--force-reinstall",
+                "--no-deps",
+            ])
+            .arg(&wheel),
+    )?;
+    run(
+        "pytest (the Python package)",
+        Command::new(&python)
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "python/tests",
+            ])
+            .env("CKPTCHECK_CLI", root().join("target/debug/ckptcheck"))
+            .current_dir(root()),
+    )
+}
+
 /// One test tier: runs, or says why it failed.
 type Tier = Box<dyn Fn() -> Result<(), String>>;
 
@@ -324,7 +436,8 @@ fn test() -> Result<(), String> {
                     "cargo test (native)",
                     cargo()
                         .args(["test", "--workspace"])
-                        .env("CKPTCHECK_REQUIRE_GPU", "1"),
+                        .env("CKPTCHECK_REQUIRE_GPU", "1")
+                        .env("CKPTCHECK_REQUIRE_NGINX", "1"),
                 )
             }),
         ),
@@ -339,6 +452,7 @@ fn test() -> Result<(), String> {
                 )
             }),
         ),
+        ("python", Box::new(python_tier)),
         (
             "browser end-to-end",
             Box::new(|| {
@@ -417,6 +531,16 @@ const BENCHES: &[Bench] = &[
         what: "the weight scan vs numpy on a 4 GB file (bench/scan_bench.py)",
         run: bench_scan,
     },
+    Bench {
+        name: "remote",
+        what: "a 3.8 GB checkpoint over loopback HTTP (nginx) vs the local read (bench/remote_bench.py)",
+        run: bench_remote,
+    },
+    Bench {
+        name: "zoo",
+        what: "files/s auditing the fixtures on Dask, 1 vs 2 workers (bench/zoo_bench.py)",
+        run: bench_zoo,
+    },
 ];
 
 /// A small checkpoint of each container, read by the `reader` benchmark.
@@ -477,6 +601,19 @@ fn bench_convert() -> Result<(), String> {
 
 fn bench_scan() -> Result<(), String> {
     python_bench("bench/scan_bench.py", &["numpy", "safetensors"])
+}
+
+fn bench_remote() -> Result<(), String> {
+    python_bench("bench/remote_bench.py", &["torch", "safetensors"])
+}
+
+/// Runs with the Python package's test venv when no other Python is named
+/// (it has the wheel and Dask after `cargo xtask test`).
+fn bench_zoo() -> Result<(), String> {
+    if std::env::var_os("CKPTCHECK_BENCH_PYTHON").is_none() && python_venv_python().exists() {
+        std::env::set_var("CKPTCHECK_BENCH_PYTHON", python_venv_python());
+    }
+    python_bench("bench/zoo_bench.py", &["ckptcheck", "distributed"])
 }
 
 /// The Python baselines (torch, safetensors, numpy) run in the same process

@@ -334,6 +334,16 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
     } else {
         (0..wanted.len()).collect()
     };
+    // Over the network the sampled headers are fetched together, not one
+    // round trip each (a local source ignores this).
+    let header_ranges: Vec<(u64, u64)> = sample
+        .iter()
+        .map(|index| {
+            let entry = wanted[*index].1;
+            (entry.header_offset, 30 + entry.name.len() as u64 + 64)
+        })
+        .collect();
+    source.prefetch(&header_ranges);
     let mut read_offsets: HashMap<usize, u64> = HashMap::default();
     let mut predicted = true;
     for index in &sample {
