@@ -201,6 +201,15 @@ fn url(server: &Nginx, path: &str) -> String {
     format!("http://127.0.0.1:{}/{path}", server.port)
 }
 
+/// The local path of a file nginx serves at `path`.
+fn served_path(path: &str) -> String {
+    root()
+        .join("target/tmp/remote-tests/www")
+        .join(path)
+        .display()
+        .to_string()
+}
+
 fn ckptcheck(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(CKPTCHECK);
     command.args(args);
@@ -333,11 +342,7 @@ fn scan_over_http_reads_the_same_weights_as_the_local_scan() {
 fn a_slow_server_is_waited_for() {
     let Some(server) = nginx() else { return };
     let fixture = "fixtures/cn_clip/clip_cn_vit-l-14-336.shapes.pt";
-    let local_name = root()
-        .join("target/tmp/remote-tests/www")
-        .join(fixture)
-        .display()
-        .to_string();
+    let local_name = served_path(fixture);
     let remote_name = url(server, &format!("slow/{fixture}"));
     let local = json_of(&ckptcheck(&["inspect", "--json", &local_name], &[]));
     let remote = json_of(&ckptcheck(&["inspect", "--json", &remote_name], &[]));
@@ -546,5 +551,38 @@ fn dropped_connections_are_retried_with_backoff() {
     assert_eq!(
         without_names(local, &[&local_name]),
         without_names(json_of(&remote), &[&remote_name])
+    );
+}
+
+#[test]
+fn check_over_http_gives_the_local_report() {
+    let Some(server) = nginx() else { return };
+    let fixture = "fixtures/cn_clip/clip_cn_vit-l-14-336.shapes.pt";
+    let local_name = served_path(fixture);
+    let remote_name = url(server, fixture);
+    let check = |name: &str| {
+        let config = "ViT-B-16@RoBERTa-wwm-ext-base-chinese";
+        ckptcheck(
+            &[
+                "check", name, "--config", config, "--loader", "cn-clip", "--json",
+            ],
+            &[],
+        )
+    };
+    let local = check(&local_name);
+    let remote = check(&remote_name);
+    // Won't load, both ways: 153 size mismatches, explained the same.
+    assert_eq!(local.status.code(), Some(1));
+    assert_eq!(remote.status.code(), Some(1));
+    let remote_json = json_of(&remote);
+    assert_eq!(
+        remote_json["size_mismatches"].as_array().map(Vec::len),
+        Some(153)
+    );
+    let (requests, _) = remote_figures(&remote_json);
+    assert!(requests >= 2);
+    assert_eq!(
+        without_names(json_of(&local), &[&local_name]),
+        without_names(remote_json, &[&remote_name])
     );
 }

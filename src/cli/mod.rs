@@ -285,12 +285,20 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         "check" => {
-            let checkpoint = read(&args.files)?;
+            let files = open::open_all(&args.files)?;
+            let checkpoint = open::read_opened(&args.files, &files)?;
             let (_, report) = check_against_model(&checkpoint, args)?;
-            if args.json {
-                print_json(&report);
-            } else {
-                print!("{}", diagnosis::to_text(&report));
+            match (args.json, open::remote_stats(&files)) {
+                (true, None) => print_json(&report),
+                (true, Some(remote)) => {
+                    let mut json = serde_json::to_value(&report).unwrap_or_default();
+                    json["remote"] = remote;
+                    print_json(&json);
+                }
+                (false, _) => {
+                    print!("{}", diagnosis::to_text(&report));
+                    print_remote_stats(&files);
+                }
             }
             Ok(match report.verdict {
                 diagnosis::Verdict::Loads => ExitCode::SUCCESS,
