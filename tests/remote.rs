@@ -155,6 +155,18 @@ http {{
         location /slow/ {{ alias {w}/; limit_rate 256k; }}
         location /drop/ {{ return 444; }}
         location /forbidden/ {{ return 403; }}
+        # Stand-ins for S3, Azure and GCS endpoints: path-style S3 wants a
+        # request signed with the access key the test sets, Azure one
+        # signed with the account's shared key; GCS is read unsigned.
+        location /s3-bucket/ {{
+            if ($http_authorization !~ "^AWS4-HMAC-SHA256 Credential=test-key-id/") {{ return 403; }}
+            alias {w}/;
+        }}
+        location /testaccount/container/ {{
+            if ($http_authorization !~ "^SharedKey testaccount:") {{ return 403; }}
+            alias {w}/;
+        }}
+        location /gcs-bucket/ {{ alias {w}/; }}
         # The Hub's resolve URLs redirect to where the bytes are; this one
         # wants the token the tests set.
         location ~ ^/hub/[^/]+/[^/]+/resolve/main/(.*)$ {{
@@ -552,6 +564,68 @@ fn dropped_connections_are_retried_with_backoff() {
         without_names(local, &[&local_name]),
         without_names(json_of(&remote), &[&remote_name])
     );
+}
+
+#[test]
+fn object_store_urls_read_with_credentials_from_the_environment() {
+    let Some(server) = nginx() else { return };
+    let endpoint = url(server, "");
+    let endpoint = endpoint.trim_end_matches('/');
+    let azure_endpoint = format!("{endpoint}/testaccount");
+    let fixture = "fixtures/formats/small.safetensors";
+    let local_name = served_path(fixture);
+    let local = json_of(&ckptcheck(&["inspect", "--json", &local_name], &[]));
+    let s3 = [
+        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test-key-id"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let azure = [
+        ("AZURE_STORAGE_ACCOUNT_NAME", "testaccount"),
+        // Any base64 key: nginx checks that requests are signed with it.
+        (
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "dGVzdC1rZXktZm9yLWNrcHRjaGVjaw==",
+        ),
+        ("AZURE_ENDPOINT", &azure_endpoint),
+        ("AZURE_ALLOW_HTTP", "true"),
+    ];
+    let gcs = [
+        ("GOOGLE_BASE_URL", endpoint),
+        ("GOOGLE_SKIP_SIGNATURE", "true"),
+    ];
+    let cases: [(String, &[(&str, &str)]); 3] = [
+        (format!("s3://s3-bucket/{fixture}"), &s3),
+        (format!("az://container/{fixture}"), &azure),
+        (format!("gs://gcs-bucket/{fixture}"), &gcs),
+    ];
+    for (name, env) in &cases {
+        let output = ckptcheck(&["inspect", "--json", name], env);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            without_names(local.clone(), &[&local_name]),
+            without_names(json_of(&output), &[name]),
+            "{name}"
+        );
+    }
+    // Without the credentials the store signs nothing, and the error
+    // says which variables to set.
+    let unsigned: Vec<(&str, &str)> = s3
+        .iter()
+        .copied()
+        .filter(|(key, _)| !key.contains("KEY"))
+        .chain([("AWS_SKIP_SIGNATURE", "true")])
+        .collect();
+    let error = remote_error(&cases[0].0, &unsigned);
+    let fix = error["fix"].as_str().unwrap_or_default();
+    assert!(fix.contains("AWS_ACCESS_KEY_ID"), "{error}");
 }
 
 #[test]
