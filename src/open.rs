@@ -133,11 +133,23 @@ fn shard_urls(index: &dyn ByteSource) -> Result<Vec<String>> {
 /// JSONs and other files sit next to the shards and are left out; a single
 /// file must be readable.
 pub fn checkpoint_sources(files: &[Opened]) -> Result<Vec<&dyn ByteSource>> {
-    let mut chosen: Vec<&dyn ByteSource> = Vec::new();
-    for source in files {
-        match format::detect(source.as_ref()) {
+    Ok(choose_checkpoints(files, |file| file.as_ref())?
+        .into_iter()
+        .map(|file| file.as_ref() as &dyn ByteSource)
+        .collect())
+}
+
+/// `checkpoint_sources` over any kind of opened file (the writer keeps
+/// its local files as such, to copy their ranges inside the kernel).
+pub fn choose_checkpoints<T>(
+    files: &[T],
+    source: impl Fn(&T) -> &dyn ByteSource,
+) -> Result<Vec<&T>> {
+    let mut chosen = Vec::new();
+    for file in files {
+        match format::detect(source(file)) {
             Ok(format::Format::Json) if files.len() > 1 => {}
-            Ok(_) => chosen.push(source.as_ref()),
+            Ok(_) => chosen.push(file),
             Err(e) if files.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
             Err(e) => return Err(e),
         }
@@ -226,21 +238,19 @@ pub fn any_model(path: &Path) -> Result<arch::ModelSpec> {
 /// Requests and bytes fetched for each file read from a URL, as the JSON
 /// reports carry them (`"remote"`), or `None` when every file was local.
 pub fn remote_stats(files: &[Opened]) -> Option<serde_json::Value> {
-    {
-        let stats: Vec<serde_json::Value> = files
-            .iter()
-            .filter_map(|file| {
-                file.remote_stats().map(|stats| {
-                    serde_json::json!({
-                        "file": file.name(),
-                        "requests": stats.requests,
-                        "bytes_fetched": stats.bytes_fetched,
-                    })
+    let stats: Vec<serde_json::Value> = files
+        .iter()
+        .filter_map(|file| {
+            file.remote_stats().map(|stats| {
+                serde_json::json!({
+                    "file": file.name(),
+                    "requests": stats.requests,
+                    "bytes_fetched": stats.bytes_fetched,
                 })
             })
-            .collect();
-        (!stats.is_empty()).then_some(serde_json::Value::Array(stats))
-    }
+        })
+        .collect();
+    (!stats.is_empty()).then_some(serde_json::Value::Array(stats))
 }
 
 /// The `unsafe_pickle` error for a checkpoint whose pickle could run code:
@@ -268,17 +278,24 @@ pub fn unsafe_pickle_error(checkpoint: &Checkpoint) -> Option<Error> {
     )
 }
 
+/// A report as JSON, with `"remote"` added when files were read from
+/// URLs (`check`, `scan`; `inspect_json` for `inspect`).
+pub fn report_json<T: serde::Serialize>(report: &T, files: &[Opened]) -> Result<serde_json::Value> {
+    let mut json = serde_json::to_value(report)
+        .map_err(|e| err(ErrorKind::Io, format!("cannot write the JSON: {e}")))?;
+    if let Some(remote) = remote_stats(files) {
+        json["remote"] = remote;
+    }
+    Ok(json)
+}
+
 /// The JSON `inspect --json` prints: the checkpoint, with the unsafe
 /// pickle error riding along when there is one and the remote figures
 /// when files were read from URLs.
 pub fn inspect_json(checkpoint: &Checkpoint, files: &[Opened]) -> Result<serde_json::Value> {
-    let mut json = serde_json::to_value(checkpoint)
-        .map_err(|e| err(ErrorKind::Io, format!("cannot write the JSON: {e}")))?;
+    let mut json = report_json(checkpoint, files)?;
     if let Some(error) = unsafe_pickle_error(checkpoint) {
         json["error"] = serde_json::json!(error);
-    }
-    if let Some(remote) = remote_stats(files) {
-        json["remote"] = remote;
     }
     Ok(json)
 }
@@ -310,16 +327,26 @@ pub fn model_for(choice: &ModelChoice) -> Result<arch::ModelSpec> {
             if !path.exists() && !is_url(path) {
                 return arch::model_from_preset(name);
             }
+            // A JSON is a model dump or a config, told apart by its
+            // `format` field; anything else is a reference checkpoint.
             let source = open(path)?;
-            if let Ok(format::Format::Json) = format::detect(source.as_ref()) {
-                let text = read_config_text(path)?;
-                let is_dump = serde_json::from_str::<serde_json::Value>(&text)
-                    .is_ok_and(|value| arch::dump::is_dump(&value));
-                if !is_dump {
-                    return arch::model_from_config_json(&[(name.clone(), text)]);
-                }
+            if !matches!(format::detect(source.as_ref()), Ok(format::Format::Json)) {
+                return Ok(diagnosis::model_from_reference(&read(&[
+                    path.to_path_buf()
+                ])?));
             }
-            any_model(path)
+            if source.len() > arch::dump::MAX_DUMP_BYTES {
+                // Refused there, with the cap in the error.
+                return arch::dump::read_dump(source.as_ref());
+            }
+            let bytes = crate::source::read_vec(source.as_ref(), 0, source.len())?;
+            let text = String::from_utf8_lossy(&bytes);
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(value) if arch::dump::is_dump(&value) => {
+                    arch::dump::model_from_dump(name, &value)
+                }
+                _ => arch::model_from_config_json(&[(name.clone(), text.into_owned())]),
+            }
         }
     }
 }

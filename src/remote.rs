@@ -338,36 +338,55 @@ impl RemoteSource {
         start..(start + BLOCK).min(self.len)
     }
 
-    /// Make sure the blocks covering `ranges` are cached, fetching the
-    /// missing ones together.
-    fn fill_blocks(&self, ranges: &[(u64, u64)]) -> Result<()> {
-        let mut missing: Vec<u64> = {
+    /// The blocks covering `ranges`, in order: those cached, and the
+    /// missing ones fetched together and cached. The caller copies from
+    /// what it is handed, so another thread's eviction cannot take a block
+    /// from under it.
+    fn blocks(&self, ranges: &[(u64, u64)]) -> Result<Vec<bytes::Bytes>> {
+        let mut wanted: Vec<u64> = ranges
+            .iter()
+            .filter(|(_, len)| *len > 0)
+            .flat_map(|&(offset, len)| {
+                let end = offset.saturating_add(len).min(self.len);
+                (offset / BLOCK)..end.div_ceil(BLOCK)
+            })
+            .collect();
+        wanted.dedup();
+        let cached: Vec<Option<bytes::Bytes>> = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            ranges
+            wanted
                 .iter()
-                .filter(|(_, len)| *len > 0)
-                .flat_map(|&(offset, len)| {
-                    let end = offset.saturating_add(len).min(self.len);
-                    (offset / BLOCK)..end.div_ceil(BLOCK)
-                })
-                .filter(|block| !cache.contains_key(block))
+                .map(|block| cache.get(block).cloned())
                 .collect()
         };
-        if missing.is_empty() {
-            return Ok(());
-        }
+        let mut missing: Vec<u64> = wanted
+            .iter()
+            .zip(&cached)
+            .filter(|(_, bytes)| bytes.is_none())
+            .map(|(block, _)| *block)
+            .collect();
         missing.sort_unstable();
         missing.dedup();
+        if missing.is_empty() {
+            return Ok(cached.into_iter().flatten().collect());
+        }
         let block_ranges: Vec<Range<u64>> = missing.iter().map(|b| self.block_range(*b)).collect();
-        let fetched = self.fetch(&block_ranges, COALESCE)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() + missing.len() > CACHE_BLOCKS {
-            cache.clear();
+        let mut fetched: HashMap<u64, bytes::Bytes> = missing
+            .into_iter()
+            .zip(self.fetch(&block_ranges, COALESCE)?)
+            .collect();
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() + fetched.len() > CACHE_BLOCKS {
+                cache.clear();
+            }
+            cache.extend(fetched.iter().map(|(block, bytes)| (*block, bytes.clone())));
         }
-        for (block, bytes) in missing.into_iter().zip(fetched) {
-            cache.insert(block, bytes);
-        }
-        Ok(())
+        Ok(wanted
+            .iter()
+            .zip(cached)
+            .filter_map(|(block, bytes)| bytes.or_else(|| fetched.remove(block)))
+            .collect())
     }
 }
 
@@ -393,33 +412,15 @@ impl ByteSource for RemoteSource {
                 at += bytes.len();
             }
         } else if len > 0 {
-            self.fill_blocks(&[(offset, len)])?;
-            let mut position = offset;
+            // The blocks are exact (`fetch` checks every length), so they
+            // cover the read from the first block's offset on.
+            let skip = (offset % BLOCK) as usize;
             let mut at = 0usize;
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            while at < buf.len() {
-                let block = position / BLOCK;
-                let bytes = match cache.get(&block) {
-                    Some(bytes) => bytes.clone(),
-                    None => {
-                        // Evicted by another thread's fill in between.
-                        drop(cache);
-                        let range = self.block_range(block);
-                        let fetched = self.fetch(std::slice::from_ref(&range), 0)?;
-                        cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                        fetched.into_iter().next().unwrap_or_default()
-                    }
-                };
-                let within = (position - block * BLOCK) as usize;
-                let take = (bytes.len().saturating_sub(within)).min(buf.len() - at);
-                if take == 0 {
-                    return Err(err(ErrorKind::Remote, "the server sent a short block")
-                        .at(position)
-                        .in_file(&self.name));
-                }
+            for (index, bytes) in self.blocks(&[(offset, len)])?.iter().enumerate() {
+                let within = if index == 0 { skip } else { 0 };
+                let take = (bytes.len() - within).min(buf.len() - at);
                 buf[at..at + take].copy_from_slice(&bytes[within..within + take]);
                 at += take;
-                position += take as u64;
             }
         }
         self.read.fetch_add(len, Ordering::Relaxed);
@@ -434,7 +435,7 @@ impl ByteSource for RemoteSource {
     fn prefetch(&self, ranges: &[(u64, u64)]) {
         // A failed prefetch is not an error: the read that needs the bytes
         // fetches them again and reports what went wrong.
-        let _ = self.fill_blocks(ranges);
+        let _ = self.blocks(ranges);
     }
     fn remote_stats(&self) -> Option<RemoteStats> {
         Some(self.stats())

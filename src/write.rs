@@ -191,16 +191,7 @@ pub fn open_local(paths: &[PathBuf]) -> Result<Vec<FileSource>> {
 /// The files among `files` that are checkpoints or a shard index (in a
 /// folder, config JSONs and other files beside the shards are left out).
 pub fn local_checkpoint_files(files: &[FileSource]) -> Result<Vec<&FileSource>> {
-    let mut chosen: Vec<&FileSource> = Vec::new();
-    for source in files {
-        match crate::format::detect(source) {
-            Ok(crate::format::Format::Json) if files.len() > 1 => {}
-            Ok(_) => chosen.push(source),
-            Err(e) if files.len() > 1 && e.kind == ErrorKind::UnsupportedFormat => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(chosen)
+    crate::open::choose_checkpoints(files, |file| file as &dyn ByteSource)
 }
 
 /// `convert`: read the checkpoint at `paths`, plan its safetensors (in

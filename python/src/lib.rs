@@ -128,11 +128,7 @@ fn scan_value(paths: &[String]) -> Result<Value, Error> {
         .map(|f| f.as_ref() as &dyn ckptcheck::source::ByteSource)
         .collect();
     let report = ckptcheck::scan::scan_sources(&sources, &mut |_, _| true)?;
-    let mut value = value_of(&report)?;
-    if let Some(remote) = open::remote_stats(&files) {
-        value["remote"] = remote;
-    }
-    Ok(value)
+    open::report_json(&report, &files)
 }
 
 /// `ckptcheck scan --json PATHS`.

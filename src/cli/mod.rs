@@ -86,14 +86,7 @@ fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
     bar.clear();
     let report = result?;
     if json {
-        match open::remote_stats(&sources) {
-            Some(remote) => {
-                let mut json = serde_json::to_value(&report).unwrap_or_default();
-                json["remote"] = remote;
-                print_json(&json);
-            }
-            None => print_json(&report),
-        }
+        print_report(&report, &sources)?;
     } else {
         print!("{}", ckptcheck::scan::to_text(&report));
         print_remote_stats(&sources);
@@ -103,6 +96,17 @@ fn scan(paths: &[PathBuf], json: bool) -> Result<ExitCode, Error> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A report's JSON on stdout: streamed from the report itself when every
+/// file was local, else with the remote figures added.
+fn print_report<T: serde::Serialize>(report: &T, files: &[Opened]) -> Result<(), Error> {
+    if open::remote_stats(files).is_none() {
+        print_json(report);
+    } else {
+        print_json(&open::report_json(report, files)?);
+    }
+    Ok(())
 }
 
 /// On stderr, for files read from URLs: the requests sent and the bytes
@@ -288,17 +292,11 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             let files = open::open_all(&args.files)?;
             let checkpoint = open::read_opened(&args.files, &files)?;
             let (_, report) = check_against_model(&checkpoint, args)?;
-            match (args.json, open::remote_stats(&files)) {
-                (true, None) => print_json(&report),
-                (true, Some(remote)) => {
-                    let mut json = serde_json::to_value(&report).unwrap_or_default();
-                    json["remote"] = remote;
-                    print_json(&json);
-                }
-                (false, _) => {
-                    print!("{}", diagnosis::to_text(&report));
-                    print_remote_stats(&files);
-                }
+            if args.json {
+                print_report(&report, &files)?;
+            } else {
+                print!("{}", diagnosis::to_text(&report));
+                print_remote_stats(&files);
             }
             Ok(match report.verdict {
                 diagnosis::Verdict::Loads => ExitCode::SUCCESS,
@@ -399,10 +397,7 @@ fn verify_model(args: &Args, checkpoint: &Checkpoint) -> Result<ModelDesc, Error
         several => {
             let mut texts = Vec::new();
             for path in several {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(path)
-                })?;
-                texts.push((path.clone(), text));
+                texts.push((path.clone(), open::read_config_text(Path::new(path))?));
             }
             return model::from_config_texts(&texts);
         }
@@ -417,11 +412,8 @@ fn verify_model(args: &Args, checkpoint: &Checkpoint) -> Result<ModelDesc, Error
             .map(|f| f.join("config.json"))
             .filter(|c| c.is_file())
         {
-            let name = config.display().to_string();
-            let text = std::fs::read_to_string(&config).map_err(|e| {
-                Error::new(ErrorKind::Io, format!("cannot read config: {e}")).in_file(&name)
-            })?;
-            return model::from_config_texts(&[(name, text)]);
+            let text = open::read_config_text(&config)?;
+            return model::from_config_texts(&[(config.display().to_string(), text)]);
         }
     }
     match diagnosis::infer_checkpoint(checkpoint).preset {
