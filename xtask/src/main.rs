@@ -4,7 +4,11 @@
 //!
 //! Tiers of `test`: fmt check, clippy native and wasm32 (-D warnings), native
 //! tests, wasm-bindgen-test in headless Chromium, browser end-to-end tests
-//! with Playwright. A tier that cannot run fails loudly.
+//! with Playwright, the Python package's pytest. A tier that cannot run fails
+//! loudly. Each tier reports its time and the disk left; on a short disk the
+//! run frees what finished tiers built (disk.rs).
+
+mod disk;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -212,6 +216,21 @@ fn ensure_test_tools() -> Result<(), String> {
     Ok(())
 }
 
+/// `PYTHON -m pip install` quietly, without pip's cache (it would keep a
+/// second copy of every wheel, torch's CUDA libraries included).
+fn pip_install(python: &Path) -> Command {
+    let mut command = Command::new(python);
+    command.args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "--no-cache-dir",
+    ]);
+    command
+}
+
 /// The Python the end-to-end tests check downloaded files with: a venv in
 /// target/ with safetensors (the version of the crate ckptcheck uses) and
 /// numpy, made once.
@@ -259,34 +278,41 @@ fn ensure_e2e_python() -> Result<(), String> {
     }
     run(
         "installing safetensors and numpy for the end-to-end tests",
-        Command::new(e2e_python()).args([
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "safetensors==0.8.0",
-            "numpy==2.2.6",
-        ]),
+        pip_install(&e2e_python()).args(["safetensors==0.8.0", "numpy==2.2.6"]),
     )
 }
 
 /// The Python package's venv: maturin to build the wheel, pytest, and the
-/// libraries the tests check against (torch, transformers, cn_clip, Dask).
+/// libraries the tests check against (torch, transformers, cn_clip, Dask),
+/// pinned whole in python/test-requirements.txt.
 const PYTHON_VENV: &str = "target/py-venv";
-const PYTHON_TEST_PACKAGES: &[&str] = &[
-    "maturin==1.16.0",
-    "pytest==9.2.0",
-    "torch==2.15.0",
-    "transformers==5.24.0",
-    "cn_clip==1.6.0",
-    "dask[distributed]==2026.8.0",
-    "safetensors==0.8.0",
-    "numpy",
-];
+const PYTHON_REQUIREMENTS: &str = "python/test-requirements.txt";
 
 fn python_venv_python() -> PathBuf {
     root().join(PYTHON_VENV).join("bin").join("python")
+}
+
+/// The pinned lines of the requirements file in install order: the CUDA
+/// libraries PyPI's torch loads (most of the venv's 4.6 GiB), torch, the
+/// rest. One pip call each, so each call's downloads are freed before the
+/// next one's.
+fn python_requirement_groups(text: &str) -> [Vec<&str>; 3] {
+    let mut groups: [Vec<&str>; 3] = Default::default();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line.to_ascii_lowercase();
+        let group = if name.starts_with("nvidia-") || name.starts_with("cuda-") {
+            0
+        } else if name.starts_with("torch==") {
+            1
+        } else {
+            2
+        };
+        groups[group].push(line);
+    }
+    groups
 }
 
 fn ensure_python_venv() -> Result<(), String> {
@@ -310,12 +336,19 @@ fn ensure_python_venv() -> Result<(), String> {
             .args(["-m", "venv"])
             .arg(root().join(PYTHON_VENV)),
     )?;
-    run(
-        "installing maturin, pytest, torch, transformers, cn_clip and Dask",
-        Command::new(python_venv_python())
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-            .args(PYTHON_TEST_PACKAGES),
-    )
+    let text = std::fs::read_to_string(root().join(PYTHON_REQUIREMENTS))
+        .map_err(|e| format!("{PYTHON_REQUIREMENTS}: {e}"))?;
+    let groups = python_requirement_groups(&text);
+    for (what, group) in ["torch's CUDA libraries", "torch", "the rest"]
+        .iter()
+        .zip(&groups)
+    {
+        run(
+            &format!("installing {what} from {PYTHON_REQUIREMENTS}"),
+            pip_install(&python).arg("--no-deps").args(group),
+        )?;
+    }
+    Ok(())
 }
 
 /// Builds the wheel from source with maturin, installs it in the venv and
@@ -349,16 +382,8 @@ fn python_tier() -> Result<(), String> {
         .ok_or("maturin built no wheel")?;
     run(
         "installing the wheel",
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "--force-reinstall",
-                "--no-deps",
-            ])
+        pip_install(&python)
+            .args(["--force-reinstall", "--no-deps"])
             .arg(&wheel),
     )?;
     run(
@@ -452,7 +477,6 @@ fn test() -> Result<(), String> {
                 )
             }),
         ),
-        ("python", Box::new(python_tier)),
         (
             "browser end-to-end",
             Box::new(|| {
@@ -465,17 +489,54 @@ fn test() -> Result<(), String> {
                 )
             }),
         ),
+        // Last: its venv (PyPI's torch carries CUDA, ~6 GiB) is the largest
+        // thing the run makes, so on a short disk everything before it has
+        // been freed by then.
+        ("python", Box::new(python_tier)),
     ];
+    let lean = disk::lean(&root());
+    let free_at_start = disk::free_bytes(&root());
+    if lean {
+        // Incremental caches are for edit cycles; a one-shot run on a short
+        // disk does not need them (they were 1 GiB and more of target/).
+        std::env::set_var("CARGO_INCREMENTAL", "0");
+    }
+    eprintln!(
+        "xtask: {} free at the start{}",
+        free_at_start.map_or("unknown".into(), disk::gib),
+        if lean {
+            "; short disk: each tier's build outputs are freed when no later tier needs them"
+        } else {
+            ""
+        }
+    );
     let mut failed = Vec::new();
     let mut passed = 0;
     for (name, tier) in &tiers {
-        match tier() {
+        let started = std::time::Instant::now();
+        let outcome = tier();
+        let seconds = started.elapsed().as_secs();
+        match outcome {
             Ok(()) => passed += 1,
             Err(message) => {
                 eprintln!("xtask: tier {name} FAILED: {message}");
                 failed.push(*name);
             }
         }
+        let freed = if lean {
+            disk::remove(&root(), &disk::leftovers(&root(), name))
+        } else {
+            0
+        };
+        eprintln!(
+            "xtask: tier {name} took {seconds} s; {} free{}",
+            disk::free_bytes(&root()).map_or("unknown".into(), disk::gib),
+            if freed > 0 {
+                format!(" after freeing {}", disk::gib(freed))
+            } else {
+                String::new()
+            }
+        );
     }
     println!("xtask tiers: {passed} passed, {} failed", failed.len());
     if failed.is_empty() {
