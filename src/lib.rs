@@ -30,6 +30,7 @@ pub mod convert;
 pub mod diagnosis;
 pub mod dtype;
 pub mod error;
+pub mod fast_cpu;
 pub mod format;
 #[cfg(feature = "gpu")]
 pub mod gpu;

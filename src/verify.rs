@@ -2,15 +2,17 @@
 //! result. A shape check passes a transposed square matrix, a wrong head
 //! count, fp16 overflow or NaN weights; a forward pass does not. This module
 //! plans a run (which tower, which input, how many blocks), runs it on the
-//! CPU reference, compares a GPU run with it, and builds the `Verdict`:
+//! fast CPU backend (`fast_cpu`; the naive reference stays for the tests),
+//! compares a GPU run with it, and builds the `Verdict`:
 //! plain serializable data the CLI and the page both render. The GPU run
 //! itself lives in `gpu::verify` (it is async in the browser).
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{err, ErrorKind, Result};
+use crate::fast_cpu::FastCpu;
 use crate::npy;
 use crate::reference::model::{default_image, default_tokens, forward, Input, ModelDesc, Tower};
-use crate::reference::Cpu;
+use crate::reference::{Backend, Cpu, Mat};
 use crate::source::ByteSource;
 use crate::weights::{CheckpointWeights, Clock, TensorStats};
 use serde::Serialize;
@@ -37,7 +39,7 @@ impl Device {
 }
 
 /// Largest relative error (max |gpu - cpu| / max |cpu|) a GPU run may show
-/// against the CPU reference and still pass. f32 kernels against a reference
+/// against the CPU run and still pass. f32 kernels against a reference
 /// that accumulates in f64 differ by ~1e-6 per block.
 pub const GPU_TOLERANCE: f32 = 1e-3;
 
@@ -159,7 +161,8 @@ pub fn plan(desc: &ModelDesc, input: Option<npy::Array>, layers: Option<usize>) 
 pub struct Run {
     #[serde(skip)]
     pub output: Vec<f32>,
-    /// Reading and decoding weights from the file.
+    /// Reading, decoding and checking (NaN, zeros, norms) weights from the
+    /// file.
     pub read_ms: f64,
     /// Host to device copies (0 on the CPU).
     pub upload_ms: f64,
@@ -182,11 +185,40 @@ pub fn weights_for<'a>(
         .with_base_prefix(&plan.tower.base_prefix()))
 }
 
-/// Run the plan on the CPU reference.
-pub fn run_cpu(plan: &Plan, weights: &CheckpointWeights, clock: &Clock) -> Result<Run> {
+/// Run the plan on the fast CPU backend, on every core natively: what users
+/// run, and what a GPU run is compared with.
+/// `threads`: `None` for every core.
+pub fn run_cpu(
+    plan: &Plan,
+    weights: &CheckpointWeights,
+    threads: Option<usize>,
+    clock: &Clock,
+) -> Result<Run> {
+    let mut backend = FastCpu::new(threads)?;
+    let threads = backend.thread_count();
+    let device = format!(
+        "cpu ({threads} thread{})",
+        if threads == 1 { "" } else { "s" }
+    );
+    run_cpu_with(&mut backend, device, plan, weights, clock)
+}
+
+/// Run the plan on the naive CPU reference, the oracle the tests compare the
+/// fast backend and the GPU with.
+pub fn run_reference(plan: &Plan, weights: &CheckpointWeights, clock: &Clock) -> Result<Run> {
+    run_cpu_with(&mut Cpu, "cpu reference".into(), plan, weights, clock)
+}
+
+fn run_cpu_with<B: Backend<Tensor = Mat>>(
+    backend: &mut B,
+    device: String,
+    plan: &Plan,
+    weights: &CheckpointWeights,
+    clock: &Clock,
+) -> Result<Run> {
     let start = clock();
     let read_before = weights.read_ms();
-    let out = forward(&mut Cpu, weights, &plan.tower, &plan.input, plan.layers_run)?;
+    let out = forward(backend, weights, &plan.tower, &plan.input, plan.layers_run)?;
     let total = clock() - start;
     let read = weights.read_ms() - read_before;
     Ok(Run {
@@ -195,22 +227,23 @@ pub fn run_cpu(plan: &Plan, weights: &CheckpointWeights, clock: &Clock) -> Resul
         upload_ms: 0.0,
         compute_ms: (total - read).max(0.0),
         device_memory_bytes: None,
-        device: "cpu".to_string(),
+        device,
     })
 }
 
-/// Plan, run on the CPU reference and judge: `verify --device cpu`.
+/// Plan, run on the fast CPU backend and judge: `verify --device cpu`.
 pub fn verify_cpu(
     checkpoint: &Checkpoint,
     sources: Vec<&dyn ByteSource>,
     desc: &ModelDesc,
     input: Option<npy::Array>,
     layers: Option<usize>,
+    threads: Option<usize>,
     clock: &Clock,
 ) -> Result<Verdict> {
     let plan = plan(desc, input, layers)?;
     let weights = weights_for(checkpoint, sources, &plan, clock)?;
-    let run = run_cpu(&plan, &weights, clock)?;
+    let run = run_cpu(&plan, &weights, threads, clock)?;
     Ok(verdict(
         &plan,
         run,
@@ -222,7 +255,7 @@ pub fn verify_cpu(
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
-    /// What the run was compared with ("cpu reference").
+    /// What the run was compared with ("cpu": the fast CPU backend).
     pub against: String,
     pub max_abs_err: f32,
     /// `max_abs_err / max |reference|`.
@@ -252,7 +285,7 @@ pub fn compare(run: &[f32], reference: &[f32]) -> Comparison {
         max_abs_err
     };
     Comparison {
-        against: "cpu reference".into(),
+        against: "cpu".into(),
         max_abs_err,
         max_rel_err,
         tolerance: GPU_TOLERANCE,
@@ -264,7 +297,7 @@ pub fn compare(run: &[f32], reference: &[f32]) -> Comparison {
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     /// True when the pass ran, the output is finite, has the shape the
-    /// config says, and (on the GPU) matches the CPU reference.
+    /// config says, and (on the GPU) matches the CPU run.
     pub passed: bool,
     pub model: String,
     pub device: String,
@@ -333,7 +366,7 @@ pub fn verdict(
     }
     if let Some(c) = comparison.as_ref().filter(|c| !c.within_tolerance) {
         problems.push(format!(
-            "the GPU output differs from the CPU reference: max relative error {:.2e} > {:.0e}",
+            "the GPU output differs from the CPU run: max relative error {:.2e} > {:.0e}",
             c.max_rel_err, c.tolerance
         ));
     }
@@ -427,7 +460,7 @@ pub fn to_text(v: &Verdict) -> String {
     };
     out.push_str(&format!("  time ({}): {}\n", v.run.device, timing(&v.run)));
     if let Some(r) = &v.reference_run {
-        out.push_str(&format!("  time (cpu reference): {}\n", timing(r)));
+        out.push_str(&format!("  time (cpu): {}\n", timing(r)));
     }
     out.push_str(&format!(
         "  weights: {} tensors, {} read\n",

@@ -354,7 +354,7 @@ fn verify_model(
 
 /// Prove the checkpoint loads: run the model on its default deterministic
 /// input and judge the output (the `verify::Verdict`, as JSON data).
-/// `device`: "gpu" runs on WebGPU and compares with the CPU reference (an
+/// `device`: "gpu" runs on WebGPU and compares with the CPU run (an
 /// error starting `io|no GPU adapter` when the browser has none), "cpu" runs
 /// the reference alone. `layers`: run only the first K blocks.
 #[wasm_bindgen]
@@ -369,9 +369,15 @@ pub async fn verify_files(
     let desc = verify_model(&preset, &configs, &checkpoint).map_err(js_error)?;
     let layers = layers.map(|k| k as usize);
     let verdict = match crate::verify::Device::parse(&device).map_err(js_error)? {
-        crate::verify::Device::Cpu => {
-            crate::verify::verify_cpu(&checkpoint, tensor_sources, &desc, None, layers, &now_ms)
-        }
+        crate::verify::Device::Cpu => crate::verify::verify_cpu(
+            &checkpoint,
+            tensor_sources,
+            &desc,
+            None,
+            layers,
+            None,
+            &now_ms,
+        ),
         crate::verify::Device::Gpu => verify_gpu(&checkpoint, tensor_sources, &desc, layers).await,
     }
     .map_err(js_error)?;
@@ -414,7 +420,7 @@ async fn verify_gpu(
 }
 
 /// `null` when a GPU adapter is available, else why not (for the page's
-/// "Verify on GPU" button, which then offers the CPU reference).
+/// "Verify on GPU" button, which then offers the CPU).
 #[wasm_bindgen]
 pub async fn gpu_unavailable_reason() -> JsValue {
     #[cfg(feature = "gpu")]

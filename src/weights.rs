@@ -344,16 +344,18 @@ impl WeightSource for CheckpointWeights<'_> {
             )
             .for_tensor(name));
         }
+        // The statistics (NaN, zeros, norms: `weight_trouble`) are part of
+        // reading a weight, not of the forward pass, and are timed with it.
         let start = (self.clock)();
         let data = self.read_tensor(tensor)?;
-        self.read_ms
-            .set(self.read_ms.get() + (self.clock)() - start);
         self.stats.borrow_mut().push(TensorStats::of(
             &tensor.name,
             &tensor.dtype,
             &tensor.shape,
             &data,
         ));
+        self.read_ms
+            .set(self.read_ms.get() + (self.clock)() - start);
         Ok(data)
     }
 

@@ -1,8 +1,9 @@
 //! Whole models against PyTorch: tests/fixtures/models/make_model_fixtures.py
 //! builds tiny seeded Chinese-CLIP, open_clip, BERT, RoBERTa, GPT-2, LLaMA
 //! (grouped-query) and Qwen2 models with the real libraries, saves their
-//! weights, a fixed input and PyTorch's output; ckptcheck's CPU reference
-//! (and, with the `gpu` feature, the GPU) must give the same output within
+//! weights, a fixed input and PyTorch's output; ckptcheck's fast CPU
+//! backend (what `verify` runs), the naive CPU reference (the oracle) and,
+//! with the `gpu` feature, the GPU must each give the same output within
 //! 1e-4. The cases are listed in the fixtures' manifest.json.
 
 use ckptcheck::format;
@@ -57,7 +58,11 @@ fn clock() -> f64 {
     0.0
 }
 
-fn run_cpu(case: &Value) -> Verdict {
+/// `f(checkpoint, its sources, the case's input)` over the case's files.
+fn with_case<T>(
+    case: &Value,
+    f: impl FnOnce(&ckptcheck::Checkpoint, Vec<&dyn ByteSource>, npy::Array) -> T,
+) -> T {
     let files: Vec<FileSource> = strings(&case["files"])
         .iter()
         .map(|f| FileSource::open(&dir().join(f)).expect("open"))
@@ -65,8 +70,52 @@ fn run_cpu(case: &Value) -> Verdict {
     let sources: Vec<&dyn ByteSource> = files.iter().map(|f| f as &dyn ByteSource).collect();
     let checkpoint = format::read_files(&sources).expect("checkpoint");
     let input = npy_file(case["input"].as_str().expect("input"));
-    verify::verify_cpu(&checkpoint, sources, &desc(case), Some(input), None, &clock)
+    f(&checkpoint, sources, input)
+}
+
+fn run_cpu(case: &Value) -> Verdict {
+    with_case(case, |checkpoint, sources, input| {
+        verify::verify_cpu(
+            checkpoint,
+            sources,
+            &desc(case),
+            Some(input),
+            None,
+            None,
+            &clock,
+        )
         .expect("verify")
+    })
+}
+
+/// The case's output from the naive reference.
+fn run_reference(case: &Value) -> Vec<f32> {
+    with_case(case, |checkpoint, sources, input| {
+        let plan = verify::plan(&desc(case), Some(input), None).expect("plan");
+        let weights = verify::weights_for(checkpoint, sources, &plan, &clock).expect("weights");
+        verify::run_reference(&plan, &weights, &clock)
+            .expect("reference")
+            .output
+    })
+}
+
+fn pytorch_output(case: &Value) -> Vec<f32> {
+    match npy_file(case["output"].as_str().expect("output")) {
+        npy::Array::F32 { data, .. } => data,
+        _ => panic!("{}: output is not float32", case["name"]),
+    }
+}
+
+#[test]
+fn cpu_reference_matches_pytorch_and_the_fast_backend_on_every_fixture_model() {
+    for case in &manifest() {
+        let name = case["name"].as_str().expect("name");
+        let reference = run_reference(case);
+        assert_close(name, &reference, &pytorch_output(case));
+        let fast = run_cpu(case);
+        assert!(fast.run.device.starts_with("cpu ("), "{}", fast.run.device);
+        assert_close(name, &fast.run.output, &reference);
+    }
 }
 
 fn assert_close(name: &str, got: &[f32], want: &[f32]) {
@@ -85,7 +134,7 @@ fn assert_close(name: &str, got: &[f32], want: &[f32]) {
 }
 
 #[test]
-fn cpu_reference_matches_pytorch_on_every_fixture_model() {
+fn fast_cpu_matches_pytorch_on_every_fixture_model() {
     let cases = manifest();
     assert_eq!(cases.len(), 10);
     for case in &cases {
@@ -117,8 +166,16 @@ fn fewer_layers_run_fewer_blocks_and_say_so() {
     let files = strings(&case["files"]);
     let file = FileSource::open(&dir().join(&files[0])).expect("open");
     let checkpoint = format::read_files(&[&file]).expect("checkpoint");
-    let verdict = verify::verify_cpu(&checkpoint, vec![&file], &desc(case), None, Some(1), &clock)
-        .expect("verify");
+    let verdict = verify::verify_cpu(
+        &checkpoint,
+        vec![&file],
+        &desc(case),
+        None,
+        Some(1),
+        Some(2),
+        &clock,
+    )
+    .expect("verify");
     assert!(verdict.passed, "{:?}", verdict.problems);
     assert_eq!((verdict.layers_run, verdict.layers_total), (1, 2));
     assert_eq!(verdict.ran, "embeddings + block 0 of 2 + ln_post and proj");
@@ -137,8 +194,16 @@ fn a_wrong_head_count_passes_a_shape_check_but_not_the_forward_pass() {
     let file = FileSource::open(&dir().join("cn_clip_tiny.pt")).expect("open");
     let checkpoint = format::read_files(&[&file]).expect("checkpoint");
     let input = npy_file("cn_clip_tiny.image.npy");
-    let verdict = verify::verify_cpu(&checkpoint, vec![&file], &wrong, Some(input), None, &clock)
-        .expect("verify");
+    let verdict = verify::verify_cpu(
+        &checkpoint,
+        vec![&file],
+        &wrong,
+        Some(input),
+        None,
+        Some(1),
+        &clock,
+    )
+    .expect("verify");
     let npy::Array::F32 { data, .. } = npy_file("cn_clip_tiny.encode_image.npy") else {
         panic!("float32")
     };
@@ -156,10 +221,10 @@ fn a_wrong_head_count_passes_a_shape_check_but_not_the_forward_pass() {
 }
 
 /// The GPU (lavapipe without a GPU) on every fixture: PyTorch's output
-/// within 1e-4, and the verdict's own comparison with the CPU reference.
+/// within 1e-4, and the verdict's own comparison with the CPU run.
 #[cfg(feature = "gpu")]
 #[test]
-fn gpu_matches_pytorch_and_the_cpu_reference_on_every_fixture_model() {
+fn gpu_matches_pytorch_and_the_cpu_on_every_fixture_model() {
     let ctx = match pollster::block_on(ckptcheck::gpu::Context::new()) {
         Ok(ctx) => ctx,
         Err(reason) => {

@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["diagnosis", "scan", "weights"],
     &["convert"],
     &["reference"],
+    &["fast_cpu"],
     &["verify"],
     &["open"],
     &["write"],

@@ -94,7 +94,7 @@ fn verify_json_and_output_npy_match_pytorch() {
 }
 
 #[test]
-fn verify_finds_config_json_beside_the_weights_and_honours_layers() {
+fn verify_finds_config_json_beside_the_weights_and_honours_layers_and_threads() {
     let (code, stdout, stderr) = run(&[
         "verify",
         &fixture("hf_gpt2"),
@@ -102,10 +102,12 @@ fn verify_finds_config_json_beside_the_weights_and_honours_layers() {
         "cpu",
         "--layers",
         "1",
+        "--threads",
+        "1",
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.starts_with("PASS: hf gpt2 on cpu -> logits [1, 8, 100]"),
+        stdout.starts_with("PASS: hf gpt2 on cpu (1 thread) -> logits [1, 8, 100]"),
         "{stdout}"
     );
     assert!(
@@ -249,7 +251,7 @@ fn verify_on_the_gpu_compares_with_the_cpu_reference() {
     }
     assert_eq!(code, 0, "{stderr}");
     let verdict: Value = serde_json::from_str(&stdout).expect("json");
-    assert_eq!(verdict["comparison"]["against"], "cpu reference");
+    assert_eq!(verdict["comparison"]["against"], "cpu");
     assert!(
         verdict["comparison"]["max_rel_err"]
             .as_f64()
@@ -262,5 +264,23 @@ fn verify_on_the_gpu_compares_with_the_cpu_reference() {
             .expect("memory")
             > 0
     );
-    assert_eq!(verdict["reference_run"]["device"], "cpu");
+    let cpu = verdict["reference_run"]["device"].as_str().expect("device");
+    assert!(cpu.starts_with("cpu ("), "{cpu}");
+}
+
+#[test]
+fn verify_refuses_zero_threads_before_reading_anything() {
+    let (code, _, stderr) = run(&[
+        "verify",
+        &fixture("hf_gpt2"),
+        "--device",
+        "cpu",
+        "--threads",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--threads needs a count of 1 or more"),
+        "{stderr}"
+    );
 }

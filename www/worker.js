@@ -81,7 +81,7 @@ self.onmessage = async (event) => {
     } else if (type === "gpu_status") {
       result = { reason: await gpu_unavailable_reason() };
     } else if (type === "verify") {
-      progress("verify", device === "gpu" ? "running the model on the GPU and the CPU reference" : "running the CPU reference");
+      progress("verify", device === "gpu" ? "running the model on the GPU and the CPU" : "running the model on the CPU");
       result = await verify_files(files, preset === "infer" ? "" : preset, device, layers ?? undefined);
     } else if (type === "inspect" || type === "check") {
       const { names, total } = describe(files);

@@ -176,10 +176,10 @@ enum Command {
         #[command(flatten)]
         json: Json,
     },
-    /// Run the model on a fixed input (GPU through wgpu, or the CPU
-    /// reference) and judge the output: finite, right shape, GPU = CPU
+    /// Run the model on a fixed input (GPU through wgpu, or the CPU) and
+    /// judge the output: finite, right shape, GPU = CPU
     #[command(
-        after_help = "verify runs the model on a deterministic input (or --input: float32 image [1,3,R,R] or int64 token ids [1,T]) on the GPU (default, when there is one) or the CPU reference; a GPU run is compared with the CPU reference on the same blocks unless --no-reference.\n\nExamples:\n  ckptcheck verify bert/ --device cpu\n  ckptcheck verify ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --layers 2\n  ckptcheck verify model.safetensors --input ids.npy --output out.npy"
+        after_help = "verify runs the model on a deterministic input (or --input: float32 image [1,3,R,R] or int64 token ids [1,T]) on the GPU (default, when there is one) or the CPU (every core, or --threads); a GPU run is compared with a CPU run on the same blocks unless --no-reference.\n\nExamples:\n  ckptcheck verify bert/ --device cpu\n  ckptcheck verify ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --layers 2\n  ckptcheck verify model.safetensors --input ids.npy --output out.npy"
     )]
     Verify {
         #[command(flatten)]
@@ -200,9 +200,12 @@ enum Command {
         /// Write the output as a NumPy .npy file
         #[arg(long, value_name = "out.npy")]
         output: Option<PathBuf>,
-        /// Do not compare a GPU run with the CPU reference
+        /// Do not compare a GPU run with a CPU run
         #[arg(long)]
         no_reference: bool,
+        /// CPU threads (default: every core)
+        #[arg(long, value_parser = parse_threads, value_name = "N")]
+        threads: Option<usize>,
         #[command(flatten)]
         json: Json,
     },
@@ -298,6 +301,15 @@ fn parse_device(text: &str) -> Result<String, String> {
     }
 }
 
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "--threads needs a count of 1 or more, got {text:?}"
+        )),
+    }
+}
+
 fn parse_layers(text: &str) -> Result<usize, String> {
     text.parse()
         .map_err(|_| format!("--layers needs a block count, got {text:?}"))
@@ -315,6 +327,7 @@ pub struct Args {
     pub input: Option<PathBuf>,
     pub output: Option<PathBuf>,
     pub no_reference: bool,
+    pub threads: Option<usize>,
     pub exact_offsets: bool,
     pub state_dict_path: Option<Vec<String>>,
     pub model: Option<PathBuf>,
@@ -339,6 +352,7 @@ impl Args {
             input: None,
             output: None,
             no_reference: false,
+            threads: None,
             exact_offsets: false,
             state_dict_path: None,
             model: None,
@@ -422,6 +436,7 @@ pub fn parse() -> Args {
             input,
             output,
             no_reference,
+            threads,
             json,
         } => Args {
             configs,
@@ -430,6 +445,7 @@ pub fn parse() -> Args {
             input,
             output,
             no_reference,
+            threads,
             ..Args::new("verify", files.files, json.json)
         },
         Command::Scan { files, json } => Args::new("scan", files.files, json.json),

@@ -426,6 +426,7 @@ fn verify_model(args: &Args, checkpoint: &Checkpoint) -> Result<ModelDesc, Error
 }
 
 fn verify(args: &Args) -> Result<ExitCode, Error> {
+    arena::reuse_freed_memory();
     if args.files.is_empty() {
         return Err(Error::new(ErrorKind::BadArgument, "verify needs a FILE"));
     }
@@ -455,7 +456,7 @@ fn verify(args: &Args) -> Result<ExitCode, Error> {
         sources,
         &desc,
         input,
-        (args.layers, !args.no_reference),
+        (args.layers, !args.no_reference, args.threads),
         &clock,
     )?;
     if let Some(path) = &args.output {
@@ -483,7 +484,7 @@ fn run_verify(
     sources: Vec<&dyn ByteSource>,
     desc: &ModelDesc,
     input: Option<npy::Array>,
-    (layers, _): (Option<usize>, bool),
+    (layers, _, threads): (Option<usize>, bool, Option<usize>),
     clock: &ckptcheck::weights::Clock,
 ) -> Result<verify::Verdict, Error> {
     if device == Some(verify::Device::Gpu) {
@@ -492,7 +493,7 @@ fn run_verify(
             "this ckptcheck was built without the gpu feature: use --device cpu, or build with --features gpu",
         ));
     }
-    verify::verify_cpu(checkpoint, sources, desc, input, layers, clock)
+    verify::verify_cpu(checkpoint, sources, desc, input, layers, threads, clock)
 }
 
 #[cfg(feature = "gpu")]
@@ -502,19 +503,19 @@ fn run_verify(
     sources: Vec<&dyn ByteSource>,
     desc: &ModelDesc,
     input: Option<npy::Array>,
-    (layers, compare): (Option<usize>, bool),
+    (layers, compare, threads): (Option<usize>, bool, Option<usize>),
     clock: &ckptcheck::weights::Clock,
 ) -> Result<verify::Verdict, Error> {
     if device == Some(verify::Device::Cpu) {
-        return verify::verify_cpu(checkpoint, sources, desc, input, layers, clock);
+        return verify::verify_cpu(checkpoint, sources, desc, input, layers, threads, clock);
     }
     match pollster::block_on(ckptcheck::gpu::Context::new()) {
         Ok(context) => pollster::block_on(ckptcheck::gpu::verify::verify_gpu(
             &context, checkpoint, sources, desc, input, layers, clock, compare,
         )),
         Err(reason) if device.is_none() => {
-            eprintln!("ckptcheck: no GPU ({reason}); running the CPU reference");
-            verify::verify_cpu(checkpoint, sources, desc, input, layers, clock)
+            eprintln!("ckptcheck: no GPU ({reason}); running on the CPU");
+            verify::verify_cpu(checkpoint, sources, desc, input, layers, threads, clock)
         }
         Err(reason) => Err(Error::new(
             ErrorKind::Io,

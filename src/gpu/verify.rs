@@ -61,7 +61,7 @@ pub async fn verify_gpu(
     let run = run_gpu(ctx, &plan, &weights, clock).await?;
     let reference = if compare {
         let again = verify::weights_for(checkpoint, sources, &plan, clock)?;
-        Some(verify::run_cpu(&plan, &again, clock)?)
+        Some(verify::run_cpu(&plan, &again, None, clock)?)
     } else {
         None
     };

@@ -128,6 +128,59 @@ pub struct Mat {
 #[derive(Default)]
 pub struct Cpu;
 
+/// The dimension checks every CPU backend makes before it computes (the
+/// fast one in `fast_cpu` shares them).
+impl Cpu {
+    /// `(k, n)` of `x [m, k] · W`, or why x, W and the bias do not fit.
+    pub fn check_linear(
+        x: &Mat,
+        w: &Mat,
+        layout: Layout,
+        bias: Option<&Mat>,
+    ) -> Result<(usize, usize)> {
+        let (k, n) = match layout {
+            Layout::OutIn => (w.cols, w.rows),
+            Layout::InOut => (w.rows, w.cols),
+        };
+        if x.cols != k || bias.is_some_and(|b| b.data.len() != n) {
+            return Err(err(
+                ErrorKind::BadArgument,
+                format!(
+                    "linear: x [{}, {}] and weight [{}, {}] do not fit",
+                    x.rows, x.cols, w.rows, w.cols
+                ),
+            ));
+        }
+        Ok((k, n))
+    }
+
+    pub fn check_same_dims(a: &Mat, b: &Mat, op: &str) -> Result<()> {
+        same_dims(a, b, op)
+    }
+
+    /// q `[t, n_heads·d]`, k and v `[s, n_kv_heads·d]`, the query heads a
+    /// whole multiple of the key/value heads.
+    pub fn check_attention(q: &Mat, k: &Mat, v: &Mat, heads: Heads) -> Result<()> {
+        let fits = heads.n_kv_heads > 0
+            && heads.n_heads.is_multiple_of(heads.n_kv_heads)
+            && q.cols == heads.n_heads * heads.head_dim
+            && k.cols == heads.n_kv_heads * heads.head_dim
+            && (v.rows, v.cols) == (k.rows, k.cols);
+        if fits {
+            Ok(())
+        } else {
+            Err(err(
+                ErrorKind::BadArgument,
+                format!(
+                    "attention: q [{}, {}], k [{}, {}], v [{}, {}] do not fit {} heads of {} ({} key/value heads)",
+                    q.rows, q.cols, k.rows, k.cols, v.rows, v.cols,
+                    heads.n_heads, heads.head_dim, heads.n_kv_heads
+                ),
+            ))
+        }
+    }
+}
+
 fn mat(rows: usize, cols: usize, data: Vec<f32>) -> Result<Mat> {
     if data.len() != rows * cols {
         return Err(err(
@@ -161,19 +214,7 @@ impl Backend for Cpu {
         mat(rows, cols, data)
     }
     fn linear(&mut self, x: &Mat, w: &Mat, layout: Layout, bias: Option<&Mat>) -> Result<Mat> {
-        let (k, n) = match layout {
-            Layout::OutIn => (w.cols, w.rows),
-            Layout::InOut => (w.rows, w.cols),
-        };
-        if x.cols != k || bias.is_some_and(|b| b.data.len() != n) {
-            return Err(err(
-                ErrorKind::BadArgument,
-                format!(
-                    "linear: x [{}, {}] and weight [{}, {}] do not fit",
-                    x.rows, x.cols, w.rows, w.cols
-                ),
-            ));
-        }
+        let (k, n) = Cpu::check_linear(x, w, layout, bias)?;
         let y = ops::linear(
             &x.data,
             x.rows,
@@ -215,6 +256,7 @@ impl Backend for Cpu {
         heads: Heads,
         mask: &AttentionMask,
     ) -> Result<Mat> {
+        Cpu::check_attention(q, k, v, heads)?;
         let y = ops::attention(&q.data, &k.data, &v.data, q.rows, k.rows, heads, mask);
         mat(q.rows, heads.n_heads * heads.head_dim, y)
     }

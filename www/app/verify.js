@@ -1,6 +1,6 @@
 // The "Prove it loads" card, offered when the shapes match: runs the model
-// on a fixed input on WebGPU (checked against the CPU reference), or on the
-// wasm CPU reference where the browser has no GPU, and shows the verdict
+// on a fixed input on WebGPU (checked against the CPU run), or on the
+// wasm CPU backend where the browser has no GPU, and shows the verdict
 // and the report text the wasm wrote.
 
 import { h } from "../client.js";
@@ -10,18 +10,18 @@ import { client, hideProgress, session, showProgress } from "./session.js";
 export function verifyCard(report) {
   const preset = report.model === "config JSON" ? "" : report.model;
   const output = h("div", { id: "verify-output" });
-  const status = h("p", { class: "meta", id: "verify-status" }, "Shapes that match are necessary, not sufficient: run the model on a fixed input and check its output is finite and agrees with the CPU reference.");
+  const status = h("p", { class: "meta", id: "verify-status" }, "Shapes that match are necessary, not sufficient: run the model on a fixed input and check its output is finite and agrees with the CPU.");
   const start = async (device) => {
     const files = session.files;
     if (!files) return;
     buttons.forEach((b) => (b.disabled = true));
-    showProgress(device === "gpu" ? "Running the model on the GPU" : "Running the CPU reference");
+    showProgress(device === "gpu" ? "Running the model on the GPU" : "Running the model on the CPU");
     try {
       if (device === "gpu") {
         const { reason } = await client.request("gpu_status");
         if (reason) {
           hideProgress();
-          status.replaceChildren(h("strong", {}, "No GPU here: "), sentence(reason), ". The CPU reference runs the same graph in WebAssembly.");
+          status.replaceChildren(h("strong", {}, "No GPU here: "), sentence(reason), ". The CPU runs the same graph in WebAssembly.");
           cpu.hidden = false;
           cpu.disabled = false;
           return;
@@ -43,7 +43,7 @@ export function verifyCard(report) {
     }
   };
   const gpu = h("button", { type: "button", class: "button", id: "verify-gpu", onclick: () => start("gpu") }, "Verify on GPU");
-  const cpu = h("button", { type: "button", class: "button small", id: "verify-cpu", onclick: () => start("cpu") }, "Run the CPU reference");
+  const cpu = h("button", { type: "button", class: "button small", id: "verify-cpu", onclick: () => start("cpu") }, "Run on the CPU");
   const buttons = [gpu, cpu];
   return card("Prove it loads", { id: "verify" }, status, h("div", { class: "export" }, gpu, cpu), output);
 }

@@ -44,8 +44,9 @@ pub fn lean(root: &Path) -> bool {
 
 /// What a finished tier leaves that no later tier reads. The native tier's
 /// test executables and incremental caches go, but not the rlibs and build
-/// scripts (the wasm tiers' host-side proc macros live there) nor
-/// `target/debug/ckptcheck` (the Python tests run the CLI).
+/// scripts until the wasm tiers are done (their host-side proc macros live
+/// there), and never `target/debug/ckptcheck` (the Python tests run the
+/// CLI; it is a hard link, so it outlives its copy in deps/).
 pub fn leftovers(root: &Path, tier: &str) -> Vec<PathBuf> {
     let target = root.join("target");
     match tier {
@@ -56,7 +57,16 @@ pub fn leftovers(root: &Path, tier: &str) -> Vec<PathBuf> {
             paths
         }
         "wasm-bindgen-test" => vec![target.join("wasm32-unknown-unknown/debug")],
-        "browser end-to-end" => vec![target.join("wasm32-unknown-unknown/web")],
+        // The last tier that builds with cargo's dev profile: after it only
+        // the CLI binary itself is read (by the Python tests), and maturin
+        // builds the wheel in a folder of its own.
+        "browser end-to-end" => vec![
+            target.join("wasm32-unknown-unknown"),
+            target.join("debug/deps"),
+            target.join("debug/build"),
+            target.join("debug/incremental"),
+            target.join("debug/.fingerprint"),
+        ],
         "python" => vec![
             target.join("py-venv"),
             target.join("wheel"),

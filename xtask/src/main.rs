@@ -572,6 +572,11 @@ const BENCHES: &[Bench] = &[
         run: bench_gpu,
     },
     Bench {
+        name: "cpu",
+        what: "verify --device cpu vs PyTorch's CPU forward, same threads (bench/cpu_verify_bench.py)",
+        run: bench_cpu,
+    },
+    Bench {
         name: "inspect",
         what: "a 3.8 GB checkpoint vs torch.load and safe_open (bench/inspect_bench.py)",
         run: bench_inspect,
@@ -662,6 +667,14 @@ fn bench_convert() -> Result<(), String> {
 
 fn bench_scan() -> Result<(), String> {
     python_bench("bench/scan_bench.py", &["numpy", "safetensors"])
+}
+
+fn bench_cpu() -> Result<(), String> {
+    build_web()?;
+    python_bench(
+        "bench/cpu_verify_bench.py",
+        &["torch", "transformers", "cn_clip", "numpy"],
+    )
 }
 
 fn bench_remote() -> Result<(), String> {
