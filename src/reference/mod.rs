@@ -155,7 +155,16 @@ impl Cpu {
     }
 
     pub fn check_same_dims(a: &Mat, b: &Mat, op: &str) -> Result<()> {
-        same_dims(a, b, op)
+        if (a.rows, a.cols) != (b.rows, b.cols) {
+            return Err(err(
+                ErrorKind::BadArgument,
+                format!(
+                    "{op}: [{}, {}] and [{}, {}] differ",
+                    a.rows, a.cols, b.rows, b.cols
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// q `[t, n_heads·d]`, k and v `[s, n_kv_heads·d]`, the query heads a
@@ -189,19 +198,6 @@ fn mat(rows: usize, cols: usize, data: Vec<f32>) -> Result<Mat> {
         ));
     }
     Ok(Mat { rows, cols, data })
-}
-
-fn same_dims(a: &Mat, b: &Mat, op: &str) -> Result<()> {
-    if (a.rows, a.cols) != (b.rows, b.cols) {
-        return Err(err(
-            ErrorKind::BadArgument,
-            format!(
-                "{op}: [{}, {}] and [{}, {}] differ",
-                a.rows, a.cols, b.rows, b.cols
-            ),
-        ));
-    }
-    Ok(())
 }
 
 impl Backend for Cpu {
@@ -241,11 +237,11 @@ impl Backend for Cpu {
         mat(x.rows, x.cols, ops::activation(act, &x.data))
     }
     fn swiglu(&mut self, gate: &Mat, up: &Mat) -> Result<Mat> {
-        same_dims(gate, up, "swiglu")?;
+        Cpu::check_same_dims(gate, up, "swiglu")?;
         mat(gate.rows, gate.cols, ops::swiglu(&gate.data, &up.data))
     }
     fn add(&mut self, a: &Mat, b: &Mat) -> Result<Mat> {
-        same_dims(a, b, "add")?;
+        Cpu::check_same_dims(a, b, "add")?;
         mat(a.rows, a.cols, ops::add(&a.data, &b.data))
     }
     fn attention(

@@ -51,44 +51,72 @@ pub fn linear(
 /// `nn.LayerNorm` over the last dimension: `(x - mean) / sqrt(var + eps) * g + b`
 /// with the biased variance, mean and variance in two passes.
 pub fn layer_norm(x: &[f32], cols: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(cols) {
+    let mut out = vec![0f32; x.len()];
+    layer_norm_into(x, cols, gamma, beta, eps, &mut out);
+    out
+}
+
+/// `layer_norm` into `out` (the fast CPU backend writes blocks of rows).
+pub fn layer_norm_into(
+    x: &[f32],
+    cols: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
+    for (row, out) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
         let mean = row.iter().map(|v| *v as f64).sum::<f64>() / cols as f64;
         let var = row.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
         let inv = 1.0 / (var + eps as f64).sqrt();
-        for (j, v) in row.iter().enumerate() {
-            out.push(((*v as f64 - mean) * inv) as f32 * gamma[j] + beta[j]);
+        for (j, (o, v)) in out.iter_mut().zip(row).enumerate() {
+            *o = ((*v as f64 - mean) * inv) as f32 * gamma[j] + beta[j];
         }
     }
-    out
 }
 
 /// LLaMA's RMSNorm: `x / sqrt(mean(x²) + eps) * g`.
 pub fn rms_norm(x: &[f32], cols: usize, gamma: &[f32], eps: f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(cols) {
-        let mean_square = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / cols as f64;
-        let inv = 1.0 / (mean_square + eps as f64).sqrt();
-        for (j, v) in row.iter().enumerate() {
-            out.push(gamma[j] * (*v as f64 * inv) as f32);
-        }
-    }
+    let mut out = vec![0f32; x.len()];
+    rms_norm_into(x, cols, gamma, eps, &mut out);
     out
 }
+
+/// `rms_norm` into `out`.
+pub fn rms_norm_into(x: &[f32], cols: usize, gamma: &[f32], eps: f32, out: &mut [f32]) {
+    for (row, out) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+        let mean_square = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / cols as f64;
+        let inv = 1.0 / (mean_square + eps as f64).sqrt();
+        for (j, (o, v)) in out.iter_mut().zip(row).enumerate() {
+            *o = gamma[j] * (*v as f64 * inv) as f32;
+        }
+    }
+}
+
+/// The coefficients of `erfc`'s fit, `ln(erfc(z)/t) ≈ -z² + c0 + t·(c1 +
+/// t·(c2 + …))` with `t = 1/(1 + z/2)`. The fast CPU backend evaluates the
+/// same fit in f32.
+pub const ERFC_FIT: [f64; 10] = [
+    -1.265_512_23,
+    1.000_023_68,
+    0.374_091_96,
+    0.096_784_18,
+    -0.186_288_06,
+    0.278_868_07,
+    -1.135_203_98,
+    1.488_515_87,
+    -0.822_152_23,
+    0.170_872_77,
+];
 
 /// The complementary error function, fractional error below 1.2e-7
 /// everywhere (Numerical Recipes `erfcc`, a Chebyshev fit).
 pub fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let [c0, rest @ ..] = ERFC_FIT;
+    let tail = rest.iter().rev().fold(0.0, |acc, c| c + t * acc);
+    let poly = -z * z + c0 + t * tail;
     let r = t * poly.exp();
     if x >= 0.0 {
         r
