@@ -34,6 +34,69 @@ pub fn bf16_to_f32(bits: u16) -> f32 {
     f32::from_bits((bits as u32) << 16)
 }
 
+/// The IEEE half that is exactly `value`, or `None` when no half is (too
+/// many mantissa bits, out of range, an f32 subnormal). Infinities keep
+/// their sign; a NaN stays a NaN (its payload's top bits kept, made quiet
+/// if they were all zero). The GPU keeps half weights as halves with this:
+/// values decoded from an F16 tensor always come back, so no rounding
+/// happens, and anything else is left in f32.
+pub fn f16_bits_exact(value: f32) -> Option<u16> {
+    let bits = value.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exponent = ((bits >> 23) & 0xff) as i32;
+    let mantissa = bits & 0x7f_ffff;
+    if exponent == 0xff {
+        let payload = (mantissa >> 13) as u16;
+        return Some(match (mantissa, payload) {
+            (0, _) => sign | 0x7c00,
+            (_, 0) => sign | 0x7e00,
+            _ => sign | 0x7c00 | payload,
+        });
+    }
+    if exponent == 0 {
+        return (mantissa == 0).then_some(sign);
+    }
+    let unbiased = exponent - 127;
+    if (-14..=15).contains(&unbiased) {
+        return (mantissa & 0x1fff == 0)
+            .then(|| sign | (((unbiased + 15) as u16) << 10) | (mantissa >> 13) as u16);
+    }
+    if (-24..-14).contains(&unbiased) {
+        // A half subnormal: value = s * 2^-24 with s < 1024.
+        let significand = 0x80_0000 | mantissa;
+        let shift = (-unbiased - 1) as u32;
+        return (significand & ((1 << shift) - 1) == 0)
+            .then(|| sign | (significand >> shift) as u16);
+    }
+    None
+}
+
+/// The bfloat16 that is exactly `value` (its low 16 bits zero), or `None`.
+pub fn bf16_bits_exact(value: f32) -> Option<u16> {
+    let bits = value.to_bits();
+    (bits & 0xffff == 0).then_some((bits >> 16) as u16)
+}
+
+/// The precision a weight had in the file, when every value of it is exact
+/// in 16 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Stored {
+    /// From a checkpoint dtype name.
+    pub fn of_dtype(dtype: &str) -> Stored {
+        match dtype {
+            "F16" => Stored::F16,
+            "BF16" => Stored::Bf16,
+            _ => Stored::F32,
+        }
+    }
+}
+
 /// FP8 E4M3FN: bias 7, no infinities, S.1111.111 is NaN.
 pub fn f8_e4m3fn_to_f32(bits: u8) -> f32 {
     let sign = if bits & 0x80 != 0 { -1.0 } else { 1.0 };
@@ -217,6 +280,34 @@ mod tests {
                 assert_eq!(fast.to_bits(), naive.to_bits(), "{bits:#06x}");
             }
         }
+    }
+
+    #[test]
+    fn every_half_comes_back_exactly_and_other_values_stay_f32() {
+        for bits in 0..=u16::MAX {
+            let value = f16_to_f32(bits);
+            let back = f16_bits_exact(value).expect("every half is exact");
+            if value.is_nan() {
+                assert!(f16_to_f32(back).is_nan(), "{bits:#06x}");
+            } else {
+                assert_eq!(back, bits, "{bits:#06x} ({value})");
+            }
+            let brain = bf16_to_f32(bits);
+            let back = bf16_bits_exact(brain).expect("every bfloat16 is exact");
+            assert_eq!(back, bits, "bf16 {bits:#06x}");
+        }
+        // Too many mantissa bits, past the largest half, below the smallest
+        // subnormal half, an f32 subnormal, a subnormal half's lost bit.
+        for value in [
+            1.0 + f32::EPSILON,
+            65520.0,
+            1e-8,
+            f32::from_bits(1),
+            f16_to_f32(1) * 1.5,
+        ] {
+            assert_eq!(f16_bits_exact(value), None, "{value}");
+        }
+        assert_eq!(bf16_bits_exact(1.0 + f32::EPSILON), None);
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! plans a run (which tower, which input, how many blocks), runs it on the
 //! fast CPU backend (`fast_cpu`; the naive reference stays for the tests),
 //! compares a GPU run with it, and builds the `Verdict`:
-//! plain serializable data the CLI and the page both render. The GPU run
-//! itself lives in `gpu::verify` (it is async in the browser).
+//! plain serializable data the CLI and the page both render. Every run goes
+//! through `stages::Staged`, which tells a progress hook each stage as it
+//! starts and times it. The GPU run itself lives in `gpu::verify` (it is
+//! async in the browser).
+
+pub mod stages;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{err, ErrorKind, Result};
@@ -16,6 +20,7 @@ use crate::reference::{Backend, Cpu, Mat};
 use crate::source::ByteSource;
 use crate::weights::{CheckpointWeights, Clock, TensorStats};
 use serde::Serialize;
+pub use stages::{Progress, Stage, StageTime, Staged};
 
 /// Which device runs the pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,8 +175,15 @@ pub struct Run {
     pub compute_ms: f64,
     /// Peak device memory held by buffers (GPU only).
     pub device_memory_bytes: Option<u64>,
+    /// Bytes copied to the device (GPU only): f16 and bf16 linear weights
+    /// go up as 16-bit, everything else as f32.
+    pub upload_bytes: Option<u64>,
     /// "cpu" or the GPU adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (vulkan)".
     pub device: String,
+    /// The run stage by stage ("embeddings", "block 1" .., "head", and on
+    /// the GPU "read back"); together they are the run's wall time, so
+    /// their `ms` sum to `read_ms + upload_ms + compute_ms`.
+    pub stages: Vec<StageTime>,
 }
 
 /// The weights of `checkpoint` for `plan`, read lazily from `sources`.
@@ -187,12 +199,13 @@ pub fn weights_for<'a>(
 
 /// Run the plan on the fast CPU backend, on every core natively: what users
 /// run, and what a GPU run is compared with.
-/// `threads`: `None` for every core.
+/// `threads`: `None` for every core; `progress` is told each stage.
 pub fn run_cpu(
     plan: &Plan,
     weights: &CheckpointWeights,
     threads: Option<usize>,
     clock: &Clock,
+    progress: &mut Progress<'_>,
 ) -> Result<Run> {
     let mut backend = FastCpu::new(threads)?;
     let threads = backend.thread_count();
@@ -200,13 +213,20 @@ pub fn run_cpu(
         "cpu ({threads} thread{})",
         if threads == 1 { "" } else { "s" }
     );
-    run_cpu_with(&mut backend, device, plan, weights, clock)
+    run_cpu_with(&mut backend, device, plan, weights, clock, progress)
 }
 
 /// Run the plan on the naive CPU reference, the oracle the tests compare the
 /// fast backend and the GPU with.
 pub fn run_reference(plan: &Plan, weights: &CheckpointWeights, clock: &Clock) -> Result<Run> {
-    run_cpu_with(&mut Cpu, "cpu reference".into(), plan, weights, clock)
+    run_cpu_with(
+        &mut Cpu,
+        "cpu reference".into(),
+        plan,
+        weights,
+        clock,
+        &mut |_| {},
+    )
 }
 
 fn run_cpu_with<B: Backend<Tensor = Mat>>(
@@ -215,23 +235,41 @@ fn run_cpu_with<B: Backend<Tensor = Mat>>(
     plan: &Plan,
     weights: &CheckpointWeights,
     clock: &Clock,
+    progress: &mut Progress<'_>,
 ) -> Result<Run> {
-    let start = clock();
-    let read_before = weights.read_ms();
-    let out = forward(backend, weights, &plan.tower, &plan.input, plan.layers_run)?;
-    let total = clock() - start;
-    let read = weights.read_ms() - read_before;
+    let read_ms = || weights.read_ms();
+    let mut staged = Staged::new(
+        backend,
+        Device::Cpu,
+        plan.layers_run,
+        clock,
+        &read_ms,
+        progress,
+    );
+    let out = forward(
+        &mut staged,
+        weights,
+        &plan.tower,
+        &plan.input,
+        plan.layers_run,
+    )?;
+    let stages = staged.finish();
+    let (total, read) = stages::totals(&stages);
     Ok(Run {
         output: out.data,
         read_ms: read,
         upload_ms: 0.0,
         compute_ms: (total - read).max(0.0),
         device_memory_bytes: None,
+        upload_bytes: None,
         device,
+        stages,
     })
 }
 
 /// Plan, run on the fast CPU backend and judge: `verify --device cpu`.
+/// `progress` is told each stage as it starts.
+#[allow(clippy::too_many_arguments)]
 pub fn verify_cpu(
     checkpoint: &Checkpoint,
     sources: Vec<&dyn ByteSource>,
@@ -240,10 +278,11 @@ pub fn verify_cpu(
     layers: Option<usize>,
     threads: Option<usize>,
     clock: &Clock,
+    progress: &mut Progress<'_>,
 ) -> Result<Verdict> {
     let plan = plan(desc, input, layers)?;
     let weights = weights_for(checkpoint, sources, &plan, clock)?;
-    let run = run_cpu(&plan, &weights, threads, clock)?;
+    let run = run_cpu(&plan, &weights, threads, clock, progress)?;
     Ok(verdict(
         &plan,
         run,
@@ -387,14 +426,23 @@ pub fn verdict(
     dtypes.sort_unstable();
     dtypes.dedup();
     if !dtypes.is_empty() {
+        let on_the_gpu = run.upload_bytes.is_some();
+        let half: Vec<&str> = dtypes
+            .iter()
+            .copied()
+            .filter(|d| matches!(*d, "F16" | "BF16"))
+            .collect();
+        let how = match (on_the_gpu, half.is_empty()) {
+            (false, _) => String::new(),
+            (true, true) => " and uploaded as f32".to_string(),
+            (true, false) => format!(
+                "; on the GPU the {} linear weights stayed 16-bit (half the upload and device memory, f32 accumulation), the rest went up as f32",
+                half.join(" and ")
+            ),
+        };
         notes.push(format!(
-            "{} weights were decoded to f32 for the pass{}",
+            "{} weights were decoded to f32 for the pass{how}",
             dtypes.join(", "),
-            if run.device == "cpu" {
-                ""
-            } else {
-                " and uploaded as f32"
-            }
         ));
     }
     Verdict {
@@ -456,11 +504,26 @@ pub fn to_text(v: &Verdict) -> String {
             r.device_memory_bytes
                 .map(|b| format!(", device memory {}", crate::human::human_bytes(b)))
                 .unwrap_or_default()
+                + &r.upload_bytes
+                    .map(|b| format!(", uploaded {}", crate::human::human_bytes(b)))
+                    .unwrap_or_default()
         )
     };
-    out.push_str(&format!("  time ({}): {}\n", v.run.device, timing(&v.run)));
+    let by_stage = |r: &Run| {
+        if r.stages.is_empty() {
+            String::new()
+        } else {
+            format!("    by stage: {}\n", stages::summary(&r.stages))
+        }
+    };
+    out.push_str(&format!(
+        "  time ({}): {}\n{}",
+        v.run.device,
+        timing(&v.run),
+        by_stage(&v.run)
+    ));
     if let Some(r) = &v.reference_run {
-        out.push_str(&format!("  time (cpu): {}\n", timing(r)));
+        out.push_str(&format!("  time (cpu): {}\n{}", timing(r), by_stage(r)));
     }
     out.push_str(&format!(
         "  weights: {} tensors, {} read\n",

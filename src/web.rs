@@ -323,8 +323,21 @@ pub fn check_files(
     to_js(&run().map_err(js_error)?)
 }
 
+/// `performance.now()` (a fraction of a millisecond, in workers too; the
+/// stages of a small model take a few), else `Date.now()`.
 fn now_ms() -> f64 {
-    js_sys::Date::now()
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|performance| {
+            let now: js_sys::Function =
+                js_sys::Reflect::get(&performance, &JsValue::from_str("now"))
+                    .ok()?
+                    .dyn_into()
+                    .ok()?;
+            now.call0(&performance).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
 }
 
 /// The model a verify runs: a preset name, else dropped config JSONs, else
@@ -357,17 +370,32 @@ fn verify_model(
 /// `device`: "gpu" runs on WebGPU and compares with the CPU run (an
 /// error starting `io|no GPU adapter` when the browser has none), "cpu" runs
 /// the reference alone. `layers`: run only the first K blocks.
+/// `progress(text, blocks_done, blocks)`, when given, is called as each
+/// stage starts ("CPU: block 3 of 24", 2, 24); what it returns is ignored
+/// (cancelling is terminating the worker).
 #[wasm_bindgen]
 pub async fn verify_files(
     files: js_sys::Array,
     preset: String,
     device: String,
     layers: Option<u32>,
+    progress: Option<js_sys::Function>,
 ) -> std::result::Result<JsValue, JsError> {
     let sources = sources(&files).map_err(js_error)?;
     let (checkpoint, configs, tensor_sources) = read_sources(&sources).map_err(js_error)?;
     let desc = verify_model(&preset, &configs, &checkpoint).map_err(js_error)?;
     let layers = layers.map(|k| k as usize);
+    let mut hook = |stage: &crate::verify::Stage| {
+        if let Some(progress) = &progress {
+            // A throwing callback must not stop the run: it only reports.
+            let _ = progress.call3(
+                &JsValue::NULL,
+                &JsValue::from_str(&stage.text()),
+                &JsValue::from_f64(stage.blocks_done as f64),
+                &JsValue::from_f64(stage.blocks as f64),
+            );
+        }
+    };
     let verdict = match crate::verify::Device::parse(&device).map_err(js_error)? {
         crate::verify::Device::Cpu => crate::verify::verify_cpu(
             &checkpoint,
@@ -377,8 +405,11 @@ pub async fn verify_files(
             layers,
             None,
             &now_ms,
+            &mut hook,
         ),
-        crate::verify::Device::Gpu => verify_gpu(&checkpoint, tensor_sources, &desc, layers).await,
+        crate::verify::Device::Gpu => {
+            verify_gpu(&checkpoint, tensor_sources, &desc, layers, &mut hook).await
+        }
     }
     .map_err(js_error)?;
     let text = crate::verify::to_text(&verdict);
@@ -398,12 +429,15 @@ async fn verify_gpu(
     sources: Vec<&dyn ByteSource>,
     desc: &crate::reference::model::ModelDesc,
     layers: Option<usize>,
+    progress: &mut crate::verify::Progress<'_>,
 ) -> Result<crate::verify::Verdict> {
     let ctx = crate::gpu::Context::new()
         .await
         .map_err(|reason| err(ErrorKind::Io, format!("no GPU adapter: {reason}")))?;
-    crate::gpu::verify::verify_gpu(&ctx, checkpoint, sources, desc, None, layers, &now_ms, true)
-        .await
+    crate::gpu::verify::verify_gpu(
+        &ctx, checkpoint, sources, desc, None, layers, &now_ms, true, progress,
+    )
+    .await
 }
 
 #[cfg(not(feature = "gpu"))]
@@ -412,6 +446,7 @@ async fn verify_gpu(
     _sources: Vec<&dyn ByteSource>,
     _desc: &crate::reference::model::ModelDesc,
     _layers: Option<usize>,
+    _progress: &mut crate::verify::Progress<'_>,
 ) -> Result<crate::verify::Verdict> {
     Err(err(
         ErrorKind::Io,

@@ -33,6 +33,12 @@ pub trait WeightSource {
     fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
     /// Whether a tensor of that name exists (optional biases, tied heads).
     fn has(&self, name: &str) -> bool;
+    /// The precision the tensor is stored in, when it is 16 bits
+    /// (`reference::Backend::upload_matrix`).
+    fn stored(&self, name: &str) -> crate::dtype::Stored {
+        let _ = name;
+        crate::dtype::Stored::F32
+    }
 }
 
 /// Statistics of one tensor as read, for the verdict.
@@ -361,6 +367,12 @@ impl WeightSource for CheckpointWeights<'_> {
 
     fn has(&self, name: &str) -> bool {
         self.find(name).is_some()
+    }
+
+    fn stored(&self, name: &str) -> crate::dtype::Stored {
+        self.find(name).map_or(crate::dtype::Stored::F32, |t| {
+            crate::dtype::Stored::of_dtype(&t.dtype)
+        })
     }
 }
 

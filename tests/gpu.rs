@@ -6,8 +6,9 @@
 //! CKPTCHECK_REQUIRE_GPU=1 (as in CI), where it fails.
 #![cfg(feature = "gpu")]
 
+use ckptcheck::dtype;
 use ckptcheck::gpu::{Context, GpuBackend, GpuTensor, Kernel};
-use ckptcheck::reference::{Activation, AttentionMask, Backend, Cpu, Heads, Layout, Mat};
+use ckptcheck::reference::{Activation, AttentionMask, Backend, Cpu, Heads, Layout, Mat, Stored};
 
 fn context() -> Option<Context> {
     match pollster::block_on(Context::new()) {
@@ -71,7 +72,7 @@ fn check(name: &str, gpu: &mut GpuBackend, got: GpuTensor, want: Mat, tolerance:
 fn matmul_matches_in_both_layouts_with_bias_on_odd_shapes() {
     let Some(ctx) = context() else { return };
     let mut gpu = GpuBackend::new(&ctx, &clock);
-    for (m, k, n) in [(7, 37, 19), (1, 5, 3), (33, 17, 65)] {
+    for (m, k, n) in [(7, 37, 19), (1, 5, 3), (33, 17, 65), (130, 70, 131)] {
         let x = pair(&mut gpu, m, k, 1, 1.0);
         let bias = pair(&mut gpu, 1, n, 2, 1.0);
         let w_out_in = pair(&mut gpu, n, k, 3, 0.5);
@@ -143,6 +144,112 @@ fn weights_split_across_buffers_give_the_same_matmul_and_gather() {
     let got = gpu.gather(&table.gpu, &ids).expect("gpu");
     let want = Cpu.gather(&table.cpu, &ids).expect("cpu");
     check("split gather", &mut gpu, got, want, 0.0);
+}
+
+/// `values` rounded to what `stored` holds exactly (f16: 11 significant
+/// bits; bf16: 8), the way a checkpoint's 16-bit weights decode.
+fn rounded(values: Vec<f32>, stored: Stored) -> Vec<f32> {
+    values
+        .into_iter()
+        .map(|v| match stored {
+            Stored::F16 => dtype::f16_to_f32(
+                dtype::f16_bits_exact((v * 1024.0).round() / 1024.0).expect("exact"),
+            ),
+            Stored::Bf16 => dtype::bf16_to_f32((v.to_bits() >> 16) as u16),
+            Stored::F32 => v,
+        })
+        .collect()
+}
+
+#[test]
+fn half_weights_stay_half_on_the_gpu_and_give_what_their_f32_copy_gives() {
+    let Some(ctx) = context() else { return };
+    let mut gpu = GpuBackend::new(&ctx, &clock);
+    let x = pair(&mut gpu, 9, 37, 1, 1.0);
+    let bias = pair(&mut gpu, 1, 67, 2, 1.0);
+    // Odd element counts (a padded last word), both layouts, both formats,
+    // whole and split into chunks of 5 rows.
+    for stored in [Stored::F16, Stored::Bf16] {
+        for layout in [Layout::OutIn, Layout::InOut] {
+            for binding_bytes in [1u64 << 20, 5 * 67 * 2] {
+                let (rows, cols) = match layout {
+                    Layout::OutIn => (67, 37),
+                    Layout::InOut => (37, 67),
+                };
+                let mut data = rounded(values(rows * cols, 3, 0.5), stored);
+                // The edges of the format: subnormal halves (the smallest,
+                // the largest), the smallest normal one, zero, minus zero.
+                if stored == Stored::F16 {
+                    for (i, bits) in [0x0001u16, 0x83ff, 0x0400, 0x0000, 0x8000]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        data[i * 7] = dtype::f16_to_f32(bits);
+                    }
+                }
+                ctx.max_binding_bytes.set(binding_bytes);
+                let upload_before = gpu.upload.bytes;
+                let half = gpu
+                    .upload_matrix(data.clone(), rows, cols, stored)
+                    .expect("half");
+                let half_bytes = gpu.upload.bytes - upload_before;
+                // The f32 copy split at the same rows, so that split [in,
+                // out] chunks accumulate in the same order.
+                ctx.max_binding_bytes.set(binding_bytes * 2);
+                let full = gpu.upload(data.clone(), rows, cols).expect("f32");
+                assert_eq!(full.chunks.len(), half.chunks.len());
+                let full_bytes = gpu.upload.bytes - upload_before - half_bytes;
+                ctx.max_binding_bytes.set(1 << 20);
+                let name = format!("{stored:?} {layout:?} chunks {}", half.chunks.len());
+                assert_eq!(half.stored, stored, "{name}");
+                assert!(
+                    half_bytes * 2 <= full_bytes + 4 * half.chunks.len() as u64,
+                    "{name}: {half_bytes} vs {full_bytes} bytes"
+                );
+                let layout_bias = if layout == Layout::OutIn {
+                    Some(&bias.gpu)
+                } else {
+                    None
+                };
+                let got = gpu
+                    .linear(&x.gpu, &half, layout, layout_bias)
+                    .expect("half linear");
+                let want = gpu
+                    .linear(&x.gpu, &full, layout, layout_bias)
+                    .expect("f32 linear");
+                let want = pollster::block_on(gpu.read(&want)).expect("read");
+                let got = pollster::block_on(gpu.read(&got)).expect("read");
+                if let Some(i) = (0..got.len()).find(|i| got[*i].to_bits() != want[*i].to_bits()) {
+                    panic!(
+                        "{name}: element {i}: half weight {}, f32 weight {}: must be equal",
+                        got[i], want[i]
+                    );
+                }
+                let cpu_w = Cpu.upload(data, rows, cols).expect("cpu");
+                let cpu_bias = if layout == Layout::OutIn {
+                    Some(&bias.cpu)
+                } else {
+                    None
+                };
+                let cpu = Cpu.linear(&x.cpu, &cpu_w, layout, cpu_bias).expect("cpu");
+                let scale = cpu.data.iter().fold(1f32, |m, v| m.max(v.abs()));
+                for (g, c) in got.iter().zip(&cpu.data) {
+                    assert!((g - c).abs() <= 1e-5 * scale, "{name}: gpu {g}, cpu {c}");
+                }
+            }
+        }
+    }
+    // A value no half holds keeps the weight in f32.
+    let mut data = rounded(values(6, 4, 0.5), Stored::F16);
+    data[3] = 1.0 + f32::EPSILON;
+    let kept = gpu.upload_matrix(data, 2, 3, Stored::F16).expect("f32");
+    assert_eq!(kept.stored, Stored::F32);
+    // Only linear reads halves: any other kernel refuses them.
+    let half = gpu
+        .upload_matrix(rounded(values(6, 5, 0.5), Stored::F16), 2, 3, Stored::F16)
+        .expect("half");
+    assert!(gpu.gather(&half, &[0]).is_err());
+    assert!(gpu.add(&half, &half).is_err());
 }
 
 #[test]
@@ -260,6 +367,43 @@ fn attention_matches_with_causal_padding_and_grouped_query_masks() {
             },
         ),
         ("cross", 5, 11, 2, 1, 3, AttentionMask::default()),
+        // More keys than the fused kernel's 64 lanes and a head wider
+        // than them.
+        (
+            "long rows, wide heads",
+            70,
+            130,
+            4,
+            2,
+            80,
+            AttentionMask {
+                causal: true,
+                key_valid: vec![],
+            },
+        ),
+        // Past the fused kernel's 2048 keys: scores, softmax, weighted sum.
+        (
+            "keys past the fused limit",
+            3,
+            2100,
+            2,
+            2,
+            8,
+            AttentionMask {
+                causal: false,
+                key_valid: (0..2100).map(|j| j % 7 != 3).collect(),
+            },
+        ),
+        // More (head, row) pairs than one dispatch dimension's 65535.
+        (
+            "rows past one dispatch dimension",
+            22_000,
+            3,
+            3,
+            1,
+            4,
+            AttentionMask::default(),
+        ),
     ];
     for (name, t, s, n_heads, n_kv_heads, d, mask) in cases {
         let heads = Heads {
@@ -356,4 +500,41 @@ fn head_width_80_vit_and_gqa_decoder_graphs_match_with_made_up_weights() {
         let got = forward(&mut gpu, &RandomWeights, &tower, &input, usize::MAX).expect("gpu");
         check(tower.output_name(), &mut gpu, got, want, 1e-5);
     }
+}
+
+/// The GPU holds about one block at a time: each block's weights are
+/// uploaded as the block runs and freed when it is done, so a model far
+/// deeper than the device could hold runs layer by layer. Peak device
+/// memory (what the verdict reports) is the same for 1 block and for 8.
+#[test]
+fn peak_device_memory_does_not_grow_with_depth() {
+    use ckptcheck::reference::model::{self, default_image, forward, Input};
+    use ckptcheck::weights::RandomWeights;
+    let Some(ctx) = context() else { return };
+    let vision = r#"{"embed_dim": 32, "image_resolution": 56, "vision_layers": 8, "vision_width": 128, "vision_head_width": 64, "vision_patch_size": 14}"#;
+    let text = r#"{"vocab_size": 50, "text_attention_probs_dropout_prob": 0.0, "text_hidden_act": "gelu", "text_hidden_dropout_prob": 0.0, "text_hidden_size": 40, "text_initializer_range": 0.02, "text_intermediate_size": 72, "text_max_position_embeddings": 16, "text_num_attention_heads": 5, "text_num_hidden_layers": 1, "text_type_vocab_size": 2}"#;
+    let clip = model::from_config_texts(&[
+        ("v.json".into(), vision.into()),
+        ("t.json".into(), text.into()),
+    ])
+    .expect("clip");
+    let vit = clip.image_tower.expect("vit");
+    let input = Input::Image {
+        res: 56,
+        data: default_image(56),
+    };
+    let peak = |layers: usize| {
+        ctx.memory.peak.set(ctx.memory.live.get());
+        let mut gpu = GpuBackend::new(&ctx, &clock);
+        let out = forward(&mut gpu, &RandomWeights, &vit, &input, layers).expect("gpu");
+        pollster::block_on(gpu.read(&out)).expect("read");
+        ctx.memory.peak.get()
+    };
+    let (one, eight) = (peak(1), peak(8));
+    // One block of this tower is 128 x 128 x 12 floats of weights (~786 KB).
+    assert!(one > 700_000, "{one} bytes for one block");
+    assert!(
+        eight <= one + one / 10,
+        "8 blocks peaked at {eight} bytes, 1 block at {one}"
+    );
 }

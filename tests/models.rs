@@ -5,18 +5,34 @@
 //! backend (what `verify` runs), the naive CPU reference (the oracle) and,
 //! with the `gpu` feature, the GPU must each give the same output within
 //! 1e-4. The cases are listed in the fixtures' manifest.json.
+//!
+//! Also what a run reports on the way (every stage to the progress hook, in
+//! order, and the time of each in the verdict) and what it holds: a
+//! counting global allocator measures the bytes live on the running thread,
+//! which must not grow with the number of blocks.
 
+use ckptcheck::fast_cpu::FastCpu;
 use ckptcheck::format;
 use ckptcheck::npy;
 use ckptcheck::reference::model::{self, ModelDesc};
+use ckptcheck::reference::model::{
+    default_image, default_tokens, forward, BertConfig, Input, Tower, VitConfig,
+};
+use ckptcheck::reference::Activation;
 use ckptcheck::source::{ByteSource, FileSource};
-use ckptcheck::verify::{self, Verdict};
+use ckptcheck::verify::{self, Device, StageTime, Verdict};
+use ckptcheck::weights::RandomWeights;
 use serde_json::Value;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 /// PyTorch vs ckptcheck, both f32: absolute error per unit of the output's
 /// scale (outputs here are of order 1).
 const TOLERANCE: f32 = 1e-4;
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::peak_during;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
@@ -83,6 +99,7 @@ fn run_cpu(case: &Value) -> Verdict {
             None,
             None,
             &clock,
+            &mut |_| {},
         )
         .expect("verify")
     })
@@ -174,6 +191,7 @@ fn fewer_layers_run_fewer_blocks_and_say_so() {
         Some(1),
         Some(2),
         &clock,
+        &mut |_| {},
     )
     .expect("verify");
     assert!(verdict.passed, "{:?}", verdict.problems);
@@ -202,6 +220,7 @@ fn a_wrong_head_count_passes_a_shape_check_but_not_the_forward_pass() {
         None,
         Some(1),
         &clock,
+        &mut |_| {},
     )
     .expect("verify");
     let npy::Array::F32 { data, .. } = npy_file("cn_clip_tiny.encode_image.npy") else {
@@ -244,6 +263,7 @@ fn gpu_matches_pytorch_and_the_cpu_on_every_fixture_model() {
         let sources: Vec<&dyn ByteSource> = files.iter().map(|f| f as &dyn ByteSource).collect();
         let checkpoint = format::read_files(&sources).expect("checkpoint");
         let input = npy_file(case["input"].as_str().expect("input"));
+        let mut heard = Vec::new();
         let verdict = pollster::block_on(ckptcheck::gpu::verify::verify_gpu(
             &ctx,
             &checkpoint,
@@ -253,8 +273,22 @@ fn gpu_matches_pytorch_and_the_cpu_on_every_fixture_model() {
             None,
             &clock,
             true,
+            &mut |stage| heard.push((stage.device, stage.name.clone())),
         ))
         .expect("gpu verify");
+        // The GPU's stages, then those of the CPU run it is compared with.
+        let cpu_stages = stage_names(verdict.layers_run);
+        let mut gpu_stages = cpu_stages.clone();
+        gpu_stages.push("read back".to_string());
+        let expected: Vec<(Device, String)> = gpu_stages
+            .iter()
+            .map(|n| (Device::Gpu, n.clone()))
+            .chain(cpu_stages.iter().map(|n| (Device::Cpu, n.clone())))
+            .collect();
+        assert_eq!(heard, expected, "{name}");
+        assert_eq!(names_of(&verdict.run.stages), gpu_stages, "{name}");
+        let reference = verdict.reference_run.as_ref().expect("reference run");
+        assert_eq!(names_of(&reference.stages), cpu_stages, "{name}");
         assert!(verdict.passed, "{name}: {:?}", verdict.problems);
         let comparison = verdict.comparison.as_ref().expect("compared");
         assert!(
@@ -268,4 +302,186 @@ fn gpu_matches_pytorch_and_the_cpu_on_every_fixture_model() {
         };
         assert_close(&format!("{name} (gpu)"), &verdict.run.output, &data);
     }
+}
+
+thread_local! {
+    static TICKS: Cell<f64> = const { Cell::new(0.0) };
+}
+
+/// A clock that moves one millisecond each time it is read: every stage
+/// takes time, and sums of times are exact.
+fn ticking() -> f64 {
+    TICKS.with(|ticks| {
+        ticks.set(ticks.get() + 1.0);
+        ticks.get()
+    })
+}
+
+/// The stages of a CPU run of `blocks` blocks, in order.
+fn stage_names(blocks: usize) -> Vec<String> {
+    std::iter::once("embeddings".to_string())
+        .chain((1..=blocks).map(|k| format!("block {k}")))
+        .chain(std::iter::once("head".to_string()))
+        .collect()
+}
+
+fn names_of(stages: &[StageTime]) -> Vec<String> {
+    stages.iter().map(|s| s.name.clone()).collect()
+}
+
+#[test]
+fn progress_hears_every_stage_in_order_and_the_stage_times_make_up_the_run() {
+    for case in &manifest() {
+        let name = case["name"].as_str().expect("name");
+        for layers in [None, Some(1)] {
+            let clock = ticking;
+            let mut heard = Vec::new();
+            let (verdict, read_ms, elapsed) = with_case(case, |checkpoint, sources, input| {
+                let plan = verify::plan(&desc(case), Some(input), layers).expect("plan");
+                let weights =
+                    verify::weights_for(checkpoint, sources, &plan, &clock).expect("weights");
+                let before = clock();
+                let run = verify::run_cpu(&plan, &weights, Some(1), &clock, &mut |stage| {
+                    heard.push(stage.clone())
+                })
+                .expect("run");
+                let elapsed = clock() - before;
+                let verdict =
+                    verify::verdict(&plan, run, None, &weights.stats(), weights.bytes_read());
+                (verdict, weights.read_ms(), elapsed)
+            });
+            let blocks = verdict.layers_run;
+            assert_eq!(blocks, layers.unwrap_or(verdict.layers_total), "{name}");
+            let expected = stage_names(blocks);
+            // The hook: every stage once, in order, each with the blocks done
+            // before it and the blocks of the run.
+            let heard_names: Vec<String> = heard.iter().map(|s| s.name.clone()).collect();
+            assert_eq!(heard_names, expected, "{name}");
+            let done: Vec<usize> = heard.iter().map(|s| s.blocks_done).collect();
+            let expected_done: Vec<usize> = std::iter::once(0)
+                .chain(0..blocks)
+                .chain(std::iter::once(blocks))
+                .collect();
+            assert_eq!(done, expected_done, "{name}");
+            assert!(
+                heard
+                    .iter()
+                    .all(|s| s.blocks == blocks && s.device == Device::Cpu),
+                "{name}: {heard:?}"
+            );
+            // The verdict: the same stages, each timed, making up the run.
+            let run = &verdict.run;
+            assert_eq!(names_of(&run.stages), expected, "{name}");
+            assert!(run.stages.iter().all(|s| s.ms > 0.0), "{name}");
+            let total: f64 = run.stages.iter().map(|s| s.ms).sum();
+            let read: f64 = run.stages.iter().map(|s| s.read_ms).sum();
+            assert_eq!(
+                total,
+                run.read_ms + run.upload_ms + run.compute_ms,
+                "{name}"
+            );
+            assert_eq!(read, read_ms, "{name}: every weight is read in some stage");
+            assert!(total < elapsed, "{name}: the stages lie inside the run");
+            // ... and in the JSON and the text.
+            let json = serde_json::to_value(&verdict).expect("json");
+            let stages = json["run"]["stages"].as_array().expect("run.stages");
+            let json_names: Vec<&str> = stages
+                .iter()
+                .map(|s| s["name"].as_str().expect("name"))
+                .collect();
+            assert_eq!(json_names, expected, "{name}");
+            assert!(stages
+                .iter()
+                .all(|s| s["ms"].is_f64() && s["read_ms"].is_f64()));
+            let text = verify::to_text(&verdict);
+            assert!(text.contains("\n    by stage: embeddings "), "{text}");
+        }
+    }
+}
+
+/// Peak bytes live while the fast CPU backend (one thread: what the page
+/// runs) takes `tower` through all its blocks on made-up weights.
+fn forward_peak(tower: &Tower, input: &Input) -> usize {
+    let mut backend = FastCpu::new(Some(1)).expect("backend");
+    let layers = tower.layers();
+    let (out, peak) = peak_during(|| forward(&mut backend, &RandomWeights, tower, input, layers));
+    out.expect("forward");
+    peak
+}
+
+fn vit(layers: usize) -> Tower {
+    // A 2x2 patch grid: the weights dominate what is live.
+    Tower::Vit(VitConfig {
+        prefix: "visual.".into(),
+        width: 512,
+        layers,
+        heads: 8,
+        patch: 14,
+        resolution: 28,
+        mlp_width: 2048,
+        embed_dim: 256,
+        act: Activation::QuickGelu,
+        eps: 1e-5,
+    })
+}
+
+fn bert(layers: usize, vocab: usize) -> Tower {
+    Tower::Bert(BertConfig {
+        prefix: "bert.".into(),
+        hidden: 256,
+        layers,
+        heads: 4,
+        intermediate: 4096,
+        eps: 1e-12,
+        vocab,
+        max_positions: 64,
+        type_vocab: 2,
+        act: Activation::GeluErf,
+        pad_token_id: 0,
+        roberta_padding_idx: None,
+        projection: None,
+    })
+}
+
+/// `(what grows, the smaller and the larger model, the bytes of weights the
+/// larger one adds)`: the peak must not grow by half of them.
+fn check_peak_is_flat(what: &str, small: &Tower, large: &Tower, added: usize) {
+    let input = |tower: &Tower| match tower {
+        Tower::Vit(c) => Input::Image {
+            res: c.resolution,
+            data: default_image(c.resolution),
+        },
+        text => Input::Tokens(default_tokens(text)),
+    };
+    let before = forward_peak(small, &input(small));
+    let after = forward_peak(large, &input(large));
+    eprintln!("{what}: peak {before} -> {after} bytes for {added} more bytes of weights");
+    assert!(
+        after < before + added / 2,
+        "{what}: the peak grows from {before} to {after} bytes with {added} bytes more weights"
+    );
+}
+
+#[test]
+fn a_forward_pass_holds_one_block_of_weights_at_a_time() {
+    let f32s = std::mem::size_of::<f32>();
+    // A block: 4 w² for attention and 2 w·mlp for the MLP.
+    let vit_block = (4 * 512 * 512 + 2 * 512 * 2048) * f32s;
+    let bert_block = (4 * 256 * 256 + 2 * 256 * 4096) * f32s;
+    check_peak_is_flat("ViT, 1 -> 6 blocks", &vit(1), &vit(6), 5 * vit_block);
+    check_peak_is_flat(
+        "BERT, 1 -> 6 blocks",
+        &bert(1, 1024),
+        &bert(6, 1024),
+        5 * bert_block,
+    );
+    // The word table is smaller than a block: held through the blocks, it
+    // would add to the peak; dropped once the embeddings are done, it does
+    // not.
+    check_peak_is_flat(
+        "BERT, a word table of 1024 -> 2048 rows",
+        &bert(2, 1024),
+        &bert(2, 2048),
+        1024 * 256 * f32s,
+    );
 }

@@ -76,6 +76,14 @@ fn verify_json_and_output_npy_match_pytorch() {
     }
     assert_eq!(verdict["output_name"], "encode_text");
     assert_eq!(verdict["output_shape"], serde_json::json!([1, 16]));
+    // The time per stage: the embeddings, each block, the head.
+    let stages: Vec<&str> = verdict["run"]["stages"]
+        .as_array()
+        .expect("run.stages")
+        .iter()
+        .map(|s| s["name"].as_str().expect("stage name"))
+        .collect();
+    assert_eq!(stages, ["embeddings", "block 1", "block 2", "head"]);
     let got = npy::read(&std::fs::read(&out).expect("output")).expect("npy");
     let want = npy::read(&std::fs::read(fixture("cn_clip_tiny.encode_text.npy")).expect("want"))
         .expect("npy");
@@ -266,6 +274,61 @@ fn verify_on_the_gpu_compares_with_the_cpu_reference() {
     );
     let cpu = verdict["reference_run"]["device"].as_str().expect("device");
     assert!(cpu.starts_with("cpu ("), "{cpu}");
+}
+
+/// A 16-bit checkpoint's linear weights stay 16-bit on the GPU: the same
+/// model converted to f16 and to bf16 uploads far fewer bytes than its f32
+/// original (its linear weights are most of it), still agrees with the CPU
+/// run of the same file, and the verdict says so.
+#[cfg(feature = "gpu")]
+#[test]
+fn half_precision_checkpoints_upload_half_the_bytes_and_agree_with_the_cpu() {
+    let verify = |folder: &str| -> Option<Value> {
+        let (code, stdout, stderr) = run(&["verify", folder, "--device", "gpu", "--json"]);
+        if code == 2
+            && stderr.contains("no GPU adapter")
+            && std::env::var("CKPTCHECK_REQUIRE_GPU").as_deref() != Ok("1")
+        {
+            eprintln!("skipped: {stderr}");
+            return None;
+        }
+        assert_eq!(code, 0, "{folder}: {stderr}");
+        let verdict: Value = serde_json::from_str(&stdout).expect("json");
+        let err = verdict["comparison"]["max_rel_err"]
+            .as_f64()
+            .expect("error");
+        assert!(err < 1e-5, "{folder}: gpu vs cpu {err}");
+        Some(verdict)
+    };
+    let Some(full) = verify(&fixture("hf_llama")) else {
+        return;
+    };
+    let full_bytes = full["run"]["upload_bytes"].as_u64().expect("bytes");
+    for (dtype, name) in [("f16", "F16"), ("bf16", "BF16")] {
+        let folder = temp(&format!("hf_llama_{dtype}"));
+        let out = folder.display().to_string();
+        let (code, _, stderr) = run(&[
+            "convert",
+            &fixture("hf_llama"),
+            "-o",
+            &out,
+            "--dtype",
+            dtype,
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        std::fs::copy(fixture("hf_llama/config.json"), folder.join("config.json")).expect("config");
+        let half = verify(&out).expect("ran once already");
+        let half_bytes = half["run"]["upload_bytes"].as_u64().expect("bytes");
+        assert!(
+            (half_bytes as f64) < 0.7 * full_bytes as f64,
+            "{dtype}: {half_bytes} bytes uploaded, f32 {full_bytes}"
+        );
+        let notes = half["notes"].to_string();
+        assert!(
+            notes.contains(&format!("the {name} linear weights stayed 16-bit")),
+            "{notes}"
+        );
+    }
 }
 
 #[test]

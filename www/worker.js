@@ -14,7 +14,12 @@
 //                {type: "scan", id, files}: progress messages carry {done, total}
 //                bytes; the result is {type: "result", id, scan}
 //           out: {type: "progress", id, stage, text}
-//                verify: {type: "result", id, verdict, text}; gpu_status:
+//                verify's progress, one per stage of each run (the embeddings,
+//                each block, the head; the GPU's read back; then the CPU run a
+//                GPU run is compared with): {type: "progress", id, stage: "verify",
+//                text: "CPU: block 3 of 24", done, total}, done and total in blocks
+//                verify: {type: "result", id, verdict, text, wasm_memory_bytes}
+//                (the wasm's memory, which never shrinks: the worker's peak); gpu_status:
 //                {type: "result", id, reason} (reason null with an adapter)
 //                {type: "result", id, ...what the wasm returned, elapsed_ms}
 //                {type: "error", id, kind, message, fatal, checkpoint?}
@@ -81,8 +86,13 @@ self.onmessage = async (event) => {
     } else if (type === "gpu_status") {
       result = { reason: await gpu_unavailable_reason() };
     } else if (type === "verify") {
-      progress("verify", device === "gpu" ? "running the model on the GPU and the CPU" : "running the model on the CPU");
-      result = await verify_files(files, preset === "infer" ? "" : preset, device, layers ?? undefined);
+      progress("verify", "reading the checkpoint");
+      // Posted synchronously from inside the run; the page receives each one
+      // as its own message. Cancelling terminates this worker.
+      const verify = await verify_files(files, preset === "infer" ? "" : preset, device, layers ?? undefined, (text, done, total) => {
+        self.postMessage({ type: "progress", id, stage: "verify", text, done, total });
+      });
+      result = { ...verify, wasm_memory_bytes: (await ready).memory.buffer.byteLength };
     } else if (type === "inspect" || type === "check") {
       const { names, total } = describe(files);
       progress("read", `reading the tensor index of ${names}`);

@@ -493,7 +493,16 @@ fn run_verify(
             "this ckptcheck was built without the gpu feature: use --device cpu, or build with --features gpu",
         ));
     }
-    verify::verify_cpu(checkpoint, sources, desc, input, layers, threads, clock)
+    verify::verify_cpu(
+        checkpoint,
+        sources,
+        desc,
+        input,
+        layers,
+        threads,
+        clock,
+        &mut |_| {},
+    )
 }
 
 #[cfg(feature = "gpu")]
@@ -507,15 +516,41 @@ fn run_verify(
     clock: &ckptcheck::weights::Clock,
 ) -> Result<verify::Verdict, Error> {
     if device == Some(verify::Device::Cpu) {
-        return verify::verify_cpu(checkpoint, sources, desc, input, layers, threads, clock);
+        return verify::verify_cpu(
+            checkpoint,
+            sources,
+            desc,
+            input,
+            layers,
+            threads,
+            clock,
+            &mut |_| {},
+        );
     }
     match pollster::block_on(ckptcheck::gpu::Context::new()) {
         Ok(context) => pollster::block_on(ckptcheck::gpu::verify::verify_gpu(
-            &context, checkpoint, sources, desc, input, layers, clock, compare,
+            &context,
+            checkpoint,
+            sources,
+            desc,
+            input,
+            layers,
+            clock,
+            compare,
+            &mut |_| {},
         )),
         Err(reason) if device.is_none() => {
             eprintln!("ckptcheck: no GPU ({reason}); running on the CPU");
-            verify::verify_cpu(checkpoint, sources, desc, input, layers, threads, clock)
+            verify::verify_cpu(
+                checkpoint,
+                sources,
+                desc,
+                input,
+                layers,
+                threads,
+                clock,
+                &mut |_| {},
+            )
         }
         Err(reason) => Err(Error::new(
             ErrorKind::Io,

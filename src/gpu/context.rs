@@ -24,6 +24,7 @@ pub enum Kernel {
     Softmax,
     AttentionScores,
     AttentionWeightedSum,
+    AttentionFused,
     Rope,
     Gather,
     Im2col,
@@ -31,7 +32,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Matmul,
         Kernel::LayerNorm,
         Kernel::RmsNorm,
@@ -44,6 +45,7 @@ impl Kernel {
         Kernel::Softmax,
         Kernel::AttentionScores,
         Kernel::AttentionWeightedSum,
+        Kernel::AttentionFused,
         Kernel::Rope,
         Kernel::Gather,
         Kernel::Im2col,
@@ -77,6 +79,7 @@ impl Kernel {
             Kernel::Softmax => ("softmax.wgsl", SOFTMAX, "main"),
             Kernel::AttentionScores => ("attention.wgsl", ATTENTION, "scores"),
             Kernel::AttentionWeightedSum => ("attention.wgsl", ATTENTION, "weighted_sum"),
+            Kernel::AttentionFused => ("attention.wgsl", ATTENTION, "fused"),
             Kernel::Rope => ("rope.wgsl", ROPE, "main"),
             Kernel::Gather => ("gather.wgsl", GATHER, "main"),
             Kernel::Im2col => ("im2col.wgsl", IM2COL, "main"),

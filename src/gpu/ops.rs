@@ -4,12 +4,17 @@
 //! odd shapes). Work is recorded into one command encoder and submitted at
 //! the end of each block; weights larger than one storage binding are split
 //! by rows into several buffers and the matmul and gather kernels run per
-//! chunk. Weights go up as f32 whatever their dtype in the file (devices
-//! without shader-f16, such as SwiftShader, need that anyway).
+//! chunk. Weights go up as f32, except `linear` weights stored in f16 or
+//! bf16, which stay 16-bit (two to a word, widened by the matmul kernel as
+//! it reads them; no shader-f16 needed, so every adapter does it).
+//! `transfer` moves data up and back.
+
+mod transfer;
 
 use super::context::{Context, Kernel, MemoryCounter};
+use crate::dtype;
 use crate::error::{err, ErrorKind, Result};
-use crate::reference::{Activation, AttentionMask, Backend, Heads, Layout};
+use crate::reference::{Activation, AttentionMask, Backend, Heads, Layout, Stored};
 use std::rc::Rc;
 use wgpu::util::DeviceExt;
 
@@ -33,16 +38,25 @@ pub struct Chunk {
     pub buffer: Buffer,
 }
 
-/// A `[rows, cols]` f32 matrix on the device, in one or more row chunks.
+/// A `[rows, cols]` matrix on the device, in one or more row chunks: f32,
+/// or for a `linear` weight stored in 16 bits, two halves to a word
+/// (`stored`; matmul.wgsl's w_format).
 pub struct GpuTensor {
     pub rows: usize,
     pub cols: usize,
     pub chunks: Vec<Chunk>,
+    pub stored: Stored,
 }
 
 impl GpuTensor {
-    /// The single buffer of a tensor that was not split.
+    /// The single buffer of an f32 tensor that was not split.
     fn whole(&self, op: &str) -> Result<&wgpu::Buffer> {
+        if self.stored != Stored::F32 {
+            return Err(err(
+                ErrorKind::BadArgument,
+                format!("{op}: a half-precision weight reached a kernel that reads f32"),
+            ));
+        }
         match self.chunks.as_slice() {
             [one] => Ok(&one.buffer.buffer),
             _ => Err(err(
@@ -76,6 +90,12 @@ pub struct GpuBackend<'c> {
 }
 
 const WG: u32 = 256;
+/// The longest key sequence and widest head attention.wgsl's `fused`
+/// takes (its shared-memory rows); longer ones take the three-kernel path.
+const FUSED_MAX_KEYS: usize = 2048;
+const FUSED_MAX_HEAD_DIM: usize = 256;
+/// Rows and columns of y per matmul workgroup (matmul.wgsl's TILE).
+const MATMUL_TILE: usize = 64;
 const MAX_GROUPS: u32 = 65535;
 
 fn groups_for(n: usize) -> u32 {
@@ -152,6 +172,7 @@ impl<'c> GpuBackend<'c> {
                 rows,
                 buffer: Self::raw_buffer(self.ctx, bytes),
             }],
+            stored: Stored::F32,
         })
     }
 
@@ -169,6 +190,19 @@ impl<'c> GpuBackend<'c> {
         kernel: Kernel,
         buffers: &[&wgpu::Buffer],
         params: &[u32],
+        groups: (u32, u32),
+    ) {
+        self.dispatch_with_more(kernel, buffers, params, &[], groups);
+    }
+
+    /// `dispatch` with storage buffers `after` at the bindings after the
+    /// uniform (kernels that add a binding to a shared layout).
+    fn dispatch_with_more(
+        &mut self,
+        kernel: Kernel,
+        buffers: &[&wgpu::Buffer],
+        params: &[u32],
+        after: &[&wgpu::Buffer],
         groups: (u32, u32),
     ) {
         let pipeline = self.ctx.pipeline(kernel);
@@ -192,6 +226,12 @@ impl<'c> GpuBackend<'c> {
             binding: buffers.len() as u32,
             resource: uniform.as_entire_binding(),
         });
+        for (i, b) in after.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: (buffers.len() + 1 + i) as u32,
+                resource: b.as_entire_binding(),
+            });
+        }
         let bind_group = self
             .ctx
             .device
@@ -299,88 +339,6 @@ impl<'c> GpuBackend<'c> {
         self.softmax_in_place(&out)?;
         Ok(out)
     }
-
-    /// Read a tensor back. Native: blocks until the GPU is done; in the
-    /// browser: resolves when the buffer is mapped.
-    pub async fn read(&mut self, x: &GpuTensor) -> Result<Vec<f32>> {
-        let bytes = (x.rows * x.cols * 4) as u64;
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let src = x.whole("read back")?.clone();
-        self.encoder()
-            .copy_buffer_to_buffer(&src, 0, &staging, 0, bytes);
-        self.flush();
-        self.ctx.take_errors()?;
-        let slice = staging.slice(..);
-        let (sender, receiver) = oneshot();
-        slice.map_async(wgpu::MapMode::Read, move |result| sender.send(result));
-        #[cfg(not(target_arch = "wasm32"))]
-        self.ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| err(ErrorKind::Io, format!("the GPU did not finish: {e}")))?;
-        receiver
-            .await
-            .map_err(|e| err(ErrorKind::Io, format!("cannot read the GPU's output: {e}")))?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| err(ErrorKind::Io, format!("cannot map the GPU's output: {e:?}")))?;
-        let out = view
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        drop(view);
-        staging.unmap();
-        Ok(out)
-    }
-}
-
-/// A one-value channel whose receiver is a future: `map_async` calls back
-/// from wgpu (natively during `poll`, in the browser from the event loop).
-fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let shared = Rc::new(std::cell::RefCell::new((None, None)));
-    (Sender(SendCell(shared.clone())), Receiver(shared))
-}
-
-type Shared<T> = Rc<std::cell::RefCell<(Option<T>, Option<std::task::Waker>)>>;
-
-/// wgpu wants a `Send` callback natively; the callback runs on this thread
-/// during `poll` (and on wasm there are no other threads), so the `Rc` never
-/// crosses threads.
-struct SendCell<T>(Shared<T>);
-// SAFETY: see above: the value is only touched on the thread that polls.
-unsafe impl<T> Send for SendCell<T> {}
-
-struct Sender<T>(SendCell<T>);
-
-impl<T> Sender<T> {
-    fn send(self, value: T) {
-        let mut state = self.0 .0.borrow_mut();
-        state.0 = Some(value);
-        if let Some(waker) = state.1.take() {
-            waker.wake();
-        }
-    }
-}
-
-struct Receiver<T>(Shared<T>);
-
-impl<T> std::future::Future for Receiver<T> {
-    type Output = T;
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
-        let mut state = self.0.borrow_mut();
-        match state.0.take() {
-            Some(value) => std::task::Poll::Ready(value),
-            None => {
-                state.1 = Some(cx.waker().clone());
-                std::task::Poll::Pending
-            }
-        }
-    }
 }
 
 impl Backend for GpuBackend<'_> {
@@ -392,38 +350,25 @@ impl Backend for GpuBackend<'_> {
 
     /// Split into row chunks no larger than one storage binding.
     fn upload(&mut self, data: Vec<f32>, rows: usize, cols: usize) -> Result<GpuTensor> {
-        if data.len() != rows * cols {
-            return Err(err(
-                ErrorKind::BadArgument,
-                format!("{} values for a [{rows}, {cols}] matrix", data.len()),
-            ));
-        }
-        let start = (self.clock)();
-        let max_rows =
-            (self.ctx.max_binding_bytes.get() / (cols.max(1) as u64 * 4)).max(1) as usize;
-        let mut chunks = Vec::new();
-        let mut row_start = 0;
-        while row_start < rows.max(1) {
-            let n = max_rows
-                .min(rows - row_start)
-                .max(if rows == 0 { 0 } else { 1 });
-            let slice = &data[row_start * cols..(row_start + n) * cols];
-            let buffer = Self::raw_buffer(self.ctx, (slice.len() * 4) as u64);
-            let bytes: Vec<u8> = slice.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.ctx.queue.write_buffer(&buffer.buffer, 0, &bytes);
-            self.upload.bytes += bytes.len() as u64;
-            chunks.push(Chunk {
-                row_start,
-                rows: n,
-                buffer,
-            });
-            if rows == 0 {
-                break;
-            }
-            row_start += n;
-        }
-        self.upload.ms += (self.clock)() - start;
-        Ok(GpuTensor { rows, cols, chunks })
+        self.upload_as(&data, rows, cols, Stored::F32)
+    }
+
+    /// A 16-bit weight stays 16-bit when every value is exact in it (always,
+    /// for values decoded from such a tensor); otherwise it goes up as f32.
+    fn upload_matrix(
+        &mut self,
+        data: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        stored: Stored,
+    ) -> Result<GpuTensor> {
+        let exact = match stored {
+            Stored::F32 => false,
+            Stored::F16 => data.iter().all(|v| dtype::f16_bits_exact(*v).is_some()),
+            Stored::Bf16 => data.iter().all(|v| dtype::bf16_bits_exact(*v).is_some()),
+        };
+        let stored = if exact { stored } else { Stored::F32 };
+        self.upload_as(&data, rows, cols, stored)
     }
 
     fn linear(
@@ -479,11 +424,15 @@ impl Backend for GpuBackend<'_> {
                 has_bias as u32,
                 u32_of(bias_offset, "offset")?,
                 (layout == Layout::InOut && i > 0) as u32,
-                0,
+                match w.stored {
+                    Stored::F32 => 0,
+                    Stored::F16 => 1,
+                    Stored::Bf16 => 2,
+                },
             ];
             let groups = (
-                u32_of(cn.div_ceil(16), "workgroups")?,
-                u32_of(m.div_ceil(16), "workgroups")?,
+                u32_of(cn.div_ceil(MATMUL_TILE), "workgroups")?,
+                u32_of(m.div_ceil(MATMUL_TILE), "workgroups")?,
             );
             if groups.0 > self.ctx.limits.max_compute_workgroups_per_dimension
                 || groups.1 > self.ctx.limits.max_compute_workgroups_per_dimension
@@ -603,7 +552,6 @@ impl Backend for GpuBackend<'_> {
             head_dim,
         } = heads;
         let (t, s) = (q.rows, k.rows);
-        let scores = self.output(n_heads * t, s)?;
         let key_mask = if mask.key_valid.is_empty() {
             None
         } else {
@@ -625,12 +573,28 @@ impl Backend for GpuBackend<'_> {
         let mask_buffer = key_mask
             .as_ref()
             .map_or(self.dummy.buffer.clone(), |b| b.buffer.clone());
-        let (qb, kb, vb, sb) = (
+        let (qb, kb, vb) = (
             q.whole("attention")?.clone(),
             k.whole("attention")?.clone(),
             v.whole("attention")?.clone(),
-            scores.whole("attention")?.clone(),
         );
+        if s <= FUSED_MAX_KEYS && head_dim <= FUSED_MAX_HEAD_DIM {
+            let out = self.output(t, n_heads * head_dim)?;
+            let ob = out.whole("attention")?.clone();
+            let rows = n_heads * t;
+            let x = rows.min(MAX_GROUPS as usize);
+            let groups = (u32_of(x, "rows")?, u32_of(rows.div_ceil(x.max(1)), "rows")?);
+            self.dispatch_with_more(
+                Kernel::AttentionFused,
+                &[&qb, &kb, &mask_buffer, &ob],
+                &params,
+                &[&vb],
+                groups,
+            );
+            return Ok(out);
+        }
+        let scores = self.output(n_heads * t, s)?;
+        let sb = scores.whole("attention")?.clone();
         self.dispatch(
             Kernel::AttentionScores,
             &[&qb, &kb, &mask_buffer, &sb],
@@ -697,6 +661,12 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn gather(&mut self, table: &GpuTensor, ids: &[u32]) -> Result<GpuTensor> {
+        if table.stored != Stored::F32 {
+            return Err(err(
+                ErrorKind::BadArgument,
+                "gather: embedding tables stay f32 (only linear weights are kept in 16 bits)",
+            ));
+        }
         if let Some(bad) = ids.iter().find(|id| **id as usize >= table.rows) {
             return Err(err(
                 ErrorKind::BadArgument,

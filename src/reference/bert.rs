@@ -7,7 +7,7 @@
 
 use super::config::BertConfig;
 use super::layers::{layer_norm, linear};
-use super::{weight, AttentionMask, Backend, Heads, Layout};
+use super::{matrix, weight, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
 
@@ -42,38 +42,42 @@ pub fn forward<B: Backend>(
 ) -> Result<B::Tensor> {
     let p = &cfg.prefix;
     let h = cfg.hidden;
-    let e = format!("{p}embeddings.");
-    let words = weight(
-        b,
-        w,
-        &format!("{e}word_embeddings.weight"),
-        &[cfg.vocab, h],
-        cfg.vocab,
-        h,
-    )?;
-    let x = b.gather(&words, ids)?;
-    let pos_table = weight(
-        b,
-        w,
-        &format!("{e}position_embeddings.weight"),
-        &[cfg.max_positions, h],
-        cfg.max_positions,
-        h,
-    )?;
-    let pos = b.gather(&pos_table, &position_ids(cfg, ids))?;
-    let x = b.add(&x, &pos)?;
-    let types = weight(
-        b,
-        w,
-        &format!("{e}token_type_embeddings.weight"),
-        &[cfg.type_vocab, h],
-        cfg.type_vocab,
-        h,
-    )?;
-    let zeros = vec![0u32; ids.len()];
-    let typ = b.gather(&types, &zeros)?;
-    let x = b.add(&x, &typ)?;
-    let mut x = layer_norm(b, w, &format!("{e}LayerNorm"), &x, cfg.eps)?;
+    // The embedding tables go out of scope before the blocks run, so the
+    // pass holds one block's weights at a time.
+    let mut x = {
+        let e = format!("{p}embeddings.");
+        let words = weight(
+            b,
+            w,
+            &format!("{e}word_embeddings.weight"),
+            &[cfg.vocab, h],
+            cfg.vocab,
+            h,
+        )?;
+        let x = b.gather(&words, ids)?;
+        let pos_table = weight(
+            b,
+            w,
+            &format!("{e}position_embeddings.weight"),
+            &[cfg.max_positions, h],
+            cfg.max_positions,
+            h,
+        )?;
+        let pos = b.gather(&pos_table, &position_ids(cfg, ids))?;
+        let x = b.add(&x, &pos)?;
+        let types = weight(
+            b,
+            w,
+            &format!("{e}token_type_embeddings.weight"),
+            &[cfg.type_vocab, h],
+            cfg.type_vocab,
+            h,
+        )?;
+        let zeros = vec![0u32; ids.len()];
+        let typ = b.gather(&types, &zeros)?;
+        let x = b.add(&x, &typ)?;
+        layer_norm(b, w, &format!("{e}LayerNorm"), &x, cfg.eps)?
+    };
     b.end_block()?;
     let mask = AttentionMask {
         causal: false,
@@ -111,7 +115,7 @@ pub fn forward<B: Backend>(
         None => Ok(x),
         Some(embed_dim) => {
             let cls = b.gather(&x, &[0])?;
-            let proj = weight(b, w, "text_projection", &[h, embed_dim], h, embed_dim)?;
+            let proj = matrix(b, w, "text_projection", &[h, embed_dim], h, embed_dim)?;
             b.linear(&cls, &proj, Layout::InOut, None)
         }
     }

@@ -5,7 +5,7 @@
 
 use super::config::Gpt2Config;
 use super::layers::layer_norm;
-use super::{vector, weight, AttentionMask, Backend, Heads, Layout};
+use super::{matrix, vector, weight, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
 
@@ -18,7 +18,7 @@ fn conv1d<B: Backend>(
     out: usize,
 ) -> Result<B::Tensor> {
     let k = b.dims(x).1;
-    let wt = weight(b, w, &format!("{prefix}.weight"), &[k, out], k, out)?;
+    let wt = matrix(b, w, &format!("{prefix}.weight"), &[k, out], k, out)?;
     let bias = vector(b, w, &format!("{prefix}.bias"), out)?;
     b.linear(x, &wt, Layout::InOut, Some(&bias))
 }
@@ -77,7 +77,7 @@ pub fn forward<B: Backend>(
     let x = layer_norm(b, w, &format!("{p}ln_f"), &x, cfg.eps)?;
     // lm_head is tied to wte; an untied head is used when the file has one.
     let head = if w.has("lm_head.weight") {
-        weight(b, w, "lm_head.weight", &[cfg.vocab, e], cfg.vocab, e)?
+        matrix(b, w, "lm_head.weight", &[cfg.vocab, e], cfg.vocab, e)?
     } else {
         wte
     };

@@ -4,7 +4,7 @@
 //! never each other; layers only one model has (GPT-2's `Conv1D`, LLaMA's
 //! RMSNorm) stay in that model's file.
 
-use super::{vector, weight, Backend, Layout};
+use super::{matrix, vector, Backend, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
 
@@ -32,7 +32,7 @@ pub fn linear<B: Backend>(
     bias: bool,
 ) -> Result<B::Tensor> {
     let k = b.dims(x).1;
-    let weight_t = weight(b, w, &format!("{prefix}.weight"), &[out, k], out, k)?;
+    let weight_t = matrix(b, w, &format!("{prefix}.weight"), &[out, k], out, k)?;
     let bias_t = if bias {
         Some(vector(b, w, &format!("{prefix}.bias"), out)?)
     } else {

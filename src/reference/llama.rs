@@ -7,7 +7,7 @@
 
 use super::config::LlamaConfig;
 use super::layers::linear;
-use super::{vector, weight, AttentionMask, Backend, Heads, Layout};
+use super::{matrix, vector, weight, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
 
@@ -114,7 +114,7 @@ pub fn forward<B: Backend>(
     }
     let x = rms_norm(b, w, "model.norm.weight", &x, cfg.eps)?;
     let head = if w.has("lm_head.weight") {
-        weight(b, w, "lm_head.weight", &[cfg.vocab, hsz], cfg.vocab, hsz)?
+        matrix(b, w, "lm_head.weight", &[cfg.vocab, hsz], cfg.vocab, hsz)?
     } else {
         table
     };

@@ -21,6 +21,7 @@ pub mod model;
 pub mod ops;
 pub mod vit;
 
+pub use crate::dtype::Stored;
 use crate::error::{err, ErrorKind, Result};
 use crate::weights::WeightSource;
 pub use ops::{Activation, AttentionMask, Heads, Layout};
@@ -33,6 +34,20 @@ pub trait Backend {
     fn dims(&self, x: &Self::Tensor) -> (usize, usize);
     /// Host data to the device.
     fn upload(&mut self, data: Vec<f32>, rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// A matrix that only ever goes to `linear` as its weight, with the
+    /// precision the file stored it in: a backend may keep a half-precision
+    /// weight in half precision (the GPU does: half the upload and the
+    /// device memory). Every value is exact in `stored`.
+    fn upload_matrix(
+        &mut self,
+        data: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        stored: Stored,
+    ) -> Result<Self::Tensor> {
+        let _ = stored;
+        self.upload(data, rows, cols)
+    }
     /// `x · W + b`; `w` is `[out, in]` for `Layout::OutIn`, `[in, out]` for
     /// `Layout::InOut`.
     fn linear(
@@ -87,7 +102,9 @@ pub trait Backend {
     fn slice_cols(&mut self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
     fn concat_rows(&mut self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// A block is done: a GPU backend submits what it recorded, so memory
-    /// held by the block's weights can be released.
+    /// held by the block's weights can be released. Every graph calls it
+    /// once after the embeddings and once after each block, and nowhere
+    /// else: `verify::Staged` counts the calls to know which stage runs.
     fn end_block(&mut self) -> Result<()> {
         Ok(())
     }
@@ -105,6 +122,20 @@ pub fn weight<B: Backend>(
 ) -> Result<B::Tensor> {
     let data = weights.load(name, shape)?;
     backend.upload(data, rows, cols)
+}
+
+/// A `linear` weight: `weight`, but the backend learns the file's precision
+/// (`Backend::upload_matrix`).
+pub fn matrix<B: Backend>(
+    backend: &mut B,
+    weights: &dyn WeightSource,
+    name: &str,
+    shape: &[usize],
+    rows: usize,
+    cols: usize,
+) -> Result<B::Tensor> {
+    let data = weights.load(name, shape)?;
+    backend.upload_matrix(data, rows, cols, weights.stored(name))
 }
 
 /// A vector parameter `[n]` as a `[1, n]` row.

@@ -9,7 +9,7 @@
 
 use super::config::{ClipTextConfig, VitConfig};
 use super::layers::{layer_norm, linear};
-use super::{vector, weight, Activation, AttentionMask, Backend, Heads, Layout};
+use super::{matrix, vector, weight, Activation, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
 
@@ -36,7 +36,7 @@ pub fn residual_block<B: Backend>(
     let width = shape.width;
     let inner = shape.heads * shape.head_dim;
     let h = layer_norm(b, w, &format!("{prefix}ln_1"), &x, shape.eps)?;
-    let in_w = weight(
+    let in_w = matrix(
         b,
         w,
         &format!("{prefix}attn.in_proj_weight"),
@@ -55,7 +55,7 @@ pub fn residual_block<B: Backend>(
         head_dim: shape.head_dim,
     };
     let a = b.attention(&q, &k, &v, heads, mask)?;
-    let out_w = weight(
+    let out_w = matrix(
         b,
         w,
         &format!("{prefix}attn.out_proj.weight"),
@@ -92,30 +92,34 @@ pub fn encode_image<B: Backend>(
     let p = &cfg.prefix;
     let (res, patch, width) = (cfg.resolution, cfg.patch, cfg.width);
     let grid = res / patch;
-    let image = b.upload(image, 3, res * res)?;
-    let patches = b.im2col(&image, 3, res, patch)?;
-    let conv = weight(
-        b,
-        w,
-        &format!("{p}conv1.weight"),
-        &[width, 3, patch, patch],
-        width,
-        3 * patch * patch,
-    )?;
-    let x = b.linear(&patches, &conv, Layout::OutIn, None)?;
-    let class = vector(b, w, &format!("{p}class_embedding"), width)?;
-    let x = b.concat_rows(&class, &x)?;
-    let n = grid * grid + 1;
-    let pos = weight(
-        b,
-        w,
-        &format!("{p}positional_embedding"),
-        &[n, width],
-        n,
-        width,
-    )?;
-    let x = b.add(&x, &pos)?;
-    let mut x = layer_norm(b, w, &format!("{p}ln_pre"), &x, cfg.eps)?;
+    // The embeddings' weights and intermediates go out of scope before the
+    // blocks run, so the pass holds one block's weights at a time.
+    let mut x = {
+        let image = b.upload(image, 3, res * res)?;
+        let patches = b.im2col(&image, 3, res, patch)?;
+        let conv = matrix(
+            b,
+            w,
+            &format!("{p}conv1.weight"),
+            &[width, 3, patch, patch],
+            width,
+            3 * patch * patch,
+        )?;
+        let x = b.linear(&patches, &conv, Layout::OutIn, None)?;
+        let class = vector(b, w, &format!("{p}class_embedding"), width)?;
+        let x = b.concat_rows(&class, &x)?;
+        let n = grid * grid + 1;
+        let pos = weight(
+            b,
+            w,
+            &format!("{p}positional_embedding"),
+            &[n, width],
+            n,
+            width,
+        )?;
+        let x = b.add(&x, &pos)?;
+        layer_norm(b, w, &format!("{p}ln_pre"), &x, cfg.eps)?
+    };
     b.end_block()?;
     let shape = BlockShape {
         width,
@@ -132,7 +136,7 @@ pub fn encode_image<B: Backend>(
     }
     let x = b.gather(&x, &[0])?;
     let x = layer_norm(b, w, &format!("{p}ln_post"), &x, cfg.eps)?;
-    let proj = weight(
+    let proj = matrix(
         b,
         w,
         &format!("{p}proj"),
@@ -154,26 +158,29 @@ pub fn encode_text<B: Backend>(
 ) -> Result<B::Tensor> {
     let width = cfg.width;
     let t = ids.len();
-    let table = weight(
-        b,
-        w,
-        "token_embedding.weight",
-        &[cfg.vocab, width],
-        cfg.vocab,
-        width,
-    )?;
-    let x = b.gather(&table, ids)?;
-    let pos = weight(
-        b,
-        w,
-        "positional_embedding",
-        &[cfg.context, width],
-        cfg.context,
-        width,
-    )?;
-    let positions: Vec<u32> = (0..t as u32).collect();
-    let pos = b.gather(&pos, &positions)?;
-    let mut x = b.add(&x, &pos)?;
+    // The token table goes out of scope before the blocks run.
+    let mut x = {
+        let table = weight(
+            b,
+            w,
+            "token_embedding.weight",
+            &[cfg.vocab, width],
+            cfg.vocab,
+            width,
+        )?;
+        let x = b.gather(&table, ids)?;
+        let pos = weight(
+            b,
+            w,
+            "positional_embedding",
+            &[cfg.context, width],
+            cfg.context,
+            width,
+        )?;
+        let positions: Vec<u32> = (0..t as u32).collect();
+        let pos = b.gather(&pos, &positions)?;
+        b.add(&x, &pos)?
+    };
     b.end_block()?;
     let shape = BlockShape {
         width,
@@ -207,7 +214,7 @@ pub fn encode_text<B: Backend>(
         }
     }
     let x = b.gather(&x, &[eot as u32])?;
-    let proj = weight(
+    let proj = matrix(
         b,
         w,
         "text_projection",

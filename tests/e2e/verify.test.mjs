@@ -64,6 +64,21 @@ test("verify runs in a worker on WebGPU and on the wasm CPU backend, and they ag
   // The wasm CPU backend runs on the worker's one thread.
   assert.equal(cpu.verdict.device, "cpu (1 thread)");
   assert.deepEqual(cpu.verdict.output_shape, [1, 16]);
+  // The progress callback hears every stage once, in order, with the blocks
+  // done and the blocks of the run; the verdict times the same stages.
+  assert.deepEqual(
+    cpu.stages.map((s) => [s.text, s.done, s.total]),
+    [
+      ["CPU: embeddings", 0, 2],
+      ["CPU: block 1 of 2", 0, 2],
+      ["CPU: block 2 of 2", 1, 2],
+      ["CPU: head", 2, 2],
+    ]
+  );
+  assert.deepEqual(
+    cpu.verdict.run.stages.map((s) => s.name),
+    ["embeddings", "block 1", "block 2", "head"]
+  );
 
   const gpu = await page.evaluate((files) => window.runVerify(files, "gpu"), files);
   assert.equal(gpu.type, "result", `WebGPU verify failed: ${JSON.stringify(gpu)}\n${logs.join("\n")}`);
@@ -82,5 +97,10 @@ test("verify runs in a worker on WebGPU and on the wasm CPU backend, and they ag
   assert.equal(llama.type, "result", JSON.stringify(llama));
   assert.equal(llama.verdict.passed, true, JSON.stringify(llama.verdict.problems));
   assert.equal(llama.verdict.layers_run, 1);
+  // The GPU's stages, then those of the CPU run it is compared with.
+  assert.deepEqual(
+    llama.stages.map((s) => s.text),
+    ["GPU: embeddings", "GPU: block 1 of 1", "GPU: head", "GPU: read back", "CPU: embeddings", "CPU: block 1 of 1", "CPU: head"]
+  );
   assert.ok(llama.verdict.comparison.max_rel_err < 1e-5);
 });

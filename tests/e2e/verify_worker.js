@@ -1,8 +1,9 @@
 // The verify message as the page's worker would handle it (see the report
 // for www/worker.js): {type: "verify", id, files, preset, device, layers} in,
-// {type: "result", id, verdict, text} or {type: "error", id, kind, message}
-// out; {type: "gpu_status", id} in, {type: "result", id, reason} out (reason
-// null when a WebGPU adapter exists).
+// {type: "result", id, verdict, text, stages} or {type: "error", id, kind,
+// message} out, `stages` being the progress the run reported, in order
+// ([{text, done, total}]); {type: "gpu_status", id} in, {type: "result", id,
+// reason} out (reason null when a WebGPU adapter exists).
 // Errors cross from Rust as "kind|message"; kind "io" with a message starting
 // "no GPU adapter" means the browser has no WebGPU adapter.
 
@@ -19,8 +20,11 @@ self.onmessage = async (event) => {
   }
   if (type !== "verify") return;
   try {
-    const { verdict, text } = await verify_files(files, preset ?? "", device, layers ?? undefined);
-    self.postMessage({ type: "result", id, verdict, text });
+    const stages = [];
+    const { verdict, text } = await verify_files(files, preset ?? "", device, layers ?? undefined, (text, done, total) => {
+      stages.push({ text, done, total });
+    });
+    self.postMessage({ type: "result", id, verdict, text, stages });
   } catch (error) {
     const text = String(error?.message ?? error);
     const bar = text.indexOf("|");

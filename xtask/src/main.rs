@@ -568,7 +568,7 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "gpu",
-        what: "GPU vs the CPU reference (bench/gpu_bench.rs); without a GPU, how to run it on one",
+        what: "GPU vs the fast CPU backend (bench/gpu_bench.rs), lavapipe without a GPU; with no adapter, how to run it on one",
         run: bench_gpu,
     },
     Bench {
@@ -637,10 +637,11 @@ fn bench_page() -> Result<(), String> {
 }
 
 fn bench_gpu() -> Result<(), String> {
-    // With no adapter, or only a CPU one (lavapipe: the CPU timed against
-    // itself), the bench prints how to run bench/gpu_bench.sh on a GPU.
+    // On lavapipe it compares the kernels with the fast CPU backend on the
+    // same cores; with no adapter at all it prints how to run
+    // bench/gpu_bench.sh on a GPU.
     run(
-        "GPU benchmark (bench/gpu_bench.rs), on a hardware GPU only",
+        "GPU benchmark (bench/gpu_bench.rs)",
         cargo().args([
             "bench",
             "--features",
