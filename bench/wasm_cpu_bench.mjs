@@ -7,6 +7,12 @@
 // `run.compute_ms` (the forward only; reading the file excluded); median of
 // 3 after a warm-up. Goal (issue 13): wasm within 3x of native.
 //
+// Then the GPU side in the same browser: `verify_files(..., "gpu")` runs the
+// forward on WebGPU (SwiftShader, Chromium's CPU adapter, with
+// --enable-unsafe-webgpu) and the wasm CPU run it is compared with, so one
+// verdict gives both `compute_ms`: WebGPU / wasm CPU (median of 3 after a
+// warm-up).
+//
 // Run from the repository root after `cargo xtask build-web`,
 // `cargo build --release` and bench/cpu_verify_bench.py (which calls this):
 //   node bench/wasm_cpu_bench.mjs
@@ -34,7 +40,7 @@ async function nativeComputeMs() {
 async function main() {
   if (!fs.existsSync(path.join(ROOT, CHECKPOINT))) throw new Error(`${CHECKPOINT} is missing: run bench/cpu_verify_bench.py first`);
   const server = await startServer();
-  const browser = await launch();
+  const browser = await launch(["--enable-unsafe-webgpu"]);
   try {
     // The harness fetches paths under tests/fixtures/models/; the
     // checkpoint lies three folders up from there.
@@ -61,6 +67,25 @@ async function main() {
     const wasmMs = median(wasm);
     const nativeMs = median(native);
     console.log(`ViT-B-16 encode_image (224x224) on the CPU: wasm in Chromium ${wasmMs.toFixed(1)} ms (${device}), native ${nativeMs.toFixed(1)} ms (1 thread); wasm / native ${(wasmMs / nativeMs).toFixed(2)}x (goal <= 3x)`);
+    const gpu = [];
+    const cpu = [];
+    let adapter = "";
+    for (let run = 0; run <= RUNS; run++) {
+      const page = await browser.newPage();
+      await page.goto(`${server.origin}/tests/e2e/verify.html`);
+      await page.waitForFunction(() => window.harnessReady === true);
+      const result = await page.evaluate(([file, preset]) => window.runVerify([file], "gpu", preset), [relative, PRESET]);
+      await page.close();
+      if (result.type !== "result" || !result.verdict.passed) throw new Error(`WebGPU verify failed: ${JSON.stringify(result).slice(0, 500)}`);
+      adapter = result.verdict.run.device;
+      if (run > 0) {
+        gpu.push(result.verdict.run.compute_ms + result.verdict.run.upload_ms);
+        cpu.push(result.verdict.reference_run.compute_ms);
+      }
+    }
+    const gpuMs = median(gpu);
+    const cpuMs = median(cpu);
+    console.log(`ViT-B-16 encode_image (224x224) in Chromium: WebGPU ${gpuMs.toFixed(1)} ms (${adapter}; kernels and upload), wasm CPU ${cpuMs.toFixed(1)} ms; WebGPU / wasm CPU speed ${(cpuMs / gpuMs).toFixed(2)}x`);
   } finally {
     await browser.close();
     await server.stop();

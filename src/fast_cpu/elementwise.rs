@@ -45,6 +45,23 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// `out[i] = act(x[i])`, one loop per activation so that each vectorizes.
+/// `activation_into` over `values` in place (a product's block, still in
+/// cache: `linear_activation`).
+pub fn activation_in_place(act: Activation, values: &mut [f32]) {
+    // One loop per activation, so each vectorizes (as `activation_into`).
+    fn each(values: &mut [f32], f: impl Fn(f32) -> f32) {
+        for v in values.iter_mut() {
+            *v = f(*v);
+        }
+    }
+    match act {
+        Activation::GeluErf => each(values, |v| activation_value(Activation::GeluErf, v)),
+        Activation::GeluTanh => each(values, |v| activation_value(Activation::GeluTanh, v)),
+        Activation::QuickGelu => each(values, |v| activation_value(Activation::QuickGelu, v)),
+        Activation::Silu => each(values, |v| activation_value(Activation::Silu, v)),
+    }
+}
+
 pub fn activation_into(act: Activation, x: &[f32], out: &mut [f32]) {
     fn each(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
         for (o, v) in out.iter_mut().zip(x) {

@@ -9,8 +9,9 @@
 //! and strides; every caller's extents are checked against the slices
 //! first, so no read or write leaves them.
 
+use super::elementwise;
 use super::threads::Threads;
-use crate::reference::Layout;
+use crate::reference::{Activation, Layout};
 
 /// A row-major or strided view: element `(row, col)` is at
 /// `data[offset + row·row_stride + col·col_stride]`.
@@ -123,7 +124,8 @@ pub fn matmul_into(a: View, b: View, alpha: f32, accumulate: bool, out: &mut [f3
 const COLUMN_ALIGN: usize = 16;
 
 /// `nn.Linear`: `y[m, n] = x[m, k] · W + b`, the bias written first and
-/// accumulated into (one pass over y).
+/// accumulated into (one pass over y), then `activation` applied to each
+/// thread's block of y while it is in cache.
 ///
 /// With several threads the output columns are split among them, not the
 /// rows: each thread then packs only its own columns of W (the large
@@ -139,6 +141,7 @@ pub fn linear(
     n: usize,
     layout: Layout,
     bias: Option<&[f32]>,
+    activation: Option<Activation>,
 ) -> Vec<f32> {
     let x_view = View::row_major(x, m, k);
     let w_view = match layout {
@@ -162,6 +165,9 @@ pub fn linear(
             bias.is_some(),
             out,
         );
+        if let Some(act) = activation {
+            elementwise::activation_in_place(act, out);
+        }
     };
     if pieces <= 1 {
         let mut y = vec![0f32; m * n];
@@ -216,11 +222,24 @@ mod tests {
                         let b = values(n, 3);
                         let bias = with_bias.then_some(b.as_slice());
                         let want = ops::linear(&x, m, k, &w, n, layout, bias);
-                        let got = linear(&threads, &x, m, k, &w, n, layout, bias);
+                        let got = linear(&threads, &x, m, k, &w, n, layout, bias, None);
                         let worst = crate::fast_cpu::test_max_difference(&got, &want);
                         assert!(
                             worst <= 1e-5 * (k as f32).sqrt(),
                             "[{m}, {k}] x [{k}, {n}] {layout:?} bias {with_bias} threads {count}: off by {worst}"
+                        );
+                        // With the activation fused: the reference's
+                        // activation of the reference's product.
+                        let act = Activation::GeluErf;
+                        let want: Vec<f32> = want
+                            .iter()
+                            .map(|v| ops::activation_value(act, *v))
+                            .collect();
+                        let got = linear(&threads, &x, m, k, &w, n, layout, bias, Some(act));
+                        let worst = crate::fast_cpu::test_max_difference(&got, &want);
+                        assert!(
+                            worst <= 1e-5 * (k as f32).sqrt(),
+                            "gelu([{m}, {k}] x [{k}, {n}]) {layout:?} bias {with_bias} threads {count}: off by {worst}"
                         );
                     }
                 }

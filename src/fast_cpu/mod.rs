@@ -59,6 +59,34 @@ impl FastCpu {
         self.threads.count()
     }
 
+    /// `linear`, and with `act` `linear_activation`.
+    fn product(
+        &self,
+        x: &Mat,
+        w: &Mat,
+        layout: Layout,
+        bias: Option<&Mat>,
+        act: Option<Activation>,
+    ) -> Result<Mat> {
+        let (k, n) = match layout {
+            Layout::OutIn => (w.cols, w.rows),
+            Layout::InOut => (w.rows, w.cols),
+        };
+        Cpu::check_linear(x, w, layout, bias)?;
+        let y = matmul::linear(
+            &self.threads,
+            &x.data,
+            x.rows,
+            k,
+            &w.data,
+            n,
+            layout,
+            bias.map(|b| b.data.as_slice()),
+            act,
+        );
+        Cpu.upload(y, x.rows, n)
+    }
+
     /// `f(start, block, out)` over blocks of whole rows of `x`, `start` the
     /// block's first element, written into one output of the same size:
     /// element-wise operations, side by side.
@@ -89,22 +117,17 @@ impl Backend for FastCpu {
         Cpu.upload(data, rows, cols)
     }
     fn linear(&mut self, x: &Mat, w: &Mat, layout: Layout, bias: Option<&Mat>) -> Result<Mat> {
-        let (k, n) = match layout {
-            Layout::OutIn => (w.cols, w.rows),
-            Layout::InOut => (w.rows, w.cols),
-        };
-        Cpu::check_linear(x, w, layout, bias)?;
-        let y = matmul::linear(
-            &self.threads,
-            &x.data,
-            x.rows,
-            k,
-            &w.data,
-            n,
-            layout,
-            bias.map(|b| b.data.as_slice()),
-        );
-        Cpu.upload(y, x.rows, n)
+        self.product(x, w, layout, bias, None)
+    }
+    fn linear_activation(
+        &mut self,
+        x: &Mat,
+        w: &Mat,
+        layout: Layout,
+        bias: Option<&Mat>,
+        act: Activation,
+    ) -> Result<Mat> {
+        self.product(x, w, layout, bias, Some(act))
     }
     fn layer_norm(&mut self, x: &Mat, gamma: &Mat, beta: &Mat, eps: f32) -> Result<Mat> {
         let cols = x.cols;

@@ -6,7 +6,7 @@
 //! after the padding index (create_position_ids_from_input_ids).
 
 use super::config::BertConfig;
-use super::layers::{layer_norm, linear};
+use super::layers::{layer_norm, linear, linear_activation};
 use super::{matrix, weight, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
@@ -97,15 +97,14 @@ pub fn forward<B: Backend>(
         let a = linear(b, w, &format!("{l}attention.output.dense"), &a, h, true)?;
         let a = b.add(&a, &x)?;
         x = layer_norm(b, w, &format!("{l}attention.output.LayerNorm"), &a, cfg.eps)?;
-        let m = linear(
+        let m = linear_activation(
             b,
             w,
             &format!("{l}intermediate.dense"),
             &x,
-            cfg.intermediate,
-            true,
+            (cfg.intermediate, true),
+            cfg.act,
         )?;
-        let m = b.activation(cfg.act, &m)?;
         let m = linear(b, w, &format!("{l}output.dense"), &m, h, true)?;
         let m = b.add(&m, &x)?;
         x = layer_norm(b, w, &format!("{l}output.LayerNorm"), &m, cfg.eps)?;

@@ -5,22 +5,25 @@
 
 use super::config::Gpt2Config;
 use super::layers::layer_norm;
-use super::{matrix, vector, weight, AttentionMask, Backend, Heads, Layout};
+use super::{matrix, vector, weight, Activation, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
 
-/// `Conv1D(out, in)`: weight `[in, out]`, bias `[out]`.
+/// `Conv1D(out, in)`: weight `[in, out]`, bias `[out]`; then `act`, if any.
 fn conv1d<B: Backend>(
     b: &mut B,
     w: &dyn WeightSource,
     prefix: &str,
     x: &B::Tensor,
-    out: usize,
+    (out, act): (usize, Option<Activation>),
 ) -> Result<B::Tensor> {
     let k = b.dims(x).1;
     let wt = matrix(b, w, &format!("{prefix}.weight"), &[k, out], k, out)?;
     let bias = vector(b, w, &format!("{prefix}.bias"), out)?;
-    b.linear(x, &wt, Layout::InOut, Some(&bias))
+    match act {
+        Some(act) => b.linear_activation(x, &wt, Layout::InOut, Some(&bias), act),
+        None => b.linear(x, &wt, Layout::InOut, Some(&bias)),
+    }
 }
 
 /// Logits `[t, vocab]`.
@@ -60,17 +63,22 @@ pub fn forward<B: Backend>(
     for i in 0..layers.min(cfg.n_layer) {
         let l = format!("{p}h.{i}.");
         let h = layer_norm(b, w, &format!("{l}ln_1"), &x, cfg.eps)?;
-        let qkv = conv1d(b, w, &format!("{l}attn.c_attn"), &h, 3 * e)?;
+        let qkv = conv1d(b, w, &format!("{l}attn.c_attn"), &h, (3 * e, None))?;
         let q = b.slice_cols(&qkv, 0, e)?;
         let k = b.slice_cols(&qkv, e, e)?;
         let v = b.slice_cols(&qkv, 2 * e, e)?;
         let a = b.attention(&q, &k, &v, heads, &mask)?;
-        let a = conv1d(b, w, &format!("{l}attn.c_proj"), &a, e)?;
+        let a = conv1d(b, w, &format!("{l}attn.c_proj"), &a, (e, None))?;
         x = b.add(&x, &a)?;
         let h = layer_norm(b, w, &format!("{l}ln_2"), &x, cfg.eps)?;
-        let h = conv1d(b, w, &format!("{l}mlp.c_fc"), &h, cfg.n_inner)?;
-        let h = b.activation(cfg.act, &h)?;
-        let h = conv1d(b, w, &format!("{l}mlp.c_proj"), &h, e)?;
+        let h = conv1d(
+            b,
+            w,
+            &format!("{l}mlp.c_fc"),
+            &h,
+            (cfg.n_inner, Some(cfg.act)),
+        )?;
+        let h = conv1d(b, w, &format!("{l}mlp.c_proj"), &h, (e, None))?;
         x = b.add(&x, &h)?;
         b.end_block()?;
     }

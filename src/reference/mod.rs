@@ -57,6 +57,20 @@ pub trait Backend {
         layout: Layout,
         bias: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor>;
+    /// `act(x · W + b)`: an MLP's first product and its activation. A
+    /// backend may apply the activation to each block of the product while
+    /// it is still in cache (the fast CPU one does).
+    fn linear_activation(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        layout: Layout,
+        bias: Option<&Self::Tensor>,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        let y = self.linear(x, w, layout, bias)?;
+        self.activation(act, &y)
+    }
     fn layer_norm(
         &mut self,
         x: &Self::Tensor,

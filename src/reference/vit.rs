@@ -8,7 +8,7 @@
 //! open_clip/transformer.py and cn_clip/clip/model.py.
 
 use super::config::{ClipTextConfig, VitConfig};
-use super::layers::{layer_norm, linear};
+use super::layers::{layer_norm, linear, linear_activation};
 use super::{matrix, vector, weight, Activation, AttentionMask, Backend, Heads, Layout};
 use crate::error::Result;
 use crate::weights::WeightSource;
@@ -67,15 +67,14 @@ pub fn residual_block<B: Backend>(
     let a = b.linear(&a, &out_w, Layout::OutIn, Some(&out_b))?;
     let x = b.add(&x, &a)?;
     let h = layer_norm(b, w, &format!("{prefix}ln_2"), &x, shape.eps)?;
-    let h = linear(
+    let h = linear_activation(
         b,
         w,
         &format!("{prefix}mlp.c_fc"),
         &h,
-        shape.mlp_width,
-        true,
+        (shape.mlp_width, true),
+        shape.act,
     )?;
-    let h = b.activation(shape.act, &h)?;
     let h = linear(b, w, &format!("{prefix}mlp.c_proj"), &h, width, true)?;
     b.add(&x, &h)
 }

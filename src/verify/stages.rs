@@ -223,6 +223,16 @@ impl<B: Backend> Backend for Staged<'_, B> {
     ) -> Result<Self::Tensor> {
         self.backend.rms_norm(x, gamma, eps)
     }
+    fn linear_activation(
+        &mut self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        layout: Layout,
+        bias: Option<&Self::Tensor>,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        self.backend.linear_activation(x, w, layout, bias, act)
+    }
     fn activation(&mut self, act: Activation, x: &Self::Tensor) -> Result<Self::Tensor> {
         self.backend.activation(act, x)
     }

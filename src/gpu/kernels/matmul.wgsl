@@ -63,9 +63,11 @@ struct Params {
 const TILE: u32 = 64u;
 const STEP: u32 = 16u;
 
-// x_tile[kk * 64 + r] = x[row0 + r, t + kk]; w_tile[kk * 64 + c] = W(t + kk, col0 + c).
-var<workgroup> x_tile: array<f32, 1024>;
-var<workgroup> w_tile: array<f32, 1024>;
+// Four rows or columns to a vec4, so that the inner loop reads each operand
+// with one vec4 load: x_tile[kk * 16 + r / 4][r % 4] = x[row0 + r, t + kk];
+// w_tile[kk * 16 + c / 4][c % 4] = W(t + kk, col0 + c).
+var<workgroup> x_tile: array<vec4<f32>, 256>;
+var<workgroup> w_tile: array<vec4<f32>, 256>;
 
 // x[row, x_col_offset + kk], or 0 outside the matrix.
 fn load_x(row: u32, kk: u32) -> f32 {
@@ -130,20 +132,19 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(local_invocation_id) 
     var acc3 = vec4<f32>(0.0);
     for (var t = 0u; t < p.k; t = t + STEP) {
         for (var q = 0u; q < 4u; q = q + 1u) {
-            x_tile[(x_k + q) * TILE + x_r] = load_x(row0 + x_r, t + x_k + q);
+            x_tile[(x_k + q) * 16u + x_r / 4u][x_r % 4u] = load_x(row0 + x_r, t + x_k + q);
             let kk = w_k + q * w_dk;
             let c = w_c + q * w_dc;
-            w_tile[kk * TILE + c] = load_w(t + kk, col0 + c);
+            w_tile[kk * 16u + c / 4u][c % 4u] = load_w(t + kk, col0 + c);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < STEP; kk = kk + 1u) {
-            let xa = kk * TILE + 4u * lid.y;
-            let wa = kk * TILE + 4u * lid.x;
-            let b = vec4<f32>(w_tile[wa], w_tile[wa + 1u], w_tile[wa + 2u], w_tile[wa + 3u]);
-            acc0 = acc0 + x_tile[xa] * b;
-            acc1 = acc1 + x_tile[xa + 1u] * b;
-            acc2 = acc2 + x_tile[xa + 2u] * b;
-            acc3 = acc3 + x_tile[xa + 3u] * b;
+            let a = x_tile[kk * 16u + lid.y];
+            let b = w_tile[kk * 16u + lid.x];
+            acc0 = acc0 + a.x * b;
+            acc1 = acc1 + a.y * b;
+            acc2 = acc2 + a.z * b;
+            acc3 = acc3 + a.w * b;
         }
         workgroupBarrier();
     }
