@@ -477,35 +477,9 @@ fn verify(args: &Args) -> Result<ExitCode, Error> {
     })
 }
 
-#[cfg(not(feature = "gpu"))]
-fn run_verify(
-    device: Option<verify::Device>,
-    checkpoint: &Checkpoint,
-    sources: Vec<&dyn ByteSource>,
-    desc: &ModelDesc,
-    input: Option<npy::Array>,
-    (layers, _, threads): (Option<usize>, bool, Option<usize>),
-    clock: &ckptcheck::weights::Clock,
-) -> Result<verify::Verdict, Error> {
-    if device == Some(verify::Device::Gpu) {
-        return Err(Error::new(
-            ErrorKind::BadArgument,
-            "this ckptcheck was built without the gpu feature: use --device cpu, or build with --features gpu",
-        ));
-    }
-    verify::verify_cpu(
-        checkpoint,
-        sources,
-        desc,
-        input,
-        layers,
-        threads,
-        clock,
-        &mut |_| {},
-    )
-}
-
-#[cfg(feature = "gpu")]
+/// The verify the flags ask for: `--device cpu` on the CPU; `--device gpu`
+/// on the GPU (an error without an adapter, or without the gpu feature);
+/// no `--device`: the GPU when there is one, else the CPU.
 fn run_verify(
     device: Option<verify::Device>,
     checkpoint: &Checkpoint,
@@ -515,8 +489,8 @@ fn run_verify(
     (layers, compare, threads): (Option<usize>, bool, Option<usize>),
     clock: &ckptcheck::weights::Clock,
 ) -> Result<verify::Verdict, Error> {
-    if device == Some(verify::Device::Cpu) {
-        return verify::verify_cpu(
+    let on_cpu = |sources, input| {
+        verify::verify_cpu(
             checkpoint,
             sources,
             desc,
@@ -525,9 +499,13 @@ fn run_verify(
             threads,
             clock,
             &mut |_| {},
-        );
+        )
+    };
+    if device == Some(verify::Device::Cpu) {
+        return on_cpu(sources, input);
     }
-    match pollster::block_on(ckptcheck::gpu::Context::new()) {
+    #[cfg(feature = "gpu")]
+    let verdict = match pollster::block_on(ckptcheck::gpu::Context::new()) {
         Ok(context) => pollster::block_on(ckptcheck::gpu::verify::verify_gpu(
             &context,
             checkpoint,
@@ -541,22 +519,25 @@ fn run_verify(
         )),
         Err(reason) if device.is_none() => {
             eprintln!("ckptcheck: no GPU ({reason}); running on the CPU");
-            verify::verify_cpu(
-                checkpoint,
-                sources,
-                desc,
-                input,
-                layers,
-                threads,
-                clock,
-                &mut |_| {},
-            )
+            on_cpu(sources, input)
         }
         Err(reason) => Err(Error::new(
             ErrorKind::Io,
             format!("--device gpu: no GPU adapter: {reason}"),
         )),
-    }
+    };
+    #[cfg(not(feature = "gpu"))]
+    let verdict = {
+        let _ = compare;
+        match device {
+            Some(verify::Device::Gpu) => Err(Error::new(
+                ErrorKind::BadArgument,
+                "this ckptcheck was built without the gpu feature: use --device cpu, or build with --features gpu",
+            )),
+            _ => on_cpu(sources, input),
+        }
+    };
+    verdict
 }
 
 pub fn main() -> ExitCode {

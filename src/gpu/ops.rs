@@ -11,6 +11,8 @@
 
 mod transfer;
 
+use transfer::Values;
+
 use super::context::{Context, Kernel, MemoryCounter};
 use crate::dtype;
 use crate::error::{err, ErrorKind, Result};
@@ -350,7 +352,7 @@ impl Backend for GpuBackend<'_> {
 
     /// Split into row chunks no larger than one storage binding.
     fn upload(&mut self, data: Vec<f32>, rows: usize, cols: usize) -> Result<GpuTensor> {
-        self.upload_as(&data, rows, cols, Stored::F32)
+        self.upload_as(Values::F32(&data), rows, cols)
     }
 
     /// A 16-bit weight stays 16-bit when every value is exact in it (always,
@@ -362,13 +364,16 @@ impl Backend for GpuBackend<'_> {
         cols: usize,
         stored: Stored,
     ) -> Result<GpuTensor> {
-        let exact = match stored {
-            Stored::F32 => false,
-            Stored::F16 => data.iter().all(|v| dtype::f16_bits_exact(*v).is_some()),
-            Stored::Bf16 => data.iter().all(|v| dtype::bf16_bits_exact(*v).is_some()),
+        // One pass: the halves, or None at the first value no half holds.
+        let halves: Option<Vec<u16>> = match stored {
+            Stored::F32 => None,
+            Stored::F16 => data.iter().map(|v| dtype::f16_bits_exact(*v)).collect(),
+            Stored::Bf16 => data.iter().map(|v| dtype::bf16_bits_exact(*v)).collect(),
         };
-        let stored = if exact { stored } else { Stored::F32 };
-        self.upload_as(&data, rows, cols, stored)
+        match &halves {
+            Some(halves) => self.upload_as(Values::Half(halves, stored), rows, cols),
+            None => self.upload_as(Values::F32(&data), rows, cols),
+        }
     }
 
     fn linear(

@@ -1,32 +1,30 @@
 //! Moving data between the host and the device for `GpuBackend`: weights
-//! and activations up (f32, or a linear weight two halves to a word, split
-//! into row chunks no larger than one storage binding) and results back
-//! (mapped asynchronously, as the browser requires).
+//! and activations up (`Values`: f32, or a linear weight's halves two to a
+//! word, split into row chunks no larger than one storage binding) and
+//! results back (mapped asynchronously, as the browser requires).
 
 use super::{Chunk, GpuBackend, GpuTensor};
-use crate::dtype;
 use crate::error::{err, ErrorKind, Result};
 use crate::reference::Stored;
 use std::rc::Rc;
 
 impl GpuBackend<'_> {
-    /// `data` as `[rows, cols]` in `stored`'s format (matmul.wgsl's
-    /// w_format), split into row chunks no larger than one storage binding.
+    /// `values` as `[rows, cols]` (matmul.wgsl's w_format for halves),
+    /// split into row chunks no larger than one storage binding.
     pub(super) fn upload_as(
         &mut self,
-        data: &[f32],
+        values: Values<'_>,
         rows: usize,
         cols: usize,
-        stored: Stored,
     ) -> Result<GpuTensor> {
-        if data.len() != rows * cols {
+        if values.len() != rows * cols {
             return Err(err(
                 ErrorKind::BadArgument,
-                format!("{} values for a [{rows}, {cols}] matrix", data.len()),
+                format!("{} values for a [{rows}, {cols}] matrix", values.len()),
             ));
         }
         let start = (self.clock)();
-        let element_bytes: u64 = if stored == Stored::F32 { 4 } else { 2 };
+        let element_bytes: u64 = if values.stored() == Stored::F32 { 4 } else { 2 };
         let max_rows = (self.ctx.max_binding_bytes.get() / (cols.max(1) as u64 * element_bytes))
             .max(1) as usize;
         let mut chunks = Vec::new();
@@ -35,8 +33,7 @@ impl GpuBackend<'_> {
             let n = max_rows
                 .min(rows - row_start)
                 .max(if rows == 0 { 0 } else { 1 });
-            let slice = &data[row_start * cols..(row_start + n) * cols];
-            let bytes = encode(slice, stored);
+            let bytes = values.bytes(row_start * cols..(row_start + n) * cols);
             let buffer = Self::raw_buffer(self.ctx, bytes.len() as u64);
             self.ctx.queue.write_buffer(&buffer.buffer, 0, &bytes);
             self.upload.bytes += bytes.len() as u64;
@@ -55,7 +52,7 @@ impl GpuBackend<'_> {
             rows,
             cols,
             chunks,
-            stored,
+            stored: values.stored(),
         })
     }
 
@@ -98,25 +95,41 @@ impl GpuBackend<'_> {
     }
 }
 
-/// Little-endian bytes of `values` as f32, or as halves two to a 4-byte
-/// word (element e in the low 16 bits of word e / 2 when e is even), padded
-/// to whole words. Halves are only asked for when every value is exact.
-fn encode(values: &[f32], stored: Stored) -> Vec<u8> {
-    let half = |v: f32| -> u16 {
-        match stored {
-            Stored::F16 => dtype::f16_bits_exact(v),
-            _ => dtype::bf16_bits_exact(v),
+/// What goes up: f32 values, or halves (`Stored::F16` or `Bf16` bits).
+pub(crate) enum Values<'a> {
+    F32(&'a [f32]),
+    Half(&'a [u16], Stored),
+}
+
+impl Values<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Values::F32(values) => values.len(),
+            Values::Half(halves, _) => halves.len(),
         }
-        .unwrap_or(0)
-    };
-    match stored {
-        Stored::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Stored::F16 | Stored::Bf16 => {
-            let mut bytes: Vec<u8> = values.iter().flat_map(|v| half(*v).to_le_bytes()).collect();
-            if !bytes.len().is_multiple_of(4) {
-                bytes.extend_from_slice(&[0, 0]);
+    }
+
+    fn stored(&self) -> Stored {
+        match self {
+            Values::F32(_) => Stored::F32,
+            Values::Half(_, stored) => *stored,
+        }
+    }
+
+    /// Little-endian bytes of elements `range`: f32s, or halves two to a
+    /// 4-byte word (element e in the low 16 bits of word e / 2 when e is
+    /// even), padded to whole words.
+    fn bytes(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        match self {
+            Values::F32(values) => values[range].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Values::Half(halves, _) => {
+                let mut bytes: Vec<u8> =
+                    halves[range].iter().flat_map(|h| h.to_le_bytes()).collect();
+                if !bytes.len().is_multiple_of(4) {
+                    bytes.extend_from_slice(&[0, 0]);
+                }
+                bytes
             }
-            bytes
         }
     }
 }
