@@ -17,6 +17,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+#[path = "support/load_case.rs"]
+#[allow(dead_code)]
+mod load_case;
+
 fn load_json(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/cn_clip")
@@ -204,17 +208,7 @@ fn every_recorded_load_agrees_with_pytorch_exactly() {
                 )
             })
             .collect();
-        let got: Vec<(String, Vec<u64>, Vec<u64>)> = report
-            .size_mismatches
-            .iter()
-            .map(|m| {
-                (
-                    m.key.clone(),
-                    m.checkpoint_shape.clone(),
-                    m.model_shape.clone(),
-                )
-            })
-            .collect();
+        let got = load_case::mismatches_of(&report);
         assert_eq!(got, mismatches, "{label}: size mismatches");
         assert_eq!(
             report.pytorch_error.as_deref(),

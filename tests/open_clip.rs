@@ -11,6 +11,10 @@ use ckptcheck::{Checkpoint, ErrorKind, TensorInfo};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+#[path = "support/load_case.rs"]
+#[allow(dead_code)]
+mod load_case;
+
 fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/open_clip/{name}",
@@ -253,17 +257,7 @@ fn every_load_case_is_what_pytorch_says() {
             strings(&case["unexpected_keys"]),
             "{label}"
         );
-        let mismatches: Vec<(String, Vec<u64>, Vec<u64>)> = report
-            .size_mismatches
-            .iter()
-            .map(|m| {
-                (
-                    m.key.clone(),
-                    m.checkpoint_shape.clone(),
-                    m.model_shape.clone(),
-                )
-            })
-            .collect();
+        let mismatches = load_case::mismatches_of(&report);
         let expected: Vec<(String, Vec<u64>, Vec<u64>)> = case["size_mismatches"]
             .as_array()
             .expect("mismatches")

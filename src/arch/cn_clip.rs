@@ -601,7 +601,7 @@ pub fn infer(names: &[(String, Vec<u64>)]) -> Option<Inferred> {
             Some(model)
         })
         .collect();
-    let ranking = rank_presets(names, models);
+    let ranking = rank_presets(names, &models);
     let preset = ranking
         .first()
         .filter(|s| s.exact)
@@ -621,6 +621,7 @@ pub fn infer(names: &[(String, Vec<u64>)]) -> Option<Inferred> {
         preset,
         ranking,
         undetermined,
+        shaped_like: None,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod cn_clip;
 pub mod dump;
 pub mod hf;
 pub mod open_clip;
+pub mod zoo;
 
 use crate::error::{err, ErrorKind, Result};
 use serde::Serialize;
@@ -88,6 +89,24 @@ pub struct PretrainedClass {
     /// `(target, source)` from `all_tied_weights_keys`.
     pub tied: Vec<(String, String)>,
     pub ignore_unexpected: Vec<IgnoreKey>,
+    /// Converters that merge per-expert checkpoint weights into one tensor
+    /// (a zoo class's conversion mapping: Mixtral, Qwen2-MoE ...).
+    pub merges: Vec<WeightMerge>,
+    /// Transforms of the class's conversion mapping ckptcheck does not
+    /// model, for a note that the verdict around them is not exact.
+    pub unmodeled: Vec<String>,
+}
+
+/// transformers' `WeightConverter` as far as it changes keys and shapes:
+/// checkpoint keys matching each source (`*` is an expert index) become one
+/// `target` key, each source's tensors stacked (`MergeModulelist`), the
+/// sources then joined (`Concatenate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightMerge {
+    pub sources: Vec<&'static str>,
+    pub target: &'static str,
+    /// `Some(dim)`: the stacked sources are concatenated along `dim`.
+    pub concatenate: Option<usize>,
 }
 
 /// One of conversion_mapping.py's key transforms, with its match written as
@@ -173,6 +192,12 @@ pub enum IgnoreKey {
     /// A buffer of the model (a non-persistent one, from a dump):
     /// from_pretrained does not report model buffers as unexpected.
     Buffer(String),
+    /// A non-persistent buffer of a zoo class, `*` standing for a layer
+    /// index (`model.layers.*.attn.bias`).
+    BufferPattern(&'static str),
+    /// One of a zoo class's `_keys_to_ignore_on_load_unexpected`, a Python
+    /// regex searched anywhere in the key (`re.search`).
+    Regex(&'static str),
 }
 
 impl IgnoreKey {
@@ -181,6 +206,12 @@ impl IgnoreKey {
             IgnoreKey::ClassPattern(text) | IgnoreKey::Containing(text) => key.contains(text),
             IgnoreKey::Named(name) => key.rsplit('.').next() == Some(name),
             IgnoreKey::Buffer(buffer) => key == buffer,
+            IgnoreKey::BufferPattern(pattern) => zoo::matches_buffer_pattern(pattern, key),
+            // A pattern regex-lite cannot read ignores nothing: the key is
+            // then reported, as it would be without the rule.
+            IgnoreKey::Regex(pattern) => {
+                regex_lite::Regex::new(pattern).is_ok_and(|regex| regex.is_match(key))
+            }
         }
     }
 }
@@ -458,6 +489,11 @@ pub struct Inferred {
     pub ranking: Vec<PresetScore>,
     /// Fields shapes cannot tell, with why.
     pub undetermined: Vec<String>,
+    /// The released size the checkpoint departs from in a field or two
+    /// ("Qwen2.5 3B-shaped (hf/qwen2.5-3b), vocab_size 151666 where the
+    /// release has 151936"), when no preset matches exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shaped_like: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -482,6 +518,7 @@ pub fn presets() -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
     out.extend(cn_clip::preset_list());
     out.extend(open_clip::preset_list());
+    out.extend(zoo::presets::preset_list());
     out
 }
 
@@ -491,6 +528,9 @@ pub fn model_from_preset(name: &str) -> Result<ModelSpec> {
         return Ok(model);
     }
     if let Some(model) = open_clip::from_preset(name)? {
+        return Ok(model);
+    }
+    if let Some(model) = zoo::presets::from_preset(name)? {
         return Ok(model);
     }
     Err(err(
@@ -591,7 +631,30 @@ fn infer_uncached(names_shapes: &[(String, Vec<u64>)]) -> Inferred {
     if let Some(inferred) = open_clip::infer(names_shapes) {
         return inferred;
     }
-    if let Some(inferred) = hf::infer(names_shapes) {
+    let hand_written = hf::infer(names_shapes);
+    // The zoo answers too; the hand-written inference keeps a tie (it reads
+    // cues the names alone do not give, such as LLaMA versus Mistral).
+    let chosen = match (hand_written, zoo::infer::infer(names_shapes)) {
+        (Some(hand), Some((described, findings))) => {
+            let hand_findings = model_for_inferred(&hand)
+                .and_then(|model| {
+                    rank_presets(names_shapes, &[model])
+                        .first()
+                        .map(|s| s.findings)
+                })
+                .unwrap_or(usize::MAX);
+            Some(if findings < hand_findings {
+                described
+            } else {
+                hand
+            })
+        }
+        (Some(hand), None) => Some(hand),
+        (None, Some((described, _))) => Some(described),
+        (None, None) => None,
+    };
+    if let Some(mut inferred) = chosen {
+        zoo::presets::name_inferred(&mut inferred, names_shapes);
         return inferred;
     }
     Inferred {
@@ -603,14 +666,11 @@ fn infer_uncached(names_shapes: &[(String, Vec<u64>)]) -> Inferred {
 
 /// Rank presets by findings when the checkpoint's tensors (already
 /// normalised) load into each; `exact` when there are none.
-pub fn rank_presets(
-    names_shapes: &[(String, Vec<u64>)],
-    models: Vec<ModelSpec>,
-) -> Vec<PresetScore> {
+pub fn rank_presets(names_shapes: &[(String, Vec<u64>)], models: &[ModelSpec]) -> Vec<PresetScore> {
     let checkpoint: rustc_hash::FxHashMap<&str, &Vec<u64>> =
         names_shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
     let mut scores: Vec<PresetScore> = models
-        .into_iter()
+        .iter()
         .map(|model| {
             let mut findings = 0usize;
             let mut expected = rustc_hash::FxHashSet::default();

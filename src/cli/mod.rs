@@ -319,6 +319,9 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
                     Some(p) => println!("preset: {p} (exact match)"),
                     None => println!("preset: none matches exactly"),
                 }
+                if let Some(shaped) = &inferred.shaped_like {
+                    println!("shaped like: {shaped}");
+                }
                 for field in &inferred.fields {
                     println!("  {} = {}   ({})", field.field, field.value, field.evidence);
                 }

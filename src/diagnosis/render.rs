@@ -48,6 +48,9 @@ pub fn to_markdown(report: &CheckReport) -> String {
     if let Some(preset) = &report.inferred.preset {
         out.push_str(&format!("- the checkpoint matches the preset `{preset}`\n"));
     }
+    if let Some(shaped) = &report.inferred.shaped_like {
+        out.push_str(&format!("- the checkpoint is {shaped}\n"));
+    }
     if !report.explanation.is_empty() {
         out.push_str("\n## Why\n\n");
         for cause in &report.explanation {

@@ -39,7 +39,23 @@ pub fn prepare(state_dict: &StateDict, model: &ModelSpec) -> Prepared {
         }
         entry.key = renamed;
     }
+    // Merged keys then gain or lose the base-model prefix like any other.
+    let (merged_from, merged_into) =
+        arch::zoo::merge::merge_weights(&mut prepared.state_dict.entries, &class.merges, &|key| {
+            rename_key(key, &[], base, &expected)
+        });
     let notes = &mut prepared.notes;
+    if merged_into > 0 {
+        notes.push(format!(
+            "from_pretrained merges {merged_from} per-expert weight(s) into {merged_into} tensor(s) (transformers' weight converters)"
+        ));
+    }
+    if !class.unmodeled.is_empty() {
+        notes.push(format!(
+            "from_pretrained also converts keys in ways ckptcheck does not model ({}); the verdict for the keys they touch may differ",
+            class.unmodeled.join("; ")
+        ));
+    }
     if prefix_added > 0 {
         notes.push(format!(
             "from_pretrained adds the base-model prefix `{base}.` to {prefix_added} key(s)"
@@ -60,6 +76,23 @@ pub fn prepare(state_dict: &StateDict, model: &ModelSpec) -> Prepared {
         ignore_unexpected: class.ignore_unexpected,
     };
     prepared
+}
+
+/// The state dict's entries merge as transformers merges them.
+impl arch::zoo::merge::Entry for crate::state_dict::StateEntry {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn shape(&self) -> &[u64] {
+        &self.shape
+    }
+    fn remade(&self, key: String, shape: Vec<u64>) -> Self {
+        crate::state_dict::StateEntry {
+            key,
+            shape,
+            dtype: self.dtype.clone(),
+        }
+    }
 }
 
 /// `WeightTransform._scoped_match`: the prefix consumed and the rest.

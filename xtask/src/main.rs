@@ -607,6 +607,11 @@ const BENCHES: &[Bench] = &[
         what: "files/s auditing the fixtures on Dask, 1 vs 2 workers (bench/zoo_bench.py)",
         run: bench_zoo,
     },
+    Bench {
+        name: "zoo-models",
+        what: "building and checking the largest transformers configs (a 70B LLaMA) vs a 2-layer one (bench/zoo_models.rs)",
+        run: bench_zoo_models,
+    },
 ];
 
 /// A small checkpoint of each container, read by the `reader` benchmark.
@@ -651,6 +656,13 @@ fn bench_gpu() -> Result<(), String> {
             "--",
             "--hardware-only",
         ]),
+    )
+}
+
+fn bench_zoo_models() -> Result<(), String> {
+    run(
+        "zoo model benchmark (bench/zoo_models.rs): medians of 20 builds and checks",
+        cargo().args(["bench", "--bench", "zoo_models"]),
     )
 }
 

@@ -115,6 +115,7 @@ impl Found {
             preset: None,
             ranking: Vec::new(),
             undetermined,
+            shaped_like: None,
         }
     }
 }

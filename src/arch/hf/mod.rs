@@ -401,12 +401,13 @@ fn resolve(value: &Value) -> Result<Resolved> {
                 err(
                     ErrorKind::BadConfig,
                     format!(
-                        "model_type {model_type:?} is not supported; ckptcheck builds {}",
+                        "model_type {model_type:?} is not supported; ckptcheck builds {} and the {} model types of its zoo (src/arch/zoo/COVERAGE.md says why others are not described)",
                         MODEL_TYPES
                             .iter()
                             .map(|(t, _)| *t)
                             .collect::<Vec<_>>()
-                            .join(", ")
+                            .join(", "),
+                        super::zoo::described_model_types().len()
                     ),
                 )
             })?,
@@ -472,6 +473,14 @@ fn compatible(model_type: Family, class: Family) -> bool {
 }
 
 pub fn from_config_value(value: &Value) -> Result<ModelSpec> {
+    if let Some(model_type) = zoo_model_type(value) {
+        let architecture = value
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|items| items.first())
+            .and_then(Value::as_str);
+        return super::zoo::from_config_value(value, model_type, architecture);
+    }
     let resolved = resolve(value)?;
     let conf = Conf { value, path: "" };
     let mut b = TensorListBuilder::default();
@@ -528,6 +537,14 @@ pub fn from_config_value(value: &Value) -> Result<ModelSpec> {
         base_model_prefix: base_model_prefix(resolved.class, resolved.family).to_string(),
         tied_keys: tied.into_iter().map(|(target, _)| target).collect(),
     })
+}
+
+/// The config's `model_type` when no hand-written family builds it and the
+/// zoo describes it.
+pub(crate) fn zoo_model_type(value: &Value) -> Option<&str> {
+    let model_type = value.get("model_type")?.as_str()?;
+    let hand_written = MODEL_TYPES.iter().any(|(known, _)| *known == model_type);
+    (!hand_written && super::zoo::knows(model_type)).then_some(model_type)
 }
 
 /// Tensors of layer `index` exist only if the layer count reaches it.

@@ -37,6 +37,23 @@ pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
     if model.family == "dump" {
         return dumped_class(model);
     }
+    if let Some(facts) = zoo_facts(model) {
+        let mut renames = facts.renames;
+        renames.extend_from_slice(LEGACY);
+        return PretrainedClass {
+            renames,
+            base_model_prefix: model.base_model_prefix.clone(),
+            tied: facts.tied,
+            ignore_unexpected: facts
+                .non_persistent
+                .into_iter()
+                .map(IgnoreKey::BufferPattern)
+                .chain(facts.ignore_unexpected.into_iter().map(IgnoreKey::Regex))
+                .collect(),
+            merges: facts.merges,
+            unmodeled: facts.unmodeled,
+        };
+    }
     let Ok(resolved) = resolve(&model.config) else {
         return PretrainedClass {
             renames: LEGACY.to_vec(),
@@ -103,7 +120,15 @@ pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
         base_model_prefix: base.to_string(),
         tied: tied_pairs(model, &resolved).unwrap_or_default(),
         ignore_unexpected,
+        ..PretrainedClass::default()
     }
+}
+
+/// The zoo's facts, for a model the zoo built (a model type no
+/// hand-written family builds).
+fn zoo_facts(model: &ModelSpec) -> Option<super::super::zoo::PretrainedFacts> {
+    zoo_model_type(&model.config)?;
+    super::super::zoo::pretrained_facts(model)
 }
 
 /// What a model dump of a `PreTrainedModel` tells from_pretrained's rules:
@@ -131,6 +156,7 @@ fn dumped_class(model: &ModelSpec) -> PretrainedClass {
             .iter()
             .map(|buffer| IgnoreKey::Buffer(buffer.clone()))
             .collect(),
+        ..PretrainedClass::default()
     }
 }
 
@@ -176,6 +202,10 @@ pub(super) fn tied_pairs(model: &ModelSpec, resolved: &Resolved) -> Result<Vec<(
 /// Buffers the model has but does not save (`persistent=False`); stale
 /// copies of them in a checkpoint are ignored, not unexpected.
 pub fn non_persistent_buffers(model: &ModelSpec) -> Vec<String> {
+    if let Some(facts) = zoo_facts(model) {
+        // Patterns with `*` for a layer index, made names for each layer.
+        return expand_buffer_patterns(&facts.non_persistent, model);
+    }
     let Ok(resolved) = resolve(&model.config) else {
         return Vec::new();
     };
@@ -214,4 +244,35 @@ pub fn non_persistent_buffers(model: &ModelSpec) -> Vec<String> {
         }
         Family::Gpt2 | Family::Vit => Vec::new(),
     }
+}
+
+/// A zoo class's non-persistent buffer patterns as names, one per layer the
+/// model has (the layer indices its tensors use).
+fn expand_buffer_patterns(patterns: &[&str], model: &ModelSpec) -> Vec<String> {
+    let mut names = Vec::new();
+    for pattern in patterns {
+        let Some((before, after)) = pattern.split_once(".*.") else {
+            names.push(pattern.to_string());
+            continue;
+        };
+        let mut seen = Vec::new();
+        for tensor in &model.tensors {
+            let Some(rest) = tensor
+                .name
+                .strip_prefix(before)
+                .and_then(|r| r.strip_prefix('.'))
+            else {
+                continue;
+            };
+            let index = rest.split('.').next().unwrap_or("");
+            if !index.is_empty()
+                && index.bytes().all(|b| b.is_ascii_digit())
+                && !seen.contains(&index)
+            {
+                seen.push(index);
+                names.push(format!("{before}.{index}.{after}"));
+            }
+        }
+    }
+    names
 }

@@ -381,7 +381,7 @@ pub fn infer(names: &[(String, Vec<u64>)]) -> Option<Inferred> {
                 .flatten()
         })
         .collect();
-    let ranking = rank_presets(names, models);
+    let ranking = rank_presets(names, &models);
     let preset = ranking
         .first()
         .filter(|s| s.exact)
@@ -491,5 +491,6 @@ pub fn infer(names: &[(String, Vec<u64>)]) -> Option<Inferred> {
         preset,
         ranking,
         undetermined: found.undetermined,
+        shaped_like: None,
     })
 }

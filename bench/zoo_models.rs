@@ -1,0 +1,103 @@
+//! Zoo model construction and check time, largest configs against a small
+//! one in the same run: a 70B LLaMA and Mixtral 8x7B (through the zoo's
+//! generic evaluator, and the LLaMA also through the hand-written builder),
+//! T5-base, and a 2-layer LLaMA as the baseline. Each model is built from
+//! its config.json 21 times (the first a warm-up) and checked against a
+//! checkpoint holding exactly its tensors (names and shapes, no data);
+//! prints the medians and each one's ratio to the baseline. The first use
+//! of the zoo (parsing its data) is timed once, separately. Run through
+//! `cargo bench --bench zoo_models` (`cargo xtask bench zoo-models`).
+//! Not a test: nothing here asserts a time.
+
+use ckptcheck::arch::{self, zoo, ModelSpec};
+use ckptcheck::diagnosis::check;
+use ckptcheck::loader::Loader;
+use ckptcheck::{Checkpoint, TensorInfo};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[times.len() / 2]
+}
+
+fn checkpoint_of(model: &ModelSpec) -> Checkpoint {
+    let mut checkpoint = Checkpoint::new("model.safetensors", "safetensors", 0);
+    for tensor in &model.tensors {
+        checkpoint.tensors.push(TensorInfo::new(
+            tensor.name.clone(),
+            tensor.dtype.clone(),
+            tensor.shape.clone(),
+        ));
+    }
+    checkpoint
+}
+
+fn main() {
+    let started = Instant::now();
+    let first = zoo::from_config_value(&json!({"model_type": "t5"}), "t5", None).expect("t5");
+    let first_use = started.elapsed().as_secs_f64();
+    drop(first);
+    let llama_70b = json!({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 8192,
+        "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "vocab_size": 128256});
+    let tiny = json!({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 1000});
+    let zoo_build = |config: &Value| -> ModelSpec {
+        let model_type = config["model_type"].as_str().unwrap();
+        let class = config["architectures"][0].as_str();
+        zoo::from_config_value(config, model_type, class).expect("zoo model")
+    };
+    let hand_build =
+        |config: &Value| -> ModelSpec { arch::hf::from_config_value(config).expect("model") };
+    type Build<'a> = &'a dyn Fn(&Value) -> ModelSpec;
+    let cases: Vec<(&str, Value, Build)> = vec![
+        ("llama 2 layers (zoo), baseline", tiny.clone(), &zoo_build),
+        ("llama 70B (zoo)", llama_70b.clone(), &zoo_build),
+        ("llama 70B (hand-written)", llama_70b, &hand_build),
+        (
+            "mixtral 8x7B (zoo)",
+            arch::model_from_preset("hf/mixtral-8x7b").unwrap().config,
+            &zoo_build,
+        ),
+        (
+            "t5-base (zoo)",
+            arch::model_from_preset("hf/t5-base").unwrap().config,
+            &zoo_build,
+        ),
+    ];
+    let mut baseline = (0.0, 0.0);
+    println!("zoo data parsed on first use in {:.2} ms", first_use * 1e3);
+    println!(
+        "{:<34} {:>8} {:>12} {:>8} {:>12} {:>8}",
+        "config", "tensors", "build ms", "ratio", "check ms", "ratio"
+    );
+    for (index, (name, config, build)) in cases.iter().enumerate() {
+        let model = build(config);
+        let checkpoint = checkpoint_of(&model);
+        let (mut builds, mut checks) = (Vec::new(), Vec::new());
+        for round in 0..21 {
+            let start = Instant::now();
+            let model = build(config);
+            let built = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            let report = check(&checkpoint, &model, Loader::Hf);
+            let checked = start.elapsed().as_secs_f64();
+            assert!(report.loads, "{name}");
+            if round > 0 {
+                builds.push(built);
+                checks.push(checked);
+            }
+        }
+        let (build_ms, check_ms) = (median(builds) * 1e3, median(checks) * 1e3);
+        if index == 0 {
+            baseline = (build_ms, check_ms);
+        }
+        println!(
+            "{name:<34} {:>8} {build_ms:>12.3} {:>8.1} {check_ms:>12.3} {:>8.1}",
+            model.tensors.len(),
+            build_ms / baseline.0,
+            check_ms / baseline.1
+        );
+    }
+}

@@ -1,0 +1,164 @@
+"""The outputs of generate.py, from its per-model-type cache: the data the
+crate compiles in (src/arch/zoo/transformers.json, recurring subtrees
+stored once), the test matrix (tests/fixtures/zoo/matrix.json: whole state
+dicts for each model type's first class, digests for the rest) and
+src/arch/zoo/COVERAGE.md."""
+
+import json
+import os
+
+from facts import conversions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+CACHE = "/tmp/ckptcheck-zoo-cache"
+
+
+def model_type_order(all_types, first):
+    """Model types in the order the data lists them: `first` (the named
+    must-haves, then the most used), then the rest by name."""
+    head = [t for t in first if t in all_types]
+    return head + sorted(t for t in all_types if t not in head)
+
+
+def small_matrix(held, listing_limit=400):
+    rows = []
+    for s in held:
+        if len(s.listing) > listing_limit:
+            continue
+        rows.append({"config": clean(s.config_dict), "state_dict": [[k, sh, dt] for k, sh, dt in s.listing]})
+    return rows
+
+
+def clean(d):
+    return json.loads(json.dumps(d, default=str))
+
+
+def digest(listing):
+    h = 0xCBF29CE484222325
+    for k, shape, dtype in listing:
+        for byte in f"{k}|{','.join(map(str, shape))}|{dtype}\n".encode():
+            h ^= byte
+            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def assemble(all_types, first, whole_for=()):
+    import transformers
+    data = {"transformers": transformers.__version__, "model_types": {}}
+    matrix = {"transformers": transformers.__version__, "classes": []}
+    coverage = []
+    for model_type in model_type_order(all_types, first):
+        path = os.path.join(CACHE, model_type + ".json")
+        if not os.path.exists(path):
+            coverage.append((model_type, [], {"*": "not derived yet"}))
+            continue
+        with open(path) as f:
+            r = json.load(f)
+        if r["classes"]:
+            fill_conversions(r)
+            data["model_types"][model_type] = {"config_class": r["config_class"], "classes": r["classes"]}
+            for position, m in enumerate(r["matrix"]):
+                m["model_type"] = model_type
+                # Whole state dicts for the first class of the model types in
+                # `whole_for` (to read, to diff, and for inference round
+                # trips), digests for the rest: the fixture stays small.
+                for v in m["variations"]:
+                    if (position > 0 or model_type not in whole_for) and "state_dict" in v:
+                        listing = [tuple(x) for x in v.pop("state_dict")]
+                        v["count"] = len(listing)
+                        v["digest"] = digest(listing)
+                matrix["classes"].append(m)
+        coverage.append((model_type, list(r["classes"]), r["failed"]))
+    intern(data)
+    # Lists, not maps: the order (model types by use, a type's base model
+    # first) is meaning, and JSON readers may sort maps.
+    data["model_types"] = [[t, {"config_class": e["config_class"], "classes": list(e["classes"].items())}]
+                           for t, e in data["model_types"].items()]
+    zoo_dir = os.path.join(ROOT, "src", "arch", "zoo")
+    with open(os.path.join(zoo_dir, "transformers.json"), "w") as f:
+        json.dump(data, f, separators=(",", ":"), sort_keys=False)
+    os.makedirs(os.path.join(ROOT, "tests", "fixtures", "zoo"), exist_ok=True)
+    with open(os.path.join(ROOT, "tests", "fixtures", "zoo", "matrix.json"), "w") as f:
+        json.dump(matrix, f, separators=(",", ":"))
+    write_coverage(zoo_dir, coverage)
+
+
+def fill_conversions(r):
+    """Cache entries written before `conversions` was recorded get it here
+    (one default model on the meta device per class)."""
+    import torch
+    import transformers
+    for name, desc in r["classes"].items():
+        if "conversions" in desc:
+            continue
+        config_class = getattr(transformers, r["config_class"])
+        with torch.device("meta"):
+            model = getattr(transformers, name)(config_class())
+        desc.update(conversions(model))
+
+
+def intern(data):
+    """Subtrees that recur (a base model under every head class, the same
+    layer in many model types) are stored once in `shared` and referred to
+    as {"ref": i}; an entry only refers to entries before it."""
+    counts = {}
+
+    def count(node):
+        for child in children_of(node):
+            count(child)
+        key = json.dumps(node, sort_keys=True, separators=(",", ":"))
+        counts[key] = counts.get(key, 0) + 1
+
+    def children_of(node):
+        out = [c[1] for c in node.get("c", [])] + list(node.get("items", []))
+        if "body" in node:
+            out.append(node["body"])
+        return out
+
+    for entry in data["model_types"].values():
+        for desc in entry["classes"].values():
+            count(desc["tree"])
+    shared, index = [], {}
+
+    def visit(node):
+        original_key = json.dumps(node, sort_keys=True, separators=(",", ":"))
+        new = dict(node)
+        if "c" in new:
+            new["c"] = [[name, visit(child)] for name, child in new["c"]]
+        if "items" in new:
+            new["items"] = [visit(it) for it in new["items"]]
+        if "body" in new:
+            new["body"] = visit(new["body"])
+        if counts.get(original_key, 0) > 1 and len(original_key) > 40:
+            if original_key not in index:
+                index[original_key] = len(shared)
+                shared.append(new)
+            return {"ref": index[original_key]}
+        return new
+
+    for entry in data["model_types"].values():
+        for desc in entry["classes"].values():
+            desc["tree"] = visit(desc["tree"])
+    data["shared"] = shared
+
+
+def write_coverage(zoo_dir, coverage):
+    import transformers
+    exact = [t for t, classes, _ in coverage if classes]
+    lines = [
+        "# Coverage of the transformers zoo",
+        "",
+        f"Generated by generate.py from transformers {transformers.__version__}; do not edit.",
+        "",
+        f"**{len(exact)} of {len(coverage)} model types** have at least one class described exactly "
+        f"({sum(len(c) for _, c, _ in coverage)} classes). A class is listed as described only when its "
+        "description reproduced held-out variations of its config.",
+        "",
+        "| model type | classes described | not described (why) |",
+        "|---|---|---|",
+    ]
+    for t, classes, failed in coverage:
+        why = "; ".join(f"`{k}`: {v}".replace("|", "/") for k, v in failed.items())
+        lines.append(f"| {t} | {', '.join(classes)} | {why} |")
+    with open(os.path.join(zoo_dir, "COVERAGE.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")

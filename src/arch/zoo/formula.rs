@@ -1,0 +1,252 @@
+//! The zoo's size formulas: a sum of terms, each a product and quotient of
+//! integers, config fields and floor quotients of two fields
+//! (`head_dim*num_key_value_heads`, `image_size//patch_size*image_size//patch_size+1`,
+//! `3*hidden_size/2`), evaluated left to right in exact rational arithmetic
+//! as generate.py's `evaluate` does. A size must come out a non-negative
+//! integer; anything else (a field of 0 under a division, an overflow, a
+//! fraction) is an error naming the formula, never a wrong size.
+
+use crate::error::{err, ErrorKind, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Atom<'a> {
+    Number(u64),
+    Field(&'a str),
+    /// `a//b`: Python's floor division of two fields.
+    Floor(&'a str, &'a str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Times,
+    Over,
+}
+
+#[derive(Debug)]
+pub struct Formula<'a> {
+    text: &'a str,
+    /// `(negative, [(op, atom)])`; the first op of a term is `Times`.
+    terms: Vec<(bool, Vec<(Op, Atom<'a>)>)>,
+}
+
+/// Formulas are short; a longer one is not the generator's.
+const MAX_FORMULA_BYTES: usize = 512;
+
+fn bad(text: &str, why: &str) -> crate::error::Error {
+    err(ErrorKind::BadConfig, format!("zoo formula {text:?}: {why}"))
+}
+
+fn atom<'a>(text: &'a str, whole: &str) -> Result<Atom<'a>> {
+    if text.is_empty() {
+        return Err(bad(whole, "an empty factor"));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Atom::Number)
+            .map_err(|_| bad(whole, "a number too large"));
+    }
+    if let Some((a, b)) = text.split_once("//") {
+        if a.is_empty() || b.is_empty() {
+            return Err(bad(whole, "a floor division without two fields"));
+        }
+        return Ok(Atom::Floor(a, b));
+    }
+    Ok(Atom::Field(text))
+}
+
+impl<'a> Formula<'a> {
+    pub fn parse(text: &'a str) -> Result<Formula<'a>> {
+        if text.is_empty() || text.len() > MAX_FORMULA_BYTES {
+            return Err(bad(text, "empty or too long"));
+        }
+        let mut terms = Vec::new();
+        let mut rest = text;
+        let mut negative = false;
+        if let Some(stripped) = rest.strip_prefix('-') {
+            negative = true;
+            rest = stripped;
+        }
+        loop {
+            let end = rest.find(['+', '-']).unwrap_or(rest.len());
+            let term = &rest[..end];
+            let mut factors = Vec::new();
+            let mut op = Op::Times;
+            let mut start = 0;
+            let bytes = term.as_bytes();
+            let mut at = 0;
+            while at < bytes.len() {
+                let is_floor = bytes[at] == b'/' && bytes.get(at + 1) == Some(&b'/');
+                if is_floor {
+                    at += 2;
+                    continue;
+                }
+                if bytes[at] == b'*' || bytes[at] == b'/' {
+                    factors.push((op, atom(&term[start..at], text)?));
+                    op = if bytes[at] == b'*' {
+                        Op::Times
+                    } else {
+                        Op::Over
+                    };
+                    start = at + 1;
+                }
+                at += 1;
+            }
+            factors.push((op, atom(&term[start..], text)?));
+            terms.push((negative, factors));
+            if end == rest.len() {
+                break;
+            }
+            negative = rest.as_bytes()[end] == b'-';
+            rest = &rest[end + 1..];
+        }
+        Ok(Formula { text, terms })
+    }
+
+    /// The config fields the formula reads, each once.
+    pub fn fields(&self) -> Vec<&'a str> {
+        let mut names = Vec::new();
+        for (_, factors) in &self.terms {
+            for (_, atom) in factors {
+                let found = match *atom {
+                    Atom::Number(_) => [None, None],
+                    Atom::Field(name) => [Some(name), None],
+                    Atom::Floor(a, b) => [Some(a), Some(b)],
+                };
+                for name in found.into_iter().flatten() {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// The formula's value; `lookup` gives each field's value.
+    pub fn evaluate(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Result<u64> {
+        let overflow = || bad(self.text, "overflows");
+        let field = |name: &str| -> Result<i128> {
+            lookup(name)
+                .map(i128::from)
+                .ok_or_else(|| bad(self.text, &format!("no value for {name:?}")))
+        };
+        // Sum as a fraction total_numerator / total_denominator.
+        let (mut sum_numerator, mut sum_denominator) = (0i128, 1i128);
+        for (negative, factors) in &self.terms {
+            let (mut numerator, mut denominator) = (1i128, 1i128);
+            for (op, atom) in factors {
+                let value = match atom {
+                    Atom::Number(n) => i128::from(*n),
+                    Atom::Field(name) => field(name)?,
+                    Atom::Floor(a, b) => {
+                        let divisor = field(b)?;
+                        if divisor == 0 {
+                            return Err(bad(self.text, &format!("{b} is 0")));
+                        }
+                        field(a)? / divisor
+                    }
+                };
+                match op {
+                    Op::Times => numerator = numerator.checked_mul(value).ok_or_else(overflow)?,
+                    Op::Over => {
+                        if value == 0 {
+                            return Err(bad(self.text, "divides by 0"));
+                        }
+                        denominator = denominator.checked_mul(value).ok_or_else(overflow)?;
+                    }
+                }
+                let common = gcd(numerator, denominator);
+                numerator /= common;
+                denominator /= common;
+            }
+            if *negative {
+                numerator = -numerator;
+            }
+            sum_numerator = sum_numerator
+                .checked_mul(denominator)
+                .and_then(|a| {
+                    numerator
+                        .checked_mul(sum_denominator)
+                        .and_then(|b| a.checked_add(b))
+                })
+                .ok_or_else(overflow)?;
+            sum_denominator = sum_denominator
+                .checked_mul(denominator)
+                .ok_or_else(overflow)?;
+            let common = gcd(sum_numerator, sum_denominator);
+            sum_numerator /= common;
+            sum_denominator /= common;
+        }
+        if sum_denominator != 1 || sum_numerator < 0 {
+            return Err(bad(
+                self.text,
+                &format!("gives {sum_numerator}/{sum_denominator}, not a size"),
+            ));
+        }
+        u64::try_from(sum_numerator).map_err(|_| overflow())
+    }
+}
+
+fn gcd(a: i128, b: i128) -> i128 {
+    let (mut a, mut b) = (a.unsigned_abs(), b.unsigned_abs());
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    i128::try_from(a.max(1)).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, fields: &[(&str, u64)]) -> Result<u64> {
+        Formula::parse(text)?
+            .evaluate(&|name| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+    }
+
+    #[test]
+    fn formulas_evaluate_as_the_generator_writes_them() {
+        let fields = [
+            ("hidden", 4096),
+            ("heads", 32),
+            ("kv", 8),
+            ("image", 224),
+            ("patch", 32),
+        ];
+        let cases = [
+            ("hidden", 4096),
+            ("3*hidden", 12288),
+            ("hidden/heads*kv", 1024),
+            ("1*hidden/2", 2048),
+            ("image//patch*image//patch+1", 50),
+            ("hidden+2*kv-1", 4111),
+            ("-1+hidden", 4095),
+            ("7", 7),
+        ];
+        for (text, want) in cases {
+            assert_eq!(value(text, &fields).expect(text), want, "{text}");
+        }
+        let floor = [("image", 112), ("patch", 32)];
+        assert_eq!(value("image//patch*image//patch+1", &floor).unwrap(), 10);
+    }
+
+    #[test]
+    fn a_formula_that_is_not_a_size_is_an_error() {
+        let fields = [("hidden", 100), ("heads", 3), ("zero", 0)];
+        for text in [
+            "hidden/heads",
+            "hidden/zero",
+            "hidden//zero",
+            "zero-1",
+            "",
+            "a**b",
+            "missing",
+        ] {
+            let error = value(text, &fields).expect_err(text);
+            assert_eq!(error.kind, ErrorKind::BadConfig, "{text}");
+        }
+        let huge = [("a", u64::MAX), ("b", u64::MAX)];
+        assert!(value("a*b*a*b", &huge).is_err());
+    }
+}

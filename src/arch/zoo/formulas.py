@@ -1,0 +1,215 @@
+"""Formulas for generate.py: a size or count of a model as a function of
+config fields, found by search over sums of at most two products of fields
+(small integer powers, floor quotients as atoms) and kept only when it
+reproduces every sample exactly; `evaluate` is the Python twin of the Rust
+evaluator (src/arch/zoo/formula.rs)."""
+
+import itertools
+from fractions import Fraction
+
+MAX_FIELDS_PER_SLOT = 4
+
+
+class Misfit(Exception):
+    """A model the description cannot follow, with why."""
+
+
+def monomials(fields):
+    """Products of at most three of the fields, each to a power in -2..2,
+    total degree at most 4; simplest first (fewer divisions, lower degree,
+    fewer fields)."""
+    found = []
+    for count in (1, 2, 3):
+        for chosen in itertools.combinations(fields, count):
+            for exps in itertools.product((-2, -1, 1, 2), repeat=count):
+                if sum(abs(e) for e in exps) <= 4:
+                    found.append(tuple(zip(chosen, exps)))
+    found.sort(key=lambda m: (sum(1 for _, e in m if e < 0), sum(abs(e) for _, e in m), len(m)))
+    return found
+
+
+def mono_value(m, env):
+    v = Fraction(1)
+    for f, e in m:
+        x = env.get(f)
+        if x is None or x == 0 and e < 0:
+            return None
+        v *= Fraction(x) ** e
+    return v
+
+
+def solve(rows, values):
+    """Exact least-norm-free solve: the unique solution using independent rows, or None."""
+    k = len(rows[0])
+    chosen, chosen_vals = [], []
+    for r, v in zip(rows, values):
+        trial = chosen + [r]
+        if rank(trial) == len(trial):
+            chosen, chosen_vals = trial, chosen_vals + [v]
+        if len(chosen) == k:
+            break
+    if len(chosen) < k:
+        return None
+    # Gaussian elimination.
+    m = [list(r) + [v] for r, v in zip(chosen, chosen_vals)]
+    for c in range(k):
+        p = next(i for i in range(c, k) if m[i][c] != 0)
+        m[c], m[p] = m[p], m[c]
+        for i in range(k):
+            if i != c and m[i][c] != 0:
+                f = m[i][c] / m[c][c]
+                m[i] = [a - f * b for a, b in zip(m[i], m[c])]
+    return [m[i][k] / m[i][i] for i in range(k)]
+
+
+def rank(rows):
+    m = [list(r) for r in rows]
+    r = 0
+    cols = len(m[0]) if m else 0
+    for c in range(cols):
+        p = next((i for i in range(r, len(m)) if m[i][c] != 0), None)
+        if p is None:
+            continue
+        m[r], m[p] = m[p], m[r]
+        for i in range(len(m)):
+            if i != r and m[i][c] != 0:
+                f = m[i][c] / m[r][c]
+                m[i] = [a - f * b for a, b in zip(m[i], m[r])]
+        r += 1
+    return r
+
+
+def fit(points, fields):
+    """points: [(env, value)]. Returns an expression string or None: plain
+    fields first, then with floor quotients `a//b` as atoms (Python's
+    `image_size // patch_size`)."""
+    values = [Fraction(v) for _, v in points]
+    if len(set(values)) == 1:
+        return str(int(values[0]))
+    if not fields or len(fields) > MAX_FIELDS_PER_SLOT:
+        return None
+    fields = sorted(fields)
+    found = fit_over(points, values, fields)
+    if found is None and len(fields) >= 2:
+        quotients = [f"{a}//{b}" for a, b in itertools.permutations(fields, 2)]
+        found = fit_over(points, values, quotients + fields)
+    return found
+
+
+def atom_value(atom, env):
+    if "//" in atom:
+        a, b = atom.split("//")
+        x, y = env.get(a), env.get(b)
+        if x is None or not y:
+            return None
+        return Fraction(x // y)
+    x = env.get(atom)
+    return None if x is None else Fraction(x)
+
+
+def fit_over(points, values, atoms):
+    monos = monomials(atoms)[:400]
+    bases = [(m,) for m in monos] + [(m, ()) for m in monos] + [(a, b) for a, b in itertools.combinations(monos[:120], 2)]
+    table = {}
+    for m in monos:
+        row = []
+        for env, _ in points:
+            v = Fraction(1)
+            for f, e in m:
+                x = atom_value(f, env)
+                if x is None or (x == 0 and e < 0):
+                    v = None
+                    break
+                v *= x ** e
+            if v is None:
+                break
+            row.append(v)
+        else:
+            table[m] = row
+    table[()] = [Fraction(1)] * len(points)
+    for basis in bases:
+        if any(m not in table for m in basis):
+            continue
+        rows = [[table[m][i] for m in basis] for i in range(len(points))]
+        coefs = solve(rows, values)
+        if coefs is None or any(c == 0 for c in coefs):
+            continue
+        if all(sum(c * x for c, x in zip(coefs, row)) == v for row, v in zip(rows, values)):
+            return render(basis, coefs)
+    return None
+
+
+def render(basis, coefs):
+    terms = []
+    for m, c in zip(basis, coefs):
+        positive = [f for f, e in m for _ in range(e) if e > 0]
+        parts = [str(c.numerator)] if (c.numerator != 1 or not positive) else []
+        parts.extend(positive)
+        text = "*".join(parts)
+        for f, e in m:
+            if e < 0:
+                text += "/" + "/".join([f] * -e)
+        if c.denominator != 1:
+            text += f"/{c.denominator}"
+        terms.append(text)
+    return "+".join(terms).replace("+-", "-")
+
+
+def evaluate(expr, env):
+    """The Python twin of the Rust evaluator (zoo/expr.rs), for self-checks."""
+    total = Fraction(0)
+    for term in expr.replace("-", "+-").split("+"):
+        if not term:
+            continue
+        sign = -1 if term.startswith("-") else 1
+        term = term.lstrip("-")
+        value = None
+        op = "*"
+        for token in split_ops(term):
+            if token in "*/":
+                op = token
+                continue
+            if token.isdigit():
+                x = Fraction(int(token))
+            elif "//" in token:
+                a, b = token.split("//")
+                x = Fraction(env[a] // env[b])
+            else:
+                x = Fraction(env[token])
+            value = x if value is None else (value * x if op == "*" else value / x)
+        total += sign * value
+    return total
+
+
+def split_ops(term):
+    """`a*b//c/d` -> ['a', '*', 'b//c', '/', 'd']: `//` binds two fields
+    into one atom."""
+    out, cur, i = [], "", 0
+    while i < len(term):
+        if term.startswith("//", i):
+            cur += "//"
+            i += 2
+            continue
+        ch = term[i]
+        if ch in "*/":
+            out += [cur, ch]
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    return out + [cur]
+
+
+def split_names(expr):
+    out = []
+    for term in expr.replace("-", "+").split("+"):
+        for token in split_ops(term):
+            if token and token not in "*/" and not token.isdigit():
+                out.extend(token.split("//"))
+    return out
+
+
+def to_int(x):
+    if x.denominator != 1 or x < 0:
+        raise Misfit(f"a size evaluates to {x}")
+    return int(x)

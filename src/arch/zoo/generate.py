@@ -1,0 +1,674 @@
+#!/usr/bin/env python3
+"""Derives src/arch/zoo/transformers.json, the transformers model zoo as data,
+from the library itself. Run by hand (never by CI or tests):
+
+    python -m venv /tmp/zoo && /tmp/zoo/bin/pip install torch transformers==5.24.0
+    /tmp/zoo/bin/python src/arch/zoo/generate.py [--only llama,bert] [--jobs 2]
+
+For every model type in transformers' auto mappings and every class those
+mappings name for it (the base model and its heads), the script builds the
+model on the `meta` device (no memory, no weights) for the default config
+and for variations of the config's integer fields, and reads what
+`state_dict()` holds. From those samples it derives:
+
+- the state dict as a tree in `state_dict()` order, where a ModuleList whose
+  layers are alike becomes one `repeat` with a count;
+- every size and count as a formula over config fields: a sum of at most two
+  products of fields with small integer powers and a rational coefficient
+  (`hidden_size`, `3*hidden_size`, `num_key_value_heads*head_dim`,
+  `image_size^2/patch_size^2+1`), found by search and kept only if it
+  reproduces every sample exactly;
+- each field's default when a config.json leaves it out, again as a formula
+  when the config class computes it from other fields (`head_dim` from
+  `hidden_size/num_attention_heads`);
+- the fields that change the structure in a way the description cannot
+  follow ("fixed": a config that changes them is refused, not guessed);
+- what from_pretrained needs: the base-model prefix, tied weights (for both
+  values of `tie_word_embeddings`), non-persistent buffers and
+  `_keys_to_ignore_on_load_unexpected`.
+
+A class goes into the data only when its description reproduces held-out
+samples that took no part in the derivation: random joint variations of
+every size field at once. Those samples are also written, small (layer
+counts cut to 1..3), to tests/fixtures/zoo/matrix.json, where `cargo test`
+checks the Rust evaluator against them; the default config's state dict is
+checked there by digest. Everything that fails is listed with its reason in
+src/arch/zoo/COVERAGE.md.
+"""
+
+import argparse
+import copy
+import itertools
+import re
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
+from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
+from facts import pretrained_facts  # noqa: E402
+from assemble import CACHE, assemble, digest, model_type_order, small_matrix  # noqa: E402
+
+
+# Auto mappings whose classes become zoo classes, in the order a model type's
+# classes are listed.
+MAPPINGS = [
+    "MODEL_MAPPING_NAMES",
+    "MODEL_FOR_PRETRAINING_MAPPING_NAMES",
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+    "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+    "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES",
+    "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+    "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
+    "MODEL_FOR_CTC_MAPPING_NAMES",
+    "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",
+    "MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES",
+    "MODEL_FOR_MASKED_IMAGE_MODELING_MAPPING_NAMES",
+    "MODEL_FOR_ZERO_SHOT_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+]
+
+# The issue's named must-haves: derived first, listed first.
+MUST_HAVE = (
+    "bert roberta xlm-roberta distilbert deberta-v2 electra albert mpnet t5 mt5 bart mbart "
+    "marian pegasus whisper wav2vec2 hubert gpt2 gpt_neox gptj opt bloom falcon llama mistral "
+    "mixtral qwen2 qwen2_moe qwen3 qwen3_moe gemma gemma2 gemma3_text phi phi3 starcoder2 olmo2 "
+    "vit deit beit swin convnext dinov2 clip siglip blip llava detr segformer"
+).split()
+
+# Then the most used of the rest (Hub downloads, by hand), so that a run cut
+# short covers what people load; everything else follows in name order.
+POPULAR = (
+    "mpt codegen gpt_bigcode gpt_neo stablelm cohere cohere2 deepseek_v2 deepseek_v3 granite granitemoe "
+    "olmo olmoe phimoe nemotron glm glm4 jamba mamba mamba2 rwkv recurrent_gemma gemma3 qwen2_vl "
+    "qwen2_5_vl llama4_text mllama idefics3 smolvlm paligemma llava_next llava_onevision blip-2 "
+    "instructblip git pix2struct trocr layoutlm layoutlmv3 lilt longformer big_bird funnel camembert "
+    "flaubert xlm xlnet ernie roformer squeezebert mobilebert convbert deberta canine led longt5 umt5 "
+    "mvp plbart m2m_100 fsmt prophetnet blenderbot blenderbot-small speech_to_text speecht5 "
+    "wav2vec2-conformer wavlm unispeech unispeech-sat data2vec-audio data2vec-text data2vec-vision sew "
+    "sew-d encodec musicgen clap audio-spectrogram-transformer vits mobilevit mobilevitv2 mobilenet_v1 "
+    "mobilenet_v2 efficientnet regnet resnet levit poolformer pvt pvt_v2 cvt convnextv2 "
+    "dinov2_with_registers vitdet vit_mae vit_msn yolos table-transformer conditional_detr "
+    "deformable_detr rt_detr owlvit owlv2 mask2former maskformer upernet dpt glpn depth_anything sam "
+    "siglip2 chinese_clip x-clip flava vilt visual_bert lxmert bridgetower videomae timesformer vivit "
+    "mistral3 ministral smollm3 ernie4_5 bert-generation ibert megatron-bert nystromformer yoso "
+    "rembert xmod xlm-roberta-xl modernbert jetmoe dbrx arctic exaone4 helium seed_oss hunyuan_v1_dense"
+).split()
+
+# Integer fields that never size a tensor (token ids, generation and
+# runtime settings): not varied, to save time. A field left out here but
+# irrelevant is found irrelevant by variation anyway.
+SKIP_INT = ("_token_id", "token_id", "max_length", "min_length", "num_beams", "top_k", "chunk_size_feed_forward",
+            "num_return_sequences", "no_repeat_ngram_size", "seed", "pretraining_tp")
+SKIP_KEYS = {"id2label", "label2id", "task_specific_params", "rope_parameters", "rope_scaling", "quantization_config"}
+
+JOINT_SAMPLES = 6
+HELD_OUT = 3
+
+
+# ---------------------------------------------------------------------------
+# Config fields as dotted paths
+# ---------------------------------------------------------------------------
+
+def flatten(d, prefix="", ints=None, bools=None, lists=None):
+    ints = {} if ints is None else ints
+    bools = {} if bools is None else bools
+    lists = {} if lists is None else lists
+    for key, value in d.items():
+        name = prefix + str(key)
+        if key in SKIP_KEYS or str(key).startswith("_"):
+            continue
+        if isinstance(value, bool):
+            bools[name] = value
+        elif isinstance(value, int):
+            if not any(s in name for s in SKIP_INT):
+                ints[name] = value
+        elif isinstance(value, dict):
+            flatten(value, name + ".", ints, bools, lists)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            lists[name] = len(value)
+            for i, v in enumerate(value):
+                ints[f"{name}.{i}"] = v
+    return ints, bools, lists
+
+
+def null_fields(d, prefix=""):
+    out = []
+    for key, value in d.items():
+        name = prefix + str(key)
+        if key in SKIP_KEYS or str(key).startswith("_") or any(s in name for s in SKIP_INT):
+            continue
+        if value is None and not name.endswith(("dtype", "problem_type", "architectures")):
+            out.append(name)
+        elif isinstance(value, dict):
+            out.extend(null_fields(value, name + "."))
+    return out
+
+
+def set_path(d, path, value):
+    parts = path.split(".")
+    node = d
+    for i, part in enumerate(parts[:-1]):
+        nxt = node[int(part)] if isinstance(node, list) else node.get(part)
+        if nxt is None:
+            nxt = {}
+            node[part] = nxt
+        if isinstance(nxt, tuple):
+            nxt = list(nxt)
+            if isinstance(node, list):
+                node[int(part)] = nxt
+            else:
+                node[part] = nxt
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def labels(n):
+    return {str(i): f"LABEL_{i}" for i in range(n)}
+
+
+# ---------------------------------------------------------------------------
+# Samples: a config dict -> the model's state dict on the meta device
+# ---------------------------------------------------------------------------
+
+def build(config_class, model_class, config_dict):
+    import torch
+    config = config_class.from_dict(copy.deepcopy(config_dict))
+    with torch.device("meta"):
+        model = model_class(config)
+    listing = [(k, [int(s) for s in v.shape], str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()]
+    return config, model, listing
+
+
+class Sample:
+    def __init__(self, env, listing):
+        self.env = env  # resolved int fields of the config (and num_labels)
+        self.listing = listing
+
+
+def sample(config_class, model_class, config_dict):
+    config, model, listing = build(config_class, model_class, config_dict)
+    resolved = config.to_dict()
+    ints, _, _ = flatten(resolved)
+    ints["num_labels"] = config.num_labels
+    return Sample(ints, listing), config, model
+
+
+# ---------------------------------------------------------------------------
+# The state dict as a tree, aligned across samples
+# ---------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# Formulas: a sum of at most two monomials (and a constant)
+# ---------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# One class
+# ---------------------------------------------------------------------------
+
+def vary(value, rng=None):
+    if rng is None:
+        return [value * 2, value + 1, value * 3] if value > 0 else [1, 2]
+    choices = [value // 2 if value % 2 == 0 and value >= 2 else value, value, value * 2]
+    if value <= 8:
+        # Small counts (layers) also step by one, so a count's formula sees
+        # three values or more.
+        choices.append(value + 1)
+    return [rng.choice(choices)]
+
+
+LAYER_FIELD = re.compile(r"(^|[._])(num_(hidden_)?layers|n_layers?|(encoder|decoder)_layers|num_blocks|depth)$")
+
+
+def derive(model_type, config_class, model_class, rng):
+    true_default_dict = config_class().to_dict()
+    true_default, config0, model0 = sample(config_class, model_class, true_default_dict)
+    # Variations start from the default with layer counts cut to 2 (where
+    # the model still builds): the formulas are the same, the models ten
+    # times faster to build.
+    default_dict = true_default_dict
+    for field, value in flatten(true_default_dict)[0].items():
+        if LAYER_FIELD.search(field) and value > 2:
+            trial = copy.deepcopy(default_dict)
+            set_path(trial, field, 2)
+            try:
+                build(config_class, model_class, trial)
+                default_dict = trial
+            except Exception:
+                pass
+    base, _, _ = sample(config_class, model_class, default_dict)
+    ints, bools, lists = flatten(default_dict)
+    ints["num_labels"] = config0.num_labels
+    samples = [base]
+    singles = {}
+    fixed = {}
+    flips = {}
+    irrelevant = []
+
+    def with_override(d, field, value):
+        d = copy.deepcopy(d)
+        if field == "num_labels":
+            d["id2label"] = labels(value)
+            d.pop("label2id", None)
+            d["num_labels"] = value
+        else:
+            set_path(d, field, value)
+        return d
+
+    def minimal(chosen):
+        """A config dict with only `chosen` set (lists copied whole), for
+        configs whose full dict pins derived values (`layer_types` of
+        `num_hidden_layers` entries)."""
+        d = {}
+        for field, value in chosen.items():
+            parent = field.rsplit(".", 1)[0]
+            if field != parent and isinstance(read_field(default_dict, parent), list) and read_field(d, parent) is None:
+                set_path(d, parent, list(read_field(default_dict, parent)))
+            d = with_override(d, field, value)
+        return d
+
+    # One field at a time.
+    for field, value in ints.items():
+        got = None
+        for new in vary(value):
+            for d in (with_override(default_dict, field, new), minimal({field: new})):
+                try:
+                    got, _, _ = sample(config_class, model_class, d)
+                    break
+                except Exception:
+                    continue
+            if got is not None:
+                break
+        if got is None:
+            fixed[field] = "the model does not build when it changes"
+            continue
+        if got.listing == base.listing:
+            irrelevant.append(field)
+            continue
+        try:
+            align([trie(base.listing), trie(got.listing)], "")
+        except Misfit as e:
+            fixed[field] = f"changes the structure: {e}"
+            continue
+        singles[field] = len(samples)
+        samples.append(got)
+    for field in null_fields(default_dict):
+        # A field that is null by default (`head_dim`, the model computes it)
+        # but sizes tensors when set: configs that set it are refused.
+        for new in (64, 8):
+            try:
+                s, _, _ = sample(config_class, model_class, with_override(default_dict, field, new))
+            except Exception:
+                continue
+            if s.listing != base.listing:
+                fixed[field] = "sizes tensors when set, and is null by default"
+            break
+    for field, value in bools.items():
+        try:
+            s, _, _ = sample(config_class, model_class, with_override(default_dict, field, not value))
+        except Exception:
+            fixed[field] = "the model does not build when it flips"
+            continue
+        if s.listing != base.listing:
+            flips[field] = s
+    relevant = list(singles)
+
+    def joint(rng, small):
+        # Fitting varies the full default dict (every field explicit, so a
+        # formula names the field that really sizes a tensor); held-out
+        # samples vary an empty dict, as a saved config.json leaves defaults
+        # out, which also tests the default formulas.
+        d = default_dict if small is None else {}
+        chosen = {}
+        for field in relevant:
+            v = ints[field]
+            new = vary(v, rng)[0]
+            parent = field.rsplit(".", 1)[0]
+            if small is not None and field != parent and isinstance(read_field(default_dict, parent), list) \
+                    and read_field(d, parent) is None:
+                d = copy.deepcopy(d)
+                set_path(d, parent, list(read_field(default_dict, parent)))
+            if small is not None and field in small:
+                new = rng.randint(1, 3)
+            chosen[field] = new
+            d = with_override(d, field, new)
+        return d, chosen
+
+    joints = []
+    count_fields = set()
+    tries = 0
+    while len(joints) < JOINT_SAMPLES + HELD_OUT and tries < 4 * (JOINT_SAMPLES + HELD_OUT):
+        tries += 1
+        d, chosen = joint(rng, None if len(joints) < JOINT_SAMPLES else count_fields)
+        s = None
+        for attempt in (d, minimal(chosen)):
+            try:
+                s, _, _ = sample(config_class, model_class, attempt)
+                align([trie(base.listing), trie(s.listing)], "")
+                d = attempt
+                break
+            except Exception:
+                s = None
+        if s is None:
+            continue
+        s.chosen = chosen
+        s.config_dict = d
+        joints.append(s)
+        if len(joints) == JOINT_SAMPLES:
+            # Which fields count layers: those that decide a repeat count.
+            template = align([trie(x.listing) for x in samples + joints], "")
+            count_fields = set()
+            for slot in counts_of(template):
+                count_fields.update(f for f, i in singles.items() if slot.values.get(i) != slot.values.get(0))
+    if len(joints) < JOINT_SAMPLES + HELD_OUT:
+        raise Misfit("too few joint variations build")
+    fitting = samples + joints[:JOINT_SAMPLES]
+    held = joints[JOINT_SAMPLES:]
+    template = align([trie(x.listing) for x in fitting], "")
+    cache = {}
+    used = set()
+    bool_fields = {}
+    for slot in slots(template, []):
+        changed = tuple(f for f, i in singles.items() if slot.values.get(i) is not None and slot.values.get(i) != slot.values.get(0))
+        points = [(fitting[s].env, v) for s, v in sorted(slot.values.items())]
+        key = (changed, tuple(v for _, v in points))
+        if key not in cache:
+            cache[key] = fit(points, changed)
+        if cache[key] is None:
+            raise Misfit(f"no formula for a size that depends on {', '.join(changed) or 'nothing'}")
+        slot.expr = cache[key]
+        used.update(changed)
+    item = freeze(template)
+    candidates = sorted({slot.expr for slot in slots(template, [])}, key=len)
+    for field, flipped in flips.items():
+        # A flag that adds or removes tensors (`attention_bias`): the
+        # tensors of one side carry a condition, sized by a formula the
+        # rest of the model already uses; checked on joint variations with
+        # the flag flipped, else the flag stays fixed.
+        try:
+            seen = [flipped]
+            for _ in range(7):
+                d, _ = joint(rng, None)
+                try:
+                    got, _, _ = sample(config_class, model_class, with_override(d, field, not bools[field]))
+                except Exception:
+                    continue
+                seen.append(got)
+            if len(seen) < 6:
+                raise Misfit("too few flipped variations build")
+            # Five variations choose each new tensor's formula, the rest check.
+            choose, check = seen[:5], seen[5:]
+            merged = merge(item, [trie(x.listing) for x in choose], field, not bools[field], candidates,
+                           [x.env for x in choose])
+            for got in check:
+                env = dict(got.env)
+                env[field] = not bools[field]
+                mine = expand(merged, env)
+                if mine != got.listing:
+                    wrong = next((a, b) for a, b in itertools.zip_longest(mine, got.listing) if a != b)
+                    raise Misfit(f"flipped variation differs at {wrong}")
+            if expand(merged, dict(base.env, **{field: bools[field]})) != base.listing:
+                raise Misfit("default differs after merge")
+            item = merged
+            used.update(f for expr in conditional_exprs(item) for f in split_names(expr))
+            bool_fields[field] = bools[field]
+        except Exception as e:
+            fixed[field] = f"adds or removes tensors ({str(e)[:80]})"
+    defaults = derive_defaults(config_class, ints, used, relevant, rng)
+    for field, value in bool_fields.items():
+        defaults[field] = {"default": value}
+    desc = {
+        "fields": defaults,
+        "lists": lists,
+        "fixed": {f: read_field(true_default_dict, f) if f != "num_labels" else config0.num_labels for f in fixed},
+        "tree": item,
+    }
+    # Held-out check: the description reproduces samples it never saw, and
+    # the default config (an empty config.json) gives the default model.
+    if expand(item, resolve_env(desc, {})) != true_default.listing:
+        raise Misfit("the default config differs from the description")
+    for s in held:
+        env = resolve_env(desc, s.config_dict)
+        if expand(item, env) != s.listing:
+            raise Misfit("a held-out variation differs from the description")
+    extras = pretrained_facts(config_class, model_class, default_dict, model0)
+    desc.update(extras)
+    reasons = {f: why for f, why in fixed.items()}
+    return desc, true_default, held, reasons
+
+
+def default_of(default_dict, ints, bools, field):
+    if field in ints:
+        return ints[field]
+    return bools.get(field)
+
+
+def read_field(config_dict, field):
+    node = config_dict
+    for part in field.split("."):
+        if isinstance(node, list):
+            i = int(part)
+            node = node[i] if i < len(node) else None
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def resolve_env(desc, config_dict):
+    """The Python twin of the Rust field resolution (zoo/mod.rs)."""
+    env = {}
+
+    def get(field, depth=0):
+        if field in env:
+            return env[field]
+        if field == "num_labels":
+            if isinstance(config_dict.get("id2label"), dict):
+                v = len(config_dict["id2label"])
+            else:
+                v = config_dict.get("num_labels", desc["fields"].get("num_labels", {}).get("default", 2))
+            env[field] = v
+            return v
+        v = read_field(config_dict, field)
+        if v is None:
+            spec = desc["fields"][field]
+            dflt = spec["default"]
+            if isinstance(dflt, (bool, int)):
+                v = dflt
+            else:
+                names = [t for t in split_names(dflt)]
+                sub = {n: get(n, depth + 1) for n in names}
+                v = to_int(evaluate(dflt, sub))
+        env[field] = v
+        return v
+
+    for field in desc["fields"]:
+        get(field)
+    return env
+
+
+def derive_defaults(config_class, ints, used, relevant, rng):
+    """For each field a formula uses: its default when config.json leaves it
+    out, as a number or as a formula over the fields it follows."""
+    names = sorted(used | {"num_labels"} & used)
+    base = config_class()
+    def env_of(config):
+        e, _, _ = flatten(config.to_dict())
+        e["num_labels"] = config.num_labels
+        return e
+    e0 = env_of(base)
+    fields = {}
+    rows = []
+    for field in relevant:
+        for new in vary(ints[field]):
+            d = {}
+            if field == "num_labels":
+                d = {"num_labels": new}
+            else:
+                set_path(d, field, new)
+            try:
+                rows.append((field, env_of(config_class(**d))))
+                break
+            except Exception:
+                continue
+    for name in names:
+        if name not in e0:
+            raise Misfit(f"{name} has no default")
+        follows = tuple(f for f, e in rows if f != name and e.get(name) != e0[name])
+        if not follows:
+            fields[name] = {"default": e0[name]}
+            continue
+        points = [(e0, e0[name])] + [(e, e[name]) for f, e in rows if f in follows]
+        # A joint point or two to pin a two-term formula.
+        for _ in range(3):
+            d = {}
+            for f in follows:
+                v = vary(ints[f], rng)[0]
+                if f == "num_labels":
+                    d["num_labels"] = v
+                else:
+                    set_path(d, f, v)
+            try:
+                e = env_of(config_class(**d))
+                points.append((e, e[name]))
+            except Exception:
+                pass
+        expr = fit(points, follows)
+        if expr is None:
+            raise Misfit(f"the default of {name} follows {', '.join(follows)} by no formula")
+        fields[name] = {"default": expr}
+    return fields
+
+
+# ---------------------------------------------------------------------------
+# Whole model types
+# ---------------------------------------------------------------------------
+
+def classes_for(model_type):
+    from transformers.models.auto import modeling_auto
+    names = []
+    for mapping in MAPPINGS:
+        value = getattr(modeling_auto, mapping, {}).get(model_type)
+        for name in (value if isinstance(value, (list, tuple)) else [value]):
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def run_model_type(model_type):
+    import transformers
+    from transformers.models.auto import configuration_auto
+    out_path = os.path.join(CACHE, model_type + ".json")
+    if os.path.exists(out_path):
+        return model_type
+    started = time.time()
+    result = {"model_type": model_type, "classes": {}, "failed": {}, "matrix": []}
+    import signal
+
+    def timed_out(*_):
+        raise TimeoutError("derivation of the class took over 120 s")
+    signal.signal(signal.SIGALRM, timed_out)
+    signal.alarm(240)
+    try:
+        config_class = getattr(transformers, configuration_auto.CONFIG_MAPPING_NAMES[model_type])
+        result["config_class"] = config_class.__name__
+        for name in classes_for(model_type):
+            signal.alarm(120)
+            rng = random.Random(f"{model_type}/{name}")
+            model_class = getattr(transformers, name, None)
+            if model_class is None:
+                result["failed"][name] = "not exported by transformers"
+                continue
+            try:
+                desc, base, held, fixed = derive(model_type, config_class, model_class, rng)
+            except Misfit as e:
+                result["failed"][name] = str(e)
+                continue
+            except Exception as e:
+                result["failed"][name] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+                continue
+            result["classes"][name] = desc
+            if fixed:
+                result.setdefault("fixed", {})[name] = fixed
+            result["matrix"].append({
+                "class": name,
+                "default": {"config": {"model_type": model_type, "architectures": [name]},
+                            "count": len(base.listing), "digest": digest(base.listing)},
+                "variations": small_matrix(held),
+            })
+    except Exception as e:
+        result["failed"]["*"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    signal.alarm(0)
+    result["seconds"] = round(time.time() - started, 1)
+    with open(out_path + ".tmp", "w") as f:
+        json.dump(result, f)
+    os.replace(out_path + ".tmp", out_path)
+    return model_type
+
+
+def run_all(wanted, jobs, limit=300):
+    """Each model type in a forked process (transformers imported once, in
+    the parent), `jobs` at a time; one that runs past `limit` seconds (a
+    model whose default config takes minutes to build) is killed and
+    recorded as such."""
+    import torch  # noqa: F401 - imported before forking, once
+    import transformers  # noqa: F401 - imported before forking, once
+    pending = [t for t in wanted if not os.path.exists(os.path.join(CACHE, t + ".json"))]
+    running = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            t = pending.pop(0)
+            p = multiprocessing.Process(target=run_model_type, args=(t,))
+            p.start()
+            running[t] = (p, time.time())
+        time.sleep(0.2)
+        for t, (p, started) in list(running.items()):
+            if not p.is_alive():
+                p.join()
+                del running[t]
+                print(t, flush=True)
+            elif time.time() - started > limit:
+                p.kill()
+                p.join()
+                del running[t]
+                with open(os.path.join(CACHE, t + ".json"), "w") as f:
+                    json.dump({"model_type": t, "classes": {}, "failed": {"*": f"derivation ran past {limit} s"},
+                               "matrix": [], "seconds": limit}, f)
+                print(t, "killed", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--assemble", action="store_true", help="only write the outputs from the cache")
+    args = parser.parse_args()
+    os.makedirs(CACHE, exist_ok=True)
+    from transformers.models.auto import configuration_auto
+    all_types = list(configuration_auto.CONFIG_MAPPING_NAMES)
+    wanted = model_type_order(all_types, MUST_HAVE + POPULAR)
+    if args.only:
+        wanted = [t for t in args.only.split(",") if t]
+    if not args.assemble:
+        run_all(wanted, args.jobs)
+    assemble(all_types, MUST_HAVE + POPULAR, whole_for=MUST_HAVE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,567 @@
+//! Which zoo class a checkpoint's tensors are, and the config fields their
+//! shapes determine. Names decide the class: every key with its layer
+//! indices written `#` is looked up in an index of all described classes,
+//! and the class whose keys explain the most of the checkpoint wins. Shapes
+//! then decide fields: each size formula with one unknown field is solved
+//! (the formulas are linear in each field where they are solvable at all)
+//! and checked, until nothing more follows; layer counts come from the
+//! indices. Fields no shape shows are listed as undetermined, never guessed.
+
+use super::formula::Formula;
+use super::{child, entries, field_name, model_types, resolved};
+use crate::arch::{Inferred, InferredField};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+
+/// One described class, by position in the index.
+struct IndexedClass {
+    model_type: &'static str,
+    class: &'static str,
+    desc: &'static Value,
+    patterns: usize,
+}
+
+struct Index {
+    classes: Vec<IndexedClass>,
+    /// Key with `#` for layer indices -> the classes that have it.
+    by_pattern: HashMap<String, Vec<u32>>,
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut classes = Vec::new();
+        let mut by_pattern: HashMap<String, Vec<u32>> = HashMap::default();
+        for entry in model_types() {
+            for (class, desc) in &entry.classes {
+                let id = classes.len() as u32;
+                let mut patterns = Vec::new();
+                walk(&desc["tree"], "", &mut |key, _| patterns.push(key));
+                patterns.sort();
+                patterns.dedup();
+                classes.push(IndexedClass {
+                    model_type: entry.name,
+                    class,
+                    desc,
+                    patterns: patterns.len(),
+                });
+                for pattern in patterns {
+                    by_pattern.entry(pattern).or_default().push(id);
+                }
+            }
+        }
+        Index {
+            classes,
+            by_pattern,
+        }
+    })
+}
+
+/// What a walk over a template meets: a tensor (its key, `#` for layer
+/// indices unless concrete, and its entry) or a repeat (the prefix its
+/// layers sit under, and its node).
+enum Seen<'a> {
+    Tensor(String, &'static Value),
+    Repeat(&'a str, &'static Value),
+}
+
+/// Every tensor of a template as `(key with # for indices, its node
+/// entry)`, conditional ones included.
+fn walk(node: &'static Value, prefix: &str, visit: &mut dyn FnMut(String, &'static Value)) {
+    walk_with(
+        node,
+        prefix,
+        &mut |seen| {
+            if let Seen::Tensor(key, tensor) = seen {
+                visit(key, tensor)
+            }
+        },
+        0,
+        false,
+    );
+}
+
+/// `walk` meeting repeats too, with the first layers of a list (`items`,
+/// which differ from each other) at their own indices when
+/// `concrete_items`.
+fn walk_with(
+    node: &'static Value,
+    prefix: &str,
+    visit: &mut dyn FnMut(Seen),
+    depth: usize,
+    concrete_items: bool,
+) {
+    let Some(node) = resolved(node).filter(|_| depth <= 64) else {
+        return;
+    };
+    for tensor in entries(node, "t") {
+        let name = tensor[0].as_str().unwrap_or("");
+        visit(Seen::Tensor(format!("{prefix}{name}"), tensor));
+    }
+    if node.get("repeat").is_some() {
+        visit(Seen::Repeat(prefix, node));
+    }
+    let nested = format!("{prefix}#.");
+    for (index, item) in entries(node, "items").enumerate() {
+        let at = if concrete_items {
+            format!("{prefix}{index}.")
+        } else {
+            nested.clone()
+        };
+        walk_with(item, &at, visit, depth + 1, concrete_items);
+    }
+    if let Some(body) = node.get("body") {
+        walk_with(body, &nested, visit, depth + 1, concrete_items);
+    }
+    for entry in entries(node, "c") {
+        let (name, subtree) = child(entry);
+        walk_with(
+            subtree,
+            &format!("{prefix}{name}."),
+            visit,
+            depth + 1,
+            concrete_items,
+        );
+    }
+}
+
+/// The evidence of a value that rests on a default taken, not read.
+const ASSUMED: &str = "assumed:";
+
+/// A key with each all-digit part written `#`.
+fn pattern_of(key: &str) -> String {
+    key.split('.')
+        .map(|part| {
+            if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+                "#"
+            } else {
+                part
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The zoo class these tensors are, with the fields their shapes
+/// determine, and how many findings loading them into it gives (so the
+/// caller can weigh it against another family's answer).
+pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
+    let mut best = infer_names(names_shapes);
+    if best.as_ref().is_some_and(|(_, findings)| *findings == 0) {
+        return best;
+    }
+    // A checkpoint in a class's older layout (Mixtral's per-expert
+    // `block_sparse_moe.experts.N.w1`) is read as from_pretrained converts
+    // it, once per model type that converts.
+    for desc in converting_classes() {
+        let converted = super::convert_names(names_shapes, desc);
+        if converted.len() == names_shapes.len() {
+            continue;
+        }
+        if let Some(found) = infer_names(&converted) {
+            if best
+                .as_ref()
+                .is_none_or(|(_, findings)| found.1 < *findings)
+            {
+                best = Some(found);
+            }
+        }
+    }
+    best
+}
+
+/// One class of each model type whose conversion mapping merges weights.
+fn converting_classes() -> &'static [&'static Value] {
+    static CONVERTING: OnceLock<Vec<&'static Value>> = OnceLock::new();
+    CONVERTING.get_or_init(|| {
+        model_types()
+            .iter()
+            .filter_map(|entry| {
+                let (_, desc) = entry.classes.first()?;
+                let merges = entries(desc, "conversions").any(|rule| rule[0] == "convert");
+                merges.then_some(*desc)
+            })
+            .collect()
+    })
+}
+
+fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
+    let index = index();
+    let mut shapes_by_pattern: HashMap<String, &Vec<u64>> = HashMap::default();
+    for (name, shape) in names_shapes {
+        shapes_by_pattern.entry(pattern_of(name)).or_insert(shape);
+    }
+    let mut hits = vec![0usize; index.classes.len()];
+    for pattern in shapes_by_pattern.keys() {
+        for id in index.by_pattern.get(pattern).into_iter().flatten() {
+            hits[*id as usize] += 1;
+        }
+    }
+    // Most checkpoint keys explained, then fewest keys the class adds; on a
+    // tie the first in the data's order (the most used model types first).
+    let score = |id: usize| (hits[id], std::cmp::Reverse(index.classes[id].patterns));
+    let best = (0..hits.len()).filter(|id| hits[*id] > 0).fold(
+        None,
+        |best: Option<usize>, id| match best {
+            Some(b) if score(b) >= score(id) => Some(b),
+            _ => Some(id),
+        },
+    )?;
+    // Classes with the same keys may keep them in another order (BERT and
+    // RoBERTa embeddings): the one whose order is the checkpoint's wins.
+    let order: Vec<String> = {
+        let mut seen = HashSet::default();
+        names_shapes
+            .iter()
+            .map(|(name, _)| pattern_of(name))
+            .filter(|pattern| seen.insert(pattern.clone()))
+            .collect()
+    };
+    let same_order = |id: usize| {
+        let mut patterns = Vec::new();
+        let mut seen = HashSet::default();
+        walk(
+            index.classes[id].desc.get("tree").unwrap_or(&Value::Null),
+            "",
+            &mut |key, _| {
+                if seen.insert(key.clone()) {
+                    patterns.push(key);
+                }
+            },
+        );
+        patterns == order
+    };
+    let best = if same_order(best) {
+        best
+    } else {
+        (0..hits.len())
+            .find(|id| score(*id) == score(best) && same_order(*id))
+            .unwrap_or(best)
+    };
+    let explained = hits[best];
+    let wanted = shapes_by_pattern.len();
+    if explained < 3 || explained * 10 < wanted * 8 {
+        return None;
+    }
+    let class = &index.classes[best];
+    let mut inferred = solve(class, names_shapes, &shapes_by_pattern);
+    let alike: Vec<String> = (0..hits.len())
+        .filter(|id| *id != best && score(*id) == score(best))
+        .map(|id| {
+            format!(
+                "{} ({})",
+                index.classes[id].model_type, index.classes[id].class
+            )
+        })
+        .take(8)
+        .collect();
+    if !alike.is_empty() {
+        inferred.undetermined.insert(
+            0,
+            format!(
+                "model_type: the tensor names fit {} ({}) and equally {}",
+                class.model_type,
+                class.class,
+                alike.join(", ")
+            ),
+        );
+    }
+    let model = super::super::model_for_inferred(&inferred)?;
+    let findings = crate::arch::rank_presets(names_shapes, &[model])
+        .first()
+        .map_or(usize::MAX, |score| score.findings);
+    Some((inferred, findings))
+}
+
+fn solve(
+    class: &IndexedClass,
+    names_shapes: &[(String, Vec<u64>)],
+    shapes: &HashMap<String, &Vec<u64>>,
+) -> Inferred {
+    let desc = class.desc;
+    // Equations: (formula, observed value, evidence).
+    let mut equations: Vec<(&'static str, u64, String)> = Vec::new();
+    let concrete: HashMap<&str, &Vec<u64>> =
+        names_shapes.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    walk_with(
+        &desc["tree"],
+        "",
+        &mut |seen| {
+            let (key, tensor) = match seen {
+                Seen::Tensor(key, tensor) => (key, tensor),
+                Seen::Repeat(prefix, node) => {
+                    equations.extend(count_equation(node, prefix, names_shapes));
+                    return;
+                }
+            };
+            // A pattern names the first layer of alike ones; a concrete key
+            // (a list's distinct first layers, or no list) names itself, and
+            // may hold digits of its own that are not layer indices.
+            let shape = concrete
+                .get(key.as_str())
+                .copied()
+                .or_else(|| shapes.get(&pattern_of(&key)).copied());
+            if let Some(shape) = shape {
+                for (position, dim) in tensor[1].as_array().into_iter().flatten().enumerate() {
+                    if let (Some(formula), Some(value)) = (dim.as_str(), shape.get(position)) {
+                        equations.push((formula, *value, format!("{key} shape[{position}]")));
+                    }
+                }
+            }
+        },
+        0,
+        true,
+    );
+    let mut known: Vec<(&'static str, u64, String)> = Vec::new();
+    let mut assumed: Vec<String> = Vec::new();
+    loop {
+        let mut progress = false;
+        let mut stuck: Vec<&'static str> = Vec::new();
+        for (text, value, evidence) in &equations {
+            let Ok(formula) = Formula::parse(text) else {
+                continue;
+            };
+            let unknown: Vec<&str> = formula
+                .fields()
+                .into_iter()
+                .filter(|f| !known.iter().any(|(k, _, _)| k == f))
+                .collect();
+            let [field] = unknown.as_slice() else {
+                stuck.extend(
+                    unknown
+                        .iter()
+                        .map(|f| field_name(desc, f))
+                        .filter(|f| !f.is_empty()),
+                );
+                continue;
+            };
+            let Some(solution) = solve_one(&formula, field, *value, &known) else {
+                continue;
+            };
+            let name = field_name(desc, field);
+            if !name.is_empty() {
+                // A value that rests on an assumed default is no fact: it
+                // rebuilds the model but is not reported as read.
+                let assumption = formula.fields().into_iter().find_map(|f| {
+                    known
+                        .iter()
+                        .find(|(k, _, e)| *k == f && e.starts_with(ASSUMED))
+                        .map(|(k, _, _)| *k)
+                });
+                let evidence = match assumption {
+                    Some(assumed_field) => format!("{ASSUMED} {assumed_field}"),
+                    None => evidence.clone(),
+                };
+                known.push((name, solution, evidence));
+                progress = true;
+            }
+        }
+        if progress {
+            continue;
+        }
+        // Only ratios are shown (`num_key_value_heads / num_attention_heads`
+        // sizes k_proj): take the default for the one field the shapes
+        // cannot separate that lets the most sizes solve, say so, and solve
+        // on.
+        let mut candidates: Vec<(&'static str, u64)> = Vec::new();
+        for field in &stuck {
+            if let Some(default) = desc["fields"][*field]["default"].as_u64() {
+                if !candidates.iter().any(|(f, _)| f == field) {
+                    candidates.push((field, default));
+                }
+            }
+        }
+        let solvable_with = |candidate: (&'static str, u64)| {
+            let mut trial: Vec<(&str, u64, String)> = known.clone();
+            trial.push((candidate.0, candidate.1, String::new()));
+            equations
+                .iter()
+                .filter(|(text, value, _)| {
+                    let Ok(formula) = Formula::parse(text) else {
+                        return false;
+                    };
+                    let unknown: Vec<&str> = formula
+                        .fields()
+                        .into_iter()
+                        .filter(|f| !trial.iter().any(|(k, _, _)| k == f))
+                        .collect();
+                    matches!(unknown.as_slice(), [one] if solve_one(&formula, one, *value, &trial).is_some())
+                })
+                .count()
+        };
+        let Some((field, default)) =
+            candidates.iter().take(8).copied().max_by_key(|candidate| {
+                (solvable_with(*candidate), std::cmp::Reverse(candidate.0))
+            })
+        else {
+            break;
+        };
+        assumed.push(format!(
+            "{field}: the shapes show it only together with other fields; the default {default} is assumed"
+        ));
+        known.push((field, default, format!("{ASSUMED} default")));
+    }
+    let mut config = Map::new();
+    config.insert("model_type".into(), json!(class.model_type));
+    config.insert("architectures".into(), json!([class.class]));
+    let mut fields = Vec::new();
+    // A list field (`depths`) goes into the config whole, when every entry
+    // is known; otherwise it stays undetermined.
+    for (list, length) in desc["lists"].as_object().into_iter().flatten() {
+        let length = length.as_u64().unwrap_or(0);
+        let entries: Option<Vec<u64>> = (0..length)
+            .map(|i| {
+                let entry = format!("{list}.{i}");
+                known
+                    .iter()
+                    .find(|(k, _, _)| *k == entry)
+                    .map(|(_, v, _)| *v)
+            })
+            .collect();
+        if let Some(entries) = entries {
+            insert(&mut config, list, json!(entries));
+        }
+    }
+    let is_list_entry = |field: &str| {
+        field
+            .split('.')
+            .any(|part| part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    for (field, value, evidence) in &known {
+        if is_list_entry(field) || evidence == &format!("{ASSUMED} default") {
+            continue;
+        }
+        insert(&mut config, field, json!(value));
+        if let Some(assumed_field) = evidence.strip_prefix(&format!("{ASSUMED} ")) {
+            assumed.push(format!(
+                "{field}: {value} follows from the assumed {assumed_field}, not from the shapes alone"
+            ));
+            continue;
+        }
+        fields.push(InferredField {
+            field: field.to_string(),
+            value: json!(value),
+            evidence: evidence.clone(),
+        });
+    }
+    let mut undetermined = assumed;
+    undetermined.extend(
+        desc["fields"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(field, _)| !known.iter().any(|(k, _, _)| k == field))
+            .map(|(field, spec)| {
+                format!(
+                    "{field}: no tensor shape shows it (the default is {})",
+                    spec["default"]
+                )
+            }),
+    );
+    Inferred {
+        family: "hf".to_string(),
+        fields,
+        config: Value::Object(config),
+        preset: None,
+        ranking: Vec::new(),
+        undetermined,
+        shaped_like: None,
+    }
+}
+
+/// A layer count: a repeat under `prefix` has as many layers as the
+/// checkpoint has distinct indices there, less the first items. Only
+/// repeats at a concrete place count (one inside another repeat's layers
+/// would mix the layers of all).
+fn count_equation(
+    node: &'static Value,
+    prefix: &str,
+    names_shapes: &[(String, Vec<u64>)],
+) -> Option<(&'static str, u64, String)> {
+    if prefix.contains('#') {
+        return None;
+    }
+    let formula = node.get("repeat")?.as_str()?;
+    let first = entries(node, "items").count() as u64;
+    let mut indices = HashSet::default();
+    for (name, _) in names_shapes {
+        if let Some(index) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<u64>().ok())
+        {
+            indices.insert(index);
+        }
+    }
+    let layers = indices.len() as u64;
+    (layers >= first).then(|| {
+        (
+            formula,
+            layers - first,
+            format!("{layers} layers under {prefix}"),
+        )
+    })
+}
+
+/// The value of `field` that makes `formula` give `value`, when the
+/// formula is linear in it: g(f) = g(0) + f * (g(1) - g(0)), checked.
+fn solve_one(
+    formula: &Formula,
+    field: &str,
+    value: u64,
+    known: &[(&str, u64, String)],
+) -> Option<u64> {
+    let at = |x: u64| {
+        formula
+            .evaluate(&|name| {
+                if name == field {
+                    Some(x)
+                } else {
+                    known
+                        .iter()
+                        .find(|(k, _, _)| *k == name)
+                        .map(|(_, v, _)| *v)
+                }
+            })
+            .ok()
+    };
+    let (Some(zero), Some(one)) = (at(0), at(1)) else {
+        // Divides by the field (a head count): try the divisors instead.
+        return (1..=4096).find(|x| at(*x) == Some(value));
+    };
+    let slope = one.checked_sub(zero).filter(|s| *s > 0)?;
+    let solution = value.checked_sub(zero)? / slope;
+    (at(solution) == Some(value)).then_some(solution)
+}
+
+/// `text_config.hidden_size` goes into `config["text_config"]["hidden_size"]`.
+fn insert(config: &mut Map<String, Value>, field: &str, value: Value) {
+    match field.split_once('.') {
+        Some((section, rest)) if !rest.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
+            let entry = config
+                .entry(section.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+        _ => {
+            config.insert(field.to_string(), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_indices_become_hashes() {
+        assert_eq!(
+            pattern_of("model.layers.12.mlp.up_proj.weight"),
+            "model.layers.#.mlp.up_proj.weight"
+        );
+        assert_eq!(pattern_of("a.0.b.10"), "a.#.b.#");
+    }
+}

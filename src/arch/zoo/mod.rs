@@ -1,0 +1,692 @@
+//! The transformers model zoo as data: every model type and class whose
+//! `state_dict()` generate.py could describe, read from transformers.json
+//! (derived from the library itself, see that script) and evaluated here
+//! for a user's config.json. A description is a tree of tensors in
+//! `state_dict()` order, where alike layers are one `repeat`, every size a
+//! formula over config fields (`formula.rs`), each field's default (a number,
+//! a flag or a formula over other fields), flags that add tensors as
+//! conditions, and the fields the description cannot follow ("fixed": a
+//! config that changes them is refused, never guessed). COVERAGE.md lists
+//! what is described and why the rest is not.
+
+mod formula;
+pub mod infer;
+pub mod merge;
+pub mod presets;
+
+use super::{ExpectedTensor, KeyRename, ModelSpec, RenameScope, WeightMerge};
+use crate::error::{err, ErrorKind, Result};
+use formula::Formula;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+/// The generated data, compiled in (the page needs no second download).
+const DATA: &str = include_str!("transformers.json");
+
+/// Tensors one description may expand to: a config asking for more (a
+/// billion layers) is refused before any list grows.
+const MAX_TENSORS: u64 = 1 << 20;
+/// Default formulas may refer to other fields' defaults this deep.
+const MAX_DEFAULT_DEPTH: usize = 8;
+/// Modules nest at most this deep (the deepest real models reach ~12).
+const MAX_TREE_DEPTH: usize = 64;
+
+fn data() -> &'static Value {
+    static DATA_VALUE: OnceLock<Value> = OnceLock::new();
+    DATA_VALUE.get_or_init(|| serde_json::from_str(DATA).unwrap_or(Value::Null))
+}
+
+/// One described model type: its classes in order, base model first.
+pub(crate) struct ModelType {
+    pub name: &'static str,
+    pub classes: Vec<(&'static str, &'static Value)>,
+}
+
+/// The data's model types in order (the most used first), read once.
+fn model_types() -> &'static [ModelType] {
+    static TYPES: OnceLock<Vec<ModelType>> = OnceLock::new();
+    TYPES.get_or_init(|| {
+        let pair = |item: &'static Value| Some((item.get(0)?.as_str()?, item.get(1)?));
+        data()
+            .get("model_types")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let (name, entry) = pair(item)?;
+                let classes = entry
+                    .get("classes")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(pair)
+                    .collect();
+                Some(ModelType { name, classes })
+            })
+            .collect()
+    })
+}
+
+fn model_type(name: &str) -> Option<&'static ModelType> {
+    model_types().iter().find(|entry| entry.name == name)
+}
+
+/// A node's entries of one kind: `t` (tensors), `c` (named children) or
+/// `items` (a list's first layers).
+fn entries(node: &'static Value, kind: &str) -> impl Iterator<Item = &'static Value> {
+    node.get(kind)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// A named child entry `[name, subtree]`.
+fn child(entry: &'static Value) -> (&'static str, &'static Value) {
+    (entry[0].as_str().unwrap_or(""), &entry[1])
+}
+
+/// The node itself, or the subtree it refers to in the data's `shared`
+/// table (`{"ref": i}`); `None` for a reference to nothing.
+fn resolved(node: &'static Value) -> Option<&'static Value> {
+    match node.get("ref") {
+        None => Some(node),
+        Some(index) => data()
+            .get("shared")?
+            .get(usize::try_from(index.as_u64()?).ok()?),
+    }
+}
+
+/// The transformers version the data was derived from.
+pub fn transformers_version() -> &'static str {
+    data()
+        .get("transformers")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Whether the zoo describes this `model_type`.
+pub fn knows(name: &str) -> bool {
+    model_type(name).is_some()
+}
+
+/// Every model type the zoo describes, in the data's order.
+pub fn described_model_types() -> Vec<&'static str> {
+    model_types().iter().map(|entry| entry.name).collect()
+}
+
+/// The classes the zoo describes for a model type, base model first.
+pub fn classes(name: &str) -> Vec<&'static str> {
+    model_type(name)
+        .map(|entry| entry.classes.iter().map(|(class, _)| *class).collect())
+        .unwrap_or_default()
+}
+
+/// The description of one class (`architectures[0]`, or the model type's
+/// base model when the config names none).
+fn description(name: &str, architecture: Option<&str>) -> Result<(&'static str, &'static Value)> {
+    let entry = model_type(name).ok_or_else(|| {
+        err(
+            ErrorKind::BadConfig,
+            format!("model_type {name:?} is not one ckptcheck describes"),
+        )
+    })?;
+    let found = match architecture {
+        Some(wanted) => entry.classes.iter().find(|(class, _)| *class == wanted),
+        None => entry.classes.first(),
+    };
+    found.copied().ok_or_else(|| {
+        err(
+            ErrorKind::BadConfig,
+            format!(
+                "architectures[0] = {:?} is not a class ckptcheck describes for model_type {name:?}; it describes {}",
+                architecture.unwrap_or(""),
+                classes(name).join(", ")
+            ),
+        )
+    })
+}
+
+/// The model a config.json describes, from the zoo. `model_type` is the
+/// config's; `architecture` its `architectures[0]`.
+pub fn from_config_value(
+    config: &Value,
+    model_type: &str,
+    architecture: Option<&str>,
+) -> Result<ModelSpec> {
+    let (class, desc) = description(model_type, architecture)?;
+    let mut fields = Fields {
+        config,
+        desc,
+        resolved: Vec::new(),
+    };
+    check_fixed(config, desc, model_type, class)?;
+    let tree = desc
+        .get("tree")
+        .ok_or_else(|| err(ErrorKind::BadConfig, "zoo data has no tree"))?;
+    let mut expansion = Expansion {
+        fields: &mut fields,
+        values: Default::default(),
+        tensors: Vec::new(),
+        exists_if: Vec::new(),
+    };
+    expansion.node(tree, "", 0)?;
+    let tensors = expansion.tensors;
+    let mut normalised = config.clone();
+    if let Some(object) = normalised.as_object_mut() {
+        for (field, value) in &fields.resolved {
+            if !field.contains('.') {
+                object.entry(field.to_string()).or_insert(value.clone());
+            }
+        }
+        object
+            .entry("architectures")
+            .or_insert_with(|| json!([class]));
+    }
+    let tied = tied_pairs(config, desc);
+    Ok(ModelSpec {
+        family: "hf".to_string(),
+        class_name: class.to_string(),
+        preset: None,
+        config: normalised,
+        tensors,
+        batchnorm_modules: Vec::new(),
+        base_model_prefix: text(desc, "base_model_prefix").to_string(),
+        tied_keys: tied.into_iter().map(|(target, _)| target).collect(),
+        module_kinds: Vec::new(),
+        module_names: Vec::new(),
+        non_persistent: Vec::new(),
+    })
+}
+
+fn text<'a>(value: &'a Value, field: &str) -> &'a str {
+    value.get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `(target, source)` of the weights the class ties for this config: the
+/// data records both values of `tie_word_embeddings`.
+pub fn tied_pairs(config: &Value, desc: &Value) -> Vec<(String, String)> {
+    let default = desc.get("tie_word_embeddings").and_then(Value::as_bool);
+    let asked = config.get("tie_word_embeddings").and_then(Value::as_bool);
+    let list = match (default, asked) {
+        (Some(default), Some(asked)) if default != asked => "tied_if_flipped",
+        _ => "tied",
+    };
+    pairs(desc.get(list))
+}
+
+fn pairs(value: Option<&Value>) -> Vec<(String, String)> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|pair| {
+                    Some((pair[0].as_str()?.to_string(), pair[1].as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What from_pretrained needs of a zoo class, when `model` came from the
+/// zoo: `(base_model_prefix, tied pairs, non-persistent buffer patterns
+/// with `*` for a layer index, `_keys_to_ignore_on_load_unexpected`
+/// regexes)`.
+pub struct PretrainedFacts {
+    pub tied: Vec<(String, String)>,
+    pub non_persistent: Vec<&'static str>,
+    pub ignore_unexpected: Vec<&'static str>,
+    /// The class's own renames (the legacy ones every class gets are the
+    /// caller's).
+    pub renames: Vec<KeyRename>,
+    pub merges: Vec<WeightMerge>,
+    pub unmodeled: Vec<String>,
+}
+
+pub fn pretrained_facts(model: &ModelSpec) -> Option<PretrainedFacts> {
+    let model_type = model.config.get("model_type")?.as_str()?;
+    let (_, desc) = description(model_type, Some(&model.class_name)).ok()?;
+    let strings = |field: &str| -> Vec<&'static str> {
+        desc.get(field)
+            .and_then(Value::as_array)
+            .map(|items| items.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+    let base: &'static str = text(desc, "base_model_prefix");
+    let (renames, merges, mut unmodeled) = conversions(desc, base);
+    unmodeled.extend(strings("unmodeled").into_iter().map(str::to_string));
+    Some(PretrainedFacts {
+        tied: tied_pairs(&model.config, desc),
+        non_persistent: strings("non_persistent"),
+        ignore_unexpected: strings("ignore_unexpected"),
+        renames,
+        merges,
+        unmodeled,
+    })
+}
+
+/// Names and shapes as from_pretrained converts them for this class: its
+/// renames that need no scope, then its weight merges.
+fn convert_names(
+    names_shapes: &[(String, Vec<u64>)],
+    desc: &'static Value,
+) -> Vec<(String, Vec<u64>)> {
+    let (renames, merges, _) = conversions(desc, text(desc, "base_model_prefix"));
+    let mut names: Vec<(String, Vec<u64>)> = names_shapes
+        .iter()
+        .map(|(name, shape)| {
+            let mut name = name.clone();
+            for rename in renames.iter().filter(|r| r.scope.is_none()) {
+                if let super::RenameAction::Rename {
+                    find,
+                    replace,
+                    at_start,
+                } = rename.action
+                {
+                    name = match (at_start, name.find(find)) {
+                        (true, Some(0)) | (false, Some(_)) => name.replacen(find, replace, 1),
+                        _ => name,
+                    };
+                }
+            }
+            (name, shape.clone())
+        })
+        .collect();
+    merge::merge_weights(&mut names, &merges, &|key| key.to_string());
+    names
+}
+
+/// The class's conversion mapping as the `hf` loader's rules:
+/// `["rename", find, replace, at_start, scope]`,
+/// `["remove_prefix", prefix, scope]` and
+/// `["convert", [sources], target, [["merge", 0], ["concat", 1]]]`.
+fn conversions(
+    desc: &'static Value,
+    base: &'static str,
+) -> (Vec<KeyRename>, Vec<WeightMerge>, Vec<String>) {
+    let (mut renames, mut merges, mut unmodeled) = (Vec::new(), Vec::new(), Vec::new());
+    let scope_of = |value: &'static Value| {
+        value.as_str().map(|scope| RenameScope {
+            scope,
+            base_model_prefix: base,
+        })
+    };
+    for rule in desc
+        .get("conversions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let word = |i: usize| rule.get(i).and_then(Value::as_str);
+        match word(0) {
+            Some("rename") => {
+                if let (Some(find), Some(replace)) = (word(1), word(2)) {
+                    let rename = if rule[3].as_bool() == Some(true) {
+                        KeyRename::rename_at_start(find, replace)
+                    } else {
+                        KeyRename::rename(find, replace)
+                    };
+                    renames.push(rename.within(scope_of(&rule[4])));
+                }
+            }
+            Some("remove_prefix") => {
+                if let Some(prefix) = word(1) {
+                    renames.push(KeyRename::remove_prefix(prefix).within(scope_of(&rule[2])));
+                }
+            }
+            Some("convert") => {
+                let sources: Vec<&'static str> = rule[1]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let operations = rule[3].as_array().map(Vec::as_slice).unwrap_or_default();
+                let concatenate = operations
+                    .iter()
+                    .find(|op| op[0] == "concat")
+                    .and_then(|op| op[1].as_u64())
+                    .and_then(|dim| usize::try_from(dim).ok());
+                match word(2) {
+                    Some(target) if concatenate.is_some() || sources.len() == 1 => {
+                        merges.push(WeightMerge {
+                            sources,
+                            target,
+                            concatenate,
+                        })
+                    }
+                    _ => unmodeled.push(format!("converter {}", rule[1])),
+                }
+            }
+            _ => unmodeled.push(format!("transform {rule}")),
+        }
+    }
+    (renames, merges, unmodeled)
+}
+
+/// A key matches a buffer pattern where `*` stands for one layer index.
+pub fn matches_buffer_pattern(pattern: &str, key: &str) -> bool {
+    let mut key_parts = key.split('.');
+    for part in pattern.split('.') {
+        let Some(key_part) = key_parts.next() else {
+            return false;
+        };
+        let fits = if part == "*" {
+            !key_part.is_empty() && key_part.bytes().all(|b| b.is_ascii_digit())
+        } else {
+            part == key_part
+        };
+        if !fits {
+            return false;
+        }
+    }
+    key_parts.next().is_none()
+}
+
+/// A config that changes a field the description cannot follow is refused.
+fn check_fixed(config: &Value, desc: &'static Value, model_type: &str, class: &str) -> Result<()> {
+    if let Some(fixed) = desc.get("fixed").and_then(Value::as_object) {
+        for (field, default) in fixed {
+            if let Some(given) = read_path(config, field) {
+                if !given.is_null() && !same_number_or_value(given, default) {
+                    return Err(err(
+                        ErrorKind::BadConfig,
+                        format!(
+                            "config field {field:?} = {given} differs from {model_type}'s default {default}, and ckptcheck's description of {class} holds only for the default (it changes which tensors exist)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(lists) = desc.get("lists").and_then(Value::as_object) {
+        for (field, length) in lists {
+            if let Some(Value::Array(items)) = read_path(config, field) {
+                if Some(items.len() as u64) != length.as_u64() {
+                    return Err(err(
+                        ErrorKind::BadConfig,
+                        format!(
+                            "config field {field:?} has {} entries; ckptcheck's description of {class} holds for {length}",
+                            items.len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_number_or_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A dotted path into the config (`text_config.hidden_size`, `depths.2`).
+fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut node = config;
+    for part in path.split('.') {
+        node = match node {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Field values for one config: the config's own, else the description's
+/// default (a number, a flag, or a formula over other fields).
+struct Fields<'a> {
+    config: &'a Value,
+    desc: &'static Value,
+    resolved: Vec<(&'static str, Value)>,
+}
+
+impl Fields<'_> {
+    fn number(&mut self, field: &'static str) -> Result<u64> {
+        self.number_at(field, 0)
+    }
+
+    fn number_at(&mut self, field: &'static str, depth: usize) -> Result<u64> {
+        match self.value_at(field, depth)? {
+            Value::Bool(b) => Ok(u64::from(b)),
+            value => value.as_u64().ok_or_else(|| {
+                err(
+                    ErrorKind::BadConfig,
+                    format!("config field {field:?} must be a non-negative integer, got {value}"),
+                )
+            }),
+        }
+    }
+
+    fn flag(&mut self, field: &'static str) -> Result<bool> {
+        Ok(match self.value_at(field, 0)? {
+            Value::Bool(b) => b,
+            value => value.as_u64().is_some_and(|n| n != 0),
+        })
+    }
+
+    fn value_at(&mut self, field: &'static str, depth: usize) -> Result<Value> {
+        if let Some((_, value)) = self.resolved.iter().find(|(name, _)| *name == field) {
+            return Ok(value.clone());
+        }
+        if depth > MAX_DEFAULT_DEPTH {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!("zoo default of {field:?} refers to itself"),
+            ));
+        }
+        let value = if field == "num_labels" {
+            match self.config.get("id2label") {
+                Some(Value::Object(labels)) => Some(json!(labels.len())),
+                _ => self.config.get("num_labels").cloned(),
+            }
+        } else {
+            read_path(self.config, field).cloned()
+        };
+        let value = match value.filter(|v| !v.is_null()) {
+            Some(value) => value,
+            None => {
+                let default = self
+                    .desc
+                    .get("fields")
+                    .and_then(|fields| fields.get(field))
+                    .and_then(|spec| spec.get("default"))
+                    .ok_or_else(|| {
+                        err(
+                            ErrorKind::BadConfig,
+                            format!("zoo data has no default for {field:?}"),
+                        )
+                    })?;
+                match default.as_str() {
+                    Some(text) => {
+                        let formula = Formula::parse(text)?;
+                        let mut values = Vec::new();
+                        for name in formula.fields() {
+                            values.push((
+                                name,
+                                self.number_at(field_name(self.desc, name), depth + 1)?,
+                            ));
+                        }
+                        json!(formula.evaluate(&|name| {
+                            values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+                        })?)
+                    }
+                    None => default.clone(),
+                }
+            }
+        };
+        self.resolved.push((field, value.clone()));
+        Ok(value)
+    }
+}
+
+/// A field name borrowed from the static data (for `depends_on`).
+fn field_name(desc: &'static Value, name: &str) -> &'static str {
+    desc.get("fields")
+        .and_then(Value::as_object)
+        .and_then(|fields| fields.get_key_value(name))
+        .map(|(key, _)| key.as_str())
+        .unwrap_or("")
+}
+
+struct Expansion<'a, 'b> {
+    fields: &'a mut Fields<'b>,
+    /// A formula's value is the same in every layer: each is evaluated once.
+    values: rustc_hash::FxHashMap<&'static str, (u64, Vec<&'static str>)>,
+    tensors: Vec<ExpectedTensor>,
+    /// Fields that decide whether the current subtree exists.
+    exists_if: Vec<&'static str>,
+}
+
+impl Expansion<'_, '_> {
+    fn evaluate(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
+        if let Some(known) = self.values.get(text) {
+            return Ok(known.clone());
+        }
+        let evaluated = self.evaluate_once(text)?;
+        self.values.insert(text, evaluated.clone());
+        Ok(evaluated)
+    }
+
+    fn evaluate_once(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
+        let formula = Formula::parse(text)?;
+        let mut values = Vec::new();
+        let mut names = Vec::new();
+        for name in formula.fields() {
+            let field = field_name(self.fields.desc, name);
+            if field.is_empty() {
+                return Err(err(
+                    ErrorKind::BadConfig,
+                    format!("zoo formula {text:?} names {name:?}, which has no default"),
+                ));
+            }
+            values.push((name, self.fields.number(field)?));
+            names.push(field);
+        }
+        let value = formula
+            .evaluate(&|name| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+            .map_err(|e| {
+                err(
+                    ErrorKind::BadConfig,
+                    format!(
+                        "{} ({})",
+                        e.message,
+                        values
+                            .iter()
+                            .map(|(n, v)| format!("{n} = {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+        Ok((value, names))
+    }
+
+    /// Whether an entry's conditions hold (`"if": {"bias": [["mlp_bias", true]]}`).
+    fn holds(&mut self, node: &'static Value, name: &str) -> Result<Option<Vec<&'static str>>> {
+        let Some(conditions) = node
+            .get("if")
+            .and_then(|c| c.get(name))
+            .and_then(Value::as_array)
+        else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut fields = Vec::new();
+        for condition in conditions {
+            let field = field_name(self.fields.desc, condition[0].as_str().unwrap_or(""));
+            let wanted = condition[1].as_bool().unwrap_or(true);
+            if field.is_empty() || self.fields.flag(field)? != wanted {
+                return Ok(None);
+            }
+            fields.push(field);
+        }
+        Ok(Some(fields))
+    }
+
+    fn node(&mut self, node: &'static Value, prefix: &str, depth: usize) -> Result<()> {
+        if depth > MAX_TREE_DEPTH {
+            return Err(err(ErrorKind::BadConfig, "zoo data nests too deep"));
+        }
+        let node = resolved(node).ok_or_else(|| {
+            err(
+                ErrorKind::BadConfig,
+                "zoo data: a subtree reference to nothing",
+            )
+        })?;
+        for tensor in entries(node, "t") {
+            let name = tensor[0].as_str().unwrap_or("");
+            let Some(conditions) = self.holds(node, name)? else {
+                continue;
+            };
+            let mut shape = Vec::new();
+            let mut depends_on = Vec::new();
+            for dim in tensor[1].as_array().into_iter().flatten() {
+                let (value, fields) = self.evaluate(dim.as_str().unwrap_or(""))?;
+                shape.push(value);
+                for field in fields {
+                    if !depends_on.contains(&field) {
+                        depends_on.push(field);
+                    }
+                }
+            }
+            let torch_dtype = tensor.get(2).and_then(Value::as_str).unwrap_or("float32");
+            let dtype = crate::format::pytorch::torch_dtype(torch_dtype).unwrap_or("F32");
+            if self.tensors.len() as u64 >= MAX_TENSORS {
+                return Err(err(
+                    ErrorKind::LimitExceeded,
+                    format!("the config describes more than {MAX_TENSORS} tensors"),
+                ));
+            }
+            let mut exists_if = self.exists_if.clone();
+            exists_if.extend(conditions);
+            self.tensors.push(ExpectedTensor {
+                name: format!("{prefix}{name}"),
+                shape,
+                dtype: dtype.to_string(),
+                depends_on,
+                exists_if,
+            });
+        }
+        // A ModuleList: its first layers when they differ (T5's first block
+        // holds the relative attention bias), then the alike rest.
+        let items = node.get("items").and_then(Value::as_array);
+        let first = items.map_or(0, Vec::len) as u64;
+        for (index, item) in items.into_iter().flatten().enumerate() {
+            self.node(item, &format!("{prefix}{index}."), depth + 1)?;
+        }
+        if let Some(count) = node.get("repeat").and_then(Value::as_str) {
+            let (count, fields) = self.evaluate(count)?;
+            if count > MAX_TENSORS {
+                return Err(err(
+                    ErrorKind::LimitExceeded,
+                    format!("a layer count of {count} (at most {MAX_TENSORS})"),
+                ));
+            }
+            let body = &node["body"];
+            for index in 0..count {
+                let pushed = if index > 0 { fields.len() } else { 0 };
+                if index > 0 {
+                    self.exists_if.extend(&fields);
+                }
+                self.node(body, &format!("{prefix}{}.", first + index), depth + 1)?;
+                let keep = self.exists_if.len() - pushed;
+                self.exists_if.truncate(keep);
+            }
+        }
+        for entry in entries(node, "c") {
+            let (name, subtree) = child(entry);
+            let Some(conditions) = self.holds(node, name)? else {
+                continue;
+            };
+            let pushed = conditions.len();
+            self.exists_if.extend(conditions);
+            self.node(subtree, &format!("{prefix}{name}."), depth + 1)?;
+            let keep = self.exists_if.len() - pushed;
+            self.exists_if.truncate(keep);
+        }
+        Ok(())
+    }
+}

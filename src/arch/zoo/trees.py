@@ -1,0 +1,301 @@
+"""State dicts as trees for generate.py: a sample's keys as a trie in
+`state_dict()` order, tries of several samples aligned into one template
+(alike layers a `repeat`, a list's distinct first layers `items`), frozen
+into the JSON the Rust evaluator reads (src/arch/zoo/mod.rs), expanded back
+for checks, and merged with the tries of a flag's other value (`if`
+conditions)."""
+
+import difflib
+
+from formulas import Misfit, evaluate, to_int
+
+
+class Node:
+    def __init__(self):
+        self.own = []  # (name, shape, dtype)
+        self.children = {}  # name -> Node, insertion order
+
+
+def trie(listing):
+    root = Node()
+    for key, shape, dtype in listing:
+        parts = key.split(".")
+        node = root
+        for part in parts[:-1]:
+            node = node.children.setdefault(part, Node())
+        node.own.append((parts[-1], shape, dtype))
+    return root
+
+
+def walk(node, prefix=""):
+    for name, shape, dtype in node.own:
+        yield prefix + name, shape, dtype
+    for name, child in node.children.items():
+        yield from walk(child, prefix + name + ".")
+
+
+class Slot:
+    """One number of the template (a size or a count): its value per sample."""
+
+    def __init__(self, values):
+        self.values = values  # sample index -> int
+        self.expr = None
+
+
+def align(nodes, where):
+    """nodes: per sample, a Node or None (absent). Returns a template item."""
+    present = [n for n in nodes if n is not None]
+    first = present[0]
+    own_names = [t[0] for t in first.own]
+    for n in present:
+        if [t[0] for t in n.own] != own_names:
+            raise Misfit(f"tensors under {where or 'the root'} differ")
+        if [t[2] for t in n.own] != [t[2] for t in first.own]:
+            raise Misfit(f"dtypes under {where or 'the root'} differ")
+    if any(n is None for n in nodes) and own_names:
+        raise Misfit(f"{where} exists in some samples only")
+    own = []
+    for i, (name, shape, dtype) in enumerate(first.own):
+        ranks = {len(n.own[i][1]) for n in present}
+        if len(ranks) != 1:
+            raise Misfit(f"{where}{name} changes rank")
+        dims = [Slot({s: n.own[i][1][d] for s, n in enumerate(nodes) if n is not None}) for d in range(len(shape))]
+        own.append((name, dims, dtype))
+    children = []
+    names = list(first.children)
+    for n in present:
+        if list(n.children) != names:
+            if all(c.isdigit() for c in n.children) and all(c.isdigit() for c in names):
+                continue
+            raise Misfit(f"modules under {where or 'the root'} differ ({list(n.children)[:4]} vs {names[:4]})")
+    numeric = names and all(c.isdigit() for c in names)
+    if numeric:
+        return {"own": own, "list": align_list(nodes, where)}
+    for name in names:
+        children.append((name, align([n.children.get(name) if n is not None else None for n in nodes], where + name + ".")))
+    return {"own": own, "children": children}
+
+
+def same_structure(a, b):
+    return list(walk(a)) == list(walk(b))
+
+
+def align_list(nodes, where):
+    """A ModuleList: its first `k` layers as items of their own (T5's first
+    block holds the relative attention bias), the rest alike as a repeat."""
+    counts = {}
+    kids = {}
+    for s, n in enumerate(nodes):
+        if n is None:
+            counts[s] = 0
+            kids[s] = []
+            continue
+        keys = list(n.children)
+        if keys != [str(i) for i in range(len(keys))]:
+            raise Misfit(f"{where} is a list with gaps")
+        counts[s] = len(keys)
+        kids[s] = list(n.children.values())
+    for k in range(0, 3):
+        if any(0 < counts[s] <= k for s in counts):
+            break
+        if all(all(same_structure(kids[s][k], c) for c in kids[s][k + 1:]) for s in kids if counts[s] > k):
+            heads = [align([kids[s][i] if counts[s] > k else None for s in sorted(kids)], f"{where}{i}.")
+                     for i in range(k)]
+            if k and any(counts[s] == 0 for s in counts):
+                break
+            body = align([kids[s][k] if counts[s] > k else None for s in sorted(kids)], where + "N.")
+            return {"items": heads, "repeat": Slot({s: max(counts[s] - k, 0) for s in counts}), "body": body}
+    if len(set(counts.values())) != 1:
+        raise Misfit(f"layers of {where} differ and their count changes")
+    n = next(iter(counts.values()))
+    return {"items": [align([m.children[str(i)] for m in nodes], f"{where}{i}.") for i in range(n)]}
+
+
+def slots(item, out):
+    for _, dims, _ in item["own"]:
+        out.extend(dims)
+    if "list" in item:
+        lst = item["list"]
+        for it in lst["items"]:
+            slots(it, out)
+        if "repeat" in lst:
+            out.append(lst["repeat"])
+            slots(lst["body"], out)
+    else:
+        for _, child in item["children"]:
+            slots(child, out)
+    return out
+
+
+def counts_of(template):
+    out = []
+
+    def go(item):
+        if "list" in item:
+            for it in item["list"]["items"]:
+                go(it)
+            if "repeat" in item["list"]:
+                out.append(item["list"]["repeat"])
+                go(item["list"]["body"])
+        else:
+            for _, c in item["children"]:
+                go(c)
+    go(template)
+    return out
+
+
+def freeze(item):
+    """Template -> JSON: tensors as [name, [dims], dtype?], modules as
+    [name, item], lists as {"repeat": expr, "body": item} or {"items": [...]}."""
+    out = []
+    for name, dims, dtype in item["own"]:
+        t = [name, [s.expr for s in dims]]
+        if dtype != "float32":
+            t.append(dtype)
+        out.append(t)
+    if "list" in item:
+        lst = item["list"]
+        node = {"t": out}
+        if lst["items"]:
+            node["items"] = [freeze(it) for it in lst["items"]]
+        if "repeat" in lst:
+            node["repeat"] = lst["repeat"].expr
+            node["body"] = freeze(lst["body"])
+        return node
+    node = {"t": out}
+    if item["children"]:
+        node["c"] = [[name, freeze(child)] for name, child in item["children"]]
+    return node
+
+
+def holds(node, name, env):
+    for field, value in node.get("if", {}).get(name, []):
+        if bool(env.get(field)) != value:
+            return False
+    return True
+
+
+def expand(node, env, prefix=""):
+    out = []
+    for t in node["t"]:
+        if not holds(node, t[0], env):
+            continue
+        shape = [to_int(evaluate(d, env)) for d in t[1]]
+        out.append((prefix + t[0], shape, t[2] if len(t) > 2 else "float32"))
+    first = len(node.get("items", []))
+    for i, it in enumerate(node.get("items", [])):
+        out += expand(it, env, f"{prefix}{i}.")
+    if "repeat" in node:
+        for i in range(to_int(evaluate(node["repeat"], env))):
+            out += expand(node["body"], env, f"{prefix}{first + i}.")
+    for name, child in node.get("c", []):
+        if holds(node, name, env):
+            out += expand(child, env, prefix + name + ".")
+    return out
+
+
+def conditional_exprs(node):
+    for t in node["t"]:
+        yield from t[1]
+    if "repeat" in node:
+        yield node["repeat"]
+        yield from conditional_exprs(node["body"])
+    for it in node.get("items", []):
+        yield from conditional_exprs(it)
+    for _, child in node.get("c", []):
+        yield from conditional_exprs(child)
+
+
+def matching(values, candidates, envs):
+    """The first known formula that gives each sample's value."""
+    for expr in candidates:
+        try:
+            if all(evaluate(expr, env) == v for v, env in zip(values, envs)):
+                return expr
+        except (KeyError, ZeroDivisionError):
+            continue
+    raise Misfit(f"no formula of the model gives {values[0]}")
+
+
+def new_tensors(nodes, index, candidates, envs):
+    name, shape, dtype = nodes[0].own[index]
+    for n in nodes[1:]:
+        if len(n.own) <= index or n.own[index][0] != name or len(n.own[index][1]) != len(shape):
+            raise Misfit("flipped variations differ in structure")
+    dims = [matching([n.own[index][1][d] for n in nodes], candidates, envs) for d in range(len(shape))]
+    return [name, dims] + ([dtype] if dtype != "float32" else [])
+
+
+def as_item(nodes, candidates, envs):
+    """A subtree seen with the flag only, sized by known formulas."""
+    node = {"t": [new_tensors(nodes, i, candidates, envs) for i in range(len(nodes[0].own))]}
+    names = list(nodes[0].children)
+    if names and all(c.isdigit() for c in names):
+        raise Misfit("a list appears with the flag")
+    if names:
+        node["c"] = [[c, as_item([n.children[c] for n in nodes], candidates, envs)] for c in names]
+    return node
+
+
+def merge(item, others, field, value, candidates, envs):
+    """`item` (the default's template) merged with `others` (tries of the
+    model with `field` = `value`, at several sizes): entries of one side
+    only get a condition."""
+    other = others[0]
+    out = dict(item)
+    conds = {k: list(v) for k, v in item.get("if", {}).items()}
+    mine = [t[0] for t in item["t"]]
+    theirs = [t[0] for t in other.own]
+    tensors = []
+    for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=mine, b=theirs, autojunk=False).get_opcodes():
+        if op == "equal":
+            tensors += item["t"][a0:a1]
+            continue
+        for t in item["t"][a0:a1]:
+            conds.setdefault(t[0], []).append([field, not value])
+            tensors.append(t)
+        for index in range(b0, b1):
+            conds.setdefault(other.own[index][0], []).append([field, value])
+            tensors.append(new_tensors(others, index, candidates, envs))
+    out["t"] = tensors
+    if "repeat" in item or "items" in item:
+        first = len(item.get("items", []))
+        for o in others:
+            kids = list(o.children.values())
+            if "repeat" not in item and len(kids) != first:
+                raise Misfit("the layer count changes with the flag")
+            if len(kids) < first + ("repeat" in item):
+                raise Misfit("the list shrinks with the flag")
+            if any(not same_structure(kids[first], k) for k in kids[first + 1:]):
+                raise Misfit("layers differ with the flag")
+        if first:
+            out["items"] = [merge(it, [o.children[str(i)] for o in others], field, value, candidates, envs)
+                            for i, it in enumerate(item["items"])]
+        if "repeat" in item:
+            out["body"] = merge(item["body"], [o.children[str(first)] for o in others], field, value,
+                                candidates, envs)
+    else:
+        mine = [c[0] for c in item.get("c", [])]
+        theirs = list(other.children)
+        children = []
+        for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=mine, b=theirs, autojunk=False).get_opcodes():
+            if op == "equal":
+                for name, child in item["c"][a0:a1]:
+                    if any(name not in o.children for o in others):
+                        raise Misfit("flipped variations differ in structure")
+                    children.append([name, merge(child, [o.children[name] for o in others], field, value,
+                                                 candidates, envs)])
+                continue
+            for name, child in item.get("c", [])[a0:a1]:
+                conds.setdefault(name, []).append([field, not value])
+                children.append([name, child])
+            for name in theirs[b0:b1]:
+                conds.setdefault(name, []).append([field, value])
+                if any(name not in o.children for o in others):
+                    raise Misfit("flipped variations differ in structure")
+                children.append([name, as_item([o.children[name] for o in others], candidates, envs)])
+        if children:
+            out["c"] = children
+    if conds:
+        out["if"] = conds
+    return out

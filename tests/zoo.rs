@@ -1,0 +1,490 @@
+//! The transformers zoo against the library it was derived from. The
+//! fixture tests/fixtures/zoo/matrix.json was written by
+//! src/arch/zoo/generate.py (transformers on the `meta` device): for every
+//! described class, the default config's `state_dict()` (count and FNV-1a
+//! digest of `key|shape|dtype` lines) and held-out variations of its config
+//! (every size field varied at once, layer counts cut to 1..3) with their
+//! `state_dict()` (whole for each model type's first class, else as count
+//! and digest). None of these samples took part in deriving the
+//! description. The model ckptcheck builds must equal each exactly: keys,
+//! order, shapes and dtypes.
+
+use ckptcheck::arch::{self, zoo, ModelSpec};
+use ckptcheck::ErrorKind;
+use serde_json::{json, Value};
+
+#[path = "support/load_case.rs"]
+mod load_case;
+
+fn matrix() -> Value {
+    let path = format!(
+        "{}/tests/fixtures/zoo/matrix.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// torch's dtype name for ckptcheck's (the fixture speaks torch).
+fn torch_name(dtype: &str) -> String {
+    for name in [
+        "float32",
+        "float64",
+        "float16",
+        "bfloat16",
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "uint8",
+        "bool",
+        "complex64",
+    ] {
+        if ckptcheck::format::pytorch::torch_dtype(name) == Some(dtype) {
+            return name.to_string();
+        }
+    }
+    dtype.to_string()
+}
+
+fn listing(model: &ModelSpec) -> Vec<(String, Vec<u64>, String)> {
+    model
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), torch_name(&t.dtype)))
+        .collect()
+}
+
+/// generate.py's `digest`: FNV-1a 64 over `key|d0,d1|dtype\n`.
+fn digest(listing: &[(String, Vec<u64>, String)]) -> String {
+    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
+    for (key, shape, dtype) in listing {
+        let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+        for byte in format!("{key}|{}|{dtype}\n", dims.join(",")).bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01B3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+fn config_for(model_type: &str, class: &str, config: &Value) -> Value {
+    let mut config = config.clone();
+    let object = config.as_object_mut().expect("config is an object");
+    object.insert("model_type".into(), json!(model_type));
+    object.insert("architectures".into(), json!([class]));
+    config
+}
+
+fn build(config: &Value) -> ModelSpec {
+    read(config).unwrap_or_else(|e| panic!("{config}: {e}"))
+}
+
+fn read(config: &Value) -> ckptcheck::Result<ModelSpec> {
+    arch::model_from_config_json(&[("config.json".to_string(), config.to_string())])
+}
+
+#[test]
+fn every_described_class_builds_the_library_state_dict() {
+    let matrix = matrix();
+    let classes = matrix["classes"].as_array().expect("classes");
+    assert!(classes.len() >= 100, "only {} classes", classes.len());
+    let mut failures = Vec::new();
+    let mut variations = 0;
+    for entry in classes {
+        let model_type = entry["model_type"].as_str().unwrap();
+        let class = entry["class"].as_str().unwrap();
+        let model = zoo::from_config_value(&entry["default"]["config"], model_type, Some(class))
+            .unwrap_or_else(|e| panic!("{model_type}/{class}: {e}"));
+        let got = listing(&model);
+        if got.len() as u64 != entry["default"]["count"].as_u64().unwrap()
+            || digest(&got) != entry["default"]["digest"].as_str().unwrap()
+        {
+            failures.push(format!("{model_type}/{class}: default config"));
+        }
+        for variation in entry["variations"].as_array().unwrap() {
+            variations += 1;
+            let config = config_for(model_type, class, &variation["config"]);
+            let model = zoo::from_config_value(&config, model_type, Some(class))
+                .unwrap_or_else(|e| panic!("{model_type}/{class} {config}: {e}"));
+            let got = listing(&model);
+            let Some(whole) = variation.get("state_dict") else {
+                // A digest of the whole state dict (the fixture keeps whole
+                // listings for each model type's first class only).
+                if got.len() as u64 != variation["count"].as_u64().unwrap()
+                    || digest(&got) != variation["digest"].as_str().unwrap()
+                {
+                    failures.push(format!("{model_type}/{class} {config}: state dict differs"));
+                }
+                continue;
+            };
+            let want: Vec<(String, Vec<u64>, String)> =
+                serde_json::from_value(whole.clone()).unwrap();
+            if got != want {
+                let first = got
+                    .iter()
+                    .zip(&want)
+                    .find(|(a, b)| a != b)
+                    .map(|(a, b)| format!("{a:?} vs {b:?}"))
+                    .unwrap_or_else(|| format!("{} vs {} tensors", got.len(), want.len()));
+                failures.push(format!("{model_type}/{class} {config}: {first}"));
+            }
+        }
+    }
+    assert!(variations >= classes.len(), "{variations} variations");
+    eprintln!(
+        "{} classes: defaults and {variations} held-out variations",
+        classes.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_zoo_config_json_is_read_like_any_other() {
+    // Through the same door as a dropped config.json, with the library's
+    // defaults filled in for what the file leaves out.
+    let model = build(&json!({"model_type": "mixtral", "hidden_size": 1024,
+        "num_attention_heads": 8, "num_hidden_layers": 2}));
+    assert_eq!(model.family, "hf");
+    assert_eq!(model.class_name, zoo::classes("mixtral")[0]);
+    let q = model
+        .tensors
+        .iter()
+        .find(|t| t.name == "layers.0.self_attn.q_proj.weight")
+        .expect("q_proj");
+    assert_eq!(q.shape, [1024, 1024]);
+    assert!(q.depends_on.contains(&"hidden_size"), "{:?}", q.depends_on);
+    assert_eq!(model.config["intermediate_size"], json!(14336));
+    let layer_one = model
+        .tensors
+        .iter()
+        .find(|t| t.name.starts_with("layers.1."))
+        .expect("layer 1");
+    assert_eq!(layer_one.exists_if, ["num_hidden_layers"]);
+}
+
+#[test]
+fn the_zoo_agrees_with_the_hand_written_builders() {
+    // The eight hand-written families are described by the zoo too: the
+    // two must agree, class by class, at a small size and at the default.
+    let small = json!({"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "intermediate_size": 96, "vocab_size": 99, "num_key_value_heads": 2});
+    let cases = [
+        ("llama", "LlamaForCausalLM"),
+        ("llama", "LlamaForSequenceClassification"),
+        ("mistral", "MistralForCausalLM"),
+        ("qwen2", "Qwen2ForCausalLM"),
+        ("bert", "BertForMaskedLM"),
+        ("bert", "BertForPreTraining"),
+        ("roberta", "RobertaForSequenceClassification"),
+        ("vit", "ViTForImageClassification"),
+    ];
+    for (model_type, class) in cases {
+        for sizes in [json!({}), small.clone()] {
+            let config = config_for(model_type, class, &sizes);
+            let hand = arch::hf::from_config_value(&config).expect("hand-written");
+            let described = zoo::from_config_value(&config, model_type, Some(class))
+                .unwrap_or_else(|e| panic!("{model_type}/{class}: {e}"));
+            assert_eq!(
+                listing(&described),
+                listing(&hand),
+                "{model_type}/{class} {sizes}"
+            );
+        }
+    }
+}
+
+#[test]
+fn configs_the_description_cannot_follow_are_refused() {
+    let cases = [
+        // A flag the description holds fixed (it adds tensors no variation
+        // pinned down) is refused by name, never guessed.
+        (
+            json!({"model_type": "mixtral", "num_hidden_layers": 1_000_000_000_000u64}),
+            ErrorKind::LimitExceeded,
+            "layer count",
+        ),
+        (
+            json!({"model_type": "mixtral", "num_attention_heads": 0}),
+            ErrorKind::BadConfig,
+            "num_attention_heads",
+        ),
+        (
+            json!({"model_type": "mixtral", "hidden_size": "big"}),
+            ErrorKind::BadConfig,
+            "hidden_size",
+        ),
+        (
+            json!({"model_type": "mixtral", "architectures": ["BertModel"]}),
+            ErrorKind::BadConfig,
+            "BertModel",
+        ),
+    ];
+    for (config, kind, needle) in cases {
+        let error = read(&config).expect_err(needle);
+        assert_eq!(error.kind, kind, "{config}: {error}");
+        assert!(error.message.contains(needle), "{config}: {error}");
+    }
+}
+
+#[test]
+fn must_have_model_types_are_described() {
+    for model_type in [
+        "xlm-roberta",
+        "distilbert",
+        "electra",
+        "albert",
+        "t5",
+        "gpt_neox",
+        "opt",
+        "falcon",
+        "mixtral",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "phi3",
+        "starcoder2",
+        "olmo2",
+        "deit",
+        "dinov2",
+    ] {
+        assert!(zoo::knows(model_type), "{model_type} is not described");
+    }
+}
+
+/// Real loads of model types only the zoo describes
+/// (tests/fixtures/zoo/make_zoo_loads.py): `from_pretrained`'s report and
+/// error, and `load_state_dict(strict=True)`'s text, for saved tiny models
+/// loaded into other configs and classes. MoE checkpoints are saved with
+/// per-expert keys that from_pretrained merges on load.
+#[test]
+fn zoo_loads_are_what_transformers_and_pytorch_say() {
+    use ckptcheck::diagnosis::check;
+    use ckptcheck::loader::Loader;
+    use ckptcheck::{Checkpoint, TensorInfo};
+    let path = format!(
+        "{}/tests/fixtures/zoo/loads.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cases = fixture["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 15, "{} cases", cases.len());
+    for case in cases {
+        let label = format!("{} -> {}", case["checkpoint_source"], case["model"]);
+        let mut checkpoint = Checkpoint::new("model.safetensors", "safetensors", 0);
+        for tensor in case["checkpoint"].as_array().unwrap() {
+            let shape: Vec<u64> = serde_json::from_value(tensor[1].clone()).unwrap();
+            checkpoint.tensors.push(TensorInfo::new(
+                tensor[0].as_str().unwrap().to_string(),
+                tensor[2].as_str().unwrap().to_string(),
+                shape,
+            ));
+        }
+        let config = &fixture["configs"][case["model"].as_str().unwrap()];
+        let model = build(config);
+        let report = check(&checkpoint, &model, Loader::Hf);
+        load_case::assert_same_keys(&report, case, &label);
+        assert_eq!(json!(report.loads), case["loads"], "{label}");
+        assert_eq!(
+            report.pytorch_error.as_deref(),
+            case["error"].as_str(),
+            "{label}"
+        );
+        let strict = check(&checkpoint, &model, Loader::Strict);
+        assert_eq!(
+            strict.pytorch_error.as_deref(),
+            case["strict_error"].as_str(),
+            "{label} (strict)"
+        );
+    }
+}
+
+/// Inference round trip: the tensors of a config's model, given to
+/// `arch::infer` with nothing else, give back a config whose model has
+/// exactly those tensors (fields no shape shows keep their defaults, which
+/// the held-out variations never change for layer-less sizes).
+#[test]
+fn inferred_configs_rebuild_the_tensors_they_came_from() {
+    let matrix = matrix();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for entry in matrix["classes"].as_array().unwrap() {
+        let model_type = entry["model_type"].as_str().unwrap();
+        let class = entry["class"].as_str().unwrap();
+        for variation in entry["variations"].as_array().unwrap() {
+            let Some(whole) = variation.get("state_dict") else {
+                continue;
+            };
+            let tensors: Vec<(String, Vec<u64>, String)> =
+                serde_json::from_value(whole.clone()).unwrap();
+            let names: Vec<(String, Vec<u64>)> = tensors
+                .iter()
+                .map(|(n, s, _)| (n.clone(), s.clone()))
+                .collect();
+            checked += 1;
+            let inferred = arch::infer(&names);
+            let Some(rebuilt) = arch::model_for_inferred(&inferred) else {
+                failures.push(format!(
+                    "{model_type}/{class}: nothing rebuilt from {}",
+                    inferred.config
+                ));
+                continue;
+            };
+            // As sets: classes with the same tensors in another order are
+            // one answer as far as the shapes go.
+            let mut got: Vec<(String, Vec<u64>)> = rebuilt
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect();
+            got.sort();
+            let mut names = names;
+            names.sort();
+            if got != names {
+                let first = got
+                    .iter()
+                    .zip(&names)
+                    .find(|(a, b)| a != b)
+                    .map(|(a, b)| format!("{a:?} vs {b:?}"))
+                    .unwrap_or_else(|| format!("{} vs {} tensors", got.len(), names.len()));
+                failures.push(format!(
+                    "{model_type}/{class}: {} ({first})",
+                    inferred.config
+                ));
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} checked");
+    eprintln!(
+        "{} of {checked} round trips exact",
+        checked - failures.len()
+    );
+    // Shapes do not pin every config down (a ratio of head counts, an image
+    // size under a floor division, lists); 85% must come back exact.
+    assert!(
+        failures.len() * 100 <= checked * 15,
+        "{} of {checked}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn names_of(model: &ModelSpec) -> Vec<(String, Vec<u64>)> {
+    model
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect()
+}
+
+/// Released sizes are presets, and inference names them: exactly, or as
+/// the release a checkpoint departs from in a field (a resized vocabulary).
+#[test]
+fn released_sizes_are_presets_that_inference_names() {
+    let names: Vec<String> = arch::presets()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    for preset in [
+        "hf/llama-3-8b",
+        "hf/mistral-7b",
+        "hf/qwen2.5-3b",
+        "hf/gemma-2b",
+        "hf/bert-base-uncased",
+        "hf/t5-base",
+        "hf/whisper-small",
+    ] {
+        assert!(names.iter().any(|n| n == preset), "{preset}");
+    }
+    for preset in [
+        "hf/mixtral-8x7b",
+        "hf/t5-small",
+        "hf/gemma-2b",
+        "hf/whisper-base",
+    ] {
+        let model = arch::model_from_preset(preset).unwrap();
+        assert_eq!(model.preset.as_deref(), Some(preset));
+        let inferred = arch::infer(&names_of(&model));
+        assert_eq!(
+            inferred.preset.as_deref(),
+            Some(preset),
+            "{preset}: {:?}",
+            inferred.ranking.first()
+        );
+    }
+    // Qwen2.5-3B with its vocabulary resized to 151666 (tokens added).
+    let mut config = json!({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 2048,
+        "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
+        "vocab_size": 151666, "tie_word_embeddings": true});
+    let resized = build(&config);
+    let inferred = arch::infer(&names_of(&resized));
+    assert_eq!(inferred.preset, None);
+    let shaped = inferred.shaped_like.expect("shaped like a release");
+    assert!(
+        shaped.contains("Qwen2.5 3B-shaped") && shaped.contains("vocab_size 151666"),
+        "{shaped}"
+    );
+    // Far from every release: no claim.
+    config["hidden_size"] = json!(1024);
+    config["num_hidden_layers"] = json!(3);
+    let inferred = arch::infer(&names_of(&build(&config)));
+    assert_eq!(inferred.shaped_like, None);
+}
+
+/// A Mixtral checkpoint as save_pretrained writes it (per-expert
+/// `block_sparse_moe.experts.N.w1` keys) is inferred as Mixtral, read as
+/// from_pretrained merges it; what rests on an assumed head count is not
+/// reported as read from the shapes.
+#[test]
+fn a_checkpoint_in_the_saved_layout_is_inferred_through_its_conversion() {
+    let path = format!(
+        "{}/tests/fixtures/zoo/loads.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let case = fixture["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["checkpoint_source"] == "mixtral/MixtralForCausalLM")
+        .expect("a mixtral case");
+    let names: Vec<(String, Vec<u64>)> = case["checkpoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t[0].as_str().unwrap().to_string(),
+                serde_json::from_value(t[1].clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert!(names
+        .iter()
+        .any(|(n, _)| n.contains("block_sparse_moe.experts.0.w1")));
+    let inferred = arch::infer(&names);
+    assert_eq!(
+        inferred.config["model_type"], "mixtral",
+        "{}",
+        inferred.config
+    );
+    let read = |field: &str| {
+        inferred
+            .fields
+            .iter()
+            .find(|f| f.field == field)
+            .map(|f| f.value.clone())
+    };
+    assert_eq!(read("intermediate_size"), Some(json!(37)));
+    assert_eq!(read("num_local_experts"), Some(json!(4)));
+    assert_eq!(read("hidden_size"), Some(json!(32)));
+    assert_eq!(read("num_key_value_heads"), None, "{:?}", inferred.fields);
+    assert!(
+        inferred
+            .undetermined
+            .iter()
+            .any(|u| u.starts_with("num_key_value_heads")),
+        "{:?}",
+        inferred.undetermined
+    );
+}
