@@ -11,7 +11,7 @@
 //! and `ignore_mismatched_sizes=True` (the verdict is for the default).
 
 use super::{Judgement, Prepared};
-use crate::arch::{self, KeyRename, ModelSpec, RenameAction, RenameScope};
+use crate::arch::{self, KeyRename, ModelSpec};
 use crate::state_dict::StateDict;
 use rustc_hash::FxHashSet as HashSet;
 
@@ -95,77 +95,12 @@ impl arch::zoo::merge::Entry for crate::state_dict::StateEntry {
     }
 }
 
-/// `WeightTransform._scoped_match`: the prefix consumed and the rest.
-fn scoped_key(key: &str, scope: Option<RenameScope>) -> Option<(String, &str)> {
-    let Some(scope) = scope else {
-        return Some((String::new(), key));
-    };
-    let scope_prefix = if scope.scope.is_empty() {
-        String::new()
-    } else {
-        format!("{}.", scope.scope)
-    };
-    let base = if scope.base_model_prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{}.", scope.base_model_prefix)
-    };
-    let longest = format!("{base}{scope_prefix}");
-    if let Some(rest) = key.strip_prefix(longest.as_str()) {
-        Some((longest, rest))
-    } else {
-        key.strip_prefix(scope_prefix.as_str())
-            .map(|rest| (scope_prefix, rest))
-    }
-}
-
-/// Where `find` first matches in `text` as transformers' pattern would: at
-/// the start only when `at_start`, and, when `find` ends in a letter or
-/// digit, not followed by a word character.
-fn find_match(find: &str, at_start: bool, text: &str) -> bool {
-    let word_end = find
-        .chars()
-        .last()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    let ends_cleanly = |end: usize| {
-        !word_end
-            || !text[end..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
-    };
-    if at_start {
-        return text.starts_with(find) && ends_cleanly(find.len());
-    }
-    text.match_indices(find)
-        .any(|(start, _)| ends_cleanly(start + find.len()))
-}
-
-fn apply(rename: &KeyRename, key: &str) -> Option<String> {
-    let (prefix, rest) = scoped_key(key, rename.scope)?;
-    match rename.action {
-        RenameAction::Rename {
-            find,
-            replace,
-            at_start,
-        } => {
-            // Python: key_to_match.replace(match.group(0), target, 1).
-            find_match(find, at_start, rest)
-                .then(|| format!("{prefix}{}", rest.replacen(find, replace, 1)))
-        }
-        RenameAction::RemovePrefix { prefix: removed } => {
-            let tail = rest.strip_prefix(removed)?.strip_prefix('.')?;
-            (!tail.is_empty()).then(|| format!("{prefix}{tail}"))
-        }
-    }
-}
-
 /// core_model_loading.py `rename_source_key`: every rename in turn, then
 /// the base-model prefix stripped or added when that names a model key.
 fn rename_key(key: &str, renames: &[KeyRename], base: &str, expected: &HashSet<&str>) -> String {
     let mut renamed = key.to_string();
     for rename in renames {
-        if let Some(next) = apply(rename, &renamed) {
+        if let Some(next) = rename.apply(&renamed) {
             renamed = next;
         }
     }
@@ -185,45 +120,4 @@ fn rename_key(key: &str, renames: &[KeyRename], base: &str, expected: &HashSet<&
         return added;
     }
     renamed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renames_match_like_the_python_patterns() {
-        let cases = [
-            // (find, at_start, text, matches)
-            (
-                "attention.query",
-                false,
-                "encoder.layers.0.attention.query.weight",
-                true,
-            ),
-            // `(?!\w)` after a pattern ending in a letter.
-            ("attention.query", false, "x.attention.querys.weight", false),
-            ("LayerNorm.gamma", false, "a.LayerNorm.gamma", true),
-            (
-                "model.language_model.model",
-                true,
-                "model.language_model.model.x",
-                true,
-            ),
-            (
-                "model.language_model.model",
-                true,
-                "x.model.language_model.model.x",
-                false,
-            ),
-            ("encoder.layer.", false, "encoder.layer.3.x", true),
-        ];
-        for (find, at_start, text, matches) in cases {
-            assert_eq!(
-                find_match(find, at_start, text),
-                matches,
-                "{find} in {text}"
-            );
-        }
-    }
 }

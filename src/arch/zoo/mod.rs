@@ -265,7 +265,7 @@ pub fn pretrained_facts(model: &ModelSpec) -> Option<PretrainedFacts> {
 }
 
 /// Names and shapes as from_pretrained converts them for this class: its
-/// renames that need no scope, then its weight merges.
+/// renames (the `hf` loader's rule), then its weight merges.
 fn convert_names(
     names_shapes: &[(String, Vec<u64>)],
     desc: &'static Value,
@@ -361,6 +361,22 @@ fn conversions(
         }
     }
     (renames, merges, unmodeled)
+}
+
+/// A class's `_keys_to_ignore_on_load_unexpected` pattern, compiled once
+/// (every checkpoint key is matched against it); `None` for one regex-lite
+/// cannot read.
+pub fn compiled_regex(pattern: &'static str) -> Option<&'static regex_lite::Regex> {
+    type Compiled = rustc_hash::FxHashMap<&'static str, Option<&'static regex_lite::Regex>>;
+    static COMPILED: OnceLock<std::sync::Mutex<Compiled>> = OnceLock::new();
+    let mut compiled = COMPILED.get_or_init(Default::default).lock().ok()?;
+    *compiled.entry(pattern).or_insert_with(|| {
+        // Patterns come from the compiled-in data: a bounded set, kept for
+        // the life of the program.
+        regex_lite::Regex::new(pattern)
+            .ok()
+            .map(|regex| &*Box::leak(Box::new(regex)))
+    })
 }
 
 /// A key matches a buffer pattern where `*` stands for one layer index.
