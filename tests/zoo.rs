@@ -261,7 +261,6 @@ fn must_have_model_types_are_described() {
 fn zoo_loads_are_what_transformers_and_pytorch_say() {
     use ckptcheck::diagnosis::check;
     use ckptcheck::loader::Loader;
-    use ckptcheck::{Checkpoint, TensorInfo};
     let path = format!(
         "{}/tests/fixtures/zoo/loads.json",
         env!("CARGO_MANIFEST_DIR")
@@ -271,15 +270,8 @@ fn zoo_loads_are_what_transformers_and_pytorch_say() {
     assert!(cases.len() >= 15, "{} cases", cases.len());
     for case in cases {
         let label = format!("{} -> {}", case["checkpoint_source"], case["model"]);
-        let mut checkpoint = Checkpoint::new("model.safetensors", "safetensors", 0);
-        for tensor in case["checkpoint"].as_array().unwrap() {
-            let shape: Vec<u64> = serde_json::from_value(tensor[1].clone()).unwrap();
-            checkpoint.tensors.push(TensorInfo::new(
-                tensor[0].as_str().unwrap().to_string(),
-                tensor[2].as_str().unwrap().to_string(),
-                shape,
-            ));
-        }
+        let checkpoint =
+            load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
         let config = &fixture["configs"][case["model"].as_str().unwrap()];
         let model = build(config);
         let report = check(&checkpoint, &model, Loader::Hf);

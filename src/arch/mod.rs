@@ -430,6 +430,9 @@ pub fn model_from_config_json(texts: &[(String, String)]) -> Result<ModelSpec> {
         if open_clip::looks_like_config(value) {
             return open_clip::from_config_value(value, None).map_err(|e| e.in_file(file));
         }
+        if value.get("_class_name").is_some() {
+            return zoo::diffusers::from_diffusers_config(value).map_err(|e| e.in_file(file));
+        }
         if value.get("model_type").is_some() || value.get("architectures").is_some() {
             return hf::from_config_value(value).map_err(|e| e.in_file(file));
         }
@@ -437,7 +440,7 @@ pub fn model_from_config_json(texts: &[(String, String)]) -> Result<ModelSpec> {
     let files: Vec<&str> = values.iter().map(|(f, _)| f.as_str()).collect();
     Err(err(
         ErrorKind::BadConfig,
-        "unknown config family: expected a Chinese-CLIP vision+text JSON pair, an open_clip model config or a Hugging Face config.json (with model_type)",
+        "unknown config family: expected a Chinese-CLIP vision+text JSON pair, an open_clip model config, a Hugging Face config.json (with model_type) or a diffusers model config.json (with _class_name)",
     )
     .in_file(&files.join(", ")))
 }
@@ -595,6 +598,7 @@ pub fn model_for_inferred(inferred: &Inferred) -> Option<ModelSpec> {
     match inferred.family.as_str() {
         "open_clip" => open_clip::from_config_value(&inferred.config, None).ok(),
         family if family.starts_with("hf") => hf::from_config_value(&inferred.config).ok(),
+        "diffusers" => zoo::diffusers::from_diffusers_config(&inferred.config).ok(),
         _ => None,
     }
 }

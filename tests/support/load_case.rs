@@ -1,12 +1,29 @@
 //! The comparison of a `check` report with a load the real library made
-//! (tests/hf.rs, tests/zoo.rs; tests/cn_clip.rs and tests/open_clip.rs use
-//! `mismatches_of`): the fixture case's `missing_keys`,
+//! (tests/hf.rs, tests/zoo.rs, tests/diffusers.rs; tests/cn_clip.rs and
+//! tests/open_clip.rs use `mismatches_of`): the fixture case's `missing_keys`,
 //! `unexpected_keys` and `mismatched_keys` (sorted; mismatches as
 //! `[key, checkpoint shape, model shape]`). Included with
 //! `#[path = "support/load_case.rs"] mod load_case;`.
 
 use ckptcheck::diagnosis::CheckReport;
+use ckptcheck::{Checkpoint, TensorInfo};
 use serde_json::Value;
+
+/// A checkpoint holding a fixture's `[[name, shape, dtype], ...]` listing,
+/// each dtype named by `dtype` in ckptcheck's terms.
+#[allow(dead_code)] // not every test file that includes this builds one
+pub fn checkpoint_of(file: &str, listing: &Value, dtype: impl Fn(&str) -> String) -> Checkpoint {
+    let mut checkpoint = Checkpoint::new(file, "safetensors", 0);
+    for tensor in listing.as_array().expect("listing") {
+        let shape: Vec<u64> = serde_json::from_value(tensor[1].clone()).expect("shape");
+        checkpoint.tensors.push(TensorInfo::new(
+            tensor[0].as_str().expect("name").to_string(),
+            dtype(tensor[2].as_str().expect("dtype")),
+            shape,
+        ));
+    }
+    checkpoint
+}
 
 fn sorted_strings(value: &Value) -> Vec<String> {
     let mut list: Vec<String> = serde_json::from_value(value.clone()).expect("strings");

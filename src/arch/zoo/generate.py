@@ -114,6 +114,11 @@ SKIP_KEYS = {"id2label", "label2id", "task_specific_params", "rope_parameters", 
 JOINT_SAMPLES = 6
 HELD_OUT = 3
 
+# Whether a config's names (strings, lists of strings, empty lists, and null
+# fields that take a name) are fixed: diffusers chooses modules by name
+# (`down_block_types`), so its configs set this (diffusers_models.py).
+FIX_NAMES = False
+
 
 # ---------------------------------------------------------------------------
 # Config fields as dotted paths
@@ -308,14 +313,30 @@ def derive(model_type, config_class, model_class, rng):
     for field in null_fields(default_dict):
         # A field that is null by default (`head_dim`, the model computes it)
         # but sizes tensors when set: configs that set it are refused.
+        built = False
         for new in (64, 8):
             try:
                 s, _, _ = sample(config_class, model_class, with_override(default_dict, field, new))
             except Exception:
                 continue
+            built = True
             if s.listing != base.listing:
                 fixed[field] = "sizes tensors when set, and is null by default"
             break
+        if not built and FIX_NAMES:
+            # Null by default and not a number when set (`class_embed_type`):
+            # it names modules, so a config that sets it is refused.
+            fixed[field] = "names modules when set, and is null by default"
+    if FIX_NAMES:
+        for field, value in default_dict.items():
+            if field.startswith("_") or field in fixed or re.search(r"(^|_)act(_|$)|activation", field):
+                continue
+            names = isinstance(value, str) or (
+                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
+            if names:
+                # A name or a list of names (`down_block_types`) chooses
+                # modules: the description holds for this value only.
+                fixed[field] = "names modules: the description holds for this value only"
     for field, value in bools.items():
         try:
             s, _, _ = sample(config_class, model_class, with_override(default_dict, field, not value))
@@ -667,7 +688,10 @@ def main():
         wanted = [t for t in args.only.split(",") if t]
     if not args.assemble:
         run_all(wanted, args.jobs)
-    assemble(all_types, MUST_HAVE + POPULAR, whole_for=MUST_HAVE)
+    from diffusers_models import VARIANTS
+    diffusers_types = ["diffusers/" + name for name in VARIANTS]
+    assemble(all_types + diffusers_types, MUST_HAVE + POPULAR + diffusers_types,
+             whole_for=MUST_HAVE + diffusers_types)
 
 
 if __name__ == "__main__":

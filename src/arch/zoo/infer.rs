@@ -244,10 +244,44 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
     if explained < 3 || explained * 10 < wanted * 8 {
         return None;
     }
-    let class = &index.classes[best];
-    let mut inferred = solve(class, names_shapes, &shapes_by_pattern);
-    let alike: Vec<String> = (0..hits.len())
+    let judged = |id: usize| {
+        let inferred = solve(&index.classes[id], names_shapes, &shapes_by_pattern);
+        let model = super::super::model_for_inferred(&inferred)?;
+        let findings = crate::arch::rank_presets(names_shapes, &[model])
+            .first()
+            .map_or(usize::MAX, |score| score.findings);
+        Some((inferred, findings))
+    };
+    let (mut best, mut inferred, mut findings) = match judged(best) {
+        Some((inferred, findings)) => (best, inferred, findings),
+        None => (
+            best,
+            solve(&index.classes[best], names_shapes, &shapes_by_pattern),
+            usize::MAX,
+        ),
+    };
+    // Classes with the same keys may differ in shapes only (diffusers' SD
+    // 1.x and SD 2.x UNets: a 1x1 convolution or a linear projection): the
+    // one whose model the tensors fit best wins, and only those that fit
+    // as well are named as alike.
+    let tied: Vec<usize> = (0..hits.len())
         .filter(|id| *id != best && score(*id) == score(best))
+        .take(8)
+        .collect();
+    let mut alike_ids = Vec::new();
+    for id in tied {
+        match judged(id) {
+            Some((other, other_findings)) if other_findings < findings => {
+                alike_ids.clear();
+                (best, inferred, findings) = (id, other, other_findings);
+            }
+            Some((_, other_findings)) if other_findings == findings => alike_ids.push(id),
+            _ => {}
+        }
+    }
+    let class = &index.classes[best];
+    let alike: Vec<String> = alike_ids
+        .into_iter()
         .map(|id| {
             format!(
                 "{} ({})",
@@ -267,10 +301,9 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
             ),
         );
     }
-    let model = super::super::model_for_inferred(&inferred)?;
-    let findings = crate::arch::rank_presets(names_shapes, &[model])
-        .first()
-        .map_or(usize::MAX, |score| score.findings);
+    if findings == usize::MAX {
+        return None;
+    }
     Some((inferred, findings))
 }
 
@@ -459,8 +492,14 @@ fn solve(
                 )
             }),
     );
+    let family = if class.model_type.starts_with(super::diffusers::PREFIX) {
+        super::diffusers::inferred_config(class.model_type, class.class, desc, &mut config);
+        "diffusers"
+    } else {
+        "hf"
+    };
     Inferred {
-        family: "hf".to_string(),
+        family: family.to_string(),
         fields,
         config: Value::Object(config),
         preset: None,

@@ -9,6 +9,7 @@
 //! config that changes them is refused, never guessed). COVERAGE.md lists
 //! what is described and why the rest is not.
 
+pub mod diffusers;
 mod formula;
 pub mod infer;
 pub mod merge;

@@ -69,6 +69,11 @@ def align(nodes, where):
                 continue
             raise Misfit(f"modules under {where or 'the root'} differ ({list(n.children)[:4]} vs {names[:4]})")
     numeric = names and all(c.isdigit() for c in names)
+    if numeric and names != [str(i) for i in range(len(names))] \
+            and all(list(n.children) == names for n in present):
+        # A list with gaps that stay put (diffusers' `ff.net`: a Dropout
+        # without weights at index 1) is named children like any other.
+        numeric = False
     if numeric:
         return {"own": own, "list": align_list(nodes, where)}
     for name in names:
