@@ -295,7 +295,7 @@ struct CheckOutput {
 /// Check dropped files. `preset`: a preset name; or "" / "infer" to use the
 /// config JSONs dropped with the checkpoint when there are any, else the
 /// preset the checkpoint matches best.
-/// `loader`: strict, cn-clip, cn-clip-resume, hf or peft.
+/// `loader`: strict, cn-clip, cn-clip-resume, hf, peft or ldm.
 /// `reference`: the user's own model, when given: a model dump JSON (from
 /// `model_snippet`) or a reference checkpoint (its files); it wins over
 /// `preset`. A model dump dropped with the checkpoint counts as well.

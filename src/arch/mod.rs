@@ -12,6 +12,7 @@ pub mod dump;
 pub mod hf;
 mod key_rules;
 pub mod open_clip;
+pub mod stable_diffusion;
 pub mod zoo;
 
 pub use key_rules::*;
@@ -385,6 +386,7 @@ pub fn presets() -> Vec<(String, &'static str, String)> {
     out.extend(cn_clip::preset_list());
     out.extend(open_clip::preset_list());
     out.extend(zoo::presets::preset_list());
+    out.extend(stable_diffusion::preset_list());
     out
 }
 
@@ -397,6 +399,9 @@ pub fn model_from_preset(name: &str) -> Result<ModelSpec> {
         return Ok(model);
     }
     if let Some(model) = zoo::presets::from_preset(name)? {
+        return Ok(model);
+    }
+    if let Some(model) = stable_diffusion::from_preset(name)? {
         return Ok(model);
     }
     Err(err(
@@ -494,6 +499,9 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Inferred {
 }
 
 fn infer_uncached(names_shapes: &[(String, Vec<u64>)]) -> Inferred {
+    if let Some(inferred) = stable_diffusion::infer(names_shapes) {
+        return inferred;
+    }
     if let Some(inferred) = cn_clip::infer(names_shapes) {
         return inferred;
     }
@@ -599,6 +607,9 @@ pub fn model_for_inferred(inferred: &Inferred) -> Option<ModelSpec> {
         "open_clip" => open_clip::from_config_value(&inferred.config, None).ok(),
         family if family.starts_with("hf") => hf::from_config_value(&inferred.config).ok(),
         "diffusers" => zoo::diffusers::from_diffusers_config(&inferred.config).ok(),
+        "sd" => stable_diffusion::from_preset(inferred.config["release"].as_str()?)
+            .ok()
+            .flatten(),
         _ => None,
     }
 }

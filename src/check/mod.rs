@@ -31,6 +31,15 @@ pub struct Comparison {
     pub load_report: Option<String>,
 }
 
+/// What `load_state_dict(strict=False)` raises: the size mismatches only.
+fn mismatch_error_text(class_name: &str, result: &LoadResult) -> Option<String> {
+    let mismatches_only = LoadResult {
+        size_mismatches: result.size_mismatches.clone(),
+        ..LoadResult::default()
+    };
+    pytorch_error_text(class_name, &mismatches_only)
+}
+
 /// Compare a prepared state dict with the model's keys. `model_dtypes` are
 /// the model's dtypes in `prepared.model_keys` order (dtype differences
 /// are casts, not errors).
@@ -38,14 +47,18 @@ pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
     let mut notes = Vec::new();
     let mut load_report = None;
     let (result, error) = match &prepared.judgement {
-        Judgement::Strict => {
+        Judgement::Strict | Judgement::NonStrict => {
             let result = load_state_dict_in_tree(
                 &prepared.state_dict,
                 &prepared.model_keys,
                 &prepared.batchnorm_modules,
                 &prepared.module_names,
             );
-            let error = pytorch_error_text(&prepared.class_name, &result);
+            let error = if prepared.judgement == Judgement::Strict {
+                pytorch_error_text(&prepared.class_name, &result)
+            } else {
+                mismatch_error_text(&prepared.class_name, &result)
+            };
             (result, error)
         }
         Judgement::FromPretrained {
@@ -66,13 +79,9 @@ pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
             );
             // strict=False: only size mismatches are errors; PEFT keeps
             // the missing keys of its own adapter layers as a warning.
-            let mismatches_only = LoadResult {
-                size_mismatches: result.size_mismatches.clone(),
-                ..LoadResult::default()
-            };
             let error = raises
                 .clone()
-                .or_else(|| pytorch_error_text(&prepared.class_name, &mismatches_only));
+                .or_else(|| mismatch_error_text(&prepared.class_name, &result));
             let adapter_missing: Vec<String> = result
                 .missing_keys
                 .iter()

@@ -60,7 +60,7 @@ struct ModelTarget {
     #[arg(long, value_name = "DUMP.json|REFERENCE")]
     model: Option<PathBuf>,
     /// The code path that loads the checkpoint
-    #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft")]
+    #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft|ldm")]
     loader: Loader,
 }
 

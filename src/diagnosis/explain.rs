@@ -110,6 +110,10 @@ pub fn explain(
         causes.push(cause);
         return causes;
     }
+    if let Some(cause) = super::stable_diffusion::release_cause(&findings) {
+        causes.push(cause);
+        return causes;
+    }
     let aligned = (explained_by_prefix != (0, 0)).then(|| aligned_result(&findings));
     let counted = aligned.as_ref().unwrap_or(result);
     let (key_causes, mut attributed) = known_key_causes(&findings, counted);

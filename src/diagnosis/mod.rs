@@ -12,6 +12,7 @@ mod fix;
 mod layout;
 pub mod render;
 mod resized;
+mod stable_diffusion;
 mod structure;
 
 pub use explain::explain;
@@ -287,6 +288,9 @@ fn check_state_dict(
             prepared.class_name, checkpoint.file
         ),
     });
+    if loader == Loader::Strict && model.family == "sd" && !loads {
+        notes.push("Stable Diffusion's own code (LDM, sgm) and the UIs on it load with load_state_dict(strict=False): only size mismatches stop them; `--loader ldm` judges as they do".to_string());
+    }
     if loader != Loader::Peft
         && checkpoint.adapter_config.is_some()
         && explanation.iter().any(|c| c.cause == "lora-adapter")
@@ -561,6 +565,8 @@ fn family_name(family: &str) -> &str {
         "cn_clip" => "Chinese-CLIP",
         "open_clip" => "OpenAI CLIP / open_clip",
         "hf" => "Hugging Face transformers",
+        "diffusers" => "diffusers",
+        "sd" => "Stable Diffusion single-file",
         other => other,
     }
 }

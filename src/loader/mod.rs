@@ -16,6 +16,7 @@
 mod cn_clip;
 mod cn_clip_resume;
 mod hf;
+mod ldm;
 pub mod peft;
 mod strict;
 
@@ -38,6 +39,8 @@ pub enum Loader {
     /// `PeftModel.from_pretrained(base_model, adapter_dir)`: a LoRA
     /// adapter onto the base model the config describes.
     Peft,
+    /// Stable Diffusion's LDM and sgm code: `load_state_dict(strict=False)`.
+    Ldm,
 }
 
 impl Loader {
@@ -48,11 +51,12 @@ impl Loader {
             "cn-clip-resume" => Loader::CnClipResume,
             "hf" => Loader::Hf,
             "peft" => Loader::Peft,
+            "ldm" => Loader::Ldm,
             other => {
                 return Err(err(
                     ErrorKind::BadArgument,
                     format!(
-                        "unknown loader {other:?}: use strict, cn-clip, cn-clip-resume, hf or peft"
+                        "unknown loader {other:?}: use strict, cn-clip, cn-clip-resume, hf, peft or ldm"
                     ),
                 ))
             }
@@ -66,6 +70,7 @@ impl Loader {
             Loader::CnClipResume => "cn-clip-resume",
             Loader::Hf => "hf",
             Loader::Peft => "peft",
+            Loader::Ldm => "ldm",
         }
     }
 }
@@ -73,6 +78,9 @@ impl Loader {
 /// How a prepared load is judged.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Judgement {
+    /// `load_state_dict(strict=False)`: only size mismatches raise; missing
+    /// and unexpected keys are the caller's to report.
+    NonStrict,
     /// `load_state_dict(strict=True)`: the module-tree walk; any finding
     /// raises.
     Strict,
@@ -145,5 +153,6 @@ pub fn prepare(
         Loader::CnClipResume => cn_clip_resume::prepare(state_dict, model),
         Loader::Hf => hf::prepare(state_dict, model),
         Loader::Peft => peft::prepare(state_dict, model, adapter_config),
+        Loader::Ldm => ldm::prepare(state_dict, model),
     }
 }

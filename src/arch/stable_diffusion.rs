@@ -1,0 +1,204 @@
+//! Stable Diffusion single-file checkpoints: the original LDM (SD 1.x, 2.x)
+//! and sgm (SDXL) layout, `model.diffusion_model.*` beside
+//! `first_stage_model.*` and `cond_stage_model.*` or
+//! `conditioner.embedders.*`. One built-in preset per release inference YAML
+//! (`sd/1.5` is v1-inference.yaml, `sd/2.1-768` v2-inference-v.yaml,
+//! `sd/xl-base` sd_xl_base.yaml, ...), read from
+//! `zoo/stable_diffusion.json`, which zoo/stable_diffusion.py derives from
+//! diffusers, transformers and open_clip and checks with diffusers' own
+//! single-file converter. Inference names the release a file is, so that
+//! an SD 2.x file checked against v1-inference.yaml is explained as the
+//! release it is, with the YAML to use.
+
+use super::{ExpectedTensor, Inferred, ModelSpec, PresetScore};
+use crate::error::Result;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+const DATA: &str = include_str!("zoo/stable_diffusion.json");
+
+/// Every single-file checkpoint's UNet keys start with this.
+pub const UNET_PREFIX: &str = "model.diffusion_model.";
+/// The modules a release holds: UNet, VAE, text encoders.
+const COMPONENT_PREFIXES: [&str; 4] = [
+    UNET_PREFIX,
+    "first_stage_model.",
+    "cond_stage_model.",
+    "conditioner.embedders.",
+];
+
+struct Release {
+    name: &'static str,
+    yaml: &'static str,
+    about: &'static str,
+    /// `(key prefix, component)` in `state_dict()` order.
+    components: Vec<(&'static str, &'static str)>,
+}
+
+fn data() -> &'static Value {
+    static DATA_VALUE: OnceLock<Value> = OnceLock::new();
+    DATA_VALUE.get_or_init(|| serde_json::from_str(DATA).unwrap_or(Value::Null))
+}
+
+fn releases() -> &'static [Release] {
+    static RELEASES: OnceLock<Vec<Release>> = OnceLock::new();
+    RELEASES.get_or_init(|| {
+        let text = |value: &'static Value, field: &str| value[field].as_str().unwrap_or("");
+        data()["presets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|preset| Release {
+                name: text(preset, "name"),
+                yaml: text(preset, "yaml"),
+                about: text(preset, "about"),
+                components: preset["components"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|pair| Some((pair[0].as_str()?, pair[1].as_str()?)))
+                    .collect(),
+            })
+            .collect()
+    })
+}
+
+/// `(name, family, description)` of each release preset.
+pub fn preset_list() -> Vec<(String, &'static str, String)> {
+    releases()
+        .iter()
+        .map(|release| {
+            (
+                release.name.to_string(),
+                "sd",
+                format!(
+                    "{} ({}; single-file checkpoint)",
+                    release.about, release.yaml
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The model of a release preset, `None` when the name is not one.
+pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
+    let Some(release) = releases().iter().find(|r| r.name == name) else {
+        return Ok(None);
+    };
+    let mut tensors = Vec::new();
+    for (prefix, component) in &release.components {
+        for tensor in data()["components"][*component]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let shape: Vec<u64> = tensor[1]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .collect();
+            let dtype = match tensor.get(2).and_then(Value::as_str) {
+                Some("int64") => "I64",
+                _ => "F32",
+            };
+            tensors.push(ExpectedTensor {
+                name: format!("{prefix}{}", tensor[0].as_str().unwrap_or("")),
+                shape,
+                dtype: dtype.to_string(),
+                depends_on: Vec::new(),
+                exists_if: Vec::new(),
+            });
+        }
+    }
+    let class_name = if release.name.starts_with("sd/xl") {
+        "DiffusionEngine"
+    } else {
+        "LatentDiffusion"
+    };
+    Ok(Some(ModelSpec {
+        family: "sd".to_string(),
+        class_name: class_name.to_string(),
+        preset: Some(release.name.to_string()),
+        config: json!({"release": release.name, "yaml": release.yaml, "about": release.about}),
+        tensors,
+        batchnorm_modules: Vec::new(),
+        base_model_prefix: String::new(),
+        tied_keys: Vec::new(),
+        module_kinds: Vec::new(),
+        module_names: Vec::new(),
+        non_persistent: Vec::new(),
+    }))
+}
+
+/// The release a preset name is: its YAML and what it is, for explanations.
+pub fn release_facts(name: &str) -> Option<(&'static str, &'static str)> {
+    releases()
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| (r.yaml, r.about))
+}
+
+/// A single-file Stable Diffusion checkpoint, ranked against every release:
+/// the exact one is named; otherwise the closest, with how far it is.
+pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
+    let unet_keys = names_shapes
+        .iter()
+        .filter(|(name, _)| name.starts_with(UNET_PREFIX))
+        .count();
+    if unet_keys < 10 {
+        return None;
+    }
+    // Only the modules the releases describe take part: files also hold the
+    // noise schedule (`alphas_cumprod`), EMA copies (`model_ema.*`) or an old
+    // text encoder's `position_ids`, which the loaders drop (strict=False).
+    let names_shapes: Vec<(String, Vec<u64>)> = names_shapes
+        .iter()
+        .filter(|(name, _)| {
+            COMPONENT_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !name.ends_with("position_ids")
+        })
+        .cloned()
+        .collect();
+    static MODELS: OnceLock<Vec<ModelSpec>> = OnceLock::new();
+    let models = MODELS.get_or_init(|| {
+        releases()
+            .iter()
+            .filter_map(|r| from_preset(r.name).ok().flatten())
+            .collect()
+    });
+    let ranking: Vec<PresetScore> = super::rank_presets(&names_shapes, models);
+    let best = ranking.first()?;
+    let (yaml, about) = release_facts(&best.preset)?;
+    let mut undetermined = Vec::new();
+    // Releases with the same shapes (SD 2.x at 512 and at 768 with
+    // v-prediction) differ in what no tensor shows.
+    let same: Vec<&str> = ranking
+        .iter()
+        .skip(1)
+        .filter(|s| s.findings == best.findings)
+        .map(|s| s.preset.as_str())
+        .collect();
+    if !same.is_empty() {
+        undetermined.push(format!(
+            "release: the shapes are {} and equally {} (the prediction type and resolution are in the YAML, not in the tensors)",
+            best.preset,
+            same.join(", ")
+        ));
+    }
+    let shaped_like = (!best.exact).then(|| {
+        format!(
+            "closest to {} ({about}; {yaml}): {} finding(s) against it",
+            best.preset, best.findings
+        )
+    });
+    Some(Inferred {
+        family: "sd".to_string(),
+        fields: Vec::new(),
+        config: json!({"release": best.preset, "yaml": yaml, "about": about}),
+        preset: best.exact.then(|| best.preset.clone()),
+        ranking,
+        undetermined,
+        shaped_like,
+    })
+}

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Stable Diffusion single-file checkpoints (the original LDM/sgm layout:
+`model.diffusion_model.*`, `first_stage_model.*`, `cond_stage_model.*`,
+`conditioner.embedders.*`) for the releases' inference YAMLs, derived from
+the libraries and checked by diffusers' own single-file converter. Run by
+hand (never by CI or tests):
+
+    /tmp/zoo/bin/pip install diffusers open-clip-torch
+    /tmp/zoo/bin/python src/arch/zoo/stable_diffusion.py
+
+For each release (one preset per inference YAML: v1-inference.yaml, ...,
+sd_xl_refiner.yaml) it builds, on the meta device, the diffusers UNet and
+VAE of that structure and the text encoders the YAML names (transformers'
+CLIPTextModel for OpenAI's ViT-L/14, open_clip's ViT-H-14 and ViT-bigG-14
+text towers, whose visual tower LDM deletes), renames the diffusers keys to
+the LDM ones and orders them as the LDM modules register them. The result
+is kept only if diffusers' `convert_ldm_unet_checkpoint`,
+`convert_ldm_vae_checkpoint`, `convert_ldm_clip_checkpoint` and
+`convert_open_clip_checkpoint` turn it back into exactly the diffusers and
+transformers state dicts (keys and shapes), and `infer_diffusers_model_type`
+names it as the release it is. Writes src/arch/zoo/stable_diffusion.json
+(each component's listing once; each preset its components and prefixes).
+"""
+
+import json
+import os
+import re
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+SD1_UNET = dict(cross_attention_dim=768, sample_size=64)
+SD2_UNET = dict(cross_attention_dim=1024, sample_size=96, attention_head_dim=[5, 10, 20, 20],
+                use_linear_projection=True)
+SDXL_UNET = dict(sample_size=128, block_out_channels=[320, 640, 1280], cross_attention_dim=2048,
+                 down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                 up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+                 attention_head_dim=[5, 10, 20], transformer_layers_per_block=[1, 2, 10],
+                 use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+                 projection_class_embeddings_input_dim=2816)
+SDXL_REFINER_UNET = dict(sample_size=128, block_out_channels=[384, 768, 1536, 1536], cross_attention_dim=1280,
+                         down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                           "DownBlock2D"],
+                         up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+                         attention_head_dim=[6, 12, 24, 24], transformer_layers_per_block=4,
+                         use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+                         projection_class_embeddings_input_dim=2560)
+VAE = dict(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+           up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, sample_size=512)
+
+# name, inference YAML, what it is, diffusers' model type name, UNet config,
+# text encoders as (LDM prefix, component).
+PRESETS = [
+    ("sd/1.5", "v1-inference.yaml", "Stable Diffusion 1.x (SD 1.4/1.5): cross-attention dim 768, "
+     "OpenAI CLIP ViT-L/14 text encoder", "v1", SD1_UNET, [("cond_stage_model.transformer.", "clip-l")]),
+    ("sd/1.5-inpainting", "v1-inpainting-inference.yaml", "Stable Diffusion 1.x inpainting: a UNet with "
+     "9 input channels (latents, mask, masked image)", "inpainting", dict(SD1_UNET, in_channels=9),
+     [("cond_stage_model.transformer.", "clip-l")]),
+    ("sd/2.1-768", "v2-inference-v.yaml", "Stable Diffusion 2.x (768, v-prediction): cross-attention dim "
+     "1024, OpenCLIP ViT-H/14 text encoder", "v2", SD2_UNET, [("cond_stage_model.model.", "openclip-h")]),
+    ("sd/2.1-512", "v2-inference.yaml", "Stable Diffusion 2.x (512, epsilon prediction; the same shapes as "
+     "768-v): cross-attention dim 1024, OpenCLIP ViT-H/14 text encoder", "v2", SD2_UNET,
+     [("cond_stage_model.model.", "openclip-h")]),
+    ("sd/2-inpainting", "v2-inpainting-inference.yaml", "Stable Diffusion 2.x inpainting: 9 input channels, "
+     "cross-attention dim 1024", "inpainting_v2", dict(SD2_UNET, in_channels=9),
+     [("cond_stage_model.model.", "openclip-h")]),
+    ("sd/xl-base", "sd_xl_base.yaml", "Stable Diffusion XL base: cross-attention dim 2048, CLIP ViT-L and "
+     "OpenCLIP ViT-bigG text encoders", "xl_base", SDXL_UNET,
+     [("conditioner.embedders.0.transformer.", "clip-l"), ("conditioner.embedders.1.model.", "openclip-bigg")]),
+    ("sd/xl-refiner", "sd_xl_refiner.yaml", "Stable Diffusion XL refiner: cross-attention dim 1280, "
+     "OpenCLIP ViT-bigG text encoder", "xl_refiner", SDXL_REFINER_UNET,
+     [("conditioner.embedders.0.model.", "openclip-bigg")]),
+]
+
+# LDM module registration order, one rank per module or tensor name (the
+# names of different modules do not collide in a way that disagrees).
+UNET_ORDER = ["time_embed", "label_emb", "input_blocks", "middle_block", "output_blocks", "out",
+              "in_layers", "emb_layers", "out_layers", "skip_connection", "op", "conv", "norm", "proj_in",
+              "transformer_blocks", "proj_out", "attn1", "ff", "attn2", "norm1", "norm2", "norm3", "to_q",
+              "to_k", "to_v", "to_out", "net", "proj", "weight", "bias"]
+VAE_ORDER = ["encoder", "decoder", "quant_conv", "post_quant_conv", "conv_in", "down", "mid", "up", "norm_out",
+             "conv_out", "block", "attn", "downsample", "upsample", "block_1", "attn_1", "block_2", "norm1",
+             "conv1", "norm2", "conv2", "nin_shortcut", "norm", "q", "k", "v", "proj_out", "conv", "weight",
+             "bias"]
+
+
+def ordered(listing, order):
+    rank = {name: i for i, name in enumerate(order)}
+
+    def key(item):
+        out = []
+        for part in item[0].split("."):
+            out.append((0, int(part)) if part.isdigit() else (1, rank[part]))
+        return out
+    return sorted(listing, key=key)
+
+
+def unet_renames(config):
+    """diffusers UNet2DConditionModel prefixes -> LDM UNetModel prefixes."""
+    blocks = len(config["block_out_channels"])
+    per = config["layers_per_block"]
+    down_attn = ["CrossAttn" in t for t in config["down_block_types"]]
+    up_attn = ["CrossAttn" in t for t in config["up_block_types"]]
+    out = [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
+           ("add_embedding.linear_1.", "label_emb.0.0."), ("add_embedding.linear_2.", "label_emb.0.2."),
+           ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2."),
+           ("mid_block.attentions.0.", "middle_block.1."), ("mid_block.resnets.0.", "middle_block.0."),
+           ("mid_block.resnets.1.", "middle_block.2.")]
+    for i in range(blocks):
+        for j in range(per):
+            out.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{i * (per + 1) + j + 1}.0."))
+            if down_attn[i]:
+                out.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{i * (per + 1) + j + 1}.1."))
+        if i < blocks - 1:
+            out.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(i + 1) * (per + 1)}.0.op."))
+        for j in range(per + 1):
+            out.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{i * (per + 1) + j}.0."))
+            if up_attn[i]:
+                out.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{i * (per + 1) + j}.1."))
+        if i < blocks - 1:
+            out.append((f"up_blocks.{i}.upsamplers.0.",
+                        f"output_blocks.{i * (per + 1) + per}.{2 if up_attn[i] else 1}."))
+    return out
+
+
+RESNET = [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
+          ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]
+
+
+def rename_unet(key, renames):
+    for hf, ldm in renames:
+        if key.startswith(hf):
+            rest = key[len(hf):]
+            if ".resnets." in hf or hf.startswith("mid_block.resnets"):
+                for a, b in RESNET:
+                    if rest.startswith(a):
+                        rest = b + rest[len(a):]
+                        break
+            return ldm + rest
+    raise KeyError(key)
+
+
+def vae_renames():
+    out = [("mid_block.attentions.0.", "mid.attn_1."), ("conv_norm_out.", "norm_out.")]
+    for i in range(4):
+        for j in range(2):
+            out.append((f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}."))
+        if i < 3:
+            out.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))
+            out.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{3 - i}.upsample."))
+        for j in range(3):
+            out.append((f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{3 - i}.block.{j}."))
+    for i in range(2):
+        out.append((f"mid_block.resnets.{i}.", f"mid.block_{i + 1}."))
+    return out
+
+
+VAE_ATTENTION = [("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."),
+                 ("to_out.0.", "proj_out.")]
+
+
+def rename_vae(key, shape):
+    new = key.replace("conv_shortcut.", "nin_shortcut.")
+    for hf, ldm in vae_renames():
+        if hf in new:
+            new = new.replace(hf, ldm)
+            break
+    if ".mid.attn_1." in new:
+        for a, b in VAE_ATTENTION:
+            if ".mid.attn_1." + a in new:
+                new = new.replace(".mid.attn_1." + a, ".mid.attn_1." + b)
+                # LDM's attention uses 1x1 convolutions.
+                if b != "norm." and new.endswith("weight"):
+                    shape = shape + [1, 1]
+                break
+    return new, shape
+
+
+def listing(model):
+    return [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
+
+
+def meta_state_dict(items):
+    return {k: torch.empty(shape, dtype=getattr(torch, dtype), device="meta") for k, shape, dtype in items}
+
+
+def same(a, b):
+    return sorted((k, tuple(v.shape)) for k, v in a.items()) == sorted((k, tuple(v.shape)) for k, v in b.items())
+
+
+def main():
+    import diffusers
+    import open_clip
+    import transformers
+    from diffusers.loaders import single_file_utils as sfu
+    from open_clip.model import CLIP
+
+    components, checks = {}, []
+
+    def unet_component(config):
+        with torch.device("meta"):
+            unet = diffusers.UNet2DConditionModel.from_config(config)
+        renames = unet_renames(dict(unet.config))
+        ldm = ordered([[rename_unet(k, renames), s, d] for k, s, d in listing(unet)], UNET_ORDER)
+        return unet, ldm
+
+    with torch.device("meta"):
+        vae = diffusers.AutoencoderKL.from_config(VAE)
+    vae_ldm = []
+    for k, s, d in listing(vae):
+        k, s = rename_vae(k, s)
+        vae_ldm.append([k, s, d])
+    components["vae"] = ordered(vae_ldm, VAE_ORDER)
+
+    clip_config = transformers.CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                                              num_hidden_layers=12, projection_dim=768)
+    with torch.device("meta"):
+        clip_l = transformers.CLIPTextModel(clip_config)
+    # LDM's checkpoints were saved by transformers 4, whose CLIPTextModel
+    # keeps its modules under `text_model.`.
+    components["clip-l"] = [["text_model." + k, s, d] for k, s, d in listing(clip_l)]
+    for name, arch in (("openclip-h", "ViT-H-14"), ("openclip-bigg", "ViT-bigG-14")):
+        with torch.device("meta"):
+            model = CLIP(**open_clip.get_model_config(arch))
+        # FrozenOpenCLIPEmbedder deletes the visual tower.
+        components[name] = [x for x in listing(model) if not x[0].startswith("visual.")]
+
+    presets = []
+    for name, yaml, about, diffusers_type, unet_config, texts in PRESETS:
+        unet, unet_ldm = unet_component(unet_config)
+        component = "unet-" + name.split("/")[1]
+        # Releases of the same shapes (SD 2.x at 512 and at 768) share one.
+        component = next((c for c, v in components.items() if c.startswith("unet-") and v == unet_ldm), component)
+        components[component] = unet_ldm
+        # In state_dict() order: LDM's LatentDiffusion registers the UNet,
+        # then the VAE, then the text encoder; sgm's DiffusionEngine (SDXL)
+        # the UNet, the conditioner, then the VAE.
+        if name.startswith("sd/xl"):
+            parts = [["model.diffusion_model.", component]] + [list(t) for t in texts] + [["first_stage_model.", "vae"]]
+        else:
+            parts = [["model.diffusion_model.", component], ["first_stage_model.", "vae"]] + [list(t) for t in texts]
+        checkpoint = {}
+        for prefix, part in parts:
+            checkpoint.update(meta_state_dict([[prefix + k, s, d] for k, s, d in components[part]]))
+        # diffusers' own converter must give back the diffusers models.
+        got = sfu.convert_ldm_unet_checkpoint(checkpoint, dict(unet.config))
+        assert same(got, unet.state_dict()), f"{name}: UNet does not convert back"
+        got = sfu.convert_ldm_vae_checkpoint(checkpoint, dict(vae.config))
+        assert same(got, vae.state_dict()), f"{name}: VAE does not convert back"
+        kind = sfu.infer_diffusers_model_type(checkpoint)
+        assert kind == diffusers_type, f"{name}: diffusers reads it as {kind}"
+        for prefix, part in texts:
+            if part == "clip-l":
+                got = sfu.convert_ldm_clip_checkpoint(checkpoint, remove_prefix=prefix)
+                want = {"text_model." + k: v for k, v in clip_l.state_dict().items()}
+                got = {k: v for k, v in got.items() if not k.endswith("position_ids")}
+                assert same(got, want) or same({k.removeprefix("text_model."): v for k, v in got.items()},
+                                               clip_l.state_dict()), f"{name}: CLIP-L does not convert back"
+        checks.append(name)
+        presets.append({"name": name, "yaml": yaml, "about": about, "diffusers_type": diffusers_type,
+                        "components": parts})
+        print(name, sum(len(components[p]) for _, p in parts), "tensors; converts back; diffusers reads",
+              kind, flush=True)
+    out = {
+        "generated_by": "src/arch/zoo/stable_diffusion.py",
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "open_clip": open_clip.__version__,
+        "presets": presets,
+        "components": {k: [[n, s] + ([d] if d != "float32" else []) for n, s, d in v]
+                       for k, v in components.items()},
+    }
+    with open(os.path.join(HERE, "stable_diffusion.json"), "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+    assert all(re.fullmatch(r"[\w.]+", n) for v in components.values() for n, _, _ in v)
+
+
+if __name__ == "__main__":
+    main()
