@@ -211,3 +211,100 @@ fn an_sd2_file_with_the_v1_yaml_is_explained_as_sd2() {
         report.explanation[0].text
     );
 }
+
+fn yaml(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/sd/yaml/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn from_yaml(name: &str, text: &str) -> ckptcheck::Result<ModelSpec> {
+    arch::model_from_config_json(&[(name.to_string(), text.to_string())])
+}
+
+/// Each release's inference YAML (tests/fixtures/sd/yaml/, whose UNet and
+/// VAE diffusers' create_*_diffusers_config_from_ldm builds into the
+/// release's, stable_diffusion.py checks) is read as that release, SD 2.x
+/// at 512 and at 768-v told apart by `parameterization`.
+#[test]
+fn each_release_yaml_is_its_release() {
+    for (file, release) in [
+        ("v1-inference.yaml", "sd/1.5"),
+        ("v1-inpainting-inference.yaml", "sd/1.5-inpainting"),
+        ("v2-inference-v.yaml", "sd/2.1-768"),
+        ("v2-inference.yaml", "sd/2.1-512"),
+        ("v2-inpainting-inference.yaml", "sd/2-inpainting"),
+        ("sd_xl_base.yaml", "sd/xl-base"),
+        ("sd_xl_refiner.yaml", "sd/xl-refiner"),
+    ] {
+        let model = from_yaml(file, &yaml(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(model.preset.as_deref(), Some(release), "{file}");
+        assert_eq!(model.config["yaml"], file, "{file}");
+        assert_eq!(model.family, "sd", "{file}");
+    }
+}
+
+/// A YAML of no release is refused with the closest release and the facts
+/// that differ; YAML this reader does not take is refused with its line.
+#[test]
+fn yamls_of_no_release_and_unread_yaml_are_refused() {
+    let text = yaml("v1-inference.yaml").replace("context_dim: 768", "context_dim: 1280");
+    let error = from_yaml("custom.yaml", &text).expect_err("no release has it");
+    assert_eq!(error.kind, ckptcheck::ErrorKind::BadConfig);
+    assert!(
+        error.message.contains("closest is sd/1.5"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error
+            .message
+            .contains("cross_attention_dim 1280 where sd/1.5 has 768"),
+        "{}",
+        error.message
+    );
+    assert_eq!(error.file.as_deref(), Some("custom.yaml"));
+
+    let text = yaml("v1-inference.yaml").replace(
+        "  params:\n    linear_start",
+        "  params: &p\n    linear_start",
+    );
+    let error = from_yaml("anchored.yaml", &text).expect_err("anchors are not read");
+    assert!(error.message.contains("YAML line 6"), "{}", error.message);
+
+    let error = from_yaml("tabs.yaml", "model:\n\t target: x\n").expect_err("a tab");
+    assert!(
+        error.message.contains("YAML line 2: a tab"),
+        "{}",
+        error.message
+    );
+
+    let error = from_yaml("other.yaml", "name: not a model\n").expect_err("no model section");
+    assert!(
+        error
+            .message
+            .contains("not a Stable Diffusion inference YAML"),
+        "{}",
+        error.message
+    );
+}
+
+/// The reader's YAML: nested mappings, sequences of mappings (SDXL's
+/// `emb_models`), block and flow lists, comments, quoted and plain scalars.
+#[test]
+fn the_yaml_reader_reads_what_the_release_yamls_use() {
+    let value = arch::sd_yaml::parse(
+        "a:\n  b: 1  # one\n  c: [1, 2, [3, 4]]\n  d:\n  - x\n  - 'y # not a comment'\n  e:\n    - k: 1\n      l: \"two\"\n    - k: 3\nf: True\ng: 1.e-6\nh: ~\n",
+    )
+    .unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({
+            "a": {"b": 1, "c": [1, 2, [3, 4]], "d": ["x", "y # not a comment"],
+                  "e": [{"k": 1, "l": "two"}, {"k": 3}]},
+            "f": true, "g": 1e-6, "h": null
+        })
+    );
+}

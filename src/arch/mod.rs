@@ -12,6 +12,7 @@ pub mod dump;
 pub mod hf;
 mod key_rules;
 pub mod open_clip;
+pub mod sd_yaml;
 pub mod stable_diffusion;
 pub mod zoo;
 
@@ -416,6 +417,16 @@ pub fn model_from_preset(name: &str) -> Result<ModelSpec> {
 pub fn model_from_config_json(texts: &[(String, String)]) -> Result<ModelSpec> {
     let mut values = Vec::new();
     for (file, text) in texts {
+        if [".yaml", ".yml"].iter().any(|end| file.ends_with(end)) {
+            if texts.len() > 1 {
+                return Err(err(
+                    ErrorKind::BadConfig,
+                    "a Stable Diffusion inference YAML is the whole config: give it alone",
+                )
+                .in_file(file));
+            }
+            return stable_diffusion::from_yaml(text).map_err(|e| e.in_file(file));
+        }
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             err(
                 ErrorKind::BadConfig,

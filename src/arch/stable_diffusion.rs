@@ -202,3 +202,50 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
         shaped_like,
     })
 }
+
+/// The release an inference YAML describes (`v2-inference-v.yaml` is
+/// `sd/2.1-768`): the one whose shape facts (`sd_yaml::facts`) the YAML's
+/// equal. A YAML of no release is refused with the closest release and the
+/// facts where they differ.
+pub fn from_yaml(text: &str) -> Result<ModelSpec> {
+    let facts = super::sd_yaml::facts(&super::sd_yaml::parse(text)?)?;
+    let mut closest: Option<(usize, &'static str, Vec<String>)> = None;
+    for preset in data()["presets"].as_array().into_iter().flatten() {
+        let name = preset["name"].as_str().unwrap_or("");
+        let differing: Vec<String> = preset["yaml_facts"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(field, value)| facts.get(field.as_str()) != Some(*value))
+            .map(|(field, value)| {
+                format!("{field} {} where {name} has {value}", facts[field.as_str()])
+            })
+            .collect();
+        if differing.is_empty() {
+            let mut model = from_preset(name)?.ok_or_else(|| {
+                crate::error::err(
+                    crate::error::ErrorKind::BadConfig,
+                    "release data is incomplete",
+                )
+            })?;
+            if let Some(object) = model.config.as_object_mut() {
+                object.insert("yaml_facts".into(), facts);
+            }
+            return Ok(model);
+        }
+        if closest
+            .as_ref()
+            .is_none_or(|(count, _, _)| differing.len() < *count)
+        {
+            closest = Some((differing.len(), name, differing));
+        }
+    }
+    let (_, name, differing) = closest.unwrap_or((0, "", Vec::new()));
+    Err(crate::error::err(
+        crate::error::ErrorKind::BadConfig,
+        format!(
+            "this inference YAML describes no Stable Diffusion release ckptcheck knows; the closest is {name}: {}",
+            differing.join("; ")
+        ),
+    ))
+}

@@ -179,6 +179,52 @@ def rename_vae(key, shape):
     return new, shape
 
 
+UNET_FACTS = ["in_channels", "block_out_channels", "down_block_types", "up_block_types", "layers_per_block",
+              "transformer_layers_per_block", "use_linear_projection", "cross_attention_dim",
+              "projection_class_embeddings_input_dim"]
+YAMLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "tests", "fixtures", "sd", "yaml")
+
+
+def yaml_facts(yaml_name, checkpoint, unet, vae):
+    """What a release's inference YAML says of the shapes, as diffusers reads
+    it (`create_unet_diffusers_config_from_ldm`, the YAML at
+    tests/fixtures/sd/yaml/): the diffusers UNet config fields that decide
+    tensors (checked to build the release's UNet), the text encoders'
+    targets, and the VAE's ddconfig. ckptcheck reads a dropped YAML into the
+    same facts (arch/sd_yaml.rs) and takes the release they equal."""
+    import diffusers
+    import yaml
+    from diffusers.loaders import single_file_utils as sfu
+    with open(os.path.join(YAMLS, yaml_name)) as f:
+        original = yaml.safe_load(f)
+    config = sfu.create_unet_diffusers_config_from_ldm(original, checkpoint)
+    with torch.device("meta"):
+        rebuilt = diffusers.UNet2DConditionModel.from_config(config)
+    assert same(rebuilt.state_dict(), unet.state_dict()), f"{yaml_name}: its UNet is not the release's"
+    vae_config = sfu.create_vae_diffusers_config_from_ldm(original, checkpoint)
+    with torch.device("meta"):
+        rebuilt = diffusers.AutoencoderKL.from_config(vae_config)
+    assert same(rebuilt.state_dict(), vae.state_dict()), f"{yaml_name}: its VAE is not the release's"
+    facts = {k: (list(config[k]) if isinstance(config.get(k), tuple) else config.get(k)) for k in UNET_FACTS}
+    params = original["model"]["params"]
+    if "cond_stage_config" in params:
+        embedders = [params["cond_stage_config"]]
+    else:
+        embedders = params["conditioner_config"]["params"]["emb_models"]
+    facts["text_encoders"] = [e["target"].rsplit(".", 1)[1] + ("/" + e["params"]["arch"]
+                                                              if "arch" in e.get("params", {}) else "")
+                              for e in embedders if "Timestep" not in e["target"]]
+    # What no tensor shows, but tells SD 2.x at 512 from 768-v.
+    if "cond_stage_config" in params:
+        facts["parameterization"] = params.get("parameterization", "eps")
+    else:
+        scaling = params["denoiser_config"]["params"]["scaling_config"]["target"]
+        facts["parameterization"] = "v" if scaling.endswith("VScaling") else "eps"
+    dd = params["first_stage_config"]["params"]["ddconfig"]
+    facts["vae"] = {k: dd[k] for k in ("ch", "ch_mult", "z_channels", "num_res_blocks")}
+    return facts
+
+
 def listing(model):
     return [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
 
@@ -259,9 +305,10 @@ def main():
                 got = {k: v for k, v in got.items() if not k.endswith("position_ids")}
                 assert same(got, want) or same({k.removeprefix("text_model."): v for k, v in got.items()},
                                                clip_l.state_dict()), f"{name}: CLIP-L does not convert back"
+        facts = yaml_facts(yaml, checkpoint, unet, vae)
         checks.append(name)
         presets.append({"name": name, "yaml": yaml, "about": about, "diffusers_type": diffusers_type,
-                        "components": parts})
+                        "components": parts, "yaml_facts": facts})
         print(name, sum(len(components[p]) for _, p in parts), "tensors; converts back; diffusers reads",
               kind, flush=True)
     out = {
