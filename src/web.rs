@@ -131,7 +131,8 @@ fn sources(files: &js_sys::Array) -> Result<Vec<BlobSource>> {
     Ok(out)
 }
 
-/// Split dropped files into checkpoint files and config JSONs (by content),
+/// Split dropped files into checkpoint files and config JSONs (by content)
+/// or inference YAMLs (by name),
 /// then read the checkpoint.
 fn read_dropped(files: &js_sys::Array) -> Result<(crate::Checkpoint, Vec<(String, String)>)> {
     let sources = sources(files)?;
@@ -152,6 +153,29 @@ fn read_sources(sources: &[BlobSource]) -> Result<Dropped<'_>> {
     let mut configs = Vec::new();
     let mut adapter_config = None;
     for source in sources {
+        // A Stable Diffusion inference YAML is a config, read by name.
+        let name = source.name().to_ascii_lowercase();
+        if name.ends_with(".yaml") || name.ends_with(".yml") {
+            // The release YAMLs are 2-3 KB; a cap keeps a mis-named blob from
+            // being read whole.
+            const YAML_LIMIT: u64 = 1024 * 1024;
+            if source.len() > YAML_LIMIT {
+                return Err(Error::new(
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "{}: {} bytes is too large for an inference YAML (limit {YAML_LIMIT})",
+                        source.name(),
+                        source.len()
+                    ),
+                ));
+            }
+            let bytes = crate::source::read_vec(source, 0, source.len())?;
+            configs.push((
+                source.name().to_string(),
+                String::from_utf8_lossy(&bytes).to_string(),
+            ));
+            continue;
+        }
         match format::detect(source)? {
             format::Format::Json => match format::adapter_config(source)? {
                 // A PEFT adapter's config (the first): read once, kept apart.

@@ -331,3 +331,48 @@ fn help_version_and_completions_are_conventional() {
     assert_eq!(code, 2);
     assert!(stderr.contains("frobnicate"), "{stderr}");
 }
+
+/// The classic Stable Diffusion failure as people hit it: an SD 2.1
+/// training `.ckpt` (tests/fixtures/sd/make_sd_loads.py) run with the v1
+/// inference YAML, as LDM loads it.
+#[test]
+fn an_sd2_ckpt_with_the_v1_yaml_is_explained_and_loads_with_its_own() {
+    let file = fixture("sd/sd-2.1-768.shapes.ckpt");
+    let yaml = |name: &str| fixture(&format!("sd/yaml/{name}"));
+    let (code, stdout, _) = run(&[
+        "check",
+        file.to_str().expect("p"),
+        "--config",
+        yaml("v1-inference.yaml").to_str().expect("p"),
+        "--loader",
+        "ldm",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    let report = json(&stdout);
+    assert_eq!(report["class_name"], "LatentDiffusion");
+    assert_eq!(report["state_dict_path"][0], "state_dict");
+    let cause = &report["explanation"][0];
+    assert_eq!(cause["cause"], "sd-release");
+    assert_eq!(cause["checkpoint"], "sd/2.1-768");
+    let text = cause["text"].as_str().expect("text");
+    assert!(text.contains("v2-inference-v.yaml"), "{text}");
+    assert!(text.contains("cross-attention dim 1024"), "{text}");
+    // LDM unwraps `state_dict` itself: no note that the whole file fails.
+    assert!(
+        !report["notes"].to_string().contains("whole file fails"),
+        "{}",
+        report["notes"]
+    );
+    for good in ["v2-inference-v.yaml", "v2-inference.yaml"] {
+        let (code, stdout, _) = run(&[
+            "check",
+            file.to_str().expect("p"),
+            "--config",
+            yaml(good).to_str().expect("p"),
+            "--loader",
+            "ldm",
+        ]);
+        assert_eq!(code, 0, "{good}: {stdout}");
+    }
+}

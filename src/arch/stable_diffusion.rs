@@ -149,8 +149,8 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
     if unet_keys < 10 {
         return None;
     }
-    // Only the modules the releases describe take part: files also hold the
-    // noise schedule (`alphas_cumprod`), EMA copies (`model_ema.*`) or an old
+    // Only the modules take part: files also hold the noise schedule
+    // (`alphas_cumprod`, absent from some trainers' files), EMA copies (`model_ema.*`) or an old
     // text encoder's `position_ids`, which the loaders drop (strict=False).
     let names_shapes: Vec<(String, Vec<u64>)> = names_shapes
         .iter()
@@ -165,6 +165,15 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
         releases()
             .iter()
             .filter_map(|r| from_preset(r.name).ok().flatten())
+            .map(|mut model| {
+                // The noise schedule LDM keeps as buffers says nothing of
+                // the release (every one has 1000 steps), and files made by
+                // other trainers often drop it: rank by the modules alone.
+                model
+                    .tensors
+                    .retain(|t| COMPONENT_PREFIXES.iter().any(|p| t.name.starts_with(p)));
+                model
+            })
             .collect()
     });
     let ranking: Vec<PresetScore> = super::rank_presets(&names_shapes, models);

@@ -195,7 +195,13 @@ fn check_state_dict(
             }
         ));
     }
-    let whole_file_pytorch_error = whole_file_error(checkpoint, model, &path);
+    // LDM and sgm read `torch.load(f)["state_dict"]` themselves: the whole
+    // file is never handed to load_state_dict, so no note says it fails.
+    let whole_file_pytorch_error = if loader == Loader::Ldm {
+        None
+    } else {
+        whole_file_error(checkpoint, model, &path)
+    };
     if let Some(error) = &whole_file_pytorch_error {
         let unexpected = error
             .lines()

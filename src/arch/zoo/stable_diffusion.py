@@ -274,6 +274,12 @@ def main():
         # FrozenOpenCLIPEmbedder deletes the visual tower.
         components[name] = [x for x in listing(model) if not x[0].startswith("visual.")]
 
+    # DDPM.register_schedule's persistent buffers, one value per timestep
+    # (every release YAML has `timesteps: 1000`).
+    components["ldm-schedule"] = [[n, [1000], "float32"] for n in (
+        "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+        "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+        "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2")]
     presets = []
     for name, yaml, about, diffusers_type, unet_config, texts in PRESETS:
         unet, unet_ldm = unet_component(unet_config)
@@ -284,10 +290,14 @@ def main():
         # In state_dict() order: LDM's LatentDiffusion registers the UNet,
         # then the VAE, then the text encoder; sgm's DiffusionEngine (SDXL)
         # the UNet, the conditioner, then the VAE.
+        # LDM's DDPM registers its noise schedule as buffers of its own,
+        # which state_dict() gives before any module's (sgm keeps no schedule
+        # in DiffusionEngine).
         if name.startswith("sd/xl"):
             parts = [["model.diffusion_model.", component]] + [list(t) for t in texts] + [["first_stage_model.", "vae"]]
         else:
-            parts = [["model.diffusion_model.", component], ["first_stage_model.", "vae"]] + [list(t) for t in texts]
+            parts = [["", "ldm-schedule"], ["model.diffusion_model.", component], ["first_stage_model.", "vae"]] + \
+                [list(t) for t in texts]
         checkpoint = {}
         for prefix, part in parts:
             checkpoint.update(meta_state_dict([[prefix + k, s, d] for k, s, d in components[part]]))
