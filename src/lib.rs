@@ -39,6 +39,7 @@ pub mod loader;
 pub mod npy;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod open;
+pub mod pipeline;
 pub mod reference;
 #[cfg(all(feature = "remote", not(target_arch = "wasm32")))]
 pub mod remote;

@@ -34,21 +34,25 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
         if !is_url(path) && path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| {
-                    err(ErrorKind::Io, format!("cannot list folder: {e}"))
-                        .in_file(&path.display().to_string())
-                })?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            entries.sort();
-            out.extend(entries);
+            out.extend(list_folder(path)?.into_iter().filter(|p| p.is_file()));
         } else {
             out.push(path.clone());
         }
     }
     Ok(out)
+}
+
+/// What a folder holds, sorted by name.
+fn list_folder(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            err(ErrorKind::Io, format!("cannot list folder: {e}"))
+                .in_file(&dir.display().to_string())
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
 }
 
 /// Open one file or URL.
@@ -195,7 +199,7 @@ pub fn model_from_configs(configs: &[String]) -> Result<arch::ModelSpec> {
     match configs {
         [] => Err(err(
             ErrorKind::BadArgument,
-            "check needs --config PRESET or --config PATH",
+            "check needs --config PRESET, --config PATH or --model PATH (a diffusers pipeline folder needs none)",
         )),
         [one] if !Path::new(one).exists() => arch::model_from_preset(one),
         several => {
@@ -363,4 +367,48 @@ pub fn check_against(
         Some(path) => diagnosis::check_at(checkpoint, model, loader, path),
         None => Ok(diagnosis::check(checkpoint, model, loader)),
     }
+}
+
+/// A diffusers pipeline folder (`model_index.json` and a subfolder per
+/// component), every file in it and one level down opened and checked
+/// component by component.
+pub fn check_pipeline_folder(
+    folder: &Path,
+    variant: Option<&str>,
+) -> Result<crate::pipeline::PipelineReport> {
+    let name = folder.display().to_string();
+    let list = list_folder;
+    let mut relative = Vec::new();
+    for entry in list(folder)? {
+        let Some(top) = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if entry.is_file() {
+            relative.push((top, entry));
+        } else if entry.is_dir() {
+            for inner in list(&entry)? {
+                if let (true, Some(file)) =
+                    (inner.is_file(), inner.file_name().and_then(|n| n.to_str()))
+                {
+                    relative.push((format!("{top}/{file}"), inner.clone()));
+                }
+            }
+        }
+    }
+    let opened: Vec<(String, FileSource)> = relative
+        .into_iter()
+        .map(|(path, full)| Ok((path, FileSource::open(&full)?)))
+        .collect::<Result<_>>()?;
+    let files: Vec<crate::pipeline::PipelineFile> = opened
+        .iter()
+        .map(|(path, source)| crate::pipeline::PipelineFile {
+            path: path.clone(),
+            source,
+        })
+        .collect();
+    crate::pipeline::check_pipeline(&name, &files, variant)
 }

@@ -319,7 +319,7 @@ struct CheckOutput {
 /// Check dropped files. `preset`: a preset name; or "" / "infer" to use the
 /// config JSONs dropped with the checkpoint when there are any, else the
 /// preset the checkpoint matches best.
-/// `loader`: strict, cn-clip, cn-clip-resume, hf, peft or ldm.
+/// `loader`: strict, cn-clip, cn-clip-resume, hf, peft, ldm or diffusers.
 /// `reference`: the user's own model, when given: a model dump JSON (from
 /// `model_snippet`) or a reference checkpoint (its files); it wins over
 /// `preset`. A model dump dropped with the checkpoint counts as well.
@@ -343,6 +343,47 @@ pub fn check_files(
             verdict,
             markdown,
         })
+    };
+    to_js(&run().map_err(js_error)?)
+}
+
+/// A dropped diffusers pipeline folder, component by component: `files`
+/// and `paths` (each file's path relative to the folder that holds
+/// `model_index.json`) side by side; `folder` names it; `variant` is
+/// from_pretrained's `variant=` or empty.
+#[wasm_bindgen]
+pub fn check_pipeline_files(
+    files: js_sys::Array,
+    paths: js_sys::Array,
+    folder: &str,
+    variant: &str,
+) -> std::result::Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct PipelineOutput {
+        pipeline: crate::pipeline::PipelineReport,
+        text: String,
+    }
+    let run = || -> Result<PipelineOutput> {
+        let sources = sources(&files)?;
+        let paths: Vec<String> = paths.iter().filter_map(|p| p.as_string()).collect();
+        if paths.len() != sources.len() {
+            return Err(err(
+                ErrorKind::BadArgument,
+                "check_pipeline_files needs one path per file",
+            ));
+        }
+        let pipeline_files: Vec<crate::pipeline::PipelineFile> = sources
+            .iter()
+            .zip(paths)
+            .map(|(source, path)| crate::pipeline::PipelineFile {
+                path,
+                source: source as &dyn ByteSource,
+            })
+            .collect();
+        let variant = (!variant.is_empty()).then_some(variant);
+        let pipeline = crate::pipeline::check_pipeline(folder, &pipeline_files, variant)?;
+        let text = crate::pipeline::to_text(&pipeline);
+        Ok(PipelineOutput { pipeline, text })
     };
     to_js(&run().map_err(js_error)?)
 }

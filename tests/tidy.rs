@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["loader"],
     &["check"],
     &["diagnosis", "scan", "weights"],
-    &["convert"],
+    &["convert", "pipeline"],
     &["reference"],
     &["fast_cpu"],
     &["verify"],

@@ -8,7 +8,7 @@
 // Registered by app.js with the site root as scope, which needs the server
 // to send `Service-Worker-Allowed: /` for this file.
 
-const CACHE = "ckptcheck-v1";
+const CACHE = "ckptcheck-v2";
 const BASE = new URL("../", self.location.href);
 // Every file the page and the widget load, each module of www/app/ too: a
 // file left out here is missing offline on the next visit.
@@ -29,6 +29,7 @@ const PRECACHE = [
   "www/app/verify.js",
   "www/app/scan.js",
   "www/app/write.js",
+  "www/app/pipeline.js",
   "www/client.js",
   "www/worker.js",
   "www/embed.js",

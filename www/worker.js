@@ -11,6 +11,9 @@
 //                {type: "plan_write", id, files, mode: "convert" | "fix", dtype, preset, loader,
 //                 reference}: the plan of a safetensors file; {type: "write_part", id,
 //                 files: [the job's file], job}: the bytes of one converted tensor, {bytes}
+//                {type: "pipeline", id, files, paths, folder, variant}: a diffusers
+//                 pipeline folder, paths relative to its model_index.json; the
+//                 result is {pipeline, text}
 //                {type: "scan", id, files}: progress messages carry {done, total}
 //                bytes; the result is {type: "result", id, scan}
 //           out: {type: "progress", id, stage, text}
@@ -25,7 +28,7 @@
 //                {type: "error", id, kind, message, fatal, checkpoint?}
 // Cancelling is terminating this worker; the page starts a new one.
 
-import init, { check_files, gpu_unavailable_reason, inspect_files, model_snippet, plan_write, presets, scan_files, verify_files, write_part } from "./pkg/ckptcheck.js";
+import init, { check_files, check_pipeline_files, gpu_unavailable_reason, inspect_files, model_snippet, plan_write, presets, scan_files, verify_files, write_part } from "./pkg/ckptcheck.js";
 
 // Started on load so the first request does not pay for compiling the wasm.
 const ready = init();
@@ -53,7 +56,7 @@ function describe(files) {
 }
 
 self.onmessage = async (event) => {
-  const { type, id, files = [], preset = "infer", loader = "strict", device = "gpu", layers, reference = [], mode, dtype = "keep", job } = event.data || {};
+  const { type, id, files = [], preset = "infer", loader = "strict", device = "gpu", layers, reference = [], mode, dtype = "keep", job, paths = [], folder = "", variant = "" } = event.data || {};
   const started = performance.now();
   const progress = (stage, text) => self.postMessage({ type: "progress", id, stage, text });
   try {
@@ -93,6 +96,9 @@ self.onmessage = async (event) => {
         self.postMessage({ type: "progress", id, stage: "verify", text, done, total });
       });
       result = { ...verify, wasm_memory_bytes: (await ready).memory.buffer.byteLength };
+    } else if (type === "pipeline") {
+      progress("read", `reading the components of ${folder || "the pipeline"}`);
+      result = check_pipeline_files(files, paths, folder, variant);
     } else if (type === "inspect" || type === "check") {
       const { names, total } = describe(files);
       progress("read", `reading the tensor index of ${names}`);

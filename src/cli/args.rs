@@ -46,13 +46,9 @@ struct Json {
 #[derive(ClapArgs)]
 struct ModelTarget {
     /// A preset name (`ckptcheck presets`) or a config JSON; twice for a
-    /// Chinese-CLIP vision + text pair
-    #[arg(
-        long = "config",
-        required_unless_present = "model",
-        conflicts_with = "model",
-        value_name = "PRESET|PATH"
-    )]
+    /// Chinese-CLIP vision + text pair (not needed for a diffusers pipeline
+    /// folder, which carries its own)
+    #[arg(long = "config", conflicts_with = "model", value_name = "PRESET|PATH")]
     configs: Vec<String>,
     /// Any PyTorch model: a model dump (`ckptcheck snippet` writes one from
     /// your model in Python) or a reference checkpoint of the model
@@ -60,7 +56,7 @@ struct ModelTarget {
     #[arg(long, value_name = "DUMP.json|REFERENCE")]
     model: Option<PathBuf>,
     /// The code path that loads the checkpoint
-    #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft|ldm")]
+    #[arg(long, default_value = "strict", value_parser = parse_loader, value_name = "strict|cn-clip|cn-clip-resume|hf|peft|ldm|diffusers")]
     loader: Loader,
 }
 
@@ -83,7 +79,7 @@ enum Command {
     /// Say what load_state_dict (or the chosen loader) would report for
     /// this checkpoint and model, why, and what to change
     #[command(
-        after_help = "Examples:\n  ckptcheck check ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --loader cn-clip\n  ckptcheck check model.safetensors --config config.json --loader hf --json\n  ckptcheck check ckpt.pt --config vision.json --config text.json\n  ckptcheck check finetune.pt --model model.ckptcheck.json\n  ckptcheck check finetune.pt --model official.safetensors\n  ckptcheck check lora/ --config base/config.json --loader peft"
+        after_help = "Examples:\n  ckptcheck check ckpt.pt --config ViT-B-16@RoBERTa-wwm-ext-base-chinese --loader cn-clip\n  ckptcheck check model.safetensors --config config.json --loader hf --json\n  ckptcheck check ckpt.pt --config vision.json --config text.json\n  ckptcheck check finetune.pt --model model.ckptcheck.json\n  ckptcheck check finetune.pt --model official.safetensors\n  ckptcheck check lora/ --config base/config.json --loader peft\n  ckptcheck check stable-diffusion-v1-5/   (a diffusers pipeline folder, component by component)"
     )]
     Check {
         #[command(flatten)]
@@ -94,6 +90,10 @@ enum Command {
         /// `state_dict_ema`) instead of the largest dict of tensors
         #[arg(long, value_name = "KEY/KEY")]
         state_dict_path: Option<String>,
+        /// A diffusers pipeline folder's weight variant, as from_pretrained's
+        /// `variant=` (`fp16` reads `diffusion_pytorch_model.fp16.safetensors`)
+        #[arg(long, value_name = "VARIANT")]
+        variant: Option<String>,
         #[command(flatten)]
         json: Json,
     },
@@ -337,6 +337,7 @@ pub struct Args {
     pub jobs: Option<usize>,
     pub resume: Option<PathBuf>,
     pub scan: bool,
+    pub variant: Option<String>,
 }
 
 impl Args {
@@ -362,6 +363,7 @@ impl Args {
             jobs: None,
             resume: None,
             scan: false,
+            variant: None,
         }
     }
 }
@@ -383,6 +385,7 @@ pub fn parse() -> Args {
             files,
             target,
             state_dict_path,
+            variant,
             json,
         } => Args {
             configs: target.configs,
@@ -390,6 +393,7 @@ pub fn parse() -> Args {
             loader: target.loader,
             state_dict_path: state_dict_path
                 .map(|path| path.split('/').map(str::to_string).collect()),
+            variant,
             ..Args::new("check", files.files, json.json)
         },
         Command::Infer { files, json } => Args::new("infer", files.files, json.json),

@@ -289,6 +289,12 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         "check" => {
+            if let [folder] = args.files.as_slice() {
+                if folder.join(ckptcheck::pipeline::INDEX_NAME).is_file() {
+                    return check_pipeline(folder, args);
+                }
+            }
+            require_model(args)?;
             let files = open::open_all(&args.files)?;
             let checkpoint = open::read_opened(&args.files, &files)?;
             let (_, report) = check_against_model(&checkpoint, args)?;
@@ -382,12 +388,52 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
         }
         "verify" => verify(args),
         "convert" => write::convert(args),
-        "fix" => write::fix(args),
+        "fix" => {
+            require_model(args)?;
+            write::fix(args)
+        }
         other => Err(Error::new(
             ErrorKind::BadArgument,
             format!("unknown command {other:?}"),
         )),
     }
+}
+
+/// `check` and `fix` need a model, unless given a pipeline folder: said
+/// before any file is opened, as a usage error is.
+fn require_model(args: &Args) -> Result<(), Error> {
+    if args.configs.is_empty() && args.model.is_none() {
+        return Err(Error::new(
+            ErrorKind::BadArgument,
+            format!(
+                "{} needs --config PRESET|PATH or --model PATH (only a diffusers pipeline folder carries its own)",
+                args.command
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A diffusers pipeline folder, component by component; exit 0 when every
+/// component loads and fits the others, 1 otherwise.
+fn check_pipeline(folder: &std::path::Path, args: &Args) -> Result<ExitCode, Error> {
+    if !args.configs.is_empty() || args.model.is_some() {
+        return Err(Error::new(
+            ErrorKind::BadArgument,
+            "a pipeline folder is checked against its own model_index.json and configs: drop --config/--model",
+        ));
+    }
+    let report = open::check_pipeline_folder(folder, args.variant.as_deref())?;
+    if args.json {
+        print_json(&report);
+    } else {
+        print!("{}", ckptcheck::pipeline::to_text(&report));
+    }
+    Ok(if report.consistent {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The model to run: `--config` presets or JSONs; without `--config`, a

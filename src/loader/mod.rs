@@ -41,6 +41,9 @@ pub enum Loader {
     Peft,
     /// Stable Diffusion's LDM and sgm code: `load_state_dict(strict=False)`.
     Ldm,
+    /// diffusers' `ModelMixin.from_pretrained`: a size mismatch raises,
+    /// missing and unexpected keys are logged.
+    Diffusers,
 }
 
 impl Loader {
@@ -52,11 +55,12 @@ impl Loader {
             "hf" => Loader::Hf,
             "peft" => Loader::Peft,
             "ldm" => Loader::Ldm,
+            "diffusers" => Loader::Diffusers,
             other => {
                 return Err(err(
                     ErrorKind::BadArgument,
                     format!(
-                        "unknown loader {other:?}: use strict, cn-clip, cn-clip-resume, hf, peft or ldm"
+                        "unknown loader {other:?}: use strict, cn-clip, cn-clip-resume, hf, peft, ldm or diffusers"
                     ),
                 ))
             }
@@ -71,6 +75,7 @@ impl Loader {
             Loader::Hf => "hf",
             Loader::Peft => "peft",
             Loader::Ldm => "ldm",
+            Loader::Diffusers => "diffusers",
         }
     }
 }
@@ -154,5 +159,8 @@ pub fn prepare(
         Loader::Hf => hf::prepare(state_dict, model),
         Loader::Peft => peft::prepare(state_dict, model, adapter_config),
         Loader::Ldm => ldm::prepare(state_dict, model),
+        // Judged as load_state_dict(strict=False) is; the text diffusers
+        // raises is written by the diagnosis, which knows the folder.
+        Loader::Diffusers => ldm::prepare(state_dict, model),
     }
 }

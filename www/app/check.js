@@ -9,6 +9,7 @@ import { els } from "./dom.js";
 import { writeHash } from "./hash.js";
 import { ensurePresetOption } from "./presets.js";
 import { client, finish, session, showProgress } from "./session.js";
+import { renderPipeline } from "./pipeline.js";
 import { renderReport, showError } from "./verdict.js";
 
 /** Check `files` against the picked preset and loader. `pick` says how
@@ -24,8 +25,16 @@ export async function run(files, pick = null) {
   const name = files.length === 1 ? files[0].name : `${files.length} files`;
   els.result.dataset.state = "running";
   els.result.setAttribute("aria-busy", "true");
-  showProgress(`Checking ${name} (${humanBytes(total)})`);
+  showProgress(`Checking ${pick?.pipeline ? `the pipeline ${pick.pipeline}` : name} (${humanBytes(total)})`);
   try {
+    if (pick?.pipeline) {
+      const result = await client.request("pipeline", { files, paths: pick.paths, folder: pick.pipeline, variant: "" });
+      if (run !== session.runCount) return;
+      session.checking = false;
+      renderPipeline(result);
+      finish("done");
+      return;
+    }
     const result = await client.request("check", {
       files,
       preset: els.preset.value,

@@ -1,5 +1,6 @@
 // Where checkpoints come from: the drop zone (files, or a folder read
-// recursively and narrowed to the checkpoint's files), the file picker
+// recursively and narrowed to the checkpoint's files, or a diffusers
+// pipeline folder kept whole with its paths), the file picker
 // behind it (click, Enter or Space), and the demo button, which fetches a
 // committed fixture from the site. Each ends in check.js's `run`.
 
@@ -15,18 +16,29 @@ const DEMO_PRESET = "ViT-B-16@RoBERTa-wwm-ext-base-chinese";
 // The loader cn_clip's fine-tune script uses: what people who hit this run.
 const DEMO_LOADER = "cn-clip";
 
-async function readDirectory(entry, depth = 0, out = []) {
+/** Every file under `entry`, with its path inside the dropped folder
+ * (`unet/config.json`), which a diffusers pipeline folder needs. */
+async function readDirectory(entry, depth = 0, out = [], prefix = "") {
   if (depth > 3 || out.length > 5000) return out;
   const reader = entry.createReader();
   for (;;) {
     const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
     if (!batch.length) break;
     for (const child of batch) {
-      if (child.isDirectory) await readDirectory(child, depth + 1, out);
-      else out.push(await new Promise((resolve, reject) => child.file(resolve, reject)));
+      if (child.isDirectory) await readDirectory(child, depth + 1, out, `${prefix}${child.name}/`);
+      else out.push({ file: await new Promise((resolve, reject) => child.file(resolve, reject)), path: `${prefix}${child.name}` });
     }
   }
   return out;
+}
+
+/** A diffusers pipeline folder (model_index.json at the top, a subfolder
+ * per component): its configs and weights with their paths, checked
+ * component by component. Tokenizer vocabularies stay out. */
+function pickPipelineFiles(entries, name) {
+  if (!entries.some((e) => e.path === "model_index.json")) return null;
+  const keep = entries.filter((e) => /\.(json|safetensors|bin)$/i.test(e.path) && !/^tokenizer/.test(e.path));
+  return { files: keep.map((e) => e.file), paths: keep.map((e) => e.path), skipped: entries.length - keep.length, folder: true, pipeline: name };
 }
 
 /** From a dropped folder keep the checkpoint: weights, shard indexes,
@@ -55,7 +67,12 @@ async function filesFromDrop(dataTransfer) {
     const entry = entries[index];
     if (entry && entry.isDirectory) {
       folder = true;
-      files.push(...(await readDirectory(entry)));
+      const found = await readDirectory(entry);
+      if (items.length === 1) {
+        const pipeline = pickPipelineFiles(found, entry.name);
+        if (pipeline) return pipeline;
+      }
+      files.push(...found.map((e) => e.file));
     } else if (plain[index]) {
       files.push(plain[index]);
     }
