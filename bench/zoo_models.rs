@@ -1,7 +1,9 @@
 //! Zoo model construction and check time, largest configs against a small
 //! one in the same run: a 70B LLaMA and Mixtral 8x7B (through the zoo's
 //! generic evaluator, and the LLaMA also through the hand-written builder),
-//! T5-base, and a 2-layer LLaMA as the baseline. Each model is built from
+//! T5-base, the SDXL UNet from its diffusers config.json, the whole SDXL
+//! base single file (`sd/xl-base`: UNet, VAE, both text encoders), and a
+//! 2-layer LLaMA as the baseline. Each model is built from
 //! its config.json 21 times (the first a warm-up) and checked against a
 //! checkpoint holding exactly its tensors (names and shapes, no data);
 //! prints the medians and each one's ratio to the baseline. The first use
@@ -50,20 +52,58 @@ fn main() {
     };
     let hand_build =
         |config: &Value| -> ModelSpec { arch::hf::from_config_value(config).expect("model") };
+    let diffusers_build = |config: &Value| -> ModelSpec {
+        zoo::diffusers::from_diffusers_config(config).expect("diffusers model")
+    };
+    let preset_build = |config: &Value| -> ModelSpec {
+        arch::model_from_preset(config["preset"].as_str().unwrap()).expect("preset")
+    };
+    // SDXL base's unet/config.json, in the fields that are not defaults.
+    let sdxl_unet = json!({"_class_name": "UNet2DConditionModel", "sample_size": 128,
+        "block_out_channels": [320, 640, 1280], "cross_attention_dim": 2048,
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        "attention_head_dim": [5, 10, 20], "transformer_layers_per_block": [1, 2, 10],
+        "use_linear_projection": true, "addition_embed_type": "text_time",
+        "addition_time_embed_dim": 256, "projection_class_embeddings_input_dim": 2816});
     type Build<'a> = &'a dyn Fn(&Value) -> ModelSpec;
-    let cases: Vec<(&str, Value, Build)> = vec![
-        ("llama 2 layers (zoo), baseline", tiny.clone(), &zoo_build),
-        ("llama 70B (zoo)", llama_70b.clone(), &zoo_build),
-        ("llama 70B (hand-written)", llama_70b, &hand_build),
+    let cases: Vec<(&str, Value, Build, Loader)> = vec![
+        (
+            "llama 2 layers (zoo), baseline",
+            tiny.clone(),
+            &zoo_build,
+            Loader::Hf,
+        ),
+        ("llama 70B (zoo)", llama_70b.clone(), &zoo_build, Loader::Hf),
+        (
+            "llama 70B (hand-written)",
+            llama_70b,
+            &hand_build,
+            Loader::Hf,
+        ),
         (
             "mixtral 8x7B (zoo)",
             arch::model_from_preset("hf/mixtral-8x7b").unwrap().config,
             &zoo_build,
+            Loader::Hf,
         ),
         (
             "t5-base (zoo)",
             arch::model_from_preset("hf/t5-base").unwrap().config,
             &zoo_build,
+            Loader::Hf,
+        ),
+        (
+            "SDXL UNet (diffusers zoo)",
+            sdxl_unet,
+            &diffusers_build,
+            Loader::Diffusers,
+        ),
+        (
+            "SDXL base single file (sd/xl-base)",
+            json!({"preset": "sd/xl-base"}),
+            &preset_build,
+            Loader::Ldm,
         ),
     ];
     let mut baseline = (0.0, 0.0);
@@ -72,7 +112,7 @@ fn main() {
         "{:<34} {:>8} {:>12} {:>8} {:>12} {:>8}",
         "config", "tensors", "build ms", "ratio", "check ms", "ratio"
     );
-    for (index, (name, config, build)) in cases.iter().enumerate() {
+    for (index, (name, config, build, loader)) in cases.iter().enumerate() {
         let model = build(config);
         let checkpoint = checkpoint_of(&model);
         let (mut builds, mut checks) = (Vec::new(), Vec::new());
@@ -81,7 +121,7 @@ fn main() {
             let model = build(config);
             let built = start.elapsed().as_secs_f64();
             let start = Instant::now();
-            let report = check(&checkpoint, &model, Loader::Hf);
+            let report = check(&checkpoint, &model, *loader);
             let checked = start.elapsed().as_secs_f64();
             assert!(report.loads, "{name}");
             if round > 0 {

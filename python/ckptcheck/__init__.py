@@ -10,6 +10,9 @@ The functions mirror the command line's JSON (``ckptcheck ... --json``):
   live ``torch.nn.Module`` (meta tensors are fine: only its ``state_dict()``
   shapes and module tree are read), a preset name, a config JSON path or
   dict, a model dump, or a reference checkpoint.
+- ``check_pipeline(folder, variant=None)`` -> dict: a diffusers pipeline
+  folder (``model_index.json``), component by component, as
+  ``DiffusionPipeline.from_pretrained`` loads it.
 - ``scan(path_or_paths)`` -> dict: NaN, Inf and all-zero tensors, statistics.
 - ``convert(path_or_paths, out, ...)`` -> dict: write safetensors.
 - ``presets()`` -> list of dicts.
@@ -38,6 +41,7 @@ __all__ = [
     "Error",
     "Report",
     "check",
+    "check_pipeline",
     "convert",
     "inspect",
     "model_dump",
@@ -106,6 +110,17 @@ def inspect(path_or_paths: Paths, *, exact_offsets: bool = False) -> Dict[str, A
     ``unsafe_pickle``) in the result, as the command line prints it.
     """
     return _result(_native.inspect(_paths(path_or_paths), exact_offsets))
+
+
+def check_pipeline(folder: PathLike, *, variant: Optional[str] = None) -> Dict[str, Any]:
+    """Check a diffusers pipeline folder (``model_index.json`` and a
+    subfolder per component) as ``ckptcheck check FOLDER --json`` does:
+    each component against its config with its library's loader, then the
+    components against each other. Returns the report (``loads``,
+    ``consistent``, ``components``, ``disagreements``) with its ``text``.
+    ``variant`` is ``from_pretrained``'s (``"fp16"``)."""
+    result = _result(_native.check_pipeline(os.fspath(folder), variant))
+    return {**result["pipeline"], "text": result["text"]}
 
 
 def scan(path_or_paths: Paths) -> Dict[str, Any]:

@@ -121,6 +121,22 @@ fn check(
     py.detach(|| to_json(check_value(&paths, &kind, values, &loader, state_dict_path)))
 }
 
+fn check_pipeline_value(folder: &str, variant: Option<&str>) -> Result<Value, Error> {
+    let report = open::check_pipeline_folder(std::path::Path::new(folder), variant)?;
+    Ok(json!({
+        "pipeline": value_of(&report)?,
+        "text": ckptcheck::pipeline::to_text(&report),
+    }))
+}
+
+/// `ckptcheck check --json FOLDER` for a diffusers pipeline folder.
+/// Returns `{"pipeline", "text"}`.
+#[pyfunction]
+#[pyo3(signature = (folder, variant = None))]
+fn check_pipeline(py: Python<'_>, folder: String, variant: Option<String>) -> String {
+    py.detach(|| to_json(check_pipeline_value(&folder, variant.as_deref())))
+}
+
 fn scan_value(paths: &[String]) -> Result<Value, Error> {
     let files = open::open_all(&paths_of(paths))?;
     let sources: Vec<&dyn ckptcheck::source::ByteSource> = files
@@ -199,6 +215,7 @@ fn presets() -> String {
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(inspect, module)?)?;
     module.add_function(wrap_pyfunction!(check, module)?)?;
+    module.add_function(wrap_pyfunction!(check_pipeline, module)?)?;
     module.add_function(wrap_pyfunction!(scan, module)?)?;
     module.add_function(wrap_pyfunction!(convert, module)?)?;
     module.add_function(wrap_pyfunction!(presets, module)?)?;

@@ -213,3 +213,44 @@ def test_errors_carry_their_kind():
 def test_presets_are_listed():
     names = {p["name"] for p in ckptcheck.presets()}
     assert "ViT-B-16@RoBERTa-wwm-ext-base-chinese" in names
+
+
+def write_pipeline_case(folder, name):
+    """A diffusers pipeline folder from tests/fixtures/pipeline/pipelines.json
+    (make_pipelines.py), tensors as sparse zeros: only headers are read."""
+    cases = json.loads((FIXTURES / "pipeline" / "pipelines.json").read_text())["cases"]
+    case = next(c for c in cases if c["name"] == name)
+    size = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2}
+    for relative, stored in case["files"].items():
+        if "same_as" in stored:
+            stored = next(c for c in cases if c["name"] == stored["same_as"])["files"][relative]
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if "safetensors" in stored:
+            header, offset = ({"__metadata__": stored["metadata"]} if stored["metadata"] else {}), 0
+            for tensor, shape, dtype in stored["safetensors"]:
+                length = size.get(dtype, 1)
+                for dim in shape:
+                    length *= dim
+                header[tensor] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + length]}
+                offset += length
+            data = json.dumps(header).encode()
+            target.write_bytes(len(data).to_bytes(8, "little") + data)
+            os.truncate(target, 8 + len(data) + offset)
+        else:
+            target.write_text(stored.get("json", stored.get("text")))
+
+
+def test_check_pipeline_equals_the_cli_report(tmp_path):
+    folder = tmp_path / "sd-wider-text-encoder"
+    write_pipeline_case(folder, "sd-wider-text-encoder")
+    report = ckptcheck.check_pipeline(folder)
+    text = report.pop("text")
+    assert report == cli_json("check", str(folder))
+    # Every component loads; the UNet and the text encoder disagree.
+    assert report["loads"] and not report["consistent"]
+    assert "unet cross_attention_dim 32 but text_encoder hidden_size 64" in text
+    # No component has fp16 files: from_pretrained(variant="fp16") refuses.
+    fp16 = ckptcheck.check_pipeline(folder, variant="fp16")
+    assert not fp16["loads"]
+    assert fp16["error"].startswith("You are trying to load the model files of the `variant=fp16`")

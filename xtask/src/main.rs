@@ -609,7 +609,7 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "zoo-models",
-        what: "building and checking the largest transformers configs (a 70B LLaMA) vs a 2-layer one (bench/zoo_models.rs)",
+        what: "building and checking the largest configs (a 70B LLaMA, the SDXL UNet and single file) vs a 2-layer LLaMA (bench/zoo_models.rs)",
         run: bench_zoo_models,
     },
 ];
