@@ -376,3 +376,39 @@ fn an_sd2_ckpt_with_the_v1_yaml_is_explained_and_loads_with_its_own() {
         assert_eq!(code, 0, "{good}: {stdout}");
     }
 }
+
+/// `ckptcheck inspect f --json | head -1`: a reader that goes away ends the
+/// process quietly (SIGPIPE), as other command-line tools do, never a
+/// panic. The listing (480 KB) is larger than a pipe holds, so the write
+/// meets the closed pipe whenever the child gets to it.
+#[test]
+fn a_closed_pipe_ends_the_output_without_a_panic() {
+    use std::process::Stdio;
+    let file = fixture("sd/sd-2.1-768.shapes.ckpt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ckptcheck"))
+        .args(["inspect", file.to_str().expect("p"), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ckptcheck");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            output.status.signal(),
+            Some(libc_sigpipe()),
+            "{:?}",
+            output.status
+        );
+    }
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13
+}

@@ -590,6 +590,15 @@ fn run_verify(
 }
 
 pub fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `ckptcheck infer f | head -1` would panic on
+    // its next print; as other command-line tools do, end quietly when the
+    // reader goes away.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = args::parse();
     match run(&args) {
         Ok(code) => code,
