@@ -52,13 +52,16 @@ fn safetensors_header(tensors: &Value, metadata: &Value) -> (Vec<u8>, u64) {
     (bytes, offset)
 }
 
-/// The case's folder, written under the system's temp folder (one per
-/// test, as tests run side by side).
+/// Where a test writes its folders (one per test, as tests run side by
+/// side).
+fn scratch(test: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ckptcheck-pipeline-{}-{test}", std::process::id()))
+}
+
+/// The case's folder, written under the test's scratch folder.
 fn write_case(all: &Value, case: &Value, test: &str) -> PathBuf {
     let name = case["name"].as_str().expect("name");
-    let folder = std::env::temp_dir()
-        .join(format!("ckptcheck-pipeline-{}-{test}", std::process::id()))
-        .join(name);
+    let folder = scratch(test).join(name);
     let _ = std::fs::remove_dir_all(&folder);
     for (path, content) in case["files"].as_object().expect("files") {
         let content = match content.get("same_as") {
@@ -179,8 +182,8 @@ fn each_folder_is_judged_as_from_pretrained_loads_and_runs_it() {
                 assert_eq!(report["error"], format!("You are trying{text}"), "{what}");
             }
         }
-        std::fs::remove_dir_all(&folder).expect("clean up");
     }
+    std::fs::remove_dir_all(scratch("judged")).expect("clean up");
 }
 
 /// What each broken folder is, component by component, in the words the
@@ -199,6 +202,10 @@ fn the_broken_component_is_named_with_its_cause() {
     };
     let report = by_name("sd");
     assert_eq!(report["pipeline_class"], "StableDiffusionPipeline");
+    // Its model_index.json named directly is the same folder.
+    let folder = Path::new(report["folder"].as_str().expect("folder"));
+    let (code, direct) = check(&folder.join("model_index.json"), None);
+    assert_eq!((code, &direct["components"]), (0, &report["components"]));
     for (name, status) in [
         ("unet", "checked"),
         ("vae", "checked"),
@@ -246,4 +253,5 @@ fn the_broken_component_is_named_with_its_cause() {
         text.starts_with("unet cross_attention_dim 32 but text_encoder hidden_size 64"),
         "{text}"
     );
+    std::fs::remove_dir_all(scratch("named")).expect("clean up");
 }

@@ -289,7 +289,15 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         "check" => {
-            if let [folder] = args.files.as_slice() {
+            if let [path] = args.files.as_slice() {
+                // The folder, or its model_index.json named directly.
+                let folder = match path.file_name().and_then(|n| n.to_str()) {
+                    Some(ckptcheck::pipeline::INDEX_NAME) if path.is_file() => path
+                        .parent()
+                        .filter(|parent| !parent.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new(".")),
+                    _ => path.as_path(),
+                };
                 if folder.join(ckptcheck::pipeline::INDEX_NAME).is_file() {
                     return check_pipeline(folder, args);
                 }

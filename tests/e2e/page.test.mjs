@@ -442,6 +442,26 @@ describe("ckptcheck page", () => {
     await context.close();
   });
 
+  test("an SD 2.1 .ckpt dropped with v1-inference.yaml is explained as SD 2.x, and loads with its own YAML", TIMEOUT, async () => {
+    // tests/fixtures/sd/make_sd_loads.py wrote the training checkpoint; the
+    // YAMLs are the releases' own.
+    const hash = new URLSearchParams({ preset: "infer", loader: "ldm" });
+    const { context, page } = await openPage(`${server.origin}/#${hash}`);
+    const ckpt = "tests/fixtures/sd/sd-2.1-768.shapes.ckpt";
+    const wrong = await nextResult(page, () => dropServedFiles(page, [ckpt, "tests/fixtures/sd/yaml/v1-inference.yaml"]));
+    assert.equal(wrong.verdict, "Won't load: 196 missing, 294 unexpected, 64 size mismatches");
+    assert.equal(await page.textContent("#checked-model"), "sd/1.5");
+    const why = (await page.locator("#why li").allTextContents()).join("\n");
+    assert.match(why, /the checkpoint is Stable Diffusion 2\.x \(768, v-prediction\): cross-attention dim 1024/);
+    assert.match(why, /use v2-inference-v\.yaml/);
+    assert.match(await page.textContent("#pytorch-error"), /^Error\(s\) in loading state_dict for LatentDiffusion:\n\tsize mismatch for model\.diffusion_model\.input_blocks\.1\.1\.proj_in\.weight/);
+    const right = await nextResult(page, () => dropServedFiles(page, [ckpt, "tests/fixtures/sd/yaml/v2-inference-v.yaml"]));
+    assert.equal(right.verdict, "Loads");
+    assert.equal(await page.textContent("#checked-model"), "sd/2.1-768");
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  });
+
   test("a LoRA adapter dropped with adapter_config.json and its base's config.json is checked as PEFT loads it", TIMEOUT, async () => {
     const hash = new URLSearchParams({ preset: "infer", loader: "peft" });
     const { context, page } = await openPage(`${server.origin}/#${hash}`);
