@@ -449,7 +449,7 @@ fn disagreements(configs: &[(String, Value)]) -> Vec<Disagreement> {
                     if encoders.len() > 1 { format!(" = {total}") } else { String::new() },
                     // attn2.to_k of the first block: Linear(cross, width 0).
                     first_width(unet)
-                        .map(|width| format!(" (`mat1 and mat2 shapes cannot be multiplied (…x{total} and {cross}x{width})`)"))
+                        .map(|width| format!(": \"mat1 and mat2 shapes cannot be multiplied (…x{total} and {cross}x{width})\""))
                         .unwrap_or_default(),
                     if encoders.len() > 1 { "s" } else { "" },
                     release_hint(cross)

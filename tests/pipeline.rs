@@ -174,7 +174,7 @@ fn each_folder_is_judged_as_from_pretrained_loads_and_runs_it() {
                 });
                 let text = report["disagreements"][0]["text"].as_str().expect("text");
                 assert!(
-                    text.contains(&shapes.expect("shapes").replace(')', ")`")),
+                    text.contains(&shapes.expect("shapes").replace(')', ")\"")),
                     "{runtime} vs {text}"
                 );
             }
