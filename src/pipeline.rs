@@ -89,11 +89,6 @@ pub struct PipelineReport {
     pub notes: Vec<String>,
 }
 
-/// Whether `paths` (relative to a folder) are a pipeline folder's.
-pub fn is_pipeline(paths: &[&str]) -> bool {
-    paths.contains(&INDEX_NAME)
-}
-
 fn read_json(file: &PipelineFile) -> Result<Value> {
     let len = file.source.len();
     if len > MAX_JSON_BYTES {
@@ -333,9 +328,7 @@ pub fn check_pipeline(
         };
         components.push(component);
     }
-    let loads = components
-        .iter()
-        .all(|c| !matches!(&c.status, ComponentStatus::Fails { .. }) && component_loads(c));
+    let loads = components.iter().all(component_loads);
     let disagreements = disagreements(&configs);
     let mut notes = Vec::new();
     let unchecked: Vec<&str> = components

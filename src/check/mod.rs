@@ -40,6 +40,18 @@ fn mismatch_error_text(class_name: &str, result: &LoadResult) -> Option<String> 
     pytorch_error_text(class_name, &mismatches_only)
 }
 
+/// What diffusers' `load_model_dict_into_meta` raises at the first size
+/// mismatch. from_pretrained does not pass it the model's path, so the
+/// text has an empty name and two spaces where the path would go.
+fn diffusers_error_text(mismatch: &crate::state_dict::SizeMismatch) -> String {
+    format!(
+        "Cannot load  because {} expected shape {}, but got {}. If you want to instead overwrite randomly initialized weights, please make sure to pass both `low_cpu_mem_usage=False` and `ignore_mismatched_sizes=True`. For more information, see also: https://github.com/huggingface/diffusers/issues/1619#issuecomment-1345604389 as an example.",
+        mismatch.key,
+        torch_size(&mismatch.model_shape),
+        torch_size(&mismatch.checkpoint_shape)
+    )
+}
+
 /// Compare a prepared state dict with the model's keys. `model_dtypes` are
 /// the model's dtypes in `prepared.model_keys` order (dtype differences
 /// are casts, not errors).
@@ -47,17 +59,17 @@ pub fn compare(prepared: &Prepared, model_dtypes: &[String]) -> Comparison {
     let mut notes = Vec::new();
     let mut load_report = None;
     let (result, error) = match &prepared.judgement {
-        Judgement::Strict | Judgement::NonStrict => {
+        Judgement::Strict | Judgement::NonStrict | Judgement::Diffusers => {
             let result = load_state_dict_in_tree(
                 &prepared.state_dict,
                 &prepared.model_keys,
                 &prepared.batchnorm_modules,
                 &prepared.module_names,
             );
-            let error = if prepared.judgement == Judgement::Strict {
-                pytorch_error_text(&prepared.class_name, &result)
-            } else {
-                mismatch_error_text(&prepared.class_name, &result)
+            let error = match prepared.judgement {
+                Judgement::Strict => pytorch_error_text(&prepared.class_name, &result),
+                Judgement::Diffusers => result.size_mismatches.first().map(diffusers_error_text),
+                _ => mismatch_error_text(&prepared.class_name, &result),
             };
             (result, error)
         }

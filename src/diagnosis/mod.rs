@@ -334,13 +334,10 @@ fn check_state_dict(
         state_dict_path: path,
         n_checkpoint_tensors: state_dict.entries.len(),
         n_model_tensors: model.tensors.len(),
-        missing_keys: result.missing_keys.clone(),
-        unexpected_keys: result.unexpected_keys.clone(),
-        size_mismatches: result.size_mismatches.clone(),
-        pytorch_error: match loader {
-            Loader::Diffusers => result.size_mismatches.first().map(diffusers_error_text),
-            _ => comparison.error,
-        },
+        missing_keys: result.missing_keys,
+        unexpected_keys: result.unexpected_keys,
+        size_mismatches: result.size_mismatches,
+        pytorch_error: comparison.error,
         notes,
         explanation,
         fix,
@@ -348,19 +345,6 @@ fn check_state_dict(
         unsafe_globals,
         whole_file_pytorch_error,
     }
-}
-
-/// What diffusers' `load_model_dict_into_meta` raises at the first size
-/// mismatch. from_pretrained does not pass it the model's path, so the
-/// text has an empty name and two spaces where the path would go.
-fn diffusers_error_text(mismatch: &crate::state_dict::SizeMismatch) -> String {
-    let size = crate::check::torch_size;
-    format!(
-        "Cannot load  because {} expected shape {}, but got {}. If you want to instead overwrite randomly initialized weights, please make sure to pass both `low_cpu_mem_usage=False` and `ignore_mismatched_sizes=True`. For more information, see also: https://github.com/huggingface/diffusers/issues/1619#issuecomment-1345604389 as an example.",
-        mismatch.key,
-        size(&mismatch.model_shape),
-        size(&mismatch.checkpoint_shape)
-    )
 }
 
 /// The verdict, and what a load that does not raise warns about (only a

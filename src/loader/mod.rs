@@ -89,6 +89,9 @@ pub enum Judgement {
     /// `load_state_dict(strict=True)`: the module-tree walk; any finding
     /// raises.
     Strict,
+    /// diffusers' `from_pretrained`: judged as `NonStrict`, but what it
+    /// raises is diffusers' own text for the first size mismatch.
+    Diffusers,
     /// `from_pretrained`'s load report: one of a tied pair present makes
     /// the other not missing; some unexpected keys are ignored; only size
     /// mismatches raise.
@@ -159,8 +162,10 @@ pub fn prepare(
         Loader::Hf => hf::prepare(state_dict, model),
         Loader::Peft => peft::prepare(state_dict, model, adapter_config),
         Loader::Ldm => ldm::prepare(state_dict, model),
-        // Judged as load_state_dict(strict=False) is; the text diffusers
-        // raises is written by the diagnosis, which knows the folder.
-        Loader::Diffusers => ldm::prepare(state_dict, model),
+        Loader::Diffusers => {
+            let mut prepared = Prepared::unchanged(state_dict, model);
+            prepared.judgement = Judgement::Diffusers;
+            prepared
+        }
     }
 }
