@@ -237,6 +237,24 @@ fn inspect_json_has_the_documented_fields_and_reads_little() {
         checkpoint["bytes_read"].as_u64().expect("n")
             < checkpoint["file_bytes"].as_u64().expect("n")
     );
+    // One line per tensor (README "JSON output"): every tensor is a whole
+    // JSON object on its own line.
+    let tensor_lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .skip_while(|line| *line != "  \"tensors\": [")
+        .skip(1)
+        .take_while(|line| *line != "  ],")
+        .map(|line| {
+            serde_json::from_str(line.trim().trim_end_matches(',')).expect("a whole object")
+        })
+        .collect();
+    assert_eq!(
+        &tensor_lines[..],
+        checkpoint["tensors"]
+            .as_array()
+            .expect("tensors")
+            .as_slice()
+    );
 }
 
 #[test]

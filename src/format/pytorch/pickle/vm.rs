@@ -238,11 +238,11 @@ impl<R: Reduce> Machine<R> {
     }
 
     /// Room for the objects and memo entries a pickle of `bytes` bytes
-    /// typically makes (one per ~32 bytes in torch's pickles), so the
-    /// arena does not grow by copying; capped, since `bytes` is only what
-    /// the file declares.
+    /// makes (torch's state dicts: one of each per ~17 bytes, so one per
+    /// 16), so the tables do not grow by copying; capped, since `bytes` is
+    /// only what the file declares.
     pub(super) fn reserve_for(&mut self, bytes: u64) {
-        let expected = (bytes / 32).min(1 << 16) as usize;
+        let expected = (bytes / 16).min(1 << 17) as usize;
         self.objects.reserve(expected);
         self.memo.reserve(expected);
     }
