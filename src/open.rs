@@ -377,9 +377,8 @@ pub fn check_pipeline_folder(
     variant: Option<&str>,
 ) -> Result<crate::pipeline::PipelineReport> {
     let name = folder.display().to_string();
-    let list = list_folder;
     let mut relative = Vec::new();
-    for entry in list(folder)? {
+    for entry in list_folder(folder)? {
         let Some(top) = entry
             .file_name()
             .and_then(|n| n.to_str())
@@ -390,7 +389,7 @@ pub fn check_pipeline_folder(
         if entry.is_file() {
             relative.push((top, entry));
         } else if entry.is_dir() {
-            for inner in list(&entry)? {
+            for inner in list_folder(&entry)? {
                 if let (true, Some(file)) =
                     (inner.is_file(), inner.file_name().and_then(|n| n.to_str()))
                 {

@@ -190,21 +190,6 @@ fn claim(size: usize, align: usize) -> Option<usize> {
     }
 }
 
-/// Grow a block claimed directly in place when it is the last claim (a
-/// large vector that doubles while nothing else claims); false otherwise.
-fn grow_last_claim(block: usize, size: usize, new_size: usize) -> bool {
-    let Some(base) = arena_base() else {
-        return false;
-    };
-    let (start, end) = (block - base, block - base + size);
-    match start.checked_add(new_size) {
-        Some(new_end) if new_end <= ARENA_BYTES && !CLOSED.load(Ordering::Relaxed) => CLAIMED
-            .compare_exchange(end, new_end, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok(),
-        _ => false,
-    }
-}
-
 /// The class whose every block holds `size` bytes (rounding up), if any.
 fn class_for_request(size: usize) -> Option<usize> {
     let units = size.max(SMALLEST_FREED).div_ceil(SMALLEST_FREED);
@@ -370,10 +355,9 @@ unsafe impl GlobalAlloc for CliAllocator {
             return pointer;
         }
         let grown = new_size <= LARGEST_IN_ARENA
-            && (LOCAL
+            && LOCAL
                 .try_with(|local| local.grow(pointer as usize, layout.size(), new_size))
-                .unwrap_or(false)
-                || grow_last_claim(pointer as usize, layout.size(), new_size));
+                .unwrap_or(false);
         if grown {
             return pointer;
         }

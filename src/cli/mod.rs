@@ -155,7 +155,6 @@ fn check_against_model(
 /// writing it). A closed pipe (`| head`) ends the output quietly.
 fn print_json<T: serde::Serialize>(value: &T) {
     use std::io::Write;
-    widen_stdout_pipe();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let written = json_layout::write_listing(&mut out, value)
@@ -165,23 +164,6 @@ fn print_json<T: serde::Serialize>(value: &T) {
     if let Err(error) = written {
         if error.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("ckptcheck: cannot write the JSON: {error}");
-        }
-    }
-}
-
-/// When stdout is a pipe, let it hold a whole listing (1 MiB, Linux's limit
-/// for an unprivileged process): a pipe holds 64 KiB by default, so a
-/// script reading a 300 KB listing would otherwise wake this process and be
-/// woken by it five times over before either is done. Nothing changes when
-/// the kernel refuses.
-fn widen_stdout_pipe() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: fstat and fcntl on descriptor 1 only read its type and set a
-    // pipe's capacity; a failure is a return value, ignored on purpose.
-    unsafe {
-        let mut status: libc::stat = std::mem::zeroed();
-        if libc::fstat(1, &mut status) == 0 && status.st_mode & libc::S_IFMT == libc::S_IFIFO {
-            libc::fcntl(1, libc::F_SETPIPE_SZ, 1 << 20);
         }
     }
 }
