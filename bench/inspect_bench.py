@@ -109,9 +109,9 @@ def main():
     ] + rows
     baseline = rows[0][1]
     print(f"{MODEL}: .pt {pt.stat().st_size / 1e9:.2f} GB, .safetensors {st.stat().st_size / 1e9:.2f} GB; median of {RUNS}, warm cache")
-    print(f"{'route':60} {'seconds':>9} {'vs torch':>9} {'bytes read':>12}")
+    print(f"{'route':60} {'ms':>9} {'vs torch':>9} {'bytes read':>12}")
     for name, seconds, read in rows:
-        print(f"{name:60} {seconds:9.4f} {baseline / seconds:8.1f}x {read if read is not None else '-':>12}")
+        print(f"{name:60} {seconds * 1e3:9.3f} {baseline / seconds:8.1f}x {read if read is not None else '-':>12}")
     whole = rows[2][1]
     print(f"goal (issue 17): the whole `inspect --json` process on the .pt at least 20x faster than torch: "
           f"{baseline / whole:.1f}x ({'met' if baseline / whole >= 20 else 'not met'}); "

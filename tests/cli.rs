@@ -430,3 +430,30 @@ fn a_closed_pipe_ends_the_output_without_a_panic() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// What build.rs asks of the linker for a fast start on Linux (glibc): a
+/// fixed-address executable (no relocations for ld.so to apply) whose
+/// unwinder is linked in, so `libgcc_s.so.1` and its `cpuid`-running
+/// constructor are not loaded. Both are checked in the binary's own ELF
+/// header and dynamic section; a C compiler without `libgcc_eh.a` links the
+/// shared unwinder, as build.rs warns, and then only the first is checked.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_binary_is_linked_to_start_fast() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_ckptcheck")).expect("read the binary");
+    // e_type (ELF header byte 16, little-endian): 2 is ET_EXEC, 3 ET_DYN
+    // (a position-independent executable).
+    assert_eq!(binary.get(16..18), Some(&[2u8, 0][..]), "not ET_EXEC");
+    let compiler_has_static_unwinder = Command::new("cc")
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .map(|out| Path::new(String::from_utf8_lossy(&out.stdout).trim()).is_absolute())
+        .unwrap_or(false);
+    if compiler_has_static_unwinder {
+        let needed = b"libgcc_s.so.1\0";
+        assert!(
+            !binary.windows(needed.len()).any(|window| window == needed),
+            "the binary still names libgcc_s.so.1"
+        );
+    }
+}

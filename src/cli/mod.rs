@@ -283,6 +283,9 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
                 print!("{}", inspect_text(&checkpoint));
                 print_remote_stats(&files);
             }
+            // The process ends here: freeing a listing of thousands of
+            // tensors, one block at a time, is work nobody waits for.
+            std::mem::forget(checkpoint);
             if let Some(error) = unsafe_pickle {
                 eprintln!("{error}");
                 return Ok(ExitCode::from(2));

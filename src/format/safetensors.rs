@@ -12,7 +12,7 @@ use crate::error::{err, ErrorKind, Result};
 use crate::source::{read_vec, ByteSource};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The safetensors crate refuses headers above this size; so do we.
@@ -91,15 +91,31 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
         .at(8 + e.valid_up_to() as u64)
         .in_file(&name)
     })?;
-    let key_order = header_keys(text)
-        .map_err(|message| err(ErrorKind::InvalidHeader, message).at(8).in_file(&name))?;
-    let header: Header = serde_json::from_str(text).map_err(|e| {
-        let kind = classify_metadata_error(&e.to_string());
-        err(kind, format!("invalid safetensors header: {e}"))
-            .at(8)
-            .in_file(&name)
-    })?;
-    let mut entries: Vec<(&String, &Entry)> = header.tensors.iter().collect();
+    let header =
+        parse_header(text).map_err(|(kind, message)| err(kind, message).at(8).in_file(&name))?;
+    // By name, each name once: a repeated name keeps its last entry, as
+    // serde's map (and so the crate) does; the repetition itself is refused
+    // below, after the checks the crate makes.
+    let mut by_name: Vec<(usize, &String, &Entry)> = header
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(index, (tensor_name, entry))| (index, tensor_name, entry))
+        .collect();
+    by_name.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(&b.0)));
+    let mut repeated = false;
+    let mut unique: Vec<(&String, &Entry)> = Vec::with_capacity(by_name.len());
+    for (position, (_, tensor_name, entry)) in by_name.iter().enumerate() {
+        if by_name
+            .get(position + 1)
+            .is_some_and(|next| next.1 == *tensor_name)
+        {
+            repeated = true;
+            continue;
+        }
+        unique.push((tensor_name, entry));
+    }
+    let mut entries = unique.clone();
     entries.sort_by_key(|(_, entry)| entry.data_offsets);
     let data_len = validate(&entries).map_err(|(kind, message, tensor)| {
         let error = err(kind, format!("invalid safetensors header: {message}"))
@@ -140,8 +156,8 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
     // safetensors.torch.load_file builds its dict from `safe_open.keys()`,
     // which is sorted by name: keep that order so "unexpected keys" come out
     // in the order PyTorch prints them.
-    entries.sort_by_key(|(tensor_name, _)| *tensor_name);
-    for (tensor_name, entry) in entries {
+    checkpoint.tensors.reserve(unique.len());
+    for (tensor_name, entry) in unique {
         let dtype = format!("{:?}", entry.dtype);
         let mut tensor = TensorInfo::new(tensor_name.clone(), dtype, entry.shape.clone());
         // In the file: validated above (contiguous, ending at data_len).
@@ -149,12 +165,14 @@ pub fn read(source: &dyn ByteSource) -> Result<Checkpoint> {
         tensor.nbytes = Some(entry.data_offsets.1 - entry.data_offsets.0);
         checkpoint.tensors.push(tensor);
     }
-    if key_order.len() != checkpoint.tensors.len() + usize::from(header.metadata.is_some()) {
-        // Can only differ when a name repeats: serde keeps the last one.
+    if repeated {
+        // The first name, in file order, that came before.
         let mut seen = std::collections::BTreeSet::new();
-        let duplicate = key_order
+        let duplicate = header
+            .tensors
             .iter()
-            .find(|key| !seen.insert(key.as_str()))
+            .map(|(tensor_name, _)| tensor_name)
+            .find(|tensor_name| !seen.insert(tensor_name.as_str()))
             .cloned()
             .unwrap_or_default();
         return Err(err(
@@ -202,13 +220,68 @@ struct Entry {
 }
 
 /// The header as the crate's `HashMetadata` reads it: `__metadata__` (a
-/// string map) and the tensors.
-#[derive(Deserialize)]
+/// string map, or null) and the tensors, here in file order with repeated
+/// names kept (the crate's map keeps the last of each).
 struct Header {
-    #[serde(rename = "__metadata__")]
     metadata: Option<BTreeMap<String, String>>,
-    #[serde(flatten)]
-    tensors: HashMap<String, Entry>,
+    tensors: Vec<(String, Entry)>,
+}
+
+/// Reads the header in one pass over the JSON. The crate's derived
+/// `#[serde(flatten)]` reader buffers every value of the header in serde's
+/// generic content tree before it reads them as entries, which was most of
+/// the time and memory an inspect of a safetensors file took.
+impl<'de> Deserialize<'de> for Header {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct HeaderVisitor;
+        impl<'de> Visitor<'de> for HeaderVisitor {
+            type Value = Header;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut metadata = None;
+                let mut metadata_seen = false;
+                let mut tensors = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "__metadata__" {
+                        if metadata_seen {
+                            return Err(serde::de::Error::duplicate_field("__metadata__"));
+                        }
+                        metadata_seen = true;
+                        metadata = map.next_value()?;
+                    } else {
+                        let entry = map.next_value::<Entry>()?;
+                        tensors.push((key, entry));
+                    }
+                }
+                Ok(Header { metadata, tensors })
+            }
+        }
+        deserializer.deserialize_map(HeaderVisitor)
+    }
+}
+
+/// The header, or the kind and text of what is wrong with it. The crate
+/// reads the whole JSON before the type of any value in it (serde's
+/// flatten), so a syntax error anywhere is what it reports first; a value
+/// of the wrong type is looked at again as plain JSON to keep that order.
+fn parse_header(text: &str) -> std::result::Result<Header, (ErrorKind, String)> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed = Header::deserialize(&mut deserializer)
+        .and_then(|header| deserializer.end().map(|()| header));
+    parsed.map_err(|e| {
+        if let Err(message) = check_json_object(text) {
+            return (ErrorKind::InvalidHeader, message);
+        }
+        (
+            classify_metadata_error(&e.to_string()),
+            format!("invalid safetensors header: {e}"),
+        )
+    })
 }
 
 /// The safetensors crate's `Metadata::validate`, in u64 (tests compare the
@@ -280,31 +353,24 @@ fn classify_metadata_error(message: &str) -> ErrorKind {
     }
 }
 
-/// The top-level keys of a JSON object in file order, duplicates included.
-fn header_keys(text: &str) -> std::result::Result<Vec<String>, String> {
-    struct KeyCollector;
-    impl<'de> Visitor<'de> for KeyCollector {
-        type Value = Vec<String>;
+/// Whether the text is one JSON object (of any values), and if not, why.
+fn check_json_object(text: &str) -> std::result::Result<(), String> {
+    struct AnyObject;
+    impl<'de> Visitor<'de> for AnyObject {
+        type Value = ();
         fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
             formatter.write_str("a JSON object")
         }
-        fn visit_map<A: MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> std::result::Result<Self::Value, A::Error> {
-            let mut keys = Vec::new();
-            while let Some(key) = map.next_key::<String>()? {
-                map.next_value::<IgnoredAny>()?;
-                keys.push(key);
-            }
-            Ok(keys)
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
         }
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let keys = deserializer
-        .deserialize_map(KeyCollector)
-        .map_err(|e| format!("invalid safetensors header JSON: {e}"))?;
-    Ok(keys)
+    deserializer
+        .deserialize_map(AnyObject)
+        .and_then(|()| deserializer.end())
+        .map_err(|e| format!("invalid safetensors header JSON: {e}"))
 }
 
 #[cfg(test)]
@@ -335,6 +401,70 @@ mod tests {
         assert_eq!(
             crate::format::detect(&SliceSource::new("t.safetensors", &bytes)).unwrap(),
             crate::format::Format::Safetensors
+        );
+    }
+
+    #[test]
+    fn headers_are_accepted_and_refused_as_the_crate_does() {
+        // (header, data bytes, what ckptcheck says when it refuses), each
+        // also read by the safetensors crate 0.8: the same verdict.
+        let w = r#""w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#;
+        let cases: Vec<(String, usize, Option<ErrorKind>)> = vec![
+            (format!("{{{w}}}"), 8, None),
+            (format!(r#"{{"__metadata__":null,{w}}}"#), 8, None),
+            (format!(r#"{{"__metadata__":{{"a":"b"}},{w}}}"#), 8, None),
+            (format!("{{{w}}}    "), 8, None),
+            (
+                r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}}"#.to_string(),
+                8,
+                None,
+            ),
+            (
+                format!(r#"{{"__metadata__":{{}},"__metadata__":{{}},{w}}}"#),
+                8,
+                Some(ErrorKind::InvalidHeader),
+            ),
+            (format!("{{{w}}} x"), 8, Some(ErrorKind::InvalidHeader)),
+            (
+                format!(r#"{{"__metadata__":{{"a":1}},{w}}}"#),
+                8,
+                Some(ErrorKind::InvalidHeader),
+            ),
+            (
+                r#"{"w":{"dtype":"F99","shape":[2],"data_offsets":[0,8]}}"#.to_string(),
+                8,
+                Some(ErrorKind::UnknownDtype),
+            ),
+            // An unknown dtype early and broken JSON later: the crate reads
+            // the JSON first.
+            (
+                r#"{"w":{"dtype":"F99","shape":[2],"data_offsets":[0,8]},"#.to_string(),
+                8,
+                Some(ErrorKind::InvalidHeader),
+            ),
+            (
+                r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#.to_string(),
+                8,
+                Some(ErrorKind::InvalidOffsets),
+            ),
+        ];
+        for (header, data, refusal) in cases {
+            let bytes = file_with_header(&header, data);
+            let crate_accepts = safetensors::SafeTensors::deserialize(&bytes).is_ok();
+            let ours = read_bytes(&bytes);
+            assert_eq!(ours.is_ok(), crate_accepts, "{header}: {:?}", ours.err());
+            assert_eq!(ours.err().map(|e| e.kind), refusal, "{header}");
+        }
+        // A repeated name: the crate keeps the last entry (here a valid
+        // file); ckptcheck refuses it, naming the tensor.
+        let repeated = format!(r#"{{"w":{{"dtype":"F32","shape":[1],"data_offsets":[0,4]}},{w}}}"#);
+        let bytes = file_with_header(&repeated, 8);
+        assert!(safetensors::SafeTensors::deserialize(&bytes).is_ok());
+        let error = read_bytes(&bytes).expect_err("refused");
+        assert_eq!(error.kind, ErrorKind::InvalidHeader);
+        assert!(
+            error.message.contains("duplicate tensor name \"w\""),
+            "{error}"
         );
     }
 

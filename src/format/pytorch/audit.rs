@@ -285,7 +285,7 @@ fn literal(pickle: &Pickle, value: &Value, depth: usize) -> String {
             .map(|(m, n)| format!("{m}.{n}"))
             .unwrap_or_else(|| "…".to_string()),
         Value::Object(_) if depth < MAX_LITERAL_DEPTH => match pickle.object(value) {
-            Some(Object::Call { func, args, .. }) => call_text(pickle, func, args, depth + 1),
+            Some(Object::Call(call)) => call_text(pickle, &call.func, &call.args, depth + 1),
             Some(Object::Tuple(items)) => {
                 let inner: Vec<String> = items
                     .iter()
@@ -349,29 +349,29 @@ fn unsafe_calls(pickles: &[&Pickle]) -> Vec<String> {
         // 'os'), 'system')('id')` is one chain, listed once.
         let mut inner = vec![false; pickle.objects.len()];
         for object in &pickle.objects {
-            let Object::Call { func, args, .. } = object else {
+            let Object::Call(call) = object else {
                 continue;
             };
             let mut mark = |value: &Value| {
                 if let Value::Object(id) = value {
-                    if matches!(pickle.objects.get(*id), Some(Object::Call { .. })) {
+                    if matches!(pickle.objects.get(*id), Some(Object::Call(_))) {
                         inner[*id] = true;
                     }
                 }
             };
-            mark(func);
-            if let Some(Object::Tuple(items)) = pickle.object(args) {
+            mark(&call.func);
+            if let Some(Object::Tuple(items)) = pickle.object(&call.args) {
                 items.iter().for_each(&mut mark);
             }
         }
         for (id, object) in pickle.objects.iter().enumerate() {
-            let Object::Call { func, args, .. } = object else {
+            let Object::Call(recorded) = object else {
                 continue;
             };
-            if inner[id] || !reaches_unsafe(pickle, func, 0) {
+            if inner[id] || !reaches_unsafe(pickle, &recorded.func, 0) {
                 continue;
             }
-            let call = call_text(pickle, func, args, 1);
+            let call = call_text(pickle, &recorded.func, &recorded.args, 1);
             if !calls.contains(&call) {
                 calls.push(call);
             }
@@ -407,8 +407,8 @@ fn reaches_unsafe(pickle: &Pickle, func: &Value, depth: usize) -> bool {
         );
     }
     match pickle.object(func) {
-        Some(Object::Call { func, .. }) if depth < MAX_LITERAL_DEPTH => {
-            reaches_unsafe(pickle, func, depth + 1)
+        Some(Object::Call(call)) if depth < MAX_LITERAL_DEPTH => {
+            reaches_unsafe(pickle, &call.func, depth + 1)
         }
         _ => false,
     }

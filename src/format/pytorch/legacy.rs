@@ -34,10 +34,10 @@ fn first_types(objects: &[Object]) -> HashMap<String, String> {
     for object in objects {
         let storage = match object {
             Object::Native(TorchObject::Storage(storage)) => storage,
-            Object::Native(TorchObject::Tensor(TensorRef {
-                storage: Some(storage),
-                ..
-            })) => storage,
+            Object::Native(TorchObject::Tensor(tensor)) => match &tensor.storage {
+                Some(storage) => storage,
+                None => continue,
+            },
             _ => continue,
         };
         types
@@ -389,7 +389,7 @@ fn read_tar_inner(source: &dyn ByteSource) -> Result<Checkpoint> {
                 _ => continue,
             };
             if let Some(tensor) = tensors.get(&key) {
-                *object = Object::Native(TorchObject::Tensor(tensor.clone()));
+                *object = Object::Native(TorchObject::Tensor(Box::new(tensor.clone())));
             }
         }
     }

@@ -293,7 +293,8 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
 
     // Locate only the storages the pickle references.
     let mut storages = HashMap::default();
-    let mut entries_by_name: HashMap<&str, &zip::ZipEntry> = HashMap::default();
+    let mut entries_by_name: HashMap<&str, &zip::ZipEntry> =
+        HashMap::with_capacity_and_hasher(archive.entries.len(), Default::default());
     for entry in &archive.entries {
         entries_by_name.insert(entry.name.as_str(), entry);
     }
@@ -344,7 +345,9 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
         })
         .collect();
     source.prefetch(&header_ranges);
-    let mut read_offsets: HashMap<usize, u64> = HashMap::default();
+    let mut read_offsets: HashMap<usize, u64> =
+        HashMap::with_capacity_and_hasher(sample.len(), Default::default());
+    storages.reserve(wanted.len());
     let mut predicted = true;
     for index in &sample {
         let entry = wanted[*index].1;
@@ -356,11 +359,12 @@ pub fn read_zip_with(source: &dyn ByteSource, exact_offsets: bool) -> Result<Che
     }
     // data.pkl takes part in the overlap check: a storage entry that
     // overlaps the pickle is as broken as two overlapping storages.
-    let mut used: Vec<(u64, u64, String)> = vec![(
+    let mut used: Vec<(u64, u64, String)> = Vec::with_capacity(wanted.len() + 1);
+    used.push((
         pickle_start,
         pickle_start + pickle_entry.size,
         pickle_entry.name.clone(),
-    )];
+    ));
     let mut n_predicted = 0usize;
     let n_storages = wanted.len();
     for (index, (key, entry)) in wanted.into_iter().enumerate() {
@@ -431,11 +435,10 @@ pub fn referenced_storages(pickle: &Pickle) -> Vec<std::rc::Rc<StorageRef>> {
     let mut seen = rustc_hash::FxHashSet::default();
     let mut out = Vec::new();
     for object in &pickle.objects {
-        if let pickle::Object::Native(pickle::TorchObject::Tensor(TensorRef {
-            storage: Some(storage),
-            ..
-        })) = object
-        {
+        if let pickle::Object::Native(pickle::TorchObject::Tensor(tensor)) = object {
+            let Some(storage) = &tensor.storage else {
+                continue;
+            };
             if seen.insert(&*storage.key) {
                 out.push(storage.clone());
             }

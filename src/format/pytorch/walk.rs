@@ -8,7 +8,7 @@
 //! `MAX_LISTING_BYTES`, so long keys shared by many tensors cannot make it
 //! allocate without bound.
 
-use super::pickle::{Object, Pickle, TorchObject, Value};
+use super::pickle::{Object, Pickle, RecordedCall, TorchObject, Value};
 use super::{locate, StorageLocation};
 use crate::checkpoint::{Checkpoint, StateDictMetadata, TensorInfo, ValueInfo};
 use crate::error::{err, ErrorKind, Result};
@@ -239,9 +239,10 @@ impl Walker<'_> {
                     path.pop();
                 }
             }
-            Object::Call {
-                func, state, items, ..
-            } => {
+            Object::Call(call) => {
+                let RecordedCall {
+                    func, state, items, ..
+                } = &**call;
                 if checkpoint.values.len() < MAX_VALUES {
                     self.charge(path_bytes(path) + 1024)?;
                     let name = self

@@ -47,7 +47,7 @@ pub(super) fn object_size<R: Reduce>(object: &Object<R>) -> u64 {
     own + match object {
         Object::List(items) | Object::Tuple(items) | Object::Set(items) => values_size(items),
         Object::Dict { entries, .. } => entries.len() as u64 * DICT_ENTRY_COST,
-        Object::Call { items, .. } => values_size(items),
+        Object::Call(call) => values_size(&call.items),
         Object::Persistent { id, .. } => value_heap(id),
         Object::Native(native) => native.heap_size(),
     }

@@ -51,10 +51,10 @@ pub(super) fn inline_after_build<R: Reduce>(
     state: &Value,
     offset: u64,
 ) -> Result<Option<Inline>> {
-    let Some(Object::Call { func, .. }) = machine.object(target) else {
+    let Some(Object::Call(call)) = machine.object(target) else {
         return Ok(None);
     };
-    if machine.global_of(func) != Some(("joblib.numpy_pickle", "NumpyArrayWrapper")) {
+    if machine.global_of(&call.func) != Some(("joblib.numpy_pickle", "NumpyArrayWrapper")) {
         return Ok(None);
     }
     let Some(Object::Dict { entries, .. }) = machine.object(state) else {
@@ -70,7 +70,7 @@ pub(super) fn inline_after_build<R: Reduce>(
     .ok_or_else(|| bad("joblib array wrapper with an invalid shape", offset))?;
     // The dtype is `numpy.dtype(name, False, True)`, recorded as a call.
     let dtype = match entry(entries, "dtype").and_then(|d| machine.object(d)) {
-        Some(Object::Call { args, .. }) => match machine.object(args) {
+        Some(Object::Call(call)) => match machine.object(&call.args) {
             Some(Object::Tuple(items)) => match items.first() {
                 Some(Value::Str(name)) => Some(name.to_string()),
                 _ => None,

@@ -43,7 +43,9 @@ pub struct TensorRef {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TorchObject {
     Storage(Rc<StorageRef>),
-    Tensor(TensorRef),
+    /// Boxed: a tensor is the largest thing a pickle's object table holds,
+    /// and one object in eight.
+    Tensor(Box<TensorRef>),
 }
 
 fn storage_heap(storage: &StorageRef) -> u64 {
@@ -137,14 +139,14 @@ impl Reduce for TorchObject {
                 }
                 .unwrap_or_default();
                 machine.alloc(
-                    Object::Native(TorchObject::Tensor(TensorRef {
+                    Object::Native(TorchObject::Tensor(Box::new(TensorRef {
                         storage: None,
                         dtype_override: Some(dtype),
                         storage_offset: 0,
                         size,
                         stride,
                         quantized: false,
-                    })),
+                    }))),
                     offset,
                 )
             }
@@ -297,14 +299,14 @@ fn rebuild_tensor(
         )
     })?;
     machine.alloc(
-        Object::Native(TorchObject::Tensor(TensorRef {
+        Object::Native(TorchObject::Tensor(Box::new(TensorRef {
             storage: Some(storage),
             dtype_override: None,
             storage_offset,
             size,
             stride,
             quantized,
-        })),
+        }))),
         offset,
     )
 }

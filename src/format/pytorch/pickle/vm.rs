@@ -88,7 +88,9 @@ pub trait Reduce: Clone + Debug + PartialEq + Sized {
 }
 
 /// A node of the object graph; `R` is what the reducer builds (the
-/// `Native` variant).
+/// `Native` variant). Kept to 40 bytes (the rare or large parts are boxed):
+/// a state dict makes about eight objects per tensor, and the table of them
+/// is most of the memory an `inspect` touches.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object<R> {
     List(Vec<Value>),
@@ -97,16 +99,11 @@ pub enum Object<R> {
         entries: Vec<(Value, Value)>,
         /// The state a BUILD gave it; an OrderedDict saved by
         /// `Module.state_dict()` carries `{"_metadata": ...}` here.
-        state: Option<Value>,
+        state: Option<Box<Value>>,
     },
     Set(Vec<Value>),
     /// `func(*args)` that the interpreter did not evaluate.
-    Call {
-        func: Value,
-        args: Value,
-        state: Option<Value>,
-        items: Vec<Value>,
-    },
+    Call(Box<RecordedCall>),
     /// A persistent id the reducer did not interpret, and the byte offset
     /// of its opcode.
     Persistent {
@@ -115,6 +112,28 @@ pub enum Object<R> {
     },
     /// An object the reducer built from a callable or persistent id it knows.
     Native(R),
+}
+
+/// A call the interpreter recorded instead of evaluating: `func(*args)`,
+/// and what BUILD, SETITEMS and APPENDS then gave the object it made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedCall {
+    pub func: Value,
+    pub args: Value,
+    pub state: Option<Value>,
+    pub items: Vec<Value>,
+}
+
+impl RecordedCall {
+    /// An object for `func(*args)`, not yet built on.
+    pub fn object<R>(func: Value, args: Value) -> Object<R> {
+        Object::Call(Box::new(RecordedCall {
+            func,
+            args,
+            state: None,
+            items: Vec::new(),
+        }))
+    }
 }
 
 /// Result of running one pickle to its STOP opcode.
@@ -314,6 +333,7 @@ impl<R: Reduce> Machine<R> {
     }
 
     /// Charge `bytes` of allocation or copying against `MAX_WORK`.
+    #[inline]
     pub fn charge(&mut self, bytes: u64, offset: u64) -> Result<()> {
         self.work = self.work.saturating_add(bytes);
         if self.work > self.max_work {
@@ -329,6 +349,7 @@ impl<R: Reduce> Machine<R> {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn push(&mut self, value: Value, offset: u64) -> Result<()> {
         if self.stack.len() + self.marks.len() >= MAX_STACK {
             return Err(err(ErrorKind::LimitExceeded, "pickle stack exceeds its limit").at(offset));
@@ -354,6 +375,7 @@ impl<R: Reduce> Machine<R> {
     }
 
     /// Put an object in the arena, charged to the work budget.
+    #[inline]
     pub fn alloc(&mut self, object: Object<R>, offset: u64) -> Result<Value> {
         self.charge(object_size(&object), offset)?;
         if self.objects.len() >= MAX_OBJECTS {
@@ -367,6 +389,7 @@ impl<R: Reduce> Machine<R> {
         Ok(Value::Object(self.objects.len() - 1))
     }
 
+    #[inline]
     pub(super) fn pop(&mut self, offset: u64) -> Result<Value> {
         if self.stack.len() == self.floor() && !self.marks.is_empty() {
             return Err(bad("unexpected MARK on the stack", offset));
@@ -376,6 +399,7 @@ impl<R: Reduce> Machine<R> {
             .ok_or_else(|| bad("pop from an empty stack", offset))
     }
 
+    #[inline]
     pub(super) fn top(&self, offset: u64) -> Result<&Value> {
         match self.stack.last() {
             Some(value) if self.stack.len() > self.floor() || self.marks.is_empty() => Ok(value),
@@ -574,15 +598,7 @@ impl<R: Reduce> Machine<R> {
                     self.charge(text.len() as u64, offset)?;
                     Ok(Value::Bytes(text.chars().map(|c| c as u32 as u8).collect()))
                 }
-                _ => self.alloc(
-                    Object::Call {
-                        func,
-                        args,
-                        state: None,
-                        items: Vec::new(),
-                    },
-                    offset,
-                ),
+                _ => self.alloc(RecordedCall::object(func, args), offset),
             },
             "builtins.tuple" => match first {
                 Some(inner) => Ok(inner),
@@ -596,15 +612,7 @@ impl<R: Reduce> Machine<R> {
                 .unwrap_or_default();
                 self.alloc(Object::Set(members), offset)
             }
-            _ => self.alloc(
-                Object::Call {
-                    func,
-                    args,
-                    state: None,
-                    items: Vec::new(),
-                },
-                offset,
-            ),
+            _ => self.alloc(RecordedCall::object(func, args), offset),
         }
     }
 
@@ -623,6 +631,7 @@ impl<R: Reduce> Machine<R> {
         };
         // Index entries cost about as much as the entries themselves.
         self.charge(pairs.len() as u64 / 2 * DICT_ENTRY_COST * 2, offset)?;
+        self.dict_index.reserve(pairs.len() / 2);
         let pairs_len = pairs.len();
         let mut compared = 0u64;
         let mut iterator = pairs.into_iter();
@@ -661,8 +670,8 @@ impl<R: Reduce> Machine<R> {
                 }
                 self.charge(compared.saturating_mul(COMPARE_COST), offset)
             }
-            Object::Call { items, .. } => {
-                items.extend(iterator);
+            Object::Call(call) => {
+                call.items.extend(iterator);
                 Ok(())
             }
             _ => Err(bad("SETITEM on something that is not a dict", offset)),
@@ -680,10 +689,12 @@ impl<R: Reduce> Machine<R> {
             _ => return Err(bad("APPEND on something that is not a list", offset)),
         };
         match self.objects.get_mut(id) {
-            Some(Object::List(items))
-            | Some(Object::Set(items))
-            | Some(Object::Call { items, .. }) => {
+            Some(Object::List(items)) | Some(Object::Set(items)) => {
                 items.extend(values);
+                Ok(())
+            }
+            Some(Object::Call(call)) => {
+                call.items.extend(values);
                 Ok(())
             }
             _ => Err(bad("APPEND on something that is not a list", offset)),
@@ -697,8 +708,12 @@ impl<R: Reduce> Machine<R> {
             _ => return Ok(()),
         };
         match self.objects.get_mut(id) {
-            Some(Object::Dict { state: slot, .. }) | Some(Object::Call { state: slot, .. }) => {
-                *slot = Some(state);
+            Some(Object::Dict { state: slot, .. }) => {
+                *slot = Some(Box::new(state));
+                Ok(())
+            }
+            Some(Object::Call(call)) => {
+                call.state = Some(state);
                 Ok(())
             }
             Some(_) => Ok(()),
@@ -716,11 +731,22 @@ impl<R: Reduce> Machine<R> {
     fn memo_slot(&self, index: u64) -> Option<&Value> {
         match usize::try_from(index).ok().and_then(|i| self.memo.get(i)) {
             Some(Some(value)) => Some(value),
+            _ if self.sparse_memo.is_empty() => None,
             _ => self.sparse_memo.get(&index),
         }
     }
 
     pub(super) fn memo_put(&mut self, index: u64, value: Value, offset: u64) -> Result<()> {
+        // The common case: keys stored in order, none far out.
+        if index == self.memo.len() as u64
+            && self.sparse_memo.is_empty()
+            && self.memo_entries < MAX_OBJECTS as u64
+        {
+            self.charge(MEMO_COST + VALUE_COST + value_heap(&value), offset)?;
+            self.memo_entries += 1;
+            self.memo.push(Some(value));
+            return Ok(());
+        }
         let present = self.memo_slot(index).is_some();
         if self.memo_entries >= MAX_OBJECTS as u64 && !present {
             return Err(err(ErrorKind::LimitExceeded, "pickle memo exceeds its limit").at(offset));
