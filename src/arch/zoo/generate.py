@@ -5,6 +5,9 @@ from the library itself. Run by hand (never by CI or tests):
     python -m venv /tmp/zoo && /tmp/zoo/bin/pip install torch transformers==5.24.0
     /tmp/zoo/bin/python src/arch/zoo/generate.py [--only llama,bert] [--jobs 2]
 
+(With no cache on the machine, `restore_cache.py` first rebuilds it from the
+committed outputs, so `--only` re-derives just the types it names.)
+
 For every model type in transformers' auto mappings and every class those
 mappings name for it (the base model and its heads), the script builds the
 model on the `meta` device (no memory, no weights) for the default config
