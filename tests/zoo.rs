@@ -247,6 +247,7 @@ fn must_have_model_types_are_described() {
         "olmo2",
         "deit",
         "dinov2",
+        "detr",
     ] {
         assert!(zoo::knows(model_type), "{model_type} is not described");
     }

@@ -57,6 +57,16 @@ pub enum RenameAction {
     },
     /// `PrefixChange(prefix_to_remove=P)`: `P.rest` becomes `rest`.
     RemovePrefix { prefix: &'static str },
+    /// `WeightRenaming("A(\d+)B", "C\1D")`: the first `A<digits>B`
+    /// becomes `C<digits>D` (DETR's `layers.(\d+).fc1` ->
+    /// `layers.\1.mlp.fc1`).
+    RenameNumbered {
+        before: &'static str,
+        after: &'static str,
+        replace_before: &'static str,
+        replace_after: &'static str,
+        at_start: bool,
+    },
 }
 
 /// transformers' `WeightTransform.scope_prefix` with the model's
@@ -86,6 +96,23 @@ impl KeyRename {
                 find,
                 replace,
                 at_start: true,
+            },
+            scope: None,
+        }
+    }
+
+    pub const fn rename_numbered(
+        (before, after): (&'static str, &'static str),
+        (replace_before, replace_after): (&'static str, &'static str),
+        at_start: bool,
+    ) -> KeyRename {
+        KeyRename {
+            action: RenameAction::RenameNumbered {
+                before,
+                after,
+                replace_before,
+                replace_after,
+                at_start,
             },
             scope: None,
         }
@@ -126,6 +153,42 @@ fn scoped_key(key: &str, scope: Option<RenameScope>) -> Option<(String, &str)> {
         key.strip_prefix(scope_prefix.as_str())
             .map(|rest| (scope_prefix, rest))
     }
+}
+
+/// The text of the first match of `before(\d+)after` in `text` as
+/// transformers' pattern would find it (at the start only when `at_start`;
+/// not followed by a word character when `after` ends in one), and its
+/// digits.
+fn find_numbered<'t>(
+    before: &str,
+    after: &str,
+    at_start: bool,
+    text: &'t str,
+) -> Option<(&'t str, &'t str)> {
+    let word_end = after
+        .chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    text.match_indices(before)
+        .map(|(start, _)| start)
+        .filter(|start| !at_start || *start == 0)
+        .find_map(|start| {
+            let digits_start = start + before.len();
+            let digits_len = text[digits_start..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            let digits_end = digits_start + digits_len;
+            let end = digits_end + after.len();
+            let clean = digits_len > 0
+                && text[digits_end..].starts_with(after)
+                && !(word_end
+                    && text[end..]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_'));
+            clean.then(|| (&text[start..end], &text[digits_start..digits_end]))
+        })
 }
 
 /// Where `find` first matches in `text` as transformers' pattern would: at
@@ -169,6 +232,22 @@ impl KeyRename {
                 let tail = rest.strip_prefix(removed)?.strip_prefix('.')?;
                 (!tail.is_empty()).then(|| format!("{prefix}{tail}"))
             }
+            RenameAction::RenameNumbered {
+                before,
+                after,
+                replace_before,
+                replace_after,
+                at_start,
+            } => {
+                // Python: the target with `\1` expanded, then
+                // key_to_match.replace(match.group(0), target, 1).
+                let (matched, digits) = find_numbered(before, after, at_start, rest)?;
+                let replacement = format!("{replace_before}{digits}{replace_after}");
+                Some(format!(
+                    "{prefix}{}",
+                    rest.replacen(matched, &replacement, 1)
+                ))
+            }
         }
     }
 }
@@ -176,6 +255,39 @@ impl KeyRename {
 #[cfg(test)]
 mod key_rename_tests {
     use super::*;
+
+    #[test]
+    fn numbered_renames_match_like_the_python_patterns() {
+        // transformers' WeightRenaming("layers.(\d+).fc1",
+        // "layers.\1.mlp.fc1") (DETR), as re.search and str.replace apply it.
+        let rename =
+            KeyRename::rename_numbered(("layers.", ".fc1"), ("layers.", ".mlp.fc1"), false);
+        let cases = [
+            (
+                "model.encoder.layers.3.fc1.weight",
+                Some("model.encoder.layers.3.mlp.fc1.weight"),
+            ),
+            (
+                "model.decoder.layers.12.fc1.bias",
+                Some("model.decoder.layers.12.mlp.fc1.bias"),
+            ),
+            // `(?!\w)` after the pattern's last letter.
+            ("model.encoder.layers.3.fc10.weight", None),
+            ("model.encoder.layers.x.fc1.weight", None),
+            ("model.encoder.layers.3.mlp.fc1.weight", None),
+            // The first match that holds, not the first `layers.`.
+            ("layers.a.layers.4.fc1", Some("layers.a.layers.4.mlp.fc1")),
+        ];
+        for (key, renamed) in cases {
+            assert_eq!(rename.apply(key).as_deref(), renamed, "{key}");
+        }
+        let at_start = KeyRename::rename_numbered(("blocks.", ".ff"), ("layers.", ".mlp"), true);
+        assert_eq!(
+            at_start.apply("blocks.2.ff.w").as_deref(),
+            Some("layers.2.mlp.w")
+        );
+        assert_eq!(at_start.apply("x.blocks.2.ff.w"), None);
+    }
 
     #[test]
     fn renames_match_like_the_python_patterns() {

@@ -56,6 +56,19 @@ def conversions(model):
                     unmodeled.append(f"rename {pattern} -> {targets[0]}")
                     continue
                 out.append(["rename", literal, targets[0], at_start, scope])
+        elif kind == "WeightRenaming" and len(targets) == 1 and targets[0].count("\\1") == 1 \
+                and "\\" not in targets[0].replace("\\1", ""):
+            # `layers.(\d+).fc1` -> `layers.\1.mlp.fc1`: a literal, a layer
+            # number, a literal.
+            replace_before, replace_after = targets[0].split("\\1")
+            for pattern in sources:
+                at_start = pattern.startswith("^")
+                parts = re.fullmatch(r"(.*?)\(\\d\+\)(.*)", pattern.lstrip("^"))
+                literals = [p.replace("\\.", ".") for p in parts.groups()] if parts else None
+                if literals is None or any(re.search(r"[\\\[\](){}*+?|$^]", p) for p in literals):
+                    unmodeled.append(f"rename {pattern} -> {targets[0]}")
+                    continue
+                out.append(["rename_numbered", literals[0], literals[1], replace_before, replace_after, at_start, scope])
         elif kind == "PrefixChange" and len(sources) == 1 and re.fullmatch(r"\^([\w.]+)\\\.\(\.\+\)", sources[0]):
             prefix = re.fullmatch(r"\^([\w.]+)\\\.\(\.\+\)", sources[0]).group(1).replace("\\", "")
             out.append(["remove_prefix", prefix, scope])

@@ -2,7 +2,7 @@
 """Derives src/arch/zoo/transformers.json, the transformers model zoo as data,
 from the library itself. Run by hand (never by CI or tests):
 
-    python -m venv /tmp/zoo && /tmp/zoo/bin/pip install torch transformers==5.24.0
+    python -m venv /tmp/zoo && /tmp/zoo/bin/pip install torch transformers==5.24.0 timm
     /tmp/zoo/bin/python src/arch/zoo/generate.py [--only llama,bert] [--jobs 2]
 
 (With no cache on the machine, `restore_cache.py` first rebuilds it from the
@@ -276,16 +276,32 @@ def derive(model_type, config_class, model_class, rng):
             set_path(d, field, value)
         return d
 
+    def with_parent(d, field):
+        """`d` with what a saved config.json holds around `field` when `d`
+        leaves its parent out: a list copied whole, and a sub-config's
+        names (its `model_type`, by which transformers picks the
+        sub-config's class, and its other text and list fields: DETR's
+        `backbone_config` names its timm model, `resnet50`, and the stages
+        it takes); its sizes stay out, to be varied or defaulted."""
+        parent = field.rsplit(".", 1)[0]
+        if field == parent or read_field(d, parent) is not None:
+            return d
+        default = read_field(default_dict, parent)
+        if isinstance(default, list):
+            d = copy.deepcopy(d)
+            set_path(d, parent, list(default))
+        elif isinstance(default, dict) and isinstance(default.get("model_type"), str):
+            d = copy.deepcopy(d)
+            set_path(d, parent, {k: copy.deepcopy(v) for k, v in default.items() if isinstance(v, (str, list))})
+        return d
+
     def minimal(chosen):
-        """A config dict with only `chosen` set (lists copied whole), for
-        configs whose full dict pins derived values (`layer_types` of
-        `num_hidden_layers` entries)."""
+        """A config dict with only `chosen` set (lists copied whole, sub-configs
+        with their `model_type`), for configs whose full dict pins derived
+        values (`layer_types` of `num_hidden_layers` entries)."""
         d = {}
         for field, value in chosen.items():
-            parent = field.rsplit(".", 1)[0]
-            if field != parent and isinstance(read_field(default_dict, parent), list) and read_field(d, parent) is None:
-                set_path(d, parent, list(read_field(default_dict, parent)))
-            d = with_override(d, field, value)
+            d = with_override(with_parent(d, field), field, value)
         return d
 
     # One field at a time.
@@ -360,11 +376,8 @@ def derive(model_type, config_class, model_class, rng):
         for field in relevant:
             v = ints[field]
             new = vary(v, rng)[0]
-            parent = field.rsplit(".", 1)[0]
-            if small is not None and field != parent and isinstance(read_field(default_dict, parent), list) \
-                    and read_field(d, parent) is None:
-                d = copy.deepcopy(d)
-                set_path(d, parent, list(read_field(default_dict, parent)))
+            if small is not None:
+                d = with_parent(d, field)
             if small is not None and field in small:
                 new = rng.randint(1, 3)
             chosen[field] = new

@@ -465,7 +465,15 @@ fn solve(
         if is_list_entry(field) || evidence == &format!("{ASSUMED} default") {
             continue;
         }
-        insert(&mut config, field, json!(value));
+        // A sub-config's field at its default stays out of the config: a
+        // sub-config written in part may not read back (DETR's
+        // `backbone_config` without its `model_type` is a KeyError in
+        // transformers), and leaving it out gives the default anyway.
+        let nested_default =
+            field.contains('.') && desc["fields"][field]["default"] == json!(value);
+        if !nested_default {
+            insert(&mut config, field, json!(value));
+        }
         if let Some(assumed_field) = evidence.strip_prefix(&format!("{ASSUMED} ")) {
             assumed.push(format!(
                 "{field}: {value} follows from the assumed {assumed_field}, not from the shapes alone"

@@ -277,16 +277,23 @@ fn convert_names(
         .map(|(name, shape)| {
             let mut name = name.clone();
             for rename in renames.iter().filter(|r| r.scope.is_none()) {
-                if let super::RenameAction::Rename {
-                    find,
-                    replace,
-                    at_start,
-                } = rename.action
-                {
-                    name = match (at_start, name.find(find)) {
-                        (true, Some(0)) | (false, Some(_)) => name.replacen(find, replace, 1),
-                        _ => name,
-                    };
+                match rename.action {
+                    super::RenameAction::Rename {
+                        find,
+                        replace,
+                        at_start,
+                    } => {
+                        name = match (at_start, name.find(find)) {
+                            (true, Some(0)) | (false, Some(_)) => name.replacen(find, replace, 1),
+                            _ => name,
+                        };
+                    }
+                    super::RenameAction::RenameNumbered { .. } => {
+                        if let Some(renamed) = rename.apply(&name) {
+                            name = renamed;
+                        }
+                    }
+                    super::RenameAction::RemovePrefix { .. } => {}
                 }
             }
             (name, shape.clone())
@@ -298,7 +305,9 @@ fn convert_names(
 
 /// The class's conversion mapping as the `hf` loader's rules:
 /// `["rename", find, replace, at_start, scope]`,
-/// `["remove_prefix", prefix, scope]` and
+/// `["remove_prefix", prefix, scope]`,
+/// `["rename_numbered", before, after, replace_before, replace_after,
+/// at_start, scope]` (`before(\d+)after` -> `replace_before\1replace_after`) and
 /// `["convert", [sources], target, [["merge", 0], ["concat", 1]]]`.
 fn conversions(
     desc: &'static Value,
@@ -327,6 +336,21 @@ fn conversions(
                         KeyRename::rename(find, replace)
                     };
                     renames.push(rename.within(scope_of(&rule[4])));
+                }
+            }
+            Some("rename_numbered") => {
+                if let (Some(before), Some(after), Some(replace_before), Some(replace_after)) =
+                    (word(1), word(2), word(3), word(4))
+                {
+                    let at_start = rule[5].as_bool() == Some(true);
+                    renames.push(
+                        KeyRename::rename_numbered(
+                            (before, after),
+                            (replace_before, replace_after),
+                            at_start,
+                        )
+                        .within(scope_of(&rule[6])),
+                    );
                 }
             }
             Some("remove_prefix") => {
