@@ -2,7 +2,7 @@
 //! executable (see `link_cli_without_pie`) with GCC's unwinder linked in
 //! statically (see `link_cli_unwinder_statically`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() {
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
@@ -65,5 +65,5 @@ fn gcc_file(name: &str) -> Option<PathBuf> {
         .output()
         .ok()?;
     let path = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
-    (path.is_absolute() && Path::new(&path).is_file()).then_some(path)
+    (path.is_absolute() && path.is_file()).then_some(path)
 }

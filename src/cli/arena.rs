@@ -407,6 +407,17 @@ mod tests {
         pointer
     }
 
+    /// Whether the `len` bytes at `block` are all `byte`.
+    ///
+    /// # Safety
+    /// `block` points at `len` readable bytes.
+    unsafe fn all_bytes(block: *const u8, len: usize, byte: u8) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(block, len) }
+            .iter()
+            .all(|b| *b == byte)
+    }
+
     #[test]
     fn small_blocks_come_from_the_arena_large_ones_from_the_system() {
         let small = Layout::from_size_align(100, 16).expect("layout");
@@ -430,9 +441,7 @@ mod tests {
             CliAllocator.dealloc(b, small);
         }
         // SAFETY: `a` is still live and 100 bytes long.
-        assert!(unsafe { std::slice::from_raw_parts(a, 100) }
-            .iter()
-            .all(|byte| *byte == 0xab));
+        assert!(unsafe { all_bytes(a, 100, 0xab) });
     }
 
     /// The VMA flags (`/proc/self/smaps`) of the mapping that starts at
@@ -509,9 +518,7 @@ mod tests {
             CliAllocator.dealloc(moved, moved_layout);
             let zeroed_layout = Layout::from_size_align(1000, 8).expect("layout");
             let zeroed = CliAllocator.alloc_zeroed(zeroed_layout);
-            assert!(std::slice::from_raw_parts(zeroed, 1000)
-                .iter()
-                .all(|byte| *byte == 0));
+            assert!(all_bytes(zeroed, 1000, 0));
         }
     }
 
@@ -566,9 +573,7 @@ mod tests {
             // Growing the newest block keeps its address and contents.
             let grown = CliAllocator.realloc(again, layout, 8192);
             assert_eq!(grown, again);
-            assert!(std::slice::from_raw_parts(grown, 256)
-                .iter()
-                .all(|byte| *byte == 0x5a));
+            assert!(all_bytes(grown, 256, 0x5a));
             std::ptr::write_bytes(grown, 0x77, 8192);
             let grown_layout = Layout::from_size_align(8192, 8).expect("layout");
             CliAllocator.dealloc(grown, grown_layout);
@@ -577,9 +582,7 @@ mod tests {
             let zeroed_layout = Layout::from_size_align(16384, 8).expect("layout");
             let zeroed = CliAllocator.alloc_zeroed(zeroed_layout);
             assert_eq!(zeroed, newest);
-            assert!(std::slice::from_raw_parts(zeroed, 16384)
-                .iter()
-                .all(|byte| *byte == 0));
+            assert!(all_bytes(zeroed, 16384, 0));
             // A freed block that is not the newest is handed out again to
             // the next request it holds, and cleared when that asks for
             // zeroed memory.
@@ -588,9 +591,7 @@ mod tests {
             let smaller = Layout::from_size_align(200, 8).expect("layout");
             let reused = CliAllocator.alloc_zeroed(smaller);
             assert_eq!(reused, older);
-            assert!(std::slice::from_raw_parts(reused, 200)
-                .iter()
-                .all(|byte| *byte == 0));
+            assert!(all_bytes(reused, 200, 0));
             // One too large for it comes from elsewhere.
             CliAllocator.dealloc(reused, smaller);
             let larger = Layout::from_size_align(300, 8).expect("layout");

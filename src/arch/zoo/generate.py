@@ -704,7 +704,15 @@ def main():
         wanted = [t for t in args.only.split(",") if t]
     if not args.assemble:
         run_all(wanted, args.jobs)
+    assemble_outputs()
+
+
+def assemble_outputs():
+    """The outputs from the cache: every model type of the auto mappings
+    and the diffusers classes, the must-haves and the most used first."""
     from diffusers_models import VARIANTS
+    from transformers.models.auto import configuration_auto
+    all_types = list(configuration_auto.CONFIG_MAPPING_NAMES)
     diffusers_types = ["diffusers/" + name for name in VARIANTS]
     assemble(all_types + diffusers_types, MUST_HAVE + POPULAR + diffusers_types,
              whole_for=MUST_HAVE + diffusers_types)

@@ -276,24 +276,14 @@ fn convert_names(
         .iter()
         .map(|(name, shape)| {
             let mut name = name.clone();
+            // The renames as the `hf` loader applies them (prefix changes
+            // are the loader's business, not the layout's).
             for rename in renames.iter().filter(|r| r.scope.is_none()) {
-                match rename.action {
-                    super::RenameAction::Rename {
-                        find,
-                        replace,
-                        at_start,
-                    } => {
-                        name = match (at_start, name.find(find)) {
-                            (true, Some(0)) | (false, Some(_)) => name.replacen(find, replace, 1),
-                            _ => name,
-                        };
-                    }
-                    super::RenameAction::RenameNumbered { .. } => {
-                        if let Some(renamed) = rename.apply(&name) {
-                            name = renamed;
-                        }
-                    }
-                    super::RenameAction::RemovePrefix { .. } => {}
+                if matches!(rename.action, super::RenameAction::RemovePrefix { .. }) {
+                    continue;
+                }
+                if let Some(renamed) = rename.apply(&name) {
+                    name = renamed;
                 }
             }
             (name, shape.clone())

@@ -108,9 +108,7 @@ def restore(cache, force=False):
 def check():
     """Restores into a scratch cache, assembles from it into scratch copies
     of the outputs, and compares them with the committed ones."""
-    from diffusers_models import VARIANTS
-    from generate import MUST_HAVE, POPULAR
-    from transformers.models.auto import configuration_auto
+    import generate
     scratch = tempfile.mkdtemp(prefix="zoo-restore-")
     try:
         cache = os.path.join(scratch, "cache")
@@ -119,10 +117,7 @@ def check():
         os.makedirs(os.path.join(root, "src", "arch", "zoo"))
         os.makedirs(os.path.join(root, "tests", "fixtures", "zoo"))
         assemble.CACHE, assemble.ROOT = cache, root
-        all_types = list(configuration_auto.CONFIG_MAPPING_NAMES)
-        diffusers_types = ["diffusers/" + name for name in VARIANTS]
-        assemble.assemble(all_types + diffusers_types, MUST_HAVE + POPULAR + diffusers_types,
-                          whole_for=MUST_HAVE + diffusers_types)
+        generate.assemble_outputs()
         same = True
         for committed in (DATA, MATRIX, COVERAGE):
             rebuilt = os.path.join(root, os.path.relpath(committed, ROOT))
