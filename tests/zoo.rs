@@ -164,6 +164,35 @@ fn a_zoo_config_json_is_read_like_any_other() {
 }
 
 #[test]
+fn a_sub_config_written_without_its_sizes_takes_its_own_class_defaults() {
+    // transformers: LlavaConfig() builds a CLIP tower 1024 wide, but a
+    // `vision_config` given without `hidden_size` is a CLIPVisionConfig
+    // with that class's default, 768 (likewise LLaVA's Llama text model,
+    // 4096 wide, against LlamaConfig's own 4096: the same, so one default).
+    let width = |config: Value| {
+        let model = build(&config);
+        model
+            .tensors
+            .iter()
+            .find(|t| t.name == "vision_tower.embeddings.class_embedding")
+            .unwrap_or_else(|| panic!("{config}: no class embedding"))
+            .shape
+            .clone()
+    };
+    assert_eq!(width(json!({"model_type": "llava"})), [1024]);
+    assert_eq!(
+        width(json!({"model_type": "llava",
+            "vision_config": {"model_type": "clip_vision_model"}})),
+        [768]
+    );
+    assert_eq!(
+        width(json!({"model_type": "llava",
+            "vision_config": {"model_type": "clip_vision_model", "hidden_size": 1280}})),
+        [1280]
+    );
+}
+
+#[test]
 fn the_zoo_agrees_with_the_hand_written_builders() {
     // The eight hand-written families are described by the zoo too: the
     // two must agree, class by class, at a small size and at the default.
@@ -248,6 +277,7 @@ fn must_have_model_types_are_described() {
         "deit",
         "dinov2",
         "detr",
+        "llava",
     ] {
         assert!(zoo::knows(model_type), "{model_type} is not described");
     }

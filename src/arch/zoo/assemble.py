@@ -73,7 +73,8 @@ def assemble(all_types, first, whole_for=()):
                         v["count"] = len(listing)
                         v["digest"] = digest(listing)
                 matrix["classes"].append(m)
-        coverage.append((model_type, list(r["classes"]), r["failed"]))
+        failed = r["failed"] or ({} if r["classes"] else {"*": no_class_reason(model_type)})
+        coverage.append((model_type, list(r["classes"]), failed))
     intern(data)
     # Lists, not maps: the order (model types by use, a type's base model
     # first) is meaning, and JSON readers may sort maps.
@@ -147,12 +148,29 @@ def intern(data):
     data["shared"] = shared
 
 
+def no_class_reason(model_type):
+    """Why a model type has no class to describe: transformers' auto
+    mappings name none for it (a sub-config's type), or only in mappings
+    outside the heads the zoo reads (depth estimation, backbones, ...)."""
+    from transformers.models.auto import modeling_auto
+    others = sorted(
+        name.removeprefix("MODEL_FOR_").removesuffix("_MAPPING_NAMES").lower().replace("_", " ")
+        for name in dir(modeling_auto)
+        if name.endswith("_MAPPING_NAMES") and name != "CONFIG_MAPPING_NAMES"
+        and model_type in getattr(modeling_auto, name))
+    if others:
+        return "its classes are only in auto mappings the zoo does not read: " + ", ".join(others)
+    return "no model class: transformers' auto mappings name a configuration only"
+
+
 def write_coverage(zoo_dir, coverage):
     import transformers
     diffusers_rows = [row for row in coverage if row[0].startswith("diffusers/")]
     coverage = [row for row in coverage if not row[0].startswith("diffusers/")] + diffusers_rows
     exact = [t for t, classes, _ in coverage if classes and not t.startswith("diffusers/")]
     transformers_rows = len(coverage) - len(diffusers_rows)
+    config_only = sum(1 for t, classes, failed in coverage
+                      if not classes and failed.get("*", "").startswith("no model class"))
     lines = [
         "# Coverage of the transformers zoo",
         "",
@@ -160,7 +178,9 @@ def write_coverage(zoo_dir, coverage):
         "`diffusers/` classes, whose described classes are the released structures, the variants); do not edit.",
         "",
         f"**{len(exact)} of {transformers_rows} model types** have at least one class described exactly "
-        f"({sum(len(c) for t, c, _ in coverage if not t.startswith('diffusers/'))} classes). A class is listed "
+        f"({sum(len(c) for t, c, _ in coverage if not t.startswith('diffusers/'))} classes); "
+        f"{config_only} of the {transformers_rows} name a configuration only (a composite model's part) and have "
+        "no model class to describe. A class is listed "
         "as described only when its description reproduced held-out variations of its config.",
         "",
         f"**{sum(1 for _, c, _ in diffusers_rows if c)} of {len(diffusers_rows)} diffusers classes** are described "

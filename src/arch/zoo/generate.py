@@ -241,20 +241,22 @@ def vary(value, rng=None):
 LAYER_FIELD = re.compile(r"(^|[._])(num_(hidden_)?layers|n_layers?|(encoder|decoder)_layers|num_blocks|depth)$")
 
 
-def derive(model_type, config_class, model_class, rng):
+def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
     true_default_dict = config_class().to_dict()
     true_default, config0, model0 = sample(config_class, model_class, true_default_dict)
     # Variations start from the default with layer counts cut to 2 (where
     # the model still builds): the formulas are the same, the models ten
     # times faster to build.
     default_dict = true_default_dict
+    cut = set()
     for field, value in flatten(true_default_dict)[0].items():
-        if LAYER_FIELD.search(field) and value > 2:
+        if LAYER_FIELD.search(field) and value > 2 and field not in uncut:
             trial = copy.deepcopy(default_dict)
             set_path(trial, field, 2)
             try:
                 build(config_class, model_class, trial)
                 default_dict = trial
+                cut.add(field)
             except Exception:
                 pass
     base, _, _ = sample(config_class, model_class, default_dict)
@@ -265,6 +267,13 @@ def derive(model_type, config_class, model_class, rng):
     fixed = {}
     flips = {}
     irrelevant = []
+
+    # A saved config.json also holds, in a sub-config, each field that
+    # differs from the sub-config class's own default (LLaVA's CLIP tower
+    # has 16 heads where CLIPVisionConfig has 12, and 1024 is no multiple of
+    # 12); the size fields a variation draws stay out of it, to be varied or
+    # to take their default, once they are known.
+    sizes_left_out = set()
 
     def with_override(d, field, value):
         d = copy.deepcopy(d)
@@ -291,8 +300,12 @@ def derive(model_type, config_class, model_class, rng):
             d = copy.deepcopy(d)
             set_path(d, parent, list(default))
         elif isinstance(default, dict) and isinstance(default.get("model_type"), str):
+            own_default = sub_config_default(default["model_type"])
             d = copy.deepcopy(d)
-            set_path(d, parent, {k: copy.deepcopy(v) for k, v in default.items() if isinstance(v, (str, list))})
+            set_path(d, parent, {k: copy.deepcopy(v) for k, v in default.items()
+                                 if isinstance(v, (str, list)) or (
+                                     f"{parent}.{k}" not in sizes_left_out and k in own_default
+                                     and v != own_default[k] and not k.startswith("_"))})
         return d
 
     def minimal(chosen):
@@ -364,7 +377,13 @@ def derive(model_type, config_class, model_class, rng):
             continue
         if s.listing != base.listing:
             flips[field] = s
+    if cut & set(fixed):
+        # A layer count that cannot change (BLIP-2's Q-Former alternates
+        # cross-attention layers) holds only at its default: derive again
+        # with that count uncut.
+        return derive(model_type, config_class, model_class, rng, uncut | (cut & set(fixed)))
     relevant = list(singles)
+    sizes_left_out.update(relevant)
 
     def joint(rng, small):
         # Fitting varies the full default dict (every field explicit, so a
@@ -481,10 +500,41 @@ def derive(model_type, config_class, model_class, rng):
         env = resolve_env(desc, s.config_dict)
         if expand(item, env) != s.listing:
             raise Misfit("a held-out variation differs from the description")
+    # A sub-config written without its sizes (a config.json that gives only
+    # `vision_config.model_type`) takes the sub-config class's defaults, not
+    # the composite config's: checked like a held-out variation, with the
+    # sub-config's layer counts at 1 to keep the sample small.
+    for parent, value in default_dict.items():
+        if not (isinstance(value, dict) and isinstance(value.get("model_type"), str)
+                and any(f.startswith(parent + ".") for f in relevant)):
+            continue
+        d = with_parent({}, parent + ".*")
+        for field in count_fields:
+            if field.startswith(parent + "."):
+                d = with_override(d, field, 1)
+        try:
+            s, _, _ = sample(config_class, model_class, d)
+        except Exception:
+            continue
+        if expand(item, resolve_env(desc, d)) != s.listing:
+            raise Misfit(f"a {parent} written without its sizes differs from the description")
+        s.config_dict = d
+        held.append(s)
     extras = pretrained_facts(config_class, model_class, default_dict, model0)
     desc.update(extras)
     reasons = {f: why for f, why in fixed.items()}
     return desc, true_default, held, reasons
+
+
+def sub_config_default(model_type):
+    """The default dict of the config class that `model_type` names, as
+    transformers builds a sub-config from a saved dict; empty when there is
+    none."""
+    from transformers.models.auto import configuration_auto
+    try:
+        return configuration_auto.CONFIG_MAPPING[model_type]().to_dict()
+    except Exception:
+        return {}
 
 
 def default_of(default_dict, ints, bools, field):
@@ -526,6 +576,8 @@ def resolve_env(desc, config_dict):
         if v is None:
             spec = desc["fields"][field]
             dflt = spec["default"]
+            if "default_in_parent" in spec and isinstance(read_field(config_dict, field.rsplit(".", 1)[0]), dict):
+                dflt = spec["default_in_parent"]
             if isinstance(dflt, (bool, int)):
                 v = dflt
             else:
@@ -542,54 +594,81 @@ def resolve_env(desc, config_dict):
 
 def derive_defaults(config_class, ints, used, relevant, rng):
     """For each field a formula uses: its default when config.json leaves it
-    out, as a number or as a formula over the fields it follows."""
+    out, as a number or as a formula over the fields it follows. A field of
+    a sub-config can have two: one when config.json leaves the whole
+    sub-config out (the composite config's choice: LLaVA's CLIP tower is
+    1024 wide) and one when config.json has the sub-config without the
+    field (the sub-config class's own default: CLIPVisionConfig's 768)."""
     names = sorted(used | {"num_labels"} & used)
     base = config_class()
+
     def env_of(config):
         e, _, _ = flatten(config.to_dict())
         e["num_labels"] = config.num_labels
         return e
+
+    def config_with(values):
+        d = {}
+        for f, v in values.items():
+            if f == "num_labels":
+                d["num_labels"] = v
+            else:
+                set_path(d, f, v)
+        return config_class(**d)
+
     e0 = env_of(base)
-    fields = {}
     rows = []
     for field in relevant:
         for new in vary(ints[field]):
-            d = {}
-            if field == "num_labels":
-                d = {"num_labels": new}
-            else:
-                set_path(d, field, new)
             try:
-                rows.append((field, env_of(config_class(**d))))
+                rows.append((field, env_of(config_with({field: new}))))
                 break
             except Exception:
                 continue
-    for name in names:
-        if name not in e0:
-            raise Misfit(f"{name} has no default")
-        follows = tuple(f for f, e in rows if f != name and e.get(name) != e0[name])
+
+    def fit_default(name, baseline, rows, extra):
+        """`name`'s default over `rows` (each one field changed from
+        `baseline`), with `extra` fields set in every joint point."""
+        follows = tuple(f for f, e in rows if f != name and e.get(name) != baseline[name])
         if not follows:
-            fields[name] = {"default": e0[name]}
-            continue
-        points = [(e0, e0[name])] + [(e, e[name]) for f, e in rows if f in follows]
+            return baseline[name]
+        points = [(baseline, baseline[name])] + [(e, e[name]) for f, e in rows if f in follows]
         # A joint point or two to pin a two-term formula.
         for _ in range(3):
-            d = {}
-            for f in follows:
-                v = vary(ints[f], rng)[0]
-                if f == "num_labels":
-                    d["num_labels"] = v
-                else:
-                    set_path(d, f, v)
             try:
-                e = env_of(config_class(**d))
+                e = env_of(config_with(dict(extra, **{f: vary(ints[f], rng)[0] for f in follows})))
                 points.append((e, e[name]))
             except Exception:
                 pass
         expr = fit(points, follows)
         if expr is None:
             raise Misfit(f"the default of {name} follows {', '.join(follows)} by no formula")
-        fields[name] = {"default": expr}
+        return expr
+
+    fields = {}
+    for name in names:
+        if name not in e0:
+            raise Misfit(f"{name} has no default")
+        parent = name.rsplit(".", 1)[0] if "." in name else None
+        in_parent = None
+        if parent is not None and isinstance(read_field(base.to_dict(), parent), dict):
+            try:
+                d = {}
+                set_path(d, parent, {})
+                in_parent = env_of(config_class(**d))
+            except Exception:
+                in_parent = None
+        if in_parent is None or name not in in_parent:
+            fields[name] = {"default": fit_default(name, e0, rows, {})}
+            continue
+        # Fields of the same sub-config are set with the sub-config present;
+        # the others leave it out.
+        inside = [(f, e) for f, e in rows if f.startswith(parent + ".")]
+        outside = [(f, e) for f, e in rows if not f.startswith(parent + ".")]
+        fields[name] = {"default": fit_default(name, e0, outside, {})}
+        present = fit_default(name, in_parent, inside, {})
+        if present != fields[name]["default"]:
+            fields[name]["default_in_parent"] = present
     return fields
 
 

@@ -486,6 +486,23 @@ fn solve(
             evidence: evidence.clone(),
         });
     }
+    // A sub-config the config now holds takes the sub-config class's own
+    // defaults for what it leaves out (`default_in_parent`): a field left
+    // out above at the composite config's default goes in where that
+    // differs.
+    let written = Value::Object(config.clone());
+    for (field, value, evidence) in &known {
+        if is_list_entry(field) || evidence == &format!("{ASSUMED} default") {
+            continue;
+        }
+        let spec = &desc["fields"][*field];
+        if super::default_key(&written, spec, field) == "default_in_parent"
+            && super::read_path(&written, field).is_none()
+            && spec["default_in_parent"] != json!(value)
+        {
+            insert(&mut config, field, json!(value));
+        }
+    }
     let mut undetermined = assumed;
     undetermined.extend(
         desc["fields"]

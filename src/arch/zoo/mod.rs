@@ -455,7 +455,7 @@ fn same_number_or_value(a: &Value, b: &Value) -> bool {
 }
 
 /// A dotted path into the config (`text_config.hidden_size`, `depths.2`).
-fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
     let mut node = config;
     for part in path.split('.') {
         node = match node {
@@ -524,7 +524,7 @@ impl Fields<'_> {
                     .desc
                     .get("fields")
                     .and_then(|fields| fields.get(field))
-                    .and_then(|spec| spec.get("default"))
+                    .and_then(|spec| spec.get(default_key(self.config, spec, field)))
                     .ok_or_else(|| {
                         err(
                             ErrorKind::BadConfig,
@@ -551,6 +551,23 @@ impl Fields<'_> {
         };
         self.resolved.push((field, value.clone()));
         Ok(value)
+    }
+}
+
+/// Which of a field's defaults holds for `config`: a sub-config's field has
+/// a second one, `default_in_parent`, where the composite config's default
+/// sub-config differs from the sub-config class's own (LLaVA's CLIP tower is
+/// 1024 wide; a `vision_config` written without `hidden_size` gets
+/// CLIPVisionConfig's 768).
+pub(crate) fn default_key(config: &Value, spec: &Value, field: &str) -> &'static str {
+    let parent_given = field
+        .rsplit_once('.')
+        .and_then(|(parent, _)| read_path(config, parent))
+        .is_some_and(Value::is_object);
+    if parent_given && spec.get("default_in_parent").is_some() {
+        "default_in_parent"
+    } else {
+        "default"
     }
 }
 
