@@ -3,7 +3,8 @@
 //! tests/fixtures/zoo/make_diffusers_loads.py (diffusers 0.42.1 on the
 //! `meta` device): configs as `save_config` writes them for released
 //! structures (SD 1.5, its inpainting UNet, SD 2.1, SDXL base and refiner,
-//! the SD VAE and a 16-channel one, ControlNets, a small Flux), each one's
+//! the SD VAE and a 16-channel one, ControlNets, a small Flux, small SD3
+//! and SD3.5 transformers, whose last block differs), each one's
 //! `state_dict()`, and loads of one into another with
 //! `load_state_dict(strict=True)`. The model ckptcheck builds from each
 //! config must give PyTorch's verdict and error text, key for key.
@@ -81,6 +82,9 @@ fn each_released_config_is_its_variant_and_builds_its_state_dict() {
         ("controlnet-sd-1.5", "sd-1"),
         ("controlnet-sdxl", "sdxl"),
         ("flux-small", "flux"),
+        ("sd3-small", "sd3"),
+        ("sd3-small-deeper", "sd3"),
+        ("sd3.5-small", "sd3.5-large"),
     ];
     for (name, variant) in expected_variant {
         let model = read(&fixture["configs"][name]).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -119,7 +119,7 @@ def intern(data):
         out = [c[1] for c in node.get("c", [])] + list(node.get("items", []))
         if "body" in node:
             out.append(node["body"])
-        return out
+        return out + list(node.get("last", []))
 
     for entry in data["model_types"].values():
         for desc in entry["classes"].values():
@@ -135,6 +135,8 @@ def intern(data):
             new["items"] = [visit(it) for it in new["items"]]
         if "body" in new:
             new["body"] = visit(new["body"])
+        if "last" in new:
+            new["last"] = [visit(it) for it in new["last"]]
         if counts.get(original_key, 0) > 1 and len(original_key) > 40:
             if original_key not in index:
                 index[original_key] = len(shared)

@@ -114,6 +114,15 @@ fn walk_with(
     if let Some(body) = node.get("body") {
         walk_with(body, &nested, visit, depth + 1, concrete_items);
     }
+    // A list's last layer of its own sits after a count only the config
+    // knows: its keys are patterns like a repeated layer's, but where shapes
+    // are read (`concrete_items`) it is left out, as its `#` would read the
+    // first layer's shapes, not its own.
+    if !concrete_items {
+        for item in entries(node, "last") {
+            walk_with(item, &nested, visit, depth + 1, concrete_items);
+        }
+    }
     for entry in entries(node, "c") {
         let (name, subtree) = child(entry);
         walk_with(
@@ -535,7 +544,7 @@ fn solve(
 }
 
 /// A layer count: a repeat under `prefix` has as many layers as the
-/// checkpoint has distinct indices there, less the first items. Only
+/// checkpoint has distinct indices there, less the first and last items. Only
 /// repeats at a concrete place count (one inside another repeat's layers
 /// would mix the layers of all).
 fn count_equation(
@@ -547,7 +556,7 @@ fn count_equation(
         return None;
     }
     let formula = node.get("repeat")?.as_str()?;
-    let first = entries(node, "items").count() as u64;
+    let own_items = entries(node, "items").count() as u64 + entries(node, "last").count() as u64;
     let mut indices = HashSet::default();
     for (name, _) in names_shapes {
         if let Some(index) = name
@@ -559,10 +568,10 @@ fn count_equation(
         }
     }
     let layers = indices.len() as u64;
-    (layers >= first).then(|| {
+    (layers >= own_items).then(|| {
         (
             formula,
-            layers - first,
+            layers - own_items,
             format!("{layers} layers under {prefix}"),
         )
     })

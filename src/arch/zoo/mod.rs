@@ -699,14 +699,18 @@ impl Expansion<'_, '_> {
             });
         }
         // A ModuleList: its first layers when they differ (T5's first block
-        // holds the relative attention bias), then the alike rest.
+        // holds the relative attention bias), then the alike rest, then a
+        // last layer when it differs (SD3's last joint block has no context
+        // output).
         let items = node.get("items").and_then(Value::as_array);
         let first = items.map_or(0, Vec::len) as u64;
         for (index, item) in items.into_iter().flatten().enumerate() {
             self.node(item, &format!("{prefix}{index}."), depth + 1)?;
         }
+        let mut repeated = 0;
         if let Some(count) = node.get("repeat").and_then(Value::as_str) {
             let (count, fields) = self.evaluate(count)?;
+            repeated = count;
             if count > MAX_TENSORS {
                 return Err(err(
                     ErrorKind::LimitExceeded,
@@ -723,6 +727,10 @@ impl Expansion<'_, '_> {
                 let keep = self.exists_if.len() - pushed;
                 self.exists_if.truncate(keep);
             }
+        }
+        for (index, item) in entries(node, "last").enumerate() {
+            let at = first + repeated + index as u64;
+            self.node(item, &format!("{prefix}{at}."), depth + 1)?;
         }
         for entry in entries(node, "c") {
             let (name, subtree) = child(entry);

@@ -46,6 +46,8 @@ def expand_refs(node, shared):
         out["items"] = [expand_refs(item, shared) for item in out["items"]]
     if "body" in out:
         out["body"] = expand_refs(out["body"], shared)
+    if "last" in out:
+        out["last"] = [expand_refs(item, shared) for item in out["last"]]
     return out
 
 

@@ -87,7 +87,9 @@ def same_structure(a, b):
 
 def align_list(nodes, where):
     """A ModuleList: its first `k` layers as items of their own (T5's first
-    block holds the relative attention bias), the rest alike as a repeat."""
+    block holds the relative attention bias), then the alike rest as a
+    repeat, then at most one last layer of its own (SD3's last joint block
+    has no context output)."""
     counts = {}
     kids = {}
     for s, n in enumerate(nodes):
@@ -100,16 +102,18 @@ def align_list(nodes, where):
             raise Misfit(f"{where} is a list with gaps")
         counts[s] = len(keys)
         kids[s] = list(n.children.values())
-    for k in range(0, 3):
-        if any(0 < counts[s] <= k for s in counts):
-            break
-        if all(all(same_structure(kids[s][k], c) for c in kids[s][k + 1:]) for s in kids if counts[s] > k):
+    for k, t in ((0, 0), (1, 0), (2, 0), (0, 1), (1, 1)):
+        if any(0 < counts[s] <= k + t for s in counts) or ((k or t) and any(counts[s] == 0 for s in counts)):
+            continue
+        if all(all(same_structure(kids[s][k], c) for c in kids[s][k + 1:counts[s] - t])
+               for s in kids if counts[s] > k + t):
             heads = [align([kids[s][i] if counts[s] > k else None for s in sorted(kids)], f"{where}{i}.")
                      for i in range(k)]
-            if k and any(counts[s] == 0 for s in counts):
-                break
-            body = align([kids[s][k] if counts[s] > k else None for s in sorted(kids)], where + "N.")
-            return {"items": heads, "repeat": Slot({s: max(counts[s] - k, 0) for s in counts}), "body": body}
+            body = align([kids[s][k] if counts[s] > k + t else None for s in sorted(kids)], where + "N.")
+            out = {"items": heads, "repeat": Slot({s: max(counts[s] - k - t, 0) for s in counts}), "body": body}
+            if t:
+                out["last"] = [align([kids[s][counts[s] - 1] for s in sorted(kids)], where + "last.")]
+            return out
     if len(set(counts.values())) != 1:
         raise Misfit(f"layers of {where} differ and their count changes")
     n = next(iter(counts.values()))
@@ -126,6 +130,8 @@ def slots(item, out):
         if "repeat" in lst:
             out.append(lst["repeat"])
             slots(lst["body"], out)
+        for it in lst.get("last", []):
+            slots(it, out)
     else:
         for _, child in item["children"]:
             slots(child, out)
@@ -142,6 +148,8 @@ def counts_of(template):
             if "repeat" in item["list"]:
                 out.append(item["list"]["repeat"])
                 go(item["list"]["body"])
+            for it in item["list"].get("last", []):
+                go(it)
         else:
             for _, c in item["children"]:
                 go(c)
@@ -166,6 +174,8 @@ def freeze(item):
         if "repeat" in lst:
             node["repeat"] = lst["repeat"].expr
             node["body"] = freeze(lst["body"])
+        if lst.get("last"):
+            node["last"] = [freeze(it) for it in lst["last"]]
         return node
     node = {"t": out}
     if item["children"]:
@@ -190,9 +200,13 @@ def expand(node, env, prefix=""):
     first = len(node.get("items", []))
     for i, it in enumerate(node.get("items", [])):
         out += expand(it, env, f"{prefix}{i}.")
+    count = 0
     if "repeat" in node:
-        for i in range(to_int(evaluate(node["repeat"], env))):
+        count = to_int(evaluate(node["repeat"], env))
+        for i in range(count):
             out += expand(node["body"], env, f"{prefix}{first + i}.")
+    for i, it in enumerate(node.get("last", [])):
+        out += expand(it, env, f"{prefix}{first + count + i}.")
     for name, child in node.get("c", []):
         if holds(node, name, env):
             out += expand(child, env, prefix + name + ".")
@@ -205,7 +219,7 @@ def conditional_exprs(node):
     if "repeat" in node:
         yield node["repeat"]
         yield from conditional_exprs(node["body"])
-    for it in node.get("items", []):
+    for it in node.get("items", []) + node.get("last", []):
         yield from conditional_exprs(it)
     for _, child in node.get("c", []):
         yield from conditional_exprs(child)
@@ -265,14 +279,19 @@ def merge(item, others, field, value, candidates, envs):
     out["t"] = tensors
     if "repeat" in item or "items" in item:
         first = len(item.get("items", []))
+        last = len(item.get("last", []))
         for o in others:
             kids = list(o.children.values())
             if "repeat" not in item and len(kids) != first:
                 raise Misfit("the layer count changes with the flag")
-            if len(kids) < first + ("repeat" in item):
+            if len(kids) < first + ("repeat" in item) + last:
                 raise Misfit("the list shrinks with the flag")
-            if any(not same_structure(kids[first], k) for k in kids[first + 1:]):
+            if any(not same_structure(kids[first], k) for k in kids[first + 1:len(kids) - last]):
                 raise Misfit("layers differ with the flag")
+        if last:
+            out["last"] = [merge(it, [list(o.children.values())[len(o.children) - last + i] for o in others],
+                                 field, value, candidates, envs)
+                           for i, it in enumerate(item["last"])]
         if first:
             out["items"] = [merge(it, [o.children[str(i)] for o in others], field, value, candidates, envs)
                             for i, it in enumerate(item["items"])]
