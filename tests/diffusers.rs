@@ -112,6 +112,22 @@ fn each_released_config_is_its_variant_and_builds_its_state_dict() {
     }
 }
 
+/// SD3.5 Medium's first 13 blocks have a second attention
+/// (`dual_attention_layers`), a structure no variant describes: its released
+/// config is refused, naming the field, not read as SD3 or SD3.5 Large.
+#[test]
+fn sd35_medium_is_refused_naming_its_dual_attention_layers() {
+    let fixture = fixture();
+    let error =
+        read(&fixture["configs"]["sd3.5-medium"]).expect_err("no variant has dual attention");
+    assert_eq!(error.kind, ErrorKind::BadConfig);
+    assert!(
+        error.message.contains("dual_attention_layers") && error.message.contains("sd3.5-large"),
+        "{}",
+        error.message
+    );
+}
+
 /// A config whose names no described structure has is refused, naming
 /// each structure's reason; a list where a structure has a number (and
 /// the reverse) is not read as a default.

@@ -86,7 +86,6 @@ VARIANTS = {
     "SD3Transformer2DModel": [
         ("sd3", {}),
         ("sd3.5-large", {"qk_norm": "rms_norm"}),
-        ("sd3.5-medium", {"qk_norm": "rms_norm", "dual_attention_layers": list(range(13))}),
     ],
     "FluxTransformer2DModel": [
         ("flux", {}),
@@ -155,7 +154,8 @@ def run_class(class_name):
         rng = random.Random(f"{model_type}/{variant}")
         shim = config_shim(model_class, overrides)
         try:
-            desc, base, held, fixed = generate.derive(model_type, shim, model_builder(model_class), rng)
+            desc, base, held, fixed = generate.derive_with_or_without_last(model_type, shim,
+                                                                           model_builder(model_class), rng)
         except Misfit as e:
             result["failed"][variant] = str(e)
             continue

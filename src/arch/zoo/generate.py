@@ -52,6 +52,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
+import trees  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
 from assemble import CACHE, assemble, digest, model_type_order, small_matrix  # noqa: E402
@@ -676,6 +677,25 @@ def derive_defaults(config_class, ints, used, relevant, rng):
 # Whole model types
 # ---------------------------------------------------------------------------
 
+def derive_with_or_without_last(model_type, config_class, model_class, rng):
+    """`derive`, and when it fails after giving a list a last layer of its
+    own, `derive` again without that (the list's layers then all alike or
+    all fixed, as before lists had one)."""
+    state = rng.getstate()
+    trees.LAST_USED = False
+    try:
+        return derive(model_type, config_class, model_class, rng)
+    except Exception:
+        if not trees.LAST_USED:
+            raise
+    rng.setstate(state)
+    trees.ALLOW_LAST = False
+    try:
+        return derive(model_type, config_class, model_class, rng)
+    finally:
+        trees.ALLOW_LAST = True
+
+
 def classes_for(model_type):
     from transformers.models.auto import modeling_auto
     names = []
@@ -712,7 +732,7 @@ def run_model_type(model_type):
                 result["failed"][name] = "not exported by transformers"
                 continue
             try:
-                desc, base, held, fixed = derive(model_type, config_class, model_class, rng)
+                desc, base, held, fixed = derive_with_or_without_last(model_type, config_class, model_class, rng)
             except Misfit as e:
                 result["failed"][name] = str(e)
                 continue

@@ -85,6 +85,13 @@ def same_structure(a, b):
     return list(walk(a)) == list(walk(b))
 
 
+# Whether a list may end in a last layer of its own, and whether a
+# derivation made one: generate.py derives a class again without it when a
+# description with one fails (a count of layers below the two own ones).
+ALLOW_LAST = True
+LAST_USED = False
+
+
 def align_list(nodes, where):
     """A ModuleList: its first `k` layers as items of their own (T5's first
     block holds the relative attention bias), then the alike rest as a
@@ -102,7 +109,10 @@ def align_list(nodes, where):
             raise Misfit(f"{where} is a list with gaps")
         counts[s] = len(keys)
         kids[s] = list(n.children.values())
+    global LAST_USED
     for k, t in ((0, 0), (1, 0), (2, 0), (0, 1), (1, 1)):
+        if t and not ALLOW_LAST:
+            continue
         if any(0 < counts[s] <= k + t for s in counts) or ((k or t) and any(counts[s] == 0 for s in counts)):
             continue
         if all(all(same_structure(kids[s][k], c) for c in kids[s][k + 1:counts[s] - t])
@@ -112,6 +122,7 @@ def align_list(nodes, where):
             body = align([kids[s][k] if counts[s] > k + t else None for s in sorted(kids)], where + "N.")
             out = {"items": heads, "repeat": Slot({s: max(counts[s] - k - t, 0) for s in counts}), "body": body}
             if t:
+                LAST_USED = True
                 out["last"] = [align([kids[s][counts[s] - 1] for s in sorted(kids)], where + "last.")]
             return out
     if len(set(counts.values())) != 1:
