@@ -97,17 +97,7 @@ fn each_released_config_is_its_variant_and_builds_its_state_dict() {
             .iter()
             .map(|t| (t.name.clone(), t.shape.clone()))
             .collect();
-        let want: Vec<(String, Vec<u64>)> = listing
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                (
-                    t[0].as_str().unwrap().to_string(),
-                    serde_json::from_value(t[1].clone()).unwrap(),
-                )
-            })
-            .collect();
+        let want = load_case::names_and_shapes(listing);
         assert_eq!(built, want, "{name}");
     }
 }

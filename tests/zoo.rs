@@ -454,12 +454,9 @@ fn released_sizes_are_presets_that_inference_names() {
     assert_eq!(inferred.shaped_like, None);
 }
 
-/// A Mixtral checkpoint as save_pretrained writes it (per-expert
-/// `block_sparse_moe.experts.N.w1` keys) is inferred as Mixtral, read as
-/// from_pretrained merges it; what rests on an assumed head count is not
-/// reported as read from the shapes.
-#[test]
-fn a_checkpoint_in_the_saved_layout_is_inferred_through_its_conversion() {
+/// The names and shapes of a checkpoint save_pretrained wrote for a real
+/// load (tests/fixtures/zoo/loads.json), by its source `config/Class`.
+fn saved_checkpoint_names(source: &str) -> Vec<(String, Vec<u64>)> {
     let path = format!(
         "{}/tests/fixtures/zoo/loads.json",
         env!("CARGO_MANIFEST_DIR")
@@ -469,19 +466,46 @@ fn a_checkpoint_in_the_saved_layout_is_inferred_through_its_conversion() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["checkpoint_source"] == "mixtral/MixtralForCausalLM")
-        .expect("a mixtral case");
-    let names: Vec<(String, Vec<u64>)> = case["checkpoint"]
-        .as_array()
-        .unwrap()
+        .find(|c| c["checkpoint_source"] == source)
+        .unwrap_or_else(|| panic!("no case saved from {source}"));
+    load_case::names_and_shapes(&case["checkpoint"])
+}
+
+/// A LLaVA saved by save_pretrained keeps the older layout
+/// (`language_model.model.*`); inference reads it through the class's
+/// renames, and the sub-config it writes carries its `model_type` and the
+/// composite defaults the shapes do not show (16 heads, where a
+/// `vision_config` without them is CLIPVisionConfig's 12, which does not
+/// divide LLaVA's 1024).
+#[test]
+fn a_llava_in_the_saved_layout_is_inferred_with_whole_sub_configs() {
+    let names = saved_checkpoint_names("llava/LlavaForConditionalGeneration");
+    assert!(names
         .iter()
-        .map(|t| {
-            (
-                t[0].as_str().unwrap().to_string(),
-                serde_json::from_value(t[1].clone()).unwrap(),
-            )
-        })
-        .collect();
+        .any(|(n, _)| n.starts_with("language_model.model.")));
+    let inferred = arch::infer(&names);
+    let config = &inferred.config;
+    assert_eq!(config["model_type"], "llava", "{config}");
+    assert_eq!(
+        config["architectures"],
+        json!(["LlavaForConditionalGeneration"]),
+        "{config}"
+    );
+    let vision = &config["vision_config"];
+    assert_eq!(vision["model_type"], "clip_vision_model", "{config}");
+    assert_eq!(vision["hidden_size"], 32, "{config}");
+    assert_eq!(vision["num_attention_heads"], 16, "{config}");
+    assert_eq!(config["text_config"]["model_type"], "llama", "{config}");
+    assert_eq!(config["text_config"]["intermediate_size"], 37, "{config}");
+}
+
+/// A Mixtral checkpoint as save_pretrained writes it (per-expert
+/// `block_sparse_moe.experts.N.w1` keys) is inferred as Mixtral, read as
+/// from_pretrained merges it; what rests on an assumed head count is not
+/// reported as read from the shapes.
+#[test]
+fn a_checkpoint_in_the_saved_layout_is_inferred_through_its_conversion() {
+    let names = saved_checkpoint_names("mixtral/MixtralForCausalLM");
     assert!(names
         .iter()
         .any(|(n, _)| n.contains("block_sparse_moe.experts.0.w1")));

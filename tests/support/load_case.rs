@@ -25,6 +25,23 @@ pub fn checkpoint_of(file: &str, listing: &Value, dtype: impl Fn(&str) -> String
     checkpoint
 }
 
+/// A fixture's listing (`[[name, [shape], dtype], ...]`) as names and shapes.
+// Not every test file that includes this module reads listings this way.
+#[allow(dead_code)]
+pub fn names_and_shapes(listing: &Value) -> Vec<(String, Vec<u64>)> {
+    listing
+        .as_array()
+        .expect("a listing")
+        .iter()
+        .map(|t| {
+            (
+                t[0].as_str().expect("a name").to_string(),
+                serde_json::from_value(t[1].clone()).expect("a shape"),
+            )
+        })
+        .collect()
+}
+
 fn sorted_strings(value: &Value) -> Vec<String> {
     let mut list: Vec<String> = serde_json::from_value(value.clone()).expect("strings");
     list.sort();

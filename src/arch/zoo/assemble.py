@@ -78,7 +78,8 @@ def assemble(all_types, first, whole_for=()):
     intern(data)
     # Lists, not maps: the order (model types by use, a type's base model
     # first) is meaning, and JSON readers may sort maps.
-    data["model_types"] = [[t, {"config_class": e["config_class"], "classes": list(e["classes"].items())}]
+    data["model_types"] = [[t, dict({"config_class": e["config_class"], "classes": list(e["classes"].items())},
+                                    **sub_config_facts(t))]
                            for t, e in data["model_types"].items()]
     zoo_dir = os.path.join(ROOT, "src", "arch", "zoo")
     with open(os.path.join(zoo_dir, "transformers.json"), "w") as f:
@@ -148,6 +149,45 @@ def intern(data):
         for desc in entry["classes"].values():
             desc["tree"] = visit(desc["tree"])
     data["shared"] = shared
+
+
+# Keys of a saved sub-config that say nothing about the model.
+NOT_MODEL_KEYS = {"transformers_version", "architectures", "id2label", "label2id", "dtype", "torch_dtype",
+                  "return_dict", "output_hidden_states", "output_attentions", "use_cache", "chunk_size_feed_forward"}
+
+
+def sub_config_facts(model_type):
+    """For a composite config (`llava`: `vision_config`, `text_config`),
+    each sub-config's `model_type` and the fields where the composite
+    config's default differs from the sub-config class's own (LLaVA's CLIP
+    tower: 16 heads where CLIPVisionConfig has 12). An inferred config that
+    writes a sub-config at all writes these with it, so what the shapes do
+    not show keeps the composite default, and transformers can build it
+    (a width of 1024 with CLIPVisionConfig's 12 heads cannot). Empty for a
+    model type without sub-configs; `diffusers/` types have none."""
+    if model_type.startswith("diffusers/"):
+        return {}
+    from transformers.models.auto import configuration_auto
+    try:
+        composite = configuration_auto.CONFIG_MAPPING[model_type]().to_dict()
+    except Exception:
+        return {}
+    out = {}
+    for parent, value in composite.items():
+        if not (isinstance(value, dict) and isinstance(value.get("model_type"), str)):
+            continue
+        try:
+            own = configuration_auto.CONFIG_MAPPING[value["model_type"]]().to_dict()
+        except Exception:
+            own = {}
+        facts = {"model_type": value["model_type"]}
+        for key, v in value.items():
+            if key.startswith("_") or key in NOT_MODEL_KEYS or key == "model_type":
+                continue
+            if key not in own or own[key] != v:
+                facts[key] = json.loads(json.dumps(v, default=str))
+        out[parent] = facts
+    return {"sub_configs": out} if out else {}
 
 
 def no_class_reason(model_type):

@@ -161,13 +161,16 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
         return best;
     }
     // A checkpoint in a class's older layout (Mixtral's per-expert
-    // `block_sparse_moe.experts.N.w1`) is read as from_pretrained converts
-    // it, once per model type that converts.
+    // `block_sparse_moe.experts.N.w1`, LLaVA's `language_model.model.*`
+    // that save_pretrained still writes) is read as from_pretrained converts
+    // it, once per distinct conversion that changes its names.
+    let mut tried: Vec<Vec<(String, Vec<u64>)>> = Vec::new();
     for desc in converting_classes() {
         let converted = super::convert_names(names_shapes, desc);
-        if converted.len() == names_shapes.len() {
+        if converted.as_slice() == names_shapes || tried.contains(&converted) {
             continue;
         }
+        tried.push(converted.clone());
         if let Some(found) = infer_names(&converted) {
             if best
                 .as_ref()
@@ -180,16 +183,17 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
     best
 }
 
-/// One class of each model type whose conversion mapping merges weights.
+/// The classes whose conversion mapping renames keys or merges weights.
 fn converting_classes() -> &'static [&'static Value] {
     static CONVERTING: OnceLock<Vec<&'static Value>> = OnceLock::new();
     CONVERTING.get_or_init(|| {
         model_types()
             .iter()
-            .filter_map(|entry| {
-                let (_, desc) = entry.classes.first()?;
-                let merges = entries(desc, "conversions").any(|rule| rule[0] == "convert");
-                merges.then_some(*desc)
+            .flat_map(|entry| entry.classes.iter().map(|(_, desc)| *desc))
+            .filter(|desc| {
+                entries(desc, "conversions").any(|rule| {
+                    rule[0] == "convert" || rule[0] == "rename" || rule[0] == "rename_numbered"
+                })
             })
             .collect()
     })
@@ -510,6 +514,19 @@ fn solve(
             && spec["default_in_parent"] != json!(value)
         {
             insert(&mut config, field, json!(value));
+        }
+    }
+    // A sub-config the config writes gets its `model_type` and the fields
+    // where the composite default differs from the sub-config class's own
+    // (LLaVA's CLIP tower keeps its 16 heads; DETR's backbone stays timm's
+    // resnet50), unless the shapes gave them: transformers builds it as
+    // the composite default would have been, with what was inferred.
+    let sub_configs = super::model_type(class.model_type).and_then(|entry| entry.sub_configs);
+    for (parent, facts) in sub_configs.and_then(Value::as_object).into_iter().flatten() {
+        if let Some(Value::Object(written)) = config.get_mut(parent.as_str()) {
+            for (key, value) in facts.as_object().into_iter().flatten() {
+                written.entry(key.clone()).or_insert_with(|| value.clone());
+            }
         }
     }
     let mut undetermined = assumed;

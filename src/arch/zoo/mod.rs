@@ -41,6 +41,10 @@ fn data() -> &'static Value {
 pub(crate) struct ModelType {
     pub name: &'static str,
     pub classes: Vec<(&'static str, &'static Value)>,
+    /// Per sub-config (`vision_config`), its `model_type` and the fields
+    /// where the composite config's default differs from the sub-config
+    /// class's own (assemble.py's `sub_config_facts`).
+    pub sub_configs: Option<&'static Value>,
 }
 
 /// The data's model types in order (the most used first), read once.
@@ -61,13 +65,17 @@ fn model_types() -> &'static [ModelType] {
                     .iter()
                     .filter_map(pair)
                     .collect();
-                Some(ModelType { name, classes })
+                Some(ModelType {
+                    name,
+                    classes,
+                    sub_configs: entry.get("sub_configs"),
+                })
             })
             .collect()
     })
 }
 
-fn model_type(name: &str) -> Option<&'static ModelType> {
+pub(crate) fn model_type(name: &str) -> Option<&'static ModelType> {
     model_types().iter().find(|entry| entry.name == name)
 }
 
@@ -278,7 +286,7 @@ fn convert_names(
             let mut name = name.clone();
             // The renames as the `hf` loader applies them (prefix changes
             // are the loader's business, not the layout's).
-            for rename in renames.iter().filter(|r| r.scope.is_none()) {
+            for rename in &renames {
                 if matches!(rename.action, super::RenameAction::RemovePrefix { .. }) {
                     continue;
                 }
