@@ -283,6 +283,16 @@ fn must_have_model_types_are_described() {
     }
 }
 
+/// tests/fixtures/zoo/loads.json (make_zoo_loads.py): real loads of saved
+/// tiny models.
+fn zoo_loads() -> Value {
+    let path = format!(
+        "{}/tests/fixtures/zoo/loads.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
 /// Real loads of model types only the zoo describes
 /// (tests/fixtures/zoo/make_zoo_loads.py): `from_pretrained`'s report and
 /// error, and `load_state_dict(strict=True)`'s text, for saved tiny models
@@ -292,11 +302,7 @@ fn must_have_model_types_are_described() {
 fn zoo_loads_are_what_transformers_and_pytorch_say() {
     use ckptcheck::diagnosis::check;
     use ckptcheck::loader::Loader;
-    let path = format!(
-        "{}/tests/fixtures/zoo/loads.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let fixture = zoo_loads();
     let cases = fixture["cases"].as_array().expect("cases");
     assert!(cases.len() >= 15, "{} cases", cases.len());
     for case in cases {
@@ -457,11 +463,7 @@ fn released_sizes_are_presets_that_inference_names() {
 /// The names and shapes of a checkpoint save_pretrained wrote for a real
 /// load (tests/fixtures/zoo/loads.json), by its source `config/Class`.
 fn saved_checkpoint_names(source: &str) -> Vec<(String, Vec<u64>)> {
-    let path = format!(
-        "{}/tests/fixtures/zoo/loads.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let fixture = zoo_loads();
     let case = fixture["cases"]
         .as_array()
         .unwrap()
@@ -497,6 +499,37 @@ fn a_llava_in_the_saved_layout_is_inferred_with_whole_sub_configs() {
     assert_eq!(vision["num_attention_heads"], 16, "{config}");
     assert_eq!(config["text_config"]["model_type"], "llama", "{config}");
     assert_eq!(config["text_config"]["intermediate_size"], 37, "{config}");
+}
+
+/// The classic multimodal failure, a LLaVA loaded with another vision
+/// tower's config, is explained in config terms under `--loader hf`, the
+/// field named as the path to edit.
+#[test]
+fn a_llava_into_another_vision_width_is_explained_by_the_field() {
+    use ckptcheck::diagnosis::check;
+    use ckptcheck::loader::Loader;
+    let fixture = zoo_loads();
+    let case = fixture["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "llava-wide-vision/LlavaForConditionalGeneration")
+        .expect("a llava into a wider tower");
+    let checkpoint =
+        load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
+    let model = build(&fixture["configs"][case["model"].as_str().unwrap()]);
+    let report = check(&checkpoint, &model, Loader::Hf);
+    let causes: Vec<&str> = report.explanation.iter().map(|c| c.text.as_str()).collect();
+    assert!(
+        causes[0].starts_with("vision_config.hidden_size: checkpoint 32, model 48 — "),
+        "{causes:?}"
+    );
+    let fix = report.fix.expect("a fix");
+    assert!(
+        fix.summary.contains("vision_config.hidden_size 32 vs 48"),
+        "{}",
+        fix.summary
+    );
 }
 
 /// A Mixtral checkpoint as save_pretrained writes it (per-expert

@@ -22,9 +22,16 @@ pub fn fix(
         .iter()
         .filter(|c| c.cause == "config-field" || c.cause == "model-family")
         .map(|c| {
+            // A sub-config's field is a path to edit (`vision_config.hidden_size`),
+            // kept as written; a flat one reads as words ("vision width").
+            let field = if c.field.contains('.') {
+                c.field.clone()
+            } else {
+                c.field.replace('_', " ")
+            };
             format!(
                 "{} {} vs {}",
-                c.field.replace('_', " "),
+                field,
                 display(&c.checkpoint),
                 display(&c.model)
             )
