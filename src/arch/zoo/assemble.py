@@ -151,6 +151,17 @@ def intern(data):
     data["shared"] = shared
 
 
+def sub_config_default(model_type):
+    """The default dict of the config class that `model_type` names, as
+    transformers builds a (sub-)config from a saved dict; empty when there
+    is none."""
+    from transformers.models.auto import configuration_auto
+    try:
+        return configuration_auto.CONFIG_MAPPING[model_type]().to_dict()
+    except Exception:
+        return {}
+
+
 # Keys of a saved sub-config that say nothing about the model.
 NOT_MODEL_KEYS = {"transformers_version", "architectures", "id2label", "label2id", "dtype", "torch_dtype",
                   "return_dict", "output_hidden_states", "output_attentions", "use_cache", "chunk_size_feed_forward"}
@@ -167,19 +178,12 @@ def sub_config_facts(model_type):
     model type without sub-configs; `diffusers/` types have none."""
     if model_type.startswith("diffusers/"):
         return {}
-    from transformers.models.auto import configuration_auto
-    try:
-        composite = configuration_auto.CONFIG_MAPPING[model_type]().to_dict()
-    except Exception:
-        return {}
+    composite = sub_config_default(model_type)
     out = {}
     for parent, value in composite.items():
         if not (isinstance(value, dict) and isinstance(value.get("model_type"), str)):
             continue
-        try:
-            own = configuration_auto.CONFIG_MAPPING[value["model_type"]]().to_dict()
-        except Exception:
-            own = {}
+        own = sub_config_default(value["model_type"])
         facts = {"model_type": value["model_type"]}
         for key, v in value.items():
             if key.startswith("_") or key in NOT_MODEL_KEYS or key == "model_type":

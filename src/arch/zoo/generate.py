@@ -55,7 +55,7 @@ from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
 import trees  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
-from assemble import CACHE, assemble, digest, model_type_order, small_matrix  # noqa: E402
+from assemble import CACHE, assemble, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
 
 
 # Auto mappings whose classes become zoo classes, in the order a model type's
@@ -525,17 +525,6 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
     desc.update(extras)
     reasons = {f: why for f, why in fixed.items()}
     return desc, true_default, held, reasons
-
-
-def sub_config_default(model_type):
-    """The default dict of the config class that `model_type` names, as
-    transformers builds a sub-config from a saved dict; empty when there is
-    none."""
-    from transformers.models.auto import configuration_auto
-    try:
-        return configuration_auto.CONFIG_MAPPING[model_type]().to_dict()
-    except Exception:
-        return {}
 
 
 def default_of(default_dict, ints, bools, field):

@@ -183,19 +183,29 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
     best
 }
 
-/// The classes whose conversion mapping renames keys or merges weights.
+/// The classes whose conversion mapping renames keys or merges weights,
+/// one of each distinct mapping (a model type's head classes mostly share
+/// their base model's: 105 distinct of 256).
 fn converting_classes() -> &'static [&'static Value] {
     static CONVERTING: OnceLock<Vec<&'static Value>> = OnceLock::new();
     CONVERTING.get_or_init(|| {
-        model_types()
+        let mut distinct: Vec<&'static Value> = Vec::new();
+        let same_mapping = |a: &Value, b: &Value| {
+            a.get("conversions") == b.get("conversions")
+                && a.get("base_model_prefix") == b.get("base_model_prefix")
+        };
+        for desc in model_types()
             .iter()
             .flat_map(|entry| entry.classes.iter().map(|(_, desc)| *desc))
-            .filter(|desc| {
-                entries(desc, "conversions").any(|rule| {
-                    rule[0] == "convert" || rule[0] == "rename" || rule[0] == "rename_numbered"
-                })
-            })
-            .collect()
+        {
+            let converts = entries(desc, "conversions").any(|rule| {
+                rule[0] == "convert" || rule[0] == "rename" || rule[0] == "rename_numbered"
+            });
+            if converts && !distinct.iter().any(|seen| same_mapping(seen, desc)) {
+                distinct.push(desc);
+            }
+        }
+        distinct
     })
 }
 
@@ -498,23 +508,6 @@ fn solve(
             value: json!(value),
             evidence: evidence.clone(),
         });
-    }
-    // A sub-config the config now holds takes the sub-config class's own
-    // defaults for what it leaves out (`default_in_parent`): a field left
-    // out above at the composite config's default goes in where that
-    // differs.
-    let written = Value::Object(config.clone());
-    for (field, value, evidence) in &known {
-        if is_list_entry(field) || evidence == &format!("{ASSUMED} default") {
-            continue;
-        }
-        let spec = &desc["fields"][*field];
-        if super::default_key(&written, spec, field) == "default_in_parent"
-            && super::read_path(&written, field).is_none()
-            && spec["default_in_parent"] != json!(value)
-        {
-            insert(&mut config, field, json!(value));
-        }
     }
     // A sub-config the config writes gets its `model_type` and the fields
     // where the composite default differs from the sub-config class's own

@@ -463,7 +463,7 @@ fn same_number_or_value(a: &Value, b: &Value) -> bool {
 }
 
 /// A dotted path into the config (`text_config.hidden_size`, `depths.2`).
-pub(crate) fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
+fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
     let mut node = config;
     for part in path.split('.') {
         node = match node {
@@ -567,7 +567,7 @@ impl Fields<'_> {
 /// sub-config differs from the sub-config class's own (LLaVA's CLIP tower is
 /// 1024 wide; a `vision_config` written without `hidden_size` gets
 /// CLIPVisionConfig's 768).
-pub(crate) fn default_key(config: &Value, spec: &Value, field: &str) -> &'static str {
+fn default_key(config: &Value, spec: &Value, field: &str) -> &'static str {
     let parent_given = field
         .rsplit_once('.')
         .and_then(|(parent, _)| read_path(config, parent))
