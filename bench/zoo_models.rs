@@ -1,7 +1,6 @@
 //! Zoo model construction and check time, largest configs against a small
 //! one in the same run: a 70B LLaMA and Mixtral 8x7B (through the zoo's
-//! generic evaluator, and the LLaMA also through the hand-written builder),
-//! T5-base, the SDXL UNet from its diffusers config.json, the whole SDXL
+//! generic evaluator, which builds every transformers model), T5-base, the SDXL UNet from its diffusers config.json, the whole SDXL
 //! base single file (`sd/xl-base`: UNet, VAE, both text encoders), and a
 //! 2-layer LLaMA as the baseline. Each model is built from
 //! its config.json 21 times (the first a warm-up) and checked against a
@@ -50,8 +49,6 @@ fn main() {
         let class = config["architectures"][0].as_str();
         zoo::from_config_value(config, model_type, class).expect("zoo model")
     };
-    let hand_build =
-        |config: &Value| -> ModelSpec { arch::hf::from_config_value(config).expect("model") };
     let diffusers_build = |config: &Value| -> ModelSpec {
         zoo::diffusers::from_diffusers_config(config).expect("diffusers model")
     };
@@ -74,13 +71,7 @@ fn main() {
             &zoo_build,
             Loader::Hf,
         ),
-        ("llama 70B (zoo)", llama_70b.clone(), &zoo_build, Loader::Hf),
-        (
-            "llama 70B (hand-written)",
-            llama_70b,
-            &hand_build,
-            Loader::Hf,
-        ),
+        ("llama 70B (zoo)", llama_70b, &zoo_build, Loader::Hf),
         (
             "mixtral 8x7B (zoo)",
             arch::model_from_preset("hf/mixtral-8x7b").unwrap().config,

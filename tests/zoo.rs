@@ -187,40 +187,9 @@ fn a_sub_config_written_without_its_sizes_takes_its_own_class_defaults() {
     );
     assert_eq!(
         width(json!({"model_type": "llava",
-            "vision_config": {"model_type": "clip_vision_model", "hidden_size": 1280}})),
-        [1280]
+            "vision_config": {"model_type": "clip_vision_model", "hidden_size": 1536}})),
+        [1536]
     );
-}
-
-#[test]
-fn the_zoo_agrees_with_the_hand_written_builders() {
-    // The eight hand-written families are described by the zoo too: the
-    // two must agree, class by class, at a small size and at the default.
-    let small = json!({"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
-        "intermediate_size": 96, "vocab_size": 99, "num_key_value_heads": 2});
-    let cases = [
-        ("llama", "LlamaForCausalLM"),
-        ("llama", "LlamaForSequenceClassification"),
-        ("mistral", "MistralForCausalLM"),
-        ("qwen2", "Qwen2ForCausalLM"),
-        ("bert", "BertForMaskedLM"),
-        ("bert", "BertForPreTraining"),
-        ("roberta", "RobertaForSequenceClassification"),
-        ("vit", "ViTForImageClassification"),
-    ];
-    for (model_type, class) in cases {
-        for sizes in [json!({}), small.clone()] {
-            let config = config_for(model_type, class, &sizes);
-            let hand = arch::hf::from_config_value(&config).expect("hand-written");
-            let described = zoo::from_config_value(&config, model_type, Some(class))
-                .unwrap_or_else(|e| panic!("{model_type}/{class}: {e}"));
-            assert_eq!(
-                listing(&described),
-                listing(&hand),
-                "{model_type}/{class} {sizes}"
-            );
-        }
-    }
 }
 
 #[test]
@@ -254,6 +223,106 @@ fn configs_the_description_cannot_follow_are_refused() {
         assert_eq!(error.kind, kind, "{config}: {error}");
         assert!(error.message.contains(needle), "{config}: {error}");
     }
+}
+
+#[test]
+fn a_size_the_heads_do_not_divide_is_refused_as_transformers_refuses_it() {
+    // BERT's heads size no tensor, yet BertSelfAttention raises "The
+    // hidden size (30) is not a multiple of the number of attention heads
+    // (4)"; LLaMA's config refuses the same. The generator found both pairs.
+    for config in [
+        json!({"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}),
+        json!({"model_type": "llama", "hidden_size": 30, "num_attention_heads": 4,
+               "num_key_value_heads": 2}),
+    ] {
+        let error = read(&config).expect_err("refused");
+        assert_eq!(error.kind, ErrorKind::BadConfig);
+        assert!(
+            error
+                .message
+                .contains("\"hidden_size\" = 30 is not a multiple of \"num_attention_heads\" = 4"),
+            "{error}"
+        );
+    }
+    // A multiple builds, and LLaMA's key/value heads need only divide the
+    // query heads (hidden 32 with 2 of them is fine; so would be 3 of 12).
+    build(&json!({"model_type": "bert", "hidden_size": 32, "num_attention_heads": 4}));
+    build(
+        &json!({"model_type": "llama", "hidden_size": 48, "num_attention_heads": 12,
+                  "num_key_value_heads": 3, "intermediate_size": 64, "num_hidden_layers": 1}),
+    );
+}
+
+#[test]
+fn a_size_null_by_default_is_the_size_the_model_computes() {
+    // GPT-2's `n_inner` is null in its released config.json: the MLP is
+    // then 4*n_embd wide; set, it is the width itself.
+    let width = |config: Value| -> Vec<u64> {
+        let model = build(&config);
+        model
+            .tensors
+            .iter()
+            .find(|t| t.name == "h.0.mlp.c_fc.weight")
+            .expect("c_fc")
+            .shape
+            .clone()
+    };
+    let base = json!({"model_type": "gpt2", "n_embd": 32, "n_head": 4, "n_layer": 1});
+    assert_eq!(width(base.clone()), [32, 128]);
+    let mut null = base.clone();
+    null["n_inner"] = Value::Null;
+    assert_eq!(width(null), [32, 128]);
+    let mut set = base;
+    set["n_inner"] = json!(50);
+    assert_eq!(width(set), [32, 50]);
+}
+
+#[test]
+fn module_kinds_follow_the_library_modules() {
+    // GPT-2's Conv1D (weight [in, out]) and embeddings, for a PEFT
+    // adapter's shapes.
+    let gpt2 = build(&json!({"model_type": "gpt2", "n_layer": 1, "add_cross_attention": true}));
+    let kind_of = |name: &str| {
+        gpt2.module_kinds
+            .iter()
+            .find(|(module, _)| module == name)
+            .map(|(_, kind)| *kind)
+    };
+    assert_eq!(kind_of("h.0.attn.c_attn"), Some(arch::ModuleKind::Conv1D));
+    assert_eq!(
+        kind_of("h.0.crossattention.q_attn"),
+        Some(arch::ModuleKind::Conv1D)
+    );
+    assert_eq!(kind_of("wte"), Some(arch::ModuleKind::Embedding));
+    // Every class's BatchNorm modules are exactly the modules whose
+    // `num_batches_tracked` it saves (PyTorch fills that in for an old
+    // state dict, so it must know them all).
+    let matrix = matrix();
+    let mut with_batch_norm = 0;
+    let mut unmarked = Vec::new();
+    for entry in matrix["classes"].as_array().expect("classes") {
+        let model_type = entry["model_type"].as_str().unwrap();
+        let class = entry["class"].as_str().unwrap();
+        let model = zoo::from_config_value(&entry["default"]["config"], model_type, Some(class))
+            .unwrap_or_else(|e| panic!("{model_type}/{class}: {e}"));
+        let mut tracked: Vec<&str> = model
+            .tensors
+            .iter()
+            .filter_map(|t| t.name.strip_suffix(".num_batches_tracked"))
+            .collect();
+        tracked.sort();
+        let mut marked: Vec<&str> = model.batchnorm_modules.iter().map(String::as_str).collect();
+        marked.sort();
+        if marked != tracked {
+            unmarked.push(format!("{model_type}/{class}"));
+        }
+        with_batch_norm += usize::from(!marked.is_empty());
+    }
+    assert!(unmarked.is_empty(), "BatchNorm marks differ: {unmarked:?}");
+    assert!(
+        with_batch_norm >= 20,
+        "{with_batch_norm} classes with BatchNorm"
+    );
 }
 
 #[test]

@@ -330,13 +330,6 @@ mod key_rename_tests {
 /// unexpected (`_keys_to_ignore_on_load_unexpected`, stale buffers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IgnoreKey {
-    /// One of the class's `_keys_to_ignore_on_load_unexpected` patterns
-    /// (literal text the key contains).
-    ClassPattern(&'static str),
-    /// The key contains this text.
-    Containing(&'static str),
-    /// The key's last part is this name.
-    Named(&'static str),
     /// A buffer of the model (a non-persistent one, from a dump):
     /// from_pretrained does not report model buffers as unexpected.
     Buffer(String),
@@ -351,8 +344,6 @@ pub enum IgnoreKey {
 impl IgnoreKey {
     pub fn matches(&self, key: &str) -> bool {
         match self {
-            IgnoreKey::ClassPattern(text) | IgnoreKey::Containing(text) => key.contains(text),
-            IgnoreKey::Named(name) => key.rsplit('.').next() == Some(name),
             IgnoreKey::Buffer(buffer) => key == buffer,
             IgnoreKey::BufferPattern(pattern) => zoo::matches_buffer_pattern(pattern, key),
             // A pattern regex-lite cannot read ignores nothing: the key is

@@ -126,7 +126,10 @@ pub fn explain(
         // No config: the findings are read by structure.
         super::structure::structure_causes(&findings, counted)
     } else {
-        config_field_causes(&findings, counted)
+        // A field a cause above already explains (`num_labels`, by the
+        // classifier head) is not explained a second time.
+        let explained: Vec<String> = causes.iter().map(|c| c.field.clone()).collect();
+        config_field_causes(&findings, counted, &explained)
     };
     causes.extend(field_causes);
     attributed.extend(field_keys);
@@ -366,7 +369,11 @@ fn rebuild(model: &ModelSpec, inferred: &Inferred) -> Option<ModelSpec> {
 /// mismatches from shape fields, missing and unexpected keys from
 /// existence fields (layer counts). Returns the causes and the keys they
 /// account for.
-fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashSet<String>) {
+fn config_field_causes(
+    f: &Findings,
+    counted: &LoadResult,
+    explained: &[String],
+) -> (Vec<Cause>, HashSet<String>) {
     let checkpoint_model = rebuild(f.model, f.inferred);
     let shape_model: HashMap<&str, &Vec<&'static str>> = f
         .model
@@ -393,6 +400,9 @@ fn config_field_causes(f: &Findings, counted: &LoadResult) -> (Vec<Cause>, HashS
     let mut causes = Vec::new();
     let mut attributed: HashSet<String> = HashSet::default();
     for field in &f.inferred.fields {
+        if explained.contains(&field.field) {
+            continue;
+        }
         let Some(model_value) = config_field(&f.model.config, &field.field) else {
             continue;
         };

@@ -18,21 +18,10 @@ pub(super) const LEGACY: &[KeyRename] = &[
     KeyRename::rename_at_start("language_model.model.model", "model.language_model"),
 ];
 
-/// conversion_mapping.py "ViTModel": the pre-5.0 layout that every ViT
-/// checkpoint on the Hub still uses (save_pretrained writes it back).
-pub(super) const VIT_RENAMES: &[(&str, &str)] = &[
-    ("encoder.layer.", "layers."),
-    ("attention.query", "q_proj"),
-    ("attention.key", "k_proj"),
-    ("attention.value", "v_proj"),
-    ("attention.output.dense", "attention.o_proj"),
-    ("intermediate.dense", "mlp.fc1"),
-    ("output.dense", "mlp.fc2"),
-];
-
 /// What `from_pretrained` needs to know of this model's class: its renames
 /// (conversion_mapping.py), base-model prefix, tied weights and the keys it
-/// ignores. Classes that do not resolve get the legacy renames only.
+/// ignores. A model the zoo did not build (a dump has its own) gets the
+/// legacy renames only.
 pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
     if model.family == "dump" {
         return dumped_class(model);
@@ -40,92 +29,54 @@ pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
     if let Some(facts) = zoo_facts(model) {
         let mut renames = facts.renames;
         renames.extend_from_slice(LEGACY);
+        // modeling_utils.py `_adjust_missing_and_unexpected_keys`: a model
+        // with a `rotary_emb.inv_freq` buffer ignores old checkpoints'
+        // per-layer copies, one with a `position_ids` buffer any
+        // `position_ids` (once persistent, now mostly not).
+        let buffers = || {
+            facts
+                .non_persistent
+                .iter()
+                .copied()
+                .chain(model.tensors.iter().map(|t| t.name.as_str()))
+        };
+        let mut adjusted = Vec::new();
+        if buffers().any(|name| name.ends_with("rotary_emb.inv_freq")) {
+            adjusted.push(IgnoreKey::Regex(r"rotary_emb\.inv_freq"));
+        }
+        if buffers().any(|name| name.ends_with("position_ids")) {
+            adjusted.push(IgnoreKey::Regex(r"(^|\.)position_ids$"));
+        }
+        let ignore_unexpected = facts
+            .non_persistent
+            .iter()
+            .copied()
+            .map(IgnoreKey::BufferPattern)
+            .chain(
+                facts
+                    .ignore_unexpected
+                    .iter()
+                    .copied()
+                    .map(IgnoreKey::Regex),
+            )
+            .chain(adjusted)
+            .collect();
         return PretrainedClass {
             renames,
             base_model_prefix: model.base_model_prefix.clone(),
             tied: facts.tied,
-            ignore_unexpected: facts
-                .non_persistent
-                .into_iter()
-                .map(IgnoreKey::BufferPattern)
-                .chain(facts.ignore_unexpected.into_iter().map(IgnoreKey::Regex))
-                .collect(),
+            ignore_unexpected,
             merges: facts.merges,
             unmodeled: facts.unmodeled,
         };
     }
-    let Ok(resolved) = resolve(&model.config) else {
-        return PretrainedClass {
-            renames: LEGACY.to_vec(),
-            ..PretrainedClass::default()
-        };
-    };
-    let base = base_model_prefix(resolved.class, resolved.family);
-    let root = resolved.head == Head::Base;
-    let scoped = |scope: &'static str| {
-        Some(RenameScope {
-            scope,
-            base_model_prefix: base,
-        })
-    };
-    let mut renames = Vec::new();
-    match resolved.family {
-        Family::Vit => {
-            let scope = if root { None } else { scoped("") };
-            for (find, replace) in VIT_RENAMES {
-                renames.push(KeyRename::rename(find, replace).within(scope));
-            }
-        }
-        Family::Clip => {
-            if root {
-                renames.push(KeyRename::remove_prefix("text_model").within(scoped("text_model")));
-            }
-            renames.push(KeyRename::remove_prefix("vision_model").within(scoped("vision_model")));
-        }
-        Family::ClipText => renames.push(KeyRename::remove_prefix("text_model").within(if root {
-            None
-        } else {
-            scoped("")
-        })),
-        Family::ClipVision => {
-            renames.push(KeyRename::remove_prefix("vision_model").within(if root {
-                None
-            } else {
-                scoped("")
-            }))
-        }
-        _ => {}
-    }
-    renames.extend_from_slice(LEGACY);
-    let mut ignore_unexpected = Vec::new();
-    if resolved.family == Family::Gpt2 {
-        // _keys_to_ignore_on_load_unexpected of GPT2's classes.
-        ignore_unexpected.push(IgnoreKey::ClassPattern("attn.bias"));
-        ignore_unexpected.push(IgnoreKey::ClassPattern("crossattention.bias"));
-    }
-    if matches!(
-        resolved.family,
-        Family::Bert | Family::Roberta | Family::Clip | Family::ClipText | Family::ClipVision
-    ) {
-        ignore_unexpected.push(IgnoreKey::Named("position_ids"));
-    }
-    if matches!(
-        resolved.family,
-        Family::Llama | Family::Mistral | Family::Qwen2
-    ) {
-        ignore_unexpected.push(IgnoreKey::Containing("rotary_emb.inv_freq"));
-    }
     PretrainedClass {
-        renames,
-        base_model_prefix: base.to_string(),
-        tied: tied_pairs(model, &resolved).unwrap_or_default(),
-        ignore_unexpected,
+        renames: LEGACY.to_vec(),
         ..PretrainedClass::default()
     }
 }
 
-/// The zoo's facts, for a model the zoo built (a model type no
-/// hand-written family builds).
+/// The zoo's facts, for a model the zoo built.
 fn zoo_facts(model: &ModelSpec) -> Option<super::super::zoo::PretrainedFacts> {
     zoo_model_type(&model.config)?;
     super::super::zoo::pretrained_facts(model)
@@ -168,35 +119,15 @@ pub fn tied_weights(model: &ModelSpec) -> Vec<(String, String)> {
 
 /// The class's `_keys_to_ignore_on_load_unexpected` patterns.
 pub fn ignore_unexpected(model: &ModelSpec) -> Vec<String> {
-    pretrained_class(model)
-        .ignore_unexpected
-        .iter()
-        .filter_map(|rule| match rule {
-            IgnoreKey::ClassPattern(pattern) => Some(pattern.to_string()),
-            _ => None,
+    zoo_facts(model)
+        .map(|facts| {
+            facts
+                .ignore_unexpected
+                .iter()
+                .map(|pattern| pattern.to_string())
+                .collect()
         })
-        .collect()
-}
-
-pub(super) fn tied_pairs(model: &ModelSpec, resolved: &Resolved) -> Result<Vec<(String, String)>> {
-    // Rebuild to learn the pairs; the spec keeps only their targets.
-    let mut b = TensorListBuilder::default();
-    let conf = Conf {
-        value: &model.config,
-        path: "",
-    };
-    Ok(match resolved.family {
-        Family::Bert | Family::Roberta => {
-            build_bert(&mut b, &bert_config(&conf, resolved.family)?, resolved.head)?
-        }
-        Family::Llama | Family::Mistral | Family::Qwen2 => build_decoder(
-            &mut b,
-            &decoder_config(&conf, resolved.family)?,
-            resolved.head,
-        ),
-        Family::Gpt2 => build_gpt2(&mut b, &gpt2_config(&conf)?, resolved.head),
-        _ => Vec::new(),
-    })
+        .unwrap_or_default()
 }
 
 /// Buffers the model has but does not save (`persistent=False`); stale
@@ -206,44 +137,7 @@ pub fn non_persistent_buffers(model: &ModelSpec) -> Vec<String> {
         // Patterns with `*` for a layer index, made names for each layer.
         return expand_buffer_patterns(&facts.non_persistent, model);
     }
-    let Ok(resolved) = resolve(&model.config) else {
-        return Vec::new();
-    };
-    let base = base_model_prefix(resolved.class, resolved.family);
-    let nested = resolved.head != Head::Base;
-    let p = |name: &str| {
-        if nested {
-            format!("{base}.{name}")
-        } else {
-            name.to_string()
-        }
-    };
-    match resolved.family {
-        Family::Bert | Family::Roberta => {
-            vec![p("embeddings.position_ids"), p("embeddings.token_type_ids")]
-        }
-        Family::Llama | Family::Mistral | Family::Qwen2 => {
-            vec![p("rotary_emb.inv_freq"), p("rotary_emb.original_inv_freq")]
-        }
-        Family::Clip if resolved.head == Head::Base => vec![
-            "text_model.embeddings.position_ids".to_string(),
-            "vision_model.embeddings.position_ids".to_string(),
-        ],
-        Family::Clip => vec!["vision_model.embeddings.position_ids".to_string()],
-        Family::ClipText | Family::ClipVision => {
-            let tower = if resolved.family == Family::ClipText {
-                "text_model"
-            } else {
-                "vision_model"
-            };
-            if nested {
-                vec![format!("{tower}.embeddings.position_ids")]
-            } else {
-                vec!["embeddings.position_ids".to_string()]
-            }
-        }
-        Family::Gpt2 | Family::Vit => Vec::new(),
-    }
+    Vec::new()
 }
 
 /// A zoo class's non-persistent buffer patterns as names, one per layer the

@@ -9,7 +9,8 @@ from the library itself. Run by hand (never by CI or tests):
 committed outputs, so `--only` re-derives just the types it names.)
 
 For every model type in transformers' auto mappings and every class those
-mappings name for it (the base model and its heads), the script builds the
+mappings name for it (the base model and its heads), and the other model
+classes its modeling module exports for the same config, the script builds the
 model on the `meta` device (no memory, no weights) for the default config
 and for variations of the config's integer fields, and reads what
 `state_dict()` holds. From those samples it derives:
@@ -24,6 +25,12 @@ and for variations of the config's integer fields, and reads what
 - each field's default when a config.json leaves it out, again as a formula
   when the config class computes it from other fields (`head_dim` from
   `hidden_size/num_attention_heads`);
+- flags that add or remove tensors (`attention_bias`) as conditions, each
+  checked flipped alone and together with the flags accepted before it; a
+  size null by default (GPT-2's `n_inner`) as a size field whose default
+  is the size the model then uses;
+- `multiples`: sizes the model refuses unless a head count divides them;
+- the kind of each Conv1D, Embedding and BatchNorm module (`"k"`);
 - the fields that change the structure in a way the description cannot
   follow ("fixed": a config that changes them is refused, not guessed);
 - what from_pretrained needs: the base-model prefix, tied weights (for both
@@ -189,6 +196,49 @@ def labels(n):
     return {str(i): f"LABEL_{i}" for i in range(n)}
 
 
+def without_path(d, path):
+    """A copy of config dict `d` without the field at `path`."""
+    d = copy.deepcopy(d)
+    parts = path.split(".")
+    node = d
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return d
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+    return d
+
+
+def value_when_null(config_class, model_class, d, field, listing):
+    """The size a field that is null in `d` stands for (GPT-2's `n_inner`
+    null means 4*n_embd): the one of `listing`'s sizes that, set, gives the
+    same state dict; None when setting it changes nothing or no size does."""
+    probe = None
+    for new in (64, 8):
+        try:
+            probe = sample(config_class, model_class, with_field(d, field, new))[0]
+            break
+        except Exception:
+            continue
+    if probe is None or probe.listing == listing:
+        return None
+    for size in sorted({n for _, shape, _ in listing for n in shape if n > 1}):
+        try:
+            got = sample(config_class, model_class, with_field(d, field, size))[0]
+        except Exception:
+            continue
+        if got.listing == listing:
+            return size
+    return None
+
+
+def with_field(d, path, value):
+    d = copy.deepcopy(d)
+    set_path(d, path, value)
+    return d
+
+
 # ---------------------------------------------------------------------------
 # Samples: a config dict -> the model's state dict on the meta device
 # ---------------------------------------------------------------------------
@@ -240,6 +290,106 @@ def vary(value, rng=None):
 
 
 LAYER_FIELD = re.compile(r"(^|[._])(num_(hidden_)?layers|n_layers?|(encoder|decoder)_layers|num_blocks|depth)$")
+
+
+def module_kind(module):
+    """The kind of a module whose layout the check needs (a PEFT adapter's
+    shapes, BatchNorm's `num_batches_tracked`): transformers' `Conv1D`
+    (weight `[in, out]`), `nn.Embedding`, BatchNorm; `nn.Linear` is what a
+    2-D weight means unmarked."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+    if isinstance(module, Conv1D):
+        return "Conv1D"
+    if isinstance(module, torch.nn.Embedding):
+        return "Embedding"
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+        return "BatchNorm"
+    return None
+
+
+def mark_kinds(tree, model):
+    """Each node of `tree` that is a module of a marked kind in `model`
+    (built from a config the tree describes) gets `"k": kind`."""
+    for name, module in model.named_modules():
+        kind = module_kind(module)
+        if kind is None or not name:
+            continue
+        try:
+            node = tree_node(tree, model, name)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            node = None  # a path the tree does not walk: left unmarked
+        if node is not None:
+            node["k"] = kind
+
+
+def tree_node(tree, model, name):
+    """The node of `tree` that holds module `name` of `model`, or None."""
+    node, path = tree, []
+    for part in name.split("."):
+        if "repeat" in node or "items" in node or "last" in node:
+            index = int(part)
+            # A list of layers, or a module whose children are named 0, 1,
+            # ... (UperNet's pyramid pooling).
+            length = len(model.get_submodule(".".join(path))._modules)
+            first, last = node.get("items", []), node.get("last", [])
+            if index < len(first):
+                node = first[index]
+            elif last and index >= length - len(last):
+                node = last[index - (length - len(last))]
+            else:
+                node = node.get("body")
+        else:
+            node = dict(node.get("c", [])).get(part)
+        path.append(part)
+        if node is None:
+            return None
+    return node
+
+
+def cut_layers(d):
+    """`d` with its layer counts at 1."""
+    d = copy.deepcopy(d)
+    for field, value in flatten(d)[0].items():
+        if LAYER_FIELD.search(field) and value > 1:
+            set_path(d, field, 1)
+    return d
+
+
+HEADS_FIELD = re.compile(r"(^|[._])(num_(attention_|key_value_|kv_)?heads|n_heads?|(encoder|decoder)_attention_heads)$")
+
+
+def multiples(config_class, model_class, default_dict, ints, relevant):
+    """`[size, heads]` pairs where the model refuses a size that is not a
+    multiple of a head count (BERT: "The hidden size (30) is not a multiple
+    of the number of attention heads (4)"), though the head count may size
+    no tensor: the size one and two past its default fails to build, one
+    head count past it builds, and one past it builds with a single head."""
+    found = []
+    for heads in ints:
+        if not HEADS_FIELD.search(heads) or ints[heads] < 3:
+            continue
+        h = ints[heads]
+        for size in relevant:
+            if size == heads or HEADS_FIELD.search(size) or LAYER_FIELD.search(size) or ints[size] % h:
+                continue
+            v = ints[size]
+            builds = []
+            for new in (v + 1, v + 2, v + h):
+                try:
+                    sample(config_class, model_class, with_field(default_dict, size, new))
+                    builds.append(True)
+                except Exception:
+                    builds.append(False)
+            if builds == [False, False, True]:
+                # With a single head the odd size builds: the head count was
+                # what refused it (not another count tied to it).
+                try:
+                    sample(config_class, model_class, with_field(with_field(default_dict, size, v + 1), heads, 1))
+                    found.append([size, heads])
+                except Exception:
+                    pass
+    return found
 
 
 def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
@@ -318,6 +468,20 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
             d = with_override(with_parent(d, field), field, value)
         return d
 
+    # A field null by default that sizes tensors when set (GPT-2's
+    # `n_inner`): a size field like the others, whose default (config.json
+    # leaves it out or null) is the size the model then uses, found among
+    # the default model's sizes and fitted as a formula like any default.
+    nullable = {}
+    for field in null_fields(default_dict) if NULLABLE[0] else []:
+        value = value_when_null(config_class, model_class, default_dict, field, base.listing)
+        if value is not None:
+            nullable[field] = value
+            ints[field] = value
+            base.env[field] = value
+            NULLABLE[1] = True
+            default_dict = with_field(default_dict, field, value)
+
     # One field at a time.
     for field, value in ints.items():
         got = None
@@ -370,14 +534,36 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
                 # A name or a list of names (`down_block_types`) chooses
                 # modules: the description holds for this value only.
                 fixed[field] = "names modules: the description holds for this value only"
+    quiet = []  # flags whose flip alone changes no tensor (`is_decoder`)
+    unbuilt = []
     for field, value in bools.items():
         try:
             s, _, _ = sample(config_class, model_class, with_override(default_dict, field, not value))
         except Exception:
-            fixed[field] = "the model does not build when it flips"
+            unbuilt.append(field)
             continue
         if s.listing != base.listing:
             flips[field] = s
+        else:
+            quiet.append(field)
+    companions = {}
+    for field in unbuilt:
+        # A flag that builds only with another flipped too (BERT's
+        # `add_cross_attention` wants `is_decoder`): that other one changes
+        # no tensor by itself, so it is flipped alongside.
+        for other in quiet:
+            try:
+                s, _, _ = sample(config_class, model_class,
+                                 with_override(with_override(default_dict, field, not bools[field]),
+                                               other, not bools[other]))
+            except Exception:
+                continue
+            if s.listing != base.listing:
+                flips[field] = s
+                companions[field] = other
+            break
+        else:
+            fixed[field] = "the model does not build when it flips"
     if cut & set(fixed):
         # A layer count that cannot change (BLIP-2's Q-Former alternates
         # cross-attention layers) holds only at its default: derive again
@@ -450,41 +636,95 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         used.update(changed)
     item = freeze(template)
     candidates = sorted({slot.expr for slot in slots(template, [])}, key=len)
+    def flipped_sample(d, chosen, flipped):
+        """The model of `d` (or of only `chosen`, when the full dict pins
+        derived values) with the `flipped` flags (and their companions)
+        flipped."""
+        for attempt in (d, minimal(chosen)):
+            for flag in flipped:
+                attempt = with_override(attempt, flag, not bools[flag])
+                if flag in companions:
+                    attempt = with_override(attempt, companions[flag], not bools[companions[flag]])
+            try:
+                got = sample(config_class, model_class, attempt)[0]
+            except Exception:
+                continue
+            try:
+                # Sizes the description gives no whole value for (a patch
+                # size that does not divide the image) are outside what
+                # it describes with the flag at its default too: skipped.
+                expand(item, dict(got.env, **{f: bools[f] for f in bool_fields}))
+            except (Misfit, ZeroDivisionError):
+                return None
+            return got
+        return None
+
+    def check_flipped(merged, got, flipped):
+        env = dict(got.env, **{f: bools[f] for f in bool_fields})
+        for flag in flipped:
+            env[flag] = not bools[flag]
+        mine = expand(merged, env)
+        if mine != got.listing:
+            wrong = next((a, b) for a, b in itertools.zip_longest(mine, got.listing) if a != b)
+            raise Misfit(f"flipped variation differs at {wrong}")
+
     for field, flipped in flips.items():
         # A flag that adds or removes tensors (`attention_bias`): the
         # tensors of one side carry a condition, sized by a formula the
         # rest of the model already uses; checked on joint variations with
-        # the flag flipped, else the flag stays fixed.
+        # the flag flipped, and with every flag accepted so far flipped
+        # too (`attention_bias` and `mlp_bias` both set), else the flag
+        # stays fixed.
         try:
             seen = [flipped]
-            for _ in range(7):
-                d, _ = joint(rng, None)
-                try:
-                    got, _, _ = sample(config_class, model_class, with_override(d, field, not bools[field]))
-                except Exception:
-                    continue
-                seen.append(got)
+            for _ in range(20):
+                if len(seen) == 8:
+                    break
+                d, chosen = joint(rng, None)
+                got = flipped_sample(d, chosen, [field])
+                if got is not None:
+                    seen.append(got)
             if len(seen) < 6:
                 raise Misfit("too few flipped variations build")
             # Five variations choose each new tensor's formula, the rest check.
             choose, check = seen[:5], seen[5:]
             merged = merge(item, [trie(x.listing) for x in choose], field, not bools[field], candidates,
-                           [x.env for x in choose])
+                           [x.env for x in choose], {f: bools[f] for f in bool_fields})
             for got in check:
-                env = dict(got.env)
-                env[field] = not bools[field]
-                mine = expand(merged, env)
-                if mine != got.listing:
-                    wrong = next((a, b) for a, b in itertools.zip_longest(mine, got.listing) if a != b)
-                    raise Misfit(f"flipped variation differs at {wrong}")
-            if expand(merged, dict(base.env, **{field: bools[field]})) != base.listing:
+                check_flipped(merged, got, [field])
+            if expand(merged, dict(base.env, **{f: bools[f] for f in [*bool_fields, field]})) != base.listing:
                 raise Misfit("default differs after merge")
+            if bool_fields:
+                together = [*bool_fields, field]
+                checked = 0
+                for _ in range(12):
+                    if checked == 4:
+                        break
+                    d, chosen = joint(rng, None)
+                    got = flipped_sample(d, chosen, together)
+                    if got is not None:
+                        check_flipped(merged, got, together)
+                        checked += 1
+                if checked == 0:
+                    raise Misfit("no variation builds with the flags flipped together")
             item = merged
             used.update(f for expr in conditional_exprs(item) for f in split_names(expr))
             bool_fields[field] = bools[field]
         except Exception as e:
             fixed[field] = f"adds or removes tensors ({str(e)[:80]})"
-    defaults = derive_defaults(config_class, ints, used, relevant, rng)
+    mark_kinds(item, model0)
+    for field in bool_fields:
+        # Modules a flag adds (GPT-2's cross-attention) are marked too.
+        try:
+            _, _, flipped_model = sample(config_class, model_class,
+                                         with_override(default_dict, field, not bools[field]))
+        except Exception:
+            continue
+        mark_kinds(item, flipped_model)
+    must_divide = multiples(config_class, model_class, default_dict, ints, relevant)
+    used.update(heads for _, heads in must_divide)
+    defaults = derive_defaults(config_class, ints, used, relevant, rng,
+                               {f: (config_class, model_class) for f in nullable})
     for field, value in bool_fields.items():
         defaults[field] = {"default": value}
     desc = {
@@ -493,6 +733,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         "fixed": {f: read_field(true_default_dict, f) if f != "num_labels" else config0.num_labels for f in fixed},
         "tree": item,
     }
+    if must_divide:
+        desc["multiples"] = must_divide
     # Held-out check: the description reproduces samples it never saw, and
     # the default config (an empty config.json) gives the default model.
     if expand(item, resolve_env(desc, {})) != true_default.listing:
@@ -501,6 +743,23 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         env = resolve_env(desc, s.config_dict)
         if expand(item, env) != s.listing:
             raise Misfit("a held-out variation differs from the description")
+
+    def hold_out(d, what):
+        """One more held-out sample, from config dict `d` (skipped when the
+        model does not build from it)."""
+        try:
+            got, _, _ = sample(config_class, model_class, d)
+        except Exception:
+            return
+        if expand(item, resolve_env(desc, d)) != got.listing:
+            raise Misfit(f"{what} differs from the description")
+        got.config_dict = d
+        held.append(got)
+
+    for field in nullable:
+        # Held-out variations with the field left out: its default formula.
+        for s in list(held[:2]):
+            hold_out(without_path(s.config_dict, field), f"a held-out variation without {field}")
     # A sub-config written without its sizes (a config.json that gives only
     # `vision_config.model_type`) takes the sub-config class's defaults, not
     # the composite config's: checked like a held-out variation, with the
@@ -513,14 +772,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         for field in count_fields:
             if field.startswith(parent + "."):
                 d = with_override(d, field, 1)
-        try:
-            s, _, _ = sample(config_class, model_class, d)
-        except Exception:
-            continue
-        if expand(item, resolve_env(desc, d)) != s.listing:
-            raise Misfit(f"a {parent} written without its sizes differs from the description")
-        s.config_dict = d
-        held.append(s)
+        hold_out(d, f"a {parent} written without its sizes")
     extras = pretrained_facts(config_class, model_class, default_dict, model0)
     desc.update(extras)
     reasons = {f: why for f, why in fixed.items()}
@@ -582,7 +834,7 @@ def resolve_env(desc, config_dict):
     return env
 
 
-def derive_defaults(config_class, ints, used, relevant, rng):
+def derive_defaults(config_class, ints, used, relevant, rng, nullable=None):
     """For each field a formula uses: its default when config.json leaves it
     out, as a number or as a formula over the fields it follows. A field of
     a sub-config can have two: one when config.json leaves the whole
@@ -595,6 +847,23 @@ def derive_defaults(config_class, ints, used, relevant, rng):
     def env_of(config):
         e, _, _ = flatten(config.to_dict())
         e["num_labels"] = config.num_labels
+        for field, (cls, model_class) in (nullable or {}).items():
+            if field in e:
+                continue
+            # Null: the size the model uses, read from a build with the
+            # layer counts cut to one where that still builds.
+            d = config.to_dict()
+            for attempt in (cut_layers(d), d):
+                try:
+                    listing = sample(cls, model_class, attempt)[0].listing
+                except Exception:
+                    continue
+                value = value_when_null(cls, model_class, attempt, field, listing)
+                if value is not None:
+                    e[field] = value
+                    break
+            else:
+                raise Misfit(f"the size {field} stands for when null is not found")
         return e
 
     def config_with(values):
@@ -666,10 +935,32 @@ def derive_defaults(config_class, ints, used, relevant, rng):
 # Whole model types
 # ---------------------------------------------------------------------------
 
+# Whether a field null by default may be described as a size field, and
+# whether the current derivation did so.
+NULLABLE = [True, False]
+
+
 def derive_with_or_without_last(model_type, config_class, model_class, rng):
     """`derive`, and when it fails after giving a list a last layer of its
     own, `derive` again without that (the list's layers then all alike or
-    all fixed, as before lists had one)."""
+    all fixed, as before lists had one); when it fails after describing a
+    null field as a size, again with that field fixed, as before."""
+    state = rng.getstate()
+    NULLABLE[1] = False
+    try:
+        return derive_last_or_not(model_type, config_class, model_class, rng)
+    except Exception:
+        if not NULLABLE[1]:
+            raise
+    rng.setstate(state)
+    NULLABLE[0] = False
+    try:
+        return derive_last_or_not(model_type, config_class, model_class, rng)
+    finally:
+        NULLABLE[0] = True
+
+
+def derive_last_or_not(model_type, config_class, model_class, rng):
     state = rng.getstate()
     trees.LAST_USED = False
     try:
@@ -686,13 +977,33 @@ def derive_with_or_without_last(model_type, config_class, model_class, rng):
 
 
 def classes_for(model_type):
-    from transformers.models.auto import modeling_auto
+    """The classes the auto mappings name for `model_type`, then the other
+    model classes its modeling module exports for the same config class
+    (BertForNextSentencePrediction, GPT2DoubleHeadsModel,
+    CLIPTextModelWithProjection, T5EncoderModel: `architectures[0]` names
+    them though no auto class builds them)."""
+    import importlib
+    import inspect
+    import transformers
+    from transformers.models.auto import configuration_auto, modeling_auto
     names = []
     for mapping in MAPPINGS:
         value = getattr(modeling_auto, mapping, {}).get(model_type)
         for name in (value if isinstance(value, (list, tuple)) else [value]):
             if name and name not in names:
                 names.append(name)
+    try:
+        config_class = getattr(transformers, configuration_auto.CONFIG_MAPPING_NAMES[model_type])
+        module_name = configuration_auto.model_type_to_module_name(model_type)
+        module = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
+    except Exception:
+        return names
+    for name in getattr(module, "__all__", []):
+        cls = getattr(module, name, None)
+        if (name not in names and inspect.isclass(cls) and issubclass(cls, transformers.PreTrainedModel)
+                and getattr(cls, "config_class", None) is config_class and not name.endswith("PreTrainedModel")
+                and getattr(transformers, name, None) is cls):
+            names.append(name)
     return names
 
 

@@ -44,7 +44,7 @@ fn index() -> &'static Index {
                     model_type: entry.name,
                     class,
                     desc,
-                    patterns: patterns.len(),
+                    patterns: default_pattern_count(desc),
                 });
                 for pattern in patterns {
                     by_pattern.entry(pattern).or_default().push(id);
@@ -56,6 +56,60 @@ fn index() -> &'static Index {
             by_pattern,
         }
     })
+}
+
+/// How many distinct keys (`#` for layer indices) the class has with its
+/// flags at their defaults: the tie-break "fewest keys the class adds"
+/// must not count the biases a flag adds only when set (Qwen3-MoE's
+/// `attention_bias` would otherwise lose to a class with one more key).
+fn default_pattern_count(desc: &'static Value) -> usize {
+    fn holds(desc: &Value, node: &Value, name: &str) -> bool {
+        node.get("if")
+            .and_then(|conditions| conditions.get(name))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .all(|condition| {
+                let field = condition[0].as_str().unwrap_or("");
+                let default = desc["fields"][field]["default"].as_bool().unwrap_or(false);
+                condition[1].as_bool() == Some(default)
+            })
+    }
+    fn visit(
+        desc: &Value,
+        node: &'static Value,
+        prefix: &str,
+        out: &mut Vec<String>,
+        depth: usize,
+    ) {
+        let Some(node) = resolved(node).filter(|_| depth <= 64) else {
+            return;
+        };
+        for tensor in entries(node, "t") {
+            let name = tensor[0].as_str().unwrap_or("");
+            if holds(desc, node, name) {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+        let nested = format!("{prefix}#.");
+        for item in entries(node, "items").chain(entries(node, "last")) {
+            visit(desc, item, &nested, out, depth + 1);
+        }
+        if let Some(body) = node.get("body") {
+            visit(desc, body, &nested, out, depth + 1);
+        }
+        for entry in entries(node, "c") {
+            let (name, subtree) = child(entry);
+            if holds(desc, node, name) {
+                visit(desc, subtree, &format!("{prefix}{name}."), out, depth + 1);
+            }
+        }
+    }
+    let mut patterns = Vec::new();
+    visit(desc, &desc["tree"], "", &mut patterns, 0);
+    patterns.sort();
+    patterns.dedup();
+    patterns.len()
 }
 
 /// What a walk over a template meets: a tensor (its key, `#` for layer

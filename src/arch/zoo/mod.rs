@@ -9,14 +9,16 @@
 //! config that changes them is refused, never guessed). COVERAGE.md lists
 //! what is described and why the rest is not.
 
+mod checks;
 pub mod diffusers;
 mod formula;
 pub mod infer;
 pub mod merge;
 pub mod presets;
 
-use super::{ExpectedTensor, KeyRename, ModelSpec, RenameScope, WeightMerge};
+use super::{ExpectedTensor, KeyRename, ModelSpec, ModuleKind, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
+use checks::{check_fixed, check_multiples, check_sub_configs};
 use formula::Formula;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -143,15 +145,30 @@ fn description(name: &str, architecture: Option<&str>) -> Result<(&'static str, 
         None => entry.classes.first(),
     };
     found.copied().ok_or_else(|| {
+        let wanted = architecture.unwrap_or("");
+        let belongs = match model_type_of_class(wanted) {
+            Some(other) => format!(
+                " ({wanted} belongs to model_type {other:?}; the class does not belong to {name:?})"
+            ),
+            None => String::new(),
+        };
         err(
             ErrorKind::BadConfig,
             format!(
-                "architectures[0] = {:?} is not a class ckptcheck describes for model_type {name:?}; it describes {}",
-                architecture.unwrap_or(""),
+                "architectures[0] = {wanted:?} is not a class ckptcheck describes for model_type {name:?}{belongs}; it describes {}",
                 classes(name).join(", ")
             ),
         )
     })
+}
+
+/// The model type whose described classes include `class` (the first, in
+/// the data's order), for a config.json without `model_type`.
+pub fn model_type_of_class(class: &str) -> Option<&'static str> {
+    model_types()
+        .iter()
+        .find(|entry| entry.classes.iter().any(|(name, _)| *name == class))
+        .map(|entry| entry.name)
 }
 
 /// The model a config.json describes, from the zoo. `model_type` is the
@@ -168,6 +185,8 @@ pub fn from_config_value(
         resolved: Vec::new(),
     };
     check_fixed(config, desc, model_type, class)?;
+    check_sub_configs(config, desc)?;
+    check_multiples(&mut fields, class)?;
     let tree = desc
         .get("tree")
         .ok_or_else(|| err(ErrorKind::BadConfig, "zoo data has no tree"))?;
@@ -176,9 +195,16 @@ pub fn from_config_value(
         values: Default::default(),
         tensors: Vec::new(),
         exists_if: Vec::new(),
+        module_kinds: Vec::new(),
+        batchnorm_modules: Vec::new(),
     };
     expansion.node(tree, "", 0)?;
-    let tensors = expansion.tensors;
+    let Expansion {
+        tensors,
+        module_kinds,
+        batchnorm_modules,
+        ..
+    } = expansion;
     let mut normalised = config.clone();
     if let Some(object) = normalised.as_object_mut() {
         for (field, value) in &fields.resolved {
@@ -189,6 +215,9 @@ pub fn from_config_value(
         object
             .entry("architectures")
             .or_insert_with(|| json!([class]));
+        object
+            .entry("model_type")
+            .or_insert_with(|| json!(model_type));
     }
     let tied = tied_pairs(config, desc);
     Ok(ModelSpec {
@@ -197,10 +226,10 @@ pub fn from_config_value(
         preset: None,
         config: normalised,
         tensors,
-        batchnorm_modules: Vec::new(),
+        batchnorm_modules,
         base_model_prefix: text(desc, "base_model_prefix").to_string(),
         tied_keys: tied.into_iter().map(|(target, _)| target).collect(),
-        module_kinds: Vec::new(),
+        module_kinds,
         module_names: Vec::new(),
         non_persistent: Vec::new(),
     })
@@ -421,47 +450,6 @@ pub fn matches_buffer_pattern(pattern: &str, key: &str) -> bool {
     key_parts.next().is_none()
 }
 
-/// A config that changes a field the description cannot follow is refused.
-fn check_fixed(config: &Value, desc: &'static Value, model_type: &str, class: &str) -> Result<()> {
-    if let Some(fixed) = desc.get("fixed").and_then(Value::as_object) {
-        for (field, default) in fixed {
-            if let Some(given) = read_path(config, field) {
-                if !given.is_null() && !same_number_or_value(given, default) {
-                    return Err(err(
-                        ErrorKind::BadConfig,
-                        format!(
-                            "config field {field:?} = {given} differs from {model_type}'s default {default}, and ckptcheck's description of {class} holds only for the default (it changes which tensors exist)"
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    if let Some(lists) = desc.get("lists").and_then(Value::as_object) {
-        for (field, length) in lists {
-            if let Some(Value::Array(items)) = read_path(config, field) {
-                if Some(items.len() as u64) != length.as_u64() {
-                    return Err(err(
-                        ErrorKind::BadConfig,
-                        format!(
-                            "config field {field:?} has {} entries; ckptcheck's description of {class} holds for {length}",
-                            items.len()
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn same_number_or_value(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
-}
-
 /// A dotted path into the config (`text_config.hidden_size`, `depths.2`).
 fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
     let mut node = config;
@@ -595,6 +583,10 @@ struct Expansion<'a, 'b> {
     tensors: Vec<ExpectedTensor>,
     /// Fields that decide whether the current subtree exists.
     exists_if: Vec<&'static str>,
+    /// Modules whose kind the data marks (`"k"`): `Conv1D` and `Embedding`
+    /// for a PEFT adapter's shapes, BatchNorm for `num_batches_tracked`.
+    module_kinds: Vec<(String, ModuleKind)>,
+    batchnorm_modules: Vec<String>,
 }
 
 impl Expansion<'_, '_> {
@@ -672,6 +664,17 @@ impl Expansion<'_, '_> {
                 "zoo data: a subtree reference to nothing",
             )
         })?;
+        let module = prefix.strip_suffix('.').unwrap_or(prefix);
+        match node.get("k").and_then(Value::as_str) {
+            Some("Conv1D") => self
+                .module_kinds
+                .push((module.to_string(), ModuleKind::Conv1D)),
+            Some("Embedding") => self
+                .module_kinds
+                .push((module.to_string(), ModuleKind::Embedding)),
+            Some("BatchNorm") => self.batchnorm_modules.push(module.to_string()),
+            _ => {}
+        }
         for tensor in entries(node, "t") {
             let name = tensor[0].as_str().unwrap_or("");
             let Some(conditions) = self.holds(node, name)? else {

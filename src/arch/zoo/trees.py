@@ -244,6 +244,17 @@ def matching(values, candidates, envs):
                 return expr
         except (KeyError, ZeroDivisionError):
             continue
+    # A small multiple of a known size (GPT-2's cross-attention keys and
+    # values, `2*n_embd`, where the model otherwise has `3*n_embd`).
+    for factor in (2, 3, 4):
+        for expr in candidates:
+            if "+" in expr or "-" in expr:
+                continue
+            try:
+                if all(factor * evaluate(expr, env) == v for v, env in zip(values, envs)):
+                    return f"{factor}*{expr}"
+            except (KeyError, ZeroDivisionError):
+                continue
     raise Misfit(f"no formula of the model gives {values[0]}")
 
 
@@ -267,27 +278,50 @@ def as_item(nodes, candidates, envs):
     return node
 
 
-def merge(item, others, field, value, candidates, envs):
+def keep_absent(old, merged, name_of, present):
+    """`merged` with the entries of `old` that were left out of a merge (not
+    `present` in its tries) put back after the entry they followed."""
+    out = list(merged)
+    for index, entry in enumerate(old):
+        if present(name_of(entry)):
+            continue
+        before = [name_of(e) for e in old[:index]]
+        names = [name_of(e) for e in out]
+        at = max((names.index(n) + 1 for n in before if n in names), default=0)
+        out.insert(at, entry)
+    return out
+
+
+def merge(item, others, field, value, candidates, envs, flags=None):
     """`item` (the default's template) merged with `others` (tries of the
     model with `field` = `value`, at several sizes): entries of one side
-    only get a condition."""
+    only get a condition. `flags` holds the other flags' defaults: an entry
+    an earlier flag added (`q_proj.bias` under `attention_bias`) is absent
+    from these tries, where that flag keeps its default, and is left as it
+    is rather than tied to this flag too."""
+    flags = {} if flags is None else flags
     other = others[0]
     out = dict(item)
     conds = {k: list(v) for k, v in item.get("if", {}).items()}
-    mine = [t[0] for t in item["t"]]
+
+    def present(name):
+        return all(flags.get(f, v) == v for f, v in conds.get(name, []))
+
+    own = [t for t in item["t"] if present(t[0])]
+    mine = [t[0] for t in own]
     theirs = [t[0] for t in other.own]
     tensors = []
     for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=mine, b=theirs, autojunk=False).get_opcodes():
         if op == "equal":
-            tensors += item["t"][a0:a1]
+            tensors += own[a0:a1]
             continue
-        for t in item["t"][a0:a1]:
+        for t in own[a0:a1]:
             conds.setdefault(t[0], []).append([field, not value])
             tensors.append(t)
         for index in range(b0, b1):
             conds.setdefault(other.own[index][0], []).append([field, value])
             tensors.append(new_tensors(others, index, candidates, envs))
-    out["t"] = tensors
+    out["t"] = keep_absent(item["t"], tensors, lambda t: t[0], present)
     if "repeat" in item or "items" in item:
         first = len(item.get("items", []))
         last = len(item.get("last", []))
@@ -301,27 +335,29 @@ def merge(item, others, field, value, candidates, envs):
                 raise Misfit("layers differ with the flag")
         if last:
             out["last"] = [merge(it, [list(o.children.values())[len(o.children) - last + i] for o in others],
-                                 field, value, candidates, envs)
+                                 field, value, candidates, envs, flags)
                            for i, it in enumerate(item["last"])]
         if first:
-            out["items"] = [merge(it, [o.children[str(i)] for o in others], field, value, candidates, envs)
+            out["items"] = [merge(it, [o.children[str(i)] for o in others], field, value, candidates, envs,
+                                  flags)
                             for i, it in enumerate(item["items"])]
         if "repeat" in item:
             out["body"] = merge(item["body"], [o.children[str(first)] for o in others], field, value,
-                                candidates, envs)
+                                candidates, envs, flags)
     else:
-        mine = [c[0] for c in item.get("c", [])]
+        own = [c for c in item.get("c", []) if present(c[0])]
+        mine = [c[0] for c in own]
         theirs = list(other.children)
         children = []
         for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=mine, b=theirs, autojunk=False).get_opcodes():
             if op == "equal":
-                for name, child in item["c"][a0:a1]:
+                for name, child in own[a0:a1]:
                     if any(name not in o.children for o in others):
                         raise Misfit("flipped variations differ in structure")
                     children.append([name, merge(child, [o.children[name] for o in others], field, value,
-                                                 candidates, envs)])
+                                                 candidates, envs, flags)])
                 continue
-            for name, child in item.get("c", [])[a0:a1]:
+            for name, child in own[a0:a1]:
                 conds.setdefault(name, []).append([field, not value])
                 children.append([name, child])
             for name in theirs[b0:b1]:
@@ -329,6 +365,7 @@ def merge(item, others, field, value, candidates, envs):
                 if any(name not in o.children for o in others):
                     raise Misfit("flipped variations differ in structure")
                 children.append([name, as_item([o.children[name] for o in others], candidates, envs)])
+        children = keep_absent(item.get("c", []), children, lambda c: c[0], present)
         if children:
             out["c"] = children
     if conds:

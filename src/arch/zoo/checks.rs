@@ -1,0 +1,105 @@
+//! The checks a config must pass before a zoo description builds it: the
+//! fields the description holds fixed (a config that changes one is
+//! refused, never guessed), lists of the described length, sub-configs that
+//! are objects, and the sizes transformers refuses unless a head count
+//! divides them.
+
+use super::{field_name, read_path, Fields};
+use crate::error::{err, ErrorKind, Result};
+use serde_json::Value;
+
+/// A sub-config the description reads fields of (`text_config`) must be an
+/// object when the config gives it.
+pub(super) fn check_sub_configs(config: &Value, desc: &'static Value) -> Result<()> {
+    let Some(fields) = desc.get("fields").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for field in fields.keys() {
+        let parts: Vec<&str> = field.split('.').collect();
+        for end in 1..parts.len() {
+            let path = parts[..end].join(".");
+            if let Some(value) = read_path(config, &path) {
+                if !(value.is_null() || value.is_object() || value.is_array()) {
+                    return Err(err(
+                        ErrorKind::BadConfig,
+                        format!("config field {path:?} must be an object of fields, got {value}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// transformers refuses a size that is not a multiple of its head count
+/// (BERT: "The hidden size (30) is not a multiple of the number of
+/// attention heads (4)"), though the head count may size no tensor; the
+/// data lists such pairs (`multiples`).
+pub(super) fn check_multiples(fields: &mut Fields, class: &str) -> Result<()> {
+    let Some(pairs) = fields.desc.get("multiples").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    for pair in pairs {
+        let size = field_name(fields.desc, pair[0].as_str().unwrap_or(""));
+        let heads = field_name(fields.desc, pair[1].as_str().unwrap_or(""));
+        if size.is_empty() || heads.is_empty() {
+            continue;
+        }
+        let (size_value, heads_value) = (fields.number(size)?, fields.number(heads)?);
+        if heads_value == 0 || size_value % heads_value != 0 {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {size:?} = {size_value} is not a multiple of {heads:?} = {heads_value}: transformers refuses to build {class} (each of the heads takes an equal share of {size})"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A config that changes a field the description cannot follow is refused.
+pub(super) fn check_fixed(
+    config: &Value,
+    desc: &'static Value,
+    model_type: &str,
+    class: &str,
+) -> Result<()> {
+    if let Some(fixed) = desc.get("fixed").and_then(Value::as_object) {
+        for (field, default) in fixed {
+            if let Some(given) = read_path(config, field) {
+                if !given.is_null() && !same_number_or_value(given, default) {
+                    return Err(err(
+                        ErrorKind::BadConfig,
+                        format!(
+                            "config field {field:?} = {given} differs from {model_type}'s default {default}, and ckptcheck's description of {class} holds only for the default (it changes which tensors exist)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(lists) = desc.get("lists").and_then(Value::as_object) {
+        for (field, length) in lists {
+            if let Some(Value::Array(items)) = read_path(config, field) {
+                if Some(items.len() as u64) != length.as_u64() {
+                    return Err(err(
+                        ErrorKind::BadConfig,
+                        format!(
+                            "config field {field:?} has {} entries; ckptcheck's description of {class} holds for {length}",
+                            items.len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_number_or_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
