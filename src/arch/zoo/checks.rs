@@ -1,8 +1,8 @@
 //! The checks a config must pass before a zoo description builds it: the
 //! fields the description holds fixed (a config that changes one is
 //! refused, never guessed), lists of the described length, sub-configs that
-//! are objects, and the sizes transformers refuses unless a head count
-//! divides them.
+//! are objects, the sizes transformers refuses unless a head count divides
+//! them, and flags it refuses without a companion flag.
 
 use super::{field_name, read_path, Fields};
 use crate::error::{err, ErrorKind, Result};
@@ -102,4 +102,45 @@ fn same_number_or_value(a: &Value, b: &Value) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// A flag transformers refuses to build flipped unless another is flipped
+/// too (BERT's `add_cross_attention` wants `is_decoder`: "should be used as
+/// a decoder model if cross attention is added"); the data records it as
+/// `"needs": [companion, value it needs, its default]`.
+pub(super) fn check_companions(fields: &mut Fields, class: &str) -> Result<()> {
+    let desc: &'static Value = fields.desc;
+    let Some(specs) = desc.get("fields").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (field, spec) in specs {
+        let Some(needs) = spec.get("needs").and_then(Value::as_array) else {
+            continue;
+        };
+        let (Some(companion), Some(needed), Some(default)) = (
+            needs.first().and_then(Value::as_str),
+            needs.get(1).and_then(Value::as_bool),
+            needs.get(2).and_then(Value::as_bool),
+        ) else {
+            continue;
+        };
+        let flag_default = spec.get("default").and_then(Value::as_bool);
+        if Some(fields.flag(field.as_str())?) == flag_default {
+            continue;
+        }
+        let given = match read_path(fields.config, companion) {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => other.as_u64().is_some_and(|n| n != 0),
+        };
+        if given != needed {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {field:?} is set but {companion:?} is {given}: transformers refuses to build {class} unless {companion:?} is {needed}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

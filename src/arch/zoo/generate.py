@@ -727,6 +727,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
                                {f: (config_class, model_class) for f in nullable})
     for field, value in bool_fields.items():
         defaults[field] = {"default": value}
+        if field in companions:
+            # transformers refuses the flag flipped without its companion
+            # flipped too: `[companion, value it needs, its default]`.
+            other = companions[field]
+            defaults[field]["needs"] = [other, not bools[other], bools[other]]
     desc = {
         "fields": defaults,
         "lists": lists,
@@ -760,6 +765,15 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         # Held-out variations with the field left out: its default formula.
         for s in list(held[:2]):
             hold_out(without_path(s.config_dict, field), f"a held-out variation without {field}")
+    if bool_fields and held:
+        # A held-out variation with every flag flipped (and each flag's
+        # companion), so matrix.json checks the Rust side's conditions too.
+        d = held[0].config_dict
+        for field in bool_fields:
+            d = with_override(d, field, not bools[field])
+            if field in companions:
+                d = with_override(d, companions[field], not bools[companions[field]])
+        hold_out(d, "a held-out variation with every flag flipped")
     # A sub-config written without its sizes (a config.json that gives only
     # `vision_config.model_type`) takes the sub-config class's defaults, not
     # the composite config's: checked like a held-out variation, with the

@@ -18,7 +18,7 @@ pub mod presets;
 
 use super::{ExpectedTensor, KeyRename, ModelSpec, ModuleKind, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
-use checks::{check_fixed, check_multiples, check_sub_configs};
+use checks::{check_companions, check_fixed, check_multiples, check_sub_configs};
 use formula::Formula;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -187,6 +187,7 @@ pub fn from_config_value(
     check_fixed(config, desc, model_type, class)?;
     check_sub_configs(config, desc)?;
     check_multiples(&mut fields, class)?;
+    check_companions(&mut fields, class)?;
     let tree = desc
         .get("tree")
         .ok_or_else(|| err(ErrorKind::BadConfig, "zoo data has no tree"))?;
