@@ -33,18 +33,21 @@ pub fn pretrained_class(model: &ModelSpec) -> PretrainedClass {
         // with a `rotary_emb.inv_freq` buffer ignores old checkpoints'
         // per-layer copies, one with a `position_ids` buffer any
         // `position_ids` (once persistent, now mostly not).
-        let buffers = || {
-            facts
-                .non_persistent
-                .iter()
-                .copied()
-                .chain(model.tensors.iter().map(|t| t.name.as_str()))
-        };
+        let (mut inv_freq, mut position_ids) = (false, false);
+        for name in facts
+            .non_persistent
+            .iter()
+            .copied()
+            .chain(model.tensors.iter().map(|t| t.name.as_str()))
+        {
+            inv_freq |= name.ends_with("rotary_emb.inv_freq");
+            position_ids |= name.ends_with("position_ids");
+        }
         let mut adjusted = Vec::new();
-        if buffers().any(|name| name.ends_with("rotary_emb.inv_freq")) {
+        if inv_freq {
             adjusted.push(IgnoreKey::Regex(r"rotary_emb\.inv_freq"));
         }
-        if buffers().any(|name| name.ends_with("position_ids")) {
+        if position_ids {
             adjusted.push(IgnoreKey::Regex(r"(^|\.)position_ids$"));
         }
         let ignore_unexpected = facts

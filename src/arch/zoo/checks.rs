@@ -4,7 +4,7 @@
 //! are objects, the sizes transformers refuses unless a head count divides
 //! them, and flags it refuses without a companion flag.
 
-use super::{field_name, read_path, Fields};
+use super::{as_flag, field_name, read_path, Fields};
 use crate::error::{err, ErrorKind, Result};
 use serde_json::Value;
 
@@ -128,11 +128,9 @@ pub(super) fn check_companions(fields: &mut Fields, class: &str) -> Result<()> {
         if Some(fields.flag(field.as_str())?) == flag_default {
             continue;
         }
-        let given = match read_path(fields.config, companion) {
-            None | Some(Value::Null) => default,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => other.as_u64().is_some_and(|n| n != 0),
-        };
+        let given = read_path(fields.config, companion)
+            .filter(|value| !value.is_null())
+            .map_or(default, as_flag);
         if given != needed {
             return Err(err(
                 ErrorKind::BadConfig,

@@ -427,13 +427,12 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
     sizes_left_out = set()
 
     def with_override(d, field, value):
+        if field != "num_labels":
+            return with_field(d, field, value)
         d = copy.deepcopy(d)
-        if field == "num_labels":
-            d["id2label"] = labels(value)
-            d.pop("label2id", None)
-            d["num_labels"] = value
-        else:
-            set_path(d, field, value)
+        d["id2label"] = labels(value)
+        d.pop("label2id", None)
+        d["num_labels"] = value
         return d
 
     def with_parent(d, field):

@@ -464,6 +464,14 @@ fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
     Some(node)
 }
 
+/// A config value read as a flag (`true`, or a non-zero number).
+fn as_flag(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        other => other.as_u64().is_some_and(|n| n != 0),
+    }
+}
+
 /// Field values for one config: the config's own, else the description's
 /// default (a number, a flag, or a formula over other fields).
 struct Fields<'a> {
@@ -490,10 +498,7 @@ impl Fields<'_> {
     }
 
     fn flag(&mut self, field: &'static str) -> Result<bool> {
-        Ok(match self.value_at(field, 0)? {
-            Value::Bool(b) => b,
-            value => value.as_u64().is_some_and(|n| n != 0),
-        })
+        Ok(as_flag(&self.value_at(field, 0)?))
     }
 
     fn value_at(&mut self, field: &'static str, depth: usize) -> Result<Value> {
