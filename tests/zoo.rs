@@ -601,24 +601,32 @@ fn a_llava_in_the_saved_layout_is_inferred_with_whole_sub_configs() {
     assert_eq!(config["text_config"]["intermediate_size"], 37, "{config}");
 }
 
-/// The classic multimodal failure, a LLaVA loaded with another vision
-/// tower's config, is explained in config terms under `--loader hf`, the
-/// field named as the path to edit.
-#[test]
-fn a_llava_into_another_vision_width_is_explained_by_the_field() {
-    use ckptcheck::diagnosis::check;
-    use ckptcheck::loader::Loader;
+/// ckptcheck's `--loader hf` report for a real load of
+/// tests/fixtures/zoo/loads.json: the checkpoint saved from `source` into
+/// the model of `model` (each `config/Class`).
+fn hf_report(source: &str, model: &str) -> ckptcheck::diagnosis::CheckReport {
     let fixture = zoo_loads();
     let case = fixture["cases"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["model"] == "llava-wide-vision/LlavaForConditionalGeneration")
-        .expect("a llava into a wider tower");
+        .find(|c| c["checkpoint_source"] == source && c["model"] == model)
+        .unwrap_or_else(|| panic!("no case {source} -> {model}"));
     let checkpoint =
         load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
-    let model = build(&fixture["configs"][case["model"].as_str().unwrap()]);
-    let report = check(&checkpoint, &model, Loader::Hf);
+    let built = build(&fixture["configs"][model]);
+    ckptcheck::diagnosis::check(&checkpoint, &built, ckptcheck::loader::Loader::Hf)
+}
+
+/// The classic multimodal failure, a LLaVA loaded with another vision
+/// tower's config, is explained in config terms under `--loader hf`, the
+/// field named as the path to edit.
+#[test]
+fn a_llava_into_another_vision_width_is_explained_by_the_field() {
+    let report = hf_report(
+        "llava/LlavaForConditionalGeneration",
+        "llava-wide-vision/LlavaForConditionalGeneration",
+    );
     let causes: Vec<&str> = report.explanation.iter().map(|c| c.text.as_str()).collect();
     assert!(
         causes[0].starts_with("vision_config.hidden_size: checkpoint 32, model 48 — "),
@@ -666,5 +674,91 @@ fn a_checkpoint_in_the_saved_layout_is_inferred_through_its_conversion() {
             .any(|u| u.starts_with("num_key_value_heads")),
         "{:?}",
         inferred.undetermined
+    );
+}
+
+/// A list of two kinds of layer: DeepSeek-V3's first
+/// `first_k_dense_replace` layers have a dense MLP and the rest experts
+/// (transformers: `layer_idx >= first_k_dense_replace` has experts), so an
+/// index past the last layer leaves every layer dense.
+#[test]
+fn a_list_of_two_kinds_changes_kind_where_the_config_says() {
+    let kinds = |first_k_dense_replace: u64| -> String {
+        let config = json!({
+            "model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"],
+            "vocab_size": 99, "hidden_size": 32, "intermediate_size": 37,
+            "moe_intermediate_size": 16, "num_hidden_layers": 4, "num_attention_heads": 4,
+            "num_key_value_heads": 4, "n_routed_experts": 8, "n_shared_experts": 1,
+            "num_experts_per_tok": 2, "n_group": 2, "topk_group": 1, "q_lora_rank": 16,
+            "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
+            "first_k_dense_replace": first_k_dense_replace,
+        });
+        let model = build(&config);
+        let has = |key: String| model.tensors.iter().any(|t| t.name == key);
+        (0..4)
+            .map(|layer| {
+                let dense = has(format!("model.layers.{layer}.mlp.gate_proj.weight"));
+                let experts = has(format!("model.layers.{layer}.mlp.experts.gate_up_proj"));
+                match (dense, experts) {
+                    (true, false) => 'D',
+                    (false, true) => 'E',
+                    _ => '?',
+                }
+            })
+            .collect()
+    };
+    for (first_k_dense_replace, want) in [(0, "EEEE"), (1, "DEEE"), (3, "DDDE"), (9, "DDDD")] {
+        assert_eq!(
+            kinds(first_k_dense_replace),
+            want,
+            "first_k_dense_replace {first_k_dense_replace}"
+        );
+    }
+}
+
+/// The split index is read back from a checkpoint: a Moonlight-style
+/// DeepSeek-V3 (one dense layer, then experts) as save_pretrained writes it
+/// (per-expert keys) infers `first_k_dense_replace` 1 and rebuilds the
+/// model the library loads it into; one with two dense layers infers 2.
+#[test]
+fn a_split_index_is_inferred_from_the_first_layer_of_the_second_kind() {
+    for (source, want) in [
+        ("deepseek_v3/DeepseekV3ForCausalLM", 1),
+        ("deepseek_v3-2dense/DeepseekV3ForCausalLM", 2),
+    ] {
+        let names = saved_checkpoint_names(source);
+        let inferred = arch::infer(&names);
+        assert_eq!(
+            inferred.config["model_type"], "deepseek_v3",
+            "{}",
+            inferred.config
+        );
+        let read = inferred
+            .fields
+            .iter()
+            .find(|f| f.field == "first_k_dense_replace")
+            .map(|f| f.value.clone());
+        assert_eq!(read, Some(json!(want)), "{source}: {:?}", inferred.fields);
+        assert_eq!(
+            inferred.config["num_hidden_layers"], 3,
+            "{}",
+            inferred.config
+        );
+    }
+}
+
+/// A Moonlight-style checkpoint (one dense layer) loaded with DeepSeek-V3's
+/// own split (two dense layers here) is explained by the field: transformers
+/// reports layer 1's dense MLP missing and its experts unexpected.
+#[test]
+fn a_checkpoint_with_another_split_index_is_explained_by_the_field() {
+    let report = hf_report(
+        "deepseek_v3/DeepseekV3ForCausalLM",
+        "deepseek_v3-2dense/DeepseekV3ForCausalLM",
+    );
+    let causes: Vec<&str> = report.explanation.iter().map(|c| c.text.as_str()).collect();
+    assert!(
+        causes[0].starts_with("first_k_dense_replace: checkpoint 1, model 2"),
+        "{causes:?}"
     );
 }

@@ -118,8 +118,7 @@ def intern(data):
 
     def children_of(node):
         out = [c[1] for c in node.get("c", [])] + list(node.get("items", []))
-        if "body" in node:
-            out.append(node["body"])
+        out += [node[kind] for kind in ("body", "rest") if kind in node]
         return out + list(node.get("last", []))
 
     for entry in data["model_types"].values():
@@ -134,8 +133,9 @@ def intern(data):
             new["c"] = [[name, visit(child)] for name, child in new["c"]]
         if "items" in new:
             new["items"] = [visit(it) for it in new["items"]]
-        if "body" in new:
-            new["body"] = visit(new["body"])
+        for kind in ("body", "rest"):
+            if kind in new:
+                new[kind] = visit(new[kind])
         if "last" in new:
             new["last"] = [visit(it) for it in new["last"]]
         if counts.get(original_key, 0) > 1 and len(original_key) > 40:

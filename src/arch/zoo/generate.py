@@ -48,6 +48,7 @@ src/arch/zoo/COVERAGE.md.
 
 import argparse
 import copy
+from fractions import Fraction
 import itertools
 import re
 import json
@@ -59,6 +60,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
+import formulas  # noqa: E402
 import trees  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
@@ -243,6 +245,11 @@ def with_field(d, path, value):
 # Samples: a config dict -> the model's state dict on the meta device
 # ---------------------------------------------------------------------------
 
+def key_patterns(listing):
+    """The keys of a listing with each layer index written `#`."""
+    return {re.sub(r"\.\d+(?=\.|$)", ".#", key) for key, _, _ in listing}
+
+
 def build(config_class, model_class, config_dict):
     import torch
     config = config_class.from_dict(copy.deepcopy(config_dict))
@@ -308,26 +315,30 @@ def module_kind(module):
     return None
 
 
-def mark_kinds(tree, model):
+def mark_kinds(tree, model, env):
     """Each node of `tree` that is a module of a marked kind in `model`
-    (built from a config the tree describes) gets `"k": kind`."""
+    (built from a config the tree describes, whose fields `env` holds)
+    gets `"k": kind`."""
     for name, module in model.named_modules():
         kind = module_kind(module)
         if kind is None or not name:
             continue
         try:
-            node = tree_node(tree, model, name)
+            node = tree_node(tree, model, name, env)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             node = None  # a path the tree does not walk: left unmarked
         if node is not None:
             node["k"] = kind
 
 
-def tree_node(tree, model, name):
-    """The node of `tree` that holds module `name` of `model`, or None."""
+def tree_node(tree, model, name, env):
+    """The node of `tree` that holds module `name` of `model` (built from
+    `env`), or None."""
     node, path = tree, []
     for part in name.split("."):
-        if "repeat" in node or "items" in node or "last" in node:
+        if "split" in node:
+            node = node["body"] if int(part) < trees.split_of(node, env) else node["rest"]
+        elif "repeat" in node or "items" in node or "last" in node:
             index = int(part)
             # A list of layers, or a module whose children are named 0, 1,
             # ... (UperNet's pyramid pooling).
@@ -392,25 +403,41 @@ def multiples(config_class, model_class, default_dict, ints, relevant):
     return found
 
 
-def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
+def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_joints=JOINT_SAMPLES, rebase=None):
     true_default_dict = config_class().to_dict()
     true_default, config0, model0 = sample(config_class, model_class, true_default_dict)
     # Variations start from the default with layer counts cut to 2 (where
     # the model still builds): the formulas are the same, the models ten
     # times faster to build.
+    # A cut keeps every kind of key the default has: DeepSeek-V3's first
+    # three layers are dense and the rest have experts, so its layers are
+    # cut to 4, not 2.
     default_dict = true_default_dict
     cut = set()
+    default_patterns = key_patterns(true_default.listing)
     for field, value in flatten(true_default_dict)[0].items():
-        if LAYER_FIELD.search(field) and value > 2 and field not in uncut:
+        if not (LAYER_FIELD.search(field) and value > 2 and field not in uncut):
+            continue
+        chosen = None
+        for layers in range(2, min(value, 9) if trees.ALLOW_SPLIT else 3):
             trial = copy.deepcopy(default_dict)
-            set_path(trial, field, 2)
+            set_path(trial, field, layers)
             try:
-                build(config_class, model_class, trial)
-                default_dict = trial
-                cut.add(field)
+                _, _, listing = build(config_class, model_class, trial)
             except Exception:
-                pass
+                break
+            if chosen is None:
+                chosen = trial  # 2 layers, as before, when no cut keeps them all
+            if key_patterns(listing) == default_patterns:
+                chosen = trial
+                break
+        if chosen is not None:
+            default_dict = chosen
+            cut.add(field)
+    for field, value in (rebase or {}).items():
+        default_dict = with_field(default_dict, field, value)
     base, _, _ = sample(config_class, model_class, default_dict)
+    base.config_dict = default_dict
     ints, bools, lists = flatten(default_dict)
     ints["num_labels"] = config0.num_labels
     samples = [base]
@@ -488,6 +515,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
             for d in (with_override(default_dict, field, new), minimal({field: new})):
                 try:
                     got, _, _ = sample(config_class, model_class, d)
+                    got.config_dict = d
                     break
                 except Exception:
                     continue
@@ -506,6 +534,31 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
             continue
         singles[field] = len(samples)
         samples.append(got)
+    if cut and irrelevant:
+        # A field that changes nothing at the cut layer count may change the
+        # layers past it (Ernie 4.5 MoE's `moe_layer_end_index`: layers past
+        # it are dense again): each is tried again with 8 layers, and one
+        # that changes tensors there holds only at its default.
+        deep = default_dict
+        for field in cut:
+            deep = with_field(deep, field, min(8, read_field(true_default_dict, field)))
+        try:
+            deep_base = sample(config_class, model_class, deep)[0]
+        except Exception:
+            deep_base = None
+        for field in list(irrelevant) if deep_base is not None else []:
+            value = ints[field]
+            # Larger, and smaller (an end index of 27 at 28 layers matters
+            # at 8 only below 7).
+            for new in (vary(value)[0], value // 4 if value >= 4 else value + 1):
+                try:
+                    got = sample(config_class, model_class, with_override(deep, field, new))[0]
+                except Exception:
+                    continue
+                if got.listing != deep_base.listing:
+                    irrelevant.remove(field)
+                    fixed[field] = "changes tensors only past the first layers"
+                    break
     for field in null_fields(default_dict):
         # A field that is null by default (`head_dim`, the model computes it)
         # but sizes tensors when set: configs that set it are refused.
@@ -567,7 +620,22 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         # A layer count that cannot change (BLIP-2's Q-Former alternates
         # cross-attention layers) holds only at its default: derive again
         # with that count uncut.
-        return derive(model_type, config_class, model_class, rng, uncut | (cut & set(fixed)))
+        return derive(model_type, config_class, model_class, rng, uncut | (cut & set(fixed)), fit_joints, rebase)
+    for field, i in singles.items() if trees.ALLOW_SPLIT and rebase is None else []:
+        # The default has one kind of layer only where a variation has two
+        # (DeepSeek-V2's `first_k_dense_replace` is 0, all layers experts;
+        # its releases keep one dense layer): the kind the default lacks
+        # would be fitted on few samples, so the variations start from
+        # that variation instead (the defaults stay the library's).
+        try:
+            pair = align([trie(base.listing), trie(samples[i].listing)], "")
+        except Misfit:
+            continue
+        if any((0 in slot.bound or slot.values.get(0) == 0) and 1 not in slot.bound and slot.values.get(1, 0) > 0
+               for slot in trees.split_slots(pair)):
+            value = read_field(samples[i].config_dict, field)
+            if value is not None:
+                return derive(model_type, config_class, model_class, rng, uncut, fit_joints, {field: value})
     relevant = list(singles)
     sizes_left_out.update(relevant)
 
@@ -592,9 +660,9 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
     joints = []
     count_fields = set()
     tries = 0
-    while len(joints) < JOINT_SAMPLES + HELD_OUT and tries < 4 * (JOINT_SAMPLES + HELD_OUT):
+    while len(joints) < fit_joints + HELD_OUT and tries < 4 * (fit_joints + HELD_OUT):
         tries += 1
-        d, chosen = joint(rng, None if len(joints) < JOINT_SAMPLES else count_fields)
+        d, chosen = joint(rng, None if len(joints) < fit_joints else count_fields)
         s = None
         for attempt in (d, minimal(chosen)):
             try:
@@ -609,29 +677,45 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         s.chosen = chosen
         s.config_dict = d
         joints.append(s)
-        if len(joints) == JOINT_SAMPLES:
+        if len(joints) == fit_joints:
             # Which fields count layers: those that decide a repeat count.
             template = align([trie(x.listing) for x in samples + joints], "")
             count_fields = set()
             for slot in counts_of(template):
                 count_fields.update(f for f, i in singles.items() if slot.values.get(i) != slot.values.get(0))
-    if len(joints) < JOINT_SAMPLES + HELD_OUT:
+    if len(joints) < fit_joints + HELD_OUT:
         raise Misfit("too few joint variations build")
-    fitting = samples + joints[:JOINT_SAMPLES]
-    held = joints[JOINT_SAMPLES:]
+    fitting = samples + joints[:fit_joints]
+    held = joints[fit_joints:]
     template = align([trie(x.listing) for x in fitting], "")
     cache = {}
     used = set()
     bool_fields = {}
     for slot in slots(template, []):
-        changed = tuple(f for f, i in singles.items() if slot.values.get(i) is not None and slot.values.get(i) != slot.values.get(0))
-        points = [(fitting[s].env, v) for s, v in sorted(slot.values.items())]
+        # A least value (a split index with no layer past it) does not fit
+        # the formula; it is checked after.
+        exact = {s: v for s, v in slot.values.items() if s not in slot.bound}
+        changed = tuple(f for f, i in singles.items()
+                        if slot.values.get(i) is not None and slot.values.get(i) != slot.values.get(0))
+        points = [(fitting[s].env, v) for s, v in sorted(exact.items())]
+        if not points:
+            raise Misfit("a split list's layers change kind in no sample")
         key = (changed, tuple(v for _, v in points))
         if key not in cache:
             cache[key] = fit(points, changed)
         if cache[key] is None:
             raise Misfit(f"no formula for a size that depends on {', '.join(changed) or 'nothing'}")
         slot.expr = cache[key]
+
+        def inside(expr):
+            return any(evaluate(expr, fitting[s].env) < slot.values[s] for s in slot.bound)
+
+        if inside(slot.expr) and changed:
+            # Every split seen at one index (1), and a least value above it:
+            # the index is a field, not that constant.
+            slot.expr = formulas.fit_over(points, [Fraction(v) for _, v in points], sorted(changed))
+        if slot.expr is None or inside(slot.expr):
+            raise Misfit(f"a split index {cache[key]} falls inside a list of one kind")
         used.update(changed)
     item = freeze(template)
     candidates = sorted({slot.expr for slot in slots(template, [])}, key=len)
@@ -711,15 +795,15 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
             bool_fields[field] = bools[field]
         except Exception as e:
             fixed[field] = f"adds or removes tensors ({str(e)[:80]})"
-    mark_kinds(item, model0)
+    mark_kinds(item, model0, true_default.env)
     for field in bool_fields:
         # Modules a flag adds (GPT-2's cross-attention) are marked too.
         try:
-            _, _, flipped_model = sample(config_class, model_class,
-                                         with_override(default_dict, field, not bools[field]))
+            flipped_sample_of_default, _, flipped_model = sample(
+                config_class, model_class, with_override(default_dict, field, not bools[field]))
         except Exception:
             continue
-        mark_kinds(item, flipped_model)
+        mark_kinds(item, flipped_model, flipped_sample_of_default.env)
     must_divide = multiples(config_class, model_class, default_dict, ints, relevant)
     used.update(heads for _, heads in must_divide)
     defaults = derive_defaults(config_class, ints, used, relevant, rng,
@@ -760,6 +844,22 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
         got.config_dict = d
         held.append(got)
 
+    for node in split_nodes(item):
+        # A split seen in a short list may be a pattern that repeats (Qwen3-
+        # MoE's `decoder_sparse_step` 2 makes every other layer sparse: two
+        # layers look like one dense, then experts): each sample whose split
+        # falls inside its list is checked again with 3 layers more.
+        counted = split_names(node["repeat"])
+        checked = 0
+        for x in fitting:
+            if checked == 3 or len(counted) != 1 or not hasattr(x, "config_dict"):
+                continue
+            at, count = evaluate(node["split"], x.env), evaluate(node["repeat"], x.env)
+            if 0 < at < count:
+                checked += 1
+                longer = with_override(x.config_dict, counted[0], read_field(x.config_dict, counted[0]) + 3
+                                       if read_field(x.config_dict, counted[0]) is not None else x.env[counted[0]] + 3)
+                hold_out(longer, f"a list split at {node['split']} with 3 layers more")
     for field in nullable:
         # Held-out variations with the field left out: its default formula.
         for s in list(held[:2]):
@@ -790,6 +890,19 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset()):
     desc.update(extras)
     reasons = {f: why for f, why in fixed.items()}
     return desc, true_default, held, reasons
+
+
+def split_nodes(node):
+    """The lists of a frozen tree that are split in two kinds."""
+    if "split" in node:
+        yield node
+    for _, child in node.get("c", []):
+        yield from split_nodes(child)
+    for kind in ("body", "rest"):
+        if kind in node:
+            yield from split_nodes(node[kind])
+    for it in node.get("items", []) + node.get("last", []):
+        yield from split_nodes(it)
 
 
 def default_of(default_dict, ints, bools, field):
@@ -973,20 +1086,44 @@ def derive_with_or_without_last(model_type, config_class, model_class, rng):
         NULLABLE[0] = True
 
 
-def derive_last_or_not(model_type, config_class, model_class, rng):
+def first_that_derives(rng, switch, attempts):
+    """Runs `attempts` in turn, the rng rewound for each, until one returns.
+    The first one's failure is final unless it used what `switch` names
+    (`trees.LAST_USED`: a list's last layer of its own); the last attempt
+    runs with that turned off (`trees.ALLOW_LAST`)."""
     state = rng.getstate()
-    trees.LAST_USED = False
-    try:
-        return derive(model_type, config_class, model_class, rng)
-    except Exception:
-        if not trees.LAST_USED:
-            raise
-    rng.setstate(state)
-    trees.ALLOW_LAST = False
-    try:
-        return derive(model_type, config_class, model_class, rng)
-    finally:
-        trees.ALLOW_LAST = True
+    setattr(trees, f"{switch}_USED", False)
+    for index, attempt in enumerate(attempts):
+        rng.setstate(state)
+        final = index == len(attempts) - 1
+        setattr(trees, f"ALLOW_{switch}", not final)
+        try:
+            return attempt()
+        except Exception:
+            if final or (index == 0 and not getattr(trees, f"{switch}_USED")):
+                raise
+        finally:
+            setattr(trees, f"ALLOW_{switch}", True)
+
+
+def derive_last_or_not(model_type, config_class, model_class, rng):
+    """`derive_split_or_not`, and without a list's last layer of its own
+    when a description with one fails."""
+    def attempt():
+        return derive_split_or_not(model_type, config_class, model_class, rng)
+    return first_that_derives(rng, "LAST", [attempt, attempt])
+
+
+def derive_split_or_not(model_type, config_class, model_class, rng):
+    """`derive`; when it fails after splitting a list in two kinds, again
+    with three times the joint variations (each kind's sizes are fitted on
+    the samples that have it, so on fewer), then without splits (the list's
+    fields fixed, as before splits)."""
+    return first_that_derives(rng, "SPLIT", [
+        lambda: derive(model_type, config_class, model_class, rng),
+        lambda: derive(model_type, config_class, model_class, rng, fit_joints=3 * JOINT_SAMPLES),
+        lambda: derive(model_type, config_class, model_class, rng),
+    ])
 
 
 def classes_for(model_type):

@@ -26,6 +26,8 @@ struct Index {
     classes: Vec<IndexedClass>,
     /// Key with `#` for layer indices -> the classes that have it.
     by_pattern: HashMap<String, Vec<u32>>,
+    /// The same, for the keys a class has with its flags at their defaults.
+    by_default_pattern: HashMap<String, Vec<u32>>,
 }
 
 fn index() -> &'static Index {
@@ -33,6 +35,7 @@ fn index() -> &'static Index {
     INDEX.get_or_init(|| {
         let mut classes = Vec::new();
         let mut by_pattern: HashMap<String, Vec<u32>> = HashMap::default();
+        let mut by_default_pattern: HashMap<String, Vec<u32>> = HashMap::default();
         for entry in model_types() {
             for (class, desc) in &entry.classes {
                 let id = classes.len() as u32;
@@ -40,29 +43,36 @@ fn index() -> &'static Index {
                 walk(&desc["tree"], "", &mut |key, _| patterns.push(key));
                 patterns.sort();
                 patterns.dedup();
+                let defaults = default_patterns(desc);
                 classes.push(IndexedClass {
                     model_type: entry.name,
                     class,
                     desc,
-                    patterns: default_pattern_count(desc),
+                    patterns: defaults.len(),
                 });
                 for pattern in patterns {
                     by_pattern.entry(pattern).or_default().push(id);
+                }
+                for pattern in defaults {
+                    by_default_pattern.entry(pattern).or_default().push(id);
                 }
             }
         }
         Index {
             classes,
             by_pattern,
+            by_default_pattern,
         }
     })
 }
 
-/// How many distinct keys (`#` for layer indices) the class has with its
-/// flags at their defaults: the tie-break "fewest keys the class adds"
-/// must not count the biases a flag adds only when set (Qwen3-MoE's
-/// `attention_bias` would otherwise lose to a class with one more key).
-fn default_pattern_count(desc: &'static Value) -> usize {
+/// The distinct keys (`#` for layer indices) the class has with its flags
+/// at their defaults: the tie-break "fewest keys the class adds" must not
+/// count the biases a flag adds only when set (Qwen3-MoE's `attention_bias`
+/// would otherwise lose to a class with one more key), and a class that
+/// explains a checkpoint with its flags as they are wins over one that
+/// needs one flipped (mT5's gated MLP is T5's `is_gated_act`).
+fn default_patterns(desc: &'static Value) -> Vec<String> {
     fn holds(desc: &Value, node: &Value, name: &str) -> bool {
         node.get("if")
             .and_then(|conditions| conditions.get(name))
@@ -95,7 +105,10 @@ fn default_pattern_count(desc: &'static Value) -> usize {
         for item in entries(node, "items").chain(entries(node, "last")) {
             visit(desc, item, &nested, out, depth + 1);
         }
-        if let Some(body) = node.get("body") {
+        for body in ["body", "rest"]
+            .into_iter()
+            .filter_map(|kind| node.get(kind))
+        {
             visit(desc, body, &nested, out, depth + 1);
         }
         for entry in entries(node, "c") {
@@ -109,7 +122,7 @@ fn default_pattern_count(desc: &'static Value) -> usize {
     visit(desc, &desc["tree"], "", &mut patterns, 0);
     patterns.sort();
     patterns.dedup();
-    patterns.len()
+    patterns
 }
 
 /// What a walk over a template meets: a tensor (its key, `#` for layer
@@ -165,7 +178,12 @@ fn walk_with(
         };
         walk_with(item, &at, visit, depth + 1, concrete_items);
     }
-    if let Some(body) = node.get("body") {
+    // A split list's two kinds of layer have keys of their own (a dense
+    // MLP's against the experts'), so both read shapes through `#`.
+    for body in ["body", "rest"]
+        .into_iter()
+        .filter_map(|kind| node.get(kind))
+    {
         walk_with(body, &nested, visit, depth + 1, concrete_items);
     }
     // A list's last layer of its own sits after a count only the config
@@ -270,14 +288,25 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
         shapes_by_pattern.entry(pattern_of(name)).or_insert(shape);
     }
     let mut hits = vec![0usize; index.classes.len()];
+    let mut default_hits = vec![0usize; index.classes.len()];
     for pattern in shapes_by_pattern.keys() {
         for id in index.by_pattern.get(pattern).into_iter().flatten() {
             hits[*id as usize] += 1;
         }
+        for id in index.by_default_pattern.get(pattern).into_iter().flatten() {
+            default_hits[*id as usize] += 1;
+        }
     }
-    // Most checkpoint keys explained, then fewest keys the class adds; on a
-    // tie the first in the data's order (the most used model types first).
-    let score = |id: usize| (hits[id], std::cmp::Reverse(index.classes[id].patterns));
+    // Most checkpoint keys explained, then most explained with the flags at
+    // their defaults, then fewest keys the class adds; on a tie the first in
+    // the data's order (the most used model types first).
+    let score = |id: usize| {
+        (
+            hits[id],
+            default_hits[id],
+            std::cmp::Reverse(index.classes[id].patterns),
+        )
+    };
     let best = (0..hits.len()).filter(|id| hits[*id] > 0).fold(
         None,
         |best: Option<usize>, id| match best {
@@ -401,7 +430,7 @@ fn solve(
             let (key, tensor) = match seen {
                 Seen::Tensor(key, tensor) => (key, tensor),
                 Seen::Repeat(prefix, node) => {
-                    equations.extend(count_equation(node, prefix, names_shapes));
+                    equations.extend(list_equations(node, prefix, names_shapes));
                     return;
                 }
             };
@@ -607,37 +636,81 @@ fn solve(
     }
 }
 
-/// A layer count: a repeat under `prefix` has as many layers as the
-/// checkpoint has distinct indices there, less the first and last items. Only
-/// repeats at a concrete place count (one inside another repeat's layers
-/// would mix the layers of all).
-fn count_equation(
+/// A list's equations. Its layer count: a repeat under `prefix` has as
+/// many layers as the checkpoint has distinct indices there, less the first
+/// and last items. Its split index, when its layers are of two kinds: the
+/// first layer with a key only the second kind has (an expert's) is where
+/// the kind changes, less the first items; a checkpoint with no layer of
+/// the second kind gives only a least value, so no equation. Only lists at
+/// a concrete place count (one inside another repeat's layers would mix the
+/// layers of all).
+fn list_equations(
     node: &'static Value,
     prefix: &str,
     names_shapes: &[(String, Vec<u64>)],
-) -> Option<(&'static str, u64, String)> {
+) -> Vec<(&'static str, u64, String)> {
+    let mut equations = Vec::new();
+    let Some(formula) = node.get("repeat").and_then(Value::as_str) else {
+        return equations;
+    };
     if prefix.contains('#') {
-        return None;
+        return equations;
     }
-    let formula = node.get("repeat")?.as_str()?;
-    let own_items = entries(node, "items").count() as u64 + entries(node, "last").count() as u64;
-    let mut indices = HashSet::default();
-    for (name, _) in names_shapes {
-        if let Some(index) = name
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|i| i.parse::<u64>().ok())
-        {
-            indices.insert(index);
-        }
-    }
+    let first_items = entries(node, "items").count() as u64;
+    let own_items = first_items + entries(node, "last").count() as u64;
+    let indices: HashSet<u64> = layer_keys(prefix, names_shapes)
+        .map(|(index, _)| index)
+        .collect();
     let layers = indices.len() as u64;
-    (layers >= own_items).then(|| {
-        (
+    if layers >= own_items {
+        equations.push((
             formula,
             layers - own_items,
             format!("{layers} layers under {prefix}"),
-        )
+        ));
+    }
+    let Some(split) = node.get("split").and_then(Value::as_str) else {
+        return equations;
+    };
+    let keys_of = |kind: &str| {
+        let mut keys = HashSet::default();
+        if let Some(body) = node.get(kind) {
+            walk(body, "", &mut |key, _| {
+                keys.insert(key);
+            });
+        }
+        keys
+    };
+    let first_kind = keys_of("body");
+    let second_only: HashSet<String> = keys_of("rest")
+        .into_iter()
+        .filter(|key| !first_kind.contains(key))
+        .collect();
+    let first_of_second_kind = layer_keys(prefix, names_shapes)
+        .filter(|(_, key)| second_only.contains(&pattern_of(key)))
+        .map(|(index, _)| index)
+        .min();
+    if let Some(at) = first_of_second_kind.filter(|at| *at >= first_items) {
+        equations.push((
+            split,
+            at - first_items,
+            format!("layer {at} under {prefix} is the first of its kind"),
+        ));
+    }
+    equations
+}
+
+/// The checkpoint's keys under a list at `prefix`: each layer's index and
+/// the rest of its key.
+fn layer_keys<'a>(
+    prefix: &'a str,
+    names_shapes: &'a [(String, Vec<u64>)],
+) -> impl Iterator<Item = (u64, &'a str)> + 'a {
+    names_shapes.iter().filter_map(move |(name, _)| {
+        let rest = name.strip_prefix(prefix)?;
+        // A list of tensors (a ParameterList) has keys that end at the index.
+        let (index, key) = rest.split_once('.').unwrap_or((rest, ""));
+        Some((index.parse::<u64>().ok()?, key))
     })
 }
 

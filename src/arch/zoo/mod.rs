@@ -718,7 +718,10 @@ impl Expansion<'_, '_> {
         // A ModuleList: its first layers when they differ (T5's first block
         // holds the relative attention bias), then the alike rest, then a
         // last layer when it differs (SD3's last joint block has no context
-        // output).
+        // output). The alike rest may be of two kinds, split at an index a
+        // config field gives (DeepSeek-V3's first `first_k_dense_replace`
+        // layers are dense, the rest have experts); an index past the last
+        // layer leaves them all of the first kind, as in transformers.
         let items = node.get("items").and_then(Value::as_array);
         let first = items.map_or(0, Vec::len) as u64;
         for (index, item) in items.into_iter().flatten().enumerate() {
@@ -734,12 +737,25 @@ impl Expansion<'_, '_> {
                     format!("a layer count of {count} (at most {MAX_TENSORS})"),
                 ));
             }
-            let body = &node["body"];
+            let split = match node.get("split").and_then(Value::as_str) {
+                Some(split) => Some(self.evaluate(split)?),
+                None => None,
+            };
             for index in 0..count {
-                let pushed = if index > 0 { fields.len() } else { 0 };
+                let (body, split_fields) = match &split {
+                    Some((at, split_fields)) if index >= *at => {
+                        (&node["rest"], split_fields.as_slice())
+                    }
+                    Some((_, split_fields)) => (&node["body"], split_fields.as_slice()),
+                    None => (&node["body"], &[][..]),
+                };
+                // A layer past the first exists because of the count, and
+                // any layer is of its kind because of the split index.
+                let pushed = if index > 0 { fields.len() } else { 0 } + split_fields.len();
                 if index > 0 {
                     self.exists_if.extend(&fields);
                 }
+                self.exists_if.extend(split_fields);
                 self.node(body, &format!("{prefix}{}.", first + index), depth + 1)?;
                 let keep = self.exists_if.len() - pushed;
                 self.exists_if.truncate(keep);

@@ -44,8 +44,9 @@ def expand_refs(node, shared):
         out["c"] = [[name, expand_refs(child, shared)] for name, child in out["c"]]
     if "items" in out:
         out["items"] = [expand_refs(item, shared) for item in out["items"]]
-    if "body" in out:
-        out["body"] = expand_refs(out["body"], shared)
+    for kind in ("body", "rest"):
+        if kind in out:
+            out[kind] = expand_refs(out[kind], shared)
     if "last" in out:
         out["last"] = [expand_refs(item, shared) for item in out["last"]]
     return out

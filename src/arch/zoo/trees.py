@@ -35,15 +35,20 @@ def walk(node, prefix=""):
 
 
 class Slot:
-    """One number of the template (a size or a count): its value per sample."""
+    """One number of the template (a size or a count): its value per sample.
+    `bound` holds the samples whose value is only a least value (a split
+    index in a list with no layer past it)."""
 
-    def __init__(self, values):
+    def __init__(self, values, bound=()):
         self.values = values  # sample index -> int
+        self.bound = set(bound)
         self.expr = None
 
 
-def align(nodes, where):
-    """nodes: per sample, a Node or None (absent). Returns a template item."""
+def align(nodes, where, absent_ok=False):
+    """nodes: per sample, a Node or None (absent). Returns a template item.
+    `absent_ok`: a sample may lack the item (one kind of a split list's
+    layers); its sizes are then fitted on the samples that have it."""
     present = [n for n in nodes if n is not None]
     first = present[0]
     own_names = [t[0] for t in first.own]
@@ -52,7 +57,7 @@ def align(nodes, where):
             raise Misfit(f"tensors under {where or 'the root'} differ")
         if [t[2] for t in n.own] != [t[2] for t in first.own]:
             raise Misfit(f"dtypes under {where or 'the root'} differ")
-    if any(n is None for n in nodes) and own_names:
+    if any(n is None for n in nodes) and own_names and not absent_ok:
         raise Misfit(f"{where} exists in some samples only")
     own = []
     for i, (name, shape, dtype) in enumerate(first.own):
@@ -75,9 +80,10 @@ def align(nodes, where):
         # without weights at index 1) is named children like any other.
         numeric = False
     if numeric:
-        return {"own": own, "list": align_list(nodes, where)}
+        return {"own": own, "list": align_list(nodes, where, absent_ok)}
     for name in names:
-        children.append((name, align([n.children.get(name) if n is not None else None for n in nodes], where + name + ".")))
+        children.append((name, align([n.children.get(name) if n is not None else None for n in nodes],
+                                     where + name + ".", absent_ok)))
     return {"own": own, "children": children}
 
 
@@ -85,50 +91,126 @@ def same_structure(a, b):
     return list(walk(a)) == list(walk(b))
 
 
+def same_kind(a, b):
+    """Two layers with the same keys, ranks and dtypes, of any sizes (the
+    layers of one kind in two samples)."""
+    return [(k, len(shape), dtype) for k, shape, dtype in walk(a)] == \
+        [(k, len(shape), dtype) for k, shape, dtype in walk(b)]
+
+
 # Whether a list may end in a last layer of its own, and whether a
 # derivation made one: generate.py derives a class again without it when a
 # description with one fails (a count of layers below the two own ones).
 ALLOW_LAST = True
 LAST_USED = False
+# Likewise for a list split in two kinds (`split_list`).
+ALLOW_SPLIT = True
+SPLIT_USED = False
 
 
-def align_list(nodes, where):
+def align_list(nodes, where, absent_ok=False):
     """A ModuleList: its first `k` layers as items of their own (T5's first
     block holds the relative attention bias), then the alike rest as a
     repeat, then at most one last layer of its own (SD3's last joint block
-    has no context output)."""
+    has no context output); or a list split in two kinds (`split_list`).
+    With `absent_ok`, samples without the list are left out of its counts."""
     counts = {}
     kids = {}
+    absent = set()
     for s, n in enumerate(nodes):
         if n is None:
             counts[s] = 0
             kids[s] = []
+            if absent_ok:
+                absent.add(s)
             continue
         keys = list(n.children)
         if keys != [str(i) for i in range(len(keys))]:
             raise Misfit(f"{where} is a list with gaps")
         counts[s] = len(keys)
         kids[s] = list(n.children.values())
-    global LAST_USED
+    present = [s for s in sorted(counts) if s not in absent]
+    global LAST_USED, SPLIT_USED
     for k, t in ((0, 0), (1, 0), (2, 0), (0, 1), (1, 1)):
         if t and not ALLOW_LAST:
             continue
-        if any(0 < counts[s] <= k + t for s in counts) or ((k or t) and any(counts[s] == 0 for s in counts)):
+        if any(0 < counts[s] <= k + t for s in present) or ((k or t) and any(counts[s] == 0 for s in present)):
             continue
-        if all(all(same_structure(kids[s][k], c) for c in kids[s][k + 1:counts[s] - t])
-               for s in kids if counts[s] > k + t):
-            heads = [align([kids[s][i] if counts[s] > k else None for s in sorted(kids)], f"{where}{i}.")
+        if not all(all(same_structure(kids[s][k], c) for c in kids[s][k + 1:counts[s] - t])
+                   for s in kids if counts[s] > k + t):
+            continue
+        try:
+            heads = [align([kids[s][i] if counts[s] > k else None for s in sorted(kids)], f"{where}{i}.", absent_ok)
                      for i in range(k)]
-            body = align([kids[s][k] if counts[s] > k + t else None for s in sorted(kids)], where + "N.")
-            out = {"items": heads, "repeat": Slot({s: max(counts[s] - k - t, 0) for s in counts}), "body": body}
-            if t:
-                LAST_USED = True
-                out["last"] = [align([kids[s][counts[s] - 1] for s in sorted(kids)], where + "last.")]
-            return out
-    if len(set(counts.values())) != 1:
+            body = align([kids[s][k] if counts[s] > k + t else None for s in sorted(kids)], where + "N.", absent_ok)
+            last = [align([kids[s][counts[s] - 1] if counts[s] else None for s in sorted(kids)],
+                          where + "last.", absent_ok)] if t else []
+        except Misfit:
+            # Alike within each sample, not across them (DeepSeek-V3 with
+            # one dense layer against three): another layout, or a split.
+            continue
+        out = {"items": heads, "repeat": Slot({s: max(counts[s] - k - t, 0) for s in present}), "body": body}
+        if t:
+            LAST_USED = True
+            out["last"] = last
+        return out
+    split = split_list(kids, counts, where) if ALLOW_SPLIT and not absent_ok else None
+    if split is not None:
+        SPLIT_USED = True
+        return split
+    if len({counts[s] for s in present}) != 1:
         raise Misfit(f"layers of {where} differ and their count changes")
-    n = next(iter(counts.values()))
-    return {"items": [align([m.children[str(i)] for m in nodes], f"{where}{i}.") for i in range(n)]}
+    n = counts[present[0]]
+    return {"items": [align([m.children[str(i)] if m is not None else None for m in nodes], f"{where}{i}.", absent_ok)
+                      for i in range(n)]}
+
+
+def split_list(kids, counts, where):
+    """A list whose first layers are of one kind and the rest of another
+    (DeepSeek-V3's first `first_k_dense_replace` layers have a dense MLP,
+    the rest experts), or None: a count of all its layers, the index where
+    the kind changes (a least value where no layer is past it), and a body
+    for each kind, each fitted on the samples that have it."""
+    firsts = {}
+    for s in sorted(kids):
+        layers = kids[s]
+        change = next((i for i in range(1, len(layers)) if not same_structure(layers[0], layers[i])),
+                      len(layers))
+        if change < len(layers):
+            if any(not same_structure(layers[change], c) for c in layers[change + 1:]):
+                return None
+            firsts[s] = change
+    if not firsts:
+        return None
+    one = next(iter(firsts))
+    first_kind, second_kind = kids[one][0], kids[one][firsts[one]]
+    split, bound = {}, set()
+    for s in sorted(kids):
+        layers = kids[s]
+        if s in firsts:
+            if not (same_kind(layers[0], first_kind) and same_kind(layers[firsts[s]], second_kind)):
+                return None
+            split[s] = firsts[s]
+        elif layers and same_kind(layers[0], second_kind):
+            split[s] = 0
+        elif not layers or same_kind(layers[0], first_kind):
+            split[s] = len(layers)
+            bound.add(s)
+        else:
+            return None
+    order = sorted(kids)
+    body = align([kids[s][0] if split[s] > 0 else None for s in order], where + "N.", absent_ok=True)
+    rest = align([kids[s][split[s]] if split[s] < counts[s] else None for s in order], where + "M.",
+                 absent_ok=True)
+    return {"items": [], "repeat": Slot(dict(counts)), "body": body, "split": Slot(split, bound), "rest": rest}
+
+
+def split_of(node, env):
+    """The index where a split list's layers change kind (`inf` for a list
+    without a split)."""
+    if "split" not in node:
+        return float("inf")
+    return to_int(evaluate(node["split"], env))
 
 
 def slots(item, out):
@@ -141,11 +223,29 @@ def slots(item, out):
         if "repeat" in lst:
             out.append(lst["repeat"])
             slots(lst["body"], out)
+        if "split" in lst:
+            out.append(lst["split"])
+            slots(lst["rest"], out)
         for it in lst.get("last", []):
             slots(it, out)
     else:
         for _, child in item["children"]:
             slots(child, out)
+    return out
+
+
+def split_slots(item, out=None):
+    """The split indices of a template's lists."""
+    out = [] if out is None else out
+    if "list" in item:
+        lst = item["list"]
+        if "split" in lst:
+            out.append(lst["split"])
+        for it in lst["items"] + [lst[k] for k in ("body", "rest") if k in lst] + lst.get("last", []):
+            split_slots(it, out)
+    else:
+        for _, child in item["children"]:
+            split_slots(child, out)
     return out
 
 
@@ -159,6 +259,9 @@ def counts_of(template):
             if "repeat" in item["list"]:
                 out.append(item["list"]["repeat"])
                 go(item["list"]["body"])
+            if "split" in item["list"]:
+                out.append(item["list"]["split"])
+                go(item["list"]["rest"])
             for it in item["list"].get("last", []):
                 go(it)
         else:
@@ -185,6 +288,9 @@ def freeze(item):
         if "repeat" in lst:
             node["repeat"] = lst["repeat"].expr
             node["body"] = freeze(lst["body"])
+        if "split" in lst:
+            node["split"] = lst["split"].expr
+            node["rest"] = freeze(lst["rest"])
         if lst.get("last"):
             node["last"] = [freeze(it) for it in lst["last"]]
         return node
@@ -214,8 +320,9 @@ def expand(node, env, prefix=""):
     count = 0
     if "repeat" in node:
         count = to_int(evaluate(node["repeat"], env))
+        split = split_of(node, env)
         for i in range(count):
-            out += expand(node["body"], env, f"{prefix}{first + i}.")
+            out += expand(node["body"] if i < split else node["rest"], env, f"{prefix}{first + i}.")
     for i, it in enumerate(node.get("last", [])):
         out += expand(it, env, f"{prefix}{first + count + i}.")
     for name, child in node.get("c", []):
@@ -230,6 +337,9 @@ def conditional_exprs(node):
     if "repeat" in node:
         yield node["repeat"]
         yield from conditional_exprs(node["body"])
+    if "split" in node:
+        yield node["split"]
+        yield from conditional_exprs(node["rest"])
     for it in node.get("items", []) + node.get("last", []):
         yield from conditional_exprs(it)
     for _, child in node.get("c", []):
@@ -322,7 +432,24 @@ def merge(item, others, field, value, candidates, envs, flags=None):
             conds.setdefault(other.own[index][0], []).append([field, value])
             tensors.append(new_tensors(others, index, candidates, envs))
     out["t"] = keep_absent(item["t"], tensors, lambda t: t[0], present)
-    if "repeat" in item or "items" in item:
+    if "split" in item:
+        # A list of two kinds: each kind merged with the flipped samples'
+        # layers of that kind.
+        kinds = ([], []), ([], [])
+        for o, env in zip(others, envs):
+            kids = list(o.children.values())
+            at = min(split_of(item, env), len(kids))
+            for (layers, where), group in zip(kinds, (kids[:at], kids[at:])):
+                if any(not same_structure(group[0], k) for k in group[1:]):
+                    raise Misfit("layers differ with the flag")
+                if group:
+                    layers.append(group[0])
+                    where.append(env)
+        if not kinds[0][0] or not kinds[1][0]:
+            raise Misfit("a split list's two kinds are not both seen with the flag")
+        out["body"] = merge(item["body"], kinds[0][0], field, value, candidates, kinds[0][1], flags)
+        out["rest"] = merge(item["rest"], kinds[1][0], field, value, candidates, kinds[1][1], flags)
+    elif "repeat" in item or "items" in item:
         first = len(item.get("items", []))
         last = len(item.get("last", []))
         for o in others:
