@@ -762,3 +762,87 @@ fn a_checkpoint_with_another_split_index_is_explained_by_the_field() {
         "{causes:?}"
     );
 }
+
+/// GLM-MoE-DSA's config saves the split twice: `first_k_dense_replace` and
+/// the list it derives (`mlp_layer_types`, with `layer_types` and
+/// `indexer_types`). A config.json without the lists (hand-written, or from
+/// before transformers saved them) builds the model the field gives, as
+/// transformers builds it: ckptcheck's reports on the real loads of
+/// tests/fixtures/zoo/loads.json (one dense layer saved, loaded into one
+/// and into two) are the same with the lists left out. The description was
+/// derived with the lists left out; with them pinned, the field changed
+/// nothing and every such config got the default's three dense layers.
+#[test]
+fn a_config_without_the_lists_its_fields_derive_builds_the_model_the_fields_give() {
+    use ckptcheck::diagnosis::check;
+    use ckptcheck::loader::Loader;
+    let fixture = zoo_loads();
+    let cases: Vec<&Value> = fixture["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["checkpoint_source"] == "glm_moe_dsa/GlmMoeDsaForCausalLM")
+        .collect();
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        let label = format!(
+            "{} -> {} without lists",
+            case["checkpoint_source"], case["model"]
+        );
+        let saved = &fixture["configs"][case["model"].as_str().unwrap()];
+        assert!(saved.get("mlp_layer_types").is_some(), "{label}: {saved}");
+        let mut without_lists = saved.clone();
+        for list in ["mlp_layer_types", "layer_types", "indexer_types"] {
+            without_lists.as_object_mut().unwrap().remove(list);
+        }
+        let (with, without) = (build(saved), build(&without_lists));
+        let listing = |model: &ModelSpec| -> Vec<(String, Vec<u64>)> {
+            model
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect()
+        };
+        assert_eq!(listing(&with), listing(&without), "{label}");
+        let checkpoint =
+            load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
+        let report = check(&checkpoint, &without, Loader::Hf);
+        load_case::assert_same_keys(&report, case, &label);
+        let strict = check(&checkpoint, &without, Loader::Strict);
+        assert_eq!(
+            strict.pytorch_error.as_deref(),
+            case["strict_error"].as_str(),
+            "{label} (strict)"
+        );
+    }
+}
+
+/// transformers builds from a given list, not from the field it follows:
+/// a config.json whose `mlp_layer_types` disagrees with its
+/// `first_k_dense_replace` (hand-edited) builds a model ckptcheck's
+/// description does not, so it is refused, naming both.
+#[test]
+fn a_list_of_layer_names_that_disagrees_with_its_field_is_refused() {
+    let fixture = zoo_loads();
+    let mut config = fixture["configs"]["glm_moe_dsa/GlmMoeDsaForCausalLM"].clone();
+    assert_eq!(
+        config["mlp_layer_types"],
+        json!(["dense", "sparse", "sparse"])
+    );
+    config["first_k_dense_replace"] = json!(2);
+    let refused = read(&config).expect_err("a list that disagrees with its field");
+    assert_eq!(refused.kind, ckptcheck::ErrorKind::BadConfig);
+    assert!(
+        refused
+            .message
+            .contains(r#""mlp_layer_types" = ["dense","sparse","sparse"]"#)
+            && refused
+                .message
+                .contains("num_hidden_layers = 3, first_k_dense_replace = 2")
+            && refused.message.contains(r#"(["dense","dense","sparse"])"#),
+        "{}",
+        refused.message
+    );
+    config["mlp_layer_types"] = json!(["dense", "dense", "sparse"]);
+    build(&config);
+}

@@ -2,7 +2,8 @@
 //! fields the description holds fixed (a config that changes one is
 //! refused, never guessed), lists of the described length, sub-configs that
 //! are objects, the sizes transformers refuses unless a head count divides
-//! them, and flags it refuses without a companion flag.
+//! them, flags it refuses without a companion flag, and lists of layer names
+//! (`mlp_layer_types`) that disagree with the fields they follow.
 
 use super::{as_flag, field_name, read_path, Fields};
 use crate::error::{err, ErrorKind, Result};
@@ -136,6 +137,74 @@ pub(super) fn check_companions(fields: &mut Fields, class: &str) -> Result<()> {
                 ErrorKind::BadConfig,
                 format!(
                     "config field {field:?} is set but {companion:?} is {given}: transformers refuses to build {class} unless {companion:?} is {needed}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A list with a name per layer that the config class derives from other
+/// fields when config.json leaves it out (GLM-MoE-DSA's `mlp_layer_types`
+/// from `first_k_dense_replace`). transformers builds from the list when
+/// config.json gives one, ckptcheck's description from the fields, so a
+/// given list must be the one the fields give (the data's `named_lists`:
+/// the first `split` layers of one name and the rest of another, every
+/// layer of one name, or exactly the default's list); one that is not is
+/// refused, never built past.
+pub(super) fn check_named_lists(fields: &mut Fields, class: &str) -> Result<()> {
+    let desc: &'static Value = fields.desc;
+    let Some(lists) = desc.get("named_lists").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (path, form) in lists {
+        let Some(given) = read_path(fields.config, path).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let (expected, what) = if let Some(exactly) = form.get("exactly") {
+            (exactly.clone(), format!("{class}'s default list"))
+        } else {
+            let names: Vec<&Value> = form["names"].as_array().into_iter().flatten().collect();
+            let (Some(first), Some(count_formula)) = (names.first(), form["count"].as_str()) else {
+                continue;
+            };
+            let (count, mut read) = fields.evaluate(count_formula)?;
+            let split = match form.get("split").and_then(Value::as_str) {
+                Some(formula) => {
+                    let (at, split_fields) = fields.evaluate(formula)?;
+                    read.extend(split_fields);
+                    at.min(count)
+                }
+                None => count,
+            };
+            let rest = names.get(1).unwrap_or(first);
+            let expected: Vec<Value> = (0..count)
+                .map(|layer| {
+                    if layer < split {
+                        (*first).clone()
+                    } else {
+                        (*rest).clone()
+                    }
+                })
+                .collect();
+            let mut given_fields = Vec::new();
+            for field in read {
+                if !given_fields.iter().any(|(name, _)| *name == field) {
+                    given_fields.push((field, fields.number(field)?));
+                }
+            }
+            let because = given_fields
+                .iter()
+                .map(|(name, value)| format!("{name} = {value}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (Value::Array(expected), format!("the list {because} give"))
+        };
+        if *given != expected {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {path:?} = {given} is not {what} ({expected}): transformers builds {class} from the list, ckptcheck's description from the fields, so it holds only where they agree"
                 ),
             ));
         }

@@ -52,6 +52,7 @@ from fractions import Fraction
 import itertools
 import re
 import json
+import signal
 import multiprocessing
 import os
 import random
@@ -406,6 +407,21 @@ def multiples(config_class, model_class, default_dict, ints, relevant):
 def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_joints=JOINT_SAMPLES, rebase=None):
     true_default_dict = config_class().to_dict()
     true_default, config0, model0 = sample(config_class, model_class, true_default_dict)
+    # A list with a name per layer (`layer_types`, `mlp_layer_types`) that
+    # the config class derives from other fields when config.json leaves it
+    # out is left out of every variation, so that the fields it follows
+    # (`first_k_dense_replace`) change the model as they do in a config.json
+    # without it; a list the class does not derive (the model differs
+    # without it) stays.
+    derived_lists = []
+    for path in per_layer_lists(true_default_dict) if not KEEP_LISTS[0] else []:
+        trial = without_path(true_default_dict, path)
+        try:
+            if sample(config_class, model_class, trial)[0].listing == true_default.listing:
+                true_default_dict = trial
+                derived_lists.append(path)
+        except Exception:
+            pass
     # Variations start from the default with layer counts cut to 2 (where
     # the model still builds): the formulas are the same, the models ten
     # times faster to build.
@@ -534,6 +550,23 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             continue
         singles[field] = len(samples)
         samples.append(got)
+    def held_where_it_changes(fields, base_sample, config_with, reason):
+        """Each of `fields` (irrelevant so far) tried larger and smaller
+        (an end index of 27 at 28 layers matters at 8 only below 7) in
+        `config_with(field, value)`: one that changes tensors from
+        `base_sample` there holds only at its default, for `reason`."""
+        for field in fields:
+            value = ints[field]
+            for new in (vary(value)[0], value // 4 if value >= 4 else value + 1):
+                try:
+                    got = sample(config_class, model_class, config_with(field, new))[0]
+                except Exception:
+                    continue
+                if got.listing != base_sample.listing:
+                    irrelevant.remove(field)
+                    fixed[field] = reason
+                    break
+
     if cut and irrelevant:
         # A field that changes nothing at the cut layer count may change the
         # layers past it (Ernie 4.5 MoE's `moe_layer_end_index`: layers past
@@ -546,19 +579,34 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             deep_base = sample(config_class, model_class, deep)[0]
         except Exception:
             deep_base = None
-        for field in list(irrelevant) if deep_base is not None else []:
-            value = ints[field]
-            # Larger, and smaller (an end index of 27 at 28 layers matters
-            # at 8 only below 7).
-            for new in (vary(value)[0], value // 4 if value >= 4 else value + 1):
-                try:
-                    got = sample(config_class, model_class, with_override(deep, field, new))[0]
-                except Exception:
-                    continue
-                if got.listing != deep_base.listing:
-                    irrelevant.remove(field)
-                    fixed[field] = "changes tensors only past the first layers"
-                    break
+        if deep_base is not None:
+            held_where_it_changes(list(irrelevant), deep_base, lambda field, new: with_override(deep, field, new),
+                                  "changes tensors only past the first layers")
+    pinned = per_layer_lists(true_default_dict)
+    if pinned and irrelevant:
+        # A list with a name per layer that the config derives from a field
+        # (GLM-MoE-DSA's `mlp_layer_types` from `first_k_dense_replace`,
+        # Zamba's `layers_block_type` from `attn_layer_period`) pins the
+        # model when the whole dict is given: the field changes nothing
+        # there, but does in a config.json that leaves the list out. Each
+        # such field is tried again without the lists, at any depth; one
+        # that changes tensors there holds only at its default.
+        small = {f: read_field(default_dict, f) for f in cut}
+
+        def unpinned(chosen):
+            d = minimal(chosen)
+            for path in pinned:
+                d = without_path(d, path)
+            return d
+
+        try:
+            plain = sample(config_class, model_class, unpinned(small))[0]
+        except Exception:
+            plain = None
+        if plain is not None:
+            held_where_it_changes([f for f in irrelevant if f != "num_labels"], plain,
+                                  lambda field, new: unpinned(dict(small, **{field: new})),
+                                  "changes tensors when config.json leaves out the lists it derives")
     for field in null_fields(default_dict):
         # A field that is null by default (`head_dim`, the model computes it)
         # but sizes tensors when set: configs that set it are refused.
@@ -844,7 +892,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         got.config_dict = d
         held.append(got)
 
-    for node in split_nodes(item):
+    for node in list_nodes(item, "split"):
         # A split seen in a short list may be a pattern that repeats (Qwen3-
         # MoE's `decoder_sparse_step` 2 makes every other layer sparse: two
         # layers look like one dense, then experts): each sample whose split
@@ -886,29 +934,129 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             if field.startswith(parent + "."):
                 d = with_override(d, field, 1)
         hold_out(d, f"a {parent} written without its sizes")
+    # A config.json may give such a list (left out of the variations or
+    # not), and transformers then builds from the list, not from the fields
+    # it follows: where the list changes tensors, the data says what it
+    # must be for the description to hold.
+    named = {}
+    for path in per_layer_lists(config_class().to_dict()):
+        form = named_list_form(config_class, model_class, path, item, desc, held)
+        if form is not None:
+            named[path] = form
+    if named:
+        desc["named_lists"] = named
     extras = pretrained_facts(config_class, model_class, default_dict, model0)
     desc.update(extras)
     reasons = {f: why for f, why in fixed.items()}
     return desc, true_default, held, reasons
 
 
-def split_nodes(node):
-    """The lists of a frozen tree that are split in two kinds."""
-    if "split" in node:
+def named_list_form(config_class, model_class, path, tree, desc, held):
+    """What a list with a name per layer (`mlp_layer_types`), which the
+    config class derives from fields when config.json leaves it out, must
+    be for the description to hold when config.json gives it, or None
+    when the list changes no tensors (Gemma 2's sliding-window
+    `layer_types`). transformers builds from a given list, so a list that
+    disagrees with the fields builds another model:
+
+    - `{"count", "split", "names": [a, b]}`: a split list's layers are `a`
+      below the split and `b` from it on (GLM-MoE-DSA's "dense", "sparse");
+    - `{"count", "names": [a]}`: every layer `a`;
+    - `{"exactly": [...]}`: the default's own list, when neither form
+      reproduces what the config class derives in every sample."""
+    original = config_class().to_dict()
+    default_list = read_field(original, path)
+    derived = []
+    for d in [{}] + [s.config_dict for s in held]:
+        try:
+            got = read_field(config_class.from_dict(copy.deepcopy(d)).to_dict(), path)
+        except Exception:
+            continue
+        if isinstance(got, list):
+            derived.append((d, got))
+    names = sorted({x for _, got in derived for x in got} | set(default_list))
+    try:
+        base_listing = build(config_class, model_class, original)[2]
+    except Exception:
+        return {"exactly": default_list}
+    alterations = [default_list[1:] + default_list[:1], list(reversed(default_list))]
+    for other in names:
+        alterations += [default_list[:-1] + [other], [other] + default_list[1:]]
+    matters = False
+    for altered in alterations:
+        if altered == default_list:
+            continue
+        try:
+            listing = build(config_class, model_class, with_field(original, path, altered))[2]
+        except Exception:
+            continue
+        if listing != base_listing:
+            matters = True
+            break
+    if not matters:
+        return None
+    for node in list_nodes(tree, "split"):
+        pair = [None, None]
+        holds_here = True
+        for d, got in derived:
+            env = resolve_env(desc, d)
+            count = to_int(evaluate(node["repeat"], env))
+            at = min(trees.split_of(node, env), count)
+            if len(got) != count:
+                holds_here = False
+                break
+            for kind, part in ((0, got[:at]), (1, got[at:])):
+                if len(set(part)) > 1 or (part and pair[kind] not in (None, part[0])):
+                    holds_here = False
+                if part:
+                    pair[kind] = part[0]
+        if holds_here and None not in pair and pair[0] != pair[1]:
+            return {"count": node["repeat"], "split": node["split"], "names": pair}
+    one = {x for _, got in derived for x in got}
+    if len(one) == 1:
+        for node in list_nodes(tree, "repeat"):
+            if "split" in node:
+                continue
+            if all(len(got) == to_int(evaluate(node["repeat"], resolve_env(desc, d))) for d, got in derived):
+                return {"count": node["repeat"], "names": sorted(one)}
+    return {"exactly": default_list}
+
+
+def list_nodes(node, marked):
+    """The lists of a frozen tree that carry `marked`: `"repeat"` for every
+    list that repeats one body, `"split"` for those split in two kinds."""
+    if marked in node:
         yield node
     for _, child in node.get("c", []):
-        yield from split_nodes(child)
+        yield from list_nodes(child, marked)
     for kind in ("body", "rest"):
         if kind in node:
-            yield from split_nodes(node[kind])
+            yield from list_nodes(node[kind], marked)
     for it in node.get("items", []) + node.get("last", []):
-        yield from split_nodes(it)
+        yield from list_nodes(it, marked)
 
 
 def default_of(default_dict, ints, bools, field):
     if field in ints:
         return ints[field]
     return bools.get(field)
+
+
+def per_layer_lists(config_dict, prefix=""):
+    """The paths of the lists of names with one entry per layer
+    (`layer_types`, `mlp_layer_types`: as long as a layer count beside
+    them), at any depth of a config dict: a config class derives them from
+    other fields when config.json leaves them out."""
+    counts = {v for f, v in config_dict.items()
+              if isinstance(v, int) and not isinstance(v, bool) and LAYER_FIELD.search(str(f))}
+    paths = []
+    for field, value in config_dict.items():
+        if isinstance(value, dict):
+            paths += per_layer_lists(value, f"{prefix}{field}.")
+        elif (isinstance(value, list) and value and all(isinstance(x, str) for x in value)
+              and len(value) in counts):
+            paths.append(prefix + str(field))
+    return paths
 
 
 def read_field(config_dict, field):
@@ -1066,6 +1214,45 @@ def derive_defaults(config_class, ints, used, relevant, rng, nullable=None):
 NULLABLE = [True, False]
 
 
+# How long one class's derivation may take (a model type's whole run: 600 s).
+CLASS_SECONDS = 120
+
+# Whether per-layer name lists the config derives stay in the variations
+# (pinned at the default's), as before they were left out.
+KEEP_LISTS = [False]
+
+
+def derive_with_lists_or_not(model_type, config_class, model_class, rng):
+    """`derive_with_or_without_last` with the per-layer name lists the
+    config derives left out of the variations; where that fails, or holds a
+    flag fixed (ModernBERT's `norm_bias`: its layers cut short build
+    otherwise), again with the lists kept, as before, and the description
+    that holds fewer fields fixed (the first on a tie)."""
+    if not per_layer_lists(config_class().to_dict()):
+        return derive_with_or_without_last(model_type, config_class, model_class, rng)
+    state = rng.getstate()
+    results, error = [], None
+    for keep in (False, True):
+        rng.setstate(state)
+        KEEP_LISTS[0] = keep
+        if keep:
+            signal.alarm(CLASS_SECONDS)  # the second try has a class's time of its own
+        try:
+            results.append(derive_with_or_without_last(model_type, config_class, model_class, rng))
+        except TimeoutError:
+            if not results:
+                raise
+        except Exception as e:
+            error = error or e
+        finally:
+            KEEP_LISTS[0] = False
+        if results and not any(why.startswith("adds or removes tensors") for why in results[0][3].values()):
+            break
+    if not results:
+        raise error
+    return min(results, key=lambda result: len(result[3]))
+
+
 def derive_with_or_without_last(model_type, config_class, model_class, rng):
     """`derive`, and when it fails after giving a list a last layer of its
     own, `derive` again without that (the list's layers then all alike or
@@ -1165,7 +1352,6 @@ def run_model_type(model_type):
         return model_type
     started = time.time()
     result = {"model_type": model_type, "classes": {}, "failed": {}, "matrix": []}
-    import signal
 
     def timed_out(*_):
         raise TimeoutError("derivation of the class took over 120 s")
@@ -1175,14 +1361,14 @@ def run_model_type(model_type):
         config_class = getattr(transformers, configuration_auto.CONFIG_MAPPING_NAMES[model_type])
         result["config_class"] = config_class.__name__
         for name in classes_for(model_type):
-            signal.alarm(120)
+            signal.alarm(CLASS_SECONDS)
             rng = random.Random(f"{model_type}/{name}")
             model_class = getattr(transformers, name, None)
             if model_class is None:
                 result["failed"][name] = "not exported by transformers"
                 continue
             try:
-                desc, base, held, fixed = derive_with_or_without_last(model_type, config_class, model_class, rng)
+                desc, base, held, fixed = derive_with_lists_or_not(model_type, config_class, model_class, rng)
             except Misfit as e:
                 result["failed"][name] = str(e)
                 continue
@@ -1208,7 +1394,7 @@ def run_model_type(model_type):
     return model_type
 
 
-def run_all(wanted, jobs, limit=300):
+def run_all(wanted, jobs, limit=600):
     """Each model type in a forked process (transformers imported once, in
     the parent), `jobs` at a time; one that runs past `limit` seconds (a
     model whose default config takes minutes to build) is killed and

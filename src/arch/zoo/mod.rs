@@ -18,7 +18,9 @@ pub mod presets;
 
 use super::{ExpectedTensor, KeyRename, ModelSpec, ModuleKind, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
-use checks::{check_companions, check_fixed, check_multiples, check_sub_configs};
+use checks::{
+    check_companions, check_fixed, check_multiples, check_named_lists, check_sub_configs,
+};
 use formula::Formula;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -188,6 +190,7 @@ pub fn from_config_value(
     check_sub_configs(config, desc)?;
     check_multiples(&mut fields, class)?;
     check_companions(&mut fields, class)?;
+    check_named_lists(&mut fields, class)?;
     let tree = desc
         .get("tree")
         .ok_or_else(|| err(ErrorKind::BadConfig, "zoo data has no tree"))?;
@@ -481,6 +484,41 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
+    /// A formula's value over the config's fields, and the fields it read.
+    fn evaluate(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
+        let formula = Formula::parse(text)?;
+        let mut values = Vec::new();
+        let mut names = Vec::new();
+        for name in formula.fields() {
+            let field = field_name(self.desc, name);
+            if field.is_empty() {
+                return Err(err(
+                    ErrorKind::BadConfig,
+                    format!("zoo formula {text:?} names {name:?}, which has no default"),
+                ));
+            }
+            values.push((name, self.number(field)?));
+            names.push(field);
+        }
+        let value = formula
+            .evaluate(&|name| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+            .map_err(|e| {
+                err(
+                    ErrorKind::BadConfig,
+                    format!(
+                        "{} ({})",
+                        e.message,
+                        values
+                            .iter()
+                            .map(|(n, v)| format!("{n} = {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+        Ok((value, names))
+    }
+
     fn number(&mut self, field: &'static str) -> Result<u64> {
         self.number_at(field, 0)
     }
@@ -606,37 +644,7 @@ impl Expansion<'_, '_> {
     }
 
     fn evaluate_once(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
-        let formula = Formula::parse(text)?;
-        let mut values = Vec::new();
-        let mut names = Vec::new();
-        for name in formula.fields() {
-            let field = field_name(self.fields.desc, name);
-            if field.is_empty() {
-                return Err(err(
-                    ErrorKind::BadConfig,
-                    format!("zoo formula {text:?} names {name:?}, which has no default"),
-                ));
-            }
-            values.push((name, self.fields.number(field)?));
-            names.push(field);
-        }
-        let value = formula
-            .evaluate(&|name| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
-            .map_err(|e| {
-                err(
-                    ErrorKind::BadConfig,
-                    format!(
-                        "{} ({})",
-                        e.message,
-                        values
-                            .iter()
-                            .map(|(n, v)| format!("{n} = {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            })?;
-        Ok((value, names))
+        self.fields.evaluate(text)
     }
 
     /// Whether an entry's conditions hold (`"if": {"bias": [["mlp_bias", true]]}`).
