@@ -217,6 +217,20 @@ fn configs_the_description_cannot_follow_are_refused() {
             ErrorKind::BadConfig,
             "BertModel",
         ),
+        // Fields the config class reads from its kwargs and never keeps
+        // (they derive the per-layer lists): Qwen3-Next's linear and full
+        // attention layers, AXK1's dense layers. The generator found them
+        // in the class's source and saw them change tensors.
+        (
+            json!({"model_type": "qwen3_next", "full_attention_interval": 2}),
+            ErrorKind::BadConfig,
+            "\"full_attention_interval\" = 2 differs from qwen3_next's default 4",
+        ),
+        (
+            json!({"model_type": "axk1", "first_k_dense_replace": 3}),
+            ErrorKind::BadConfig,
+            "\"first_k_dense_replace\" = 3 differs from axk1's default 1",
+        ),
     ];
     for (config, kind, needle) in cases {
         let error = read(&config).expect_err(needle);

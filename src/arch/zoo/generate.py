@@ -459,6 +459,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     samples = [base]
     singles = {}
     fixed = {}
+    popped_defaults = {}
     flips = {}
     irrelevant = []
 
@@ -607,6 +608,34 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             held_where_it_changes([f for f in irrelevant if f != "num_labels"], plain,
                                   lambda field, new: unpinned(dict(small, **{field: new})),
                                   "changes tensors when config.json leaves out the lists it derives")
+    popped = popped_fields(config_class, true_default_dict)
+    if popped:
+        # A field the config class takes from its kwargs without storing it
+        # (AXK1's `first_k_dense_replace`, Qwen3-Next's
+        # `full_attention_interval`: they derive the per-layer lists) is in
+        # no variation, yet a config.json may set it: one that changes
+        # tensors, with the lists left out, holds only at its default.
+        small = {f: read_field(default_dict, f) for f in cut}
+
+        def without_lists(d):
+            for path in per_layer_lists(config_class().to_dict()):
+                d = without_path(d, path)
+            return d
+
+        try:
+            plain = sample(config_class, model_class, without_lists(minimal(small)))[0]
+        except Exception:
+            plain = None
+        for path, value in popped.items() if plain is not None else []:
+            for new in (vary(value)[0], value // 4 if value >= 4 else value + 1):
+                try:
+                    got = sample(config_class, model_class, with_field(without_lists(minimal(small)), path, new))[0]
+                except Exception:
+                    continue
+                if got.listing != plain.listing:
+                    fixed[path] = "changes tensors, and the config class does not keep it"
+                    popped_defaults[path] = value
+                    break
     for field in null_fields(default_dict):
         # A field that is null by default (`head_dim`, the model computes it)
         # but sizes tensors when set: configs that set it are refused.
@@ -866,7 +895,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     desc = {
         "fields": defaults,
         "lists": lists,
-        "fixed": {f: read_field(true_default_dict, f) if f != "num_labels" else config0.num_labels for f in fixed},
+        "fixed": {f: popped_defaults[f] if f in popped_defaults else read_field(true_default_dict, f)
+                  if f != "num_labels" else config0.num_labels for f in fixed},
         "tree": item,
     }
     if must_divide:
@@ -1020,6 +1050,31 @@ def named_list_form(config_class, model_class, path, tree, desc, held):
             if all(len(got) == to_int(evaluate(node["repeat"], resolve_env(desc, d))) for d, got in derived):
                 return {"count": node["repeat"], "names": sorted(one)}
     return {"exactly": default_list}
+
+
+POPPED = re.compile(r'kwargs\.(?:pop|get)\(\s*"(\w+)"\s*,\s*(\d+)\s*\)')
+
+
+def popped_fields(config_class, config_dict, prefix=""):
+    """The integer fields a config class (or a sub-config's, at its path)
+    reads from its kwargs with a default and does not keep, so its dict
+    never shows them: `{path: default}`."""
+    import inspect
+    try:
+        source = inspect.getsource(config_class)
+    except (OSError, TypeError):
+        source = ""
+    found = {prefix + name: int(value) for name, value in POPPED.findall(source)
+             if name not in config_dict and name not in SKIP_KEYS and name != "num_labels"}
+    for field, value in config_dict.items():
+        if isinstance(value, dict) and isinstance(value.get("model_type"), str):
+            from transformers.models.auto import configuration_auto
+            try:
+                sub_class = configuration_auto.CONFIG_MAPPING[value["model_type"]]
+            except KeyError:
+                continue
+            found.update(popped_fields(sub_class, value, f"{prefix}{field}."))
+    return found
 
 
 def list_nodes(node, marked):
