@@ -859,4 +859,15 @@ fn a_list_of_layer_names_that_disagrees_with_its_field_is_refused() {
     );
     config["mlp_layer_types"] = json!(["dense", "dense", "sparse"]);
     build(&config);
+    // A layer count only the config sets is not a list ckptcheck builds.
+    config["num_hidden_layers"] = json!(1_000_000_000_000u64);
+    let refused = read(&config).expect_err("a list of 3 for a trillion layers");
+    assert_eq!(refused.kind, ckptcheck::ErrorKind::BadConfig);
+    assert!(
+        refused
+            .message
+            .contains("has 3 entries where num_hidden_layers = 1000000000000"),
+        "{}",
+        refused.message
+    );
 }

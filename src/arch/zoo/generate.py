@@ -407,6 +407,8 @@ def multiples(config_class, model_class, default_dict, ints, relevant):
 def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_joints=JOINT_SAMPLES, rebase=None):
     true_default_dict = config_class().to_dict()
     true_default, config0, model0 = sample(config_class, model_class, true_default_dict)
+    class_default_dict = true_default_dict  # the class's own, per-layer lists included
+    all_lists = per_layer_lists(class_default_dict)
     # A list with a name per layer (`layer_types`, `mlp_layer_types`) that
     # the config class derives from other fields when config.json leaves it
     # out is left out of every variation, so that the fields it follows
@@ -414,7 +416,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # without it; a list the class does not derive (the model differs
     # without it) stays.
     derived_lists = []
-    for path in per_layer_lists(true_default_dict) if not KEEP_LISTS[0] else []:
+    for path in all_lists if not KEEP_LISTS[0] else []:
         trial = without_path(true_default_dict, path)
         try:
             if sample(config_class, model_class, trial)[0].listing == true_default.listing:
@@ -583,8 +585,17 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         if deep_base is not None:
             held_where_it_changes(list(irrelevant), deep_base, lambda field, new: with_override(deep, field, new),
                                   "changes tensors only past the first layers")
-    pinned = per_layer_lists(true_default_dict)
-    if pinned and irrelevant:
+    small = {f: read_field(default_dict, f) for f in cut}
+
+    def unlisted(chosen):
+        """`minimal(chosen)` without any per-layer name list, as a
+        config.json may leave them all out."""
+        d = minimal(chosen)
+        for path in all_lists:
+            d = without_path(d, path)
+        return d
+
+    if per_layer_lists(true_default_dict) and irrelevant:
         # A list with a name per layer that the config derives from a field
         # (GLM-MoE-DSA's `mlp_layer_types` from `first_k_dense_replace`,
         # Zamba's `layers_block_type` from `attn_layer_period`) pins the
@@ -592,21 +603,13 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         # there, but does in a config.json that leaves the list out. Each
         # such field is tried again without the lists, at any depth; one
         # that changes tensors there holds only at its default.
-        small = {f: read_field(default_dict, f) for f in cut}
-
-        def unpinned(chosen):
-            d = minimal(chosen)
-            for path in pinned:
-                d = without_path(d, path)
-            return d
-
         try:
-            plain = sample(config_class, model_class, unpinned(small))[0]
+            plain = sample(config_class, model_class, unlisted(small))[0]
         except Exception:
             plain = None
         if plain is not None:
             held_where_it_changes([f for f in irrelevant if f != "num_labels"], plain,
-                                  lambda field, new: unpinned(dict(small, **{field: new})),
+                                  lambda field, new: unlisted(dict(small, **{field: new})),
                                   "changes tensors when config.json leaves out the lists it derives")
     popped = popped_fields(config_class, true_default_dict)
     if popped:
@@ -615,21 +618,14 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         # `full_attention_interval`: they derive the per-layer lists) is in
         # no variation, yet a config.json may set it: one that changes
         # tensors, with the lists left out, holds only at its default.
-        small = {f: read_field(default_dict, f) for f in cut}
-
-        def without_lists(d):
-            for path in per_layer_lists(config_class().to_dict()):
-                d = without_path(d, path)
-            return d
-
         try:
-            plain = sample(config_class, model_class, without_lists(minimal(small)))[0]
+            plain = sample(config_class, model_class, unlisted(small))[0]
         except Exception:
             plain = None
         for path, value in popped.items() if plain is not None else []:
             for new in (vary(value)[0], value // 4 if value >= 4 else value + 1):
                 try:
-                    got = sample(config_class, model_class, with_field(without_lists(minimal(small)), path, new))[0]
+                    got = sample(config_class, model_class, with_field(unlisted(small), path, new))[0]
                 except Exception:
                     continue
                 if got.listing != plain.listing:
@@ -969,8 +965,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # it follows: where the list changes tensors, the data says what it
     # must be for the description to hold.
     named = {}
-    for path in per_layer_lists(config_class().to_dict()):
-        form = named_list_form(config_class, model_class, path, item, desc, held)
+    for path in all_lists:
+        form = named_list_form(config_class, model_class, class_default_dict, path, item, desc, held)
         if form is not None:
             named[path] = form
     if named:
@@ -981,8 +977,9 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     return desc, true_default, held, reasons
 
 
-def named_list_form(config_class, model_class, path, tree, desc, held):
-    """What a list with a name per layer (`mlp_layer_types`), which the
+def named_list_form(config_class, model_class, original, path, tree, desc, held):
+    """What a list with a name per layer (`mlp_layer_types`; `original` is
+    the class's default dict, the list in it), which the
     config class derives from fields when config.json leaves it out, must
     be for the description to hold when config.json gives it, or None
     when the list changes no tensors (Gemma 2's sliding-window
@@ -994,7 +991,6 @@ def named_list_form(config_class, model_class, path, tree, desc, held):
     - `{"count", "names": [a]}`: every layer `a`;
     - `{"exactly": [...]}`: the default's own list, when neither form
       reproduces what the config class derives in every sample."""
-    original = config_class().to_dict()
     default_list = read_field(original, path)
     derived = []
     for d in [{}] + [s.config_dict for s in held]:
