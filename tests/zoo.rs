@@ -445,12 +445,69 @@ fn holds_a_flag(config: &Value) -> bool {
 /// evaluator (above); inference leaves flags at their defaults.
 #[test]
 fn inferred_configs_rebuild_the_tensors_they_came_from() {
+    let (checked, failures) = round_trips(|_| true);
+    assert!(checked >= 40, "{checked} checked");
+    eprintln!(
+        "{} of {checked} round trips exact",
+        checked - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {checked}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Round trips that need more than one shape per pattern, or more than
+/// the defaults (each failed before; 150 of 173 were exact):
+/// - Swin's and ConvNeXt's stages: each stage's heads and width are read
+///   off its own blocks, not stage 0's.
+/// - ALBERT's, and SDXL's UNet and ControlNet's, repeated layers after
+///   first layers of their own: read at the index where they start.
+/// - SegFormer's `sr_ratios`, its last entry held fixed by the class.
+/// - SigLIP's `projection_size` and LLaVA's `text_config.head_dim`: a
+///   sub-config written in part takes another default than the composite
+///   config's, so they are written.
+/// - Gemma 2 with 128-wide heads: the default head size 256 does not
+///   divide 640 key/value features; before, the class was given up and the
+///   checkpoint named LLaMA.
+/// - DeiT's `image_size` under a floor division, SD3's
+///   `pos_embed_max_size` squared, Flux's `out_channels`.
+#[test]
+fn inference_reads_stages_repeats_sub_config_defaults_and_head_sizes() {
+    let model_types = [
+        "swin",
+        "convnext",
+        "albert",
+        "segformer",
+        "siglip",
+        "llava",
+        "gemma2",
+        "deit",
+        "diffusers/UNet2DConditionModel",
+        "diffusers/ControlNetModel",
+        "diffusers/SD3Transformer2DModel",
+        "diffusers/FluxTransformer2DModel",
+    ];
+    let (checked, failures) = round_trips(|model_type| model_types.contains(&model_type));
+    assert!(checked >= model_types.len() * 2, "{checked} checked");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Each held-out variation of the model types `wanted` picks (those with
+/// no flag set), its tensors given to `arch::infer` with nothing else: how
+/// many were checked, and those whose inferred config builds other tensors.
+fn round_trips(wanted: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
     let matrix = matrix();
     let mut checked = 0;
     let mut failures = Vec::new();
     for entry in matrix["classes"].as_array().unwrap() {
         let model_type = entry["model_type"].as_str().unwrap();
         let class = entry["class"].as_str().unwrap();
+        if !wanted(model_type) {
+            continue;
+        }
         for variation in entry["variations"].as_array().unwrap() {
             let Some(whole) = variation.get("state_dict") else {
                 continue;
@@ -497,19 +554,7 @@ fn inferred_configs_rebuild_the_tensors_they_came_from() {
             }
         }
     }
-    assert!(checked >= 40, "{checked} checked");
-    eprintln!(
-        "{} of {checked} round trips exact",
-        checked - failures.len()
-    );
-    // Shapes do not pin every config down (a ratio of head counts, an image
-    // size under a floor division, lists); 85% must come back exact.
-    assert!(
-        failures.len() * 100 <= checked * 15,
-        "{} of {checked}:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    (checked, failures)
 }
 
 fn names_of(model: &ModelSpec) -> Vec<(String, Vec<u64>)> {

@@ -3,10 +3,12 @@
 //! indices written `#` is looked up in an index of all described classes,
 //! and the class whose keys explain the most of the checkpoint wins. Shapes
 //! then decide fields: each size formula with one unknown field is solved
-//! (the formulas are linear in each field where they are solvable at all)
-//! and checked, until nothing more follows; layer counts come from the
-//! indices. Fields no shape shows are listed as undetermined, never guessed.
+//! and checked (`equations.rs`), until nothing more follows; layer counts
+//! come from the indices. Fields no shape shows are listed as
+//! undetermined, never guessed; a value taken where the shapes allow
+//! several (a default in a ratio, the least of a range) says so.
 
+use super::equations::{first_matching, list_equations, solve_increasing, solve_one};
 use super::formula::Formula;
 use super::{child, entries, field_name, model_types, resolved};
 use crate::arch::{Inferred, InferredField};
@@ -135,7 +137,11 @@ enum Seen<'a> {
 
 /// Every tensor of a template as `(key with # for indices, its node
 /// entry)`, conditional ones included.
-fn walk(node: &'static Value, prefix: &str, visit: &mut dyn FnMut(String, &'static Value)) {
+pub(super) fn walk(
+    node: &'static Value,
+    prefix: &str,
+    visit: &mut dyn FnMut(String, &'static Value),
+) {
     walk_with(
         node,
         prefix,
@@ -178,13 +184,21 @@ fn walk_with(
         };
         walk_with(item, &at, visit, depth + 1, concrete_items);
     }
-    // A split list's two kinds of layer have keys of their own (a dense
-    // MLP's against the experts'), so both read shapes through `#`.
-    for body in ["body", "rest"]
-        .into_iter()
-        .filter_map(|kind| node.get(kind))
-    {
-        walk_with(body, &nested, visit, depth + 1, concrete_items);
+    // Where shapes are read, the repeated layers start right after the
+    // list's first items (SDXL's third down block, a repeat of one after
+    // two items of their own, is read off `down_blocks.2`, not the first
+    // block with the same keys). The second kind of a split list starts
+    // where the config says, so it reads through `#`.
+    let first_repeated = if concrete_items {
+        format!("{prefix}{}.", entries(node, "items").count())
+    } else {
+        nested.clone()
+    };
+    if let Some(body) = node.get("body") {
+        walk_with(body, &first_repeated, visit, depth + 1, concrete_items);
+    }
+    if let Some(rest) = node.get("rest") {
+        walk_with(rest, &nested, visit, depth + 1, concrete_items);
     }
     // A list's last layer of its own sits after a count only the config
     // knows: its keys are patterns like a repeated layer's, but where shapes
@@ -211,7 +225,7 @@ fn walk_with(
 const ASSUMED: &str = "assumed:";
 
 /// A key with each all-digit part written `#`.
-fn pattern_of(key: &str) -> String {
+pub(super) fn pattern_of(key: &str) -> String {
     key.split('.')
         .map(|part| {
             if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
@@ -413,10 +427,10 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
     Some((inferred, findings))
 }
 
-fn solve(
+fn solve<'a>(
     class: &IndexedClass,
-    names_shapes: &[(String, Vec<u64>)],
-    shapes: &HashMap<String, &Vec<u64>>,
+    names_shapes: &'a [(String, Vec<u64>)],
+    shapes: &HashMap<String, &'a Vec<u64>>,
 ) -> Inferred {
     let desc = class.desc;
     // Equations: (formula, observed value, evidence).
@@ -440,7 +454,7 @@ fn solve(
             let shape = concrete
                 .get(key.as_str())
                 .copied()
-                .or_else(|| shapes.get(&pattern_of(&key)).copied());
+                .or_else(|| first_matching(&key, names_shapes, shapes));
             if let Some(shape) = shape {
                 for (position, dim) in tensor[1].as_array().into_iter().flatten().enumerate() {
                     if let (Some(formula), Some(value)) = (dim.as_str(), shape.get(position)) {
@@ -475,7 +489,10 @@ fn solve(
                 );
                 continue;
             };
-            let Some(solution) = solve_one(&formula, field, *value, &known) else {
+            let Some((solution, last)) = solve_one(&formula, field, *value, &known)
+                .map(|solution| (solution, solution))
+                .or_else(|| solve_increasing(&formula, field, *value, &known))
+            else {
                 continue;
             };
             let name = field_name(desc, field);
@@ -490,6 +507,15 @@ fn solve(
                 });
                 let evidence = match assumption {
                     Some(assumed_field) => format!("{ASSUMED} {assumed_field}"),
+                    // A floor division shows a range (DeiT's `image_size`
+                    // 96 to 127 for a grid of 3 patches of 32): the least
+                    // is taken, and said to be taken.
+                    None if last > solution => {
+                        assumed.push(format!(
+                            "{name}: any of {solution} to {last} gives these shapes ({evidence}); {solution} is taken"
+                        ));
+                        format!("{ASSUMED} {name}")
+                    }
                     None => evidence.clone(),
                 };
                 known.push((name, solution, evidence));
@@ -503,11 +529,26 @@ fn solve(
         // sizes k_proj): take the default for the one field the shapes
         // cannot separate that lets the most sizes solve, say so, and solve
         // on.
+        // The default first; when it does not divide what the shapes show
+        // (Gemma 2's `head_dim` 256 against 640 key/value features), its
+        // halvings, so a head size of 128 or 64 is found rather than the
+        // class given up.
+        let mut stuck_fields: Vec<&'static str> = Vec::new();
+        for field in stuck {
+            if !stuck_fields.contains(&field) {
+                stuck_fields.push(field);
+            }
+        }
         let mut candidates: Vec<(&'static str, u64)> = Vec::new();
-        for field in &stuck {
-            if let Some(default) = desc["fields"][*field]["default"].as_u64() {
-                if !candidates.iter().any(|(f, _)| f == field) {
-                    candidates.push((field, default));
+        for field in stuck_fields.into_iter().take(8) {
+            if let Some(default) = desc["fields"][field]["default"].as_u64() {
+                let mut value = default;
+                while value > 0 && candidates.len() < 8 * 16 {
+                    candidates.push((field, value));
+                    if value % 2 != 0 {
+                        break;
+                    }
+                    value /= 2;
                 }
             }
         }
@@ -529,38 +570,54 @@ fn solve(
                 })
                 .count()
         };
-        let Some((field, default)) =
-            candidates.iter().take(8).copied().max_by_key(|candidate| {
-                (solvable_with(*candidate), std::cmp::Reverse(candidate.0))
-            })
-        else {
+        let Some((field, value)) = candidates.iter().copied().max_by_key(|candidate| {
+            (
+                solvable_with(*candidate),
+                std::cmp::Reverse(candidate.0),
+                candidate.1,
+            )
+        }) else {
             break;
         };
-        assumed.push(format!(
-            "{field}: the shapes show it only together with other fields; the default {default} is assumed"
-        ));
-        known.push((field, default, format!("{ASSUMED} default")));
+        let default = desc["fields"][field]["default"].as_u64().unwrap_or(value);
+        if value == default {
+            assumed.push(format!(
+                "{field}: the shapes show it only together with other fields; the default {default} is assumed"
+            ));
+            known.push((field, value, format!("{ASSUMED} default")));
+        } else {
+            assumed.push(format!(
+                "{field}: the shapes show it only together with other fields, and not as a multiple of the default {default}; {value} is assumed"
+            ));
+            known.push((field, value, format!("{ASSUMED} {field}")));
+        }
     }
     let mut config = Map::new();
     config.insert("model_type".into(), json!(class.model_type));
     config.insert("architectures".into(), json!([class.class]));
     let mut fields = Vec::new();
     // A list field (`depths`) goes into the config whole, when every entry
-    // is known; otherwise it stays undetermined.
+    // is known or held fixed by the class (SegFormer's last `sr_ratios`);
+    // otherwise it stays undetermined (a list written with some entries at
+    // the class's defaults is no longer the variant's own default list).
     for (list, length) in desc["lists"].as_object().into_iter().flatten() {
         let length = length.as_u64().unwrap_or(0);
+        let mut read_any = false;
         let entries: Option<Vec<u64>> = (0..length)
             .map(|i| {
                 let entry = format!("{list}.{i}");
-                known
+                let read = known
                     .iter()
                     .find(|(k, _, _)| *k == entry)
-                    .map(|(_, v, _)| *v)
+                    .map(|(_, v, _)| *v);
+                read_any |= read.is_some();
+                read.or_else(|| desc["fixed"][&entry].as_u64())
             })
             .collect();
-        if let Some(entries) = entries {
-            insert(&mut config, list, json!(entries));
-        }
+        let Some(entries) = entries.filter(|_| read_any) else {
+            continue;
+        };
+        insert(&mut config, list, json!(entries));
     }
     let is_list_entry = |field: &str| {
         field
@@ -568,22 +625,43 @@ fn solve(
             .any(|part| part.bytes().all(|b| b.is_ascii_digit()))
     };
     for (field, value, evidence) in &known {
-        if is_list_entry(field) || evidence == &format!("{ASSUMED} default") {
+        if is_list_entry(field) {
+            continue;
+        }
+        if evidence == &format!("{ASSUMED} default") {
+            // An assumed default is left out, unless the sub-config written
+            // in part would take another (LLaVA's `text_config.head_dim`
+            // is 128 in LLaVA's default and hidden / heads in a
+            // `text_config` that leaves it out).
+            let in_parent = &desc["fields"][field]["default_in_parent"];
+            if field.contains('.') && !in_parent.is_null() && in_parent != &json!(value) {
+                insert(&mut config, field, json!(value));
+            }
             continue;
         }
         // A sub-config's field at its default stays out of the config: a
         // sub-config written in part may not read back (DETR's
         // `backbone_config` without its `model_type` is a KeyError in
         // transformers), and leaving it out gives the default anyway.
-        let nested_default =
-            field.contains('.') && desc["fields"][field]["default"] == json!(value);
+        // Only a value both defaults give is left out: a sub-config written
+        // in part takes `default_in_parent` (SigLIP's
+        // `text_config.projection_size` is then its `hidden_size`), one
+        // not written at all `default`.
+        let spec = &desc["fields"][field];
+        let is_value = |default: &Value| default == &json!(value);
+        let nested_default = field.contains('.')
+            && is_value(&spec["default"])
+            && spec.get("default_in_parent").is_none_or(is_value);
         if !nested_default {
             insert(&mut config, field, json!(value));
         }
         if let Some(assumed_field) = evidence.strip_prefix(&format!("{ASSUMED} ")) {
-            assumed.push(format!(
-                "{field}: {value} follows from the assumed {assumed_field}, not from the shapes alone"
-            ));
+            // A value assumed in place of its default was said above.
+            if assumed_field != *field {
+                assumed.push(format!(
+                    "{field}: {value} follows from the assumed {assumed_field}, not from the shapes alone"
+                ));
+            }
             continue;
         }
         fields.push(InferredField {
@@ -634,115 +712,6 @@ fn solve(
         undetermined,
         shaped_like: None,
     }
-}
-
-/// A list's equations. Its layer count: a repeat under `prefix` has as
-/// many layers as the checkpoint has distinct indices there, less the first
-/// and last items. Its split index, when its layers are of two kinds: the
-/// first layer with a key only the second kind has (an expert's) is where
-/// the kind changes, less the first items; a checkpoint with no layer of
-/// the second kind gives only a least value, so no equation. Only lists at
-/// a concrete place count (one inside another repeat's layers would mix the
-/// layers of all).
-fn list_equations(
-    node: &'static Value,
-    prefix: &str,
-    names_shapes: &[(String, Vec<u64>)],
-) -> Vec<(&'static str, u64, String)> {
-    let mut equations = Vec::new();
-    let Some(formula) = node.get("repeat").and_then(Value::as_str) else {
-        return equations;
-    };
-    if prefix.contains('#') {
-        return equations;
-    }
-    let first_items = entries(node, "items").count() as u64;
-    let own_items = first_items + entries(node, "last").count() as u64;
-    let indices: HashSet<u64> = layer_keys(prefix, names_shapes)
-        .map(|(index, _)| index)
-        .collect();
-    let layers = indices.len() as u64;
-    if layers >= own_items {
-        equations.push((
-            formula,
-            layers - own_items,
-            format!("{layers} layers under {prefix}"),
-        ));
-    }
-    let Some(split) = node.get("split").and_then(Value::as_str) else {
-        return equations;
-    };
-    let keys_of = |kind: &str| {
-        let mut keys = HashSet::default();
-        if let Some(body) = node.get(kind) {
-            walk(body, "", &mut |key, _| {
-                keys.insert(key);
-            });
-        }
-        keys
-    };
-    let first_kind = keys_of("body");
-    let second_only: HashSet<String> = keys_of("rest")
-        .into_iter()
-        .filter(|key| !first_kind.contains(key))
-        .collect();
-    let first_of_second_kind = layer_keys(prefix, names_shapes)
-        .filter(|(_, key)| second_only.contains(&pattern_of(key)))
-        .map(|(index, _)| index)
-        .min();
-    if let Some(at) = first_of_second_kind.filter(|at| *at >= first_items) {
-        equations.push((
-            split,
-            at - first_items,
-            format!("layer {at} under {prefix} is the first of its kind"),
-        ));
-    }
-    equations
-}
-
-/// The checkpoint's keys under a list at `prefix`: each layer's index and
-/// the rest of its key.
-fn layer_keys<'a>(
-    prefix: &'a str,
-    names_shapes: &'a [(String, Vec<u64>)],
-) -> impl Iterator<Item = (u64, &'a str)> + 'a {
-    names_shapes.iter().filter_map(move |(name, _)| {
-        let rest = name.strip_prefix(prefix)?;
-        // A list of tensors (a ParameterList) has keys that end at the index.
-        let (index, key) = rest.split_once('.').unwrap_or((rest, ""));
-        Some((index.parse::<u64>().ok()?, key))
-    })
-}
-
-/// The value of `field` that makes `formula` give `value`, when the
-/// formula is linear in it: g(f) = g(0) + f * (g(1) - g(0)), checked.
-fn solve_one(
-    formula: &Formula,
-    field: &str,
-    value: u64,
-    known: &[(&str, u64, String)],
-) -> Option<u64> {
-    let at = |x: u64| {
-        formula
-            .evaluate(&|name| {
-                if name == field {
-                    Some(x)
-                } else {
-                    known
-                        .iter()
-                        .find(|(k, _, _)| *k == name)
-                        .map(|(_, v, _)| *v)
-                }
-            })
-            .ok()
-    };
-    let (Some(zero), Some(one)) = (at(0), at(1)) else {
-        // Divides by the field (a head count): try the divisors instead.
-        return (1..=4096).find(|x| at(*x) == Some(value));
-    };
-    let slope = one.checked_sub(zero).filter(|s| *s > 0)?;
-    let solution = value.checked_sub(zero)? / slope;
-    (at(solution) == Some(value)).then_some(solution)
 }
 
 /// `text_config.hidden_size` goes into `config["text_config"]["hidden_size"]`.

@@ -11,6 +11,7 @@
 
 mod checks;
 pub mod diffusers;
+mod equations;
 mod formula;
 pub mod infer;
 pub mod merge;

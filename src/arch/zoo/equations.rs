@@ -1,0 +1,211 @@
+//! The equations a checkpoint's tensors give for a zoo class, and their
+//! solution for one unknown field at a time (inference, in `infer.rs`,
+//! picks the class and keeps solving until nothing more follows): the
+//! shape a described key has in the checkpoint (a `#` part matching any
+//! layer index, a digit part itself), a list's layer count and split
+//! index from the indices under it, and a field's value from a formula
+//! linear in it, dividing by it, or growing with it (a square, a floor
+//! division, where a range of values may fit).
+
+use super::entries;
+use super::formula::Formula;
+use super::infer::{pattern_of, walk};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use serde_json::Value;
+
+/// A list's equations. Its layer count: a repeat under `prefix` has as
+/// many layers as the checkpoint has distinct indices there, less the first
+/// and last items. Its split index, when its layers are of two kinds: the
+/// first layer with a key only the second kind has (an expert's) is where
+/// the kind changes, less the first items; a checkpoint with no layer of
+/// the second kind gives only a least value, so no equation. Only lists at
+/// a concrete place count (one inside another repeat's layers would mix the
+/// layers of all).
+pub(super) fn list_equations(
+    node: &'static Value,
+    prefix: &str,
+    names_shapes: &[(String, Vec<u64>)],
+) -> Vec<(&'static str, u64, String)> {
+    let mut equations = Vec::new();
+    let Some(formula) = node.get("repeat").and_then(Value::as_str) else {
+        return equations;
+    };
+    if prefix.contains('#') {
+        return equations;
+    }
+    let first_items = entries(node, "items").count() as u64;
+    let own_items = first_items + entries(node, "last").count() as u64;
+    let indices: HashSet<u64> = layer_keys(prefix, names_shapes)
+        .map(|(index, _)| index)
+        .collect();
+    let layers = indices.len() as u64;
+    if layers >= own_items {
+        equations.push((
+            formula,
+            layers - own_items,
+            format!("{layers} layers under {prefix}"),
+        ));
+    }
+    let Some(split) = node.get("split").and_then(Value::as_str) else {
+        return equations;
+    };
+    let keys_of = |kind: &str| {
+        let mut keys = HashSet::default();
+        if let Some(body) = node.get(kind) {
+            walk(body, "", &mut |key, _| {
+                keys.insert(key);
+            });
+        }
+        keys
+    };
+    let first_kind = keys_of("body");
+    let second_only: HashSet<String> = keys_of("rest")
+        .into_iter()
+        .filter(|key| !first_kind.contains(key))
+        .collect();
+    let first_of_second_kind = layer_keys(prefix, names_shapes)
+        .filter(|(_, key)| second_only.contains(&pattern_of(key)))
+        .map(|(index, _)| index)
+        .min();
+    if let Some(at) = first_of_second_kind.filter(|at| *at >= first_items) {
+        equations.push((
+            split,
+            at - first_items,
+            format!("layer {at} under {prefix} is the first of its kind"),
+        ));
+    }
+    equations
+}
+
+/// The shape of the first checkpoint key that `key` names: a `#` part
+/// stands for any layer index, and a digit part stays itself. Swin's
+/// `encoder.layers.1.blocks.#.attention...` is read off stage 1's first
+/// block, not stage 0's: the stages are items of their own, with widths
+/// and head counts of their own (`num_heads.1`).
+pub(super) fn first_matching<'a>(
+    key: &str,
+    names_shapes: &'a [(String, Vec<u64>)],
+    shapes: &HashMap<String, &'a Vec<u64>>,
+) -> Option<&'a Vec<u64>> {
+    let pattern = pattern_of(key);
+    let holds_concrete_index = key
+        .split('.')
+        .any(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    if !holds_concrete_index {
+        return shapes.get(&pattern).copied();
+    }
+    let wanted: Vec<&str> = key.split('.').collect();
+    names_shapes
+        .iter()
+        .find(|(name, _)| {
+            let mut parts = name.split('.');
+            wanted.iter().all(|want| {
+                parts.next().is_some_and(|part| {
+                    *want == part
+                        || (*want == "#"
+                            && !part.is_empty()
+                            && part.bytes().all(|b| b.is_ascii_digit()))
+                })
+            }) && parts.next().is_none()
+        })
+        .map(|(_, shape)| shape)
+}
+
+/// The checkpoint's keys under a list at `prefix`: each layer's index and
+/// the rest of its key.
+fn layer_keys<'a>(
+    prefix: &'a str,
+    names_shapes: &'a [(String, Vec<u64>)],
+) -> impl Iterator<Item = (u64, &'a str)> + 'a {
+    names_shapes.iter().filter_map(move |(name, _)| {
+        let rest = name.strip_prefix(prefix)?;
+        // A list of tensors (a ParameterList) has keys that end at the index.
+        let (index, key) = rest.split_once('.').unwrap_or((rest, ""));
+        Some((index.parse::<u64>().ok()?, key))
+    })
+}
+
+/// The formula's value with `field` at `x` and the known fields at theirs.
+fn evaluate_at(
+    formula: &Formula,
+    field: &str,
+    x: u64,
+    known: &[(&str, u64, String)],
+) -> Option<u64> {
+    formula
+        .evaluate(&|name| {
+            if name == field {
+                Some(x)
+            } else {
+                known
+                    .iter()
+                    .find(|(k, _, _)| *k == name)
+                    .map(|(_, v, _)| *v)
+            }
+        })
+        .ok()
+}
+
+/// The value of `field` that makes `formula` give `value`, when the
+/// formula is linear in it: g(f) = g(0) + f * (g(1) - g(0)), checked.
+pub(super) fn solve_one(
+    formula: &Formula,
+    field: &str,
+    value: u64,
+    known: &[(&str, u64, String)],
+) -> Option<u64> {
+    let at = |x: u64| evaluate_at(formula, field, x, known);
+    let (Some(zero), Some(one)) = (at(0), at(1)) else {
+        // Divides by the field (a head count): try the divisors instead.
+        return (1..=4096).find(|x| at(*x) == Some(value));
+    };
+    let slope = one.checked_sub(zero).filter(|s| *s > 0)?;
+    let solution = value.checked_sub(zero)? / slope;
+    (at(solution) == Some(value)).then_some(solution)
+}
+
+/// The values of `field` that make a formula that grows with it give
+/// `value`, as the least and the greatest, when the formula is not linear
+/// in it: a square (SD3's `pos_embed_max_size`), a floor division (an
+/// image size over a patch size). Found by bisection within 2^20; `None`
+/// when no value gives it, or the formula falls somewhere on the way.
+pub(super) fn solve_increasing(
+    formula: &Formula,
+    field: &str,
+    value: u64,
+    known: &[(&str, u64, String)],
+) -> Option<(u64, u64)> {
+    const LIMIT: u64 = 1 << 20;
+    let at = |x: u64| evaluate_at(formula, field, x, known);
+    // The least x with at(x) >= value, and the least with at(x) > value.
+    let least_reaching = |target: u64, strictly: bool| {
+        let reaches =
+            |x: u64| at(x).is_some_and(|got| got > target || (!strictly && got == target));
+        let mut high = 1;
+        while !reaches(high) {
+            high = high.checked_mul(2).filter(|h| *h <= LIMIT)?;
+        }
+        let mut low = 0;
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if reaches(middle) {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Some(low)
+    };
+    let first = least_reaching(value, false)?;
+    if at(first) != Some(value) {
+        return None;
+    }
+    let last = least_reaching(value, true).map_or(LIMIT, |past| past - 1);
+    // Every value between gives it, checked at the ends and the middle
+    // (a formula that is not monotone in the field is not solved here).
+    let middle = first + (last - first) / 2;
+    [first, middle, last]
+        .iter()
+        .all(|x| at(*x) == Some(value))
+        .then_some((first, last))
+}
