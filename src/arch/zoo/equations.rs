@@ -84,29 +84,17 @@ pub(super) fn list_equations(
 /// and head counts of their own (`num_heads.1`).
 pub(super) fn first_matching<'a>(
     key: &str,
-    names_shapes: &'a [(String, Vec<u64>)],
-    shapes: &HashMap<String, &'a Vec<u64>>,
+    by_pattern: &HashMap<String, Vec<&'a (String, Vec<u64>)>>,
 ) -> Option<&'a Vec<u64>> {
-    let pattern = pattern_of(key);
-    let holds_concrete_index = key
-        .split('.')
-        .any(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
-    if !holds_concrete_index {
-        return shapes.get(&pattern).copied();
-    }
+    // The keys of one pattern differ only in their indices.
     let wanted: Vec<&str> = key.split('.').collect();
-    names_shapes
+    by_pattern
+        .get(&pattern_of(key))?
         .iter()
         .find(|(name, _)| {
-            let mut parts = name.split('.');
-            wanted.iter().all(|want| {
-                parts.next().is_some_and(|part| {
-                    *want == part
-                        || (*want == "#"
-                            && !part.is_empty()
-                            && part.bytes().all(|b| b.is_ascii_digit()))
-                })
-            }) && parts.next().is_none()
+            name.split('.')
+                .zip(&wanted)
+                .all(|(part, want)| *want == "#" || part == *want)
         })
         .map(|(_, shape)| shape)
 }

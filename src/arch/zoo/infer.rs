@@ -297,13 +297,17 @@ fn converting_classes() -> &'static [&'static Value] {
 
 fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
     let index = index();
-    let mut shapes_by_pattern: HashMap<String, &Vec<u64>> = HashMap::default();
-    for (name, shape) in names_shapes {
-        shapes_by_pattern.entry(pattern_of(name)).or_insert(shape);
+    // The checkpoint's keys by pattern, in file order.
+    let mut keys_by_pattern: HashMap<String, Vec<&(String, Vec<u64>)>> = HashMap::default();
+    for named in names_shapes {
+        keys_by_pattern
+            .entry(pattern_of(&named.0))
+            .or_default()
+            .push(named);
     }
     let mut hits = vec![0usize; index.classes.len()];
     let mut default_hits = vec![0usize; index.classes.len()];
-    for pattern in shapes_by_pattern.keys() {
+    for pattern in keys_by_pattern.keys() {
         for id in index.by_pattern.get(pattern).into_iter().flatten() {
             hits[*id as usize] += 1;
         }
@@ -360,12 +364,12 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
             .unwrap_or(best)
     };
     let explained = hits[best];
-    let wanted = shapes_by_pattern.len();
+    let wanted = keys_by_pattern.len();
     if explained < 3 || explained * 10 < wanted * 8 {
         return None;
     }
     let judged = |id: usize| {
-        let inferred = solve(&index.classes[id], names_shapes, &shapes_by_pattern);
+        let inferred = solve(&index.classes[id], names_shapes, &keys_by_pattern);
         let model = super::super::model_for_inferred(&inferred)?;
         let findings = crate::arch::rank_presets(names_shapes, &[model])
             .first()
@@ -376,7 +380,7 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
         Some((inferred, findings)) => (best, inferred, findings),
         None => (
             best,
-            solve(&index.classes[best], names_shapes, &shapes_by_pattern),
+            solve(&index.classes[best], names_shapes, &keys_by_pattern),
             usize::MAX,
         ),
     };
@@ -430,7 +434,7 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
 fn solve<'a>(
     class: &IndexedClass,
     names_shapes: &'a [(String, Vec<u64>)],
-    shapes: &HashMap<String, &'a Vec<u64>>,
+    keys_by_pattern: &HashMap<String, Vec<&'a (String, Vec<u64>)>>,
 ) -> Inferred {
     let desc = class.desc;
     // Equations: (formula, observed value, evidence).
@@ -454,7 +458,7 @@ fn solve<'a>(
             let shape = concrete
                 .get(key.as_str())
                 .copied()
-                .or_else(|| first_matching(&key, names_shapes, shapes));
+                .or_else(|| first_matching(&key, keys_by_pattern));
             if let Some(shape) = shape {
                 for (position, dim) in tensor[1].as_array().into_iter().flatten().enumerate() {
                     if let (Some(formula), Some(value)) = (dim.as_str(), shape.get(position)) {
