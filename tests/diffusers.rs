@@ -4,7 +4,8 @@
 //! `meta` device): configs as `save_config` writes them for released
 //! structures (SD 1.5, its inpainting UNet, SD 2.1, SDXL base and refiner,
 //! the SD VAE and a 16-channel one, ControlNets, a small Flux, small SD3
-//! and SD3.5 transformers, whose last block differs), each one's
+//! and SD3.5 transformers, whose last block differs, SD3 Medium and SD3.5
+//! Medium as released), each one's
 //! `state_dict()`, and loads of one into another with
 //! `load_state_dict(strict=True)`. The model ckptcheck builds from each
 //! config must give PyTorch's verdict and error text, key for key.
@@ -85,6 +86,8 @@ fn each_released_config_is_its_variant_and_builds_its_state_dict() {
         ("sd3-small", "sd3"),
         ("sd3-small-deeper", "sd3"),
         ("sd3.5-small", "sd3.5-large"),
+        ("sd3-medium", "sd3"),
+        ("sd3.5-medium", "sd3.5-medium"),
     ];
     for (name, variant) in expected_variant {
         let model = read(&fixture["configs"][name]).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -103,19 +106,58 @@ fn each_released_config_is_its_variant_and_builds_its_state_dict() {
 }
 
 /// SD3.5 Medium's first 13 blocks have a second attention
-/// (`dual_attention_layers`), a structure no variant describes: its released
-/// config is refused, naming the field, not read as SD3 or SD3.5 Large.
+/// (`dual_attention_layers`) and its last block no context output: its own
+/// structure, held for that list of blocks and for more layers than the 13.
+/// A config that moves the second attention to other blocks, or has too few
+/// layers for the last block to be of its own kind, is refused naming the
+/// field, never built with the wrong blocks.
 #[test]
-fn sd35_medium_is_refused_naming_its_dual_attention_layers() {
+fn sd35_medium_holds_for_its_dual_attention_layers_only() {
     let fixture = fixture();
-    let error =
-        read(&fixture["configs"]["sd3.5-medium"]).expect_err("no variant has dual attention");
+    let medium = &fixture["configs"]["sd3.5-medium"];
+    let model = read(medium).expect("SD3.5 Medium builds");
+    let second_attention: Vec<&str> = model
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with(".attn2.to_q.weight"))
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(second_attention.len(), 13);
+    assert_eq!(
+        second_attention.last(),
+        Some(&"transformer_blocks.12.attn2.to_q.weight")
+    );
+
+    let mut fewer_dual = medium.clone();
+    fewer_dual["dual_attention_layers"] = json!((0..12).collect::<Vec<u64>>());
+    let error = read(&fewer_dual).expect_err("another list of dual blocks");
     assert_eq!(error.kind, ErrorKind::BadConfig);
     assert!(
-        error.message.contains("dual_attention_layers") && error.message.contains("sd3.5-large"),
+        error.message.contains("dual_attention_layers") && error.message.contains("sd3.5-medium"),
         "{}",
         error.message
     );
+
+    let mut shallow = medium.clone();
+    shallow["num_layers"] = json!(13);
+    let error = read(&shallow).expect_err("the last block would be a dual one");
+    assert_eq!(error.kind, ErrorKind::BadConfig);
+    assert!(
+        error.message.contains("\"num_layers\" = 13 is below 14"),
+        "{}",
+        error.message
+    );
+    let mut deeper = medium.clone();
+    deeper["num_layers"] = json!(14);
+    let model = read(&deeper).expect("14 layers: 13 dual, then the last");
+    assert!(model
+        .tensors
+        .iter()
+        .any(|t| t.name == "transformer_blocks.12.attn2.to_q.weight"));
+    assert!(!model
+        .tensors
+        .iter()
+        .any(|t| t.name.starts_with("transformer_blocks.13.attn2.")));
 }
 
 /// A config whose names no described structure has is refused, naming
@@ -168,6 +210,8 @@ fn a_diffusers_state_dict_is_inferred_as_its_released_structure() {
         ("unet-sdxl-base", "sdxl"),
         ("vae-sd", "sd"),
         ("controlnet-sd-1.5", "sd-1"),
+        ("sd3-medium", "sd3"),
+        ("sd3.5-medium", "sd3.5-medium"),
     ] {
         let checkpoint = checkpoint_of(&fixture["checkpoints"][name]);
         let names: Vec<(String, Vec<u64>)> = checkpoint
@@ -197,4 +241,114 @@ fn a_diffusers_state_dict_is_inferred_as_its_released_structure() {
     assert!(zoo::diffusers::described_classes()
         .iter()
         .any(|(class, variants)| *class == "UNet2DConditionModel" && variants.contains(&"sdxl")));
+}
+
+/// An SD3.5 Medium transformer checked with SD3 Medium's config, and the
+/// reverse: the findings no size field decides (the 13 blocks' second
+/// attention, the RMS norms of queries and keys, `norm1.linear` nine chunks
+/// wide instead of six) are explained as the other released structure,
+/// naming the fields that choose it; the position embedding's grid is its
+/// own field. Every finding is accounted for.
+#[test]
+fn another_released_structure_of_the_class_is_explained_by_its_fields() {
+    let fixture = fixture();
+    for (source, target, structure_text) in [
+        (
+            "sd3.5-medium",
+            "sd3-medium",
+            "structure: the checkpoint is SD3Transformer2DModel as sd3.5-medium (dual_attention_layers [0, …, 12], qk_norm rms_norm), the model sd3 (dual_attention_layers [], qk_norm null) — 26 size mismatches, 226 unexpected keys",
+        ),
+        (
+            "sd3-medium",
+            "sd3.5-medium",
+            "structure: the checkpoint is SD3Transformer2DModel as sd3 (dual_attention_layers [], qk_norm null), the model sd3.5-medium (dual_attention_layers [0, …, 12], qk_norm rms_norm) — 26 size mismatches, 226 missing keys",
+        ),
+    ] {
+        let label = format!("{source} -> {target}");
+        let checkpoint = checkpoint_of(&fixture["checkpoints"][source]);
+        let model = read(&fixture["configs"][target]).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let report = check(&checkpoint, &model, Loader::Strict);
+        let texts: Vec<&str> = report
+            .explanation
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                structure_text,
+                &format!(
+                    "pos_embed_max_size: checkpoint {}, model {} — 1 size mismatch",
+                    fixture["configs"][source]["pos_embed_max_size"],
+                    fixture["configs"][target]["pos_embed_max_size"]
+                )
+            ],
+            "{label}"
+        );
+        let accounted: usize = report
+            .explanation
+            .iter()
+            .map(|c| c.missing + c.unexpected + c.size_mismatches)
+            .sum();
+        assert_eq!(
+            accounted,
+            report.missing_keys.len() + report.unexpected_keys.len() + report.size_mismatches.len(),
+            "{label}"
+        );
+    }
+}
+
+/// The released diffusers components are presets (`ckptcheck presets`),
+/// each building the state dict diffusers builds from the release's
+/// config (whole in the fixture, or its count and digest), and inference
+/// names the release a state dict is.
+#[test]
+fn released_components_are_presets_that_inference_names() {
+    let fixture = fixture();
+    for (preset, fixture_name) in [
+        ("diffusers/sd-1.5/unet", "unet-sd-1.5"),
+        ("diffusers/sd-1.5-inpainting/unet", "unet-sd-1.5-inpainting"),
+        ("diffusers/sd-2.1/unet", "unet-sd-2.1"),
+        ("diffusers/sdxl-base/unet", "unet-sdxl-base"),
+        ("diffusers/sdxl-refiner/unet", "unet-sdxl-refiner"),
+        ("diffusers/sd/vae", "vae-sd"),
+        ("diffusers/sd3/vae", "vae-16-channels"),
+        ("diffusers/sd3-medium/transformer", "sd3-medium"),
+        ("diffusers/sd3.5-medium/transformer", "sd3.5-medium"),
+        ("diffusers/sd3.5-large/transformer", "sd3.5-large"),
+        ("diffusers/flux.1-dev/transformer", "flux.1-dev"),
+        ("diffusers/flux.1-schnell/transformer", "flux.1-schnell"),
+    ] {
+        assert!(
+            arch::presets()
+                .iter()
+                .any(|(name, family, _)| name == preset && *family == "diffusers"),
+            "{preset} is not listed"
+        );
+        let model = arch::model_from_preset(preset).unwrap_or_else(|e| panic!("{preset}: {e}"));
+        assert_eq!(model.family, "diffusers", "{preset}");
+        let built: Vec<(String, Vec<u64>, String)> = model
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone(), "float32".to_string()))
+            .collect();
+        if let Some(release) = fixture["releases"].get(fixture_name) {
+            assert_eq!(json!(built.len()), release["count"], "{preset}");
+            assert_eq!(
+                json!(load_case::digest(&built)),
+                release["digest"],
+                "{preset}"
+            );
+            continue;
+        }
+        let listing = &fixture["checkpoints"][fixture_name];
+        let want: Vec<(String, Vec<u64>, String)> =
+            serde_json::from_value(listing.clone()).expect("listing");
+        assert_eq!(built, want, "{preset}");
+        let names: Vec<(String, Vec<u64>)> = want.into_iter().map(|(n, s, _)| (n, s)).collect();
+        let inferred = arch::infer(&names);
+        // SD 1.5's and 2.1's VAE, and SDXL's, have the same shapes: the
+        // preset names them all.
+        assert_eq!(inferred.preset.as_deref(), Some(preset), "{fixture_name}");
+    }
 }

@@ -55,19 +55,6 @@ fn listing(model: &ModelSpec) -> Vec<(String, Vec<u64>, String)> {
         .collect()
 }
 
-/// generate.py's `digest`: FNV-1a 64 over `key|d0,d1|dtype\n`.
-fn digest(listing: &[(String, Vec<u64>, String)]) -> String {
-    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
-    for (key, shape, dtype) in listing {
-        let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-        for byte in format!("{key}|{}|{dtype}\n", dims.join(",")).bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01B3);
-        }
-    }
-    format!("{hash:016x}")
-}
-
 fn config_for(model_type: &str, class: &str, config: &Value) -> Value {
     let mut config = config.clone();
     let object = config.as_object_mut().expect("config is an object");
@@ -98,7 +85,7 @@ fn every_described_class_builds_the_library_state_dict() {
             .unwrap_or_else(|e| panic!("{model_type}/{class}: {e}"));
         let got = listing(&model);
         if got.len() as u64 != entry["default"]["count"].as_u64().unwrap()
-            || digest(&got) != entry["default"]["digest"].as_str().unwrap()
+            || load_case::digest(&got) != entry["default"]["digest"].as_str().unwrap()
         {
             failures.push(format!("{model_type}/{class}: default config"));
         }
@@ -112,7 +99,7 @@ fn every_described_class_builds_the_library_state_dict() {
                 // A digest of the whole state dict (the fixture keeps whole
                 // listings for each model type's first class only).
                 if got.len() as u64 != variation["count"].as_u64().unwrap()
-                    || digest(&got) != variation["digest"].as_str().unwrap()
+                    || load_case::digest(&got) != variation["digest"].as_str().unwrap()
                 {
                     failures.push(format!("{model_type}/{class} {config}: state dict differs"));
                 }

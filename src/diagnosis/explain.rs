@@ -9,6 +9,10 @@
 //! 3. `config_field_causes`: config fields whose inferred value differs
 //!    from the model's, each with the findings that field decides (counted
 //!    as if the prefix were right);
+//!    then `variant::variant_cause`: a diffusers checkpoint of another
+//!    released structure of the model's class (SD3.5 Medium's dual
+//!    attention blocks against SD3's), with the findings no size field
+//!    decides;
 //! 4. `known_key_causes`: keys whose story is known whatever the config:
 //!    tied weights (`tie_word_embeddings`) and stale buffers
 //!    (`position_ids`, `rotary_emb.inv_freq`, `attn.bias`); and sizes
@@ -133,6 +137,10 @@ pub fn explain(
     };
     causes.extend(field_causes);
     attributed.extend(field_keys);
+    if let Some((cause, keys)) = super::variant::variant_cause(&findings, counted, &attributed) {
+        causes.push(cause);
+        attributed.extend(keys);
+    }
     super::resized::vocab_resized(&mut causes);
     if explained_by_prefix == (0, 0) || aligned.is_some() {
         causes.extend(leftover_causes(&findings, counted, &attributed));

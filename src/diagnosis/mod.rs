@@ -14,6 +14,7 @@ pub mod render;
 mod resized;
 mod stable_diffusion;
 mod structure;
+mod variant;
 
 pub use explain::explain;
 pub use fix::fix;

@@ -82,3 +82,18 @@ pub fn assert_same_keys(report: &CheckReport, case: &Value, label: &str) {
         serde_json::from_value(case["mismatched_keys"].clone()).expect("mismatches");
     assert_eq!(mismatched, want, "{label}");
 }
+
+/// assemble.py's digest of a listing (FNV-1a over `name|dims|dtype` lines),
+/// for fixtures that keep a state dict as its count and digest.
+#[allow(dead_code)] // not every test file that includes this compares digests
+pub fn digest(listing: &[(String, Vec<u64>, String)]) -> String {
+    let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
+    for (key, shape, dtype) in listing {
+        let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+        for byte in format!("{key}|{}|{dtype}\n", dims.join(",")).bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01B3);
+        }
+    }
+    format!("{hash:016x}")
+}

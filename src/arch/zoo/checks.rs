@@ -32,6 +32,35 @@ pub(super) fn check_sub_configs(config: &Value, desc: &'static Value) -> Result<
     Ok(())
 }
 
+/// A count below which the described structure is another (SD3.5 Medium's
+/// last block would be one of its 13 dual-attention blocks): the data
+/// records the least value (`least`), and a config below it is refused
+/// rather than built with the wrong blocks.
+pub(super) fn check_least(fields: &mut Fields, class: &str) -> Result<()> {
+    let Some(least) = fields.desc.get("least").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (field, minimum) in least {
+        let field = field_name(fields.desc, field);
+        let Some(minimum) = minimum.as_u64() else {
+            continue;
+        };
+        if field.is_empty() {
+            continue;
+        }
+        let value = fields.number(field)?;
+        if value < minimum {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {field:?} = {value} is below {minimum}, the least for which ckptcheck's description of {class} holds (with fewer, its layers are of other kinds than the description's)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// transformers refuses a size that is not a multiple of its head count
 /// (BERT: "The hidden size (30) is not a multiple of the number of
 /// attention heads (4)"), though the head count may size no tensor; the

@@ -37,6 +37,21 @@ pub fn described_classes() -> Vec<(&'static str, Vec<&'static str>)> {
         .collect()
 }
 
+/// The fields a variant holds fixed (its naming fields, and lists of layer
+/// indices such as SD3.5 Medium's `dual_attention_layers`), with its values.
+pub fn variant_fixed(
+    class: &str,
+    variant: &str,
+) -> Option<&'static serde_json::Map<String, Value>> {
+    described(class)?
+        .classes
+        .iter()
+        .find(|(name, _)| *name == variant)?
+        .1
+        .get("fixed")?
+        .as_object()
+}
+
 /// The model a diffusers config.json describes.
 pub fn from_diffusers_config(config: &Value) -> Result<ModelSpec> {
     let name = config

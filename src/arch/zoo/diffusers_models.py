@@ -86,10 +86,25 @@ VARIANTS = {
     "SD3Transformer2DModel": [
         ("sd3", {}),
         ("sd3.5-large", {"qk_norm": "rms_norm"}),
+        # SD3.5 Medium: its first 13 blocks (MMDiT-X) have a second,
+        # image-only attention (`attn2`, `norm1.linear` 9 chunks wide).
+        ("sd3.5-medium", {"qk_norm": "rms_norm", "dual_attention_layers": list(range(13))}),
     ],
     "FluxTransformer2DModel": [
         ("flux", {}),
     ],
+}
+
+
+# Per variant, the least value of a count below which its structure is
+# another: SD3.5 Medium's last block (no context output) is a block of its
+# own only past its 13 dual-attention blocks.
+LEAST = {
+    "sd3.5-medium": {"num_layers": 14},
+}
+# Per variant, the lists of layer indices it holds whole (generate.PINNED).
+PINNED = {
+    "sd3.5-medium": {"dual_attention_layers"},
 }
 
 
@@ -152,6 +167,8 @@ def run_class(class_name):
     generate.FIX_NAMES = True
     for variant, overrides in VARIANTS[class_name]:
         rng = random.Random(f"{model_type}/{variant}")
+        generate.LEAST = LEAST.get(variant, {})
+        generate.PINNED = PINNED.get(variant, set())
         shim = config_shim(model_class, overrides)
         try:
             desc, base, held, fixed = generate.derive_with_or_without_last(model_type, shim,

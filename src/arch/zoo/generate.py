@@ -133,6 +133,18 @@ HELD_OUT = 3
 # (`down_block_types`), so its configs set this (diffusers_models.py).
 FIX_NAMES = False
 
+# Least values of count fields, per variant (diffusers_models.py): below
+# them the structure is another one the description does not hold (SD3.5
+# Medium's last block would be one of its 13 dual-attention blocks). No
+# variation goes below them, and the description records them (`least`),
+# so that ckptcheck refuses a config below rather than build it wrongly.
+LEAST = {}
+# Lists of layer indices, per variant (SD3.5 Medium's
+# `dual_attention_layers`): they choose which layers have which modules, so
+# they are held whole, never varied as sizes, and a config that changes one
+# is refused.
+PINNED = set()
+
 
 # ---------------------------------------------------------------------------
 # Config fields as dotted paths
@@ -434,7 +446,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     cut = set()
     default_patterns = key_patterns(true_default.listing)
     for field, value in flatten(true_default_dict)[0].items():
-        if not (LAYER_FIELD.search(field) and value > 2 and field not in uncut):
+        if not (LAYER_FIELD.search(field) and value > 2 and field not in uncut and field not in LEAST):
             continue
         chosen = None
         for layers in range(2, min(value, 9) if trees.ALLOW_SPLIT else 3):
@@ -461,6 +473,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     samples = [base]
     singles = {}
     fixed = {}
+    for field in list(ints):
+        if field.split(".")[0] in PINNED:
+            del ints[field]
+    for field in PINNED:
+        fixed[field] = "chooses layers by index: the description holds for this list only"
     popped_defaults = {}
     flips = {}
     irrelevant = []
@@ -726,6 +743,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 d = with_parent(d, field)
             if small is not None and field in small:
                 new = rng.randint(1, 3)
+            if field in LEAST:
+                new = max(new, LEAST[field] + (new % 3 if small is not None and field in small else 0))
             chosen[field] = new
             d = with_override(d, field, new)
         return d, chosen
@@ -897,6 +916,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     }
     if must_divide:
         desc["multiples"] = must_divide
+    if LEAST:
+        desc["least"] = dict(LEAST)
     # Held-out check: the description reproduces samples it never saw, and
     # the default config (an empty config.json) gives the default model.
     if expand(item, resolve_env(desc, {})) != true_default.listing:

@@ -20,7 +20,8 @@ pub mod presets;
 use super::{ExpectedTensor, KeyRename, ModelSpec, ModuleKind, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
 use checks::{
-    check_companions, check_fixed, check_multiples, check_named_lists, check_sub_configs,
+    check_companions, check_fixed, check_least, check_multiples, check_named_lists,
+    check_sub_configs,
 };
 use formula::Formula;
 use serde_json::{json, Value};
@@ -190,6 +191,7 @@ pub fn from_config_value(
     check_fixed(config, desc, model_type, class)?;
     check_sub_configs(config, desc)?;
     check_multiples(&mut fields, class)?;
+    check_least(&mut fields, class)?;
     check_companions(&mut fields, class)?;
     check_named_lists(&mut fields, class)?;
     let tree = desc

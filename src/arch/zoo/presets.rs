@@ -1,5 +1,7 @@
 //! Released Hugging Face model sizes as presets (`hf/llama-3-8b`,
-//! `hf/qwen2.5-3b`, ...): presets.json holds the shape-deciding fields of
+//! `hf/qwen2.5-3b`, ...), and released diffusers components
+//! (`diffusers/sd3.5-medium/transformer`, `diffusers/sdxl-base/unet`):
+//! presets.json holds the shape-deciding fields of
 //! each model's published config.json, read like any dropped config. After
 //! inference, the presets of the inferred model type are ranked against the
 //! checkpoint: an exact one names it, a close one says how the checkpoint
@@ -33,16 +35,30 @@ fn presets() -> &'static [(String, String, Value)] {
     })
 }
 
+/// What a preset's config (or an inferred one) is a model of: its
+/// `model_type`, or `diffusers/<class>` for a diffusers component.
+fn kind_of(config: &Value) -> Option<String> {
+    if let Some(class) = config.get("_class_name").and_then(Value::as_str) {
+        return Some(format!("{}{class}", super::diffusers::PREFIX));
+    }
+    config
+        .get("model_type")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 /// Every preset as `(name, family, description)` for `ckptcheck presets`.
 pub fn preset_list() -> Vec<(String, &'static str, String)> {
     presets()
         .iter()
         .map(|(name, title, config)| {
-            let model_type = config["model_type"].as_str().unwrap_or("");
+            let diffusers = config.get("_class_name").is_some();
+            let kind = kind_of(config).unwrap_or_default();
+            let kind = kind.strip_prefix(super::diffusers::PREFIX).unwrap_or(&kind);
             (
                 name.clone(),
-                "hf",
-                format!("{title} ({model_type}, shapes only)"),
+                if diffusers { "diffusers" } else { "hf" },
+                format!("{title} ({kind}, shapes only)"),
             )
         })
         .collect()
@@ -53,7 +69,11 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
     let Some((name, _, config)) = presets().iter().find(|(n, _, _)| n == name) else {
         return Ok(None);
     };
-    let mut model = crate::arch::hf::from_config_value(config)?;
+    let mut model = if config.get("_class_name").is_some() {
+        super::diffusers::from_diffusers_config(config)?
+    } else {
+        crate::arch::hf::from_config_value(config)?
+    };
     model.preset = Some(name.clone());
     Ok(Some(model))
 }
@@ -64,7 +84,7 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
 /// the inferred model type's: names and shapes alone cannot tell Gemma
 /// from LLaMA, and the released size that matches says which it is.
 pub fn name_inferred(inferred: &mut Inferred, names_shapes: &[(String, Vec<u64>)]) {
-    let Some(model_type) = inferred.config.get("model_type").and_then(Value::as_str) else {
+    let Some(model_type) = kind_of(&inferred.config) else {
         return;
     };
     // Built once: every drop ranks them.
@@ -82,7 +102,7 @@ pub fn name_inferred(inferred: &mut Inferred, names_shapes: &[(String, Vec<u64>)
         } else if let Some((_, title, config)) = presets()
             .iter()
             .find(|(n, _, _)| *n == best.preset)
-            .filter(|(_, _, config)| config["model_type"] == model_type)
+            .filter(|(_, _, config)| kind_of(config).as_ref() == Some(&model_type))
         {
             let compared = inferred
                 .fields
@@ -118,7 +138,7 @@ pub fn name_inferred(inferred: &mut Inferred, names_shapes: &[(String, Vec<u64>)
     let same_type = |name: &str| {
         presets()
             .iter()
-            .any(|(n, _, config)| n == name && config["model_type"] == model_type)
+            .any(|(n, _, config)| n == name && kind_of(config).as_ref() == Some(&model_type))
     };
     inferred.ranking = ranking
         .into_iter()

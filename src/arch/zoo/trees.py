@@ -165,12 +165,27 @@ def align_list(nodes, where, absent_ok=False):
                       for i in range(n)]}
 
 
-def split_list(kids, counts, where):
+def split_list(kids, counts, where, last_allowed=True):
     """A list whose first layers are of one kind and the rest of another
     (DeepSeek-V3's first `first_k_dense_replace` layers have a dense MLP,
     the rest experts), or None: a count of all its layers, the index where
     the kind changes (a least value where no layer is past it), and a body
-    for each kind, each fitted on the samples that have it."""
+    for each kind, each fitted on the samples that have it. The list may
+    also end in a last layer of its own (SD3.5 Medium: its first 13 joint
+    blocks have a second attention, the rest not, and the last has no
+    context output), when every sample's last layer differs from the one
+    before it and all are alike."""
+    global LAST_USED
+    if ALLOW_LAST and last_allowed and kids and all(len(layers) >= 3 for layers in kids.values()):
+        lasts = [layers[-1] for layers in kids.values()]
+        if all(not same_kind(layers[-1], layers[-2]) for layers in kids.values()) \
+                and all(same_kind(lasts[0], other) for other in lasts[1:]):
+            inner = split_list({s: layers[:-1] for s, layers in kids.items()},
+                               {s: count - 1 for s, count in counts.items()}, where, False)
+            if inner is not None:
+                LAST_USED = True
+                inner["last"] = [align([kids[s][-1] for s in sorted(kids)], where + "last.")]
+                return inner
     firsts = {}
     for s in sorted(kids):
         layers = kids[s]
@@ -436,8 +451,10 @@ def merge(item, others, field, value, candidates, envs, flags=None):
         # A list of two kinds: each kind merged with the flipped samples'
         # layers of that kind.
         kinds = ([], []), ([], [])
+        last = len(item.get("last", []))
         for o, env in zip(others, envs):
             kids = list(o.children.values())
+            kids = kids[:len(kids) - last]
             at = min(split_of(item, env), len(kids))
             for (layers, where), group in zip(kinds, (kids[:at], kids[at:])):
                 if any(not same_structure(group[0], k) for k in group[1:]):
@@ -449,6 +466,10 @@ def merge(item, others, field, value, candidates, envs, flags=None):
             raise Misfit("a split list's two kinds are not both seen with the flag")
         out["body"] = merge(item["body"], kinds[0][0], field, value, candidates, kinds[0][1], flags)
         out["rest"] = merge(item["rest"], kinds[1][0], field, value, candidates, kinds[1][1], flags)
+        if last:
+            out["last"] = [merge(it, [list(o.children.values())[len(o.children) - last + i] for o in others],
+                                 field, value, candidates, envs, flags)
+                           for i, it in enumerate(item["last"])]
     elif "repeat" in item or "items" in item:
         first = len(item.get("items", []))
         last = len(item.get("last", []))
