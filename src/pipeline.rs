@@ -23,6 +23,78 @@ use serde_json::Value;
 /// The file that makes a folder a pipeline.
 pub const INDEX_NAME: &str = "model_index.json";
 
+/// Each diffusers pipeline class's components, and the ones it may go
+/// without (`_optional_components`), derived from the library by
+/// src/arch/zoo/diffusers_pipelines.py.
+const PIPELINE_CLASSES: &str = include_str!("arch/zoo/diffusers_pipelines.json");
+
+/// `(expected components, optional ones)` of a pipeline class diffusers
+/// exports: the `__init__` parameters without a default, which
+/// `DiffusionPipeline.from_pretrained` expects, and of those the ones it
+/// may go without. `None` for a class diffusers does not export.
+fn pipeline_components(class: &str) -> Option<(Vec<String>, Vec<String>)> {
+    static DATA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let data = DATA.get_or_init(|| serde_json::from_str(PIPELINE_CLASSES).unwrap_or(Value::Null));
+    let entry = data.get("pipelines")?.get(class)?;
+    let names = |field: &str| -> Vec<String> {
+        entry[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    Some((names("expected"), names("optional")))
+}
+
+/// The components `from_pretrained` needs and the folder leaves out
+/// (`[null, null]` in model_index.json, or no entry): it loads every
+/// other component, then raises ValueError, unless the caller passes them
+/// (SD3 without T5: `text_encoder_3=None, tokenizer_3=None`). Returns the
+/// components and the error's text.
+fn required_but_absent(
+    pipeline_class: &str,
+    entries: &serde_json::Map<String, Value>,
+) -> Option<(Vec<String>, String)> {
+    let (expected, optional) = pipeline_components(pipeline_class)?;
+    let absent: Vec<String> = expected
+        .iter()
+        .filter(|name| !optional.contains(name))
+        .filter(|name| {
+            entries
+                .get(name.as_str())
+                .and_then(Value::as_array)
+                .and_then(|pair| pair.first())
+                .is_none_or(Value::is_null)
+        })
+        .cloned()
+        .collect();
+    if absent.is_empty() {
+        return None;
+    }
+    let quoted: Vec<String> = expected.iter().map(|name| format!("'{name}'")).collect();
+    let passed: Vec<String> = absent.iter().map(|name| format!("{name}=None")).collect();
+    let text = format!(
+        "model_index.json saves {} as [null, null] (or leaves {} out), and {pipeline_class} cannot go without {}{}: from_pretrained loads the other components, then raises \"ValueError: Pipeline <class '…{pipeline_class}'> expected [{}], but only {{…}} were passed.\" Pass {} yourself: {pipeline_class}.from_pretrained(folder, {}), or save {} in the folder",
+        absent.join(", "),
+        if absent.len() > 1 { "them" } else { "it" },
+        if absent.len() > 1 { "them" } else { "it" },
+        if optional.is_empty() {
+            String::new()
+        } else {
+            format!(" (it may go without {})", optional.join(", "))
+        },
+        // `DiffusionPipeline.from_pretrained`'s list; the class's own
+        // from_pretrained adds its optional components to it.
+        quoted.join(", "),
+        if absent.len() > 1 { "them" } else { "it" },
+        passed.join(", "),
+        if absent.len() > 1 { "them" } else { "it" },
+    );
+    Some((absent, text))
+}
+
 /// Configs and the index are a few KiB; a larger one is refused unread.
 const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -83,8 +155,9 @@ pub struct PipelineReport {
     pub consistent: bool,
     pub components: Vec<Component>,
     pub disagreements: Vec<Disagreement>,
-    /// What from_pretrained raises before any component (no file of the
-    /// variant asked for).
+    /// What from_pretrained raises for the folder as a whole: no file of
+    /// the variant asked for, or a component the pipeline class needs left
+    /// out.
     pub error: Option<String>,
     pub notes: Vec<String>,
 }
@@ -328,6 +401,25 @@ pub fn check_pipeline(
         };
         components.push(component);
     }
+    let mut error = None;
+    if let Some((absent, text)) = required_but_absent(&pipeline_class, entries) {
+        for name in &absent {
+            let status = ComponentStatus::Fails {
+                error: format!("not saved, and {pipeline_class} needs it (pass {name}=None to from_pretrained to go without it)"),
+            };
+            match components.iter_mut().find(|c| &c.name == name) {
+                Some(component) => component.status = status,
+                None => components.push(Component {
+                    name: name.clone(),
+                    library: None,
+                    class_name: None,
+                    files: Vec::new(),
+                    status,
+                }),
+            }
+        }
+        error = Some(text);
+    }
     let loads = components.iter().all(component_loads);
     let disagreements = disagreements(&configs);
     let mut notes = Vec::new();
@@ -349,7 +441,7 @@ pub fn check_pipeline(
         loads,
         components,
         disagreements,
-        error: None,
+        error,
         notes,
     })
 }

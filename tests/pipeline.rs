@@ -181,6 +181,14 @@ fn each_folder_is_judged_as_from_pretrained_loads_and_runs_it() {
             if let Some(text) = error.strip_prefix("ValueError: You are trying") {
                 assert_eq!(report["error"], format!("You are trying{text}"), "{what}");
             }
+            // A component the class needs, left out: the list of what it
+            // expects is diffusers' own (the set passed has no order).
+            if error.starts_with("ValueError: Pipeline <class ") {
+                let expected = &error[error.find(" expected [").expect("expected")
+                    ..error.find("], but only").expect("but only") + 1];
+                let text = report["error"].as_str().expect("error");
+                assert!(text.contains(expected), "{expected} vs {text}");
+            }
         }
     }
     std::fs::remove_dir_all(scratch("judged")).expect("clean up");
@@ -245,6 +253,45 @@ fn the_broken_component_is_named_with_its_cause() {
     assert_eq!(
         text["size_mismatches"][0]["key"],
         "embeddings.position_embedding.weight"
+    );
+
+    // SD3 saved without T5: every component loads, and the pipeline needs
+    // the two left out; passing them as None (what the report says to do)
+    // is what made from_pretrained load it and run a step.
+    let report = by_name("sd3-without-t5");
+    assert_eq!(report["pipeline_class"], "StableDiffusion3Pipeline");
+    for name in ["text_encoder_3", "tokenizer_3"] {
+        assert_eq!(component(&report, name)["status"], "fails", "{report:#}");
+    }
+    for name in ["transformer", "vae", "text_encoder", "text_encoder_2"] {
+        assert_eq!(
+            component(&report, name)["report"]["verdict"],
+            "loads",
+            "{name}"
+        );
+    }
+    let case = all["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["name"] == "sd3-without-t5")
+        .expect("case");
+    let passed: Vec<String> = case["passed"]["components"]
+        .as_object()
+        .expect("passed")
+        .keys()
+        .map(|name| format!("{name}=None"))
+        .collect();
+    assert!(
+        report["error"].as_str().expect("error").contains(&format!(
+            "StableDiffusion3Pipeline.from_pretrained(folder, {})",
+            passed.join(", ")
+        )),
+        "{report:#}"
+    );
+    assert_eq!(
+        (&case["passed"]["loads"], &case["passed"]["runtime_error"]),
+        (&serde_json::json!(true), &Value::Null)
     );
 
     let report = by_name("sd-wider-text-encoder");

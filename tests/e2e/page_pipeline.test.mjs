@@ -137,6 +137,15 @@ test("a diffusers pipeline folder is checked component by component, as from_pre
   assert.match(await page.textContent("#disagreements"), /unet cross_attention_dim 32 but text_encoder hidden_size 64/);
   assert.ok(FIXTURE.cases.find((c) => c.name === "sd-wider-text-encoder").runtime_error.endsWith("x64 and 32x320)"));
   assert.match(await page.textContent("#disagreements"), /x64 and 32x320\)/);
+
+  // SD3 saved without its T5: every component loads, and from_pretrained
+  // refuses the pipeline unless text_encoder_3=None, tokenizer_3=None are
+  // passed, which is what the page says to do.
+  const withoutT5 = await dropFolder(page, "sd3-without-t5");
+  assert.equal(withoutT5.verdict, "Won't load");
+  assert.equal(withoutT5.rows.text_encoder_3.status, "fails");
+  assert.equal(withoutT5.rows.transformer.status, "checked");
+  assert.match(await page.textContent("#result"), /StableDiffusion3Pipeline\.from_pretrained\(folder, text_encoder_3=None, tokenizer_3=None\)/);
   fs.mkdirSync(path.join(ROOT, "tests/e2e/artifacts"), { recursive: true });
   await page.screenshot({ path: path.join(ROOT, "tests/e2e/artifacts/pipeline.png"), fullPage: true });
   assert.deepEqual(errors, []);
