@@ -295,21 +295,23 @@ fn the_broken_component_is_named_with_its_cause() {
         (&serde_json::json!(true), &Value::Null)
     );
 
-    // SD3 with its T5: every model component is checked and loads; each
+    // SD3 with its T5, and Flux: every model component is checked and loads; each
     // broken one is named with the arithmetic of the pipeline's call.
-    let report = by_name("sd3");
-    for name in [
-        "transformer",
-        "vae",
-        "text_encoder",
-        "text_encoder_2",
-        "text_encoder_3",
+    for (case, encoders) in [
+        (
+            "sd3",
+            ["text_encoder", "text_encoder_2", "text_encoder_3"].as_slice(),
+        ),
+        ("flux", ["text_encoder", "text_encoder_2"].as_slice()),
     ] {
-        assert_eq!(
-            component(&report, name)["report"]["verdict"],
-            "loads",
-            "{name}: {report:#}"
-        );
+        let report = by_name(case);
+        for name in ["transformer", "vae"].iter().chain(encoders) {
+            assert_eq!(
+                component(&report, name)["report"]["verdict"],
+                "loads",
+                "{case} {name}: {report:#}"
+            );
+        }
     }
     for (case, components, start) in [
         (
@@ -326,6 +328,16 @@ fn the_broken_component_is_named_with_its_cause() {
             "sd3-sd-vae",
             ["transformer", "vae"].as_slice(),
             "transformer out_channels 16 but vae latent_channels 4",
+        ),
+        (
+            "flux-wider-clip",
+            ["transformer", "text_encoder"].as_slice(),
+            "transformer pooled_projection_dim 32 but text_encoder hidden_size 48",
+        ),
+        (
+            "flux-sd-vae",
+            ["transformer", "vae"].as_slice(),
+            "transformer in_channels 64 (16 latent channels packed 2×2) but vae latent_channels 4",
         ),
     ] {
         let report = by_name(case);

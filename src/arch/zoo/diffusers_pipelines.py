@@ -13,7 +13,7 @@ T5). For every pipeline class diffusers exports this writes the components
 `DiffusionPipeline.from_pretrained` expects of it (`_get_signature_keys`:
 its `__init__`'s parameters without a default) and, of those, the optional
 ones to
-src/arch/zoo/diffusers_pipelines.json, which src/pipeline.rs reads.
+src/arch/zoo/diffusers_pipelines.json, which src/pipeline/mod.rs reads.
 """
 
 import json

@@ -20,13 +20,15 @@ use crate::{arch, diagnosis, format};
 use serde::Serialize;
 use serde_json::Value;
 
+mod transformer_fit;
+
 /// The file that makes a folder a pipeline.
 pub const INDEX_NAME: &str = "model_index.json";
 
 /// Each diffusers pipeline class's components, and the ones it may go
 /// without (`_optional_components`), derived from the library by
 /// src/arch/zoo/diffusers_pipelines.py.
-const PIPELINE_CLASSES: &str = include_str!("arch/zoo/diffusers_pipelines.json");
+const PIPELINE_CLASSES: &str = include_str!("../arch/zoo/diffusers_pipelines.json");
 
 /// `(expected components, optional ones)` of a pipeline class diffusers
 /// exports: the `__init__` parameters without a default, which
@@ -486,7 +488,7 @@ fn check_component(
 
 /// A config field as one number: an int, or a list whose entries agree
 /// (diffusers allows `cross_attention_dim` per block).
-fn one_number(config: &Value, field: &str) -> Option<u64> {
+pub(crate) fn one_number(config: &Value, field: &str) -> Option<u64> {
     match config.get(field)? {
         Value::Number(n) => n.as_u64(),
         Value::Array(items) => {
@@ -506,19 +508,16 @@ fn one_number(config: &Value, field: &str) -> Option<u64> {
 /// VAE's latents.
 fn disagreements(configs: &[(String, Value)]) -> Vec<Disagreement> {
     let find = |name: &str| configs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    fn class_of(config: &Value) -> Option<&str> {
-        config.get("_class_name").and_then(Value::as_str)
-    }
-    if let Some(transformer) =
-        find("transformer").filter(|c| class_of(c) == Some("SD3Transformer2DModel"))
-    {
-        return sd3_disagreements(transformer, &find);
+    if let Some(transformer) = find("transformer") {
+        if let Some(out) = transformer_fit::disagreements(transformer, &find) {
+            return out;
+        }
     }
     let mut out = Vec::new();
     let Some(unet) = find("unet") else {
         return out;
     };
-    if class_of(unet) != Some("UNet2DConditionModel") {
+    if unet.get("_class_name").and_then(Value::as_str) != Some("UNet2DConditionModel") {
         return out;
     }
     let encoders: Vec<(&str, u64)> = ["text_encoder", "text_encoder_2"]
@@ -563,79 +562,6 @@ fn disagreements(configs: &[(String, Value)]) -> Vec<Disagreement> {
                     ),
                 });
             }
-        }
-    }
-    out
-}
-
-/// SD3's transformer against its text encoders and VAE, as
-/// `StableDiffusion3Pipeline` feeds it: the pooled text embedding is both
-/// CLIPs' projections side by side (into `pooled_projection_dim`), the
-/// context T5's hidden states (the CLIPs' padded to T5's width, into
-/// `joint_attention_dim`), and the VAE decodes the transformer's output
-/// after adding its `shift_factor`.
-fn sd3_disagreements<'a>(
-    transformer: &Value,
-    find: &dyn Fn(&str) -> Option<&'a Value>,
-) -> Vec<Disagreement> {
-    let mut out = Vec::new();
-    let width = |field: &str| one_number(transformer, field);
-    let inner = width("num_attention_heads")
-        .zip(width("attention_head_dim"))
-        .map(|(heads, head)| heads * head);
-    let clips: Option<Vec<u64>> = ["text_encoder", "text_encoder_2"]
-        .iter()
-        .map(|name| one_number(find(name)?, "projection_dim"))
-        .collect();
-    if let (Some(clips), Some(pooled), Some(inner)) = (clips, width("pooled_projection_dim"), inner)
-    {
-        let total: u64 = clips.iter().sum();
-        if total != pooled {
-            out.push(Disagreement {
-                components: vec!["transformer".into(), "text_encoder".into(), "text_encoder_2".into()],
-                text: format!(
-                    "transformer pooled_projection_dim {pooled} but text_encoder projection_dim {} + text_encoder_2 projection_dim {} = {total}: every component loads, and the first call fails in the transformer's pooled text embedding: \"mat1 and mat2 shapes cannot be multiplied (…x{total} and {pooled}x{inner})\"; the text encoders and the transformer come from different releases",
-                    clips[0], clips[1]
-                ),
-            });
-        }
-    }
-    if let (Some(t5), Some(joint), Some(caption)) = (
-        find("text_encoder_3").and_then(|c| one_number(c, "d_model")),
-        width("joint_attention_dim"),
-        width("caption_projection_dim"),
-    ) {
-        if t5 != joint {
-            out.push(Disagreement {
-                components: vec!["transformer".into(), "text_encoder_3".into()],
-                text: format!(
-                    "transformer joint_attention_dim {joint} but text_encoder_3 d_model {t5}: every component loads, and the first call fails in the transformer's context embedder: \"mat1 and mat2 shapes cannot be multiplied (…x{t5} and {joint}x{caption})\"; T5 and the transformer come from different releases"
-                ),
-            });
-        }
-    }
-    if let Some(vae) = find("vae") {
-        let latent = one_number(vae, "latent_channels");
-        let out_channels = width("out_channels").or(width("in_channels"));
-        let mut why = Vec::new();
-        if let (Some(latent), Some(out_channels)) = (latent, out_channels) {
-            if latent != out_channels {
-                why.push(format!(
-                    "transformer out_channels {out_channels} but vae latent_channels {latent}: the VAE decodes latents the transformer does not make (an SD3/Flux VAE has 16 latent channels, SD 1.x/2.x/XL's 4)"
-                ));
-            }
-        }
-        if vae.get("shift_factor").is_none_or(Value::is_null) {
-            why.push(
-                "vae shift_factor is null, and StableDiffusion3Pipeline adds it to the latents before decoding: the first call fails there (\"TypeError: unsupported operand type(s) for +: 'Tensor' and 'NoneType'\"); the VAE is not SD3's (SD 1.x/2.x/XL's has none)"
-                    .to_string(),
-            );
-        }
-        if !why.is_empty() {
-            out.push(Disagreement {
-                components: vec!["transformer".into(), "vae".into()],
-                text: why.join("; "),
-            });
         }
     }
     out
