@@ -248,43 +248,57 @@ fn a_diffusers_state_dict_is_inferred_as_its_released_structure() {
 /// attention, the RMS norms of queries and keys, `norm1.linear` nine chunks
 /// wide instead of six) are explained as the other released structure,
 /// naming the fields that choose it; the position embedding's grid is its
-/// own field. Every finding is accounted for.
+/// own field. Likewise SD 2.1's UNet checked with SD 1.5's config: its
+/// Linear attention projections are its structure, beside the
+/// cross-attention width. Every finding is accounted for.
 #[test]
 fn another_released_structure_of_the_class_is_explained_by_its_fields() {
     let fixture = fixture();
-    for (source, target, structure_text) in [
+    let pos_embed = |source: &str, target: &str| {
+        format!(
+            "pos_embed_max_size: checkpoint {}, model {} — 1 size mismatch",
+            fixture["configs"][source]["pos_embed_max_size"],
+            fixture["configs"][target]["pos_embed_max_size"]
+        )
+    };
+    for (source, target, texts) in [
         (
             "sd3.5-medium",
             "sd3-medium",
-            "structure: the checkpoint is SD3Transformer2DModel as sd3.5-medium (dual_attention_layers [0, …, 12], qk_norm rms_norm), the model sd3 (dual_attention_layers [], qk_norm null) — 26 size mismatches, 226 unexpected keys",
+            vec![
+                "structure: the checkpoint is SD3Transformer2DModel as sd3.5-medium (dual_attention_layers [0, …, 12], qk_norm rms_norm), the model sd3 (dual_attention_layers [], qk_norm null) — 26 size mismatches, 226 unexpected keys".to_string(),
+                pos_embed("sd3.5-medium", "sd3-medium"),
+            ],
         ),
         (
             "sd3-medium",
             "sd3.5-medium",
-            "structure: the checkpoint is SD3Transformer2DModel as sd3 (dual_attention_layers [], qk_norm null), the model sd3.5-medium (dual_attention_layers [0, …, 12], qk_norm rms_norm) — 26 size mismatches, 226 missing keys",
+            vec![
+                "structure: the checkpoint is SD3Transformer2DModel as sd3 (dual_attention_layers [], qk_norm null), the model sd3.5-medium (dual_attention_layers [0, …, 12], qk_norm rms_norm) — 26 size mismatches, 226 missing keys".to_string(),
+                pos_embed("sd3-medium", "sd3.5-medium"),
+            ],
+        ),
+        // SD 2.1's UNet projects in and out of its attention blocks with
+        // Linear layers where SD 1.5's has 1x1 convolutions.
+        (
+            "unet-sd-2.1",
+            "unet-sd-1.5",
+            vec![
+                "cross_attention_dim: checkpoint 1024, model 768 — 32 size mismatches".to_string(),
+                "structure: the checkpoint is UNet2DConditionModel as sd-2 (use_linear_projection true), the model sd-1 (use_linear_projection false) — 32 size mismatches".to_string(),
+            ],
         ),
     ] {
         let label = format!("{source} -> {target}");
         let checkpoint = checkpoint_of(&fixture["checkpoints"][source]);
         let model = read(&fixture["configs"][target]).unwrap_or_else(|e| panic!("{label}: {e}"));
         let report = check(&checkpoint, &model, Loader::Strict);
-        let texts: Vec<&str> = report
+        let got: Vec<&str> = report
             .explanation
             .iter()
             .map(|c| c.text.as_str())
             .collect();
-        assert_eq!(
-            texts,
-            [
-                structure_text,
-                &format!(
-                    "pos_embed_max_size: checkpoint {}, model {} — 1 size mismatch",
-                    fixture["configs"][source]["pos_embed_max_size"],
-                    fixture["configs"][target]["pos_embed_max_size"]
-                )
-            ],
-            "{label}"
-        );
+        assert_eq!(got, texts, "{label}");
         let accounted: usize = report
             .explanation
             .iter()
