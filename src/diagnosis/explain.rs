@@ -126,6 +126,13 @@ pub fn explain(
         causes.push(cause);
         attributed.extend(keys);
     }
+    // The model the checkpoint's inferred config describes: the field
+    // causes and the structure cause both read its tensors.
+    let checkpoint_model = if by_structure {
+        None
+    } else {
+        rebuild(model, inferred)
+    };
     let (field_causes, field_keys) = if by_structure {
         // No config: the findings are read by structure.
         super::structure::structure_causes(&findings, counted)
@@ -133,11 +140,13 @@ pub fn explain(
         // A field a cause above already explains (`num_labels`, by the
         // classifier head) is not explained a second time.
         let explained: Vec<String> = causes.iter().map(|c| c.field.clone()).collect();
-        config_field_causes(&findings, counted, &explained)
+        config_field_causes(&findings, counted, &explained, checkpoint_model.as_ref())
     };
     causes.extend(field_causes);
     attributed.extend(field_keys);
-    if let Some((cause, keys)) = super::variant::variant_cause(&findings, counted, &attributed) {
+    if let Some((cause, keys)) = checkpoint_model.as_ref().and_then(|checkpoint_model| {
+        super::variant::variant_cause(&findings, counted, &attributed, checkpoint_model)
+    }) {
         causes.push(cause);
         attributed.extend(keys);
     }
@@ -381,8 +390,8 @@ fn config_field_causes(
     f: &Findings,
     counted: &LoadResult,
     explained: &[String],
+    checkpoint_model: Option<&ModelSpec>,
 ) -> (Vec<Cause>, HashSet<String>) {
-    let checkpoint_model = rebuild(f.model, f.inferred);
     let shape_model: HashMap<&str, &Vec<&'static str>> = f
         .model
         .tensors
@@ -396,7 +405,6 @@ fn config_field_causes(
         .map(|t| (t.name.as_str(), &t.exists_if))
         .collect();
     let exists_checkpoint: HashMap<&str, &Vec<&'static str>> = checkpoint_model
-        .as_ref()
         .map(|m| {
             m.tensors
                 .iter()

@@ -9,7 +9,7 @@
 
 use super::explain::{counts_text, Findings};
 use super::{display, Cause};
-use crate::arch::{self, zoo};
+use crate::arch::{zoo, ModelSpec};
 use crate::state_dict::LoadResult;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
@@ -41,6 +41,7 @@ pub(super) fn variant_cause(
     f: &Findings,
     counted: &LoadResult,
     attributed: &HashSet<String>,
+    checkpoint_model: &ModelSpec,
 ) -> Option<(Cause, HashSet<String>)> {
     if f.model.family != "diffusers" || f.inferred.family != "diffusers" {
         return None;
@@ -76,7 +77,6 @@ pub(super) fn variant_cause(
     // The keys the checkpoint's own structure accounts for: unexpected
     // ones it has, missing ones it lacks, and sizes it gives as the file
     // has them, among what no size field explained.
-    let checkpoint_model = arch::model_for_inferred(f.inferred)?;
     let theirs: HashMap<&str, &Vec<u64>> = checkpoint_model
         .tensors
         .iter()

@@ -20,7 +20,7 @@ use crate::{arch, diagnosis, format};
 use serde::Serialize;
 use serde_json::Value;
 
-mod transformer_fit;
+mod fit;
 
 /// The file that makes a folder a pipeline.
 pub const INDEX_NAME: &str = "model_index.json";
@@ -77,22 +77,19 @@ fn required_but_absent(
     }
     let quoted: Vec<String> = expected.iter().map(|name| format!("'{name}'")).collect();
     let passed: Vec<String> = absent.iter().map(|name| format!("{name}=None")).collect();
+    let them = if absent.len() > 1 { "them" } else { "it" };
+    let may_go_without = if optional.is_empty() {
+        String::new()
+    } else {
+        format!(" (it may go without {})", optional.join(", "))
+    };
+    // `DiffusionPipeline.from_pretrained`'s list; the class's own
+    // from_pretrained adds its optional components to it.
     let text = format!(
-        "model_index.json saves {} as [null, null] (or leaves {} out), and {pipeline_class} cannot go without {}{}: from_pretrained loads the other components, then raises \"ValueError: Pipeline <class '…{pipeline_class}'> expected [{}], but only {{…}} were passed.\" Pass {} yourself: {pipeline_class}.from_pretrained(folder, {}), or save {} in the folder",
+        "model_index.json saves {} as [null, null] (or leaves {them} out), and {pipeline_class} cannot go without {them}{may_go_without}: from_pretrained loads the other components, then raises \"ValueError: Pipeline <class '…{pipeline_class}'> expected [{}], but only {{…}} were passed.\" Pass {them} yourself: {pipeline_class}.from_pretrained(folder, {}), or save {them} in the folder",
         absent.join(", "),
-        if absent.len() > 1 { "them" } else { "it" },
-        if absent.len() > 1 { "them" } else { "it" },
-        if optional.is_empty() {
-            String::new()
-        } else {
-            format!(" (it may go without {})", optional.join(", "))
-        },
-        // `DiffusionPipeline.from_pretrained`'s list; the class's own
-        // from_pretrained adds its optional components to it.
         quoted.join(", "),
-        if absent.len() > 1 { "them" } else { "it" },
         passed.join(", "),
-        if absent.len() > 1 { "them" } else { "it" },
     );
     Some((absent, text))
 }
@@ -488,7 +485,7 @@ fn check_component(
 
 /// A config field as one number: an int, or a list whose entries agree
 /// (diffusers allows `cross_attention_dim` per block).
-pub(crate) fn one_number(config: &Value, field: &str) -> Option<u64> {
+fn one_number(config: &Value, field: &str) -> Option<u64> {
     match config.get(field)? {
         Value::Number(n) => n.as_u64(),
         Value::Array(items) => {
@@ -502,85 +499,9 @@ pub(crate) fn one_number(config: &Value, field: &str) -> Option<u64> {
     }
 }
 
-/// Components that each load but do not fit together. Only pairs whose
-/// rule is the pipeline's own arithmetic: the UNet attends over the text
-/// encoders' hidden states, concatenated (SDXL's two), and denoises the
-/// VAE's latents.
+/// Components that each load but do not fit together (`fit.rs`).
 fn disagreements(configs: &[(String, Value)]) -> Vec<Disagreement> {
-    let find = |name: &str| configs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    if let Some(transformer) = find("transformer") {
-        if let Some(out) = transformer_fit::disagreements(transformer, &find) {
-            return out;
-        }
-    }
-    let mut out = Vec::new();
-    let Some(unet) = find("unet") else {
-        return out;
-    };
-    if unet.get("_class_name").and_then(Value::as_str) != Some("UNet2DConditionModel") {
-        return out;
-    }
-    let encoders: Vec<(&str, u64)> = ["text_encoder", "text_encoder_2"]
-        .iter()
-        .filter_map(|name| Some((*name, one_number(find(name)?, "hidden_size")?)))
-        .collect();
-    if let (Some(cross), false) = (one_number(unet, "cross_attention_dim"), encoders.is_empty()) {
-        let total: u64 = encoders.iter().map(|(_, width)| width).sum();
-        if cross != total {
-            let widths: Vec<String> = encoders
-                .iter()
-                .map(|(name, width)| format!("{name} hidden_size {width}"))
-                .collect();
-            let mut names: Vec<String> = encoders.iter().map(|(n, _)| n.to_string()).collect();
-            names.insert(0, "unet".into());
-            out.push(Disagreement {
-                components: names,
-                text: format!(
-                    "unet cross_attention_dim {cross} but {}{}: every component loads, and the first call fails in the UNet's first cross-attention{}; the text encoder{} and the UNet come from different releases ({})",
-                    widths.join(" + "),
-                    if encoders.len() > 1 { format!(" = {total}") } else { String::new() },
-                    // attn2.to_k of the first block: Linear(cross, width 0).
-                    first_width(unet)
-                        .map(|width| format!(": \"mat1 and mat2 shapes cannot be multiplied (…x{total} and {cross}x{width})\""))
-                        .unwrap_or_default(),
-                    if encoders.len() > 1 { "s" } else { "" },
-                    release_hint(cross)
-                ),
-            });
-        }
-    }
-    if let Some(vae) = find("vae") {
-        if let (Some(latent), Some(out_channels)) = (
-            one_number(vae, "latent_channels"),
-            one_number(unet, "out_channels"),
-        ) {
-            if latent != out_channels {
-                out.push(Disagreement {
-                    components: vec!["unet".into(), "vae".into()],
-                    text: format!(
-                        "unet out_channels {out_channels} but vae latent_channels {latent}: the UNet denoises latents the VAE does not make (an SD3/Flux VAE has 16 latent channels, SD 1.x/2.x/XL's 4)"
-                    ),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// The UNet's first block width, where its first cross-attention is.
-fn first_width(unet: &Value) -> Option<u64> {
-    unet.get("block_out_channels")?.get(0)?.as_u64()
-}
-
-/// The releases a cross-attention width belongs to.
-fn release_hint(cross_attention_dim: u64) -> &'static str {
-    match cross_attention_dim {
-        768 => "a 768-wide UNet is SD 1.x's, with CLIP ViT-L/14",
-        1024 => "a 1024-wide UNet is SD 2.x's, with OpenCLIP ViT-H/14",
-        1280 => "a 1280-wide UNet is the SDXL refiner's, with OpenCLIP ViT-bigG/14",
-        2048 => "a 2048-wide UNet is SDXL base's, with CLIP ViT-L/14 and OpenCLIP ViT-bigG/14",
-        _ => "no release ckptcheck knows has this width",
-    }
+    fit::disagreements(&|name: &str| configs.iter().find(|(n, _)| n == name).map(|(_, v)| v))
 }
 
 /// The report for people: one block per component, then what disagrees.

@@ -52,12 +52,13 @@ pub fn preset_list() -> Vec<(String, &'static str, String)> {
     presets()
         .iter()
         .map(|(name, title, config)| {
-            let diffusers = config.get("_class_name").is_some();
-            let kind = kind_of(config).unwrap_or_default();
-            let kind = kind.strip_prefix(super::diffusers::PREFIX).unwrap_or(&kind);
+            let (family, kind) = match config.get("_class_name").and_then(Value::as_str) {
+                Some(class) => ("diffusers", class),
+                None => ("hf", config["model_type"].as_str().unwrap_or("")),
+            };
             (
                 name.clone(),
-                if diffusers { "diffusers" } else { "hf" },
+                family,
                 format!("{title} ({kind}, shapes only)"),
             )
         })
@@ -80,18 +81,23 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
 
 /// Ranks the presets against the checkpoint: an exact one becomes
 /// `inferred.preset`; otherwise the closest is described with the fields
-/// where the checkpoint departs from it. Every preset takes part, not only
-/// the inferred model type's: names and shapes alone cannot tell Gemma
-/// from LLaMA, and the released size that matches says which it is.
+/// where the checkpoint departs from it. Every preset of the library takes
+/// part, not only the inferred model type's: names and shapes alone cannot
+/// tell Gemma from LLaMA, and the released size that matches says which it
+/// is. transformers' and diffusers' keys never meet, so a checkpoint is
+/// ranked against its own library's presets only.
 pub fn name_inferred(inferred: &mut Inferred, names_shapes: &[(String, Vec<u64>)]) {
     let Some(model_type) = kind_of(&inferred.config) else {
         return;
     };
-    // Built once: every drop ranks them.
-    static MODELS: OnceLock<Vec<ModelSpec>> = OnceLock::new();
-    let models = MODELS.get_or_init(|| {
+    // Built once per library: every drop ranks them.
+    static TRANSFORMERS: OnceLock<Vec<ModelSpec>> = OnceLock::new();
+    static DIFFUSERS: OnceLock<Vec<ModelSpec>> = OnceLock::new();
+    let diffusers = model_type.starts_with(super::diffusers::PREFIX);
+    let models = if diffusers { &DIFFUSERS } else { &TRANSFORMERS }.get_or_init(|| {
         presets()
             .iter()
+            .filter(|(_, _, config)| config.get("_class_name").is_some() == diffusers)
             .filter_map(|(name, _, _)| from_preset(name).ok().flatten())
             .collect()
     });
