@@ -76,9 +76,14 @@ impl Decoder {
         for batch in bytes.chunks(batch_bytes) {
             let moments = match self {
                 Decoder::Plain { dtype, big_endian } => {
-                    narrow.clear();
-                    decode_into(dtype, batch, *big_endian, narrow)?;
-                    batch_moments_f32(narrow)
+                    match in_place_f32(dtype, *big_endian, batch) {
+                        Some(values) => batch_moments_f32(values),
+                        None => {
+                            narrow.clear();
+                            decode_into(dtype, batch, *big_endian, narrow)?;
+                            batch_moments_f32(narrow)
+                        }
+                    }
                 }
                 Decoder::Wide { dtype, big_endian } => {
                     wide.clear();
@@ -117,6 +122,20 @@ impl Decoder {
         }
         Ok(total)
     }
+}
+
+/// Little-endian F32 bytes read as the values they are, without the copy
+/// `decode_into` makes (it was an eighth of a scan's time): the same values,
+/// bit for bit, so the same statistics. `None` for anything else, or bytes
+/// not aligned for f32 (then they are decoded as before).
+fn in_place_f32<'b>(dtype: &str, big_endian: bool, bytes: &'b [u8]) -> Option<&'b [f32]> {
+    if dtype != "F32" || big_endian || cfg!(target_endian = "big") {
+        return None;
+    }
+    // SAFETY: every bit pattern of 4 bytes is a valid f32, and `align_to`
+    // only hands out the part of `bytes` that is aligned for f32.
+    let (head, values, tail) = unsafe { bytes.align_to::<f32>() };
+    (head.is_empty() && tail.is_empty()).then_some(values)
 }
 
 /// OCP MX FP4 (E2M1): no infinities or NaN.
