@@ -287,7 +287,7 @@ fn run(args: &Args) -> Result<ExitCode, Error> {
             let unsafe_pickle = open::unsafe_pickle_error(&checkpoint);
             if args.json {
                 if unsafe_pickle.is_none() && open::remote_stats(&files).is_none() {
-                    // Streamed straight from the checkpoint: the common
+                    // Written straight from the checkpoint: the common
                     // case, and the fast one.
                     print_checkpoint(&checkpoint);
                 } else {
