@@ -162,6 +162,17 @@ fn plural(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
+/// `counts_text` after a dash, as a cause's text ends; empty when there
+/// are no findings.
+pub(super) fn counts_suffix(missing: usize, unexpected: usize, mismatches: usize) -> String {
+    let counts = counts_text(missing, unexpected, mismatches);
+    if counts.is_empty() {
+        counts
+    } else {
+        format!(" — {counts}")
+    }
+}
+
 pub(super) fn counts_text(missing: usize, unexpected: usize, mismatches: usize) -> String {
     let mut parts = Vec::new();
     if mismatches > 0 {
@@ -450,7 +461,6 @@ fn config_field_causes(
         for key in missing.iter().chain(&unexpected).chain(&mismatched) {
             attributed.insert((*key).clone());
         }
-        let counts = counts_text(missing.len(), unexpected.len(), mismatched.len());
         causes.push(Cause {
             cause: "config-field".to_string(),
             field: field.field.clone(),
@@ -464,11 +474,7 @@ fn config_field_causes(
                 field.field,
                 display(&field.value),
                 display(model_value),
-                if counts.is_empty() {
-                    String::new()
-                } else {
-                    format!(" — {counts}")
-                }
+                counts_suffix(missing.len(), unexpected.len(), mismatched.len())
             ),
         });
     }

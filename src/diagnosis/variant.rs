@@ -7,7 +7,7 @@
 //! cause names both structures and the fields that differ, with the keys
 //! the checkpoint's structure accounts for.
 
-use super::explain::{counts_text, Findings};
+use super::explain::{counts_suffix, Findings};
 use super::{display, Cause};
 use crate::arch::{zoo, ModelSpec};
 use crate::state_dict::LoadResult;
@@ -117,7 +117,6 @@ pub(super) fn variant_cause(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let counts = counts_text(missing.len(), unexpected.len(), mismatched.len());
     let mut cause = Cause::new(
         "diffusers-structure",
         &differing
@@ -129,11 +128,7 @@ pub(super) fn variant_cause(
             "structure: the checkpoint is {class} as {checkpoint_variant} ({}), the model {model_variant} ({}){}",
             side(&|entry| &entry.1),
             side(&|entry| &entry.2),
-            if counts.is_empty() {
-                String::new()
-            } else {
-                format!(" — {counts}")
-            }
+            counts_suffix(missing.len(), unexpected.len(), mismatched.len())
         ),
     );
     cause.checkpoint = Value::String(checkpoint_variant.to_string());

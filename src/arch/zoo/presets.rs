@@ -35,10 +35,16 @@ fn presets() -> &'static [(String, String, Value)] {
     })
 }
 
+/// The diffusers class a config names (`_class_name`); `None` for a
+/// transformers config.
+fn diffusers_class_of(config: &Value) -> Option<&str> {
+    config.get("_class_name").and_then(Value::as_str)
+}
+
 /// What a preset's config (or an inferred one) is a model of: its
 /// `model_type`, or `diffusers/<class>` for a diffusers component.
 fn kind_of(config: &Value) -> Option<String> {
-    if let Some(class) = config.get("_class_name").and_then(Value::as_str) {
+    if let Some(class) = diffusers_class_of(config) {
         return Some(format!("{}{class}", super::diffusers::PREFIX));
     }
     config
@@ -52,7 +58,7 @@ pub fn preset_list() -> Vec<(String, &'static str, String)> {
     presets()
         .iter()
         .map(|(name, title, config)| {
-            let (family, kind) = match config.get("_class_name").and_then(Value::as_str) {
+            let (family, kind) = match diffusers_class_of(config) {
                 Some(class) => ("diffusers", class),
                 None => ("hf", config["model_type"].as_str().unwrap_or("")),
             };
@@ -70,7 +76,7 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
     let Some((name, _, config)) = presets().iter().find(|(n, _, _)| n == name) else {
         return Ok(None);
     };
-    let mut model = if config.get("_class_name").is_some() {
+    let mut model = if diffusers_class_of(config).is_some() {
         super::diffusers::from_diffusers_config(config)?
     } else {
         crate::arch::hf::from_config_value(config)?
@@ -97,7 +103,7 @@ pub fn name_inferred(inferred: &mut Inferred, names_shapes: &[(String, Vec<u64>)
     let models = if diffusers { &DIFFUSERS } else { &TRANSFORMERS }.get_or_init(|| {
         presets()
             .iter()
-            .filter(|(_, _, config)| config.get("_class_name").is_some() == diffusers)
+            .filter(|(_, _, config)| diffusers_class_of(config).is_some() == diffusers)
             .filter_map(|(name, _, _)| from_preset(name).ok().flatten())
             .collect()
     });
