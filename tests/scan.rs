@@ -181,21 +181,53 @@ fn problems_are_summarised_and_shared_storages_said_so() {
 }
 
 /// A safetensors file of one F32 tensor `chunks` scan chunks long (values
-/// cycling through -499.5..=499.5, a NaN and an Inf among them) and one
-/// small BF16 tensor of 1.0.
-fn many_chunk_file(name: &str, chunks: usize) -> (PathBuf, usize) {
+/// cycling through -499.5..=499.5, a NaN and an Inf among them), one small
+/// BF16 tensor of 1.0 and, between them (by name and by offset), `small`
+/// tensors of every plain dtype in sizes around the chunk size, whose bytes
+/// are pseudo-random (so NaN, Inf and extreme magnitudes among the floats).
+fn many_chunk_file(name: &str, chunks: usize, small: usize) -> (PathBuf, usize) {
     let dir = std::env::temp_dir().join(format!("ckptcheck-scan-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("big.safetensors");
     let n = chunks * CHUNK_BYTES / 4;
-    let header = format!(
-        r#"{{"w":{{"dtype":"F32","shape":[{n}],"data_offsets":[0,{}]}},"h":{{"dtype":"BF16","shape":[8],"data_offsets":[{},{}]}}}}"#,
-        4 * n,
-        4 * n,
-        4 * n + 16
-    );
+    let mut entries = vec![format!(
+        r#""h":{{"dtype":"BF16","shape":[8],"data_offsets":[0,16]}}"#
+    )];
+    let mut data = [0x80, 0x3f].repeat(8);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let dtypes = [
+        ("F32", 4),
+        ("F16", 2),
+        ("BF16", 2),
+        ("F64", 8),
+        ("I64", 8),
+        ("U8", 1),
+    ];
+    let counts = [1, 7, 1000, 40_000, CHUNK_BYTES / 4, CHUNK_BYTES / 4 + 1];
+    for i in 0..small {
+        let (dtype, size) = dtypes[i % dtypes.len()];
+        let count = counts[(i / dtypes.len() + i) % counts.len()];
+        let begin = data.len();
+        for _ in 0..count * size {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            data.push((state >> 56) as u8);
+        }
+        entries.push(format!(
+            r#""s{i:03}":{{"dtype":"{dtype}","shape":[{count}],"data_offsets":[{begin},{}]}}"#,
+            data.len()
+        ));
+    }
+    let begin = data.len();
+    entries.push(format!(
+        r#""w":{{"dtype":"F32","shape":[{n}],"data_offsets":[{begin},{}]}}"#,
+        begin + 4 * n
+    ));
+    let header = format!("{{{}}}", entries.join(","));
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&data);
     for i in 0..n {
         let value = match i {
             _ if i == n / 3 => f32::NAN,
@@ -204,7 +236,6 @@ fn many_chunk_file(name: &str, chunks: usize) -> (PathBuf, usize) {
         };
         bytes.extend_from_slice(&value.to_le_bytes());
     }
-    bytes.extend_from_slice(&[0x80, 0x3f].repeat(8));
     std::fs::write(&path, &bytes).expect("write");
     (path, n)
 }
@@ -212,8 +243,9 @@ fn many_chunk_file(name: &str, chunks: usize) -> (PathBuf, usize) {
 #[test]
 fn memory_stays_flat_on_a_file_many_chunks_long() {
     // 12 chunks of F32 (48 MiB) in one tensor, plus a BF16 one, scanned by
-    // two workers: two chunk buffers each, whatever the file size.
-    let (path, n) = many_chunk_file("flat", 12);
+    // two workers, each reading its chunks in 1 MiB pieces into one buffer:
+    // about 2 MiB whatever the file size, less than one 4 MiB chunk.
+    let (path, n) = many_chunk_file("flat", 12, 0);
     let pool = tracked_pool(2);
     TRACKED.with(|tracked| tracked.set(true));
     let base = LIVE.load(Ordering::SeqCst);
@@ -229,7 +261,7 @@ fn memory_stays_flat_on_a_file_many_chunks_long() {
     assert_eq!(report.tensors[1].max, Some(499.5));
     assert_eq!((report.tensors[1].nan, report.tensors[1].inf), (1, 1));
     assert!(
-        peak > 2 * CHUNK_BYTES && peak < 4 * CHUNK_BYTES + 2 * 1024 * 1024,
+        peak > 1024 * 1024 && peak < 3 * 1024 * 1024,
         "peak allocation {peak} bytes while scanning {} bytes on 2 workers",
         report.bytes_scanned
     );
@@ -237,15 +269,17 @@ fn memory_stays_flat_on_a_file_many_chunks_long() {
 
 #[test]
 fn the_parallel_scan_is_the_sequential_scan_bit_for_bit() {
-    // A native file is read by rayon workers in chunks merged in file
-    // order; the same bytes in memory are read on one thread. Every figure
-    // must be identical, not merely close.
-    let (path, _) = many_chunk_file("parallel", 9);
+    // A native file is read by every thread of the pool, chunk by chunk
+    // across tensors of any size, and the chunks are merged in file order;
+    // the same bytes in memory are read on one thread. Every figure must be
+    // identical, not merely close, whatever the number of threads.
+    let (path, _) = many_chunk_file("parallel", 9, 30);
     let bytes = std::fs::read(&path).expect("read");
     let in_memory = SliceSource::new("big.safetensors", &bytes);
     let sequential = scan_sources(&[&in_memory], &mut |_, _| true).expect("sequential scan");
-    for threads in [2, 3] {
-        let mut waves = 0;
+    assert_eq!(sequential.tensors.len(), 32);
+    for threads in [2, 3, 5] {
+        let mut reports = Vec::new();
         // An untracked pool: its allocations must not count against the
         // memory test running beside it.
         let pool = rayon::ThreadPoolBuilder::new()
@@ -254,8 +288,8 @@ fn the_parallel_scan_is_the_sequential_scan_bit_for_bit() {
             .expect("rayon pool");
         let parallel = pool.install(|| {
             let file = FileSource::open(&path).expect("open");
-            scan_sources(&[&file], &mut |_, _| {
-                waves += 1;
+            scan_sources(&[&file], &mut |done, total| {
+                reports.push((done, total));
                 true
             })
             .expect("parallel scan")
@@ -263,12 +297,87 @@ fn the_parallel_scan_is_the_sequential_scan_bit_for_bit() {
         assert_eq!(parallel.tensors, sequential.tensors, "{threads} threads");
         assert_eq!(parallel.summary, sequential.summary);
         assert_eq!(parallel.bytes_scanned, sequential.bytes_scanned);
-        // Progress comes per wave of 2 chunks per thread, not per chunk.
-        assert!(
-            waves < 9,
-            "{waves} progress calls for 9 chunks on {threads} threads"
-        );
+        // Progress only grows, and ends at every byte.
+        assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0), "{reports:?}");
+        let total = parallel.bytes_total;
+        assert_eq!(reports.last(), Some(&(total, total)));
     }
+    std::fs::remove_dir_all(path.parent().expect("dir")).expect("cleanup");
+}
+
+/// A file whose reads fail from `failing_from` on: as if the disk failed
+/// after the header was read. Threads may share it.
+struct FailingSource {
+    file: FileSource,
+    failing_from: u64,
+}
+
+impl ByteSource for FailingSource {
+    fn name(&self) -> &str {
+        self.file.name()
+    }
+    fn len(&self) -> u64 {
+        self.file.len()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> ckptcheck::error::Result<()> {
+        if offset + buf.len() as u64 > self.failing_from {
+            return Err(ckptcheck::error::err(
+                ckptcheck::error::ErrorKind::Io,
+                format!("read at byte {offset} failed"),
+            ));
+        }
+        self.file.read_exact_at(offset, buf)
+    }
+    fn bytes_read(&self) -> u64 {
+        self.file.bytes_read()
+    }
+    fn as_sync(&self) -> Option<&(dyn ByteSource + Sync)> {
+        Some(self)
+    }
+}
+
+#[test]
+fn the_parallel_scan_cancels_and_names_the_tensor_it_could_not_read() {
+    let (path, n) = many_chunk_file("failing", 6, 12);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("rayon pool");
+    let file_length = std::fs::metadata(&path).expect("stat").len();
+    pool.install(|| {
+        // Cancelled at the first report: nothing more is read than the
+        // chunks already taken.
+        let file = FileSource::open(&path).expect("open");
+        let mut calls = 0;
+        let cancelled = scan_sources(&[&file], &mut |done, _| {
+            calls += 1;
+            done == 0
+        })
+        .expect_err("cancelled");
+        assert_eq!(cancelled.kind, ckptcheck::error::ErrorKind::Cancelled);
+        assert_eq!(calls, 2, "the start, then the first chunk");
+        // The disk fails inside the big tensor "w" (the file's last 4n
+        // bytes): the error names the file and that tensor, the one in
+        // file order, whichever thread met it first.
+        let failing = FailingSource {
+            file: FileSource::open(&path).expect("open"),
+            failing_from: file_length - 4 * n as u64 + 3 * CHUNK_BYTES as u64,
+        };
+        let failed = scan_sources(&[&failing], &mut |_, _| true).expect_err("read error");
+        assert_eq!(failed.kind, ckptcheck::error::ErrorKind::Io, "{failed:?}");
+        assert_eq!(failed.tensor.as_deref(), Some("w"), "{failed:?}");
+        assert!(failed
+            .file
+            .as_deref()
+            .is_some_and(|f| f.ends_with("big.safetensors")));
+        // Failing in the last small tensor, just before "w", names it.
+        let early = FailingSource {
+            file: FileSource::open(&path).expect("open"),
+            failing_from: file_length - 4 * n as u64 - 1,
+        };
+        let failed = scan_sources(&[&early], &mut |_, _| true).expect_err("read error");
+        assert_eq!(failed.tensor.as_deref(), Some("s011"), "{failed:?}");
+    });
     std::fs::remove_dir_all(path.parent().expect("dir")).expect("cleanup");
 }
 

@@ -8,7 +8,7 @@ use crate::dtype::{decode_fixed, decode_into, element_bytes};
 use crate::error::Result;
 use crate::format::gguf_quant;
 use crate::stats::BATCH;
-use crate::stats::{batch_moments, batch_moments_f32, Moments};
+use crate::stats::{batch_moments, batch_moments_f32, batch_moments_f32_pair, Moments};
 
 /// How a tensor's bytes become values.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +63,12 @@ impl Decoder {
         }
     }
 
+    /// Bytes of one batch: the values summarised at once.
+    pub(crate) fn batch_bytes(&self) -> usize {
+        let (unit_bytes, unit_values) = self.unit();
+        (BATCH / unit_values).max(1) * unit_bytes
+    }
+
     /// Statistics of whole units in `bytes`, decoded in cache-sized batches.
     pub(crate) fn moments(
         &self,
@@ -70,21 +76,28 @@ impl Decoder {
         narrow: &mut Vec<f32>,
         wide: &mut Vec<f64>,
     ) -> Result<Moments> {
-        let (unit_bytes, unit_values) = self.unit();
-        let batch_bytes = (BATCH / unit_values).max(1) * unit_bytes;
         let mut total = Moments::default();
+        self.merge_moments(bytes, narrow, wide, &mut total)?;
+        Ok(total)
+    }
+
+    /// `moments` merged batch by batch into `total`: bytes that start at a
+    /// batch boundary (`batch_bytes`) and are fed in order give the bits
+    /// that `moments` of all of them at once gives.
+    pub(crate) fn merge_moments(
+        &self,
+        bytes: &[u8],
+        narrow: &mut Vec<f32>,
+        wide: &mut Vec<f64>,
+        total: &mut Moments,
+    ) -> Result<()> {
+        let batch_bytes = self.batch_bytes();
+        if let Decoder::Plain { dtype, big_endian } = self {
+            return plain_moments(dtype, *big_endian, bytes, batch_bytes, narrow, total);
+        }
         for batch in bytes.chunks(batch_bytes) {
             let moments = match self {
-                Decoder::Plain { dtype, big_endian } => {
-                    match in_place_f32(dtype, *big_endian, batch) {
-                        Some(values) => batch_moments_f32(values),
-                        None => {
-                            narrow.clear();
-                            decode_into(dtype, batch, *big_endian, narrow)?;
-                            batch_moments_f32(narrow)
-                        }
-                    }
-                }
+                Decoder::Plain { .. } => unreachable!("plain dtypes are summarised above"),
                 Decoder::Wide { dtype, big_endian } => {
                     wide.clear();
                     match dtype.as_str() {
@@ -120,8 +133,45 @@ impl Decoder {
             };
             total.merge(&moments);
         }
-        Ok(total)
+        Ok(())
     }
+}
+
+/// Statistics of plain-dtype bytes, batch by batch, merged into `total` in
+/// order: two batches at a time through `batch_moments_f32_pair` (same bits
+/// as one at a time, about twice as fast), read in place when they are
+/// little-endian F32, else decoded into `narrow`.
+fn plain_moments(
+    dtype: &str,
+    big_endian: bool,
+    bytes: &[u8],
+    batch_bytes: usize,
+    narrow: &mut Vec<f32>,
+    total: &mut Moments,
+) -> Result<()> {
+    for pair in bytes.chunks(2 * batch_bytes) {
+        let (first, second) = pair.split_at(batch_bytes.min(pair.len()));
+        let moments = match (
+            in_place_f32(dtype, big_endian, first),
+            in_place_f32(dtype, big_endian, second),
+        ) {
+            (Some(a), Some(b)) => batch_moments_f32_pair(a, b),
+            _ => {
+                narrow.clear();
+                decode_into(dtype, first, big_endian, narrow)?;
+                let split = narrow.len();
+                decode_into(dtype, second, big_endian, narrow)?;
+                let (a, b) = narrow.split_at(split);
+                batch_moments_f32_pair(a, b)
+            }
+        };
+        // A last batch on its own leaves `second` empty: no values, and
+        // merging nothing changes nothing.
+        for part in moments.iter().filter(|part| part.values > 0) {
+            total.merge(part);
+        }
+    }
+    Ok(())
 }
 
 /// Little-endian F32 bytes read as the values they are, without the copy

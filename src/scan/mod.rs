@@ -5,11 +5,12 @@
 //! `ByteSource`, progress goes to a callback that can cancel.
 //!
 //! Memory is flat whatever the file size: one `CHUNK_BYTES` read buffer and
-//! one `BATCH`-value decode buffer, reused for every tensor (`decode.rs`;
-//! statistics in `stats.rs`); natively, a plain tensor of several chunks is
-//! read on every core with two such buffers per thread (`parallel.rs`),
-//! with results identical to the one-thread scan. Offsets the zip reader only predicted are
-//! confirmed against their local headers before any byte is read.
+//! one `BATCH`-value decode buffer, reused for every tensor (`sequential.rs`
+//! and `decode.rs`; statistics in `stats.rs`). Natively, runs of plain
+//! tensors are read on every core, each thread reading 1 MiB pieces into
+//! one buffer of its own (`parallel.rs`), with results identical to the
+//! one-thread scan. Offsets the zip reader only predicted are confirmed
+//! against their local headers before any byte is read.
 //!
 //! Tensors that share a storage (tied weights, views) are read once per
 //! storage: every chunk goes to each tensor that views it, so each tensor's
@@ -27,6 +28,7 @@ mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 mod parallel;
 mod render;
+mod sequential;
 mod views;
 
 pub use render::to_text;
@@ -39,9 +41,10 @@ use crate::error::{err, ErrorKind, Result};
 use crate::format::{self, Format};
 use crate::source::ByteSource;
 use decode::Decoder;
+use sequential::Sequential;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use views::{classify, Bitmap, Layout, Scratch, View};
+use views::{classify, Layout, View};
 
 /// Bytes read at once. Chunks are cut at element or block boundaries.
 pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
@@ -365,151 +368,41 @@ pub fn scan_checkpoints(
     if !progress(0, report.bytes_total) {
         return Err(err(ErrorKind::Cancelled, "scan cancelled"));
     }
-    // Grown to the largest chunk the sequential path reads (the parallel
-    // path has its own buffers, so a scan of big tensors never needs it).
-    let mut buffer = Vec::new();
-    let mut scratch = Scratch::default();
-    let mut bitmap = Bitmap::default();
+    let mut sequential = Sequential::default();
     #[cfg(not(target_arch = "wasm32"))]
     let mut workers = parallel::Workers::new();
     let mut done = 0u64;
-    for region in &mut regions {
-        let source = all_sources[region.source];
-        let name = region
-            .views
-            .first()
-            .and_then(|view| view.members.first())
-            .map(|i| report.tensors[*i].display_name())
-            .unwrap_or_default();
-        let (unit_bytes, _) = region.decoder.unit();
-        let step = region.element.max(unit_bytes as u64);
-        if region.nbytes % step != 0 {
-            return Err(err(
-                ErrorKind::InvalidOffsets,
-                format!(
-                    "{} bytes is not a whole number of {step}-byte units",
-                    region.nbytes
-                ),
-            )
-            .in_file(source.name())
-            .for_tensor(&name));
-        }
-        let chunk = (CHUNK_BYTES as u64 / step).max(1) * step;
-        let plain = region.is_plain();
-        let shared = region.views.len() > 1;
-        if region.views.iter().any(|v| v.layout == Layout::Overlapping) {
-            region.span = Some(Moments::default());
-        }
-        let mut position = 0u64;
-        // A native file's plain tensor of several chunks: all cores.
+    let total = report.bytes_total;
+    let mut index = 0;
+    while index < regions.len() {
+        // Natively, a run of plain tensors is read on every core.
         #[cfg(not(target_arch = "wasm32"))]
-        if let (true, Some(sync)) = (
-            plain && region.nbytes > chunk && workers.parallel(),
-            source.as_sync(),
-        ) {
-            let total = report.bytes_total;
-            workers
-                .plain_region(
-                    sync,
-                    parallel::PlainRange {
-                        offset: region.offset,
-                        nbytes: region.nbytes,
-                        chunk,
-                        decoder: &region.decoder,
-                    },
-                    &mut region.views[0].moments,
-                    &mut |bytes| {
-                        done += bytes;
-                        progress(done, total)
-                    },
-                )
-                .map_err(|e| e.in_file(source.name()).for_tensor(&name))?;
-            position = region.nbytes;
-        }
-        while position < region.nbytes {
-            let len = chunk.min(region.nbytes - position);
-            if buffer.len() < len as usize {
-                buffer.resize(len as usize, 0);
+        if workers.parallel() {
+            let run = workers.plain_run(
+                &mut regions[index..],
+                &all_sources,
+                &report.tensors,
+                &mut |bytes| {
+                    done += bytes;
+                    progress(done, total)
+                },
+            )?;
+            for region in &mut regions[index..index + run] {
+                sequential::record(region, &mut report.tensors);
             }
-            let bytes = &mut buffer[..len as usize];
-            source
-                .read_exact_at(region.offset + position, bytes)
-                .map_err(|e| e.in_file(source.name()).for_tensor(&name))?;
-            let in_context = |e: crate::error::Error| e.in_file(source.name()).for_tensor(&name);
-            if plain {
-                let part = region
-                    .decoder
-                    .moments(bytes, &mut scratch.narrow, &mut scratch.wide)
-                    .map_err(in_context)?;
-                region.views[0].moments.merge(&part);
-            } else {
-                if shared {
-                    bitmap.clear((len / region.element) as usize);
-                }
-                for view in &mut region.views {
-                    let union = if shared { Some(&mut bitmap) } else { None };
-                    view.feed(
-                        bytes,
-                        position,
-                        region.element,
-                        &region.decoder,
-                        &mut scratch,
-                        union,
-                    )
-                    .map_err(in_context)?;
-                }
-                if shared {
-                    let element = region.element as usize;
-                    for (from, to) in bitmap.runs() {
-                        let part = region
-                            .decoder
-                            .moments(
-                                &bytes[from * element..to * element],
-                                &mut scratch.narrow,
-                                &mut scratch.wide,
-                            )
-                            .map_err(in_context)?;
-                        region.distinct.merge(&part);
-                    }
-                }
-                if let Some(span) = region.span.as_mut() {
-                    let part = region
-                        .decoder
-                        .moments(bytes, &mut scratch.narrow, &mut scratch.wide)
-                        .map_err(in_context)?;
-                    span.merge(&part);
-                }
-            }
-            position += len;
-            done += len;
-            if !progress(done, report.bytes_total) {
-                return Err(err(ErrorKind::Cancelled, "scan cancelled"));
-            }
-        }
-        if !shared {
-            region.distinct = region.views[0].moments;
-        }
-        for view in &region.views {
-            if view.layout == Layout::Overlapping {
+            index += run;
+            if run > 0 {
                 continue;
             }
-            let moments = view.result();
-            for index in &view.members {
-                let stats = &mut report.tensors[*index];
-                stats.scanned = true;
-                stats.values = moments.values;
-                stats.nan = moments.nan;
-                stats.inf = moments.inf;
-                stats.zeros = moments.zeros;
-                stats.all_zero = moments.values > 0 && moments.zeros == moments.values;
-                if moments.finite > 0 {
-                    stats.min = Some(moments.min);
-                    stats.max = Some(moments.max);
-                    stats.mean = Some(moments.mean);
-                    stats.std = moments.std();
-                }
-            }
         }
+        let region = &mut regions[index];
+        let source = all_sources[region.source];
+        let name = sequential::region_name(region, &report.tensors);
+        sequential.scan_region(region, source, &name, &mut done, &mut |done| {
+            progress(done, total)
+        })?;
+        sequential::record(region, &mut report.tensors);
+        index += 1;
     }
     report.bytes_scanned = done;
     summarise(&mut report, &regions);
