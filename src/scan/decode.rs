@@ -92,49 +92,58 @@ impl Decoder {
         total: &mut Moments,
     ) -> Result<()> {
         let batch_bytes = self.batch_bytes();
-        if let Decoder::Plain { dtype, big_endian } = self {
-            return plain_moments(dtype, *big_endian, bytes, batch_bytes, narrow, total);
+        match self {
+            Decoder::Plain { dtype, big_endian } => {
+                plain_moments(dtype, *big_endian, bytes, batch_bytes, narrow, total)
+            }
+            Decoder::Wide { dtype, big_endian } => each_batch(bytes, batch_bytes, total, |batch| {
+                wide.clear();
+                match dtype.as_str() {
+                    "I64" => decode_fixed(batch, *big_endian, wide, |a: [u8; 8]| {
+                        i64::from_le_bytes(a) as f64
+                    }),
+                    "U64" => decode_fixed(batch, *big_endian, wide, |a: [u8; 8]| {
+                        u64::from_le_bytes(a) as f64
+                    }),
+                    "I32" | "QI32" => decode_fixed(batch, *big_endian, wide, |a: [u8; 4]| {
+                        i32::from_le_bytes(a) as f64
+                    }),
+                    "U32" => decode_fixed(batch, *big_endian, wide, |a: [u8; 4]| {
+                        u32::from_le_bytes(a) as f64
+                    }),
+                    _ => decode_fixed(batch, *big_endian, wide, f64::from_le_bytes),
+                }
+                Ok(batch_moments(wide))
+            }),
+            Decoder::F4 => each_batch(bytes, batch_bytes, total, |batch| {
+                narrow.clear();
+                for byte in batch {
+                    narrow.push(f4_e2m1_to_f32(byte & 0x0f));
+                    narrow.push(f4_e2m1_to_f32(byte >> 4));
+                }
+                Ok(batch_moments_f32(narrow))
+            }),
+            Decoder::Blocks { dtype } => each_batch(bytes, batch_bytes, total, |batch| {
+                narrow.clear();
+                gguf_quant::dequantize_into(dtype, batch, narrow)?;
+                Ok(batch_moments_f32(narrow))
+            }),
         }
-        for batch in bytes.chunks(batch_bytes) {
-            let moments = match self {
-                Decoder::Plain { .. } => unreachable!("plain dtypes are summarised above"),
-                Decoder::Wide { dtype, big_endian } => {
-                    wide.clear();
-                    match dtype.as_str() {
-                        "I64" => decode_fixed(batch, *big_endian, wide, |a: [u8; 8]| {
-                            i64::from_le_bytes(a) as f64
-                        }),
-                        "U64" => decode_fixed(batch, *big_endian, wide, |a: [u8; 8]| {
-                            u64::from_le_bytes(a) as f64
-                        }),
-                        "I32" | "QI32" => decode_fixed(batch, *big_endian, wide, |a: [u8; 4]| {
-                            i32::from_le_bytes(a) as f64
-                        }),
-                        "U32" => decode_fixed(batch, *big_endian, wide, |a: [u8; 4]| {
-                            u32::from_le_bytes(a) as f64
-                        }),
-                        _ => decode_fixed(batch, *big_endian, wide, f64::from_le_bytes),
-                    }
-                    batch_moments(wide)
-                }
-                Decoder::F4 => {
-                    narrow.clear();
-                    for byte in batch {
-                        narrow.push(f4_e2m1_to_f32(byte & 0x0f));
-                        narrow.push(f4_e2m1_to_f32(byte >> 4));
-                    }
-                    batch_moments_f32(narrow)
-                }
-                Decoder::Blocks { dtype } => {
-                    narrow.clear();
-                    gguf_quant::dequantize_into(dtype, batch, narrow)?;
-                    batch_moments_f32(narrow)
-                }
-            };
-            total.merge(&moments);
-        }
-        Ok(())
     }
+}
+
+/// `bytes` cut into batches, each summarised by `summarise` and merged
+/// into `total` in order.
+fn each_batch(
+    bytes: &[u8],
+    batch_bytes: usize,
+    total: &mut Moments,
+    mut summarise: impl FnMut(&[u8]) -> Result<Moments>,
+) -> Result<()> {
+    for batch in bytes.chunks(batch_bytes) {
+        total.merge(&summarise(batch)?);
+    }
+    Ok(())
 }
 
 /// Statistics of plain-dtype bytes, batch by batch, merged into `total` in
