@@ -1,4 +1,5 @@
-//! Stable Diffusion single-file checkpoints against the libraries.
+//! Stable Diffusion and FLUX.1 single-file checkpoints against the
+//! libraries.
 //! tests/fixtures/sd/sd_loads.json was written by
 //! tests/fixtures/sd/make_sd_loads.py from the releases that
 //! src/arch/zoo/stable_diffusion.py derived (and checked with diffusers'
@@ -62,6 +63,10 @@ fn diffusers_type_of(preset: &str) -> &'static str {
         "sd/2-inpainting" => "inpainting_v2",
         "sd/xl-base" => "xl_base",
         "sd/xl-refiner" => "xl_refiner",
+        "flux/dev" => "flux-dev",
+        "flux/schnell" => "flux-schnell",
+        "flux/fill" => "flux-fill",
+        "flux/depth" => "flux-depth",
         other => panic!("no diffusers type for {other}"),
     }
 }
@@ -70,7 +75,7 @@ fn diffusers_type_of(preset: &str) -> &'static str {
 fn each_release_is_the_listing_diffusers_converts_and_names() {
     let fixture = fixture();
     let releases = fixture["releases"].as_array().expect("releases");
-    assert_eq!(releases.len(), 7);
+    assert_eq!(releases.len(), 11);
     let listed: Vec<String> = arch::presets()
         .into_iter()
         .filter(|(_, family, _)| *family == "sd")
@@ -209,6 +214,87 @@ fn an_sd2_file_with_the_v1_yaml_is_explained_as_sd2() {
             .contains("use v1-inpainting-inference.yaml"),
         "{}",
         report.explanation[0].text
+    );
+}
+
+/// A FLUX.1 Fill file (384 input channels) loaded as FLUX.1 [dev]: one size
+/// mismatch, explained as the release the file is with the diffusers config
+/// that builds it; the same file as ComfyUI saves it (under
+/// `model.diffusion_model.`) is recognised as that release too.
+#[test]
+fn a_flux_fill_file_as_flux_dev_is_explained_as_fill() {
+    let model = release("flux/dev");
+    let mut checkpoint = Checkpoint::new("flux1-fill-dev.safetensors", "safetensors", 0);
+    for (name, shape) in names(&release("flux/fill")) {
+        checkpoint
+            .tensors
+            .push(TensorInfo::new(name, "BF16", shape));
+    }
+    let report = check(&checkpoint, &model, Loader::Strict);
+    assert_eq!(format!("{:?}", report.verdict), "WontLoad");
+    assert_eq!(report.size_mismatches.len(), 1);
+    // FLUX.1's loaders are not strict, as Stable Diffusion's are not.
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|note| note.starts_with("FLUX.1's reference code")),
+        "{:?}",
+        report.notes
+    );
+    let cause = &report.explanation[0];
+    assert_eq!(cause.cause, "sd-release", "{:?}", report.explanation);
+    assert_eq!(
+        cause.text,
+        "FLUX.1 release: the checkpoint is FLUX.1 Fill [dev]: FLUX.1 [dev] for inpainting and outpainting, \
+         384 input channels (latents, masked image, mask) (flux/fill); the model is FLUX.1 [dev]: a 12B \
+         rectified-flow transformer (19 double-stream and 38 single-stream blocks, width 3072) with guidance \
+         embedding (flux/dev, FluxTransformer2DModel(guidance_embeds=True)): use \
+         FluxTransformer2DModel(guidance_embeds=True, in_channels=384, out_channels=64) — 1 size mismatch"
+    );
+    for prefix in ["", "model.diffusion_model."] {
+        let prefixed: Vec<(String, Vec<u64>)> = names(&release("flux/fill"))
+            .into_iter()
+            .map(|(name, shape)| (format!("{prefix}{name}"), shape))
+            .collect();
+        let inferred = arch::infer(&prefixed);
+        assert_eq!(inferred.preset.as_deref(), Some("flux/fill"), "{prefix:?}");
+    }
+    // The ComfyUI file into the model: its prefix is the cause.
+    let mut comfy = Checkpoint::new("flux1-fill-dev-comfy.safetensors", "safetensors", 0);
+    for (name, shape) in names(&release("flux/fill")) {
+        let name = format!("model.diffusion_model.{name}");
+        comfy.tensors.push(TensorInfo::new(name, "BF16", shape));
+    }
+    let report = check(&comfy, &release("flux/fill"), Loader::Strict);
+    assert_eq!(report.explanation[0].cause, "wrapper-prefix");
+    assert!(report.explanation[0]
+        .text
+        .contains("`model.diffusion_model.` prefix"));
+    // schnell has no guidance embedding: a [dev] file into it has the four
+    // tensors of `guidance_in` unexpected.
+    let schnell = release("flux/schnell");
+    let mut dev = Checkpoint::new("flux1-dev.safetensors", "safetensors", 0);
+    for (name, shape) in names(&release("flux/dev")) {
+        dev.tensors.push(TensorInfo::new(name, "BF16", shape));
+    }
+    let report = check(&dev, &schnell, Loader::Strict);
+    assert_eq!(
+        report.unexpected_keys.len(),
+        4,
+        "{:?}",
+        report.unexpected_keys
+    );
+    assert!(report
+        .unexpected_keys
+        .iter()
+        .all(|k| k.starts_with("guidance_in.")));
+    assert!(
+        report.explanation[0]
+            .text
+            .contains("use FluxTransformer2DModel(guidance_embeds=True)"),
+        "{:?}",
+        report.explanation
     );
 }
 

@@ -1,14 +1,17 @@
-//! Stable Diffusion single-file checkpoints: the original LDM (SD 1.x, 2.x)
-//! and sgm (SDXL) layout, `model.diffusion_model.*` beside
+//! Single-file diffusion checkpoints. Stable Diffusion's original LDM
+//! (SD 1.x, 2.x) and sgm (SDXL) layout, `model.diffusion_model.*` beside
 //! `first_stage_model.*` and `cond_stage_model.*` or
-//! `conditioner.embedders.*`. One built-in preset per release inference YAML
+//! `conditioner.embedders.*`: one built-in preset per release inference YAML
 //! (`sd/1.5` is v1-inference.yaml, `sd/2.1-768` v2-inference-v.yaml,
-//! `sd/xl-base` sd_xl_base.yaml, ...), read from
+//! `sd/xl-base` sd_xl_base.yaml, ...). FLUX.1 transformers in Black Forest
+//! Labs' layout (`double_blocks.*`, `single_blocks.*`; ComfyUI saves them
+//! under `model.diffusion_model.`): one preset per release (`flux/dev`,
+//! `flux/schnell`, `flux/fill`, `flux/depth`). All are read from
 //! `zoo/stable_diffusion.json`, which zoo/stable_diffusion.py derives from
 //! diffusers, transformers and open_clip and checks with diffusers' own
-//! single-file converter. Inference names the release a file is, so that
+//! single-file converters. Inference names the release a file is, so that
 //! an SD 2.x file checked against v1-inference.yaml is explained as the
-//! release it is, with the YAML to use.
+//! release it is, with the YAML to use (for FLUX.1, the diffusers config).
 
 use super::{ExpectedTensor, Inferred, ModelSpec, PresetScore};
 use crate::error::Result;
@@ -17,8 +20,11 @@ use std::sync::OnceLock;
 
 const DATA: &str = include_str!("zoo/stable_diffusion.json");
 
-/// Every single-file checkpoint's UNet keys start with this.
+/// Every single-file checkpoint's UNet keys start with this (and ComfyUI's
+/// FLUX.1 files' transformer keys).
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
+/// Keys only a FLUX.1 transformer holds (after any `UNET_PREFIX`).
+const FLUX_BLOCKS: [&str; 2] = ["double_blocks.", "single_blocks."];
 /// The modules a release holds: UNet, VAE, text encoders.
 const COMPONENT_PREFIXES: [&str; 4] = [
     UNET_PREFIX,
@@ -29,8 +35,12 @@ const COMPONENT_PREFIXES: [&str; 4] = [
 
 struct Release {
     name: &'static str,
+    /// The inference YAML; empty for FLUX.1, which has none.
     yaml: &'static str,
     about: &'static str,
+    /// How to build the model, for FLUX.1: the diffusers config that
+    /// differs from `FluxTransformer2DModel`'s defaults.
+    diffusers_config: String,
     /// `(key prefix, component)` in `state_dict()` order.
     components: Vec<(&'static str, &'static str)>,
 }
@@ -52,6 +62,22 @@ fn releases() -> &'static [Release] {
                 name: text(preset, "name"),
                 yaml: text(preset, "yaml"),
                 about: text(preset, "about"),
+                diffusers_config: preset["diffusers_config"]
+                    .as_object()
+                    .map(|fields| {
+                        // Written as Python reads it.
+                        let python = |value: &Value| match value {
+                            Value::Bool(true) => "True".to_string(),
+                            Value::Bool(false) => "False".to_string(),
+                            other => other.to_string(),
+                        };
+                        let fields: Vec<String> = fields
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", python(v)))
+                            .collect();
+                        format!("FluxTransformer2DModel({})", fields.join(", "))
+                    })
+                    .unwrap_or_default(),
                 components: preset["components"]
                     .as_array()
                     .into_iter()
@@ -71,10 +97,17 @@ pub fn preset_list() -> Vec<(String, &'static str, String)> {
             (
                 release.name.to_string(),
                 "sd",
-                format!(
-                    "{} ({}; single-file checkpoint)",
-                    release.about, release.yaml
-                ),
+                if release.yaml.is_empty() {
+                    format!(
+                        "{} (single-file transformer, Black Forest Labs' layout)",
+                        release.about
+                    )
+                } else {
+                    format!(
+                        "{} ({}; single-file checkpoint)",
+                        release.about, release.yaml
+                    )
+                },
             )
         })
         .collect()
@@ -113,6 +146,8 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
     }
     let class_name = if release.name.starts_with("sd/xl") {
         "DiffusionEngine"
+    } else if release.name.starts_with("flux/") {
+        "Flux"
     } else {
         "LatentDiffusion"
     };
@@ -131,37 +166,69 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
     }))
 }
 
-/// The release a preset name is: its YAML and what it is, for explanations.
+/// The release a preset name is: how to build its model (the inference
+/// YAML, or for FLUX.1 the diffusers config) and what it is, for
+/// explanations.
 pub fn release_facts(name: &str) -> Option<(&'static str, &'static str)> {
-    releases()
-        .iter()
-        .find(|r| r.name == name)
-        .map(|r| (r.yaml, r.about))
+    releases().iter().find(|r| r.name == name).map(|r| {
+        let build = if r.yaml.is_empty() {
+            r.diffusers_config.as_str()
+        } else {
+            r.yaml
+        };
+        (build, r.about)
+    })
 }
 
-/// A single-file Stable Diffusion checkpoint, ranked against every release:
-/// the exact one is named; otherwise the closest, with how far it is.
+/// A name without the `UNET_PREFIX` a single file may put before it.
+fn without_unet_prefix(name: &str) -> &str {
+    name.strip_prefix(UNET_PREFIX).unwrap_or(name)
+}
+
+/// A single-file Stable Diffusion checkpoint, ranked against every SD
+/// release, or a FLUX.1 transformer against every FLUX.1 release: the exact
+/// one is named; otherwise the closest, with how far it is.
 pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
+    let flux_keys = names_shapes
+        .iter()
+        .filter(|(name, _)| {
+            let name = without_unet_prefix(name);
+            FLUX_BLOCKS.iter().any(|block| name.starts_with(block))
+        })
+        .count();
     let unet_keys = names_shapes
         .iter()
         .filter(|(name, _)| name.starts_with(UNET_PREFIX))
         .count();
-    if unet_keys < 10 {
+    let flux = flux_keys >= 10;
+    if unet_keys < 10 && !flux {
         return None;
     }
     // Only the modules take part: files also hold the noise schedule
     // (`alphas_cumprod`, absent from some trainers' files), EMA copies (`model_ema.*`) or an old
     // text encoder's `position_ids`, which the loaders drop (strict=False).
-    let names_shapes: Vec<(String, Vec<u64>)> = names_shapes
-        .iter()
-        .filter(|(name, _)| {
-            COMPONENT_PREFIXES.iter().any(|p| name.starts_with(p))
-                && !name.ends_with("position_ids")
-        })
-        .cloned()
-        .collect();
-    static MODELS: OnceLock<Vec<ModelSpec>> = OnceLock::new();
-    let models = MODELS.get_or_init(|| {
+    // A FLUX.1 file is its transformer, ranked without the prefix ComfyUI
+    // adds (the prefix is a cause of its own when the model lacks it).
+    let names_shapes: Vec<(String, Vec<u64>)> = if flux {
+        let prefixed = unet_keys >= 10;
+        names_shapes
+            .iter()
+            .filter(|(name, _)| !prefixed || name.starts_with(UNET_PREFIX))
+            .map(|(name, shape)| (without_unet_prefix(name).to_string(), shape.clone()))
+            .collect()
+    } else {
+        names_shapes
+            .iter()
+            .filter(|(name, _)| {
+                COMPONENT_PREFIXES.iter().any(|p| name.starts_with(p))
+                    && !name.ends_with("position_ids")
+            })
+            .cloned()
+            .collect()
+    };
+    // The SD releases and the FLUX.1 ones, each file ranked against its kind.
+    static MODELS: OnceLock<(Vec<ModelSpec>, Vec<ModelSpec>)> = OnceLock::new();
+    let (sd_models, flux_models) = MODELS.get_or_init(|| {
         releases()
             .iter()
             .filter_map(|r| from_preset(r.name).ok().flatten())
@@ -169,13 +236,16 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
                 // The noise schedule LDM keeps as buffers says nothing of
                 // the release (every one has 1000 steps), and files made by
                 // other trainers often drop it: rank by the modules alone.
-                model
-                    .tensors
-                    .retain(|t| COMPONENT_PREFIXES.iter().any(|p| t.name.starts_with(p)));
+                if model.class_name != "Flux" {
+                    model
+                        .tensors
+                        .retain(|t| COMPONENT_PREFIXES.iter().any(|p| t.name.starts_with(p)));
+                }
                 model
             })
-            .collect()
+            .partition(|model| model.class_name != "Flux")
     });
+    let models = if flux { flux_models } else { sd_models };
     let ranking: Vec<PresetScore> = super::rank_presets(&names_shapes, models);
     let best = ranking.first()?;
     let (yaml, about) = release_facts(&best.preset)?;
@@ -219,7 +289,13 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
 pub fn from_yaml(text: &str) -> Result<ModelSpec> {
     let facts = super::sd_yaml::facts(&super::sd_yaml::parse(text)?)?;
     let mut closest: Option<(usize, &'static str, Vec<String>)> = None;
-    for preset in data()["presets"].as_array().into_iter().flatten() {
+    // FLUX.1 has no inference YAML: only presets with a YAML's facts.
+    let with_facts = data()["presets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|preset| preset["yaml_facts"].is_object());
+    for preset in with_facts {
         let name = preset["name"].as_str().unwrap_or("");
         let differing: Vec<String> = preset["yaml_facts"]
             .as_object()

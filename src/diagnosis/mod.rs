@@ -296,7 +296,12 @@ fn check_state_dict(
         ),
     });
     if loader == Loader::Strict && model.family == "sd" && !loads {
-        notes.push("Stable Diffusion's own code (LDM, sgm) and the UIs on it load with load_state_dict(strict=False): only size mismatches stop them; `--loader ldm` judges as they do".to_string());
+        let code = if model.class_name == "Flux" {
+            "FLUX.1's reference code (Black Forest Labs' `flux`) and the UIs that load its files"
+        } else {
+            "Stable Diffusion's own code (LDM, sgm) and the UIs on it"
+        };
+        notes.push(format!("{code} load with load_state_dict(strict=False): only size mismatches stop them; `--loader ldm` judges as they do"));
     }
     if loader != Loader::Peft
         && checkpoint.adapter_config.is_some()

@@ -1,9 +1,11 @@
-//! The Stable Diffusion release cause: a single-file checkpoint of one
-//! release checked against another release's model (an SD 2.x file with
+//! The Stable Diffusion (and FLUX.1) release cause: a single-file
+//! checkpoint of one release checked against another release's model (an SD 2.x file with
 //! v1-inference.yaml, whose failure is hundreds of `attn2.to_k` size
 //! mismatches) is explained as the release the file is, with the YAML that
 //! builds its model. Releases with the same shapes (SD 2.x at 512 and at
-//! 768-v) are named together: the tensors cannot tell them apart.
+//! 768-v) are named together: the tensors cannot tell them apart. A FLUX.1
+//! release is built from a diffusers config, which the cause gives instead
+//! of a YAML.
 
 use super::explain::{counts_text, Findings};
 use super::Cause;
@@ -35,6 +37,11 @@ pub(super) fn release_cause(f: &Findings) -> Option<Cause> {
         format!(" (or {}: the same shapes)", alike.join(", "))
     };
     let closest = if best.exact { "" } else { "closest to " };
+    let kind = if best.preset.starts_with("flux/") {
+        "FLUX.1"
+    } else {
+        "Stable Diffusion"
+    };
     let missing = f.result.missing_keys.len();
     let unexpected = f.result.unexpected_keys.len();
     let size_mismatches = f.result.size_mismatches.len();
@@ -47,7 +54,7 @@ pub(super) fn release_cause(f: &Findings) -> Option<Cause> {
         unexpected,
         size_mismatches,
         text: format!(
-            "Stable Diffusion release: the checkpoint is {closest}{about} ({}); the model is {model_about} ({model_release}, {model_yaml}): use {yaml}{or_alike} — {}",
+            "{kind} release: the checkpoint is {closest}{about} ({}); the model is {model_about} ({model_release}, {model_yaml}): use {yaml}{or_alike} — {}",
             best.preset,
             counts_text(missing, unexpected, size_mismatches)
         ),

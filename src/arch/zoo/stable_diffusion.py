@@ -225,6 +225,69 @@ def yaml_facts(yaml_name, checkpoint, unet, vae):
     return facts
 
 
+# Black Forest Labs' FLUX.1 single files (the `flux` reference code's
+# layout: `double_blocks.*`, `single_blocks.*`, no prefix; ComfyUI saves the
+# same under `model.diffusion_model.`): name, what it is, diffusers' model
+# type name, diffusers' FluxTransformer2DModel config, the BFL model's
+# `in_channels` and whether it embeds the guidance scale.
+FLUX_PRESETS = [
+    ("flux/dev", "FLUX.1 [dev]: a 12B rectified-flow transformer (19 double-stream and 38 single-stream "
+     "blocks, width 3072) with guidance embedding", "flux-dev", dict(guidance_embeds=True), 64, True),
+    ("flux/schnell", "FLUX.1 [schnell]: the FLUX.1 transformer without guidance embedding (timestep-distilled)",
+     "flux-schnell", dict(guidance_embeds=False), 64, False),
+    ("flux/fill", "FLUX.1 Fill [dev]: FLUX.1 [dev] for inpainting and outpainting, 384 input channels "
+     "(latents, masked image, mask)", "flux-fill", dict(guidance_embeds=True, in_channels=384, out_channels=64),
+     384, True),
+    ("flux/depth", "FLUX.1 Depth [dev]: FLUX.1 [dev] conditioned on a depth map, 128 input channels",
+     "flux-depth", dict(guidance_embeds=True, in_channels=128, out_channels=64), 128, True),
+]
+
+
+def flux_listing(in_channels, guidance, hidden=3072, heads=24, depth=19, depth_single=38, context=4096,
+                 vector=768, mlp_ratio=4, out_channels=64):
+    """The BFL `Flux` module's state_dict() keys and shapes, in the order its
+    modules register (img_in, time_in, vector_in, guidance_in, txt_in, the
+    double-stream blocks, the single-stream blocks, final_layer); norms
+    without weights (LayerNorm(elementwise_affine=False)) hold nothing."""
+    head_dim, mlp = hidden // heads, int(hidden * mlp_ratio)
+    out = []
+
+    def linear(name, rows, columns):
+        out.extend([[name + ".weight", [rows, columns], "float32"], [name + ".bias", [rows], "float32"]])
+
+    def qk_norm(prefix):
+        out.extend([[prefix + "norm.query_norm.scale", [head_dim], "float32"],
+                    [prefix + "norm.key_norm.scale", [head_dim], "float32"]])
+
+    linear("img_in", hidden, in_channels)
+    linear("time_in.in_layer", hidden, 256)
+    linear("time_in.out_layer", hidden, hidden)
+    linear("vector_in.in_layer", hidden, vector)
+    linear("vector_in.out_layer", hidden, hidden)
+    if guidance:
+        linear("guidance_in.in_layer", hidden, 256)
+        linear("guidance_in.out_layer", hidden, hidden)
+    linear("txt_in", hidden, context)
+    for i in range(depth):
+        for stream in ("img", "txt"):
+            prefix = f"double_blocks.{i}.{stream}_"
+            linear(prefix + "mod.lin", 6 * hidden, hidden)
+            linear(prefix + "attn.qkv", 3 * hidden, hidden)
+            qk_norm(prefix + "attn.")
+            linear(prefix + "attn.proj", hidden, hidden)
+            linear(prefix + "mlp.0", mlp, hidden)
+            linear(prefix + "mlp.2", hidden, mlp)
+    for i in range(depth_single):
+        prefix = f"single_blocks.{i}."
+        linear(prefix + "linear1", 3 * hidden + mlp, hidden)
+        linear(prefix + "linear2", hidden, hidden + mlp)
+        qk_norm(prefix)
+        linear(prefix + "modulation.lin", 3 * hidden, hidden)
+    linear("final_layer.linear", out_channels, hidden)
+    linear("final_layer.adaLN_modulation.1", 2 * hidden, hidden)
+    return out
+
+
 def listing(model):
     return [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
 
@@ -321,6 +384,20 @@ def main():
                         "components": parts, "yaml_facts": facts})
         print(name, sum(len(components[p]) for _, p in parts), "tensors; converts back; diffusers reads",
               kind, flush=True)
+    for name, about, diffusers_type, config, in_channels, guidance in FLUX_PRESETS:
+        component = "flux-" + name.split("/")[1]
+        components[component] = flux_listing(in_channels, guidance)
+        with torch.device("meta"):
+            transformer = diffusers.FluxTransformer2DModel.from_config(config)
+        for prefix in ("", "model.diffusion_model."):
+            checkpoint = meta_state_dict([[prefix + k, s, d] for k, s, d in components[component]])
+            kind = sfu.infer_diffusers_model_type(checkpoint)
+            assert kind == diffusers_type, f"{name}: diffusers reads it as {kind}"
+            got = sfu.convert_flux_transformer_checkpoint_to_diffusers(checkpoint)
+            assert same(got, transformer.state_dict()), f"{name}: the transformer does not convert back"
+        presets.append({"name": name, "yaml": "", "about": about, "diffusers_type": diffusers_type,
+                        "diffusers_config": config, "components": [["", component]]})
+        print(name, len(components[component]), "tensors; converts back; diffusers reads", kind, flush=True)
     out = {
         "generated_by": "src/arch/zoo/stable_diffusion.py",
         "diffusers": diffusers.__version__,
