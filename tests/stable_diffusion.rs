@@ -1,5 +1,5 @@
-//! Stable Diffusion and FLUX.1 single-file checkpoints against the
-//! libraries.
+//! Stable Diffusion (1.x, 2.x, XL, 3, 3.5) and FLUX.1 single-file
+//! checkpoints against the libraries.
 //! tests/fixtures/sd/sd_loads.json was written by
 //! tests/fixtures/sd/make_sd_loads.py from the releases that
 //! src/arch/zoo/stable_diffusion.py derived (and checked with diffusers'
@@ -63,6 +63,9 @@ fn diffusers_type_of(preset: &str) -> &'static str {
         "sd/2-inpainting" => "inpainting_v2",
         "sd/xl-base" => "xl_base",
         "sd/xl-refiner" => "xl_refiner",
+        "sd3/medium" => "sd3",
+        "sd3.5/large" => "sd35_large",
+        "sd3.5/medium" => "sd35_medium",
         "flux/dev" => "flux-dev",
         "flux/schnell" => "flux-schnell",
         "flux/fill" => "flux-fill",
@@ -75,7 +78,7 @@ fn diffusers_type_of(preset: &str) -> &'static str {
 fn each_release_is_the_listing_diffusers_converts_and_names() {
     let fixture = fixture();
     let releases = fixture["releases"].as_array().expect("releases");
-    assert_eq!(releases.len(), 11);
+    assert_eq!(releases.len(), 14);
     let listed: Vec<String> = arch::presets()
         .into_iter()
         .filter(|(_, family, _)| *family == "sd")
@@ -296,6 +299,54 @@ fn a_flux_fill_file_as_flux_dev_is_explained_as_fill() {
         "{:?}",
         report.explanation
     );
+}
+
+/// An SD3.5 Large file loaded as SD3 Medium is explained as the release it
+/// is; the MMDiT saved alone, without its prefix and its VAE, is still
+/// ranked closest to its release.
+#[test]
+fn an_sd35_large_file_as_sd3_medium_is_explained_as_sd35_large() {
+    let mut checkpoint = Checkpoint::new("sd3.5_large.safetensors", "safetensors", 0);
+    for (name, shape) in names(&release("sd3.5/large")) {
+        checkpoint.tensors.push(TensorInfo::new(name, "F16", shape));
+    }
+    // Files that bundle the text encoders hold them beside the MMDiT.
+    checkpoint.tensors.push(TensorInfo::new(
+        "text_encoders.clip_l.transformer.text_model.embeddings.position_embedding.weight",
+        "F16",
+        vec![77, 768],
+    ));
+    let report = check(&checkpoint, &release("sd3/medium"), Loader::Strict);
+    assert_eq!(format!("{:?}", report.verdict), "WontLoad");
+    let cause = &report.explanation[0];
+    assert_eq!(cause.cause, "sd-release", "{:?}", report.explanation);
+    assert!(
+        cause.text.starts_with(
+            "Stable Diffusion 3 release: the checkpoint is Stable Diffusion 3.5 Large (and Large Turbo)"
+        ),
+        "{}",
+        cause.text
+    );
+    assert!(
+        cause.text.contains(
+            "use SD3Transformer2DModel with the config of the preset diffusers/sd3.5-large/transformer"
+        ),
+        "{}",
+        cause.text
+    );
+    let mmdit_alone: Vec<(String, Vec<u64>)> = names(&release("sd3.5/large"))
+        .into_iter()
+        .filter_map(|(name, shape)| {
+            Some((
+                name.strip_prefix("model.diffusion_model.")?.to_string(),
+                shape,
+            ))
+        })
+        .collect();
+    let inferred = arch::infer(&mmdit_alone);
+    assert_eq!(inferred.family, "sd");
+    assert_eq!(inferred.ranking[0].preset, "sd3.5/large");
+    assert!(inferred.preset.is_none(), "the VAE is missing: not exact");
 }
 
 fn yaml(name: &str) -> String {

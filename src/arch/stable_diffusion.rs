@@ -3,15 +3,18 @@
 //! `first_stage_model.*` and `cond_stage_model.*` or
 //! `conditioner.embedders.*`: one built-in preset per release inference YAML
 //! (`sd/1.5` is v1-inference.yaml, `sd/2.1-768` v2-inference-v.yaml,
-//! `sd/xl-base` sd_xl_base.yaml, ...). FLUX.1 transformers in Black Forest
-//! Labs' layout (`double_blocks.*`, `single_blocks.*`; ComfyUI saves them
-//! under `model.diffusion_model.`): one preset per release (`flux/dev`,
-//! `flux/schnell`, `flux/fill`, `flux/depth`). All are read from
+//! `sd/xl-base` sd_xl_base.yaml, ...). SD3 and SD3.5 in Stability AI's
+//! layout (the MMDiT's `joint_blocks.*` under `model.diffusion_model.`
+//! beside the VAE): `sd3/medium`, `sd3.5/large`, `sd3.5/medium`. FLUX.1
+//! transformers in Black Forest Labs' layout (`double_blocks.*`,
+//! `single_blocks.*`; ComfyUI saves them under `model.diffusion_model.`):
+//! `flux/dev`, `flux/schnell`, `flux/fill`, `flux/depth`. All are read from
 //! `zoo/stable_diffusion.json`, which zoo/stable_diffusion.py derives from
 //! diffusers, transformers and open_clip and checks with diffusers' own
 //! single-file converters. Inference names the release a file is, so that
 //! an SD 2.x file checked against v1-inference.yaml is explained as the
-//! release it is, with the YAML to use (for FLUX.1, the diffusers config).
+//! release it is, with the YAML to use (for SD3 and FLUX.1, the diffusers
+//! class and config).
 
 use super::{ExpectedTensor, Inferred, ModelSpec, PresetScore};
 use crate::error::Result;
@@ -20,11 +23,46 @@ use std::sync::OnceLock;
 
 const DATA: &str = include_str!("zoo/stable_diffusion.json");
 
-/// Every single-file checkpoint's UNet keys start with this (and ComfyUI's
-/// FLUX.1 files' transformer keys).
+/// Every single-file checkpoint's UNet keys start with this (and SD3's
+/// MMDiT keys, and ComfyUI's FLUX.1 files' transformer keys).
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
 /// Keys only a FLUX.1 transformer holds (after any `UNET_PREFIX`).
 const FLUX_BLOCKS: [&str; 2] = ["double_blocks.", "single_blocks."];
+/// Keys only an SD3 MMDiT holds (after any `UNET_PREFIX`).
+const MMDIT_BLOCKS: [&str; 1] = ["joint_blocks."];
+
+/// What a single file holds, each ranked against its own releases.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// LDM (SD 1.x, 2.x) or sgm (SDXL): a UNet, a VAE, text encoders.
+    Unet,
+    /// SD3 and SD3.5: an MMDiT and a VAE.
+    Mmdit,
+    /// FLUX.1: the transformer alone.
+    Flux,
+}
+
+impl Kind {
+    fn of_release(name: &str) -> Kind {
+        match name.split('/').next() {
+            Some("flux") => Kind::Flux,
+            Some(family) if family.starts_with("sd3") => Kind::Mmdit,
+            _ => Kind::Unet,
+        }
+    }
+
+    /// The class the model is named by in PyTorch's error texts: LDM's and
+    /// sgm's, Black Forest Labs' `Flux`, and SD3 for Stability AI's
+    /// reference code (whose model holds the MMDiT and the VAE).
+    fn class_name(self, release: &str) -> &'static str {
+        match self {
+            Kind::Unet if release.starts_with("sd/xl") => "DiffusionEngine",
+            Kind::Unet => "LatentDiffusion",
+            Kind::Mmdit => "SD3",
+            Kind::Flux => "Flux",
+        }
+    }
+}
 /// The modules a release holds: UNet, VAE, text encoders.
 const COMPONENT_PREFIXES: [&str; 4] = [
     UNET_PREFIX,
@@ -35,12 +73,13 @@ const COMPONENT_PREFIXES: [&str; 4] = [
 
 struct Release {
     name: &'static str,
-    /// The inference YAML; empty for FLUX.1, which has none.
+    kind: Kind,
+    /// The inference YAML; empty for SD3 and FLUX.1, which have none.
     yaml: &'static str,
     about: &'static str,
-    /// How to build the model, for FLUX.1: the diffusers config that
-    /// differs from `FluxTransformer2DModel`'s defaults.
-    diffusers_config: String,
+    /// How to build the model when there is no YAML: the diffusers class
+    /// and its config.
+    build: &'static str,
     /// `(key prefix, component)` in `state_dict()` order.
     components: Vec<(&'static str, &'static str)>,
 }
@@ -60,24 +99,10 @@ fn releases() -> &'static [Release] {
             .flatten()
             .map(|preset| Release {
                 name: text(preset, "name"),
+                kind: Kind::of_release(text(preset, "name")),
                 yaml: text(preset, "yaml"),
                 about: text(preset, "about"),
-                diffusers_config: preset["diffusers_config"]
-                    .as_object()
-                    .map(|fields| {
-                        // Written as Python reads it.
-                        let python = |value: &Value| match value {
-                            Value::Bool(true) => "True".to_string(),
-                            Value::Bool(false) => "False".to_string(),
-                            other => other.to_string(),
-                        };
-                        let fields: Vec<String> = fields
-                            .iter()
-                            .map(|(k, v)| format!("{k}={}", python(v)))
-                            .collect();
-                        format!("FluxTransformer2DModel({})", fields.join(", "))
-                    })
-                    .unwrap_or_default(),
+                build: text(preset, "build"),
                 components: preset["components"]
                     .as_array()
                     .into_iter()
@@ -97,9 +122,14 @@ pub fn preset_list() -> Vec<(String, &'static str, String)> {
             (
                 release.name.to_string(),
                 "sd",
-                if release.yaml.is_empty() {
+                if release.kind == Kind::Flux {
                     format!(
                         "{} (single-file transformer, Black Forest Labs' layout)",
+                        release.about
+                    )
+                } else if release.kind == Kind::Mmdit {
+                    format!(
+                        "{} (single-file checkpoint, Stability AI's layout)",
                         release.about
                     )
                 } else {
@@ -144,13 +174,7 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
             });
         }
     }
-    let class_name = if release.name.starts_with("sd/xl") {
-        "DiffusionEngine"
-    } else if release.name.starts_with("flux/") {
-        "Flux"
-    } else {
-        "LatentDiffusion"
-    };
+    let class_name = release.kind.class_name(release.name);
     Ok(Some(ModelSpec {
         family: "sd".to_string(),
         class_name: class_name.to_string(),
@@ -171,11 +195,7 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
 /// explanations.
 pub fn release_facts(name: &str) -> Option<(&'static str, &'static str)> {
     releases().iter().find(|r| r.name == name).map(|r| {
-        let build = if r.yaml.is_empty() {
-            r.diffusers_config.as_str()
-        } else {
-            r.yaml
-        };
+        let build = if r.yaml.is_empty() { r.build } else { r.yaml };
         (build, r.about)
     })
 }
@@ -189,63 +209,75 @@ fn without_unet_prefix(name: &str) -> &str {
 /// release, or a FLUX.1 transformer against every FLUX.1 release: the exact
 /// one is named; otherwise the closest, with how far it is.
 pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
-    let flux_keys = names_shapes
-        .iter()
-        .filter(|(name, _)| {
-            let name = without_unet_prefix(name);
-            FLUX_BLOCKS.iter().any(|block| name.starts_with(block))
-        })
-        .count();
+    let count = |blocks: &[&str]| {
+        names_shapes
+            .iter()
+            .filter(|(name, _)| {
+                let name = without_unet_prefix(name);
+                blocks.iter().any(|block| name.starts_with(block))
+            })
+            .count()
+    };
     let unet_keys = names_shapes
         .iter()
         .filter(|(name, _)| name.starts_with(UNET_PREFIX))
         .count();
-    let flux = flux_keys >= 10;
-    if unet_keys < 10 && !flux {
+    let prefixed = unet_keys >= 10;
+    let kind = if count(&FLUX_BLOCKS) >= 10 {
+        Kind::Flux
+    } else if count(&MMDIT_BLOCKS) >= 10 {
+        Kind::Mmdit
+    } else if prefixed {
+        Kind::Unet
+    } else {
         return None;
-    }
+    };
     // Only the modules take part: files also hold the noise schedule
-    // (`alphas_cumprod`, absent from some trainers' files), EMA copies (`model_ema.*`) or an old
-    // text encoder's `position_ids`, which the loaders drop (strict=False).
-    // A FLUX.1 file is its transformer, ranked without the prefix ComfyUI
-    // adds (the prefix is a cause of its own when the model lacks it).
-    let names_shapes: Vec<(String, Vec<u64>)> = if flux {
-        let prefixed = unet_keys >= 10;
-        names_shapes
+    // (`alphas_cumprod`, absent from some trainers' files), EMA copies
+    // (`model_ema.*`), an old text encoder's `position_ids` (which the
+    // loaders drop, strict=False) or, in SD3 files, text encoders the
+    // releases do not all bundle. A FLUX.1 file is its transformer, ranked
+    // without the prefix ComfyUI adds, and an SD3 MMDiT saved alone with
+    // the prefix its releases have (a prefix the model lacks, or has, is a
+    // cause of its own).
+    let names_shapes: Vec<(String, Vec<u64>)> = match kind {
+        Kind::Flux => names_shapes
             .iter()
             .filter(|(name, _)| !prefixed || name.starts_with(UNET_PREFIX))
             .map(|(name, shape)| (without_unet_prefix(name).to_string(), shape.clone()))
-            .collect()
-    } else {
-        names_shapes
+            .collect(),
+        Kind::Mmdit if !prefixed => names_shapes
+            .iter()
+            .map(|(name, shape)| (format!("{UNET_PREFIX}{name}"), shape.clone()))
+            .collect(),
+        Kind::Mmdit | Kind::Unet => names_shapes
             .iter()
             .filter(|(name, _)| {
                 COMPONENT_PREFIXES.iter().any(|p| name.starts_with(p))
                     && !name.ends_with("position_ids")
             })
             .cloned()
-            .collect()
+            .collect(),
     };
-    // The SD releases and the FLUX.1 ones, each file ranked against its kind.
-    static MODELS: OnceLock<(Vec<ModelSpec>, Vec<ModelSpec>)> = OnceLock::new();
-    let (sd_models, flux_models) = MODELS.get_or_init(|| {
-        releases()
-            .iter()
-            .filter_map(|r| from_preset(r.name).ok().flatten())
-            .map(|mut model| {
-                // The noise schedule LDM keeps as buffers says nothing of
-                // the release (every one has 1000 steps), and files made by
-                // other trainers often drop it: rank by the modules alone.
-                if model.class_name != "Flux" {
+    // Each kind's releases, ranked by their modules: the noise schedule LDM
+    // keeps as buffers says nothing of the release (every one has 1000
+    // steps), and files made by other trainers often drop it.
+    static MODELS: OnceLock<[Vec<ModelSpec>; 3]> = OnceLock::new();
+    let by_kind = MODELS.get_or_init(|| {
+        let mut by_kind: [Vec<ModelSpec>; 3] = Default::default();
+        for release in releases() {
+            if let Ok(Some(mut model)) = from_preset(release.name) {
+                if release.kind != Kind::Flux {
                     model
                         .tensors
                         .retain(|t| COMPONENT_PREFIXES.iter().any(|p| t.name.starts_with(p)));
                 }
-                model
-            })
-            .partition(|model| model.class_name != "Flux")
+                by_kind[release.kind as usize].push(model);
+            }
+        }
+        by_kind
     });
-    let models = if flux { flux_models } else { sd_models };
+    let models = &by_kind[kind as usize];
     let ranking: Vec<PresetScore> = super::rank_presets(&names_shapes, models);
     let best = ranking.first()?;
     let (yaml, about) = release_facts(&best.preset)?;

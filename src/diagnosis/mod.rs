@@ -296,10 +296,12 @@ fn check_state_dict(
         ),
     });
     if loader == Loader::Strict && model.family == "sd" && !loads {
-        let code = if model.class_name == "Flux" {
-            "FLUX.1's reference code (Black Forest Labs' `flux`) and the UIs that load its files"
-        } else {
-            "Stable Diffusion's own code (LDM, sgm) and the UIs on it"
+        let code = match model.class_name.as_str() {
+            "Flux" => {
+                "FLUX.1's reference code (Black Forest Labs' `flux`) and the UIs that load its files"
+            }
+            "SD3" => "The UIs that load SD3 files (ComfyUI and those built on it)",
+            _ => "Stable Diffusion's own code (LDM, sgm) and the UIs on it",
         };
         notes.push(format!("{code} load with load_state_dict(strict=False): only size mismatches stop them; `--loader ldm` judges as they do"));
     }

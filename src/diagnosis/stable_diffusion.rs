@@ -1,11 +1,11 @@
-//! The Stable Diffusion (and FLUX.1) release cause: a single-file
+//! The Stable Diffusion (SD3, FLUX.1) release cause: a single-file
 //! checkpoint of one release checked against another release's model (an SD 2.x file with
 //! v1-inference.yaml, whose failure is hundreds of `attn2.to_k` size
 //! mismatches) is explained as the release the file is, with the YAML that
 //! builds its model. Releases with the same shapes (SD 2.x at 512 and at
-//! 768-v) are named together: the tensors cannot tell them apart. A FLUX.1
-//! release is built from a diffusers config, which the cause gives instead
-//! of a YAML.
+//! 768-v) are named together: the tensors cannot tell them apart. SD3 and
+//! FLUX.1 releases have no YAML: the cause gives the diffusers class and
+//! config that build them instead.
 
 use super::explain::{counts_text, Findings};
 use super::Cause;
@@ -37,10 +37,10 @@ pub(super) fn release_cause(f: &Findings) -> Option<Cause> {
         format!(" (or {}: the same shapes)", alike.join(", "))
     };
     let closest = if best.exact { "" } else { "closest to " };
-    let kind = if best.preset.starts_with("flux/") {
-        "FLUX.1"
-    } else {
-        "Stable Diffusion"
+    let kind = match best.preset.split('/').next() {
+        Some("flux") => "FLUX.1",
+        Some(family) if family.starts_with("sd3") => "Stable Diffusion 3",
+        _ => "Stable Diffusion",
     };
     let missing = f.result.missing_keys.len();
     let unexpected = f.result.unexpected_keys.len();

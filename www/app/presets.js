@@ -7,7 +7,7 @@ import { h } from "../client.js";
 import { els } from "./dom.js";
 import { client } from "./session.js";
 
-const FAMILY_NAMES = { cn_clip: "Chinese-CLIP (cn_clip)", open_clip: "OpenCLIP", hf: "Hugging Face transformers", diffusers: "diffusers components", sd: "Stable Diffusion and FLUX.1 single files" };
+const FAMILY_NAMES = { cn_clip: "Chinese-CLIP (cn_clip)", open_clip: "OpenCLIP", hf: "Hugging Face transformers", diffusers: "diffusers components", sd: "Stable Diffusion, SD3 and FLUX.1 single files" };
 
 /** Fills the picker; rejects with the worker's error when it cannot. */
 export async function loadPresets(attempt = 0) {

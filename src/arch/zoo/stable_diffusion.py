@@ -18,8 +18,23 @@ is kept only if diffusers' `convert_ldm_unet_checkpoint`,
 `convert_ldm_vae_checkpoint`, `convert_ldm_clip_checkpoint` and
 `convert_open_clip_checkpoint` turn it back into exactly the diffusers and
 transformers state dicts (keys and shapes), and `infer_diffusers_model_type`
-names it as the release it is. Writes src/arch/zoo/stable_diffusion.json
-(each component's listing once; each preset its components and prefixes).
+names it as the release it is.
+
+SD3 and SD3.5 (Stability AI's layout: the MMDiT under
+`model.diffusion_model.`, the 16-channel VAE under `first_stage_model.`) and
+FLUX.1 (Black Forest Labs' layout, no prefix) have no YAML: their MMDiT and
+transformer listings are written from the reference code's module layout
+for the config of each release (for SD3, the config of the diffusers preset
+in presets.json), and kept only if diffusers'
+`convert_sd3_transformer_checkpoint_to_diffusers` and
+`convert_flux_transformer_checkpoint_to_diffusers` consume every key and
+give exactly SD3Transformer2DModel's and FluxTransformer2DModel's state
+dicts for that config (FLUX.1 both bare and under ComfyUI's prefix), the
+SD3 VAE converts back through `convert_ldm_vae_checkpoint`, and
+`infer_diffusers_model_type` names the release.
+
+Writes src/arch/zoo/stable_diffusion.json (each component's listing once;
+each preset its components and prefixes).
 """
 
 import json
@@ -288,6 +303,70 @@ def flux_listing(in_channels, guidance, hidden=3072, heads=24, depth=19, depth_s
     return out
 
 
+# Stability AI's SD3 and SD3.5 single files (the reference `sd3_impls`
+# layout: the MMDiT under `model.diffusion_model.`, the VAE under
+# `first_stage_model.`; text encoders, when a file bundles them, under
+# `text_encoders.*` take no part): name, what it is, diffusers' model type
+# name, and the diffusers preset whose transformer config it is.
+SD3_PRESETS = [
+    ("sd3/medium", "Stable Diffusion 3 Medium: a 2B MMDiT (24 joint blocks, width 1536), 16-channel VAE",
+     "sd3", "diffusers/sd3-medium/transformer"),
+    ("sd3.5/large", "Stable Diffusion 3.5 Large (and Large Turbo): an 8B MMDiT (38 joint blocks, width 2432) "
+     "with QK normalization", "sd35_large", "diffusers/sd3.5-large/transformer"),
+    ("sd3.5/medium", "Stable Diffusion 3.5 Medium: a 2.5B MMDiT-X (24 joint blocks, width 1536, a second "
+     "attention in the first 13) with QK normalization", "sd35_medium", "diffusers/sd3.5-medium/transformer"),
+]
+SD3_VAE = dict(VAE, latent_channels=16, use_quant_conv=False, use_post_quant_conv=False)
+
+
+def sd3_listing(config):
+    """The reference MMDiT(X)'s state_dict() keys and shapes for a diffusers
+    SD3Transformer2DModel config, in the order it registers them: its own
+    `pos_embed` buffer, the embedders, each joint block's context block
+    then x block (norms without weights hold nothing; the last context
+    block only projects, so it has no attention output, no MLP and a 2x
+    modulation), the final layer."""
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    head_dim, patch = config["attention_head_dim"], config["patch_size"]
+    depth, qk = config["num_layers"], config.get("qk_norm") is not None
+    dual = set(config.get("dual_attention_layers", []))
+    out = [["pos_embed", [1, config["pos_embed_max_size"] ** 2, hidden], "float32"]]
+
+    def linear(name, rows, columns):
+        out.extend([[name + ".weight", [rows, columns], "float32"], [name + ".bias", [rows], "float32"]])
+
+    def attention(prefix, project):
+        linear(prefix + "qkv", 3 * hidden, hidden)
+        if project:
+            linear(prefix + "proj", hidden, hidden)
+        if qk:
+            out.extend([[prefix + "ln_q.weight", [head_dim], "float32"],
+                        [prefix + "ln_k.weight", [head_dim], "float32"]])
+
+    out.extend([["x_embedder.proj.weight", [hidden, config["in_channels"], patch, patch], "float32"],
+                ["x_embedder.proj.bias", [hidden], "float32"]])
+    linear("t_embedder.mlp.0", hidden, 256)
+    linear("t_embedder.mlp.2", hidden, hidden)
+    linear("y_embedder.mlp.0", hidden, config["pooled_projection_dim"])
+    linear("y_embedder.mlp.2", hidden, hidden)
+    linear("context_embedder", hidden, config["joint_attention_dim"])
+    for i in range(depth):
+        for block in ("context_block", "x_block"):
+            prefix = f"joint_blocks.{i}.{block}."
+            pre_only = block == "context_block" and i == depth - 1
+            second = block == "x_block" and i in dual
+            attention(prefix + "attn.", not pre_only)
+            if second:
+                attention(prefix + "attn2.", True)
+            if not pre_only:
+                linear(prefix + "mlp.fc1", 4 * hidden, hidden)
+                linear(prefix + "mlp.fc2", hidden, 4 * hidden)
+            linear(prefix + "adaLN_modulation.1", (2 if pre_only else 9 if second else 6) * hidden, hidden)
+    linear("final_layer.linear", patch * patch * config["out_channels"], hidden)
+    linear("final_layer.adaLN_modulation.1", 2 * hidden, hidden)
+    return out
+
+
 def listing(model):
     return [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
 
@@ -384,6 +463,37 @@ def main():
                         "components": parts, "yaml_facts": facts})
         print(name, sum(len(components[p]) for _, p in parts), "tensors; converts back; diffusers reads",
               kind, flush=True)
+    zoo_presets = {p[0]: p[2] for p in json.load(open(os.path.join(HERE, "presets.json")))["presets"]}
+    with torch.device("meta"):
+        sd3_vae = diffusers.AutoencoderKL.from_config(SD3_VAE)
+    sd3_vae_ldm = []
+    for k, s, d in listing(sd3_vae):
+        k, s = rename_vae(k, s)
+        sd3_vae_ldm.append([k, s, d])
+    components["vae-sd3"] = ordered(sd3_vae_ldm, VAE_ORDER)
+    for name, about, diffusers_type, zoo_preset in SD3_PRESETS:
+        config = {k: v for k, v in zoo_presets[zoo_preset].items() if not k.startswith("_")}
+        component = "mmdit-" + name.replace("/", "-")
+        components[component] = sd3_listing(config)
+        with torch.device("meta"):
+            transformer = diffusers.SD3Transformer2DModel.from_config(config)
+        parts = [["model.diffusion_model.", component], ["first_stage_model.", "vae-sd3"]]
+        checkpoint = {}
+        for prefix, part in parts:
+            checkpoint.update(meta_state_dict([[prefix + k, s, d] for k, s, d in components[part]]))
+        kind = sfu.infer_diffusers_model_type(checkpoint)
+        assert kind == diffusers_type, f"{name}: diffusers reads it as {kind}"
+        got = sfu.convert_ldm_vae_checkpoint(checkpoint, dict(sd3_vae.config))
+        assert same(got, sd3_vae.state_dict()), f"{name}: the VAE does not convert back"
+        transformer_part = {k: v for k, v in checkpoint.items() if k.startswith("model.diffusion_model.")}
+        got = sfu.convert_sd3_transformer_checkpoint_to_diffusers(transformer_part)
+        assert same(got, transformer.state_dict()), f"{name}: the MMDiT does not convert back"
+        assert not transformer_part, f"{name}: the converter leaves {list(transformer_part)[:5]}"
+        presets.append({"name": name, "yaml": "", "about": about, "diffusers_type": diffusers_type,
+                        "build": f"SD3Transformer2DModel with the config of the preset {zoo_preset}",
+                        "components": parts})
+        print(name, sum(len(components[p]) for _, p in parts), "tensors; converts back; diffusers reads", kind,
+              flush=True)
     for name, about, diffusers_type, config, in_channels, guidance in FLUX_PRESETS:
         component = "flux-" + name.split("/")[1]
         components[component] = flux_listing(in_channels, guidance)
@@ -395,8 +505,10 @@ def main():
             assert kind == diffusers_type, f"{name}: diffusers reads it as {kind}"
             got = sfu.convert_flux_transformer_checkpoint_to_diffusers(checkpoint)
             assert same(got, transformer.state_dict()), f"{name}: the transformer does not convert back"
+            assert not checkpoint, f"{name}: the converter leaves {list(checkpoint)[:5]}"
+        arguments = ", ".join(f"{k}={v!r}" for k, v in config.items())
         presets.append({"name": name, "yaml": "", "about": about, "diffusers_type": diffusers_type,
-                        "diffusers_config": config, "components": [["", component]]})
+                        "build": f"FluxTransformer2DModel({arguments})", "components": [["", component]]})
         print(name, len(components[component]), "tensors; converts back; diffusers reads", kind, flush=True)
     out = {
         "generated_by": "src/arch/zoo/stable_diffusion.py",
