@@ -395,13 +395,13 @@ def main():
         ldm = ordered([[rename_unet(k, renames), s, d] for k, s, d in listing(unet)], UNET_ORDER)
         return unet, ldm
 
-    with torch.device("meta"):
-        vae = diffusers.AutoencoderKL.from_config(VAE)
-    vae_ldm = []
-    for k, s, d in listing(vae):
-        k, s = rename_vae(k, s)
-        vae_ldm.append([k, s, d])
-    components["vae"] = ordered(vae_ldm, VAE_ORDER)
+    def vae_component(config):
+        with torch.device("meta"):
+            vae = diffusers.AutoencoderKL.from_config(config)
+        renamed = [[*rename_vae(k, s), d] for k, s, d in listing(vae)]
+        return vae, ordered(renamed, VAE_ORDER)
+
+    vae, components["vae"] = vae_component(VAE)
 
     clip_config = transformers.CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                                               num_hidden_layers=12, projection_dim=768)
@@ -464,13 +464,7 @@ def main():
         print(name, sum(len(components[p]) for _, p in parts), "tensors; converts back; diffusers reads",
               kind, flush=True)
     zoo_presets = {p[0]: p[2] for p in json.load(open(os.path.join(HERE, "presets.json")))["presets"]}
-    with torch.device("meta"):
-        sd3_vae = diffusers.AutoencoderKL.from_config(SD3_VAE)
-    sd3_vae_ldm = []
-    for k, s, d in listing(sd3_vae):
-        k, s = rename_vae(k, s)
-        sd3_vae_ldm.append([k, s, d])
-    components["vae-sd3"] = ordered(sd3_vae_ldm, VAE_ORDER)
+    sd3_vae, components["vae-sd3"] = vae_component(SD3_VAE)
     for name, about, diffusers_type, zoo_preset in SD3_PRESETS:
         config = {k: v for k, v in zoo_presets[zoo_preset].items() if not k.startswith("_")}
         component = "mmdit-" + name.replace("/", "-")
