@@ -51,6 +51,15 @@ impl Kind {
         }
     }
 
+    /// What explanations call a release of this kind.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Unet => "Stable Diffusion",
+            Kind::Mmdit => "Stable Diffusion 3",
+            Kind::Flux => "FLUX.1",
+        }
+    }
+
     /// The class the model is named by in PyTorch's error texts: LDM's and
     /// sgm's, Black Forest Labs' `Flux`, and SD3 for Stability AI's
     /// reference code (whose model holds the MMDiT and the VAE).
@@ -122,21 +131,19 @@ pub fn preset_list() -> Vec<(String, &'static str, String)> {
             (
                 release.name.to_string(),
                 "sd",
-                if release.kind == Kind::Flux {
-                    format!(
+                match release.kind {
+                    Kind::Flux => format!(
                         "{} (single-file transformer, Black Forest Labs' layout)",
                         release.about
-                    )
-                } else if release.kind == Kind::Mmdit {
-                    format!(
+                    ),
+                    Kind::Mmdit => format!(
                         "{} (single-file checkpoint, Stability AI's layout)",
                         release.about
-                    )
-                } else {
-                    format!(
+                    ),
+                    Kind::Unet => format!(
                         "{} ({}; single-file checkpoint)",
                         release.about, release.yaml
-                    )
+                    ),
                 },
             )
         })
@@ -198,6 +205,12 @@ pub fn release_facts(name: &str) -> Option<(&'static str, &'static str)> {
         let build = if r.yaml.is_empty() { r.build } else { r.yaml };
         (build, r.about)
     })
+}
+
+/// What explanations call a release: "Stable Diffusion", "Stable
+/// Diffusion 3" or "FLUX.1".
+pub fn release_label(name: &str) -> &'static str {
+    Kind::of_release(name).label()
 }
 
 /// A name without the `UNET_PREFIX` a single file may put before it.

@@ -9,7 +9,7 @@
 
 use super::explain::{counts_text, Findings};
 use super::Cause;
-use crate::arch::stable_diffusion::release_facts;
+use crate::arch::stable_diffusion::{release_facts, release_label};
 use serde_json::Value;
 
 pub(super) fn release_cause(f: &Findings) -> Option<Cause> {
@@ -37,11 +37,7 @@ pub(super) fn release_cause(f: &Findings) -> Option<Cause> {
         format!(" (or {}: the same shapes)", alike.join(", "))
     };
     let closest = if best.exact { "" } else { "closest to " };
-    let kind = match best.preset.split('/').next() {
-        Some("flux") => "FLUX.1",
-        Some(family) if family.starts_with("sd3") => "Stable Diffusion 3",
-        _ => "Stable Diffusion",
-    };
+    let kind = release_label(&best.preset);
     let missing = f.result.missing_keys.len();
     let unexpected = f.result.unexpected_keys.len();
     let size_mismatches = f.result.size_mismatches.len();
