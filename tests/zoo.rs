@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 
 #[path = "support/load_case.rs"]
 mod load_case;
+#[path = "support/torch_listing.rs"]
+mod torch_listing;
+use torch_listing::listing;
 
 fn matrix() -> Value {
     let path = format!(
@@ -23,36 +26,6 @@ fn matrix() -> Value {
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// torch's dtype name for ckptcheck's (the fixture speaks torch).
-fn torch_name(dtype: &str) -> String {
-    for name in [
-        "float32",
-        "float64",
-        "float16",
-        "bfloat16",
-        "int64",
-        "int32",
-        "int16",
-        "int8",
-        "uint8",
-        "bool",
-        "complex64",
-    ] {
-        if ckptcheck::format::pytorch::torch_dtype(name) == Some(dtype) {
-            return name.to_string();
-        }
-    }
-    dtype.to_string()
-}
-
-fn listing(model: &ModelSpec) -> Vec<(String, Vec<u64>, String)> {
-    model
-        .tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.shape.clone(), torch_name(&t.dtype)))
-        .collect()
 }
 
 fn config_for(model_type: &str, class: &str, config: &Value) -> Value {

@@ -1,7 +1,7 @@
 //! The checks a config must pass before a zoo description builds it: the
 //! fields the description holds fixed (a config that changes one is
 //! refused, never guessed), lists of the described length, sub-configs that
-//! are objects, the sizes transformers refuses unless a head count divides
+//! are objects and name the default sub-models, the sizes transformers refuses unless a head count divides
 //! them, flags it refuses without a companion flag, and lists of layer names
 //! (`mlp_layer_types`) that disagree with the fields they follow.
 
@@ -30,6 +30,60 @@ pub(super) fn check_sub_configs(config: &Value, desc: &'static Value) -> Result<
         }
     }
     Ok(())
+}
+
+/// A sub-config's names (its `model_type`, a timm `architecture`) choose its
+/// modules, so the description holds for the composite config's default
+/// names only (LLaVA's text model is LLaMA, FastVLM's vision tower timm's
+/// `fastvit_mci3`): a config.json whose sub-config names another is
+/// refused, and so is one whose sub-config leaves out a name the composite
+/// default sets, `model_type` apart (transformers then takes the sub-config
+/// class's own default: timm_wrapper's `resnet50`). save_pretrained writes
+/// each of these names, as it writes every field that differs from the
+/// sub-config class's own default.
+pub(super) fn check_sub_config_names(
+    config: &Value,
+    sub_configs: Option<&'static Value>,
+    model_type: &str,
+    class: &str,
+) -> Result<()> {
+    for (parent, facts) in sub_configs.and_then(Value::as_object).into_iter().flatten() {
+        let Some(given) = config.get(parent).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, default) in facts.as_object().into_iter().flatten() {
+            let Some(default) = default.as_str() else {
+                continue;
+            };
+            if is_activation(name) || name.starts_with("attn_impl") {
+                // An activation's name, or the attention kernel's, changes
+                // no tensor.
+                continue;
+            }
+            let why = match given.get(name) {
+                Some(Value::String(value)) if value == default => continue,
+                None | Some(Value::Null) if name == "model_type" => continue,
+                None | Some(Value::Null) => {
+                    "leaves it out (transformers then takes the sub-config class's own default)"
+                        .to_string()
+                }
+                Some(value) => format!("names {value}"),
+            };
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field \"{parent}.{name}\" {why}; ckptcheck's description of {class} holds for {model_type}'s default {default:?} only (the name chooses the sub-model's modules)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `hidden_act`, `projector_hidden_act`, `activation_function`: as
+/// generate.py's `(^|_)act(_|$)|activation`.
+fn is_activation(name: &str) -> bool {
+    name.contains("activation") || name.split('_').any(|part| part == "act")
 }
 
 /// A count below which the described structure is another (SD3.5 Medium's

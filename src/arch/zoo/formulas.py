@@ -1,7 +1,8 @@
 """Formulas for generate.py: a size or count of a model as a function of
 config fields, found by search over sums of at most two products of fields
-(small integer powers, floor quotients as atoms) and kept only when it
-reproduces every sample exactly; `evaluate` is the Python twin of the Rust
+and a constant (small integer powers, floor quotients as atoms) and kept only when it
+reproduces every sample exactly, with at least one distinct sample more
+than it has coefficients; `evaluate` is the Python twin of the Rust
 evaluator (src/arch/zoo/formula.rs)."""
 
 import itertools
@@ -110,6 +111,9 @@ def atom_value(atom, env):
 def fit_over(points, values, atoms):
     monos = monomials(atoms)[:400]
     bases = [(m,) for m in monos] + [(m, ()) for m in monos] + [(a, b) for a, b in itertools.combinations(monos[:120], 2)]
+    # Two products and a constant (a window's `(2*window_size-1)**2` is
+    # `4*window_size**2-4*window_size+1`), tried last.
+    bases += [(a, b, ()) for a, b in itertools.combinations(monos[:40], 2)]
     table = {}
     for m in monos:
         row = []
@@ -127,16 +131,37 @@ def fit_over(points, values, atoms):
         else:
             table[m] = row
     table[()] = [Fraction(1)] * len(points)
+    seen = {a: len({atom_value(a, env) for env, _ in points}) for a in atoms}
     for basis in bases:
         if any(m not in table for m in basis):
             continue
         rows = [[table[m][i] for m in basis] for i in range(len(points))]
+        if not confirmed(basis, rows, seen):
+            continue
         coefs = solve(rows, values)
         if coefs is None or any(c == 0 for c in coefs):
             continue
         if all(sum(c * x for c, x in zip(coefs, row)) == v for row, v in zip(rows, values)):
             return render(basis, coefs)
     return None
+
+
+def confirmed(basis, rows, seen):
+    """Whether the samples pin a formula of this basis down, so that its
+    fit says something: one distinct sample more than coefficients, and
+    each field seen at more values than it has powers in the basis (a
+    missing factor is power 0). Fewer fit whatever the values: a window
+    seen at 7 and 14 only fits `80*window_size-391` as well as
+    `(2*window_size-1)**2`, and Falcon's heads seen at 71 and 142 fit
+    `74*hidden_size/71-hidden_size*num_attention_heads/5041` as well as
+    `hidden_size+2*hidden_size/num_attention_heads`."""
+    if len({tuple(r) for r in rows}) <= len(basis):
+        return False
+    for atom in {f for m in basis for f, _ in m}:
+        powers = {dict(m).get(atom, 0) for m in basis}
+        if seen.get(atom, 0) <= len(powers):
+            return False
+    return True
 
 
 def render(basis, coefs):

@@ -144,6 +144,10 @@ LEAST = {}
 # they are held whole, never varied as sizes, and a config that changes one
 # is refused.
 PINNED = set()
+# Size fields a class's description holds only at their default, found by
+# the check at fresh values (`FreshValueDiffers`): the class is derived again
+# with each held at its default, so a config that changes one is refused.
+HELD_AT_DEFAULT = {}
 
 
 # ---------------------------------------------------------------------------
@@ -297,6 +301,41 @@ def sample(config_class, model_class, config_dict):
 # ---------------------------------------------------------------------------
 # One class
 # ---------------------------------------------------------------------------
+
+class FreshValueDiffers(Misfit):
+    """The description differs from the library with one size field alone
+    at a value no variation drew: the field holds only at its default."""
+
+    def __init__(self, field, value, first):
+        super().__init__(f"with {field} alone at {value} the description differs ({first})")
+        self.field = field
+
+
+def fresh_values(field, value):
+    """Values no variation draws for a field at `value` (the joint ones
+    draw half, the value, twice and one more; the single ones twice, one
+    more, three and four times and two more): five times, six times, three
+    or four more; a layer count or a small number only steps."""
+    if value <= 0:
+        return [3, 5]
+    if LAYER_FIELD.search(field) or value <= 3:
+        return [value + 3, value + 4]
+    return [value * 5, value * 6, value + 3, value + 4]
+
+
+def refused_by(desc, env):
+    """Why the Rust side refuses a config the Python twin would expand: a
+    size a head count must divide, a count under its least; None when it
+    builds it."""
+    for size, heads in desc.get("multiples", []):
+        s, h = env.get(size), env.get(heads)
+        if s is not None and h and s % h:
+            return f"{size} {s} not a multiple of {heads} {h}"
+    for field, least in desc.get("least", {}).items():
+        if env.get(field) is not None and env[field] < least:
+            return f"{field} under {least}"
+    return None
+
 
 def vary(value, rng=None):
     if rng is None:
@@ -546,6 +585,9 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
 
     # One field at a time.
     for field, value in ints.items():
+        if field in HELD_AT_DEFAULT:
+            fixed[field] = HELD_AT_DEFAULT[field]
+            continue
         got = None
         for new in vary(value):
             for d in (with_override(default_dict, field, new), minimal({field: new})):
@@ -570,6 +612,31 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             continue
         singles[field] = len(samples)
         samples.append(got)
+    # Two more values of each field that changes tensors (the first two of
+    # three and four times the default, one and two more that build), so
+    # that every size sees four values of a field: a size seen at two
+    # values fits any formula with two coefficients (Swin's window of 7 and
+    # 14 fitted `80*window_size-391` for `(2*window_size-1)**2`);
+    # formulas.confirmed keeps a formula only where its samples pin it.
+    # Multiples first: they keep what divides the default (a ResNet stage's
+    # width over its bottleneck's 4), as released configs do.
+    more_singles = {}
+    for field in list(singles):
+        value, used = ints[field], read_field(samples[singles[field]].config_dict, field)
+        for new in (value * 3, value * 4, value + 1, value + 2):
+            if new in (value, used) or len(more_singles.get(field, [])) == 2:
+                continue
+            for d in (with_override(default_dict, field, new), minimal({field: new})):
+                try:
+                    got, _, _ = sample(config_class, model_class, d)
+                    align([trie(base.listing), trie(got.listing)], "")
+                except Exception:
+                    continue
+                got.config_dict = d
+                more_singles.setdefault(field, []).append(len(samples))
+                samples.append(got)
+                break
+
     def held_where_it_changes(fields, base_sample, config_with, reason):
         """Each of `fields` (irrelevant so far) tried larger and smaller
         (an end index of 27 at 28 layers matters at 8 only below 7) in
@@ -788,7 +855,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         # the formula; it is checked after.
         exact = {s: v for s, v in slot.values.items() if s not in slot.bound}
         changed = tuple(f for f, i in singles.items()
-                        if slot.values.get(i) is not None and slot.values.get(i) != slot.values.get(0))
+                        if any(slot.values.get(j) is not None and slot.values.get(j) != slot.values.get(0)
+                               for j in [i] + more_singles.get(f, [])))
         points = [(fitting[s].env, v) for s, v in sorted(exact.items())]
         if not points:
             raise Misfit("a split list's layers change kind in no sample")
@@ -981,6 +1049,36 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             if field.startswith(parent + "."):
                 d = with_override(d, field, 1)
         hold_out(d, f"a {parent} written without its sizes")
+    # Each size field alone at a value no variation drew, from the first
+    # held-out variation: where the description differs there (ResNet's
+    # `embedding_size` at the first stage's width drops the shortcut), the
+    # field holds only at its default, and the class is derived again so
+    # (run_model_type). A config the description refuses (a size of no
+    # whole number, a head count that does not divide) is no wrong answer.
+    fresh_base = held[0].config_dict if held else default_dict
+    fresh_env = resolve_env(desc, fresh_base)
+    for field in relevant:
+        value = fresh_env.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or field == "num_labels":
+            continue
+        for new in fresh_values(field, value):
+            d = with_override(fresh_base, field, new)
+            try:
+                got = sample(config_class, model_class, d)[0]
+            except Exception:
+                continue
+            env = resolve_env(desc, d)
+            if refused_by(desc, env):
+                break
+            try:
+                mine = expand(item, env)
+            except Misfit:
+                break
+            if mine != got.listing:
+                first = next((f"{a} vs {b}" for a, b in zip(mine, got.listing) if a != b),
+                             f"{len(mine)} vs {len(got.listing)} tensors")
+                raise FreshValueDiffers(field, new, first)
+            break
     # A config.json may give such a list (left out of the variations or
     # not), and transformers then builds from the list, not from the fields
     # it follows: where the list changes tensors, the data says what it
@@ -1358,6 +1456,10 @@ def first_that_derives(rng, switch, attempts):
         setattr(trees, f"ALLOW_{switch}", not final)
         try:
             return attempt()
+        except FreshValueDiffers:
+            # A field that holds only at its default: run_model_type derives
+            # again with it held there, whatever the structure chosen.
+            raise
         except Exception:
             if final or (index == 0 and not getattr(trees, f"{switch}_USED")):
                 raise
@@ -1439,8 +1541,20 @@ def run_model_type(model_type):
             if model_class is None:
                 result["failed"][name] = "not exported by transformers"
                 continue
+            HELD_AT_DEFAULT.clear()
             try:
-                desc, base, held, fixed = derive_with_lists_or_not(model_type, config_class, model_class, rng)
+                while True:
+                    try:
+                        desc, base, held, fixed = derive_with_lists_or_not(model_type, config_class, model_class, rng)
+                        break
+                    except FreshValueDiffers as e:
+                        # Derived again with that field held at its default
+                        # (at most four such fields).
+                        if e.field in HELD_AT_DEFAULT or len(HELD_AT_DEFAULT) == 4:
+                            raise
+                        HELD_AT_DEFAULT[e.field] = f"holds only at its default ({e})"
+                        rng = random.Random(f"{model_type}/{name}")
+                        signal.alarm(CLASS_SECONDS)
             except Misfit as e:
                 result["failed"][name] = str(e)
                 continue
@@ -1471,14 +1585,25 @@ def run_all(wanted, jobs, limit=600):
     the parent), `jobs` at a time; one that runs past `limit` seconds (a
     model whose default config takes minutes to build) is killed and
     recorded as such."""
+    def killed(t):
+        return {"model_type": t, "classes": {}, "failed": {"*": f"derivation ran past {limit} s"},
+                "matrix": [], "seconds": limit}
+    run_forked(wanted, jobs, limit, run_model_type, CACHE, killed, lambda t, result: t)
+
+
+def run_forked(wanted, jobs, limit, target, folder, killed, line):
+    """`target(model_type)` for each of `wanted` that has no
+    `folder/<type>.json` yet, each in a forked process, `jobs` at a time;
+    one past `limit` seconds is killed and `killed(type)` written for it;
+    `line(type, result)` is printed as each ends."""
     import torch  # noqa: F401 - imported before forking, once
     import transformers  # noqa: F401 - imported before forking, once
-    pending = [t for t in wanted if not os.path.exists(os.path.join(CACHE, t + ".json"))]
+    pending = [t for t in wanted if not os.path.exists(os.path.join(folder, t + ".json"))]
     running = {}
     while pending or running:
         while pending and len(running) < jobs:
             t = pending.pop(0)
-            p = multiprocessing.Process(target=run_model_type, args=(t,))
+            p = multiprocessing.Process(target=target, args=(t,))
             p.start()
             running[t] = (p, time.time())
         time.sleep(0.2)
@@ -1486,14 +1611,18 @@ def run_all(wanted, jobs, limit=600):
             if not p.is_alive():
                 p.join()
                 del running[t]
-                print(t, flush=True)
+                path = os.path.join(folder, t + ".json")
+                result = None
+                if os.path.exists(path):
+                    with open(path) as f:
+                        result = json.load(f)
+                print(line(t, result), flush=True)
             elif time.time() - started > limit:
                 p.kill()
                 p.join()
                 del running[t]
-                with open(os.path.join(CACHE, t + ".json"), "w") as f:
-                    json.dump({"model_type": t, "classes": {}, "failed": {"*": f"derivation ran past {limit} s"},
-                               "matrix": [], "seconds": limit}, f)
+                with open(os.path.join(folder, t + ".json"), "w") as f:
+                    json.dump(killed(t), f)
                 print(t, "killed", flush=True)
 
 

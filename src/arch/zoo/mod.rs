@@ -21,7 +21,7 @@ use super::{ExpectedTensor, KeyRename, ModelSpec, ModuleKind, RenameScope, Weigh
 use crate::error::{err, ErrorKind, Result};
 use checks::{
     check_companions, check_fixed, check_least, check_multiples, check_named_lists,
-    check_sub_configs,
+    check_sub_config_names, check_sub_configs,
 };
 use formula::Formula;
 use serde_json::{json, Value};
@@ -118,6 +118,11 @@ pub fn transformers_version() -> &'static str {
         .unwrap_or("")
 }
 
+/// A model type's sub-config facts (`sub_configs` in the data).
+fn sub_configs_of(name: &str) -> Option<&'static Value> {
+    model_type(name).and_then(|entry| entry.sub_configs)
+}
+
 /// Whether the zoo describes this `model_type`.
 pub fn knows(name: &str) -> bool {
     model_type(name).is_some()
@@ -190,6 +195,7 @@ pub fn from_config_value(
     };
     check_fixed(config, desc, model_type, class)?;
     check_sub_configs(config, desc)?;
+    check_sub_config_names(config, sub_configs_of(model_type), model_type, class)?;
     check_multiples(&mut fields, class)?;
     check_least(&mut fields, class)?;
     check_companions(&mut fields, class)?;

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Each size field alone, at a value no derivation drew: a second,
+independent check of every described class (run by hand, never by CI).
+
+generate.py fits each size on samples that vary a field among a few values
+(half, the default, twice, one more). A field seen at two values only
+fits any formula with two coefficients: Swin's window of 7 and 14 gave
+`80*window_size-391` for `(2*window_size-1)**2`, right at both and wrong
+everywhere else (a window of 12, as in swin-base-patch4-window12-384, came
+out as 569 rows where the model has 529). Held-out samples that happen to
+leave the field at its default do not see it.
+
+This script takes every described class from generate.py's cache
+(`/tmp/ckptcheck-zoo-cache`, rebuilt from the committed data by
+restore_cache.py), starts from the class's first held-out variation (small
+layer counts), sets one size field at a time to a value none of the
+derivation's draws give (seven or eight times the value, or five or six
+more), builds the model on the `meta` device and compares its state dict
+with the description (keys, order, shapes, dtypes; a config the
+description refuses, as a head count that does not divide the width or a
+patch that does not divide the image, is counted apart, and the Rust side
+must refuse it too). It writes `tests/fixtures/zoo/fresh.json` (field,
+value, and the library's count and digest of the state dict), which
+`cargo test --test zoo_fresh` checks against the Rust evaluator, and
+prints every class whose description is wrong at a fresh value, so it can
+be derived again.
+
+    /tmp/zoo/bin/python src/arch/zoo/fresh_values.py [--only TYPE,...] [--jobs 2]
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import generate  # noqa: E402
+from assemble import CACHE, ROOT, clean, digest, sub_config_facts  # noqa: E402
+
+OUT_DIR = "/tmp/ckptcheck-fresh-values"
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "zoo", "fresh.json")
+TYPE_SECONDS = 300
+
+
+def fresh_candidates(field, value):
+    """Values neither a derivation nor its own check at fresh values draws
+    (generate.vary, the extra singles, generate.fresh_values): seven or
+    eight times the value, or five or six more; a layer count or a small
+    number only steps."""
+    if value <= 0:
+        return [7, 9]
+    if generate.LAYER_FIELD.search(field) or value <= 3:
+        return [value + 5, value + 6]
+    return [value * 7, value * 8, value + 5, value + 6]
+
+
+def names_left_out(config, facts):
+    """The Python twin of checks.rs's check_sub_config_names: a sub-config
+    given without a name the composite default sets (other than its
+    `model_type` and activations), or naming another, is refused."""
+    for parent, names in facts.items():
+        given = config.get(parent)
+        if not isinstance(given, dict):
+            continue
+        for name, default in names.items():
+            if not isinstance(default, str) or re.search(r"(^|_)act(_|$)|activation|^attn_impl", name):
+                continue
+            value = given.get(name)
+            if value == default or (value is None and name == "model_type"):
+                continue
+            return f"{parent}.{name}"
+    return None
+
+
+def audit_type(model_type):
+    import transformers
+    out_path = os.path.join(OUT_DIR, model_type + ".json")
+    if os.path.exists(out_path):
+        return
+    with open(os.path.join(CACHE, model_type + ".json")) as f:
+        cached = json.load(f)
+    result = {"model_type": model_type, "samples": [], "wrong": [], "refused": 0, "unbuilt": []}
+    config_class = getattr(transformers, cached.get("config_class", ""), None)
+    facts = sub_config_facts(model_type).get("sub_configs", {})
+    bases = {m["class"]: (m["variations"][0]["config"] if m["variations"] else {}) for m in cached["matrix"]}
+    for name, desc in cached["classes"].items():
+        model_class = getattr(transformers, name, None)
+        if config_class is None or model_class is None:
+            continue
+        base = bases.get(name, {})
+        try:
+            base_env = generate.resolve_env(desc, base)
+        except Exception as e:  # a base the twin cannot resolve: say so
+            result["unbuilt"].append([name, "*", f"{type(e).__name__}: {e}"])
+            continue
+        for field, spec in desc["fields"].items():
+            value = base_env.get(field)
+            if isinstance(spec.get("default"), bool) or not isinstance(value, int) or isinstance(value, bool):
+                continue
+            if field == "num_labels" or "needs" in spec:
+                continue
+            for new in fresh_candidates(field, value):
+                d = generate.with_field(base, field, new)
+                try:
+                    got, _, _ = generate.sample(config_class, model_class, d)
+                except Exception:
+                    continue
+                env = generate.resolve_env(desc, d)
+                if generate.refused_by(desc, env):
+                    result["refused"] += 1
+                    break
+                sample = {"class": name, "field": field, "value": new, "config": clean(d),
+                          "count": len(got.listing), "digest": digest(got.listing)}
+                if names_left_out(d, facts):
+                    # A sub-config written without its names (a base with
+                    # no held-out variation): the Rust side refuses it.
+                    result["refused"] += 1
+                    sample["refused"] = f"{names_left_out(d, facts)} left out"
+                    result["samples"].append(sample)
+                    break
+                try:
+                    mine = generate.expand(desc["tree"], env)
+                except generate.Misfit as e:
+                    # A size that is no whole number (a patch that does not
+                    # divide the image): the Rust evaluator refuses the
+                    # config too, naming the formula; refused, not wrong.
+                    result["refused"] += 1
+                    sample["refused"] = str(e)
+                    result["samples"].append(sample)
+                    break
+                if mine != got.listing:
+                    first = next((f"{a} vs {b}" for a, b in zip(mine, got.listing) if a != b),
+                                 f"{len(mine)} vs {len(got.listing)} tensors")
+                    result["wrong"].append([name, field, new, first])
+                    sample["wrong"] = True
+                result["samples"].append(sample)
+                break
+            else:
+                result["unbuilt"].append([name, field, "no fresh value builds"])
+    with open(out_path + ".tmp", "w") as f:
+        json.dump(result, f)
+    os.replace(out_path + ".tmp", out_path)
+
+
+def run(types, jobs):
+    def killed(t):
+        return {"model_type": t, "samples": [], "wrong": [], "refused": 0,
+                "unbuilt": [["*", "*", f"ran past {TYPE_SECONDS} s"]]}
+
+    def line(t, r):
+        r = r or {"wrong": [], "samples": []}
+        return f"{t} {len(r['samples'])} samples" + (f" WRONG {json.dumps(r['wrong'])}" if r["wrong"] else "")
+    generate.run_forked(types, jobs, TYPE_SECONDS, audit_type, OUT_DIR, killed, line)
+
+
+def write_fixture(types):
+    """The samples of every audited type, each as the field, its value and
+    the library's count and digest; the config it was built from is the
+    class's first held-out variation in matrix.json with that field set
+    (checked here), so the fixture stays small. A sample where the
+    description was wrong is left out (its class is derived again first),
+    so the fixture holds what the committed data must reproduce."""
+    with open(os.path.join(ROOT, "tests", "fixtures", "zoo", "matrix.json")) as f:
+        matrix = json.load(f)
+    bases = {(e["model_type"], e["class"]): (e["variations"][0]["config"] if e["variations"] else {})
+             for e in matrix["classes"]}
+    classes = []
+    for t in types:
+        path = os.path.join(OUT_DIR, t + ".json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            r = json.load(f)
+        by_class = {}
+        for s in r["samples"]:
+            if s.get("wrong"):
+                continue
+            base = bases.get((t, s["class"]))
+            if base is None or clean(generate.with_field(base, s["field"], s["value"])) != s["config"]:
+                raise SystemExit(f"{t}/{s['class']}: the audit's base is not matrix.json's first variation")
+            row = [s["field"], s["value"], s["count"], s["digest"]]
+            if "refused" in s:
+                row.append("refused")
+            by_class.setdefault(s["class"], []).append(row)
+        for name, rows in by_class.items():
+            classes.append({"model_type": t, "class": name, "samples": rows})
+    with open(FIXTURE, "w") as f:
+        f.write('{"transformers": %s, "classes": [\n' % json.dumps(__import__("transformers").__version__))
+        f.write(",\n".join(json.dumps(c, separators=(",", ":")) for c in classes))
+        f.write("\n]}\n")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--again", action="store_true", help="audit the chosen types anew")
+    args = parser.parse_args()
+    os.makedirs(OUT_DIR, exist_ok=True)
+    described = sorted(f[:-5] for f in os.listdir(CACHE) if f.endswith(".json") and not re.match(r"[A-Z]", f))
+    types = [t for t in args.only.split(",") if t] if args.only else described
+    if args.again:
+        for t in types:
+            if os.path.exists(os.path.join(OUT_DIR, t + ".json")):
+                os.remove(os.path.join(OUT_DIR, t + ".json"))
+    run(types, args.jobs)
+    write_fixture(described)
+    wrong = []
+    for t in described:
+        path = os.path.join(OUT_DIR, t + ".json")
+        if os.path.exists(path):
+            with open(path) as f:
+                wrong += [[t] + w for w in json.load(f)["wrong"]]
+    print(f"{len(wrong)} wrong samples")
+    for w in wrong:
+        print(" ", w)
+
+
+if __name__ == "__main__":
+    main()

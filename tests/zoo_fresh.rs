@@ -1,0 +1,154 @@
+//! The zoo's descriptions away from the values they were fitted on. The
+//! fixture tests/fixtures/zoo/fresh.json was written by
+//! src/arch/zoo/fresh_values.py (transformers on the `meta` device): for
+//! every described class, each size field alone set to a value none of
+//! generate.py's draws give (seven or eight times the value, or five or six
+//! more), from the class's first held-out variation, with the library's
+//! `state_dict()` as count and FNV-1a digest of `key|shape|dtype` lines
+//! (the base config is that variation in tests/fixtures/zoo/matrix.json).
+//! A size fitted on two values of a field fits any two-coefficient
+//! formula; these samples are where such a formula shows (Swin's
+//! `80*window_size-391` gave 569 rows for a window of 12 where the model
+//! has 529). ckptcheck's model must be the library's exactly, or, where a
+//! size comes out no whole number (a patch that does not divide the
+//! image), the config must be refused: never a wrong model.
+
+use ckptcheck::arch::zoo;
+use serde_json::{json, Value};
+
+#[path = "support/load_case.rs"]
+#[allow(dead_code)]
+mod load_case;
+#[path = "support/torch_listing.rs"]
+mod torch_listing;
+use torch_listing::listing;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/zoo/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `config` with the dotted `path` set to `value`, as generate.py's
+/// `with_field` sets it: a list's element by its index, a missing
+/// sub-config made as an empty object.
+fn with_field(config: &Value, path: &str, value: Value) -> Value {
+    let mut config = config.clone();
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut node = &mut config;
+    for part in &parts[..parts.len() - 1] {
+        node = match node {
+            Value::Array(items) => &mut items[part.parse::<usize>().expect("a list index")],
+            Value::Object(fields) => fields.entry(*part).or_insert_with(|| json!({})),
+            other => panic!("{path}: {other} holds no fields"),
+        };
+    }
+    let last = parts[parts.len() - 1];
+    match node {
+        Value::Array(items) => items[last.parse::<usize>().expect("a list index")] = value,
+        Value::Object(fields) => {
+            fields.insert(last.to_string(), value);
+        }
+        other => panic!("{path}: {other} holds no fields"),
+    }
+    config
+}
+
+#[test]
+fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
+    let matrix = fixture("matrix.json");
+    let fresh = fixture("fresh.json");
+    let mut failures = Vec::new();
+    let (mut built, mut refused) = (0, 0);
+    for entry in fresh["classes"].as_array().expect("classes") {
+        let model_type = entry["model_type"].as_str().unwrap();
+        let class = entry["class"].as_str().unwrap();
+        let base = matrix["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["model_type"] == model_type && e["class"] == class)
+            .and_then(|e| e["variations"].get(0))
+            .map_or_else(|| json!({}), |v| v["config"].clone());
+        for sample in entry["samples"].as_array().unwrap() {
+            // [field, value, count, digest] or [..., "refused"].
+            let field = sample[0].as_str().unwrap();
+            let mut config = with_field(&base, field, sample[1].clone());
+            let object = config.as_object_mut().expect("config is an object");
+            object.insert("model_type".into(), json!(model_type));
+            object.insert("architectures".into(), json!([class]));
+            let got = zoo::from_config_value(&config, model_type, Some(class));
+            let at = format!("{model_type}/{class} {field} {}", sample[1]);
+            match (got, sample.get(4).is_some()) {
+                (Err(_), true) => refused += 1,
+                (Ok(model), true) => failures.push(format!(
+                    "{at}: a size of no whole number, built as {} tensors",
+                    model.tensors.len()
+                )),
+                (Err(e), false) => failures.push(format!("{at}: {e}")),
+                (Ok(model), false) => {
+                    built += 1;
+                    let got = listing(&model);
+                    if got.len() as u64 != sample[2].as_u64().unwrap()
+                        || load_case::digest(&got) != sample[3].as_str().unwrap()
+                    {
+                        failures.push(format!("{at}: state dict differs"));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{built} samples built as the library builds them, {refused} refused");
+    assert!(built >= 4000, "only {built} samples");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A sub-config's names choose its modules: LLaVA's description is of a
+/// LLaMA text model, so a config.json whose `text_config` is Qwen2 (q, k, v
+/// biases LLaMA lacks) is refused rather than built as LLaMA; FastVLM's
+/// vision tower is timm's `fastvit_mci3`, and a `vision_config` that leaves
+/// `architecture` out is built by transformers as timm_wrapper's own
+/// default (resnet50), so it is refused too. The default names, given or
+/// left to the composite config, build.
+#[test]
+fn a_sub_config_that_names_another_sub_model_is_refused() {
+    let build = |config: Value| {
+        let model_type = config["model_type"].as_str().unwrap().to_string();
+        let class = config["architectures"][0].as_str().unwrap().to_string();
+        zoo::from_config_value(&config, &model_type, Some(&class))
+    };
+    let llava = |text_type: &str| {
+        json!({"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"],
+               "text_config": {"model_type": text_type, "num_hidden_layers": 1}})
+    };
+    assert!(build(llava("llama")).is_ok());
+    let refused = build(llava("qwen2")).expect_err("a Qwen2 text model");
+    assert_eq!(refused.kind, ckptcheck::ErrorKind::BadConfig);
+    assert!(
+        refused
+            .message
+            .contains("\"text_config.model_type\" names \"qwen2\"")
+            && refused.message.contains("llava's default \"llama\""),
+        "{}",
+        refused.message
+    );
+    let fast_vlm = |vision: Value| {
+        json!({"model_type": "fast_vlm", "architectures": ["FastVlmForConditionalGeneration"],
+               "vision_config": vision, "text_config": {"model_type": "qwen2", "num_hidden_layers": 1}})
+    };
+    // As save_pretrained writes it: every field that differs from
+    // TimmWrapperConfig's own default.
+    let named = json!({"model_type": "timm_wrapper", "architecture": "fastvit_mci3",
+                       "global_pool": "avg", "hidden_size": 3072,
+                       "model_args": {"inference_mode": true}});
+    assert!(build(fast_vlm(named)).is_ok());
+    let unnamed = json!({"model_type": "timm_wrapper", "hidden_size": 3072});
+    let refused = build(fast_vlm(unnamed)).expect_err("a vision tower without its architecture");
+    assert!(
+        refused
+            .message
+            .contains("\"vision_config.architecture\" leaves it out"),
+        "{}",
+        refused.message
+    );
+}
