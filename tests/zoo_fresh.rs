@@ -103,6 +103,14 @@ fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The zoo's model for a whole config.json (its `model_type` and
+/// `architectures[0]`).
+fn build(config: Value) -> ckptcheck::Result<ckptcheck::arch::ModelSpec> {
+    let model_type = config["model_type"].as_str().unwrap_or_default();
+    let class = config["architectures"][0].as_str();
+    zoo::from_config_value(&config, model_type, class)
+}
+
 /// A sub-config's names choose its modules: LLaVA's description is of a
 /// LLaMA text model, so a config.json whose `text_config` is Qwen2 (q, k, v
 /// biases LLaMA lacks) is refused rather than built as LLaMA; FastVLM's
@@ -112,11 +120,6 @@ fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
 /// left to the composite config, build.
 #[test]
 fn a_sub_config_that_names_another_sub_model_is_refused() {
-    let build = |config: Value| {
-        let model_type = config["model_type"].as_str().unwrap().to_string();
-        let class = config["architectures"][0].as_str().unwrap().to_string();
-        zoo::from_config_value(&config, &model_type, Some(&class))
-    };
     let llava = |text_type: &str| {
         json!({"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"],
                "text_config": {"model_type": text_type, "num_hidden_layers": 1}})
@@ -148,6 +151,54 @@ fn a_sub_config_that_names_another_sub_model_is_refused() {
         refused
             .message
             .contains("\"vision_config.architecture\" leaves it out"),
+        "{}",
+        refused.message
+    );
+}
+
+/// Names that choose modules (src/arch/zoo/names.py reads the values a name
+/// can take from the config class's docstring and the modeling source, and
+/// builds each). A ResNet-18 config names `layer_type` "basic": transformers
+/// builds 122 tensors where the described bottleneck ResNet has 176, so the
+/// config is refused, naming the field. flan-t5's config.json names
+/// `feed_forward_proj` "gated-gelu" and leaves `is_gated_act` out: the
+/// config class derives the flag from the name, and so does ckptcheck (the
+/// count and digest are T5ForConditionalGeneration's on the `meta` device,
+/// transformers 5.24, for this config). A gated name the data has no value
+/// for ("gated-silu") is refused rather than built ungated.
+#[test]
+fn a_name_that_chooses_modules_is_followed_or_refused() {
+    let resnet18 = json!({"model_type": "resnet", "architectures": ["ResNetForImageClassification"],
+                          "layer_type": "basic", "hidden_sizes": [64, 128, 256, 512],
+                          "depths": [2, 2, 2, 2]});
+    let refused = build(resnet18).expect_err("a basic-block ResNet");
+    assert!(
+        refused.message.contains("\"layer_type\" = \"basic\""),
+        "{}",
+        refused.message
+    );
+    let t5 = |name: &str| {
+        json!({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
+               "feed_forward_proj": name, "num_layers": 1, "num_decoder_layers": 1,
+               "d_model": 64, "d_ff": 128, "num_heads": 2, "d_kv": 32, "vocab_size": 100})
+    };
+    let flan = build(t5("gated-gelu")).expect("flan-t5's gated feed-forward");
+    let got = listing(&flan);
+    assert_eq!(
+        (got.len(), load_case::digest(&got).as_str()),
+        (31, "103aa3cb302565d1")
+    );
+    assert!(got
+        .iter()
+        .any(|(name, _, _)| name == "encoder.block.0.layer.1.DenseReluDense.wi_1.weight"));
+    let plain = build(t5("relu")).expect("T5's own feed-forward");
+    assert!(plain
+        .tensors
+        .iter()
+        .any(|t| t.name == "encoder.block.0.layer.1.DenseReluDense.wi.weight"));
+    let refused = build(t5("gated-silu")).expect_err("a gated name of no known value");
+    assert!(
+        refused.message.contains("\"is_gated_act\""),
         "{}",
         refused.message
     );

@@ -74,21 +74,12 @@ def names_left_out(config, facts):
 
 
 def audit_type(model_type):
-    import transformers
     out_path = os.path.join(OUT_DIR, model_type + ".json")
     if os.path.exists(out_path):
         return
-    with open(os.path.join(CACHE, model_type + ".json")) as f:
-        cached = json.load(f)
     result = {"model_type": model_type, "samples": [], "wrong": [], "refused": 0, "unbuilt": []}
-    config_class = getattr(transformers, cached.get("config_class", ""), None)
     facts = sub_config_facts(model_type).get("sub_configs", {})
-    bases = {m["class"]: (m["variations"][0]["config"] if m["variations"] else {}) for m in cached["matrix"]}
-    for name, desc in cached["classes"].items():
-        model_class = getattr(transformers, name, None)
-        if config_class is None or model_class is None:
-            continue
-        base = bases.get(name, {})
+    for name, desc, config_class, model_class, base in generate.described_classes(model_type)[1]:
         try:
             base_env = generate.resolve_env(desc, base)
         except Exception as e:  # a base the twin cannot resolve: say so

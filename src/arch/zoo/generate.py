@@ -63,6 +63,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
 import formulas  # noqa: E402
 import trees  # noqa: E402
+from names import names_that_change_tensors  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
 from assemble import CACHE, assemble, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
@@ -148,6 +149,9 @@ PINNED = set()
 # the check at fresh values (`FreshValueDiffers`): the class is derived again
 # with each held at its default, so a config that changes one is refused.
 HELD_AT_DEFAULT = {}
+# Why a name field (ResNet's `layer_type`) is fixed: names.py found another
+# value of it that changes the state dict.
+NAME_REASON = "a name that chooses modules: the description holds for its default only"
 
 
 # ---------------------------------------------------------------------------
@@ -265,6 +269,23 @@ def with_field(d, path, value):
 def key_patterns(listing):
     """The keys of a listing with each layer index written `#`."""
     return {re.sub(r"\.\d+(?=\.|$)", ".#", key) for key, _, _ in listing}
+
+
+def add_names(desc, held, by_name, reasons):
+    """names.py's findings into a description: each name held at its
+    default is fixed (with `NAME_REASON` in `reasons`), each field a name
+    gives gets `by_name`. Returns how many were added."""
+    added = 0
+    for field, default in held.items():
+        if field not in desc["fixed"]:
+            desc["fixed"][field] = default
+            reasons[field] = NAME_REASON
+            added += 1
+    for field, rule in by_name.items():
+        if field in desc["fields"] and "by_name" not in desc["fields"][field]:
+            desc["fields"][field]["by_name"] = rule
+            added += 1
+    return added
 
 
 def build(config_class, model_class, config_dict):
@@ -1093,6 +1114,14 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     extras = pretrained_facts(config_class, model_class, default_dict, model0)
     desc.update(extras)
     reasons = {f: why for f, why in fixed.items()}
+    if not FIX_NAMES:
+        # A name another value of which changes the state dict (ResNet's
+        # `layer_type` "basic") holds only at its default, unless it does so
+        # through fields the description follows (names.py).
+        first = held[0] if held else base
+        add_names(desc, *names_that_change_tensors(config_class, model_class, first.config_dict, first.listing,
+                                                   lambda d: sample(config_class, model_class, d)[0].listing,
+                                                   desc["fields"]), reasons)
     return desc, true_default, held, reasons
 
 
@@ -1259,8 +1288,11 @@ def resolve_env(desc, config_dict):
             env[field] = v
             return v
         v = read_field(config_dict, field)
+        spec = desc["fields"][field]
+        if v is None and "by_name" in spec:
+            name = read_field(config_dict, spec["by_name"][0])
+            v = spec["by_name"][1].get(name) if isinstance(name, str) else None
         if v is None:
-            spec = desc["fields"][field]
             dflt = spec["default"]
             if "default_in_parent" in spec and isinstance(read_field(config_dict, field.rsplit(".", 1)[0]), dict):
                 dflt = spec["default_in_parent"]
@@ -1589,6 +1621,23 @@ def run_all(wanted, jobs, limit=600):
         return {"model_type": t, "classes": {}, "failed": {"*": f"derivation ran past {limit} s"},
                 "matrix": [], "seconds": limit}
     run_forked(wanted, jobs, limit, run_model_type, CACHE, killed, lambda t, result: t)
+
+
+def described_classes(model_type):
+    """(cache entry, [(class name, description, config class, model class,
+    the class's first held-out variation or {})]) for a model type in the
+    cache: what fresh_values.py and names.py check again."""
+    import transformers
+    with open(os.path.join(CACHE, model_type + ".json")) as f:
+        cached = json.load(f)
+    config_class = getattr(transformers, cached.get("config_class", ""), None)
+    bases = {m["class"]: (m["variations"][0]["config"] if m["variations"] else {}) for m in cached["matrix"]}
+    found = []
+    for name, desc in cached["classes"].items():
+        model_class = getattr(transformers, name, None)
+        if config_class is not None and model_class is not None:
+            found.append((name, desc, config_class, model_class, bases.get(name, {})))
+    return cached, found
 
 
 def run_forked(wanted, jobs, limit, target, folder, killed, line):

@@ -10,6 +10,7 @@
 //! what is described and why the rest is not.
 
 mod checks;
+mod defaults;
 pub mod diffusers;
 mod equations;
 mod formula;
@@ -23,6 +24,7 @@ use checks::{
     check_companions, check_fixed, check_least, check_multiples, check_named_lists,
     check_sub_config_names, check_sub_configs,
 };
+use defaults::{by_name, default_key};
 use formula::Formula;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -569,10 +571,15 @@ impl Fields<'_> {
         let value = match value.filter(|v| !v.is_null()) {
             Some(value) => value,
             None => {
-                let default = self
-                    .desc
-                    .get("fields")
-                    .and_then(|fields| fields.get(field))
+                let spec = self.desc.get("fields").and_then(|fields| fields.get(field));
+                if let Some(value) = match spec {
+                    Some(spec) => by_name(self.config, spec, field)?,
+                    None => None,
+                } {
+                    self.resolved.push((field, value.clone()));
+                    return Ok(value);
+                }
+                let default = spec
                     .and_then(|spec| spec.get(default_key(self.config, spec, field)))
                     .ok_or_else(|| {
                         err(
@@ -600,23 +607,6 @@ impl Fields<'_> {
         };
         self.resolved.push((field, value.clone()));
         Ok(value)
-    }
-}
-
-/// Which of a field's defaults holds for `config`: a sub-config's field has
-/// a second one, `default_in_parent`, where the composite config's default
-/// sub-config differs from the sub-config class's own (LLaVA's CLIP tower is
-/// 1024 wide; a `vision_config` written without `hidden_size` gets
-/// CLIPVisionConfig's 768).
-fn default_key(config: &Value, spec: &Value, field: &str) -> &'static str {
-    let parent_given = field
-        .rsplit_once('.')
-        .and_then(|(parent, _)| read_path(config, parent))
-        .is_some_and(Value::is_object);
-    if parent_given && spec.get("default_in_parent").is_some() {
-        "default_in_parent"
-    } else {
-        "default"
     }
 }
 
