@@ -99,7 +99,7 @@ fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
         }
     }
     eprintln!("{built} samples built as the library builds them, {refused} refused");
-    assert!(built >= 4000, "only {built} samples");
+    assert!(built >= 13_000, "only {built} samples");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

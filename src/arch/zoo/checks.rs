@@ -1,9 +1,10 @@
 //! The checks a config must pass before a zoo description builds it: the
 //! fields the description holds fixed (a config that changes one is
 //! refused, never guessed), lists of the described length, sub-configs that
-//! are objects and name the default sub-models, the sizes transformers refuses unless a head count divides
-//! them, flags it refuses without a companion flag, and lists of layer names
-//! (`mlp_layer_types`) that disagree with the fields they follow.
+//! are objects and name the default sub-models, the sizes transformers
+//! refuses unless a head count divides them, flags it refuses without a
+//! companion flag, and lists of layer names (`mlp_layer_types`) that
+//! disagree with the fields they follow.
 
 use super::{as_flag, field_name, read_path, Fields};
 use crate::error::{err, ErrorKind, Result};

@@ -1071,11 +1071,12 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 d = with_override(d, field, 1)
         hold_out(d, f"a {parent} written without its sizes")
     # Each size field alone at a value no variation drew, from the first
-    # held-out variation: where the description differs there (ResNet's
-    # `embedding_size` at the first stage's width drops the shortcut), the
-    # field holds only at its default, and the class is derived again so
-    # (run_model_type). A config the description refuses (a size of no
-    # whole number, a head count that does not divide) is no wrong answer.
+    # held-out variation: where the description differs there (the speech
+    # encoder-decoder's `encoder.hidden_size`, once it differs from the
+    # decoder's, adds a projection), the field holds only at its default,
+    # and the class is derived again so (run_model_type). A config the
+    # description refuses (a size of no whole number, a head count that
+    # does not divide) is no wrong answer.
     fresh_base = held[0].config_dict if held else default_dict
     fresh_env = resolve_env(desc, fresh_base)
     for field in relevant:
@@ -1291,6 +1292,8 @@ def resolve_env(desc, config_dict):
         spec = desc["fields"][field]
         if v is None and "by_name" in spec:
             name = read_field(config_dict, spec["by_name"][0])
+            if isinstance(name, str) and name not in spec["by_name"][1]:
+                raise Misfit(f"{spec['by_name'][0]} {name!r} gives {field} no known value (refused)")
             v = spec["by_name"][1].get(name) if isinstance(name, str) else None
         if v is None:
             dflt = spec["default"]
