@@ -549,6 +549,11 @@ fn released_sizes_are_presets_that_inference_names() {
         "hf/t5-small",
         "hf/gemma-2b",
         "hf/whisper-base",
+        "hf/resnet-18",
+        "hf/resnet-50",
+        "hf/wav2vec2-base-960h",
+        "hf/wav2vec2-large-960h-lv60-self",
+        "hf/hubert-large-ls960-ft",
     ] {
         let model = arch::model_from_preset(preset).unwrap();
         assert_eq!(model.preset.as_deref(), Some(preset));

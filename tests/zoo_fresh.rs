@@ -67,7 +67,9 @@ fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|e| e["model_type"] == model_type && e["class"] == class)
+            .find(|e| {
+                e["model_type"] == model_type && e["class"] == class && e["when"] == entry["when"]
+            })
             .and_then(|e| e["variations"].get(0))
             .map_or_else(|| json!({}), |v| v["config"].clone());
         for sample in entry["samples"].as_array().unwrap() {
@@ -77,6 +79,11 @@ fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
             let object = config.as_object_mut().expect("config is an object");
             object.insert("model_type".into(), json!(model_type));
             object.insert("architectures".into(), json!([class]));
+            // A class's description for another value of a name (`when`)
+            // is the one a config naming that value gets.
+            for (name, value) in entry["when"].as_object().into_iter().flatten() {
+                object.insert(name.clone(), value.clone());
+            }
             let got = zoo::from_config_value(&config, model_type, Some(class));
             let at = format!("{model_type}/{class} {field} {}", sample[1]);
             match (got, sample.get(4).is_some()) {
@@ -158,25 +165,42 @@ fn a_sub_config_that_names_another_sub_model_is_refused() {
 
 /// Names that choose modules (src/arch/zoo/names.py reads the values a name
 /// can take from the config class's docstring and the modeling source, and
-/// builds each). A ResNet-18 config names `layer_type` "basic": transformers
-/// builds 122 tensors where the described bottleneck ResNet has 176, so the
-/// config is refused, naming the field. flan-t5's config.json names
+/// builds each). A name whose other values change which modules exist gets
+/// a description per value, derived with the config class defaulting to it:
+/// a ResNet-18 config names `layer_type` "basic" (122 tensors, where the
+/// bottleneck ResNet of the default has 176), wav2vec2-large and
+/// HuBERT-large name `feat_extract_norm` "layer" (a LayerNorm after every
+/// feature-extractor convolution, with `do_stable_layer_norm` and
+/// `conv_bias`); each is built as transformers builds it, and inference
+/// from those tensors names the value. flan-t5's config.json names
 /// `feed_forward_proj` "gated-gelu" and leaves `is_gated_act` out: the
-/// config class derives the flag from the name, and so does ckptcheck (the
-/// count and digest are T5ForConditionalGeneration's on the `meta` device,
-/// transformers 5.24, for this config). A gated name the data has no value
-/// for ("gated-silu") is refused rather than built ungated.
+/// config class derives the flag from the name, and so does ckptcheck. A
+/// gated name the data has no value for ("gated-silu") is refused rather
+/// than built ungated. (Counts and digests: the class's `state_dict()` on
+/// the `meta` device, transformers 5.24, for these configs.)
 #[test]
 fn a_name_that_chooses_modules_is_followed_or_refused() {
     let resnet18 = json!({"model_type": "resnet", "architectures": ["ResNetForImageClassification"],
                           "layer_type": "basic", "hidden_sizes": [64, 128, 256, 512],
                           "depths": [2, 2, 2, 2]});
-    let refused = build(resnet18).expect_err("a basic-block ResNet");
-    assert!(
-        refused.message.contains("\"layer_type\" = \"basic\""),
-        "{}",
-        refused.message
-    );
+    let large = |model_type: &str, class: &str| {
+        json!({"model_type": model_type, "architectures": [class],
+               "feat_extract_norm": "layer", "do_stable_layer_norm": true, "conv_bias": true,
+               "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
+               "num_hidden_layers": 2, "vocab_size": 32})
+    };
+    for (config, count, digest) in [
+        (resnet18, 122, "29a587e27990c6c3"),
+        (large("wav2vec2", "Wav2Vec2ForCTC"), 72, "f91eb85967e8c727"),
+        (large("hubert", "HubertForCTC"), 72, "2af8016eee99e7cf"),
+    ] {
+        let inferred = built_as_the_library_and_inferred(&config, count, digest).0;
+        for field in ["layer_type", "feat_extract_norm"] {
+            if let Some(value) = config.get(field) {
+                assert_eq!(&inferred.config[field], value, "{}", inferred.config);
+            }
+        }
+    }
     let t5 = |name: &str| {
         json!({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
                "feed_forward_proj": name, "num_layers": 1, "num_decoder_layers": 1,
@@ -202,4 +226,75 @@ fn a_name_that_chooses_modules_is_followed_or_refused() {
         "{}",
         refused.message
     );
+}
+
+/// A module transformers builds only while two sizes differ: ELECTRA's
+/// `embeddings_project` (`embedding_size` != `hidden_size`: electra-small's
+/// 128 and 256, not electra-base's 768 and 768) and ResNet's first
+/// shortcut (the stem's `embedding_size` != the first stage's width:
+/// ResNet-50's 64 and 256, not ResNet-34's 64 and 64). Random variations
+/// never draw equal sizes, so the description had the module always
+/// (before, ELECTRA's `embedding_size` was held at 128, refusing
+/// electra-base); src/arch/zoo/equal_sizes.py builds each pair of sizes
+/// equal and records the keys that then go. Counts and digests are the
+/// classes' `state_dict()` on the `meta` device, transformers 5.24; the
+/// tensors infer back to a config that rebuilds them.
+#[test]
+fn a_module_built_only_while_two_sizes_differ_goes_when_they_are_equal() {
+    let electra = |embedding: u64, hidden: u64, heads: u64| {
+        json!({"model_type": "electra", "architectures": ["ElectraForPreTraining"],
+               "embedding_size": embedding, "hidden_size": hidden, "num_attention_heads": heads,
+               "intermediate_size": 4 * hidden, "num_hidden_layers": 2})
+    };
+    let resnet = |layer_type: &str, widths: [u64; 4]| {
+        json!({"model_type": "resnet", "architectures": ["ResNetForImageClassification"],
+               "layer_type": layer_type, "embedding_size": 64, "hidden_sizes": widths,
+               "depths": [3, 4, 6, 3], "num_labels": 1000})
+    };
+    for (config, count, digest) in [
+        (electra(768, 768, 12), 41, "9569f45c21e34e1e"),
+        (electra(128, 256, 4), 43, "6d45053a9581245a"),
+        (
+            resnet("bottleneck", [256, 512, 1024, 2048]),
+            320,
+            "bbd3a47047e478f1",
+        ),
+        (
+            resnet("basic", [64, 128, 256, 512]),
+            218,
+            "bc53341ca9ff89a1",
+        ),
+    ] {
+        let (inferred, got) = built_as_the_library_and_inferred(&config, count, digest);
+        let rebuilt = ckptcheck::arch::model_for_inferred(&inferred)
+            .unwrap_or_else(|| panic!("{config}: nothing rebuilt from {}", inferred.config));
+        assert_eq!(
+            listing(&rebuilt),
+            got,
+            "{config}: inferred {}",
+            inferred.config
+        );
+    }
+}
+
+/// The zoo's model for `config`, checked to be the library's (`count`
+/// tensors, FNV-1a `digest`), and what inference reads from its tensors.
+fn built_as_the_library_and_inferred(
+    config: &Value,
+    count: usize,
+    digest: &str,
+) -> (ckptcheck::arch::Inferred, Vec<(String, Vec<u64>, String)>) {
+    let model = build(config.clone()).unwrap_or_else(|e| panic!("{config}: {e}"));
+    let got = listing(&model);
+    assert_eq!(
+        (got.len(), load_case::digest(&got).as_str()),
+        (count, digest),
+        "{config}"
+    );
+    let names: Vec<(String, Vec<u64>)> = model
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    (ckptcheck::arch::infer(&names), got)
 }

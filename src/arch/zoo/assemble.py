@@ -13,6 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 CACHE = "/tmp/ckptcheck-zoo-cache"
 
 
+def class_key(name, when):
+    """A class's key in the cache and in COVERAGE.md: its name, and for a
+    description derived with a name at another value (`when`, generate.py's
+    NAME_VALUES) that value too (`ResNetModel@layer_type=basic`). The data
+    lists such a description under the class's own name, with `when`."""
+    return name + "".join(f"@{field}={value}" for field, value in sorted(when.items()))
+
+
 def model_type_order(all_types, first):
     """Model types in the order the data lists them: `first` (the named
     must-haves, then the most used), then the rest by name."""
@@ -25,7 +33,10 @@ def small_matrix(held, listing_limit=400):
     for s in held:
         if len(s.listing) > listing_limit:
             continue
-        rows.append({"config": clean(s.config_dict), "state_dict": [[k, sh, dt] for k, sh, dt in s.listing]})
+        row = {"config": clean(s.config_dict), "state_dict": [[k, sh, dt] for k, sh, dt in s.listing]}
+        if getattr(s, "equal_sizes", False):
+            row["equal_sizes"] = True  # two sizes equal (equal_sizes.py)
+        rows.append(row)
     return rows
 
 
@@ -78,7 +89,8 @@ def assemble(all_types, first, whole_for=()):
     intern(data)
     # Lists, not maps: the order (model types by use, a type's base model
     # first) is meaning, and JSON readers may sort maps.
-    data["model_types"] = [[t, dict({"config_class": e["config_class"], "classes": list(e["classes"].items())},
+    data["model_types"] = [[t, dict({"config_class": e["config_class"],
+                                     "classes": [[name.split("@")[0], desc] for name, desc in e["classes"].items()]},
                                     **sub_config_facts(t))]
                            for t, e in data["model_types"].items()]
     zoo_dir = os.path.join(ROOT, "src", "arch", "zoo")
@@ -214,6 +226,7 @@ def write_coverage(zoo_dir, coverage):
     diffusers_rows = [row for row in coverage if row[0].startswith("diffusers/")]
     coverage = [row for row in coverage if not row[0].startswith("diffusers/")] + diffusers_rows
     exact = [t for t, classes, _ in coverage if classes and not t.startswith("diffusers/")]
+    named = sum(1 for t, classes, _ in coverage if not t.startswith("diffusers/") for k in classes if "@" in k)
     transformers_rows = len(coverage) - len(diffusers_rows)
     config_only = sum(1 for t, classes, failed in coverage
                       if not classes and failed.get("*", "").startswith("no model class"))
@@ -224,7 +237,9 @@ def write_coverage(zoo_dir, coverage):
         "`diffusers/` classes, whose described classes are the released structures, the variants); do not edit.",
         "",
         f"**{len(exact)} of {transformers_rows} model types** have at least one class described exactly "
-        f"({sum(len(c) for t, c, _ in coverage if not t.startswith('diffusers/'))} classes); "
+        f"({sum(1 for t, c, _ in coverage if not t.startswith('diffusers/') for k in c if '@' not in k)} classes"
+        + (f", and {named} descriptions of a class for another value of a name that chooses modules, "
+           "`Class@name=value`" if named else "") + "); "
         f"{config_only} of the {transformers_rows} name a configuration only (a composite model's part) and have "
         "no model class to describe. A class is listed "
         "as described only when its description reproduced held-out variations of its config.",

@@ -143,6 +143,38 @@ pub(super) fn check_multiples(fields: &mut Fields, class: &str) -> Result<()> {
     Ok(())
 }
 
+/// The keys that exist only while two sizes differ (`keys_if_distinct`:
+/// ELECTRA's `embeddings_project` where `embedding_size` is `hidden_size`,
+/// ResNet's first shortcut where the stem is as wide as the first stage),
+/// for the config's sizes: those to leave out.
+pub(super) fn keys_absent_at_equal_sizes(fields: &mut Fields) -> Result<Vec<&'static str>> {
+    let mut absent = Vec::new();
+    let Some(rules) = fields
+        .desc
+        .get("keys_if_distinct")
+        .and_then(Value::as_array)
+    else {
+        return Ok(absent);
+    };
+    for rule in rules {
+        let first = field_name(fields.desc, rule[0].as_str().unwrap_or(""));
+        let second = field_name(fields.desc, rule[1].as_str().unwrap_or(""));
+        if first.is_empty() || second.is_empty() {
+            continue;
+        }
+        if fields.number(first)? == fields.number(second)? {
+            absent.extend(
+                rule[2]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str),
+            );
+        }
+    }
+    Ok(absent)
+}
+
 /// A config that changes a field the description cannot follow is refused.
 pub(super) fn check_fixed(
     config: &Value,

@@ -63,10 +63,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
 import formulas  # noqa: E402
 import trees  # noqa: E402
-from names import names_that_change_tensors  # noqa: E402
+from names import named_config_class, names_that_change_tensors  # noqa: E402
+from equal_sizes import add_rules, equal_size_rules  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
-from assemble import CACHE, assemble, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
+from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
 
 
 # Auto mappings whose classes become zoo classes, in the order a model type's
@@ -152,6 +153,13 @@ HELD_AT_DEFAULT = {}
 # Why a name field (ResNet's `layer_type`) is fixed: names.py found another
 # value of it that changes the state dict.
 NAME_REASON = "a name that chooses modules: the description holds for its default only"
+# The other values of each name the last derived class holds at its default
+# that build and change the state dict (names.py): each top-level one gets a
+# description of its own, derived with the config class defaulting to it
+# (wav2vec2-large's `feat_extract_norm` "layer", ResNet-18's `layer_type`
+# "basic"), at most NAME_VARIANTS values per name.
+NAME_VALUES = {}
+NAME_VARIANTS = 3
 
 
 # ---------------------------------------------------------------------------
@@ -609,8 +617,15 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         if field in HELD_AT_DEFAULT:
             fixed[field] = HELD_AT_DEFAULT[field]
             continue
-        got = None
+        # A value another size has may change the structure only because the
+        # two are then equal (ELECTRA's `embeddings_project` exists while
+        # `embedding_size` differs from `hidden_size`; 128 doubled is 256,
+        # the hidden size): the next value is tried, and equal_sizes.py
+        # checks equal sizes on their own.
+        others = {v for g, v in ints.items() if g != field}
+        got, why = None, None
         for new in vary(value):
+            got = None
             for d in (with_override(default_dict, field, new), minimal({field: new})):
                 try:
                     got, _, _ = sample(config_class, model_class, d)
@@ -618,18 +633,24 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                     break
                 except Exception:
                     continue
-            if got is not None:
+            if got is None:
+                continue
+            try:
+                align([trie(base.listing), trie(got.listing)], "")
+                why = None
                 break
+            except Misfit as e:
+                why = e
+                if new not in others:
+                    break
         if got is None:
             fixed[field] = "the model does not build when it changes"
             continue
         if got.listing == base.listing:
             irrelevant.append(field)
             continue
-        try:
-            align([trie(base.listing), trie(got.listing)], "")
-        except Misfit as e:
-            fixed[field] = f"changes the structure: {e}"
+        if why is not None:
+            fixed[field] = f"changes the structure: {why}"
             continue
         singles[field] = len(samples)
         samples.append(got)
@@ -1120,10 +1141,18 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         # `layer_type` "basic") holds only at its default, unless it does so
         # through fields the description follows (names.py).
         first = held[0] if held else base
+        NAME_VALUES.clear()
         add_names(desc, *names_that_change_tensors(config_class, model_class, first.config_dict, first.listing,
                                                    lambda d: sample(config_class, model_class, d)[0].listing,
-                                                   desc["fields"]), reasons)
-    return desc, true_default, held, reasons
+                                                   desc["fields"], NAME_VALUES), reasons)
+    # Tensors that exist only while two sizes differ (equal_sizes.py):
+    # checked on equal sizes, which no variation draws.
+    rules, equal = equal_size_rules(desc, (held[0] if held else base).config_dict,
+                                    lambda d: sample(config_class, model_class, d)[0])
+    add_rules(desc, rules)
+    for s in equal:
+        s.equal_sizes = True
+    return desc, true_default, held + equal, reasons
 
 
 def named_list_form(config_class, model_class, original, path, tree, desc, held):
@@ -1571,40 +1600,21 @@ def run_model_type(model_type):
         result["config_class"] = config_class.__name__
         for name in classes_for(model_type):
             signal.alarm(CLASS_SECONDS)
-            rng = random.Random(f"{model_type}/{name}")
             model_class = getattr(transformers, name, None)
             if model_class is None:
                 result["failed"][name] = "not exported by transformers"
                 continue
-            HELD_AT_DEFAULT.clear()
-            try:
-                while True:
-                    try:
-                        desc, base, held, fixed = derive_with_lists_or_not(model_type, config_class, model_class, rng)
-                        break
-                    except FreshValueDiffers as e:
-                        # Derived again with that field held at its default
-                        # (at most four such fields).
-                        if e.field in HELD_AT_DEFAULT or len(HELD_AT_DEFAULT) == 4:
-                            raise
-                        HELD_AT_DEFAULT[e.field] = f"holds only at its default ({e})"
-                        rng = random.Random(f"{model_type}/{name}")
-                        signal.alarm(CLASS_SECONDS)
-            except Misfit as e:
-                result["failed"][name] = str(e)
+            if not derive_into(result, model_type, config_class, model_class, name, {}):
                 continue
-            except Exception as e:
-                result["failed"][name] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-                continue
-            result["classes"][name] = desc
-            if fixed:
-                result.setdefault("fixed", {})[name] = fixed
-            result["matrix"].append({
-                "class": name,
-                "default": {"config": {"model_type": model_type, "architectures": [name]},
-                            "count": len(base.listing), "digest": digest(base.listing)},
-                "variations": small_matrix(held),
-            })
+            # Each other value of a name the class holds at its default gets
+            # a description of its own (the name's variants are not varied
+            # again).
+            found = {path: values[:NAME_VARIANTS] for path, values in NAME_VALUES.items() if "." not in path}
+            for path, values in sorted(found.items()):
+                for value in values:
+                    signal.alarm(CLASS_SECONDS)
+                    derive_into(result, model_type, named_config_class(config_class, {path: value}),
+                                model_class, name, {path: value})
     except Exception as e:
         result["failed"]["*"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
     signal.alarm(0)
@@ -1613,6 +1623,53 @@ def run_model_type(model_type):
         json.dump(result, f)
     os.replace(out_path + ".tmp", out_path)
     return model_type
+
+
+def derive_into(result, model_type, config_class, model_class, name, when):
+    """Derives one class (with the names in `when` as its config's
+    defaults) into a model type's `result`: its description, its fixed
+    fields' reasons and its matrix row, or why it failed. Returns whether it
+    was described."""
+    key = class_key(name, when)
+    rng = random.Random(f"{model_type}/{key}")
+    HELD_AT_DEFAULT.clear()
+    try:
+        while True:
+            try:
+                desc, base, held, fixed = derive_with_lists_or_not(model_type, config_class, model_class, rng)
+                break
+            except FreshValueDiffers as e:
+                # Derived again with that field held at its default (at most
+                # four such fields).
+                if e.field in HELD_AT_DEFAULT or len(HELD_AT_DEFAULT) == 4:
+                    raise
+                HELD_AT_DEFAULT[e.field] = f"holds only at its default ({e})"
+                rng = random.Random(f"{model_type}/{key}")
+                signal.alarm(CLASS_SECONDS)
+    except Misfit as e:
+        result["failed"][key] = str(e)
+        return False
+    except Exception as e:
+        result["failed"][key] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        return False
+    if when:
+        desc["when"] = when
+    result["classes"][key] = desc
+    if fixed:
+        result.setdefault("fixed", {})[key] = fixed
+    variations = small_matrix(held)
+    for variation in variations:
+        variation["config"] = dict(variation["config"], **when)
+    row = {"class": name}
+    if when:
+        row["when"] = when
+    row.update({
+        "default": {"config": dict({"model_type": model_type, "architectures": [name]}, **when),
+                    "count": len(base.listing), "digest": digest(base.listing)},
+        "variations": variations,
+    })
+    result["matrix"].append(row)
+    return True
 
 
 def run_all(wanted, jobs, limit=600):
@@ -1634,13 +1691,76 @@ def described_classes(model_type):
     with open(os.path.join(CACHE, model_type + ".json")) as f:
         cached = json.load(f)
     config_class = getattr(transformers, cached.get("config_class", ""), None)
-    bases = {m["class"]: (m["variations"][0]["config"] if m["variations"] else {}) for m in cached["matrix"]}
+    bases = {m["class"]: (m["variations"][0]["config"] if m["variations"] else {}) for m in cached["matrix"]
+             if "when" not in m}
     found = []
+    bases.update({class_key(m["class"], m["when"]): (m["variations"][0]["config"] if m["variations"] else {})
+                  for m in cached["matrix"] if "when" in m})
     for name, desc in cached["classes"].items():
-        model_class = getattr(transformers, name, None)
+        model_class = getattr(transformers, name.split("@")[0], None)
         if config_class is not None and model_class is not None:
-            found.append((name, desc, config_class, model_class, bases.get(name, {})))
+            named = named_config_class(config_class, desc["when"]) if "when" in desc else config_class
+            found.append((name, desc, named, model_class, bases.get(name, {})))
     return cached, found
+
+
+def by_hand_pass(folder, target, limit, killed, line, write_back, what, extra=()):
+    """A pass run by hand over generate.py's cache (names.py,
+    equal_sizes.py): `--only TYPE,...` (else every cached type) and
+    `--jobs N`, plus `extra` arguments [(flag, help)]; `target(type)` for
+    each in a forked process writing `folder/<type>.json`, then
+    `write_back(types)` (a count, printed with `what`) and the outputs
+    assembled again. Returns the parsed arguments before running where an
+    extra flag is set, for the caller to run its own pass."""
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="")
+    parser.add_argument("--jobs", type=int, default=1)
+    for flag, about in extra:
+        parser.add_argument(flag, action="store_true", help=about)
+    args = parser.parse_args()
+    if any(getattr(args, flag.lstrip("-").replace("-", "_")) for flag, _ in extra):
+        return args
+    os.makedirs(folder, exist_ok=True)
+    described = sorted(f[:-5] for f in os.listdir(CACHE) if f.endswith(".json") and not re.match(r"[A-Z]", f))
+    types = [t for t in args.only.split(",") if t] if args.only else described
+    run_forked(types, args.jobs, limit, target, folder, killed, line)
+    print(write_back(types), what)
+    assemble_outputs()
+    return args
+
+
+def pass_over_type(folder, model_type, key, check):
+    """One model type of a by-hand pass: `check(name, desc, config class,
+    model class, base)` for each described class (as `described_classes`
+    gives them), each returning entries for the type's findings, written to
+    `folder/<type>.json` under `key`; nothing where that file exists."""
+    out_path = os.path.join(folder, model_type + ".json")
+    if os.path.exists(out_path):
+        return
+    found = {}
+    for entry in described_classes(model_type)[1]:
+        for name, value in check(*entry).items():
+            if isinstance(value, dict) and isinstance(found.get(name), dict):
+                found[name].update(value)
+            else:
+                found[name] = value
+    with open(out_path, "w") as f:
+        json.dump({"model_type": model_type, key: found}, f)
+
+
+def pass_result(folder, model_type):
+    """(what a by-hand pass wrote for a model type, the type's cache entry,
+    the cache file's path), or None where the pass wrote nothing."""
+    done = os.path.join(folder, model_type + ".json")
+    if not os.path.exists(done):
+        return None
+    with open(done) as f:
+        found = json.load(f)
+    path = os.path.join(CACHE, model_type + ".json")
+    with open(path) as f:
+        cached = json.load(f)
+    return found, cached, path
 
 
 def run_forked(wanted, jobs, limit, target, folder, killed, line):

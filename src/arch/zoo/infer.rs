@@ -122,6 +122,14 @@ fn default_patterns(desc: &'static Value) -> Vec<String> {
     }
     let mut patterns = Vec::new();
     visit(desc, &desc["tree"], "", &mut patterns, 0);
+    // Keys that exist only while two sizes differ (ELECTRA's
+    // `embeddings_project`, absent where `embedding_size` is the hidden
+    // size, as in electra-base) are not keys the class always adds.
+    let optional: Vec<&str> = entries(desc, "keys_if_distinct")
+        .flat_map(|rule| rule[2].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    patterns.retain(|pattern| !optional.contains(&pattern.as_str()));
     patterns.sort();
     patterns.dedup();
     patterns
@@ -599,6 +607,11 @@ fn solve<'a>(
     let mut config = Map::new();
     config.insert("model_type".into(), json!(class.model_type));
     config.insert("architectures".into(), json!([class.class]));
+    // A description derived for another value of a name (ResNet-18's
+    // `layer_type` "basic") holds only where the config names it.
+    for (field, value) in desc["when"].as_object().into_iter().flatten() {
+        config.insert(field.clone(), value.clone());
+    }
     let mut fields = Vec::new();
     // A list field (`depths`) goes into the config whole, when every entry
     // is known or held fixed by the class (SegFormer's last `sr_ratios`);

@@ -10,6 +10,7 @@
 //! what is described and why the rest is not.
 
 mod checks;
+mod classes;
 mod defaults;
 pub mod diffusers;
 mod equations;
@@ -22,8 +23,10 @@ use super::{ExpectedTensor, KeyRename, ModelSpec, ModuleKind, RenameScope, Weigh
 use crate::error::{err, ErrorKind, Result};
 use checks::{
     check_companions, check_fixed, check_least, check_multiples, check_named_lists,
-    check_sub_config_names, check_sub_configs,
+    check_sub_config_names, check_sub_configs, keys_absent_at_equal_sizes,
 };
+use classes::description;
+pub use classes::{classes, described_model_types, knows, model_type_of_class};
 use defaults::{by_name, default_key};
 use formula::Formula;
 use serde_json::{json, Value};
@@ -125,63 +128,6 @@ fn sub_configs_of(name: &str) -> Option<&'static Value> {
     model_type(name).and_then(|entry| entry.sub_configs)
 }
 
-/// Whether the zoo describes this `model_type`.
-pub fn knows(name: &str) -> bool {
-    model_type(name).is_some()
-}
-
-/// Every model type the zoo describes, in the data's order.
-pub fn described_model_types() -> Vec<&'static str> {
-    model_types().iter().map(|entry| entry.name).collect()
-}
-
-/// The classes the zoo describes for a model type, base model first.
-pub fn classes(name: &str) -> Vec<&'static str> {
-    model_type(name)
-        .map(|entry| entry.classes.iter().map(|(class, _)| *class).collect())
-        .unwrap_or_default()
-}
-
-/// The description of one class (`architectures[0]`, or the model type's
-/// base model when the config names none).
-fn description(name: &str, architecture: Option<&str>) -> Result<(&'static str, &'static Value)> {
-    let entry = model_type(name).ok_or_else(|| {
-        err(
-            ErrorKind::BadConfig,
-            format!("model_type {name:?} is not one ckptcheck describes"),
-        )
-    })?;
-    let found = match architecture {
-        Some(wanted) => entry.classes.iter().find(|(class, _)| *class == wanted),
-        None => entry.classes.first(),
-    };
-    found.copied().ok_or_else(|| {
-        let wanted = architecture.unwrap_or("");
-        let belongs = match model_type_of_class(wanted) {
-            Some(other) => format!(
-                " ({wanted} belongs to model_type {other:?}; the class does not belong to {name:?})"
-            ),
-            None => String::new(),
-        };
-        err(
-            ErrorKind::BadConfig,
-            format!(
-                "architectures[0] = {wanted:?} is not a class ckptcheck describes for model_type {name:?}{belongs}; it describes {}",
-                classes(name).join(", ")
-            ),
-        )
-    })
-}
-
-/// The model type whose described classes include `class` (the first, in
-/// the data's order), for a config.json without `model_type`.
-pub fn model_type_of_class(class: &str) -> Option<&'static str> {
-    model_types()
-        .iter()
-        .find(|entry| entry.classes.iter().any(|(name, _)| *name == class))
-        .map(|entry| entry.name)
-}
-
 /// The model a config.json describes, from the zoo. `model_type` is the
 /// config's; `architecture` its `architectures[0]`.
 pub fn from_config_value(
@@ -189,7 +135,7 @@ pub fn from_config_value(
     model_type: &str,
     architecture: Option<&str>,
 ) -> Result<ModelSpec> {
-    let (class, desc) = description(model_type, architecture)?;
+    let (class, desc) = description(model_type, architecture, config)?;
     let mut fields = Fields {
         config,
         desc,
@@ -202,6 +148,7 @@ pub fn from_config_value(
     check_least(&mut fields, class)?;
     check_companions(&mut fields, class)?;
     check_named_lists(&mut fields, class)?;
+    let absent = keys_absent_at_equal_sizes(&mut fields)?;
     let tree = desc
         .get("tree")
         .ok_or_else(|| err(ErrorKind::BadConfig, "zoo data has no tree"))?;
@@ -215,11 +162,25 @@ pub fn from_config_value(
     };
     expansion.node(tree, "", 0)?;
     let Expansion {
-        tensors,
-        module_kinds,
-        batchnorm_modules,
+        mut tensors,
+        mut module_kinds,
+        mut batchnorm_modules,
         ..
     } = expansion;
+    if !absent.is_empty() {
+        // A module whose every tensor is left out is not there at all.
+        tensors.retain(|tensor| !absent.contains(&tensor.name.as_str()));
+        let under = |name: &str, module: &str| {
+            name.strip_prefix(module)
+                .is_some_and(|rest| rest.starts_with('.'))
+        };
+        let emptied = |module: &str| {
+            absent.iter().any(|key| under(key, module))
+                && !tensors.iter().any(|t| under(&t.name, module))
+        };
+        module_kinds.retain(|(module, _)| !emptied(module));
+        batchnorm_modules.retain(|module| !emptied(module));
+    }
     let mut normalised = config.clone();
     if let Some(object) = normalised.as_object_mut() {
         for (field, value) in &fields.resolved {
@@ -297,7 +258,7 @@ pub struct PretrainedFacts {
 
 pub fn pretrained_facts(model: &ModelSpec) -> Option<PretrainedFacts> {
     let model_type = model.config.get("model_type")?.as_str()?;
-    let (_, desc) = description(model_type, Some(&model.class_name)).ok()?;
+    let (_, desc) = description(model_type, Some(&model.class_name), &model.config).ok()?;
     let strings = |field: &str| -> Vec<&'static str> {
         desc.get(field)
             .and_then(Value::as_array)

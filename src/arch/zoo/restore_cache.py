@@ -93,7 +93,7 @@ def restore(cache, force=False):
         if failed == {"*": "not derived yet"}:
             continue
         entry = described.get(model_type, {})
-        classes = {name: dict(desc, tree=expand_refs(desc["tree"], data["shared"]))
+        classes = {assemble.class_key(name, desc.get("when", {})): dict(desc, tree=expand_refs(desc["tree"], data["shared"]))
                    for name, desc in entry.get("classes", [])}
         result = {"model_type": model_type, "classes": classes, "failed": failed,
                   "matrix": samples.get(model_type, []), "restored": True}
