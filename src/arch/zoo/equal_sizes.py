@@ -40,9 +40,6 @@ DONE_DIR = "/tmp/ckptcheck-zoo-equal"
 TYPE_SECONDS = 240
 # Pairs tried per class at most (a class of 30 size fields has 435).
 MAX_PAIRS = 300
-# The pairs of the last class checked where the description differed from
-# the library with the second field at another size, equal to none.
-WRONG = []
 
 
 def size_fields(desc, env):
@@ -69,10 +66,13 @@ def drop_keys_if_equal(desc, env, listing):
 
 
 def equal_size_rules(desc, base_dict, build):
-    """(keys_if_distinct, samples) for a class: `build` is
+    """(keys_if_distinct, samples, wrong) for a class: `build` is
     generate.py's `sample` (config dict -> Sample), `base_dict` the first
     held-out variation. The samples are the equal-size configs the rules
-    were checked on, as generate.py's Sample with `config_dict` set."""
+    were checked on, as generate.py's Sample with `config_dict` set;
+    `wrong` the pairs [a, b] where the description differs from the
+    library with b at a size equal to no other ([a, b, "equal"]: equal
+    sizes change more than which tensors exist)."""
     import generate
     from formulas import Misfit
     env = generate.resolve_env(desc, base_dict)
@@ -148,8 +148,7 @@ def equal_size_rules(desc, base_dict, build):
         else:
             wrong.append([a, b, "equal"])
     desc.pop("keys_if_distinct", None)
-    WRONG[:] = wrong
-    return rules, samples
+    return rules, samples, wrong
 
 
 def apply_to_type(model_type):
@@ -158,11 +157,11 @@ def apply_to_type(model_type):
     def check(name, desc, config_class, model_class, base):
         plain = {k: v for k, v in desc.items() if k != "keys_if_distinct"}
         try:
-            rules, samples = equal_size_rules(
+            rules, samples, wrong = equal_size_rules(
                 json.loads(json.dumps(plain)), base, lambda d: generate.sample(config_class, model_class, d)[0])
         except Exception as e:  # noqa: BLE001 - reported, the class left as it is
             return {name: {"error": f"{type(e).__name__}: {e}"}}
-        found = {"wrong": {name: list(WRONG)}} if WRONG else {}
+        found = {"wrong": {name: wrong}} if wrong else {}
         if rules:
             found[name] = {"keys_if_distinct": rules,
                            "samples": [{"config": json.loads(json.dumps(s.config_dict, default=str)),

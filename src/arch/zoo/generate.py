@@ -1147,8 +1147,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                                                    desc["fields"], NAME_VALUES), reasons)
     # Tensors that exist only while two sizes differ (equal_sizes.py):
     # checked on equal sizes, which no variation draws.
-    rules, equal = equal_size_rules(desc, (held[0] if held else base).config_dict,
-                                    lambda d: sample(config_class, model_class, d)[0])
+    rules, equal, _ = equal_size_rules(desc, (held[0] if held else base).config_dict,
+                                       lambda d: sample(config_class, model_class, d)[0])
     add_rules(desc, rules)
     for s in equal:
         s.equal_sizes = True
