@@ -16,13 +16,15 @@ use ckptcheck::loader::Loader;
 use ckptcheck::{Checkpoint, TensorInfo};
 use serde_json::Value;
 
-fn fixture() -> Value {
-    let path = format!(
-        "{}/tests/fixtures/sd/sd_loads.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+/// A JSON fixture under tests/fixtures/sd/.
+fn sd_fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/sd/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture() -> Value {
+    sd_fixture("sd_loads.json")
 }
 
 fn release(name: &str) -> ModelSpec {
@@ -361,21 +363,24 @@ fn from_yaml(name: &str, text: &str) -> ckptcheck::Result<ModelSpec> {
     arch::model_from_config_json(&[(name.to_string(), text.to_string())])
 }
 
+/// Each release's inference YAML in tests/fixtures/sd/yaml/, with its release.
+const RELEASE_YAMLS: [(&str, &str); 7] = [
+    ("v1-inference.yaml", "sd/1.5"),
+    ("v1-inpainting-inference.yaml", "sd/1.5-inpainting"),
+    ("v2-inference-v.yaml", "sd/2.1-768"),
+    ("v2-inference.yaml", "sd/2.1-512"),
+    ("v2-inpainting-inference.yaml", "sd/2-inpainting"),
+    ("sd_xl_base.yaml", "sd/xl-base"),
+    ("sd_xl_refiner.yaml", "sd/xl-refiner"),
+];
+
 /// Each release's inference YAML (tests/fixtures/sd/yaml/, whose UNet and
 /// VAE diffusers' create_*_diffusers_config_from_ldm builds into the
 /// release's, stable_diffusion.py checks) is read as that release, SD 2.x
 /// at 512 and at 768-v told apart by `parameterization`.
 #[test]
 fn each_release_yaml_is_its_release() {
-    for (file, release) in [
-        ("v1-inference.yaml", "sd/1.5"),
-        ("v1-inpainting-inference.yaml", "sd/1.5-inpainting"),
-        ("v2-inference-v.yaml", "sd/2.1-768"),
-        ("v2-inference.yaml", "sd/2.1-512"),
-        ("v2-inpainting-inference.yaml", "sd/2-inpainting"),
-        ("sd_xl_base.yaml", "sd/xl-base"),
-        ("sd_xl_refiner.yaml", "sd/xl-refiner"),
-    ] {
+    for (file, release) in RELEASE_YAMLS {
         let model = from_yaml(file, &yaml(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(model.preset.as_deref(), Some(release), "{file}");
         assert_eq!(model.config["yaml"], file, "{file}");
@@ -383,26 +388,60 @@ fn each_release_yaml_is_its_release() {
     }
 }
 
-/// A YAML of no release is refused with the closest release and the facts
-/// that differ; YAML this reader does not take is refused with its line.
+/// A YAML of no release is laid out from its fields, the closest release
+/// and the facts that differ kept; one the layout does not build is
+/// refused with the field and the closest release; YAML this reader does
+/// not take is refused with its line.
 #[test]
-fn yamls_of_no_release_and_unread_yaml_are_refused() {
+fn yamls_of_no_release_are_laid_out_or_refused_and_unread_yaml_is_refused() {
     let text = yaml("v1-inference.yaml").replace("context_dim: 768", "context_dim: 1280");
-    let error = from_yaml("custom.yaml", &text).expect_err("no release has it");
+    let model = from_yaml("custom.yaml", &text).expect("laid out");
+    assert_eq!(model.preset, None);
+    assert_eq!(model.class_name, "LatentDiffusion");
+    assert_eq!(model.config["closest_release"], "sd/1.5");
+    assert_eq!(
+        model.config["differs_from_release"][0],
+        "cross_attention_dim 1280 where sd/1.5 has 768"
+    );
+    let to_k = model
+        .tensors
+        .iter()
+        .find(|t| {
+            t.name
+                .ends_with("input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight")
+        })
+        .expect("cross-attention");
+    assert_eq!(to_k.shape, [320, 1280]);
+
+    let text = yaml("v1-inference.yaml").replace(
+        "legacy: False",
+        "legacy: False\n        resblock_updown: True",
+    );
+    let error = from_yaml("updown.yaml", &text).expect_err("not laid out");
     assert_eq!(error.kind, ckptcheck::ErrorKind::BadConfig);
     assert!(
-        error.message.contains("closest is sd/1.5"),
+        error.message.contains("resblock_updown: true"),
         "{}",
         error.message
     );
     assert!(
         error
             .message
-            .contains("cross_attention_dim 1280 where sd/1.5 has 768"),
+            .contains("the rest of its shape facts are sd/1.5's"),
         "{}",
         error.message
     );
-    assert_eq!(error.file.as_deref(), Some("custom.yaml"));
+    assert_eq!(error.file.as_deref(), Some("updown.yaml"));
+    let text = yaml("v1-inference.yaml").replace(
+        "target: ldm.modules.encoders.modules.FrozenCLIPEmbedder",
+        "target: ldm.modules.encoders.modules.FrozenT5Embedder",
+    );
+    let error = from_yaml("t5.yaml", &text).expect_err("an encoder of no release");
+    assert!(
+        error.message.contains("FrozenT5Embedder"),
+        "{}",
+        error.message
+    );
 
     let text = yaml("v1-inference.yaml").replace(
         "  params:\n    linear_start",
@@ -444,4 +483,252 @@ fn the_yaml_reader_reads_what_the_release_yamls_use() {
             "f": true, "g": 1e-6, "h": null
         })
     );
+}
+
+/// Each release's YAML laid out from its fields (sd_layout.rs, which
+/// builds the YAMLs of no release) gives the release's tensors exactly:
+/// names, order, shapes.
+#[test]
+fn each_release_yaml_laid_out_from_its_fields_is_the_release() {
+    for (file, release_name) in RELEASE_YAMLS {
+        let parsed = ckptcheck::arch::sd_yaml::parse(&yaml(file)).expect(file);
+        let model =
+            arch::stable_diffusion::laid_out(&parsed).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let want = release(release_name);
+        let got_names = names(&model);
+        let want_names = names(&want);
+        for (index, (got, want)) in got_names.iter().zip(&want_names).enumerate() {
+            assert_eq!(got, want, "{file}: tensor {index}");
+        }
+        assert_eq!(got_names.len(), want_names.len(), "{file}: count");
+        assert_eq!(digest(&model), digest(&want), "{file}");
+        assert_eq!(model.class_name, want.class_name, "{file}");
+    }
+}
+
+fn variations() -> Value {
+    sd_fixture("yaml_variations.json")
+}
+
+/// A release YAML with the variation's edits, each old text found once.
+fn edited_yaml(variation: &Value) -> String {
+    let mut text = yaml(variation["base"].as_str().unwrap());
+    for pair in variation["edits"].as_array().unwrap() {
+        let (old, new) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+        assert_eq!(text.matches(old).count(), 1, "{old:?}");
+        text = text.replacen(old, new, 1);
+    }
+    text
+}
+
+/// Inference YAMLs of no release (tests/fixtures/sd/yaml_variations.json,
+/// made by make_yaml_variations.py: InstructPix2Pix's 8 input channels and
+/// seeded random widths, levels, blocks, attention resolutions, depths,
+/// context, VAE sizes and schedules on the v1, v2 and SDXL YAMLs, each
+/// listing checked by diffusers' converter) build exactly the listing
+/// diffusers makes of them: names, order, shapes.
+#[test]
+fn yamls_of_no_release_build_what_diffusers_builds_of_them() {
+    let variations = variations();
+    let variations = variations["variations"].as_array().unwrap();
+    assert!(variations.len() >= 20, "{}", variations.len());
+    for variation in variations {
+        let name = variation["name"].as_str().unwrap();
+        let model = from_yaml(&format!("{name}.yaml"), &edited_yaml(variation))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.preset, None, "{name}");
+        assert_eq!(model.tensors.len() as u64, variation["count"], "{name}");
+        assert_eq!(model.tensors[0].name, variation["first"], "{name}");
+        assert_eq!(
+            model.tensors.last().unwrap().name,
+            variation["last"],
+            "{name}"
+        );
+        assert_eq!(digest(&model), variation["digest"], "{name}");
+    }
+}
+
+/// An InstructPix2Pix file (8 input channels) loads into the model of its
+/// YAML; an SD 1.5 file checked against that YAML is named as SD 1.5 with
+/// the one fact that differs and the YAML to use.
+#[test]
+fn a_release_file_with_a_yaml_of_no_release_names_the_differing_fact() {
+    let variations = variations();
+    let pix2pix = variations["variations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "instruct-pix2pix")
+        .expect("fixture");
+    let model = from_yaml("generate.yaml", &edited_yaml(pix2pix)).expect("laid out");
+    let mut own = Checkpoint::new("instruct-pix2pix-00-22000.ckpt", "pytorch", 0);
+    for (name, shape) in names(&model) {
+        own.tensors.push(TensorInfo::new(name, "F32", shape));
+    }
+    let report = check(&own, &model, Loader::Strict);
+    assert_eq!(
+        format!("{:?}", report.verdict),
+        "Loads",
+        "{:?}",
+        report.pytorch_error
+    );
+
+    let mut sd15 = Checkpoint::new("v1-5-pruned-emaonly.safetensors", "safetensors", 0);
+    for (name, shape) in names(&release("sd/1.5")) {
+        sd15.tensors.push(TensorInfo::new(name, "F32", shape));
+    }
+    let report = check(&sd15, &model, Loader::Ldm);
+    assert_eq!(format!("{:?}", report.verdict), "WontLoad");
+    let error = report.pytorch_error.as_deref().unwrap();
+    assert!(
+        error.contains("size mismatch for model.diffusion_model.input_blocks.0.0.weight: copying a param with shape torch.Size([320, 4, 3, 3]) from checkpoint, the shape in current model is torch.Size([320, 8, 3, 3])"),
+        "{error}"
+    );
+    let cause = &report.explanation[0];
+    assert_eq!(cause.cause, "sd-release", "{:?}", report.explanation);
+    for said in [
+        "(sd/1.5)",
+        "in_channels 8 where sd/1.5 has 4",
+        "use v1-inference.yaml",
+    ] {
+        assert!(cause.text.contains(said), "{said}: {}", cause.text);
+    }
+}
+
+/// T5 v1.1 XXL's encoder as transformers' T5EncoderModel saves it (24
+/// blocks of self-attention and a gated-GELU feed-forward, width 4096,
+/// 64 heads of 64, feed-forward 10240, 32128 tokens, 32 relative-position
+/// buckets in the first block): 219 tensors without the input embedding
+/// tied to `shared`.
+fn t5_xxl_encoder(prefix: &str) -> Vec<(String, Vec<u64>)> {
+    let mut out = vec![(format!("{prefix}shared.weight"), vec![32128, 4096])];
+    for block in 0..24 {
+        let at = format!("{prefix}encoder.block.{block}.layer.");
+        for part in ["q", "k", "v", "o"] {
+            out.push((
+                format!("{at}0.SelfAttention.{part}.weight"),
+                vec![4096, 4096],
+            ));
+        }
+        if block == 0 {
+            out.push((
+                format!("{at}0.SelfAttention.relative_attention_bias.weight"),
+                vec![32, 64],
+            ));
+        }
+        out.push((format!("{at}0.layer_norm.weight"), vec![4096]));
+        out.push((
+            format!("{at}1.DenseReluDense.wi_0.weight"),
+            vec![10240, 4096],
+        ));
+        out.push((
+            format!("{at}1.DenseReluDense.wi_1.weight"),
+            vec![10240, 4096],
+        ));
+        out.push((format!("{at}1.DenseReluDense.wo.weight"), vec![4096, 10240]));
+        out.push((format!("{at}1.layer_norm.weight"), vec![4096]));
+    }
+    out.push((
+        format!("{prefix}encoder.final_layer_norm.weight"),
+        vec![4096],
+    ));
+    out
+}
+
+/// A release's tensors under `from`, renamed to be under `to`.
+fn moved(release_name: &str, from: &str, to: &str) -> Vec<(String, Vec<u64>)> {
+    names(&release(release_name))
+        .into_iter()
+        .filter_map(|(name, shape)| Some((format!("{to}{}", name.strip_prefix(from)?), shape)))
+        .collect()
+}
+
+/// A ComfyUI all-in-one FLUX.1 file (the transformer under
+/// `model.diffusion_model.`, the VAE under `vae.`, CLIP-L and T5-XXL under
+/// `text_encoders.*.transformer.`) is ranked by its transformer, and its
+/// bundled parts are named and checked: exact where they are the models
+/// diffusers builds (CLIP-L as SD 1.5's text encoder, the VAE as SD3's,
+/// T5-XXL as written above), what is missing where a part is cut short.
+/// Checked against the transformer alone, the cause names the parts and
+/// the pipeline loader the file is for.
+#[test]
+fn an_all_in_one_flux_file_names_and_checks_its_bundled_parts() {
+    let mut all: Vec<(String, Vec<u64>)> = moved("flux/dev", "", "model.diffusion_model.");
+    all.extend(moved("sd3/medium", "first_stage_model.", "vae."));
+    all.extend(moved(
+        "sd/1.5",
+        "cond_stage_model.transformer.",
+        "text_encoders.clip_l.transformer.",
+    ));
+    all.extend(t5_xxl_encoder("text_encoders.t5xxl.transformer."));
+    let inferred = arch::infer(&all);
+    assert_eq!(inferred.preset.as_deref(), Some("flux/dev"));
+    let bundled: Vec<(String, String)> = inferred
+        .fields
+        .iter()
+        .map(|f| (f.field.clone(), f.value.as_str().unwrap_or("").to_string()))
+        .collect();
+    let exact = |name: &str| (format!("bundled {name}"), "exact".to_string());
+    assert_eq!(bundled, [exact("CLIP-L"), exact("T5-XXL"), exact("VAE")]);
+    assert!(inferred.fields[1]
+        .evidence
+        .starts_with("219 tensors under text_encoders.t5xxl.transformer."));
+
+    // T5-XXL cut to its first twelve blocks; CLIP-G of OpenCLIP's width.
+    let short: Vec<(String, Vec<u64>)> = all
+        .iter()
+        .filter(|(name, _)| {
+            name.strip_prefix("text_encoders.t5xxl.transformer.encoder.block.")
+                .and_then(|rest| rest.split('.').next()?.parse::<u32>().ok())
+                .is_none_or(|block| block < 12)
+        })
+        .cloned()
+        .collect();
+    let inferred = arch::infer(&short);
+    let t5 = inferred
+        .fields
+        .iter()
+        .find(|f| f.field == "bundled T5-XXL")
+        .expect("T5-XXL");
+    assert!(
+        t5.value
+            .as_str()
+            .unwrap()
+            .starts_with("108 missing (text_encoders.t5xxl.transformer.encoder.block.12.layer.0.SelfAttention.q.weight"),
+        "{}",
+        t5.value
+    );
+
+    let mut file = Checkpoint::new("flux1-dev-fp8.safetensors", "safetensors", 0);
+    for (name, shape) in &all {
+        file.tensors
+            .push(TensorInfo::new(name.clone(), "BF16", shape.clone()));
+    }
+    let report = check(&file, &release("flux/dev"), Loader::Strict);
+    let cause = report
+        .explanation
+        .iter()
+        .find(|c| c.cause == "sd-bundled")
+        .unwrap_or_else(|| panic!("{:?}", report.explanation));
+    assert_eq!(cause.unexpected, 196 + 219 + 244);
+    for said in [
+        "CLIP-L (text_encoders.clip_l.transformer., 196 tensors: exact)",
+        "T5-XXL (text_encoders.t5xxl.transformer., 219 tensors: exact)",
+        "VAE (vae., 244 tensors: exact)",
+        "FluxPipeline.from_single_file",
+    ] {
+        assert!(cause.text.contains(said), "{said}: {}", cause.text);
+    }
+    // Its keys are the cause's, not left over as unexplained groups.
+    assert!(
+        report
+            .explanation
+            .iter()
+            .all(|c| !c.field.starts_with("text_encoders.")),
+        "{:?}",
+        report.explanation
+    );
+    // The transformer alone has nothing bundled.
+    let bare = moved("flux/dev", "", "");
+    assert!(arch::infer(&bare).fields.is_empty());
 }

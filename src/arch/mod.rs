@@ -12,6 +12,8 @@ pub mod dump;
 pub mod hf;
 mod key_rules;
 pub mod open_clip;
+pub mod sd_bundled;
+pub mod sd_layout;
 pub mod sd_yaml;
 pub mod stable_diffusion;
 pub mod zoo;

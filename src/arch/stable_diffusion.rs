@@ -150,43 +150,64 @@ pub fn preset_list() -> Vec<(String, &'static str, String)> {
         .collect()
 }
 
-/// The model of a release preset, `None` when the name is not one.
-pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
-    let Some(release) = releases().iter().find(|r| r.name == name) else {
-        return Ok(None);
-    };
-    let mut tensors = Vec::new();
-    for (prefix, component) in &release.components {
-        for tensor in data()["components"][*component]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+/// A component's listing in the data (`unet-1.5`, `clip-l`,
+/// `ldm-schedule`): name, shape, whether it is int64.
+fn component_listing(component: &str) -> Vec<super::sd_layout::Listed> {
+    data()["components"][component]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|tensor| {
             let shape: Vec<u64> = tensor[1]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_u64)
                 .collect();
-            let dtype = match tensor.get(2).and_then(Value::as_str) {
-                Some("int64") => "I64",
-                _ => "F32",
-            };
-            tensors.push(ExpectedTensor {
-                name: format!("{prefix}{}", tensor[0].as_str().unwrap_or("")),
-                shape,
-                dtype: dtype.to_string(),
-                depends_on: Vec::new(),
-                exists_if: Vec::new(),
-            });
-        }
+            let int = tensor.get(2).and_then(Value::as_str) == Some("int64");
+            (tensor[0].as_str().unwrap_or("").to_string(), shape, int)
+        })
+        .collect()
+}
+
+fn expected((name, shape, int): super::sd_layout::Listed) -> ExpectedTensor {
+    ExpectedTensor {
+        name,
+        shape,
+        dtype: if int { "I64" } else { "F32" }.to_string(),
+        depends_on: Vec::new(),
+        exists_if: Vec::new(),
     }
-    let class_name = release.kind.class_name(release.name);
-    Ok(Some(ModelSpec {
+}
+
+/// The model of a release preset, `None` when the name is not one.
+pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
+    let Some(release) = releases().iter().find(|r| r.name == name) else {
+        return Ok(None);
+    };
+    let tensors = release
+        .components
+        .iter()
+        .flat_map(|(prefix, component)| {
+            component_listing(component)
+                .into_iter()
+                .map(move |(name, shape, int)| (format!("{prefix}{name}"), shape, int))
+        })
+        .map(expected)
+        .collect();
+    let mut model = sd_model(release.kind.class_name(release.name), tensors);
+    model.preset = Some(release.name.to_string());
+    model.config = json!({"release": release.name, "yaml": release.yaml, "about": release.about});
+    Ok(Some(model))
+}
+
+/// A single-file model of these tensors, named as PyTorch's errors name it.
+fn sd_model(class_name: &str, tensors: Vec<ExpectedTensor>) -> ModelSpec {
+    ModelSpec {
         family: "sd".to_string(),
         class_name: class_name.to_string(),
-        preset: Some(release.name.to_string()),
-        config: json!({"release": release.name, "yaml": release.yaml, "about": release.about}),
+        preset: None,
+        config: Value::Null,
         tensors,
         batchnorm_modules: Vec::new(),
         base_model_prefix: String::new(),
@@ -194,7 +215,7 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
         module_kinds: Vec::new(),
         module_names: Vec::new(),
         non_persistent: Vec::new(),
-    }))
+    }
 }
 
 /// The release a preset name is: how to build its model (the inference
@@ -213,6 +234,22 @@ pub fn release_label(name: &str) -> &'static str {
     Kind::of_release(name).label()
 }
 
+/// The parts an SD3 or FLUX.1 single file bundles beside its MMDiT or
+/// transformer (text encoders, VAE), each checked (sd_bundled.rs).
+pub fn bundled(names_shapes: &[(String, Vec<u64>)]) -> Vec<super::sd_bundled::BundledPart> {
+    super::sd_bundled::bundled_parts(names_shapes, data())
+}
+
+/// What loads a whole single file of a release's kind, for explanations:
+/// the diffusers pipeline whose `from_single_file` reads every part.
+pub fn pipeline_of_release(name: &str) -> Option<&'static str> {
+    match Kind::of_release(name) {
+        Kind::Flux => Some("FluxPipeline"),
+        Kind::Mmdit => Some("StableDiffusion3Pipeline"),
+        Kind::Unet => None,
+    }
+}
+
 /// A name without the `UNET_PREFIX` a single file may put before it.
 fn without_unet_prefix(name: &str) -> &str {
     name.strip_prefix(UNET_PREFIX).unwrap_or(name)
@@ -222,6 +259,7 @@ fn without_unet_prefix(name: &str) -> &str {
 /// release, or a FLUX.1 transformer against every FLUX.1 release: the exact
 /// one is named; otherwise the closest, with how far it is.
 pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
+    let all_names_shapes = names_shapes;
     let count = |blocks: &[&str]| {
         names_shapes
             .iter()
@@ -316,9 +354,26 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
             best.preset, best.findings
         )
     });
+    // What else the file bundles (text encoders; the VAE, which SD3's
+    // releases already hold under `first_stage_model.`), each checked.
+    let fields = match kind {
+        Kind::Unet => Vec::new(),
+        Kind::Mmdit | Kind::Flux => bundled(all_names_shapes)
+            .into_iter()
+            .filter(|part| !(kind == Kind::Mmdit && part.prefix == "first_stage_model."))
+            .map(|part| super::InferredField {
+                field: format!("bundled {}", part.name),
+                value: json!(part.status()),
+                evidence: format!(
+                    "{} tensors under {}: {}",
+                    part.tensors, part.prefix, part.about
+                ),
+            })
+            .collect(),
+    };
     Some(Inferred {
         family: "sd".to_string(),
-        fields: Vec::new(),
+        fields,
         config: json!({"release": best.preset, "yaml": yaml, "about": about}),
         preset: best.exact.then(|| best.preset.clone()),
         ranking,
@@ -327,42 +382,45 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
     })
 }
 
-/// The release an inference YAML describes (`v2-inference-v.yaml` is
-/// `sd/2.1-768`): the one whose shape facts (`sd_yaml::facts`) the YAML's
-/// equal. A YAML of no release is refused with the closest release and the
-/// facts where they differ.
+/// Where an inference YAML's shape facts (`sd_yaml::facts`) differ from
+/// a release's: "cross_attention_dim 768 where sd/2.1-768 has 1024".
+pub fn facts_differing(facts: &Value, release: &str) -> Vec<String> {
+    data()["presets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|preset| preset["name"] == release)
+        .flat_map(|preset| preset["yaml_facts"].as_object())
+        .flatten()
+        .filter(|(field, value)| facts.get(field.as_str()) != Some(*value))
+        .map(|(field, value)| {
+            format!(
+                "{field} {} where {release} has {value}",
+                facts[field.as_str()]
+            )
+        })
+        .collect()
+}
+
+/// The model an inference YAML builds, laid out from its fields
+/// (sd_layout.rs). A YAML whose shape facts (`sd_yaml::facts`) and tensors
+/// are a release's (`v2-inference-v.yaml` is `sd/2.1-768`) is that
+/// release's preset. Any other keeps the release closest to it and the
+/// facts where they differ in its config, for explanations; one the layout
+/// does not build is refused with why and the closest release.
 pub fn from_yaml(text: &str) -> Result<ModelSpec> {
-    let facts = super::sd_yaml::facts(&super::sd_yaml::parse(text)?)?;
+    let yaml = super::sd_yaml::parse(text)?;
+    let facts = super::sd_yaml::facts(&yaml)?;
     let mut closest: Option<(usize, &'static str, Vec<String>)> = None;
     // FLUX.1 has no inference YAML: only presets with a YAML's facts.
     let with_facts = data()["presets"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|preset| preset["yaml_facts"].is_object());
-    for preset in with_facts {
-        let name = preset["name"].as_str().unwrap_or("");
-        let differing: Vec<String> = preset["yaml_facts"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(field, value)| facts.get(field.as_str()) != Some(*value))
-            .map(|(field, value)| {
-                format!("{field} {} where {name} has {value}", facts[field.as_str()])
-            })
-            .collect();
-        if differing.is_empty() {
-            let mut model = from_preset(name)?.ok_or_else(|| {
-                crate::error::err(
-                    crate::error::ErrorKind::BadConfig,
-                    "release data is incomplete",
-                )
-            })?;
-            if let Some(object) = model.config.as_object_mut() {
-                object.insert("yaml_facts".into(), facts);
-            }
-            return Ok(model);
-        }
+        .filter(|preset| preset["yaml_facts"].is_object())
+        .filter_map(|preset| preset["name"].as_str());
+    for name in with_facts {
+        let differing = facts_differing(&facts, name);
         if closest
             .as_ref()
             .is_none_or(|(count, _, _)| differing.len() < *count)
@@ -371,11 +429,45 @@ pub fn from_yaml(text: &str) -> Result<ModelSpec> {
         }
     }
     let (_, name, differing) = closest.unwrap_or((0, "", Vec::new()));
-    Err(crate::error::err(
-        crate::error::ErrorKind::BadConfig,
-        format!(
-            "this inference YAML describes no Stable Diffusion release ckptcheck knows; the closest is {name}: {}",
-            differing.join("; ")
-        ),
+    let mut model = laid_out(&yaml).map_err(|refusal| {
+        let release = if differing.is_empty() {
+            format!("the rest of its shape facts are {name}'s")
+        } else {
+            format!(
+                "it describes no release either, the closest is {name}: {}",
+                differing.join("; ")
+            )
+        };
+        crate::error::err(
+            crate::error::ErrorKind::BadConfig,
+            format!("{}; {release}", refusal.message),
+        )
+    })?;
+    if differing.is_empty() {
+        if let Some(mut release) = from_preset(name)? {
+            if release.tensors == model.tensors {
+                if let Some(object) = release.config.as_object_mut() {
+                    object.insert("yaml_facts".into(), facts);
+                }
+                return Ok(release);
+            }
+        }
+    }
+    model.config = json!({
+        "yaml_facts": facts,
+        "closest_release": name,
+        "differs_from_release": differing,
+    });
+    Ok(model)
+}
+
+/// The model of an inference YAML laid out from its fields (sd_layout.rs),
+/// whether or not it is a release's: a release's YAML gives the release's
+/// tensors (tests check each).
+pub fn laid_out(yaml: &Value) -> Result<ModelSpec> {
+    let (tensors, class_name) = super::sd_layout::layout(yaml, component_listing)?;
+    Ok(sd_model(
+        class_name,
+        tensors.into_iter().map(expected).collect(),
     ))
 }

@@ -109,6 +109,11 @@ pub fn explain(
         .as_ref()
         .map_or((0, 0), |cause| (cause.missing, cause.unexpected));
     causes.extend(prefix);
+    let bundled = super::stable_diffusion::bundled_cause(&findings, result);
+    let (bundled, bundled_keys) = match bundled {
+        Some((cause, keys)) => (Some(cause), keys),
+        None => (None, Vec::new()),
+    };
     let by_structure = matches!(model.family.as_str(), "dump" | "reference");
     if let Some(cause) = family_cause(&findings).filter(|_| !by_structure) {
         causes.push(cause);
@@ -116,11 +121,14 @@ pub fn explain(
     }
     if let Some(cause) = super::stable_diffusion::release_cause(&findings) {
         causes.push(cause);
+        causes.extend(bundled);
         return causes;
     }
+    causes.extend(bundled);
     let aligned = (explained_by_prefix != (0, 0)).then(|| aligned_result(&findings));
     let counted = aligned.as_ref().unwrap_or(result);
     let (key_causes, mut attributed) = known_key_causes(&findings, counted);
+    attributed.extend(bundled_keys);
     causes.extend(key_causes);
     if let Some((cause, keys)) = super::resized::num_labels_cause(&findings, counted) {
         causes.push(cause);

@@ -335,6 +335,7 @@ fn check_state_dict(
                 "reference checkpoint {}",
                 model.config["reference"].as_str().unwrap_or("")
             ),
+            (None, "sd") => "inference YAML".to_string(),
             (None, _) => "config JSON".to_string(),
         },
         model_family: model.family.clone(),

@@ -46,7 +46,8 @@ function stageTable(verdict) {
 }
 
 export function verifyCard(report) {
-  const preset = report.model === "config JSON" ? "" : report.model;
+  // A model from a dropped config JSON or inference YAML has no preset name.
+  const preset = ["config JSON", "inference YAML"].includes(report.model) ? "" : report.model;
   const output = h("div", { id: "verify-output" });
   const status = h("p", { class: "meta", id: "verify-status" }, "Shapes that match are necessary, not sufficient: run the model on a fixed input and check its output is finite and agrees with the CPU.");
   // Tests wait on `data-state`: idle, running, done, cancelled, failed.

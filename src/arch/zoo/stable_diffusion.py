@@ -121,6 +121,8 @@ def unet_renames(config):
     up_attn = ["CrossAttn" in t for t in config["up_block_types"]]
     out = [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
            ("add_embedding.linear_1.", "label_emb.0.0."), ("add_embedding.linear_2.", "label_emb.0.2."),
+           ("class_embedding.linear_1.", "label_emb.0.0."), ("class_embedding.linear_2.", "label_emb.0.2."),
+           ("class_embedding.", "label_emb."),
            ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2."),
            ("mid_block.attentions.0.", "middle_block.1."), ("mid_block.resnets.0.", "middle_block.0."),
            ("mid_block.resnets.1.", "middle_block.2.")]
@@ -158,16 +160,19 @@ def rename_unet(key, renames):
     raise KeyError(key)
 
 
-def vae_renames():
+def vae_renames(levels=4, blocks=2):
+    """diffusers AutoencoderKL prefixes -> LDM's, for `levels` levels of
+    `blocks` ResNet blocks (the decoder's levels hold one more)."""
     out = [("mid_block.attentions.0.", "mid.attn_1."), ("conv_norm_out.", "norm_out.")]
-    for i in range(4):
-        for j in range(2):
+    last = levels - 1
+    for i in range(levels):
+        for j in range(blocks):
             out.append((f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}."))
-        if i < 3:
+        if i < last:
             out.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))
-            out.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{3 - i}.upsample."))
-        for j in range(3):
-            out.append((f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{3 - i}.block.{j}."))
+            out.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{last - i}.upsample."))
+        for j in range(blocks + 1):
+            out.append((f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{last - i}.block.{j}."))
     for i in range(2):
         out.append((f"mid_block.resnets.{i}.", f"mid.block_{i + 1}."))
     return out
@@ -177,9 +182,9 @@ VAE_ATTENTION = [("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("t
                  ("to_out.0.", "proj_out.")]
 
 
-def rename_vae(key, shape):
+def rename_vae(key, shape, levels=4, blocks=2):
     new = key.replace("conv_shortcut.", "nin_shortcut.")
-    for hf, ldm in vae_renames():
+    for hf, ldm in vae_renames(levels, blocks):
         if hf in new:
             new = new.replace(hf, ldm)
             break
@@ -379,6 +384,71 @@ def same(a, b):
     return sorted((k, tuple(v.shape)) for k, v in a.items()) == sorted((k, tuple(v.shape)) for k, v in b.items())
 
 
+# What SD3, SD3.5 and FLUX.1 single files may bundle beside the MMDiT or
+# transformer (Stability AI's `_incl_clips` files, ComfyUI's all-in-one
+# checkpoints): the prefixes diffusers' `from_single_file` reads them
+# under, each part's component and what it is. `optional` keys a file may
+# lack: SD3's CLIP-L files hold no text projection (diffusers puts an
+# identity there), T5's input embedding is tied to `shared`.
+BUNDLED = [
+    ("text_encoders.clip_l.transformer.", "sd3-clip-l", "CLIP-L",
+     "the CLIP ViT-L/14 text encoder (diffusers' CLIPTextModelWithProjection, width 768, 12 layers)",
+     ["text_projection.weight"]),
+    ("text_encoders.clip_g.transformer.", "sd3-clip-g", "CLIP-G",
+     "the OpenCLIP ViT-bigG/14 text encoder (diffusers' CLIPTextModelWithProjection, width 1280, 32 layers)", []),
+    ("text_encoders.t5xxl.transformer.", "t5xxl-encoder", "T5-XXL",
+     "the T5 v1.1 XXL encoder (transformers' T5EncoderModel, width 4096, 24 layers)",
+     ["encoder.embed_tokens.weight"]),
+    ("first_stage_model.", "vae-sd3", "VAE", "the 16-channel VAE of SD3 and FLUX.1 (diffusers' AutoencoderKL)", []),
+    ("vae.", "vae-sd3", "VAE", "the 16-channel VAE of SD3 and FLUX.1 (diffusers' AutoencoderKL)", []),
+]
+
+
+def bundled_parts(components, sd3_vae):
+    """The parts SD3 and FLUX.1 single files bundle, derived from
+    transformers and checked with diffusers' single-file readers: each is
+    detected as diffusers detects it and converts back into exactly the
+    model diffusers builds for it (the optional keys aside)."""
+    import transformers
+    from diffusers.loaders import single_file_utils as sfu
+    clip = dict(hidden_act="gelu", max_position_embeddings=77, vocab_size=49408)
+    with torch.device("meta"):
+        clip_l = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
+            **dict(clip, hidden_act="quick_gelu"), hidden_size=768, intermediate_size=3072,
+            num_attention_heads=12, num_hidden_layers=12, projection_dim=768))
+        clip_g = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
+            **clip, hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32,
+            projection_dim=1280))
+        t5 = transformers.T5EncoderModel(transformers.T5Config(
+            d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, vocab_size=32128,
+            feed_forward_proj="gated-gelu", is_encoder_decoder=False))
+    models = {"sd3-clip-l": clip_l, "sd3-clip-g": clip_g, "t5xxl-encoder": t5}
+    for name, model in models.items():
+        components[name] = listing(model)
+    out = []
+    for prefix, component, name, about, optional in BUNDLED:
+        part = [[prefix + k, s, d] for k, s, d in components[component] if k not in optional]
+        checkpoint = meta_state_dict(part)
+        if component == "sd3-clip-l":
+            assert sfu.is_clip_sd3_model(checkpoint)
+            got = sfu.convert_ldm_clip_checkpoint(checkpoint, prefix)
+        elif component == "sd3-clip-g":
+            assert sfu.is_open_clip_sd3_model(checkpoint)
+            got = sfu.convert_ldm_clip_checkpoint(checkpoint, prefix)
+        elif component == "t5xxl-encoder":
+            assert sfu.is_t5_in_single_file(checkpoint)
+            got = sfu.convert_sd3_t5_checkpoint_to_diffusers(checkpoint)
+        else:
+            got = sfu.convert_ldm_vae_checkpoint(checkpoint, dict(sd3_vae.config))
+        model = models.get(component, sd3_vae)
+        want = {k: v for k, v in model.state_dict().items() if k not in optional}
+        assert same(got, want), f"{prefix}: does not convert back"
+        out.append({"prefix": prefix, "component": component, "name": name, "about": about,
+                    "optional": optional})
+        print("bundled", prefix, len(components[component]), "tensors; converts back", flush=True)
+    return out
+
+
 def main():
     import diffusers
     import open_clip
@@ -504,12 +574,14 @@ def main():
         presets.append({"name": name, "yaml": "", "about": about, "diffusers_type": diffusers_type,
                         "build": f"FluxTransformer2DModel({arguments})", "components": [["", component]]})
         print(name, len(components[component]), "tensors; converts back; diffusers reads", kind, flush=True)
+    bundled = bundled_parts(components, sd3_vae)
     out = {
         "generated_by": "src/arch/zoo/stable_diffusion.py",
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
         "open_clip": open_clip.__version__,
         "presets": presets,
+        "bundled": bundled,
         "components": {k: [[n, s] + ([d] if d != "float32" else []) for n, s, d in v]
                        for k, v in components.items()},
     }
