@@ -332,6 +332,8 @@ fn released_components_are_presets_that_inference_names() {
         ("diffusers/sd3.5-large/transformer", "sd3.5-large"),
         ("diffusers/flux.1-dev/transformer", "flux.1-dev"),
         ("diffusers/flux.1-schnell/transformer", "flux.1-schnell"),
+        ("diffusers/flux.2-dev/transformer", "flux.2-dev"),
+        ("diffusers/chroma1-hd/transformer", "chroma1-hd"),
     ] {
         assert!(
             arch::presets()

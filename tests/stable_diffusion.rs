@@ -732,3 +732,120 @@ fn an_all_in_one_flux_file_names_and_checks_its_bundled_parts() {
     let bare = moved("flux/dev", "", "");
     assert!(arch::infer(&bare).fields.is_empty());
 }
+
+/// A YAML of hostile or impossible values is refused with the field, never
+/// laid out into a panic or an unbounded listing.
+#[test]
+fn a_yaml_of_hostile_values_is_refused_with_the_field() {
+    let v1 = yaml("v1-inference.yaml");
+    let v2 = yaml("v2-inference-v.yaml");
+    let sdxl = yaml("sd_xl_base.yaml");
+    for (base, old, new, said) in [
+        (
+            &v1,
+            "model_channels: 320",
+            "model_channels: 0",
+            "model_channels is 0",
+        ),
+        (
+            &v1,
+            "model_channels: 320",
+            "model_channels: 1099511627776",
+            "a width of",
+        ),
+        (
+            &v1,
+            "model_channels: 320",
+            "model_channels: 330",
+            "not a multiple of GroupNorm's 32",
+        ),
+        (
+            &v2,
+            "model_channels: 320",
+            "model_channels: 352",
+            "num_head_channels 64 does not divide",
+        ),
+        (
+            &v1,
+            "channel_mult: [ 1, 2, 4, 4 ]",
+            "channel_mult: []",
+            "channel_mult of no level",
+        ),
+        (
+            &v1,
+            "channel_mult: [ 1, 2, 4, 4 ]",
+            "channel_mult: [1, 0]",
+            "a channel_mult of 0",
+        ),
+        (
+            &v1,
+            "channel_mult: [ 1, 2, 4, 4 ]",
+            "channel_mult: [1, 1, 1, 1, 1, 1, 1, 1, 1]",
+            "more than 8",
+        ),
+        (
+            &v1,
+            "transformer_depth: 1",
+            "transformer_depth: 100000",
+            "a transformer_depth above 64",
+        ),
+        (
+            &v1,
+            "transformer_depth: 1",
+            "transformer_depth: [1, 2]",
+            "2 entries for 4 levels",
+        ),
+        (
+            &v1,
+            "num_res_blocks: 2\n        channel_mult",
+            "num_res_blocks: 1000000\n        channel_mult",
+            "num_res_blocks above 16",
+        ),
+        (
+            &v1,
+            "in_channels: 4",
+            "in_channels: -1",
+            "a whole number at in_channels",
+        ),
+        (
+            &v1,
+            "context_dim: 768",
+            "context_dim: [768, 1024]",
+            "context_dim differing between levels",
+        ),
+        (&v1, "timesteps: 1000", "timesteps: 0", "timesteps 0"),
+        (&v1, "z_channels: 4", "z_channels: 0", "z_channels is 0"),
+        (
+            &v1,
+            "attn_resolutions: []",
+            "attn_resolutions: [32]",
+            "attention in the VAE's levels",
+        ),
+        (&v1, "use_ema: False", "use_ema: True", "use_ema"),
+        (
+            &sdxl,
+            "num_classes: sequential",
+            "num_classes: continuous",
+            "num_classes \"continuous\"",
+        ),
+        (
+            &sdxl,
+            "attn_type: vanilla-xformers",
+            "attn_type: linear",
+            "a VAE attention other than vanilla",
+        ),
+        (
+            &sdxl,
+            "arch: ViT-bigG-14",
+            "arch: ViT-L-14",
+            "FrozenOpenCLIPEmbedder2 of ViT-L-14",
+        ),
+    ] {
+        assert_eq!(base.matches(old).count(), 1, "{old}");
+        let text = base.replacen(old, new, 1);
+        let error = from_yaml("hostile.yaml", &text).expect_err(new);
+        assert_eq!(error.kind, ckptcheck::ErrorKind::BadConfig, "{new}");
+        assert!(error.message.contains(said), "{new}: {}", error.message);
+        assert_eq!(error.file.as_deref(), Some("hostile.yaml"));
+    }
+}

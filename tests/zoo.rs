@@ -420,7 +420,7 @@ fn inferred_configs_rebuild_the_tensors_they_came_from() {
 }
 
 /// Round trips that need more than one shape per pattern, or more than
-/// the defaults (each failed before; 150 of 173 were exact):
+/// the defaults (each failed before; 150 of the 173 then were exact):
 /// - Swin's and ConvNeXt's stages: each stage's heads and width are read
 ///   off its own blocks, not stage 0's.
 /// - ALBERT's, and SDXL's UNet and ControlNet's, repeated layers after

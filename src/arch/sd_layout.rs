@@ -45,6 +45,14 @@ fn number(params: &Value, field: &str) -> Result<u64> {
         .ok_or_else(|| refuse(format!("{field} is not a whole number")))
 }
 
+/// A width or count a layer is built of: a whole number above zero.
+fn positive(params: &Value, field: &str) -> Result<u64> {
+    match number(params, field)? {
+        0 => Err(refuse(format!("{field} is 0"))),
+        value => Ok(value),
+    }
+}
+
 fn numbers(params: &Value, field: &str) -> Result<Vec<u64>> {
     params[field]
         .as_array()
@@ -149,6 +157,9 @@ fn read_unet(params: &Value) -> Result<Unet> {
         }
     }
     let channel_mult = numbers(params, "channel_mult")?;
+    if channel_mult.contains(&0) {
+        return Err(refuse("a channel_mult of 0"));
+    }
     if channel_mult.is_empty() || channel_mult.len() > MAX_LEVELS {
         return Err(refuse(format!(
             "channel_mult of no level, or of more than {MAX_LEVELS}"
@@ -187,14 +198,14 @@ fn read_unet(params: &Value) -> Result<Unet> {
             first.unwrap_or(0)
         }
         Value::Null => return Err(refuse("no context_dim (a UNet without cross-attention)")),
-        _ => number(params, "context_dim")?,
+        _ => positive(params, "context_dim")?,
     };
     let label_embedding = match &params["num_classes"] {
         Value::Null => None,
         Value::String(kind) if kind == "sequential" => {
-            Some((true, number(params, "adm_in_channels")?))
+            Some((true, positive(params, "adm_in_channels")?))
         }
-        Value::Number(_) => Some((false, number(params, "num_classes")?)),
+        Value::Number(_) => Some((false, positive(params, "num_classes")?)),
         other => return Err(refuse(format!("num_classes {other}"))),
     };
     let heads = [
@@ -211,15 +222,15 @@ fn read_unet(params: &Value) -> Result<Unet> {
     let num_res_blocks = if params["num_res_blocks"].is_array() {
         return Err(refuse("num_res_blocks differing between levels"));
     } else {
-        number(params, "num_res_blocks")?
+        positive(params, "num_res_blocks")?
     };
     if num_res_blocks > MAX_BLOCKS {
         return Err(refuse(format!("num_res_blocks above {MAX_BLOCKS}")));
     }
     Ok(Unet {
-        in_channels: number(params, "in_channels")?,
-        out_channels: number(params, "out_channels")?,
-        model_channels: number(params, "model_channels")?,
+        in_channels: positive(params, "in_channels")?,
+        out_channels: positive(params, "out_channels")?,
+        model_channels: positive(params, "model_channels")?,
         channel_mult,
         num_res_blocks,
         attention_resolutions: numbers(params, "attention_resolutions")?,
@@ -448,19 +459,22 @@ fn list_vae(first_stage: &Value, out: &mut Vec<Listed>) -> Result<()> {
     {
         return Err(refuse("a VAE attention other than vanilla (attn_type)"));
     }
-    let ch = number(dd, "ch")?;
+    let ch = positive(dd, "ch")?;
     let ch_mult = numbers(dd, "ch_mult")?;
+    if ch_mult.contains(&0) {
+        return Err(refuse("a VAE ch_mult of 0"));
+    }
     if ch_mult.is_empty() || ch_mult.len() > MAX_LEVELS {
         return Err(refuse(format!(
             "a VAE ch_mult of no level, or of more than {MAX_LEVELS}"
         )));
     }
-    let blocks = number(dd, "num_res_blocks")?;
+    let blocks = positive(dd, "num_res_blocks")?;
     if blocks > MAX_BLOCKS {
         return Err(refuse(format!("a VAE num_res_blocks above {MAX_BLOCKS}")));
     }
-    let z = number(dd, "z_channels")?;
-    let embed = number(first_stage, "embed_dim")?;
+    let z = positive(dd, "z_channels")?;
+    let embed = positive(first_stage, "embed_dim")?;
     let widths: Vec<u64> = ch_mult
         .iter()
         .map(|m| multiply(ch, *m))
@@ -502,7 +516,7 @@ fn list_vae(first_stage: &Value, out: &mut Vec<Listed>) -> Result<()> {
     list.layer(
         "encoder.conv_in.",
         ch,
-        number(dd, "in_channels")?,
+        positive(dd, "in_channels")?,
         Some(3),
         true,
     );
@@ -553,7 +567,7 @@ fn list_vae(first_stage: &Value, out: &mut Vec<Listed>) -> Result<()> {
     list.norm("decoder.norm_out.", width);
     list.layer(
         "decoder.conv_out.",
-        number(dd, "out_ch")?,
+        positive(dd, "out_ch")?,
         width,
         Some(3),
         true,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The diffusers models of the zoo (UNet2DConditionModel, AutoencoderKL,
-ControlNetModel, SD3 and Flux transformers), derived by generate.py's own
+ControlNetModel, SD3, FLUX.1, FLUX.2 and Chroma transformers), derived by generate.py's own
 machinery from the library itself. Run by hand (never by CI or tests):
 
     /tmp/zoo/bin/pip install diffusers
@@ -92,6 +92,14 @@ VARIANTS = {
     ],
     "FluxTransformer2DModel": [
         ("flux", {}),
+    ],
+    # FLUX.2's and Chroma's transformers, at the class's defaults (one
+    # structure each).
+    "Flux2Transformer2DModel": [
+        ("flux2", {}),
+    ],
+    "ChromaTransformer2DModel": [
+        ("chroma", {}),
     ],
 }
 
