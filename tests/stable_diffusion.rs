@@ -813,6 +813,12 @@ fn a_yaml_of_hostile_values_is_refused_with_the_field() {
             "context_dim: [768, 1024]",
             "context_dim differing between levels",
         ),
+        (
+            &v1,
+            "context_dim: 768",
+            "context_dim: [0]",
+            "context_dim is 0",
+        ),
         (&v1, "timesteps: 1000", "timesteps: 0", "timesteps 0"),
         (&v1, "z_channels: 4", "z_channels: 0", "z_channels is 0"),
         (

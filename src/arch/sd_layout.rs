@@ -195,7 +195,10 @@ fn read_unet(params: &Value) -> Result<Unet> {
             if first.is_none() || items.iter().any(|item| item.as_u64() != first) {
                 return Err(refuse("context_dim differing between levels"));
             }
-            first.unwrap_or(0)
+            match first {
+                Some(0) | None => return Err(refuse("context_dim is 0")),
+                Some(width) => width,
+            }
         }
         Value::Null => return Err(refuse("no context_dim (a UNet without cross-attention)")),
         _ => positive(params, "context_dim")?,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The diffusers models of the zoo (UNet2DConditionModel, AutoencoderKL,
-ControlNetModel, SD3, FLUX.1, FLUX.2 and Chroma transformers), derived by generate.py's own
+ControlNetModel, SD3, FLUX.1, FLUX.2, FLUX.3 and Chroma transformers), derived by generate.py's own
 machinery from the library itself. Run by hand (never by CI or tests):
 
     /tmp/zoo/bin/pip install diffusers
@@ -93,13 +93,16 @@ VARIANTS = {
     "FluxTransformer2DModel": [
         ("flux", {}),
     ],
-    # FLUX.2's and Chroma's transformers, at the class's defaults (one
-    # structure each).
+    # FLUX.2's, Chroma's and FLUX.3's transformers, at the class's defaults
+    # (one structure each).
     "Flux2Transformer2DModel": [
         ("flux2", {}),
     ],
     "ChromaTransformer2DModel": [
         ("chroma", {}),
+    ],
+    "Flux3Transformer2DModel": [
+        ("flux3", {}),
     ],
 }
 
