@@ -12,7 +12,9 @@
 //! `FluxTransformer2DModel`, ComfyUI's diffusion-model loader) does not take
 //! such a file whole; explanations say which parts it holds.
 
+use super::sd_layout::Listed;
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 
 /// One bundled part a file holds, against the part's model.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,13 +63,19 @@ impl BundledPart {
     }
 }
 
-/// The parts of `names_shapes` under each bundled prefix, checked.
-pub fn bundled_parts(names_shapes: &[(String, Vec<u64>)], data: &Value) -> Vec<BundledPart> {
+/// The parts of `names_shapes` under each bundled prefix, checked;
+/// `data` is stable_diffusion.json, `component` its listings by name (as
+/// stable_diffusion.rs reads them).
+pub fn bundled_parts(
+    names_shapes: &[(String, Vec<u64>)],
+    data: &Value,
+    component: impl Fn(&str) -> Vec<Listed>,
+) -> Vec<BundledPart> {
     let mut out = Vec::new();
     for spec in data["bundled"].as_array().into_iter().flatten() {
         let text = |field: &str| spec[field].as_str().unwrap_or("").to_string();
         let prefix = text("prefix");
-        let held: Vec<(&str, &Vec<u64>)> = names_shapes
+        let held: HashMap<&str, &Vec<u64>> = names_shapes
             .iter()
             .filter_map(|(name, shape)| Some((name.strip_prefix(prefix.as_str())?, shape)))
             .filter(|(name, _)| !name.ends_with("position_ids"))
@@ -81,20 +89,8 @@ pub fn bundled_parts(names_shapes: &[(String, Vec<u64>)], data: &Value) -> Vec<B
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        let model: Vec<(&str, Vec<u64>)> = data["components"]
-            [spec["component"].as_str().unwrap_or("")]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|tensor| {
-            let shape = tensor[1]
-                .as_array()?
-                .iter()
-                .map(Value::as_u64)
-                .collect::<Option<Vec<u64>>>()?;
-            Some((tensor[0].as_str()?, shape))
-        })
-        .collect();
+        let model = component(spec["component"].as_str().unwrap_or(""));
+        let model_names: HashSet<&str> = model.iter().map(|(name, _, _)| name.as_str()).collect();
         let mut part = BundledPart {
             prefix: prefix.clone(),
             name: text("name"),
@@ -104,21 +100,25 @@ pub fn bundled_parts(names_shapes: &[(String, Vec<u64>)], data: &Value) -> Vec<B
             unexpected: Vec::new(),
             mismatched: Vec::new(),
         };
-        for (name, shape) in &model {
-            match held.iter().find(|(held_name, _)| held_name == name) {
-                Some((_, held_shape)) if *held_shape != shape => part.mismatched.push((
+        for (name, shape, _) in &model {
+            match held.get(name.as_str()) {
+                Some(held_shape) if *held_shape != shape => part.mismatched.push((
                     format!("{prefix}{name}"),
                     (*held_shape).clone(),
                     shape.clone(),
                 )),
                 Some(_) => {}
-                None if optional.contains(name) => {}
+                None if optional.contains(&name.as_str()) => {}
                 None => part.missing.push(format!("{prefix}{name}")),
             }
         }
-        for (name, _) in &held {
-            if !model.iter().any(|(model_name, _)| model_name == name) {
-                part.unexpected.push(format!("{prefix}{name}"));
+        // In the file's order, as the other findings are listed.
+        for (name, _) in names_shapes {
+            let Some(bare) = name.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            if held.contains_key(bare) && !model_names.contains(bare) {
+                part.unexpected.push(name.clone());
             }
         }
         out.push(part);

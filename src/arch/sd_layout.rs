@@ -60,6 +60,21 @@ fn numbers(params: &Value, field: &str) -> Result<Vec<u64>> {
         .ok_or_else(|| refuse(format!("{field} is not a list of whole numbers")))
 }
 
+/// Per-level width multipliers (the UNet's `channel_mult`, the VAE's
+/// `ch_mult`): one to `MAX_LEVELS` of them, none 0.
+fn multipliers(params: &Value, field: &str) -> Result<Vec<u64>> {
+    let levels = numbers(params, field)?;
+    if levels.contains(&0) {
+        return Err(refuse(format!("a {field} of 0")));
+    }
+    if levels.is_empty() || levels.len() > MAX_LEVELS {
+        return Err(refuse(format!(
+            "{field} of no level, or of more than {MAX_LEVELS}"
+        )));
+    }
+    Ok(levels)
+}
+
 fn multiply(a: u64, b: u64) -> Result<u64> {
     a.checked_mul(b)
         .filter(|product| *product <= 1 << 40)
@@ -156,15 +171,7 @@ fn read_unet(params: &Value) -> Result<Unet> {
             return Err(refuse(format!("{field} is set")));
         }
     }
-    let channel_mult = numbers(params, "channel_mult")?;
-    if channel_mult.contains(&0) {
-        return Err(refuse("a channel_mult of 0"));
-    }
-    if channel_mult.is_empty() || channel_mult.len() > MAX_LEVELS {
-        return Err(refuse(format!(
-            "channel_mult of no level, or of more than {MAX_LEVELS}"
-        )));
-    }
+    let channel_mult = multipliers(params, "channel_mult")?;
     let levels = channel_mult.len();
     let transformer_depth = match &params["transformer_depth"] {
         Value::Null => vec![1; levels],
@@ -463,15 +470,7 @@ fn list_vae(first_stage: &Value, out: &mut Vec<Listed>) -> Result<()> {
         return Err(refuse("a VAE attention other than vanilla (attn_type)"));
     }
     let ch = positive(dd, "ch")?;
-    let ch_mult = numbers(dd, "ch_mult")?;
-    if ch_mult.contains(&0) {
-        return Err(refuse("a VAE ch_mult of 0"));
-    }
-    if ch_mult.is_empty() || ch_mult.len() > MAX_LEVELS {
-        return Err(refuse(format!(
-            "a VAE ch_mult of no level, or of more than {MAX_LEVELS}"
-        )));
-    }
+    let ch_mult = multipliers(dd, "ch_mult")?;
     let blocks = positive(dd, "num_res_blocks")?;
     if blocks > MAX_BLOCKS {
         return Err(refuse(format!("a VAE num_res_blocks above {MAX_BLOCKS}")));

@@ -237,7 +237,7 @@ pub fn release_label(name: &str) -> &'static str {
 /// The parts an SD3 or FLUX.1 single file bundles beside its MMDiT or
 /// transformer (text encoders, VAE), each checked (sd_bundled.rs).
 pub fn bundled(names_shapes: &[(String, Vec<u64>)]) -> Vec<super::sd_bundled::BundledPart> {
-    super::sd_bundled::bundled_parts(names_shapes, data())
+    super::sd_bundled::bundled_parts(names_shapes, data(), component_listing)
 }
 
 /// What loads a whole single file of a release's kind, for explanations:
