@@ -1,5 +1,5 @@
-//! Stable Diffusion (1.x, 2.x, XL, 3, 3.5) and FLUX.1 single-file
-//! checkpoints against the libraries.
+//! Stable Diffusion (1.x, 2.x, XL, 3, 3.5), FLUX.1, FLUX.2 and Chroma
+//! single-file checkpoints against the libraries.
 //! tests/fixtures/sd/sd_loads.json was written by
 //! tests/fixtures/sd/make_sd_loads.py from the releases that
 //! src/arch/zoo/stable_diffusion.py derived (and checked with diffusers'
@@ -72,6 +72,8 @@ fn diffusers_type_of(preset: &str) -> &'static str {
         "flux/schnell" => "flux-schnell",
         "flux/fill" => "flux-fill",
         "flux/depth" => "flux-depth",
+        "flux2/dev" => "flux-2-dev",
+        "chroma/hd" => "chroma",
         other => panic!("no diffusers type for {other}"),
     }
 }
@@ -80,7 +82,7 @@ fn diffusers_type_of(preset: &str) -> &'static str {
 fn each_release_is_the_listing_diffusers_converts_and_names() {
     let fixture = fixture();
     let releases = fixture["releases"].as_array().expect("releases");
-    assert_eq!(releases.len(), 14);
+    assert_eq!(releases.len(), 16);
     let listed: Vec<String> = arch::presets()
         .into_iter()
         .filter(|(_, family, _)| *family == "sd")
@@ -220,6 +222,61 @@ fn an_sd2_file_with_the_v1_yaml_is_explained_as_sd2() {
         "{}",
         report.explanation[0].text
     );
+}
+
+/// FLUX.2 and Chroma single files (Black Forest Labs' `flux2` layout;
+/// Chroma's, as ComfyUI loads it) are their releases, bare or under
+/// ComfyUI's prefix, and one loaded as the FLUX.1 release it is mistaken
+/// for is explained as what it is, with the diffusers class that builds it.
+#[test]
+fn flux2_and_chroma_files_are_named_and_explained() {
+    for (name, label, class) in [
+        ("flux2/dev", "FLUX.2", "Flux2Transformer2DModel"),
+        ("chroma/hd", "Chroma", "ChromaTransformer2DModel"),
+    ] {
+        for prefix in ["", "model.diffusion_model."] {
+            let prefixed: Vec<(String, Vec<u64>)> = names(&release(name))
+                .into_iter()
+                .map(|(key, shape)| (format!("{prefix}{key}"), shape))
+                .collect();
+            let inferred = arch::infer(&prefixed);
+            assert_eq!(inferred.preset.as_deref(), Some(name), "{prefix:?}");
+        }
+        let mut file = Checkpoint::new("model.safetensors", "safetensors", 0);
+        for (key, shape) in names(&release(name)) {
+            file.tensors.push(TensorInfo::new(key, "BF16", shape));
+        }
+        let into = if name == "chroma/hd" {
+            "flux/schnell"
+        } else {
+            "flux/dev"
+        };
+        let report = check(&file, &release(into), Loader::Strict);
+        assert_eq!(format!("{:?}", report.verdict), "WontLoad");
+        let cause = &report.explanation[0];
+        assert_eq!(cause.cause, "sd-release", "{:?}", report.explanation);
+        assert!(
+            cause
+                .text
+                .starts_with(&format!("{label} release: the checkpoint is"))
+                && cause.text.contains(&format!("({name})"))
+                && cause.text.contains(&format!("use {class}()")),
+            "{}",
+            cause.text
+        );
+        // Its own release loads it.
+        let report = check(&file, &release(name), Loader::Strict);
+        assert_eq!(format!("{:?}", report.verdict), "Loads", "{name}");
+    }
+    // A Chroma cut short (18 of its 19 double-stream blocks) is closest to
+    // Chroma, not to FLUX.1.
+    let cut: Vec<(String, Vec<u64>)> = names(&release("chroma/hd"))
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("double_blocks.18."))
+        .collect();
+    let inferred = arch::infer(&cut);
+    assert_eq!(inferred.preset, None);
+    assert_eq!(inferred.ranking[0].preset, "chroma/hd");
 }
 
 /// A FLUX.1 Fill file (384 input channels) loaded as FLUX.1 [dev]: one size

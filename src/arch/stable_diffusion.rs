@@ -8,7 +8,9 @@
 //! beside the VAE): `sd3/medium`, `sd3.5/large`, `sd3.5/medium`. FLUX.1
 //! transformers in Black Forest Labs' layout (`double_blocks.*`,
 //! `single_blocks.*`; ComfyUI saves them under `model.diffusion_model.`):
-//! `flux/dev`, `flux/schnell`, `flux/fill`, `flux/depth`. All are read from
+//! `flux/dev`, `flux/schnell`, `flux/fill`, `flux/depth`; FLUX.2's and
+//! Chroma's, whose blocks are laid out alike (`flux2/dev`, `chroma/hd`).
+//! All are read from
 //! `zoo/stable_diffusion.json`, which zoo/stable_diffusion.py derives from
 //! diffusers, transformers and open_clip and checks with diffusers' own
 //! single-file converters. Inference names the release a file is, so that
@@ -38,24 +40,26 @@ enum Kind {
     Unet,
     /// SD3 and SD3.5: an MMDiT and a VAE.
     Mmdit,
-    /// FLUX.1: the transformer alone.
+    /// FLUX.1, FLUX.2 and Chroma: the transformer alone.
     Flux,
 }
 
 impl Kind {
     fn of_release(name: &str) -> Kind {
         match name.split('/').next() {
-            Some("flux") => Kind::Flux,
+            Some("flux" | "flux2" | "chroma") => Kind::Flux,
             Some(family) if family.starts_with("sd3") => Kind::Mmdit,
             _ => Kind::Unet,
         }
     }
 
     /// What explanations call a release of this kind.
-    fn label(self) -> &'static str {
+    fn label(self, release: &str) -> &'static str {
         match self {
             Kind::Unet => "Stable Diffusion",
             Kind::Mmdit => "Stable Diffusion 3",
+            Kind::Flux if release.starts_with("flux2/") => "FLUX.2",
+            Kind::Flux if release.starts_with("chroma/") => "Chroma",
             Kind::Flux => "FLUX.1",
         }
     }
@@ -68,6 +72,8 @@ impl Kind {
             Kind::Unet if release.starts_with("sd/xl") => "DiffusionEngine",
             Kind::Unet => "LatentDiffusion",
             Kind::Mmdit => "SD3",
+            Kind::Flux if release.starts_with("flux2/") => "Flux2",
+            Kind::Flux if release.starts_with("chroma/") => "Chroma",
             Kind::Flux => "Flux",
         }
     }
@@ -231,7 +237,7 @@ pub fn release_facts(name: &str) -> Option<(&'static str, &'static str)> {
 /// What explanations call a release: "Stable Diffusion", "Stable
 /// Diffusion 3" or "FLUX.1".
 pub fn release_label(name: &str) -> &'static str {
-    Kind::of_release(name).label()
+    Kind::of_release(name).label(name)
 }
 
 /// The parts an SD3 or FLUX.1 single file bundles beside its MMDiT or
@@ -240,10 +246,19 @@ pub fn bundled(names_shapes: &[(String, Vec<u64>)]) -> Vec<super::sd_bundled::Bu
     super::sd_bundled::bundled_parts(names_shapes, data(), component_listing)
 }
 
+/// Whether the parts a release's all-in-one files bundle are known: those
+/// of SD3 and FLUX.1 (and Chroma, whose files bundle FLUX.1's T5 and VAE);
+/// FLUX.2's (a Mistral text encoder, its own VAE) are not described.
+pub fn bundled_parts_known(release: &str) -> bool {
+    !release.starts_with("flux2/")
+}
+
 /// What loads a whole single file of a release's kind, for explanations:
 /// the diffusers pipeline whose `from_single_file` reads every part.
 pub fn pipeline_of_release(name: &str) -> Option<&'static str> {
     match Kind::of_release(name) {
+        Kind::Flux if name.starts_with("flux2/") => Some("Flux2Pipeline"),
+        Kind::Flux if name.starts_with("chroma/") => Some("ChromaPipeline"),
         Kind::Flux => Some("FluxPipeline"),
         Kind::Mmdit => Some("StableDiffusion3Pipeline"),
         Kind::Unet => None,
@@ -357,8 +372,7 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
     // What else the file bundles (text encoders; the VAE, which SD3's
     // releases already hold under `first_stage_model.`), each checked.
     let fields = match kind {
-        Kind::Unet => Vec::new(),
-        Kind::Mmdit | Kind::Flux => bundled(all_names_shapes)
+        Kind::Mmdit | Kind::Flux if bundled_parts_known(&best.preset) => bundled(all_names_shapes)
             .into_iter()
             .filter(|part| !(kind == Kind::Mmdit && part.prefix == "first_stage_model."))
             .map(|part| super::InferredField {
@@ -370,6 +384,7 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
                 ),
             })
             .collect(),
+        _ => Vec::new(),
     };
     Some(Inferred {
         family: "sd".to_string(),

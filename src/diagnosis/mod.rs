@@ -300,6 +300,10 @@ fn check_state_dict(
             "Flux" => {
                 "FLUX.1's reference code (Black Forest Labs' `flux`) and the UIs that load its files"
             }
+            "Flux2" => {
+                "FLUX.2's reference code (Black Forest Labs' `flux2`) and the UIs that load its files"
+            }
+            "Chroma" => "The UIs that load Chroma's files (ComfyUI and those built on it)",
             "SD3" => "The UIs that load SD3 files (ComfyUI and those built on it)",
             _ => "Stable Diffusion's own code (LDM, sgm) and the UIs on it",
         };

@@ -121,6 +121,9 @@ pub(super) fn bundled_cause(
         return None;
     }
     let release = f.model.preset.as_deref()?;
+    if !crate::arch::stable_diffusion::bundled_parts_known(release) {
+        return None;
+    }
     let pipeline = crate::arch::stable_diffusion::pipeline_of_release(release)?;
     let names_shapes: Vec<(String, Vec<u64>)> = f
         .prepared

@@ -263,35 +263,33 @@ FLUX_PRESETS = [
 ]
 
 
-def flux_listing(in_channels, guidance, hidden=3072, heads=24, depth=19, depth_single=38, context=4096,
-                 vector=768, mlp_ratio=4, out_channels=64):
-    """The BFL `Flux` module's state_dict() keys and shapes, in the order its
-    modules register (img_in, time_in, vector_in, guidance_in, txt_in, the
-    double-stream blocks, the single-stream blocks, final_layer); norms
-    without weights (LayerNorm(elementwise_affine=False)) hold nothing."""
-    head_dim, mlp = hidden // heads, int(hidden * mlp_ratio)
+def listing_writer(head_dim=0, bias=True):
+    """A listing and its writers for the reference models: `linear(name,
+    rows, columns)` (the weight, and the bias where the model has biases)
+    and `qk_norm(prefix)` (FLUX's RMS norms of queries and keys)."""
     out = []
 
     def linear(name, rows, columns):
-        out.extend([[name + ".weight", [rows, columns], "float32"], [name + ".bias", [rows], "float32"]])
+        out.append([name + ".weight", [rows, columns], "float32"])
+        if bias:
+            out.append([name + ".bias", [rows], "float32"])
 
     def qk_norm(prefix):
         out.extend([[prefix + "norm.query_norm.scale", [head_dim], "float32"],
                     [prefix + "norm.key_norm.scale", [head_dim], "float32"]])
+    return out, linear, qk_norm
 
-    linear("img_in", hidden, in_channels)
-    linear("time_in.in_layer", hidden, 256)
-    linear("time_in.out_layer", hidden, hidden)
-    linear("vector_in.in_layer", hidden, vector)
-    linear("vector_in.out_layer", hidden, hidden)
-    if guidance:
-        linear("guidance_in.in_layer", hidden, 256)
-        linear("guidance_in.out_layer", hidden, hidden)
-    linear("txt_in", hidden, context)
+
+def flux_blocks(linear, qk_norm, hidden, mlp, depth, depth_single, modulated):
+    """FLUX.1's double-stream blocks (an image and a text stream, each its
+    modulation, attention and MLP) and single-stream blocks, in the order
+    the `flux` code registers them; Chroma's are the same without their
+    modulation layers."""
     for i in range(depth):
         for stream in ("img", "txt"):
             prefix = f"double_blocks.{i}.{stream}_"
-            linear(prefix + "mod.lin", 6 * hidden, hidden)
+            if modulated:
+                linear(prefix + "mod.lin", 6 * hidden, hidden)
             linear(prefix + "attn.qkv", 3 * hidden, hidden)
             qk_norm(prefix + "attn.")
             linear(prefix + "attn.proj", hidden, hidden)
@@ -302,10 +300,123 @@ def flux_listing(in_channels, guidance, hidden=3072, heads=24, depth=19, depth_s
         linear(prefix + "linear1", 3 * hidden + mlp, hidden)
         linear(prefix + "linear2", hidden, hidden + mlp)
         qk_norm(prefix)
-        linear(prefix + "modulation.lin", 3 * hidden, hidden)
+        if modulated:
+            linear(prefix + "modulation.lin", 3 * hidden, hidden)
+
+
+def flux_listing(in_channels, guidance, hidden=3072, heads=24, depth=19, depth_single=38, context=4096,
+                 vector=768, mlp_ratio=4, out_channels=64):
+    """The BFL `Flux` module's state_dict() keys and shapes, in the order its
+    modules register (img_in, time_in, vector_in, guidance_in, txt_in, the
+    double-stream blocks, the single-stream blocks, final_layer); norms
+    without weights (LayerNorm(elementwise_affine=False)) hold nothing."""
+    head_dim, mlp = hidden // heads, int(hidden * mlp_ratio)
+    out, linear, qk_norm = listing_writer(head_dim)
+
+    linear("img_in", hidden, in_channels)
+    linear("time_in.in_layer", hidden, 256)
+    linear("time_in.out_layer", hidden, hidden)
+    linear("vector_in.in_layer", hidden, vector)
+    linear("vector_in.out_layer", hidden, hidden)
+    if guidance:
+        linear("guidance_in.in_layer", hidden, 256)
+        linear("guidance_in.out_layer", hidden, hidden)
+    linear("txt_in", hidden, context)
+    flux_blocks(linear, qk_norm, hidden, mlp, depth, depth_single, modulated=True)
     linear("final_layer.linear", out_channels, hidden)
     linear("final_layer.adaLN_modulation.1", 2 * hidden, hidden)
     return out
+
+
+# FLUX.2 and Chroma single files: the same two block kinds in the same
+# layout (`double_blocks.*`, `single_blocks.*`), with the modulation taken
+# out of the blocks. FLUX.2 (Black Forest Labs' `flux2` code, `Flux2`)
+# shares three modulation layers across all blocks and has no biases;
+# Chroma (lodestones' model, ComfyUI's `comfy/ldm/chroma`) computes every
+# modulation with one small network (`distilled_guidance_layer`, the
+# "approximator") and keeps FLUX.1's biases. name, what it is, diffusers'
+# model type name, the diffusers class and its config (the class defaults
+# are the releases' configs), and the listing's arguments.
+FLUX_LIKE_PRESETS = [
+    ("flux2/dev", "FLUX.2 [dev]: a 32B rectified-flow transformer (8 double-stream and 48 single-stream blocks, "
+     "width 6144, Mistral Small 3.1 text features 15360 wide) with guidance embedding", "flux-2-dev",
+     "Flux2Transformer2DModel", {}, "flux2", {}),
+    ("chroma/hd", "Chroma1-HD: an 8.9B transformer of FLUX.1 [schnell]'s blocks (19 double-stream and 38 "
+     "single-stream) whose modulations one distilled network computes", "chroma",
+     "ChromaTransformer2DModel", {}, "chroma", {}),
+]
+
+
+def flux2_listing(in_channels=128, hidden=6144, heads=48, depth=8, depth_single=48, context=15360, mlp_ratio=3.0):
+    """The BFL `Flux2` module's state_dict() keys and shapes, in the order
+    its modules register (flux2's src/flux2/model.py: img_in, time_in,
+    guidance_in, txt_in, the double-stream blocks, the single-stream
+    blocks, the three shared modulations, final_layer); no biases, and
+    norms without weights hold nothing."""
+    head_dim, mlp = hidden // heads, int(hidden * mlp_ratio)
+    out, linear, qk_norm = listing_writer(head_dim, bias=False)
+
+    linear("img_in", hidden, in_channels)
+    linear("time_in.in_layer", hidden, 256)
+    linear("time_in.out_layer", hidden, hidden)
+    linear("guidance_in.in_layer", hidden, 256)
+    linear("guidance_in.out_layer", hidden, hidden)
+    linear("txt_in", hidden, context)
+    for i in range(depth):
+        for stream in ("img", "txt"):
+            prefix = f"double_blocks.{i}.{stream}_"
+            linear(prefix + "attn.qkv", 3 * hidden, hidden)
+            qk_norm(prefix + "attn.")
+            linear(prefix + "attn.proj", hidden, hidden)
+            # A gated MLP: the first layer holds both halves.
+            linear(prefix + "mlp.0", 2 * mlp, hidden)
+            linear(prefix + "mlp.2", hidden, mlp)
+    for i in range(depth_single):
+        prefix = f"single_blocks.{i}."
+        linear(prefix + "linear1", 3 * hidden + 2 * mlp, hidden)
+        linear(prefix + "linear2", hidden, hidden + mlp)
+        qk_norm(prefix)
+    linear("double_stream_modulation_img.lin", 6 * hidden, hidden)
+    linear("double_stream_modulation_txt.lin", 6 * hidden, hidden)
+    linear("single_stream_modulation.lin", 3 * hidden, hidden)
+    linear("final_layer.linear", in_channels, hidden)
+    linear("final_layer.adaLN_modulation.1", 2 * hidden, hidden)
+    return out
+
+
+def chroma_listing(in_channels=64, hidden=3072, heads=24, depth=19, depth_single=38, context=4096, mlp_ratio=4,
+                   approximator_in=64, approximator_hidden=5120, approximator_layers=5):
+    """The Chroma module's state_dict() keys and shapes (ComfyUI's
+    comfy/ldm/chroma/model.py and layers.py, on FLUX.1's blocks without
+    their modulation layers): img_in, txt_in, the approximator (its input
+    projection, its MLP layers, their RMS norms, its output projection),
+    the double-stream blocks, the single-stream blocks, final_layer."""
+    head_dim, mlp = hidden // heads, int(hidden * mlp_ratio)
+    out, linear, qk_norm = listing_writer(head_dim)
+
+    linear("img_in", hidden, in_channels)
+    linear("txt_in", hidden, context)
+    linear("distilled_guidance_layer.in_proj", approximator_hidden, approximator_in)
+    for i in range(approximator_layers):
+        linear(f"distilled_guidance_layer.layers.{i}.in_layer", approximator_hidden, approximator_hidden)
+        linear(f"distilled_guidance_layer.layers.{i}.out_layer", approximator_hidden, approximator_hidden)
+    for i in range(approximator_layers):
+        out.append([f"distilled_guidance_layer.norms.{i}.scale", [approximator_hidden], "float32"])
+    linear("distilled_guidance_layer.out_proj", hidden, approximator_hidden)
+    flux_blocks(linear, qk_norm, hidden, mlp, depth, depth_single, modulated=False)
+    linear("final_layer.linear", in_channels, hidden)
+    return out
+
+
+def flux2_reference_listing(source):
+    """FLUX.2's listing from Black Forest Labs' own module, built on the
+    meta device, where a checkout of github.com/black-forest-labs/flux2 is
+    at hand (`FLUX2_SRC=<checkout>/src`): the hand-written listing must be
+    it, key for key and in order."""
+    sys.path.insert(0, source)
+    from flux2.model import Flux2, Flux2Params
+    with torch.device("meta"):
+        return listing(Flux2(Flux2Params()))
 
 
 # Stability AI's SD3 and SD3.5 single files (the reference `sd3_impls`
@@ -573,6 +684,26 @@ def main():
         arguments = ", ".join(f"{k}={v!r}" for k, v in config.items())
         presets.append({"name": name, "yaml": "", "about": about, "diffusers_type": diffusers_type,
                         "build": f"FluxTransformer2DModel({arguments})", "components": [["", component]]})
+        print(name, len(components[component]), "tensors; converts back; diffusers reads", kind, flush=True)
+    for name, about, diffusers_type, class_name, config, component, arguments in FLUX_LIKE_PRESETS:
+        components[component] = (flux2_listing if component == "flux2" else chroma_listing)(**arguments)
+        if component == "flux2" and os.environ.get("FLUX2_SRC"):
+            assert flux2_reference_listing(os.environ["FLUX2_SRC"]) == components[component], \
+                f"{name}: the listing is not Black Forest Labs' module's"
+        with torch.device("meta"):
+            transformer = getattr(diffusers, class_name).from_config(config)
+        converter = {"flux2": sfu.convert_flux2_transformer_checkpoint_to_diffusers,
+                     "chroma": sfu.convert_chroma_transformer_checkpoint_to_diffusers}[component]
+        checkpoint = meta_state_dict(components[component])
+        kind = sfu.infer_diffusers_model_type(checkpoint)
+        assert kind == diffusers_type, f"{name}: diffusers reads it as {kind}"
+        got = converter(checkpoint)
+        assert same(got, transformer.state_dict()), f"{name}: the transformer does not convert back"
+        if component == "chroma":
+            assert not checkpoint, f"{name}: the converter leaves {list(checkpoint)[:5]}"
+        presets.append({"name": name, "yaml": "", "about": about, "diffusers_type": diffusers_type,
+                        "build": f"{class_name}() (its defaults are the release's config)",
+                        "components": [["", component]]})
         print(name, len(components[component]), "tensors; converts back; diffusers reads", kind, flush=True)
     bundled = bundled_parts(components, sd3_vae)
     out = {
