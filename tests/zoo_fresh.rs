@@ -70,7 +70,14 @@ fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
             .find(|e| {
                 e["model_type"] == model_type && e["class"] == class && e["when"] == entry["when"]
             })
-            .and_then(|e| e["variations"].get(0))
+            // The class's first held-out variation (not a sample with
+            // another sub-model, which sub_models.py appends).
+            .and_then(|e| {
+                e["variations"]
+                    .as_array()?
+                    .iter()
+                    .find(|v| v.get("sub_model").is_none())
+            })
             .map_or_else(|| json!({}), |v| v["config"].clone());
         for sample in entry["samples"].as_array().unwrap() {
             // [field, value, count, digest] or [..., "refused"].
@@ -118,27 +125,88 @@ fn build(config: Value) -> ckptcheck::Result<ckptcheck::arch::ModelSpec> {
     zoo::from_config_value(&config, model_type, class)
 }
 
-/// A sub-config's names choose its modules: LLaVA's description is of a
-/// LLaMA text model, so a config.json whose `text_config` is Qwen2 (q, k, v
-/// biases LLaMA lacks) is refused rather than built as LLaMA; FastVLM's
-/// vision tower is timm's `fastvit_mci3`, and a `vision_config` that leaves
+/// A sub-config's names choose its modules. transformers builds a
+/// composite's sub-model from the sub-config alone, and
+/// src/arch/zoo/sub_models.py checked, type by type, that LLaVA with
+/// another language model (Gemma here: LLaMA's keys, other sizes and
+/// defaults) is LLaVA's own modules around that type's own; such a config
+/// is built so, with the sizes the composite reads outside the sub-model
+/// (the LM head's vocabulary, the projector's output) taken from the
+/// sub-model type's defaults where config.json leaves them out. A type it
+/// did not check is refused, naming those it did. FastVLM's vision tower
+/// is timm's `fastvit_mci3`, and a `vision_config` that leaves
 /// `architecture` out is built by transformers as timm_wrapper's own
 /// default (resnet50), so it is refused too. The default names, given or
 /// left to the composite config, build.
 #[test]
-fn a_sub_config_that_names_another_sub_model_is_refused() {
-    let llava = |text_type: &str| {
+fn a_sub_config_that_names_another_sub_model_is_built_as_checked_or_refused() {
+    let llava = |text: Value| {
         json!({"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"],
-               "text_config": {"model_type": text_type, "num_hidden_layers": 1}})
+               "text_config": text})
     };
-    assert!(build(llava("llama")).is_ok());
-    let refused = build(llava("qwen2")).expect_err("a Qwen2 text model");
+    assert!(build(llava(
+        json!({"model_type": "llama", "num_hidden_layers": 1})
+    ))
+    .is_ok());
+    let gemma_text = json!({"model_type": "gemma", "num_hidden_layers": 1});
+    let model = build(llava(gemma_text.clone())).expect("LLaVA around Gemma");
+    let gemma = zoo::from_config_value(&gemma_text, "gemma", Some("GemmaModel")).unwrap();
+    let language: Vec<(String, Vec<u64>)> = model
+        .tensors
+        .iter()
+        .filter_map(|t| {
+            let name = t.name.strip_prefix("model.language_model.")?;
+            Some((name.to_string(), t.shape.clone()))
+        })
+        .collect();
+    let own: Vec<(String, Vec<u64>)> = gemma
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    assert_eq!(language, own);
+    let shape_of = |name: &str| {
+        let tensor = model.tensors.iter().find(|t| t.name == name);
+        tensor.unwrap_or_else(|| panic!("{name}")).clone()
+    };
+    // GemmaConfig's defaults (vocabulary 256000, width 3072), not LLaMA's.
+    let head = shape_of("lm_head.weight");
+    assert_eq!(head.shape, [256000, 3072]);
+    assert!(
+        head.depends_on.contains(&"text_config.vocab_size"),
+        "{:?}",
+        head.depends_on
+    );
+    assert_eq!(
+        shape_of("model.multi_modal_projector.linear_2.weight").shape,
+        [3072, 3072]
+    );
+    let refused = build(llava(json!({"model_type": "bert"}))).expect_err("a BERT text model");
     assert_eq!(refused.kind, ckptcheck::ErrorKind::BadConfig);
     assert!(
         refused
             .message
-            .contains("\"text_config.model_type\" names \"qwen2\"")
-            && refused.message.contains("llava's default \"llama\""),
+            .contains("\"text_config.model_type\" names \"bert\"")
+            && refused.message.contains("llava's default \"llama\"")
+            && refused.message.contains("mistral, qwen2"),
+        "{}",
+        refused.message
+    );
+    // The composite's own checks hold for its own modules, the sub-model's
+    // for its sub-config.
+    let mut odd_vision = llava(gemma_text.clone());
+    odd_vision["vision_config"] = json!({"hidden_size": 1000});
+    let refused = build(odd_vision).expect_err("a width 16 heads do not divide");
+    assert!(
+        refused.message.contains("vision_config.hidden_size"),
+        "{}",
+        refused.message
+    );
+    let refused = build(llava(json!({"model_type": "gemma", "hidden_size": "wide"})))
+        .expect_err("a width that is no number");
+    assert!(
+        refused.message.contains("text_config (gemma, GemmaModel)")
+            && refused.message.contains("hidden_size"),
         "{}",
         refused.message
     );

@@ -119,23 +119,41 @@ pub(super) fn check_least(fields: &mut Fields, class: &str) -> Result<()> {
 /// transformers refuses a size that is not a multiple of its head count
 /// (BERT: "The hidden size (30) is not a multiple of the number of
 /// attention heads (4)"), though the head count may size no tensor; the
-/// data lists such pairs (`multiples`).
+/// data lists such pairs (`multiples`). Other modules build such a size
+/// with the head size floored (ViT-MAE: 1000 wide with 12 heads gives
+/// 996-wide projections), which the description, derived from sizes the
+/// heads divide, does not follow: divides.py lists those pairs
+/// (`divides`), and such a config is refused too, never given the
+/// unfloored shapes.
 pub(super) fn check_multiples(fields: &mut Fields, class: &str) -> Result<()> {
-    let Some(pairs) = fields.desc.get("multiples").and_then(Value::as_array) else {
-        return Ok(());
-    };
-    for pair in pairs {
-        let size = field_name(fields.desc, pair[0].as_str().unwrap_or(""));
-        let heads = field_name(fields.desc, pair[1].as_str().unwrap_or(""));
-        if size.is_empty() || heads.is_empty() {
+    for (list, refused_by_transformers) in [("multiples", true), ("divides", false)] {
+        let Some(pairs) = fields.desc.get(list).and_then(Value::as_array) else {
             continue;
-        }
-        let (size_value, heads_value) = (fields.number(size)?, fields.number(heads)?);
-        if heads_value == 0 || size_value % heads_value != 0 {
+        };
+        for pair in pairs {
+            let size = field_name(fields.desc, pair[0].as_str().unwrap_or(""));
+            let heads = field_name(fields.desc, pair[1].as_str().unwrap_or(""));
+            if size.is_empty() || heads.is_empty() {
+                continue;
+            }
+            let (size_value, heads_value) = (fields.number(size)?, fields.number(heads)?);
+            if heads_value != 0 && size_value % heads_value == 0 {
+                continue;
+            }
+            let why = if refused_by_transformers || heads_value == 0 {
+                format!(
+                    "transformers refuses to build {class} (each of the heads takes an equal share of {size})"
+                )
+            } else {
+                format!(
+                    "transformers builds {class} anyway, with other shapes (a head size floored to {}, a width rounded), and ckptcheck's description of it, derived from sizes the heads divide, holds only for those",
+                    size_value / heads_value
+                )
+            };
             return Err(err(
                 ErrorKind::BadConfig,
                 format!(
-                    "config field {size:?} = {size_value} is not a multiple of {heads:?} = {heads_value}: transformers refuses to build {class} (each of the heads takes an equal share of {size})"
+                    "config field {size:?} = {size_value} is not a multiple of {heads:?} = {heads_value}: {why}"
                 ),
             ));
         }

@@ -180,44 +180,32 @@ def add_rules(desc, rules):
 def write_back(types):
     import generate
     from assemble import class_key, digest
-    changed = 0
-    for t in types:
-        result = generate.pass_result(DONE_DIR, t)
-        if result is None or not any("error" not in f for f in result[0]["classes"].values()):
-            continue
-        found, cached, path = result[0]["classes"], result[1], result[2]
-        for name, rules in found.items():
-            if name == "wrong" or "error" in rules or name not in cached["classes"]:
-                continue
-            desc = cached["classes"][name]
-            desc.pop("keys_if_distinct", None)
-            add_rules(desc, rules["keys_if_distinct"])
-            row = next(m for m in cached["matrix"] if class_key(m["class"], m.get("when", {})) == name)
-            row["variations"] = [v for v in row["variations"] if not v.get("equal_sizes")]
-            for s in rules["samples"]:
-                # Whole where the row keeps its listings whole, else as
-                # assemble.py leaves the others.
-                variation = {"config": s["config"], "equal_sizes": True}
-                if row["variations"] and "state_dict" not in row["variations"][0]:
-                    listing = [tuple(x) for x in s["state_dict"]]
-                    variation.update(count=len(listing), digest=digest(listing))
-                else:
-                    variation["state_dict"] = s["state_dict"]
-                row["variations"].append(variation)
-            changed += 1
-        with open(path, "w") as f:
-            json.dump(cached, f)
-    return changed
+
+    def update(name, desc, rules, cached):
+        if not rules or "error" in rules:
+            return False
+        desc.pop("keys_if_distinct", None)
+        add_rules(desc, rules["keys_if_distinct"])
+        row = next(m for m in cached["matrix"] if class_key(m["class"], m.get("when", {})) == name)
+        row["variations"] = [v for v in row["variations"] if not v.get("equal_sizes")]
+        for s in rules["samples"]:
+            # Whole where the row keeps its listings whole, else as
+            # assemble.py leaves the others.
+            variation = {"config": s["config"], "equal_sizes": True}
+            if row["variations"] and "state_dict" not in row["variations"][0]:
+                listing = [tuple(x) for x in s["state_dict"]]
+                variation.update(count=len(listing), digest=digest(listing))
+            else:
+                variation["state_dict"] = s["state_dict"]
+            row["variations"].append(variation)
+        return True
+    return generate.rewrite_cache(DONE_DIR, types, update)
 
 
 def main():
     import generate
-
-    def line(t, r):
-        classes = (r or {}).get("classes", {})
-        return f"{t} " + json.dumps({n: {k: v for k, v in c.items() if k != 'samples'} for n, c in classes.items()})
-    generate.by_hand_pass(DONE_DIR, apply_to_type, TYPE_SECONDS, lambda t: {"model_type": t, "classes": {}},
-                          line, write_back, "classes with keys that exist only while two sizes differ")
+    generate.run_pass(DONE_DIR, apply_to_type, TYPE_SECONDS, write_back,
+                      "classes with keys that exist only while two sizes differ")
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def write_fixture(types):
     # A class's descriptions for other values of a name (`when`) are keyed
     # as generate.py keys them (`ResNetModel@layer_type=basic`).
     bases = {(e["model_type"], class_key(e["class"], e.get("when", {}))):
-             (e["variations"][0]["config"] if e["variations"] else {}) for e in matrix["classes"]}
+             next((v["config"] for v in e["variations"] if not v.get("sub_model")), {}) for e in matrix["classes"]}
     whens = {(e["model_type"], class_key(e["class"], e["when"])): e["when"] for e in matrix["classes"] if "when" in e}
     # Types not audited on this machine keep their committed rows (the
     # audit of all of them takes hours).

@@ -65,6 +65,8 @@ import formulas  # noqa: E402
 import trees  # noqa: E402
 from names import named_config_class, names_that_change_tensors  # noqa: E402
 from equal_sizes import add_rules, equal_size_rules  # noqa: E402
+from sub_models import swap_samples  # noqa: E402
+from divides import add_divides, divides_rules  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
 from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
@@ -356,7 +358,7 @@ def refused_by(desc, env):
     """Why the Rust side refuses a config the Python twin would expand: a
     size a head count must divide, a count under its least; None when it
     builds it."""
-    for size, heads in desc.get("multiples", []):
+    for size, heads in desc.get("multiples", []) + desc.get("divides", []):
         s, h = env.get(size), env.get(heads)
         if s is not None and h and s % h:
             return f"{size} {s} not a multiple of {heads} {h}"
@@ -1152,6 +1154,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     add_rules(desc, rules)
     for s in equal:
         s.equal_sizes = True
+    # Sizes the heads must divide for the description to hold (divides.py):
+    # the library floors the head size, and no variation draws such a size.
+    divided, _ = divides_rules(desc, (held[0] if held else base).config_dict,
+                               lambda d: sample(config_class, model_class, d)[0])
+    add_divides(desc, divided, config_class)
     return desc, true_default, held + equal, reasons
 
 
@@ -1654,12 +1661,23 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         return False
     if when:
         desc["when"] = when
+    # Other sub-models in the composite's place (sub_models.py), checked
+    # against the descriptions of those types already in the cache.
+    try:
+        swaps, swapped = swap_samples(desc, held[0].config_dict if held else {}, config_class, model_class)
+    except Exception:  # noqa: BLE001 - no swaps listed, the class stands
+        swaps, swapped = [], []
+    if swaps:
+        desc["swaps"] = swaps
     result["classes"][key] = desc
     if fixed:
         result.setdefault("fixed", {})[key] = fixed
     variations = small_matrix(held)
     for variation in variations:
         variation["config"] = dict(variation["config"], **when)
+    for s in swapped:
+        variations.append({"config": json.loads(json.dumps(s.config_dict, default=str)), "sub_model": s.sub_model,
+                           "count": len(s.listing), "digest": digest(s.listing)})
     row = {"class": name}
     if when:
         row["when"] = when
@@ -1691,11 +1709,13 @@ def described_classes(model_type):
     with open(os.path.join(CACHE, model_type + ".json")) as f:
         cached = json.load(f)
     config_class = getattr(transformers, cached.get("config_class", ""), None)
-    bases = {m["class"]: (m["variations"][0]["config"] if m["variations"] else {}) for m in cached["matrix"]
-             if "when" not in m}
+    def first(m):
+        # The first held-out variation, not a sample with another sub-model
+        # (sub_models.py appends those).
+        return next((v["config"] for v in m["variations"] if not v.get("sub_model")), {})
+    bases = {m["class"]: first(m) for m in cached["matrix"] if "when" not in m}
     found = []
-    bases.update({class_key(m["class"], m["when"]): (m["variations"][0]["config"] if m["variations"] else {})
-                  for m in cached["matrix"] if "when" in m})
+    bases.update({class_key(m["class"], m["when"]): first(m) for m in cached["matrix"] if "when" in m})
     for name, desc in cached["classes"].items():
         model_class = getattr(transformers, name.split("@")[0], None)
         if config_class is not None and model_class is not None:
@@ -1761,6 +1781,47 @@ def pass_result(folder, model_type):
     with open(path) as f:
         cached = json.load(f)
     return found, cached, path
+
+
+# What the passes add to a description, in the order derive_into adds it:
+# a pass run again by hand writes the same bytes as a derivation.
+ADDED_KEYS = ["keys_if_distinct", "divides", "when", "swaps"]
+
+
+def in_derived_order(desc):
+    """The keys the passes add moved to the end, in `ADDED_KEYS` order."""
+    for key in ADDED_KEYS:
+        if key in desc:
+            desc[key] = desc.pop(key)
+
+
+def rewrite_cache(folder, types, update):
+    """A by-hand pass's findings into generate.py's cache: for each type
+    the pass wrote, `update(class name, description, what the pass found
+    for the class or {}, cache entry)` for each described class, and the
+    cache file written again. Returns how many updates said they changed
+    a class."""
+    changed = 0
+    for t in types:
+        result = pass_result(folder, t)
+        if result is None:
+            continue
+        found, cached, path = result[0]["classes"], result[1], result[2]
+        for name, desc in cached["classes"].items():
+            changed += bool(update(name, desc, found.get(name, {}), cached))
+            in_derived_order(desc)
+        with open(path, "w") as f:
+            json.dump(cached, f)
+    return changed
+
+
+def run_pass(folder, target, limit, write_back, what):
+    """`by_hand_pass` for a pass over the classes of each type, printing
+    what it found for each type (its samples left out)."""
+    def line(t, r):
+        classes = (r or {}).get("classes", {})
+        return f"{t} " + json.dumps({n: {k: v for k, v in c.items() if k != "samples"} for n, c in classes.items()})
+    return by_hand_pass(folder, target, limit, lambda t: {"model_type": t, "classes": {}}, line, write_back, what)
 
 
 def run_forked(wanted, jobs, limit, target, folder, killed, line):

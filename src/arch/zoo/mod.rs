@@ -14,12 +14,14 @@ mod classes;
 mod defaults;
 pub mod diffusers;
 mod equations;
+mod expand;
 mod formula;
 pub mod infer;
 pub mod merge;
 pub mod presets;
+mod swaps;
 
-use super::{ExpectedTensor, KeyRename, ModelSpec, ModuleKind, RenameScope, WeightMerge};
+use super::{KeyRename, ModelSpec, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
 use checks::{
     check_companions, check_fixed, check_least, check_multiples, check_named_lists,
@@ -28,6 +30,7 @@ use checks::{
 use classes::description;
 pub use classes::{classes, described_model_types, knows, model_type_of_class};
 use defaults::{by_name, default_key};
+use expand::Expansion;
 use formula::Formula;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -135,19 +138,49 @@ pub fn from_config_value(
     model_type: &str,
     architecture: Option<&str>,
 ) -> Result<ModelSpec> {
+    build(config, model_type, architecture, true)
+}
+
+/// A class's model for a config; `whole` is false for a sub-model built in
+/// a composite's place (swaps.rs): it swaps nothing itself, resolves every
+/// field of its description for the composite to read, and names no
+/// architecture in its config.
+fn build(
+    config: &Value,
+    model_type: &str,
+    architecture: Option<&str>,
+    whole: bool,
+) -> Result<ModelSpec> {
     let (class, desc) = description(model_type, architecture, config)?;
+    let (grafts, merged) = if whole {
+        swaps::grafts(config, desc, model_type, class)?
+    } else {
+        (Vec::new(), config.clone())
+    };
+    {
+        // The composite's own checks, on its config less the swapped
+        // sub-configs (their own descriptions checked those).
+        let checked = swaps::without_swapped(config, &grafts);
+        let config = &checked;
+        let mut fields = Fields {
+            config,
+            desc,
+            resolved: Vec::new(),
+        };
+        check_fixed(config, desc, model_type, class)?;
+        check_sub_configs(config, desc)?;
+        check_sub_config_names(config, sub_configs_of(model_type), model_type, class)?;
+        check_multiples(&mut fields, class)?;
+        check_least(&mut fields, class)?;
+        check_companions(&mut fields, class)?;
+        check_named_lists(&mut fields, class)?;
+    }
+    let config = &merged;
     let mut fields = Fields {
         config,
         desc,
         resolved: Vec::new(),
     };
-    check_fixed(config, desc, model_type, class)?;
-    check_sub_configs(config, desc)?;
-    check_sub_config_names(config, sub_configs_of(model_type), model_type, class)?;
-    check_multiples(&mut fields, class)?;
-    check_least(&mut fields, class)?;
-    check_companions(&mut fields, class)?;
-    check_named_lists(&mut fields, class)?;
     let absent = keys_absent_at_equal_sizes(&mut fields)?;
     let tree = desc
         .get("tree")
@@ -159,6 +192,7 @@ pub fn from_config_value(
         exists_if: Vec::new(),
         module_kinds: Vec::new(),
         batchnorm_modules: Vec::new(),
+        grafts: &grafts,
     };
     expansion.node(tree, "", 0)?;
     let Expansion {
@@ -181,6 +215,9 @@ pub fn from_config_value(
         module_kinds.retain(|(module, _)| !emptied(module));
         batchnorm_modules.retain(|module| !emptied(module));
     }
+    if !whole {
+        swaps::resolve_all(&mut fields);
+    }
     let mut normalised = config.clone();
     if let Some(object) = normalised.as_object_mut() {
         for (field, value) in &fields.resolved {
@@ -188,9 +225,11 @@ pub fn from_config_value(
                 object.entry(field.to_string()).or_insert(value.clone());
             }
         }
-        object
-            .entry("architectures")
-            .or_insert_with(|| json!([class]));
+        if whole {
+            object
+                .entry("architectures")
+                .or_insert_with(|| json!([class]));
+        }
         object
             .entry("model_type")
             .or_insert_with(|| json!(model_type));
@@ -270,7 +309,16 @@ pub fn pretrained_facts(model: &ModelSpec) -> Option<PretrainedFacts> {
     unmodeled.extend(strings("unmodeled").into_iter().map(str::to_string));
     Some(PretrainedFacts {
         tied: tied_pairs(&model.config, desc),
-        non_persistent: strings("non_persistent"),
+        non_persistent: {
+            let mut patterns = strings("non_persistent");
+            patterns.extend(swaps::swapped_non_persistent(
+                &model.config,
+                desc,
+                model_type,
+                &model.class_name,
+            ));
+            patterns
+        },
         ignore_unexpected: strings("ignore_unexpected"),
         renames,
         merges,
@@ -578,172 +626,4 @@ fn field_name(desc: &'static Value, name: &str) -> &'static str {
         .and_then(|fields| fields.get_key_value(name))
         .map(|(key, _)| key.as_str())
         .unwrap_or("")
-}
-
-struct Expansion<'a, 'b> {
-    fields: &'a mut Fields<'b>,
-    /// A formula's value is the same in every layer: each is evaluated once.
-    values: rustc_hash::FxHashMap<&'static str, (u64, Vec<&'static str>)>,
-    tensors: Vec<ExpectedTensor>,
-    /// Fields that decide whether the current subtree exists.
-    exists_if: Vec<&'static str>,
-    /// Modules whose kind the data marks (`"k"`): `Conv1D` and `Embedding`
-    /// for a PEFT adapter's shapes, BatchNorm for `num_batches_tracked`.
-    module_kinds: Vec<(String, ModuleKind)>,
-    batchnorm_modules: Vec<String>,
-}
-
-impl Expansion<'_, '_> {
-    fn evaluate(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
-        if let Some(known) = self.values.get(text) {
-            return Ok(known.clone());
-        }
-        let evaluated = self.evaluate_once(text)?;
-        self.values.insert(text, evaluated.clone());
-        Ok(evaluated)
-    }
-
-    fn evaluate_once(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
-        self.fields.evaluate(text)
-    }
-
-    /// Whether an entry's conditions hold (`"if": {"bias": [["mlp_bias", true]]}`).
-    fn holds(&mut self, node: &'static Value, name: &str) -> Result<Option<Vec<&'static str>>> {
-        let Some(conditions) = node
-            .get("if")
-            .and_then(|c| c.get(name))
-            .and_then(Value::as_array)
-        else {
-            return Ok(Some(Vec::new()));
-        };
-        let mut fields = Vec::new();
-        for condition in conditions {
-            let field = field_name(self.fields.desc, condition[0].as_str().unwrap_or(""));
-            let wanted = condition[1].as_bool().unwrap_or(true);
-            if field.is_empty() || self.fields.flag(field)? != wanted {
-                return Ok(None);
-            }
-            fields.push(field);
-        }
-        Ok(Some(fields))
-    }
-
-    fn node(&mut self, node: &'static Value, prefix: &str, depth: usize) -> Result<()> {
-        if depth > MAX_TREE_DEPTH {
-            return Err(err(ErrorKind::BadConfig, "zoo data nests too deep"));
-        }
-        let node = resolved(node).ok_or_else(|| {
-            err(
-                ErrorKind::BadConfig,
-                "zoo data: a subtree reference to nothing",
-            )
-        })?;
-        let module = prefix.strip_suffix('.').unwrap_or(prefix);
-        match node.get("k").and_then(Value::as_str) {
-            Some("Conv1D") => self
-                .module_kinds
-                .push((module.to_string(), ModuleKind::Conv1D)),
-            Some("Embedding") => self
-                .module_kinds
-                .push((module.to_string(), ModuleKind::Embedding)),
-            Some("BatchNorm") => self.batchnorm_modules.push(module.to_string()),
-            _ => {}
-        }
-        for tensor in entries(node, "t") {
-            let name = tensor[0].as_str().unwrap_or("");
-            let Some(conditions) = self.holds(node, name)? else {
-                continue;
-            };
-            let mut shape = Vec::new();
-            let mut depends_on = Vec::new();
-            for dim in tensor[1].as_array().into_iter().flatten() {
-                let (value, fields) = self.evaluate(dim.as_str().unwrap_or(""))?;
-                shape.push(value);
-                for field in fields {
-                    if !depends_on.contains(&field) {
-                        depends_on.push(field);
-                    }
-                }
-            }
-            let torch_dtype = tensor.get(2).and_then(Value::as_str).unwrap_or("float32");
-            let dtype = crate::format::pytorch::torch_dtype(torch_dtype).unwrap_or("F32");
-            if self.tensors.len() as u64 >= MAX_TENSORS {
-                return Err(err(
-                    ErrorKind::LimitExceeded,
-                    format!("the config describes more than {MAX_TENSORS} tensors"),
-                ));
-            }
-            let mut exists_if = self.exists_if.clone();
-            exists_if.extend(conditions);
-            self.tensors.push(ExpectedTensor {
-                name: format!("{prefix}{name}"),
-                shape,
-                dtype: dtype.to_string(),
-                depends_on,
-                exists_if,
-            });
-        }
-        // A ModuleList: its first layers when they differ (T5's first block
-        // holds the relative attention bias), then the alike rest, then a
-        // last layer when it differs (SD3's last joint block has no context
-        // output). The alike rest may be of two kinds, split at an index a
-        // config field gives (DeepSeek-V3's first `first_k_dense_replace`
-        // layers are dense, the rest have experts); an index past the last
-        // layer leaves them all of the first kind, as in transformers.
-        let items = node.get("items").and_then(Value::as_array);
-        let first = items.map_or(0, Vec::len) as u64;
-        for (index, item) in items.into_iter().flatten().enumerate() {
-            self.node(item, &format!("{prefix}{index}."), depth + 1)?;
-        }
-        let mut repeated = 0;
-        if let Some(count) = node.get("repeat").and_then(Value::as_str) {
-            let (count, fields) = self.evaluate(count)?;
-            repeated = count;
-            if count > MAX_TENSORS {
-                return Err(err(
-                    ErrorKind::LimitExceeded,
-                    format!("a layer count of {count} (at most {MAX_TENSORS})"),
-                ));
-            }
-            let split = match node.get("split").and_then(Value::as_str) {
-                Some(split) => Some(self.evaluate(split)?),
-                None => None,
-            };
-            for index in 0..count {
-                let (body, split_fields) = match &split {
-                    Some((at, split_fields)) if index >= *at => {
-                        (&node["rest"], split_fields.as_slice())
-                    }
-                    Some((_, split_fields)) => (&node["body"], split_fields.as_slice()),
-                    None => (&node["body"], &[][..]),
-                };
-                // A layer past the first exists because of the count, and
-                // any layer is of its kind because of the split index.
-                let pushed = if index > 0 { fields.len() } else { 0 } + split_fields.len();
-                if index > 0 {
-                    self.exists_if.extend(&fields);
-                }
-                self.exists_if.extend(split_fields);
-                self.node(body, &format!("{prefix}{}.", first + index), depth + 1)?;
-                let keep = self.exists_if.len() - pushed;
-                self.exists_if.truncate(keep);
-            }
-        }
-        for (index, item) in entries(node, "last").enumerate() {
-            let at = first + repeated + index as u64;
-            self.node(item, &format!("{prefix}{at}."), depth + 1)?;
-        }
-        for entry in entries(node, "c") {
-            let (name, subtree) = child(entry);
-            let Some(conditions) = self.holds(node, name)? else {
-                continue;
-            };
-            let pushed = conditions.len();
-            self.exists_if.extend(conditions);
-            self.node(subtree, &format!("{prefix}{name}."), depth + 1)?;
-            let keep = self.exists_if.len() - pushed;
-            self.exists_if.truncate(keep);
-        }
-        Ok(())
-    }
 }
