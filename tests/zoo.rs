@@ -421,6 +421,66 @@ fn zoo_loads_are_what_transformers_and_pytorch_say() {
     }
 }
 
+/// A LLaVA whose language model is Qwen2 (saved by transformers,
+/// make_zoo_loads.py) checked against a Mistral LLaVA's config: the load
+/// report's 6 unexpected q/k/v biases are explained as the sub-model the
+/// config names, since the file's language model is exactly what Qwen2
+/// builds there; the other way round, the 6 missing biases name every type
+/// whose model is exactly the file's (Mistral's, LLaMA's, … alike).
+#[test]
+fn a_composite_with_another_sub_model_names_the_sub_config_model_type() {
+    use ckptcheck::diagnosis::check;
+    use ckptcheck::loader::Loader;
+    let fixture = zoo_loads();
+    let case = |source: &str, model: &str| {
+        fixture["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["checkpoint_source"] == source && c["model"] == model)
+            .unwrap_or_else(|| panic!("{source} -> {model}"))
+            .clone()
+    };
+    let (qwen2, mistral) = (
+        "llava-qwen2/LlavaForConditionalGeneration",
+        "llava-mistral/LlavaForConditionalGeneration",
+    );
+    for (source, into, unexpected, missing, named) in [
+        (qwen2, mistral, 6, 0, "exactly what \"qwen2\" builds there"),
+        (mistral, qwen2, 0, 6, "\"mistral\""),
+    ] {
+        let case = case(source, into);
+        let checkpoint =
+            load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
+        let model = build(&fixture["configs"][into]);
+        let report = check(&checkpoint, &model, Loader::Hf);
+        let cause = report
+            .explanation
+            .iter()
+            .find(|c| c.cause == "sub-model")
+            .unwrap_or_else(|| panic!("{source} -> {into}: {:?}", report.explanation));
+        assert_eq!(cause.field, "text_config.model_type");
+        assert_eq!((cause.unexpected, cause.missing), (unexpected, missing));
+        assert!(
+            cause.text.contains(named)
+                && cause.text.contains("`model.language_model`")
+                && cause
+                    .text
+                    .contains("set \"text_config\": {\"model_type\": "),
+            "{}",
+            cause.text
+        );
+        // Nothing else is left to explain.
+        assert_eq!(report.explanation.len(), 1, "{:?}", report.explanation);
+    }
+    // A file and a config that agree have no such cause.
+    let case = case(qwen2, qwen2);
+    let checkpoint =
+        load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
+    let report = check(&checkpoint, &build(&fixture["configs"][qwen2]), Loader::Hf);
+    assert!(report.explanation.iter().all(|c| c.cause != "sub-model"));
+}
+
 /// Whether a config sets a flag, in it or in a sub-config.
 fn holds_a_flag(config: &Value) -> bool {
     config

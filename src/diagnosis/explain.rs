@@ -134,6 +134,10 @@ pub fn explain(
         causes.push(cause);
         attributed.extend(keys);
     }
+    if let Some((cause, keys)) = super::sub_model::sub_model_cause(&findings, counted) {
+        causes.push(cause);
+        attributed.extend(keys);
+    }
     // The model the checkpoint's inferred config describes: the field
     // causes and the structure cause both read its tensors.
     let checkpoint_model = if by_structure {

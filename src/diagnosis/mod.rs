@@ -14,6 +14,7 @@ pub mod render;
 mod resized;
 mod stable_diffusion;
 mod structure;
+mod sub_model;
 mod variant;
 
 pub use explain::explain;

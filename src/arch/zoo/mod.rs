@@ -20,6 +20,7 @@ pub mod infer;
 pub mod merge;
 pub mod presets;
 mod swaps;
+pub use swaps::sub_model_choices;
 
 use super::{KeyRename, ModelSpec, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};

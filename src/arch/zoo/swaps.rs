@@ -266,3 +266,31 @@ fn interned(name: String) -> &'static str {
     names.insert(leaked);
     leaked
 }
+
+/// For each sub-config of a composite config with checked sub-models: its
+/// name, the module path, the model type the config gives it (or the
+/// composite's default), and every type that may stand there (the default
+/// and the checked ones), for explanations that try each.
+pub fn sub_model_choices(
+    config: &Value,
+    composite_type: &str,
+    class: &str,
+) -> Vec<(&'static str, &'static str, String, Vec<&'static str>)> {
+    let Ok((_, desc)) = description(composite_type, Some(class), config) else {
+        return Vec::new();
+    };
+    swaps_of(desc)
+        .into_iter()
+        .filter_map(|(sub_config, path, listed)| {
+            let default = default_sub_model(composite_type, sub_config)?;
+            let given = read_path(config, sub_config)
+                .and_then(|sub| sub.get("model_type"))
+                .and_then(Value::as_str)
+                .unwrap_or(default)
+                .to_string();
+            let mut types = vec![default];
+            types.extend(listed.iter().map(|item| item.model_type));
+            Some((sub_config, path, given, types))
+        })
+        .collect()
+}
