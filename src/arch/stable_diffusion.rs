@@ -44,39 +44,106 @@ enum Kind {
     Flux,
 }
 
+/// What a family of releases is, by the start of its preset names: its
+/// kind, what explanations call it, the class PyTorch's error texts name
+/// (LDM's and sgm's, Black Forest Labs' `Flux` and `Flux2`, SD3 for
+/// Stability AI's reference code, whose model holds the MMDiT and the VAE),
+/// the diffusers pipeline whose `from_single_file` reads a whole file,
+/// whether the parts its all-in-one files bundle are described (FLUX.2's
+/// Mistral encoder and VAE are not), and the code that loads its files.
+struct Family {
+    prefix: &'static str,
+    kind: Kind,
+    label: &'static str,
+    class_name: &'static str,
+    pipeline: Option<&'static str>,
+    bundles_known: bool,
+    loaders: &'static str,
+}
+
+const SD_LOADERS: &str = "Stable Diffusion's own code (LDM, sgm) and the UIs on it";
+
+/// The families, the more specific prefix first; the last is the one for
+/// any other name.
+const FAMILIES: [Family; 6] = [
+    Family {
+        prefix: "sd/xl",
+        kind: Kind::Unet,
+        label: "Stable Diffusion",
+        class_name: "DiffusionEngine",
+        pipeline: None,
+        bundles_known: true,
+        loaders: SD_LOADERS,
+    },
+    Family {
+        prefix: "sd3",
+        kind: Kind::Mmdit,
+        label: "Stable Diffusion 3",
+        class_name: "SD3",
+        pipeline: Some("StableDiffusion3Pipeline"),
+        bundles_known: true,
+        loaders: "The UIs that load SD3 files (ComfyUI and those built on it)",
+    },
+    Family {
+        prefix: "flux/",
+        kind: Kind::Flux,
+        label: "FLUX.1",
+        class_name: "Flux",
+        pipeline: Some("FluxPipeline"),
+        bundles_known: true,
+        loaders:
+            "FLUX.1's reference code (Black Forest Labs' `flux`) and the UIs that load its files",
+    },
+    Family {
+        prefix: "flux2/",
+        kind: Kind::Flux,
+        label: "FLUX.2",
+        class_name: "Flux2",
+        pipeline: Some("Flux2Pipeline"),
+        bundles_known: false,
+        loaders:
+            "FLUX.2's reference code (Black Forest Labs' `flux2`) and the UIs that load its files",
+    },
+    Family {
+        prefix: "chroma/",
+        kind: Kind::Flux,
+        label: "Chroma",
+        class_name: "Chroma",
+        pipeline: Some("ChromaPipeline"),
+        bundles_known: true,
+        loaders: "The UIs that load Chroma's files (ComfyUI and those built on it)",
+    },
+    Family {
+        prefix: "",
+        kind: Kind::Unet,
+        label: "Stable Diffusion",
+        class_name: "LatentDiffusion",
+        pipeline: None,
+        bundles_known: true,
+        loaders: SD_LOADERS,
+    },
+];
+
+fn family(release: &str) -> &'static Family {
+    FAMILIES
+        .iter()
+        .find(|family| release.starts_with(family.prefix))
+        .unwrap_or(&FAMILIES[FAMILIES.len() - 1])
+}
+
 impl Kind {
     fn of_release(name: &str) -> Kind {
-        match name.split('/').next() {
-            Some("flux" | "flux2" | "chroma") => Kind::Flux,
-            Some(family) if family.starts_with("sd3") => Kind::Mmdit,
-            _ => Kind::Unet,
-        }
+        family(name).kind
     }
+}
 
-    /// What explanations call a release of this kind.
-    fn label(self, release: &str) -> &'static str {
-        match self {
-            Kind::Unet => "Stable Diffusion",
-            Kind::Mmdit => "Stable Diffusion 3",
-            Kind::Flux if release.starts_with("flux2/") => "FLUX.2",
-            Kind::Flux if release.starts_with("chroma/") => "Chroma",
-            Kind::Flux => "FLUX.1",
-        }
-    }
-
-    /// The class the model is named by in PyTorch's error texts: LDM's and
-    /// sgm's, Black Forest Labs' `Flux`, and SD3 for Stability AI's
-    /// reference code (whose model holds the MMDiT and the VAE).
-    fn class_name(self, release: &str) -> &'static str {
-        match self {
-            Kind::Unet if release.starts_with("sd/xl") => "DiffusionEngine",
-            Kind::Unet => "LatentDiffusion",
-            Kind::Mmdit => "SD3",
-            Kind::Flux if release.starts_with("flux2/") => "Flux2",
-            Kind::Flux if release.starts_with("chroma/") => "Chroma",
-            Kind::Flux => "Flux",
-        }
-    }
+/// The code that loads a single-file model whose PyTorch class is
+/// `class_name` (not strictly: only size mismatches stop it), for notes.
+pub fn loaders_of_class(class_name: &str) -> &'static str {
+    FAMILIES
+        .iter()
+        .find(|family| family.class_name == class_name)
+        .map_or(SD_LOADERS, |family| family.loaders)
 }
 /// The modules a release holds: UNet, VAE, text encoders.
 const COMPONENT_PREFIXES: [&str; 4] = [
@@ -201,7 +268,7 @@ pub fn from_preset(name: &str) -> Result<Option<ModelSpec>> {
         })
         .map(expected)
         .collect();
-    let mut model = sd_model(release.kind.class_name(release.name), tensors);
+    let mut model = sd_model(family(release.name).class_name, tensors);
     model.preset = Some(release.name.to_string());
     model.config = json!({"release": release.name, "yaml": release.yaml, "about": release.about});
     Ok(Some(model))
@@ -237,7 +304,7 @@ pub fn release_facts(name: &str) -> Option<(&'static str, &'static str)> {
 /// What explanations call a release: "Stable Diffusion", "Stable
 /// Diffusion 3" or "FLUX.1".
 pub fn release_label(name: &str) -> &'static str {
-    Kind::of_release(name).label(name)
+    family(name).label
 }
 
 /// The parts an SD3 or FLUX.1 single file bundles beside its MMDiT or
@@ -250,19 +317,13 @@ pub fn bundled(names_shapes: &[(String, Vec<u64>)]) -> Vec<super::sd_bundled::Bu
 /// of SD3 and FLUX.1 (and Chroma, whose files bundle FLUX.1's T5 and VAE);
 /// FLUX.2's (a Mistral text encoder, its own VAE) are not described.
 pub fn bundled_parts_known(release: &str) -> bool {
-    !release.starts_with("flux2/")
+    family(release).bundles_known
 }
 
 /// What loads a whole single file of a release's kind, for explanations:
 /// the diffusers pipeline whose `from_single_file` reads every part.
 pub fn pipeline_of_release(name: &str) -> Option<&'static str> {
-    match Kind::of_release(name) {
-        Kind::Flux if name.starts_with("flux2/") => Some("Flux2Pipeline"),
-        Kind::Flux if name.starts_with("chroma/") => Some("ChromaPipeline"),
-        Kind::Flux => Some("FluxPipeline"),
-        Kind::Mmdit => Some("StableDiffusion3Pipeline"),
-        Kind::Unet => None,
-    }
+    family(name).pipeline
 }
 
 /// A name without the `UNET_PREFIX` a single file may put before it.

@@ -297,17 +297,7 @@ fn check_state_dict(
         ),
     });
     if loader == Loader::Strict && model.family == "sd" && !loads {
-        let code = match model.class_name.as_str() {
-            "Flux" => {
-                "FLUX.1's reference code (Black Forest Labs' `flux`) and the UIs that load its files"
-            }
-            "Flux2" => {
-                "FLUX.2's reference code (Black Forest Labs' `flux2`) and the UIs that load its files"
-            }
-            "Chroma" => "The UIs that load Chroma's files (ComfyUI and those built on it)",
-            "SD3" => "The UIs that load SD3 files (ComfyUI and those built on it)",
-            _ => "Stable Diffusion's own code (LDM, sgm) and the UIs on it",
-        };
+        let code = crate::arch::stable_diffusion::loaders_of_class(&model.class_name);
         notes.push(format!("{code} load with load_state_dict(strict=False): only size mismatches stop them; `--loader ldm` judges as they do"));
     }
     if loader != Loader::Peft
