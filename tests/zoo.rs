@@ -502,12 +502,7 @@ fn inferred_configs_rebuild_the_tensors_they_came_from() {
         "{} of {checked} round trips exact",
         checked - failures.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} of {checked}:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_none_failed(checked, &failures);
 }
 
 /// Round trips that need more than one shape per pattern, or more than
@@ -574,38 +569,47 @@ fn round_trips(wanted: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
                 .collect();
             checked += 1;
             let inferred = arch::infer(&names);
-            let Some(rebuilt) = arch::model_for_inferred(&inferred) else {
-                failures.push(format!(
-                    "{model_type}/{class}: nothing rebuilt from {}",
-                    inferred.config
-                ));
-                continue;
-            };
-            // As sets: classes with the same tensors in another order are
-            // one answer as far as the shapes go.
-            let mut got: Vec<(String, Vec<u64>)> = rebuilt
-                .tensors
-                .iter()
-                .map(|t| (t.name.clone(), t.shape.clone()))
-                .collect();
-            got.sort();
-            let mut names = names;
-            names.sort();
-            if got != names {
-                let first = got
-                    .iter()
-                    .zip(&names)
-                    .find(|(a, b)| a != b)
-                    .map(|(a, b)| format!("{a:?} vs {b:?}"))
-                    .unwrap_or_else(|| format!("{} vs {} tensors", got.len(), names.len()));
-                failures.push(format!(
-                    "{model_type}/{class}: {} ({first})",
-                    inferred.config
-                ));
+            if let Some(wrong) = rebuilt_differs(&inferred, names) {
+                failures.push(format!("{model_type}/{class}: {wrong}"));
             }
         }
     }
     (checked, failures)
+}
+
+fn assert_none_failed(checked: usize, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} of {checked}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// How the model an inferred config builds differs from the tensors it was
+/// inferred from, or None where it has exactly them (as sets: classes with
+/// the same tensors in another order are one answer as far as the shapes
+/// go).
+fn rebuilt_differs(
+    inferred: &arch::Inferred,
+    mut names: Vec<(String, Vec<u64>)>,
+) -> Option<String> {
+    let Some(rebuilt) = arch::model_for_inferred(inferred) else {
+        return Some(format!("nothing rebuilt from {}", inferred.config));
+    };
+    let mut got = names_of(&rebuilt);
+    got.sort();
+    names.sort();
+    if got == names {
+        return None;
+    }
+    let first = got
+        .iter()
+        .zip(&names)
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| format!("{a:?} vs {b:?}"))
+        .unwrap_or_else(|| format!("{} vs {} tensors", got.len(), names.len()));
+    Some(format!("{} ({first})", inferred.config))
 }
 
 fn names_of(model: &ModelSpec) -> Vec<(String, Vec<u64>)> {
@@ -678,14 +682,19 @@ fn released_sizes_are_presets_that_inference_names() {
 /// The names and shapes of a checkpoint save_pretrained wrote for a real
 /// load (tests/fixtures/zoo/loads.json), by its source `config/Class`.
 fn saved_checkpoint_names(source: &str) -> Vec<(String, Vec<u64>)> {
-    let fixture = zoo_loads();
-    let case = fixture["cases"]
+    load_case::names_and_shapes(&saved_case(source)["checkpoint"])
+}
+
+/// The first real load of tests/fixtures/zoo/loads.json whose checkpoint
+/// save_pretrained wrote from `source`.
+fn saved_case(source: &str) -> Value {
+    zoo_loads()["cases"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["checkpoint_source"] == source)
-        .unwrap_or_else(|| panic!("no case saved from {source}"));
-    load_case::names_and_shapes(&case["checkpoint"])
+        .unwrap_or_else(|| panic!("no case saved from {source}"))
+        .clone()
 }
 
 /// A LLaVA saved by save_pretrained keeps the older layout
@@ -970,5 +979,180 @@ fn a_list_of_layer_names_that_disagrees_with_its_field_is_refused() {
             .contains("has 3 entries where num_hidden_layers = 1000000000000"),
         "{}",
         refused.message
+    );
+}
+
+/// A composite around another sub-model than its default, from its tensors
+/// alone: each sub-model sample of the matrix (a LLaVA around Mistral,
+/// Qwen2, Gemma; a SigLIP tower), built as transformers builds it (checked
+/// above), is inferred as a config whose model has exactly those tensors,
+/// its swapped sub-config naming a type that builds them.
+#[test]
+fn a_composite_around_another_sub_model_is_inferred_with_that_sub_model() {
+    let matrix = matrix();
+    let mut checked = 0;
+    let mut named = 0;
+    let mut alike = 0;
+    let mut failures = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for entry in matrix["classes"].as_array().unwrap() {
+        let model_type = entry["model_type"].as_str().unwrap();
+        let class = entry["class"].as_str().unwrap();
+        for variation in entry["variations"].as_array().unwrap() {
+            let Some(swap) = variation["sub_model"].as_str() else {
+                continue;
+            };
+            // One sample per composite class and swapped type.
+            if !seen.insert((model_type, class, swap)) {
+                continue;
+            }
+            let (sub_config, swapped_type) = swap.split_once('=').unwrap();
+            let config = config_for(model_type, class, &variation["config"]);
+            let names = names_of(&build(&config));
+            checked += 1;
+            let inferred = arch::infer(&names);
+            if let Some(wrong) = rebuilt_differs(&inferred, names) {
+                failures.push(format!("{model_type}/{class} {swap}: {wrong}"));
+                continue;
+            }
+            // Where another type builds the very same tensors (a Mistral
+            // LLaVA is LLaMA's tensors), the inference names one and says
+            // the other fits equally.
+            let quoted = format!("{swapped_type:?}");
+            let said_alike = inferred.undetermined.iter().any(|line| {
+                line.starts_with(&format!("{sub_config}.model_type: the tensors under "))
+                    && line.contains(&quoted)
+            });
+            if inferred.config[sub_config]["model_type"] == swapped_type {
+                named += 1;
+            } else if said_alike {
+                alike += 1;
+            } else {
+                failures.push(format!(
+                    "{model_type}/{class} {swap}: inferred {} with no word of {swapped_type}: {:?}",
+                    inferred.config[sub_config]["model_type"], inferred.undetermined
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "{checked} composites around another sub-model: {named} naming the very type, {alike} another that builds the same tensors and it as alike, {} otherwise",
+        failures.len()
+    );
+    assert!(checked >= 500, "{checked} checked");
+    assert_none_failed(checked, &failures);
+}
+
+/// The real files save_pretrained wrote (make_zoo_loads.py) for LLaVA
+/// around Qwen2, and with a SigLIP tower too, are inferred with those
+/// sub-models from their tensors alone, and the inferred config builds the
+/// model they load into with nothing missing, unexpected or mismatched. A
+/// LLaVA around Mistral holds exactly LLaMA's tensors: the inference names
+/// one and says the other fits equally, rather than claim to have read it.
+#[test]
+fn a_saved_composite_is_inferred_with_the_sub_models_it_holds() {
+    for (source, text, vision) in [
+        (
+            "llava-qwen2/LlavaForConditionalGeneration",
+            "qwen2",
+            "clip_vision_model",
+        ),
+        (
+            "llava-qwen2-siglip/LlavaForConditionalGeneration",
+            "qwen2",
+            "siglip_vision_model",
+        ),
+    ] {
+        let names = saved_checkpoint_names(source);
+        let inferred = arch::infer(&names);
+        let config = &inferred.config;
+        assert_eq!(config["model_type"], "llava", "{source}: {config}");
+        assert_eq!(
+            config["text_config"]["model_type"], text,
+            "{source}: {config}"
+        );
+        assert_eq!(
+            config["vision_config"]["model_type"], vision,
+            "{source}: {config}"
+        );
+        let read = inferred.field("text_config.model_type");
+        assert_eq!(read, Some(&json!(text)), "{source}: {:?}", inferred.fields);
+        assert_eq!(
+            inferred.field("text_config.intermediate_size"),
+            Some(&json!(37)),
+            "{source}: {:?}",
+            inferred.fields
+        );
+        let case = saved_case(source);
+        let checkpoint =
+            load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
+        let report =
+            ckptcheck::diagnosis::check(&checkpoint, &build(config), ckptcheck::loader::Loader::Hf);
+        assert!(
+            report.missing_keys.is_empty()
+                && report.unexpected_keys.is_empty()
+                && report.size_mismatches.is_empty(),
+            "{source}: {config}: {:?} {:?} {:?}",
+            report.missing_keys,
+            report.unexpected_keys,
+            report.size_mismatches
+        );
+    }
+    // The same SigLIP tower saved without its pooling head (as
+    // llava-interleave's `vision_use_head: false`): the flag is read off
+    // the keys it adds being absent.
+    let source = "llava-qwen2-siglip/LlavaForConditionalGeneration";
+    let case = saved_case(source);
+    let headless: Vec<Value> = case["checkpoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t[0].as_str().unwrap().starts_with("vision_tower.head."))
+        .cloned()
+        .collect();
+    let headless = Value::Array(headless);
+    let inferred = arch::infer(&load_case::names_and_shapes(&headless));
+    assert_eq!(
+        inferred.config["vision_config"]["vision_use_head"],
+        json!(false),
+        "{}",
+        inferred.config
+    );
+    assert!(
+        inferred
+            .fields
+            .iter()
+            .any(|f| f.field == "vision_config.vision_use_head"
+                && f.evidence.starts_with("no key it adds is present (`head.")),
+        "{:?}",
+        inferred.fields
+    );
+    let checkpoint = load_case::checkpoint_of("model.safetensors", &headless, str::to_string);
+    let report = ckptcheck::diagnosis::check(
+        &checkpoint,
+        &build(&inferred.config),
+        ckptcheck::loader::Loader::Hf,
+    );
+    assert!(
+        report.missing_keys.is_empty()
+            && report.unexpected_keys.is_empty()
+            && report.size_mismatches.is_empty(),
+        "{:?} {:?}",
+        report.missing_keys,
+        report.unexpected_keys
+    );
+    let names = saved_checkpoint_names("llava-mistral/LlavaForConditionalGeneration");
+    let inferred = arch::infer(&names);
+    let named = inferred.config["text_config"]["model_type"]
+        .as_str()
+        .unwrap();
+    assert!(["llama", "mistral"].contains(&named), "{}", inferred.config);
+    let other = if named == "llama" { "mistral" } else { "llama" };
+    assert!(
+        inferred.undetermined.iter().any(|line| line
+            .starts_with("text_config.model_type: the tensors under `model.language_model` fit ")
+            && line.contains(&format!("{other:?}"))),
+        "{:?}",
+        inferred.undetermined
     );
 }

@@ -120,22 +120,21 @@ fn evaluate_at(
     x: u64,
     known: &[(&str, u64, String)],
 ) -> Option<u64> {
-    formula
-        .evaluate(&|name| {
-            if name == field {
-                Some(x)
-            } else {
-                known
-                    .iter()
-                    .find(|(k, _, _)| *k == name)
-                    .map(|(_, v, _)| *v)
-            }
-        })
-        .ok()
+    formula.value_of(&|name| {
+        if name == field {
+            Some(x)
+        } else {
+            known
+                .iter()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, v, _)| *v)
+        }
+    })
 }
 
 /// The value of `field` that makes `formula` give `value`, when the
-/// formula is linear in it: g(f) = g(0) + f * (g(1) - g(0)), checked.
+/// formula is linear in it: g(f) = g(0) + f * (g(s) - g(0)) / s for the
+/// first step s where g is whole, checked.
 pub(super) fn solve_one(
     formula: &Formula,
     field: &str,
@@ -143,13 +142,39 @@ pub(super) fn solve_one(
     known: &[(&str, u64, String)],
 ) -> Option<u64> {
     let at = |x: u64| evaluate_at(formula, field, x, known);
-    let (Some(zero), Some(one)) = (at(0), at(1)) else {
-        // Divides by the field (a head count): try the divisors instead.
-        return (1..=4096).find(|x| at(*x) == Some(value));
+    // Divides by the field (a head count), or not whole at 1: the values
+    // that give a whole size are tried instead.
+    let search = || (1..=4096).find(|x| at(*x) == Some(value));
+    let Some(zero) = at(0) else {
+        return search();
     };
-    let slope = one.checked_sub(zero).filter(|s| *s > 0)?;
-    let solution = value.checked_sub(zero)? / slope;
-    (at(solution) == Some(value)).then_some(solution)
+    // Linear in the field, growing (a width) or shrinking (Ovis2's vision
+    // head, its vocabulary less the indicator tokens), with a slope that
+    // may be a fraction (LFM2's feed-forward, two thirds of
+    // `intermediate_size`): from the first step that gives a whole size.
+    let whole_at_one = at(1).is_some();
+    let linear = (1..=64)
+        .find_map(|step| Some((step, at(step)?)))
+        .and_then(|(step, at_step)| {
+            if at_step > zero {
+                value
+                    .checked_sub(zero)?
+                    .checked_mul(step)?
+                    .checked_div(at_step - zero)
+            } else {
+                zero.checked_sub(value)?
+                    .checked_mul(step)?
+                    .checked_div(zero.checked_sub(at_step)?)
+            }
+        })
+        .filter(|solution| at(*solution) == Some(value));
+    match linear {
+        Some(solution) => Some(solution),
+        None if whole_at_one => None,
+        // A square over a patch size (an image size) is whole only at
+        // some values.
+        None => search(),
+    }
 }
 
 /// The values of `field` that make a formula that grows with it give
@@ -196,4 +221,32 @@ pub(super) fn solve_increasing(
         .iter()
         .all(|x| at(*x) == Some(value))
         .then_some((first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A size growing with the field and one shrinking with it (Ovis2's
+    /// vision head: the vocabulary less the indicator tokens) both solve;
+    /// a value no whole field gives does not.
+    #[test]
+    fn linear_sizes_solve_for_their_one_unknown_field() {
+        let known = [("vocab_size", 8192, String::new())];
+        let growing = Formula::parse("2*hidden_size+1").unwrap();
+        assert_eq!(solve_one(&growing, "hidden_size", 129, &known), Some(64));
+        assert_eq!(solve_one(&growing, "hidden_size", 128, &known), None);
+        let shrinking = Formula::parse("-1*indicators+vocab_size").unwrap();
+        assert_eq!(solve_one(&shrinking, "indicators", 8182, &known), Some(10));
+        assert_eq!(solve_one(&shrinking, "indicators", 8200, &known), None);
+        let fraction = Formula::parse("2*intermediate_size/3").unwrap();
+        assert_eq!(
+            solve_one(&fraction, "intermediate_size", 16384, &known),
+            Some(24576)
+        );
+        assert_eq!(
+            solve_one(&fraction, "intermediate_size", 16385, &known),
+            None
+        );
+    }
 }

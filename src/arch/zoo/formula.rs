@@ -32,6 +32,15 @@ pub struct Formula<'a> {
 /// Formulas are short; a longer one is not the generator's.
 const MAX_FORMULA_BYTES: usize = 512;
 
+/// Why a formula gave no size, kept cheap until a message is wanted.
+enum Failure<'a> {
+    Overflow,
+    NoValue(&'a str),
+    Zero(&'a str),
+    DividesByZero,
+    NotASize(i128, i128),
+}
+
 fn bad(text: &str, why: &str) -> crate::error::Error {
     err(ErrorKind::BadConfig, format!("zoo formula {text:?}: {why}"))
 }
@@ -125,11 +134,30 @@ impl<'a> Formula<'a> {
 
     /// The formula's value; `lookup` gives each field's value.
     pub fn evaluate(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Result<u64> {
-        let overflow = || bad(self.text, "overflows");
-        let field = |name: &str| -> Result<i128> {
-            lookup(name)
-                .map(i128::from)
-                .ok_or_else(|| bad(self.text, &format!("no value for {name:?}")))
+        self.value(lookup).map_err(|failure| {
+            let why = match failure {
+                Failure::Overflow => "overflows".to_string(),
+                Failure::NoValue(name) => format!("no value for {name:?}"),
+                Failure::Zero(name) => format!("{name} is 0"),
+                Failure::DividesByZero => "divides by 0".to_string(),
+                Failure::NotASize(numerator, denominator) => {
+                    format!("gives {numerator}/{denominator}, not a size")
+                }
+            };
+            bad(self.text, &why)
+        })
+    }
+
+    /// The formula's value, or None: for solvers that try many values and
+    /// need no message for those that give no size.
+    pub fn value_of(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Option<u64> {
+        self.value(lookup).ok()
+    }
+
+    fn value(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> std::result::Result<u64, Failure<'a>> {
+        let overflow = || Failure::Overflow;
+        let field = |name: &'a str| -> std::result::Result<i128, Failure<'a>> {
+            lookup(name).map(i128::from).ok_or(Failure::NoValue(name))
         };
         // Sum as a fraction total_numerator / total_denominator.
         let (mut sum_numerator, mut sum_denominator) = (0i128, 1i128);
@@ -142,7 +170,7 @@ impl<'a> Formula<'a> {
                     Atom::Floor(a, b) => {
                         let divisor = field(b)?;
                         if divisor == 0 {
-                            return Err(bad(self.text, &format!("{b} is 0")));
+                            return Err(Failure::Zero(b));
                         }
                         field(a)? / divisor
                     }
@@ -151,7 +179,7 @@ impl<'a> Formula<'a> {
                     Op::Times => numerator = numerator.checked_mul(value).ok_or_else(overflow)?,
                     Op::Over => {
                         if value == 0 {
-                            return Err(bad(self.text, "divides by 0"));
+                            return Err(Failure::DividesByZero);
                         }
                         denominator = denominator.checked_mul(value).ok_or_else(overflow)?;
                     }
@@ -179,10 +207,7 @@ impl<'a> Formula<'a> {
             sum_denominator /= common;
         }
         if sum_denominator != 1 || sum_numerator < 0 {
-            return Err(bad(
-                self.text,
-                &format!("gives {sum_numerator}/{sum_denominator}, not a size"),
-            ));
+            return Err(Failure::NotASize(sum_numerator, sum_denominator));
         }
         u64::try_from(sum_numerator).map_err(|_| overflow())
     }

@@ -16,124 +16,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
-/// One described class, by position in the index.
-struct IndexedClass {
-    model_type: &'static str,
-    class: &'static str,
-    desc: &'static Value,
-    patterns: usize,
-}
-
-struct Index {
-    classes: Vec<IndexedClass>,
-    /// Key with `#` for layer indices -> the classes that have it.
-    by_pattern: HashMap<String, Vec<u32>>,
-    /// The same, for the keys a class has with its flags at their defaults.
-    by_default_pattern: HashMap<String, Vec<u32>>,
-}
-
-fn index() -> &'static Index {
-    static INDEX: OnceLock<Index> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut classes = Vec::new();
-        let mut by_pattern: HashMap<String, Vec<u32>> = HashMap::default();
-        let mut by_default_pattern: HashMap<String, Vec<u32>> = HashMap::default();
-        for entry in model_types() {
-            for (class, desc) in &entry.classes {
-                let id = classes.len() as u32;
-                let mut patterns = Vec::new();
-                walk(&desc["tree"], "", &mut |key, _| patterns.push(key));
-                patterns.sort();
-                patterns.dedup();
-                let defaults = default_patterns(desc);
-                classes.push(IndexedClass {
-                    model_type: entry.name,
-                    class,
-                    desc,
-                    patterns: defaults.len(),
-                });
-                for pattern in patterns {
-                    by_pattern.entry(pattern).or_default().push(id);
-                }
-                for pattern in defaults {
-                    by_default_pattern.entry(pattern).or_default().push(id);
-                }
-            }
-        }
-        Index {
-            classes,
-            by_pattern,
-            by_default_pattern,
-        }
-    })
-}
-
-/// The distinct keys (`#` for layer indices) the class has with its flags
-/// at their defaults: the tie-break "fewest keys the class adds" must not
-/// count the biases a flag adds only when set (Qwen3-MoE's `attention_bias`
-/// would otherwise lose to a class with one more key), and a class that
-/// explains a checkpoint with its flags as they are wins over one that
-/// needs one flipped (mT5's gated MLP is T5's `is_gated_act`).
-fn default_patterns(desc: &'static Value) -> Vec<String> {
-    fn holds(desc: &Value, node: &Value, name: &str) -> bool {
-        node.get("if")
-            .and_then(|conditions| conditions.get(name))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .all(|condition| {
-                let field = condition[0].as_str().unwrap_or("");
-                let default = desc["fields"][field]["default"].as_bool().unwrap_or(false);
-                condition[1].as_bool() == Some(default)
-            })
-    }
-    fn visit(
-        desc: &Value,
-        node: &'static Value,
-        prefix: &str,
-        out: &mut Vec<String>,
-        depth: usize,
-    ) {
-        let Some(node) = resolved(node).filter(|_| depth <= 64) else {
-            return;
-        };
-        for tensor in entries(node, "t") {
-            let name = tensor[0].as_str().unwrap_or("");
-            if holds(desc, node, name) {
-                out.push(format!("{prefix}{name}"));
-            }
-        }
-        let nested = format!("{prefix}#.");
-        for item in entries(node, "items").chain(entries(node, "last")) {
-            visit(desc, item, &nested, out, depth + 1);
-        }
-        for body in ["body", "rest"]
-            .into_iter()
-            .filter_map(|kind| node.get(kind))
-        {
-            visit(desc, body, &nested, out, depth + 1);
-        }
-        for entry in entries(node, "c") {
-            let (name, subtree) = child(entry);
-            if holds(desc, node, name) {
-                visit(desc, subtree, &format!("{prefix}{name}."), out, depth + 1);
-            }
-        }
-    }
-    let mut patterns = Vec::new();
-    visit(desc, &desc["tree"], "", &mut patterns, 0);
-    // Keys that exist only while two sizes differ (ELECTRA's
-    // `embeddings_project`, absent where `embedding_size` is the hidden
-    // size, as in electra-base) are not keys the class always adds.
-    let optional: Vec<&str> = entries(desc, "keys_if_distinct")
-        .flat_map(|rule| rule[2].as_array().into_iter().flatten())
-        .filter_map(Value::as_str)
-        .collect();
-    patterns.retain(|pattern| !optional.contains(&pattern.as_str()));
-    patterns.sort();
-    patterns.dedup();
-    patterns
-}
+pub(super) use super::class_index::{index, IndexedClass};
 
 /// What a walk over a template meets: a tensor (its key, `#` for layer
 /// indices unless concrete, and its entry) or a repeat (the prefix its
@@ -230,7 +113,7 @@ fn walk_with(
 }
 
 /// The evidence of a value that rests on a default taken, not read.
-const ASSUMED: &str = "assumed:";
+pub(super) const ASSUMED: &str = "assumed:";
 
 /// A key with each all-digit part written `#`.
 pub(super) fn pattern_of(key: &str) -> String {
@@ -250,22 +133,23 @@ pub(super) fn pattern_of(key: &str) -> String {
 /// determine, and how many findings loading them into it gives (so the
 /// caller can weigh it against another family's answer).
 pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
-    let mut best = infer_names(names_shapes);
+    let mut best = infer_names(names_shapes, true);
     if best.as_ref().is_some_and(|(_, findings)| *findings == 0) {
         return best;
     }
     // A checkpoint in a class's older layout (Mixtral's per-expert
     // `block_sparse_moe.experts.N.w1`, LLaVA's `language_model.model.*`
     // that save_pretrained still writes) is read as from_pretrained converts
-    // it, once per distinct conversion that changes its names.
+    // it, once per distinct conversion that changes its names; composites
+    // around other sub-models are looked for only in their own layouts.
     let mut tried: Vec<Vec<(String, Vec<u64>)>> = Vec::new();
-    for desc in converting_classes() {
+    for (desc, composite) in converting_classes() {
         let converted = super::convert_names(names_shapes, desc);
         if converted.as_slice() == names_shapes || tried.contains(&converted) {
             continue;
         }
         tried.push(converted.clone());
-        if let Some(found) = infer_names(&converted) {
+        if let Some(found) = infer_names(&converted, *composite) {
             if best
                 .as_ref()
                 .is_none_or(|(_, findings)| found.1 < *findings)
@@ -273,17 +157,21 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
                 best = Some(found);
             }
         }
+        if best.as_ref().is_some_and(|(_, findings)| *findings == 0) {
+            break;
+        }
     }
     best
 }
 
 /// The classes whose conversion mapping renames keys or merges weights,
 /// one of each distinct mapping (a model type's head classes mostly share
-/// their base model's: 105 distinct of 256).
-fn converting_classes() -> &'static [&'static Value] {
-    static CONVERTING: OnceLock<Vec<&'static Value>> = OnceLock::new();
+/// their base model's: 105 distinct of 256), each with whether a composite
+/// with checked sub-models (`swaps`) has that mapping.
+fn converting_classes() -> &'static [(&'static Value, bool)] {
+    static CONVERTING: OnceLock<Vec<(&'static Value, bool)>> = OnceLock::new();
     CONVERTING.get_or_init(|| {
-        let mut distinct: Vec<&'static Value> = Vec::new();
+        let mut distinct: Vec<(&'static Value, bool)> = Vec::new();
         let same_mapping = |a: &Value, b: &Value| {
             a.get("conversions") == b.get("conversions")
                 && a.get("base_model_prefix") == b.get("base_model_prefix")
@@ -295,24 +183,40 @@ fn converting_classes() -> &'static [&'static Value] {
             let converts = entries(desc, "conversions").any(|rule| {
                 rule[0] == "convert" || rule[0] == "rename" || rule[0] == "rename_numbered"
             });
-            if converts && !distinct.iter().any(|seen| same_mapping(seen, desc)) {
-                distinct.push(desc);
+            if !converts {
+                continue;
+            }
+            let composite = desc.get("swaps").is_some();
+            match distinct
+                .iter_mut()
+                .find(|(seen, _)| same_mapping(seen, desc))
+            {
+                Some((_, seen_composite)) => *seen_composite |= composite,
+                None => distinct.push((desc, composite)),
             }
         }
         distinct
     })
 }
 
-fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
-    let index = index();
-    // The checkpoint's keys by pattern, in file order.
-    let mut keys_by_pattern: HashMap<String, Vec<&(String, Vec<u64>)>> = HashMap::default();
-    for named in names_shapes {
-        keys_by_pattern
-            .entry(pattern_of(&named.0))
-            .or_default()
-            .push(named);
+/// The class the names are (see `infer_by_class_names`), or, with
+/// `composites`, a composite around other sub-models that loads them with
+/// fewer findings.
+fn infer_names(names_shapes: &[(String, Vec<u64>)], composites: bool) -> Option<(Inferred, usize)> {
+    let plain = infer_by_class_names(names_shapes);
+    let findings = plain.as_ref().map_or(usize::MAX, |(_, findings)| *findings);
+    if findings == 0 || !composites {
+        return plain;
     }
+    // A composite around another sub-model than its default (a LLaVA
+    // around GPT-2) may explain the names only with that sub-model's.
+    super::swap_inference::composite_around_another_sub_model(names_shapes, findings).or(plain)
+}
+
+/// The class whose own keys explain the most of the checkpoint's, solved.
+fn infer_by_class_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
+    let index = index();
+    let keys_by_pattern = by_pattern(names_shapes);
     let mut hits = vec![0usize; index.classes.len()];
     let mut default_hits = vec![0usize; index.classes.len()];
     for pattern in keys_by_pattern.keys() {
@@ -376,14 +280,7 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
     if explained < 3 || explained * 10 < wanted * 8 {
         return None;
     }
-    let judged = |id: usize| {
-        let inferred = solve(&index.classes[id], names_shapes, &keys_by_pattern);
-        let model = super::super::model_for_inferred(&inferred)?;
-        let findings = crate::arch::rank_presets(names_shapes, &[model])
-            .first()
-            .map_or(usize::MAX, |score| score.findings);
-        Some((inferred, findings))
-    };
+    let judged = |id: usize| judged(&index.classes[id], names_shapes, &keys_by_pattern);
     let (mut best, mut inferred, mut findings) = match judged(best) {
         Some((inferred, findings)) => (best, inferred, findings),
         None => (
@@ -433,16 +330,59 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)>
             ),
         );
     }
+    // A composite around another sub-model than its default (a LLaVA
+    // around Qwen2): each sub-model's tensors are read as the types checked
+    // in its place.
+    if findings > 0 {
+        if let Some((swapped, swapped_findings)) =
+            super::swap_inference::with_sub_models(class, names_shapes, &inferred, findings)
+        {
+            (inferred, findings) = (swapped, swapped_findings);
+        }
+    } else {
+        super::swap_inference::note_alike_sub_models(class, names_shapes, &mut inferred);
+    }
     if findings == usize::MAX {
         return None;
     }
     Some((inferred, findings))
 }
 
-fn solve<'a>(
+/// The checkpoint's keys by pattern (`#` for layer indices), in file
+/// order.
+pub(super) type KeysByPattern<'a> = HashMap<String, Vec<&'a (String, Vec<u64>)>>;
+
+pub(super) fn by_pattern(names_shapes: &[(String, Vec<u64>)]) -> KeysByPattern<'_> {
+    let mut keys_by_pattern: KeysByPattern = HashMap::default();
+    for named in names_shapes {
+        keys_by_pattern
+            .entry(pattern_of(&named.0))
+            .or_default()
+            .push(named);
+    }
+    keys_by_pattern
+}
+
+/// A class solved from the tensors, and how many findings loading them
+/// into the model its inferred config builds gives (None where it builds
+/// nothing).
+pub(super) fn judged(
+    class: &IndexedClass,
+    names_shapes: &[(String, Vec<u64>)],
+    keys_by_pattern: &KeysByPattern,
+) -> Option<(Inferred, usize)> {
+    let inferred = solve(class, names_shapes, keys_by_pattern);
+    let model = super::super::model_for_inferred(&inferred)?;
+    let findings = crate::arch::rank_presets(names_shapes, &[model])
+        .first()
+        .map_or(usize::MAX, |score| score.findings);
+    Some((inferred, findings))
+}
+
+pub(super) fn solve<'a>(
     class: &IndexedClass,
     names_shapes: &'a [(String, Vec<u64>)],
-    keys_by_pattern: &HashMap<String, Vec<&'a (String, Vec<u64>)>>,
+    keys_by_pattern: &KeysByPattern<'a>,
 ) -> Inferred {
     let desc = class.desc;
     // Equations: (formula, observed value, evidence).
@@ -480,11 +420,19 @@ fn solve<'a>(
     );
     let mut known: Vec<(&'static str, u64, String)> = Vec::new();
     let mut assumed: Vec<String> = Vec::new();
+    // An equation tried with one unknown is settled, solved or not: its
+    // other fields are known and keep their values, so it gives the same
+    // answer every time (and a search over values is not run again).
+    let mut settled = vec![false; equations.len()];
     loop {
         let mut progress = false;
         let mut stuck: Vec<&'static str> = Vec::new();
-        for (text, value, evidence) in &equations {
+        for (at, (text, value, evidence)) in equations.iter().enumerate() {
+            if settled[at] {
+                continue;
+            }
             let Ok(formula) = Formula::parse(text) else {
+                settled[at] = true;
                 continue;
             };
             let unknown: Vec<&str> = formula
@@ -501,6 +449,7 @@ fn solve<'a>(
                 );
                 continue;
             };
+            settled[at] = true;
             let Some((solution, last)) = solve_one(&formula, field, *value, &known)
                 .map(|solution| (solution, solution))
                 .or_else(|| solve_increasing(&formula, field, *value, &known))
@@ -569,6 +518,9 @@ fn solve<'a>(
             trial.push((candidate.0, candidate.1, String::new()));
             equations
                 .iter()
+                .zip(&settled)
+                .filter(|(_, settled)| !**settled)
+                .map(|(equation, _)| equation)
                 .filter(|(text, value, _)| {
                     let Ok(formula) = Formula::parse(text) else {
                         return false;
@@ -604,6 +556,7 @@ fn solve<'a>(
             known.push((field, value, format!("{ASSUMED} {field}")));
         }
     }
+    super::indirect_fields::heads_that_divide(desc, &mut known, &mut assumed);
     let mut config = Map::new();
     config.insert("model_type".into(), json!(class.model_type));
     config.insert("architectures".into(), json!([class.class]));

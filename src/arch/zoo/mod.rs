@@ -10,15 +10,18 @@
 //! what is described and why the rest is not.
 
 mod checks;
+mod class_index;
 mod classes;
 mod defaults;
 pub mod diffusers;
 mod equations;
 mod expand;
 mod formula;
+mod indirect_fields;
 pub mod infer;
 pub mod merge;
 pub mod presets;
+mod swap_inference;
 mod swaps;
 pub use swaps::sub_model_choices;
 

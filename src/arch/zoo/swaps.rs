@@ -38,15 +38,15 @@ fn default_sub_model(composite_type: &str, sub_config: &str) -> Option<&'static 
 /// transformers builds there, and its config class's aliases
 /// (`{"hidden_size": "d_model"}`).
 #[derive(Clone, Copy)]
-struct Listed {
-    model_type: &'static str,
-    class: &'static str,
+pub(super) struct Listed {
+    pub model_type: &'static str,
+    pub class: &'static str,
     aliases: Option<&'static Value>,
 }
 
 /// The `swaps` entries of a description: `(sub-config, module path,
 /// [listed])`.
-fn swaps_of(desc: &'static Value) -> Vec<(&'static str, &'static str, Vec<Listed>)> {
+pub(super) fn swaps_of(desc: &'static Value) -> Vec<(&'static str, &'static str, Vec<Listed>)> {
     desc.get("swaps")
         .and_then(Value::as_array)
         .into_iter()
