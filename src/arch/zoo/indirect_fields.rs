@@ -3,7 +3,7 @@
 //! flags read off which of the keys they add are present (a SigLIP tower
 //! saved without its pooling head has `vision_use_head` off).
 
-use super::infer::{walk, KeysByPattern, ASSUMED};
+use super::infer::{insert, walk, KeysByPattern, ASSUMED};
 use super::{child, entries, field_name, resolved};
 use crate::arch::{Inferred, InferredField};
 use serde_json::{json, Value};
@@ -64,7 +64,6 @@ pub(super) fn flags_from_keys(
     let mut seen: Vec<(&'static str, bool, bool, String)> = Vec::new();
     visit(desc, &desc["tree"], "", keys_by_pattern, &mut seen, 0);
     let mut flags: Vec<&'static str> = seen.iter().map(|(flag, ..)| *flag).collect();
-    flags.dedup();
     flags.sort();
     flags.dedup();
     for flag in flags {
@@ -87,11 +86,12 @@ pub(super) fn flags_from_keys(
             },
             _ => continue,
         };
-        if value == default || inferred.config.get(flag).is_some() {
+        if value == default || super::read_path(&inferred.config, flag).is_some() {
             continue;
         }
+        // A sub-config's flag (`text_config.attention_bias`) goes into it.
         if let Some(config) = inferred.config.as_object_mut() {
-            config.insert(flag.to_string(), json!(value));
+            insert(config, flag, json!(value));
         }
         inferred
             .undetermined

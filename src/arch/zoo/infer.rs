@@ -685,7 +685,7 @@ pub(super) fn solve<'a>(
 }
 
 /// `text_config.hidden_size` goes into `config["text_config"]["hidden_size"]`.
-fn insert(config: &mut Map<String, Value>, field: &str, value: Value) {
+pub(super) fn insert(config: &mut Map<String, Value>, field: &str, value: Value) {
     match field.split_once('.') {
         Some((section, rest)) if !rest.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
             let entry = config
