@@ -81,12 +81,7 @@ fn every_described_class_builds_the_library_state_dict() {
             let want: Vec<(String, Vec<u64>, String)> =
                 serde_json::from_value(whole.clone()).unwrap();
             if got != want {
-                let first = got
-                    .iter()
-                    .zip(&want)
-                    .find(|(a, b)| a != b)
-                    .map(|(a, b)| format!("{a:?} vs {b:?}"))
-                    .unwrap_or_else(|| format!("{} vs {} tensors", got.len(), want.len()));
+                let first = first_difference(&got, &want);
                 failures.push(format!("{model_type}/{class} {config}: {first}"));
             }
         }
@@ -603,13 +598,17 @@ fn rebuilt_differs(
     if got == names {
         return None;
     }
-    let first = got
-        .iter()
-        .zip(&names)
+    let first = first_difference(&got, &names);
+    Some(format!("{} ({first})", inferred.config))
+}
+
+/// The first entry where two listings differ, or their lengths.
+fn first_difference<T: std::fmt::Debug + PartialEq>(got: &[T], want: &[T]) -> String {
+    got.iter()
+        .zip(want)
         .find(|(a, b)| a != b)
         .map(|(a, b)| format!("{a:?} vs {b:?}"))
-        .unwrap_or_else(|| format!("{} vs {} tensors", got.len(), names.len()));
-    Some(format!("{} ({first})", inferred.config))
+        .unwrap_or_else(|| format!("{} vs {} tensors", got.len(), want.len()))
 }
 
 fn names_of(model: &ModelSpec) -> Vec<(String, Vec<u64>)> {

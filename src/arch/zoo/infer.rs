@@ -372,11 +372,22 @@ pub(super) fn judged(
     keys_by_pattern: &KeysByPattern,
 ) -> Option<(Inferred, usize)> {
     let inferred = solve(class, names_shapes, keys_by_pattern);
-    let model = super::super::model_for_inferred(&inferred)?;
-    let findings = crate::arch::rank_presets(names_shapes, &[model])
-        .first()
-        .map_or(usize::MAX, |score| score.findings);
+    let findings = findings_loading(&inferred, names_shapes)?;
     Some((inferred, findings))
+}
+
+/// How many findings loading the tensors into the model an inferred config
+/// builds gives (None where it builds nothing).
+pub(super) fn findings_loading(
+    inferred: &Inferred,
+    names_shapes: &[(String, Vec<u64>)],
+) -> Option<usize> {
+    let model = super::super::model_for_inferred(inferred)?;
+    Some(
+        crate::arch::rank_presets(names_shapes, &[model])
+            .first()
+            .map_or(usize::MAX, |score| score.findings),
+    )
 }
 
 pub(super) fn solve<'a>(

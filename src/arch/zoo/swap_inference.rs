@@ -10,7 +10,9 @@
 //! default. Types that fit equally are all named, never one guessed.
 
 use super::indirect_fields::flags_from_keys;
-use super::infer::{by_pattern, index, judged, solve, IndexedClass, KeysByPattern};
+use super::infer::{
+    by_pattern, findings_loading, index, judged, solve, IndexedClass, KeysByPattern,
+};
 use super::swaps::{swaps_of, Listed};
 use crate::arch::{Inferred, InferredField};
 use rustc_hash::FxHashMap as HashMap;
@@ -110,12 +112,9 @@ fn tried_in_place(
         let mut sub = solve(sub_class, &under, &keys_by_pattern);
         flags_from_keys(sub_class.desc, &keys_by_pattern, &mut sub);
         let candidate = swapped_in(current, sub_config, path, sub_class, sub, under.len());
-        let Some(model) = crate::arch::model_for_inferred(&candidate) else {
+        let Some(findings) = findings_loading(&candidate, names_shapes) else {
             continue;
         };
-        let findings = crate::arch::rank_presets(names_shapes, &[model])
-            .first()
-            .map_or(usize::MAX, |score| score.findings);
         if findings == 0 && exact_at.is_none() {
             exact_at = Some(score);
         }
