@@ -487,17 +487,72 @@ fn holds_a_flag(config: &Value) -> bool {
 /// `arch::infer` with nothing else, give back a config whose model has
 /// exactly those tensors (fields no shape shows keep their defaults, which
 /// the held-out variations never change for layer-less sizes). The
-/// variations with every flag flipped are left out: they check the
-/// evaluator (above); inference leaves flags at their defaults.
+/// variations with every flag flipped are checked apart (below).
 #[test]
 fn inferred_configs_rebuild_the_tensors_they_came_from() {
-    let (checked, failures) = round_trips(|_| true);
-    assert!(checked >= 40, "{checked} checked");
+    assert_all_round_trips_exact(false, 40);
+}
+
+/// The held-out variations with every flag flipped, inferred from their
+/// tensors alone: flags that add keys are read off which keys are present.
+#[test]
+fn inferred_configs_with_flags_flipped_rebuild_the_tensors_they_came_from() {
+    assert_all_round_trips_exact(true, 30);
+}
+
+/// Every model type's round trips (with flags flipped or without): at
+/// least `least` checked, and none rebuilds other tensors.
+fn assert_all_round_trips_exact(flagged: bool, least: usize) {
+    let (checked, failures) = round_trips(|_| true, flagged);
+    assert!(checked >= least, "{checked} checked");
     eprintln!(
-        "{} of {checked} round trips exact",
+        "{} of {checked} round trips exact (flags flipped: {flagged})",
         checked - failures.len()
     );
     assert_none_failed(checked, &failures);
+}
+
+/// A flag is read off the keys it adds, with the key as evidence, and a
+/// class whose keys the checkpoint has only with flags set is judged
+/// against the one that has them by default: Falcon with biases and
+/// sequential attention has BLOOM's very keys (BLOOM's by default), its
+/// fused query/key/value and feed-forward widths BLOOM's model cannot
+/// build. Before flags were read, this sample was inferred as BLOOM.
+#[test]
+fn a_flag_is_read_off_the_keys_it_adds() {
+    let matrix = matrix();
+    let variation = matrix["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["class"] == "FalconModel")
+        .flat_map(|falcon| falcon["variations"].as_array().unwrap())
+        .find(|v| v["config"]["bias"] == true && v["config"]["parallel_attn"] == false)
+        .expect("a Falcon variation with biases and sequential attention");
+    let tensors: Vec<(String, Vec<u64>, String)> =
+        serde_json::from_value(variation["state_dict"].clone()).unwrap();
+    let names: Vec<(String, Vec<u64>)> = tensors.into_iter().map(|(n, s, _)| (n, s)).collect();
+    let inferred = arch::infer(&names);
+    assert_eq!(
+        inferred.config["model_type"], "falcon",
+        "{}",
+        inferred.config
+    );
+    let field = |name: &str| {
+        inferred
+            .fields
+            .iter()
+            .find(|f| f.field == name)
+            .unwrap_or_else(|| panic!("{name} not inferred: {:?}", inferred.fields))
+    };
+    assert_eq!(field("bias").value, json!(true));
+    assert!(field("bias").evidence.contains(".bias` is present"));
+    assert_eq!(field("parallel_attn").value, json!(false));
+    assert!(field("parallel_attn")
+        .evidence
+        .contains("post_attention_layernorm"));
+    assert_eq!(field("ffn_hidden_size").value, json!(18176));
+    assert_eq!(rebuilt_differs(&inferred, names), None);
 }
 
 /// Round trips that need more than one shape per pattern, or more than
@@ -531,7 +586,7 @@ fn inference_reads_stages_repeats_sub_config_defaults_and_head_sizes() {
         "diffusers/SD3Transformer2DModel",
         "diffusers/FluxTransformer2DModel",
     ];
-    let (checked, failures) = round_trips(|model_type| model_types.contains(&model_type));
+    let (checked, failures) = round_trips(|model_type| model_types.contains(&model_type), false);
     assert!(checked >= model_types.len() * 2, "{checked} checked");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -539,7 +594,7 @@ fn inference_reads_stages_repeats_sub_config_defaults_and_head_sizes() {
 /// Each held-out variation of the model types `wanted` picks (those with
 /// no flag set), its tensors given to `arch::infer` with nothing else: how
 /// many were checked, and those whose inferred config builds other tensors.
-fn round_trips(wanted: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
+fn round_trips(wanted: impl Fn(&str) -> bool, flagged: bool) -> (usize, Vec<String>) {
     let matrix = matrix();
     let mut checked = 0;
     let mut failures = Vec::new();
@@ -553,7 +608,7 @@ fn round_trips(wanted: impl Fn(&str) -> bool) -> (usize, Vec<String>) {
             let Some(whole) = variation.get("state_dict") else {
                 continue;
             };
-            if holds_a_flag(&variation["config"]) {
+            if holds_a_flag(&variation["config"]) != flagged {
                 continue;
             }
             let tensors: Vec<(String, Vec<u64>, String)> =

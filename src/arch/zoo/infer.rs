@@ -213,6 +213,11 @@ fn infer_names(names_shapes: &[(String, Vec<u64>)], composites: bool) -> Option<
     super::swap_inference::composite_around_another_sub_model(names_shapes, findings).or(plain)
 }
 
+/// At most this many other classes are solved and judged against the
+/// tensors, per kind of rival (those with the very same key score; those
+/// explaining as many keys with other flags).
+const MAX_JUDGED: usize = 8;
+
 /// The class whose own keys explain the most of the checkpoint's, solved.
 fn infer_by_class_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred, usize)> {
     let index = index();
@@ -295,7 +300,7 @@ fn infer_by_class_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred
     // as well are named as alike.
     let tied: Vec<usize> = (0..hits.len())
         .filter(|id| *id != best && score(*id) == score(best))
-        .take(8)
+        .take(MAX_JUDGED)
         .collect();
     let mut alike_ids = Vec::new();
     for id in tied {
@@ -308,44 +313,84 @@ fn infer_by_class_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred
             _ => {}
         }
     }
-    let class = &index.classes[best];
-    let alike: Vec<String> = alike_ids
-        .into_iter()
-        .map(|id| {
-            format!(
-                "{} ({})",
-                index.classes[id].model_type, index.classes[id].class
-            )
-        })
-        .take(8)
-        .collect();
-    if !alike.is_empty() {
-        inferred.undetermined.insert(
-            0,
-            format!(
-                "model_type: the tensor names fit {} ({}) and equally {}",
-                class.model_type,
-                class.class,
-                alike.join(", ")
-            ),
-        );
-    }
-    // A composite around another sub-model than its default (a LLaVA
-    // around Qwen2): each sub-model's tensors are read as the types checked
-    // in its place.
+    note_alike_classes(best, &alike_ids, &mut inferred);
+    (inferred, findings) = read_sub_models(best, names_shapes, inferred, findings);
+    // Where still none loads exactly, classes whose keys explain as many
+    // of the checkpoint's with other flags than their defaults are judged
+    // too (a Falcon with biases and sequential attention has BLOOM's keys,
+    // and BLOOM's keys by default): one that fits better wins.
     if findings > 0 {
-        if let Some((swapped, swapped_findings)) =
-            super::swap_inference::with_sub_models(class, names_shapes, &inferred, findings)
-        {
-            (inferred, findings) = (swapped, swapped_findings);
+        let top = score(best);
+        let mut explaining: Vec<usize> = (0..hits.len())
+            .filter(|id| hits[*id] == explained && score(*id) < top)
+            .collect();
+        explaining.sort_by_key(|id| std::cmp::Reverse(score(*id)));
+        let mut replaced = None;
+        let mut alike_ids = Vec::new();
+        for id in explaining.into_iter().take(MAX_JUDGED) {
+            match judged(id) {
+                Some((other, other_findings)) if other_findings < findings => {
+                    alike_ids.clear();
+                    replaced = Some(id);
+                    (inferred, findings) = (other, other_findings);
+                }
+                Some((_, other_findings)) if replaced.is_some() && other_findings == findings => {
+                    alike_ids.push(id)
+                }
+                _ => {}
+            }
         }
-    } else {
-        super::swap_inference::note_alike_sub_models(class, names_shapes, &mut inferred);
+        if let Some(id) = replaced {
+            note_alike_classes(id, &alike_ids, &mut inferred);
+            (inferred, findings) = read_sub_models(id, names_shapes, inferred, findings);
+        }
     }
     if findings == usize::MAX {
         return None;
     }
     Some((inferred, findings))
+}
+
+/// Classes whose tensors the checkpoint fits as well as `best`'s, named
+/// as fitting equally.
+fn note_alike_classes(best: usize, alike_ids: &[usize], inferred: &mut Inferred) {
+    let index = index();
+    let named = |id: usize| {
+        let class = &index.classes[id];
+        format!("{} ({})", class.model_type, class.class)
+    };
+    let alike: Vec<String> = alike_ids.iter().map(|id| named(*id)).collect();
+    if !alike.is_empty() {
+        inferred.undetermined.insert(
+            0,
+            format!(
+                "model_type: the tensor names fit {} and equally {}",
+                named(best),
+                alike.join(", ")
+            ),
+        );
+    }
+}
+
+/// A composite around another sub-model than its default (a LLaVA around
+/// Qwen2): where the class does not load the tensors exactly, each
+/// sub-model's tensors are read as the types checked in its place; where
+/// it does, types that build the same tensors there are named.
+fn read_sub_models(
+    id: usize,
+    names_shapes: &[(String, Vec<u64>)],
+    mut inferred: Inferred,
+    findings: usize,
+) -> (Inferred, usize) {
+    let class = &index().classes[id];
+    if findings == 0 {
+        super::swap_inference::note_alike_sub_models(class, names_shapes, &mut inferred);
+        return (inferred, findings);
+    }
+    match super::swap_inference::with_sub_models(class, names_shapes, &inferred, findings) {
+        Some(swapped) => swapped,
+        None => (inferred, findings),
+    }
 }
 
 /// The checkpoint's keys by pattern (`#` for layer indices), in file
@@ -371,7 +416,8 @@ pub(super) fn judged(
     names_shapes: &[(String, Vec<u64>)],
     keys_by_pattern: &KeysByPattern,
 ) -> Option<(Inferred, usize)> {
-    let inferred = solve(class, names_shapes, keys_by_pattern);
+    let mut inferred = solve(class, names_shapes, keys_by_pattern);
+    super::indirect_fields::flags_from_keys(class.desc, keys_by_pattern, &mut inferred);
     let findings = findings_loading(&inferred, names_shapes)?;
     Some((inferred, findings))
 }
