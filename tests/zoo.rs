@@ -703,6 +703,12 @@ fn released_sizes_are_presets_that_inference_names() {
         "hf/wav2vec2-base-960h",
         "hf/wav2vec2-large-960h-lv60-self",
         "hf/hubert-large-ls960-ft",
+        // Both sizes equal (no projections), and 350M's 512-wide
+        // embeddings projected in and out, its final LayerNorm absent
+        // (post-LayerNorm: `do_layer_norm_before` read off the keys).
+        "hf/opt-125m",
+        "hf/opt-350m",
+        "hf/opt-1.3b",
     ] {
         let model = arch::model_from_preset(preset).unwrap();
         assert_eq!(model.preset.as_deref(), Some(preset));
@@ -731,6 +737,102 @@ fn released_sizes_are_presets_that_inference_names() {
     config["num_hidden_layers"] = json!(3);
     let inferred = arch::infer(&names_of(&build(&config)));
     assert_eq!(inferred.shaped_like, None);
+}
+
+/// The saved file of a real load (`source`) loads into the model `config`
+/// builds with nothing missing, unexpected or mismatched.
+fn assert_loads_exactly(source: &str, config: &Value) {
+    assert_tensors_load_exactly(source, &saved_case(source)["checkpoint"], config);
+}
+
+/// A checkpoint listing (`[name, shape, dtype]` rows) loads into the model
+/// `config` builds with nothing missing, unexpected or mismatched.
+fn assert_tensors_load_exactly(what: &str, tensors: &Value, config: &Value) {
+    let checkpoint = load_case::checkpoint_of("model.safetensors", tensors, str::to_string);
+    let report =
+        ckptcheck::diagnosis::check(&checkpoint, &build(config), ckptcheck::loader::Loader::Hf);
+    assert!(
+        report.missing_keys.is_empty()
+            && report.unexpected_keys.is_empty()
+            && report.size_mismatches.is_empty(),
+        "{what}: {config}: {:?} {:?} {:?}",
+        report.missing_keys,
+        report.unexpected_keys,
+        report.size_mismatches
+    );
+}
+
+/// BLIP-2 around another language model than its default OPT-125M shape:
+/// Flan-T5 (as blip2-flan-t5-xl) and OPT with embeddings narrower than its
+/// layers (opt-350m's projections in and out). Each file save_pretrained
+/// wrote (make_zoo_loads.py) is inferred with its language model and
+/// loads exactly into the inferred config's model, and the Flan-T5 file
+/// checked against the OPT config names the language model as the cause.
+/// Before, BLIP-2's description held OPT's width at 768 (OPT's projections
+/// exist only while two sizes differ, so every variation of either changed
+/// the structure) and listed only GPT-2 in its place.
+#[test]
+fn a_saved_blip_2_is_inferred_with_its_language_model() {
+    for (source, text, fields) in [
+        (
+            "blip-2-flan-t5/Blip2ForConditionalGeneration",
+            "t5",
+            vec![("text_config.d_ff", 37), ("text_config.d_model", 32)],
+        ),
+        (
+            "blip-2-opt-projected/Blip2ForConditionalGeneration",
+            "opt",
+            vec![
+                ("text_config.hidden_size", 32),
+                ("text_config.word_embed_proj_dim", 16),
+            ],
+        ),
+    ] {
+        let inferred = arch::infer(&saved_checkpoint_names(source));
+        let config = &inferred.config;
+        assert_eq!(config["model_type"], "blip-2", "{source}: {config}");
+        assert_eq!(
+            config["text_config"]["model_type"], text,
+            "{source}: {config}"
+        );
+        for (field, value) in fields {
+            assert_eq!(
+                inferred.field(field),
+                Some(&json!(value)),
+                "{source} {field}: {:?}",
+                inferred.fields
+            );
+        }
+        assert_loads_exactly(source, config);
+    }
+    let fixture = zoo_loads();
+    let flan_t5 = "blip-2-flan-t5/Blip2ForConditionalGeneration";
+    let opt = "blip-2/Blip2ForConditionalGeneration";
+    let case = saved_case(flan_t5);
+    let checkpoint =
+        load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
+    let report = ckptcheck::diagnosis::check(
+        &checkpoint,
+        &build(&fixture["configs"][opt]),
+        ckptcheck::loader::Loader::Hf,
+    );
+    let cause = report
+        .explanation
+        .iter()
+        .find(|c| c.cause == "sub-model")
+        .unwrap_or_else(|| panic!("{:?}", report.explanation));
+    assert_eq!(cause.field, "text_config.model_type");
+    assert!(
+        cause
+            .text
+            .contains("`language_model` is exactly what \"t5\" builds there")
+            && cause.text.contains("set \"text_config\": {")
+            && cause.text.contains("\"d_model\":32"),
+        "{}",
+        cause.text
+    );
+    // The cause accounts for every key under the language model.
+    assert_eq!(report.explanation.len(), 1, "{:?}", report.explanation);
 }
 
 /// The names and shapes of a checkpoint save_pretrained wrote for a real
@@ -1137,20 +1239,7 @@ fn a_saved_composite_is_inferred_with_the_sub_models_it_holds() {
             "{source}: {:?}",
             inferred.fields
         );
-        let case = saved_case(source);
-        let checkpoint =
-            load_case::checkpoint_of("model.safetensors", &case["checkpoint"], str::to_string);
-        let report =
-            ckptcheck::diagnosis::check(&checkpoint, &build(config), ckptcheck::loader::Loader::Hf);
-        assert!(
-            report.missing_keys.is_empty()
-                && report.unexpected_keys.is_empty()
-                && report.size_mismatches.is_empty(),
-            "{source}: {config}: {:?} {:?} {:?}",
-            report.missing_keys,
-            report.unexpected_keys,
-            report.size_mismatches
-        );
+        assert_loads_exactly(source, config);
     }
     // The same SigLIP tower saved without its pooling head (as
     // llava-interleave's `vision_use_head: false`): the flag is read off
@@ -1181,20 +1270,7 @@ fn a_saved_composite_is_inferred_with_the_sub_models_it_holds() {
         "{:?}",
         inferred.fields
     );
-    let checkpoint = load_case::checkpoint_of("model.safetensors", &headless, str::to_string);
-    let report = ckptcheck::diagnosis::check(
-        &checkpoint,
-        &build(&inferred.config),
-        ckptcheck::loader::Loader::Hf,
-    );
-    assert!(
-        report.missing_keys.is_empty()
-            && report.unexpected_keys.is_empty()
-            && report.size_mismatches.is_empty(),
-        "{:?} {:?}",
-        report.missing_keys,
-        report.unexpected_keys
-    );
+    assert_tensors_load_exactly("headless SigLIP", &headless, &inferred.config);
     let names = saved_checkpoint_names("llava-mistral/LlavaForConditionalGeneration");
     let inferred = arch::infer(&names);
     let named = inferred.config["text_config"]["model_type"]

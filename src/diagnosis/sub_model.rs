@@ -60,7 +60,19 @@ pub(super) fn sub_model_cause(
                     .is_some_and(|theirs| theirs == checkpoint)
             })
             .collect();
-        let first = *matching.first()?;
+        // No type builds the checkpoint's tensors with the config's sizes
+        // (a Flan-T5 BLIP-2 against the OPT config: T5 reads none of OPT's
+        // fields): the sub-model inference read from the tensors, where
+        // its model has exactly them, with the sub-config it read.
+        let (matching, read) = if matching.is_empty() {
+            match read_from_tensors(f, sub_config, &given, &types, &prefix, &checkpoint) {
+                Some((read_type, sub)) => (vec![read_type], Some(sub)),
+                None => continue,
+            }
+        } else {
+            (matching, None)
+        };
+        let first = matching[0];
         let mut keys: HashSet<String> = HashSet::new();
         keys.extend(counted.missing_keys.iter().filter(|k| under(k)).cloned());
         keys.extend(counted.unexpected_keys.iter().filter(|k| under(k)).cloned());
@@ -78,11 +90,18 @@ pub(super) fn sub_model_cause(
             }
             _ => (quoted.join(""), "builds"),
         };
-        let text = format!(
-            "sub-model (\"{sub_config}.model_type\"): the checkpoint's `{path}` is exactly what {named} {build} there for these sizes ({} tensors); the config names {given:?}: set \"{sub_config}\": {{\"model_type\": {first:?}}}{}",
-            checkpoint.len(),
-            counts_suffix(missing, unexpected, mismatched)
-        );
+        let text = match read {
+            None => format!(
+                "sub-model (\"{sub_config}.model_type\"): the checkpoint's `{path}` is exactly what {named} {build} there for these sizes ({} tensors); the config names {given:?}: set \"{sub_config}\": {{\"model_type\": {first:?}}}{}",
+                checkpoint.len(),
+                counts_suffix(missing, unexpected, mismatched)
+            ),
+            Some(sub) => format!(
+                "sub-model (\"{sub_config}.model_type\"): the checkpoint's `{path}` is exactly what {first:?} builds there with the sizes its tensors show ({} tensors); the config names {given:?}: set \"{sub_config}\": {sub}{}",
+                checkpoint.len(),
+                counts_suffix(missing, unexpected, mismatched)
+            ),
+        };
         let cause = Cause {
             cause: "sub-model".to_string(),
             field: format!("{sub_config}.model_type"),
@@ -96,6 +115,33 @@ pub(super) fn sub_model_cause(
         return Some((cause, keys));
     }
     None
+}
+
+/// The type the inference from the tensors alone reads in the place (one
+/// of `types`, not the config's), with the sub-config it read, where the
+/// inferred config's model has exactly the checkpoint's tensors there.
+fn read_from_tensors<'a>(
+    f: &Findings,
+    sub_config: &str,
+    given: &str,
+    types: &[&'a str],
+    prefix: &str,
+    checkpoint: &Listing,
+) -> Option<(&'a str, Value)> {
+    let sub = f.inferred.config.get(sub_config)?;
+    let read = sub.get("model_type")?.as_str()?;
+    let read = *types.iter().find(|t| **t == read && **t != given)?;
+    let model = crate::arch::model_for_inferred(f.inferred)?;
+    // Tied weights save_pretrained leaves out (T5's `encoder.embed_tokens`
+    // is its `shared`) are not asked of the file.
+    let theirs: Listing = model
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with(prefix))
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .filter(|named| checkpoint.contains(named) || !model.tied_keys.contains(&named.0))
+        .collect();
+    (theirs == *checkpoint).then(|| (read, sub.clone()))
 }
 
 /// The tensors under `prefix` of the model the config builds with the

@@ -64,7 +64,7 @@ from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
 import formulas  # noqa: E402
 import trees  # noqa: E402
 from names import named_config_class, names_that_change_tensors  # noqa: E402
-from equal_sizes import add_rules, equal_size_rules  # noqa: E402
+from equal_sizes import add_rules, drop_keys_if_equal, equal_size_rules  # noqa: E402
 from sub_models import swap_samples  # noqa: E402
 from divides import add_divides, divides_rules  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
@@ -379,6 +379,11 @@ def vary(value, rng=None):
     return [rng.choice(choices)]
 
 
+# The key in derive's `rebase` that says the base moves a size off another
+# it equals by default (its default is checked once the keys that exist
+# only while the two differ are known).
+EQUAL_SIZES_REBASE = "__equal_sizes__"
+
 LAYER_FIELD = re.compile(r"(^|[._])(num_(hidden_)?layers|n_layers?|(encoder|decoder)_layers|num_blocks|depth)$")
 
 
@@ -535,7 +540,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             default_dict = chosen
             cut.add(field)
     for field, value in (rebase or {}).items():
-        default_dict = with_field(default_dict, field, value)
+        if field != EQUAL_SIZES_REBASE:
+            default_dict = with_field(default_dict, field, value)
     base, _, _ = sample(config_class, model_class, default_dict)
     base.config_dict = default_dict
     ints, bools, lists = flatten(default_dict)
@@ -664,6 +670,34 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # formulas.confirmed keeps a formula only where its samples pin it.
     # Multiples first: they keep what divides the default (a ResNet stage's
     # width over its bottleneck's 4), as released configs do.
+    if rebase is None:
+        # A size whose default equals another's, where a module exists only
+        # while the two differ (OPT's `project_in` while
+        # `word_embed_proj_dim` differs from `hidden_size`, both 768 by
+        # default): every value tried changes the structure, and the field
+        # would be fixed (a 1.3B OPT refused). The variations then start
+        # from a base where the two differ (the defaults stay the
+        # library's), and equal_size_rules below finds the keys that exist
+        # only while they differ. Where that derivation fails, the field
+        # stays fixed.
+        for field, why in list(fixed.items()):
+            value = ints.get(field)
+            if not str(why).startswith("changes the structure") or not any(
+                    g != field and v == value for g, v in ints.items()):
+                continue
+            for new in vary(value):
+                if new in ints.values():
+                    continue
+                try:
+                    sample(config_class, model_class, with_override(default_dict, field, new))
+                except Exception:
+                    continue
+                partners = [g for g, v in ints.items() if g != field and v == value]
+                try:
+                    return derive(model_type, config_class, model_class, rng, uncut, fit_joints,
+                                  {EQUAL_SIZES_REBASE: (field, partners), field: new})
+                except Misfit:
+                    break
     more_singles = {}
     for field in list(singles):
         value, used = ints[field], read_field(samples[singles[field]].config_dict, field)
@@ -858,6 +892,13 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 new = max(new, LEAST[field] + (new % 3 if small is not None and field in small else 0))
             chosen[field] = new
             d = with_override(d, field, new)
+        moved, partners = (rebase or {}).get(EQUAL_SIZES_REBASE, (None, []))
+        if moved in chosen and any(chosen.get(p) == chosen[moved] for p in partners):
+            # From a base where two sizes differ, they differ in every
+            # variation too: equal ones would lack the keys the base has.
+            while any(chosen.get(p) == chosen[moved] for p in partners):
+                chosen[moved] *= 3
+            d = with_override(d, moved, chosen[moved])
         return d, chosen
 
     joints = []
@@ -1032,7 +1073,12 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         desc["least"] = dict(LEAST)
     # Held-out check: the description reproduces samples it never saw, and
     # the default config (an empty config.json) gives the default model.
-    if expand(item, resolve_env(desc, {})) != true_default.listing:
+    # From a base where two sizes differ, the default (where they are
+    # equal) is checked once the keys that exist only while they differ
+    # are known, below.
+    equal_base = EQUAL_SIZES_REBASE in (rebase or {})
+    deferred = []
+    if not equal_base and expand(item, resolve_env(desc, {})) != true_default.listing:
         raise Misfit("the default config differs from the description")
     for s in held:
         env = resolve_env(desc, s.config_dict)
@@ -1046,9 +1092,13 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             got, _, _ = sample(config_class, model_class, d)
         except Exception:
             return
-        if expand(item, resolve_env(desc, d)) != got.listing:
-            raise Misfit(f"{what} differs from the description")
         got.config_dict = d
+        if equal_base:
+            # Its sizes may be equal where the base's differ (a sub-config
+            # at its defaults): checked with the default, below.
+            deferred.append((got, what))
+        elif expand(item, resolve_env(desc, d)) != got.listing:
+            raise Misfit(f"{what} differs from the description")
         held.append(got)
 
     for node in list_nodes(item, "split"):
@@ -1154,6 +1204,14 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     add_rules(desc, rules)
     for s in equal:
         s.equal_sizes = True
+    if equal_base:
+        env = resolve_env(desc, {})
+        if drop_keys_if_equal(desc, env, expand(item, env)) != true_default.listing:
+            raise Misfit("the default config differs from the description")
+        for got, what in deferred:
+            env = resolve_env(desc, got.config_dict)
+            if drop_keys_if_equal(desc, env, expand(item, env)) != got.listing:
+                raise Misfit(f"{what} differs from the description")
     # Sizes the heads must divide for the description to hold (divides.py):
     # the library floors the head size, and no variation draws such a size.
     divided, _ = divides_rules(desc, (held[0] if held else base).config_dict,

@@ -238,7 +238,7 @@ fn build(
             .entry("model_type")
             .or_insert_with(|| json!(model_type));
     }
-    let tied = tied_pairs(config, desc);
+    let tied = swaps::tied_pairs_with_swaps(config, desc, model_type, class);
     Ok(ModelSpec {
         family: "hf".to_string(),
         class_name: class.to_string(),
@@ -312,7 +312,7 @@ pub fn pretrained_facts(model: &ModelSpec) -> Option<PretrainedFacts> {
     let (renames, merges, mut unmodeled) = conversions(desc, base);
     unmodeled.extend(strings("unmodeled").into_iter().map(str::to_string));
     Some(PretrainedFacts {
-        tied: tied_pairs(&model.config, desc),
+        tied: swaps::tied_pairs_with_swaps(&model.config, desc, model_type, &model.class_name),
         non_persistent: {
             let mut patterns = strings("non_persistent");
             patterns.extend(swaps::swapped_non_persistent(

@@ -230,15 +230,7 @@ pub(super) fn swapped_non_persistent(
     class: &str,
 ) -> Vec<&'static str> {
     let mut out = Vec::new();
-    for (sub_config, path, listed) in
-        swapped(config, desc, composite_type, class).unwrap_or_default()
-    {
-        let sub = read_path(config, sub_config)
-            .cloned()
-            .unwrap_or(Value::Null);
-        let Ok((_, sub_desc)) = description(listed.model_type, Some(listed.class), &sub) else {
-            continue;
-        };
+    for (path, _, sub_desc) in swapped_descriptions(config, desc, composite_type, class) {
         for pattern in sub_desc
             .get("non_persistent")
             .and_then(Value::as_array)
@@ -250,6 +242,51 @@ pub(super) fn swapped_non_persistent(
         }
     }
     out
+}
+
+/// Each swapped-in sub-model: its module path, its sub-config and its
+/// own description (those the zoo cannot describe are left out).
+fn swapped_descriptions(
+    config: &Value,
+    desc: &'static Value,
+    composite_type: &str,
+    class: &str,
+) -> Vec<(&'static str, Value, &'static Value)> {
+    swapped(config, desc, composite_type, class)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(sub_config, path, listed)| {
+            let sub = read_path(config, sub_config)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let (_, sub_desc) = description(listed.model_type, Some(listed.class), &sub).ok()?;
+            Some((path, sub, sub_desc))
+        })
+        .collect()
+}
+
+/// The weights a composite ties for this config: its own pairs, where a
+/// checked sub-model is swapped in, less those under its module and with
+/// the sub-model's own pairs under it (BLIP-2 around Flan-T5 ties
+/// `language_model.encoder.embed_tokens.weight` to
+/// `language_model.shared.weight`, which save_pretrained leaves out).
+pub(super) fn tied_pairs_with_swaps(
+    config: &Value,
+    desc: &'static Value,
+    composite_type: &str,
+    class: &str,
+) -> Vec<(String, String)> {
+    let mut pairs = super::tied_pairs(config, desc);
+    for (path, sub, sub_desc) in swapped_descriptions(config, desc, composite_type, class) {
+        let prefix = format!("{path}.");
+        pairs.retain(|(target, _)| !target.starts_with(&prefix));
+        pairs.extend(
+            super::tied_pairs(&sub, sub_desc)
+                .into_iter()
+                .map(|(target, source)| (format!("{prefix}{target}"), format!("{prefix}{source}"))),
+        );
+    }
+    pairs
 }
 
 /// A name made from the compiled-in data, kept for the life of the program
