@@ -662,14 +662,6 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             continue
         singles[field] = len(samples)
         samples.append(got)
-    # Two more values of each field that changes tensors (the first two of
-    # three and four times the default, one and two more that build), so
-    # that every size sees four values of a field: a size seen at two
-    # values fits any formula with two coefficients (Swin's window of 7 and
-    # 14 fitted `80*window_size-391` for `(2*window_size-1)**2`);
-    # formulas.confirmed keeps a formula only where its samples pin it.
-    # Multiples first: they keep what divides the default (a ResNet stage's
-    # width over its bottleneck's 4), as released configs do.
     if rebase is None:
         # A size whose default equals another's, where a module exists only
         # while the two differ (OPT's `project_in` while
@@ -698,6 +690,14 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                                   {EQUAL_SIZES_REBASE: (field, partners), field: new})
                 except Misfit:
                     break
+    # Two more values of each field that changes tensors (the first two of
+    # three and four times the default, one and two more that build), so
+    # that every size sees four values of a field: a size seen at two
+    # values fits any formula with two coefficients (Swin's window of 7 and
+    # 14 fitted `80*window_size-391` for `(2*window_size-1)**2`);
+    # formulas.confirmed keeps a formula only where its samples pin it.
+    # Multiples first: they keep what divides the default (a ResNet stage's
+    # width over its bottleneck's 4), as released configs do.
     more_singles = {}
     for field in list(singles):
         value, used = ints[field], read_field(samples[singles[field]].config_dict, field)
