@@ -529,9 +529,7 @@ fn a_flag_is_read_off_the_keys_it_adds() {
         .flat_map(|falcon| falcon["variations"].as_array().unwrap())
         .find(|v| v["config"]["bias"] == true && v["config"]["parallel_attn"] == false)
         .expect("a Falcon variation with biases and sequential attention");
-    let tensors: Vec<(String, Vec<u64>, String)> =
-        serde_json::from_value(variation["state_dict"].clone()).unwrap();
-    let names: Vec<(String, Vec<u64>)> = tensors.into_iter().map(|(n, s, _)| (n, s)).collect();
+    let names = load_case::names_and_shapes(&variation["state_dict"]);
     let inferred = arch::infer(&names);
     assert_eq!(
         inferred.config["model_type"], "falcon",

@@ -134,17 +134,19 @@ pub fn explain(
         causes.push(cause);
         attributed.extend(keys);
     }
-    if let Some((cause, keys)) = super::sub_model::sub_model_cause(&findings, counted) {
-        causes.push(cause);
-        attributed.extend(keys);
-    }
-    // The model the checkpoint's inferred config describes: the field
-    // causes and the structure cause both read its tensors.
+    // The model the checkpoint's inferred config describes: the sub-model,
+    // field and structure causes all read its tensors.
     let checkpoint_model = if by_structure {
         None
     } else {
         rebuild(model, inferred)
     };
+    if let Some((cause, keys)) =
+        super::sub_model::sub_model_cause(&findings, counted, checkpoint_model.as_ref())
+    {
+        causes.push(cause);
+        attributed.extend(keys);
+    }
     let (field_causes, field_keys) = if by_structure {
         // No config: the findings are read by structure.
         super::structure::structure_causes(&findings, counted)

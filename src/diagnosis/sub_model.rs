@@ -9,6 +9,7 @@
 
 use super::explain::{counts_suffix, Findings};
 use super::Cause;
+use crate::arch::ModelSpec;
 use crate::state_dict::LoadResult;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
@@ -19,6 +20,7 @@ type Listing = BTreeSet<(String, Vec<u64>)>;
 pub(super) fn sub_model_cause(
     f: &Findings,
     counted: &LoadResult,
+    checkpoint_model: Option<&ModelSpec>,
 ) -> Option<(Cause, HashSet<String>)> {
     if f.model.family != "hf" {
         return None;
@@ -65,7 +67,10 @@ pub(super) fn sub_model_cause(
         // fields): the sub-model inference read from the tensors, where
         // its model has exactly them, with the sub-config it read.
         let (matching, read) = if matching.is_empty() {
-            match read_from_tensors(f, sub_config, &given, &types, &prefix, &checkpoint) {
+            let read = checkpoint_model.and_then(|model| {
+                read_from_tensors(f, model, sub_config, &given, &types, &prefix, &checkpoint)
+            });
+            match read {
                 Some((read_type, sub)) => (vec![read_type], Some(sub)),
                 None => continue,
             }
@@ -119,9 +124,11 @@ pub(super) fn sub_model_cause(
 
 /// The type the inference from the tensors alone reads in the place (one
 /// of `types`, not the config's), with the sub-config it read, where the
-/// inferred config's model has exactly the checkpoint's tensors there.
+/// inferred config's model (`model`) has exactly the checkpoint's tensors
+/// there.
 fn read_from_tensors<'a>(
     f: &Findings,
+    model: &ModelSpec,
     sub_config: &str,
     given: &str,
     types: &[&'a str],
@@ -131,7 +138,6 @@ fn read_from_tensors<'a>(
     let sub = f.inferred.config.get(sub_config)?;
     let read = sub.get("model_type")?.as_str()?;
     let read = *types.iter().find(|t| **t == read && **t != given)?;
-    let model = crate::arch::model_for_inferred(f.inferred)?;
     // Tied weights save_pretrained leaves out (T5's `encoder.embed_tokens`
     // is its `shared`) are not asked of the file.
     let theirs: Listing = model
