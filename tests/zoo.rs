@@ -833,6 +833,124 @@ fn a_saved_blip_2_is_inferred_with_its_language_model() {
     assert_eq!(report.explanation.len(), 1, "{:?}", report.explanation);
 }
 
+/// Model types the zoo describes once sizes may be three products
+/// (a Mamba-2 mixer's input projection:
+/// `2*mamba_expand*hidden_size+2*mamba_n_groups*mamba_d_state+mamba_n_heads`)
+/// and a layer count may have a least value: Granite 4's hybrid, Falcon-H1,
+/// GLM-4.5's MoE and RecurrentGemma, saved by transformers
+/// (make_zoo_loads.py), are each inferred from their tensors alone as their
+/// own model type, with the sizes only their tensors show, and load
+/// exactly into the inferred config's model.
+#[test]
+fn saved_hybrid_and_moe_models_are_inferred_as_themselves_and_load_exactly() {
+    for (source, model_type, fields) in [
+        (
+            "granitemoehybrid/GraniteMoeHybridForCausalLM",
+            "granitemoehybrid",
+            vec![
+                ("hidden_size", 64),
+                ("mamba_d_state", 16),
+                ("mamba_n_heads", 2),
+                ("mamba_d_conv", 4),
+            ],
+        ),
+        (
+            "falcon_h1/FalconH1ForCausalLM",
+            "falcon_h1",
+            vec![
+                ("mamba_d_ssm", 64),
+                ("mamba_d_state", 16),
+                ("mamba_n_heads", 8),
+            ],
+        ),
+        (
+            "glm4_moe/Glm4MoeForCausalLM",
+            "glm4_moe",
+            vec![
+                ("moe_intermediate_size", 16),
+                ("n_routed_experts", 4),
+                ("first_k_dense_replace", 1),
+            ],
+        ),
+        (
+            "recurrent_gemma/RecurrentGemmaForCausalLM",
+            "recurrent_gemma",
+            vec![("intermediate_size", 48), ("hidden_size", 32)],
+        ),
+    ] {
+        let inferred = arch::infer(&saved_checkpoint_names(source));
+        let config = &inferred.config;
+        // Another model type may build the very same class (transformers
+        // maps `sarvam_moe` to GLM-4.5's `Glm4MoeForCausalLM`, with its own
+        // config class): the class is the checkpoint's all the same, and
+        // the config written loads exactly.
+        let class = source.split('/').nth(1).unwrap();
+        assert_eq!(config["architectures"][0], class, "{source}: {config}");
+        assert!(
+            config["model_type"] == model_type || model_type == "glm4_moe",
+            "{source}: {config} {:?}",
+            inferred.undetermined
+        );
+        if config["model_type"] == model_type {
+            for (field, value) in fields {
+                assert_eq!(config[field], json!(value), "{source} {field}: {config}");
+            }
+        }
+        assert_loads_exactly(source, config);
+        if model_type == "granitemoehybrid" || model_type == "falcon_h1" {
+            // The Mamba-2 state shows only times its groups
+            // (`2*mamba_d_state*mamba_n_groups` channels): one of the two
+            // is assumed, and said to be, never reported as read.
+            assert!(
+                inferred.undetermined.iter().any(|line| {
+                    (line.starts_with("mamba_d_state:") || line.starts_with("mamba_n_groups:"))
+                        && line.contains("assumed")
+                }),
+                "{source}: {:?}",
+                inferred.undetermined
+            );
+            assert_eq!(inferred.field("mamba_d_state"), None, "{source}");
+        }
+    }
+}
+
+/// Granite 4's config.json names its layer types in the older words
+/// transformers renames ("mamba" is "linear_attention", "attention" is
+/// "full_attention"). The description holds for Mamba layers only (the
+/// library's default): all-"mamba" reads as the default list, and a list
+/// with an attention layer, which builds another model, is refused naming
+/// the list rather than built as Mamba layers.
+#[test]
+fn granite_4_layer_types_are_read_in_their_older_names_and_attention_layers_refused() {
+    let fixture = zoo_loads();
+    let config = fixture["configs"]["granitemoehybrid/GraniteMoeHybridForCausalLM"].clone();
+    assert_eq!(
+        config["layer_types"],
+        json!(["linear_attention", "linear_attention"])
+    );
+    for (layer_types, builds) in [
+        (json!(["mamba", "mamba"]), true),
+        (json!(["linear_attention", "mamba"]), true),
+        (json!(["mamba", "attention"]), false),
+        (json!(["full_attention", "linear_attention"]), false),
+    ] {
+        let mut given = config.clone();
+        given["layer_types"] = layer_types.clone();
+        match read(&given) {
+            Ok(model) => assert!(
+                builds,
+                "{layer_types} built {} tensors",
+                model.tensors.len()
+            ),
+            Err(e) => {
+                assert!(!builds, "{layer_types}: {e}");
+                assert_eq!(e.kind, ErrorKind::BadConfig, "{e}");
+                assert!(e.to_string().contains("\"layer_types\""), "{e}");
+            }
+        }
+    }
+}
+
 /// The names and shapes of a checkpoint save_pretrained wrote for a real
 /// load (tests/fixtures/zoo/loads.json), by its source `config/Class`.
 fn saved_checkpoint_names(source: &str) -> Vec<(String, Vec<u64>)> {

@@ -278,6 +278,27 @@ pub(super) fn check_companions(fields: &mut Fields, class: &str) -> Result<()> {
     Ok(())
 }
 
+/// A list of layer types with the older names the config class renames
+/// (`"mamba"` is `"linear_attention"`, `"attention"` is `"full_attention"`,
+/// as Granite 4's config.json writes them) read as transformers reads them.
+fn renamed_layer_types(given: &Value, aliases: Option<&Value>) -> Value {
+    let (Some(items), Some(aliases)) = (given.as_array(), aliases.and_then(Value::as_object))
+    else {
+        return given.clone();
+    };
+    Value::Array(
+        items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .and_then(|name| aliases.get(name))
+                    .unwrap_or(item)
+                    .clone()
+            })
+            .collect(),
+    )
+}
+
 /// A list with a name per layer that the config class derives from other
 /// fields when config.json leaves it out (GLM-MoE-DSA's `mlp_layer_types`
 /// from `first_k_dense_replace`). transformers builds from the list when
@@ -295,6 +316,7 @@ pub(super) fn check_named_lists(fields: &mut Fields, class: &str) -> Result<()> 
         let Some(given) = read_path(fields.config, path).filter(|v| !v.is_null()) else {
             continue;
         };
+        let given = &renamed_layer_types(given, form.get("aliases"));
         let (expected, what) = if let Some(exactly) = form.get("exactly") {
             (exactly.clone(), format!("{class}'s default list"))
         } else {

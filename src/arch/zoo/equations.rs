@@ -7,9 +7,9 @@
 //! linear in it, dividing by it, or growing with it (a square, a floor
 //! division, where a range of values may fit).
 
-use super::entries;
 use super::formula::Formula;
 use super::infer::{pattern_of, walk};
+use super::{entries, field_name};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
 
@@ -143,8 +143,16 @@ pub(super) fn solve_one(
 ) -> Option<u64> {
     let at = |x: u64| evaluate_at(formula, field, x, known);
     // Divides by the field (a head count), or not whole at 1: the values
-    // that give a whole size are tried instead.
-    let search = || (1..=4096).find(|x| at(*x) == Some(value));
+    // that give a whole size are tried instead. Only one may give it: a
+    // size several values give (LFM2's query width
+    // `hidden_size//num_attention_heads*num_attention_heads` is 1280 for 1
+    // head as for 16) settles nothing, and the field is left to another
+    // shape (its 80-wide key norm).
+    let search = || {
+        let mut solutions = (1..=4096).filter(|x| at(*x) == Some(value));
+        let first = solutions.next()?;
+        solutions.next().is_none().then_some(first)
+    };
     let Some(zero) = at(0) else {
         return search();
     };
@@ -248,5 +256,66 @@ mod tests {
             solve_one(&fraction, "intermediate_size", 16385, &known),
             None
         );
+    }
+}
+
+/// The values of a field each of several sizes allows where none alone
+/// settles it (LFM2's query width `hidden_size//num_attention_heads*num_attention_heads`
+/// is 1280 for 1, 2, 4, … 64 heads, its key norm `hidden_size//num_attention_heads`
+/// 20 for 62 to 64): the one value all allow is the field's.
+#[derive(Default)]
+pub(super) struct Candidates {
+    by_field: Vec<(String, Vec<u64>, Vec<String>)>,
+}
+
+impl Candidates {
+    /// The values up to 4096 that give `value`, kept for `field` (only a
+    /// field that some value gives: an equation no value solves is no
+    /// evidence).
+    pub(super) fn add(
+        &mut self,
+        field: &str,
+        formula: &Formula,
+        value: u64,
+        evidence: &str,
+        known: &[(&str, u64, String)],
+    ) {
+        let values: Vec<u64> = (1..=4096)
+            .filter(|x| evaluate_at(formula, field, *x, known) == Some(value))
+            .collect();
+        if values.is_empty() {
+            return;
+        }
+        match self.by_field.iter_mut().find(|(name, _, _)| name == field) {
+            Some((_, allowed, evidence_so_far)) => {
+                allowed.retain(|x| values.contains(x));
+                evidence_so_far.push(evidence.to_string());
+            }
+            None => self
+                .by_field
+                .push((field.to_string(), values, vec![evidence.to_string()])),
+        }
+    }
+
+    /// Each field two or more sizes narrow to one value becomes known;
+    /// whether any did.
+    pub(super) fn settle(
+        &mut self,
+        desc: &'static Value,
+        known: &mut Vec<(&'static str, u64, String)>,
+    ) -> bool {
+        let mut settled = false;
+        for (field, allowed, evidence) in std::mem::take(&mut self.by_field) {
+            let name = field_name(desc, &field);
+            if let ([value], [_, _, ..]) = (allowed.as_slice(), evidence.as_slice()) {
+                if !name.is_empty() && !known.iter().any(|(k, _, _)| *k == name) {
+                    known.push((name, *value, evidence.join(" and ")));
+                    settled = true;
+                    continue;
+                }
+            }
+            self.by_field.push((field, allowed, evidence));
+        }
+        settled
     }
 }

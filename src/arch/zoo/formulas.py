@@ -1,6 +1,9 @@
 """Formulas for generate.py: a size or count of a model as a function of
 config fields, found by search over sums of at most two products of fields
-and a constant (small integer powers, floor quotients as atoms) and kept only when it
+and a constant (small integer powers, floor quotients as atoms), then of
+three products of at most two fields (a Mamba-2 mixer's input projection,
+`2*mamba_expand*hidden_size+2*mamba_n_groups*mamba_d_state+mamba_n_heads`),
+and kept only when it
 reproduces every sample exactly, with at least one distinct sample more
 than it has coefficients; `evaluate` is the Python twin of the Rust
 evaluator (src/arch/zoo/formula.rs)."""
@@ -8,7 +11,12 @@ evaluator (src/arch/zoo/formula.rs)."""
 import itertools
 from fractions import Fraction
 
-MAX_FIELDS_PER_SLOT = 4
+MAX_FIELDS_PER_SLOT = 5
+
+# The three-product search tries this many of the simplest products (plain
+# fields, their squares and products of two): at five fields that is all
+# 20 of them, 2,280 bases with and without a constant.
+THREE_TERM_PRODUCTS = 40
 
 
 class Misfit(Exception):
@@ -94,6 +102,9 @@ def fit(points, fields):
     if found is None and len(fields) >= 2:
         quotients = [f"{a}//{b}" for a, b in itertools.permutations(fields, 2)]
         found = fit_over(points, values, quotients + fields)
+    if found is None and len(fields) >= 3:
+        # Tried last, so that every size a simpler formula fits keeps it.
+        found = fit_over(points, values, fields, three_terms=True)
     return found
 
 
@@ -108,12 +119,21 @@ def atom_value(atom, env):
     return None if x is None else Fraction(x)
 
 
-def fit_over(points, values, atoms):
+def fit_over(points, values, atoms, three_terms=False):
     monos = monomials(atoms)[:400]
-    bases = [(m,) for m in monos] + [(m, ()) for m in monos] + [(a, b) for a, b in itertools.combinations(monos[:120], 2)]
-    # Two products and a constant (a window's `(2*window_size-1)**2` is
-    # `4*window_size**2-4*window_size+1`), tried last.
-    bases += [(a, b, ()) for a, b in itertools.combinations(monos[:40], 2)]
+    if three_terms:
+        # Three products of at most two fields each, with and without a
+        # constant: sizes made of three parts (an input projection that
+        # holds the gate, the convolution's channels and one value per head).
+        simple = [m for m in monos if all(e > 0 for _, e in m) and sum(e for _, e in m) <= 2]
+        simple = simple[:THREE_TERM_PRODUCTS]
+        bases = [(a, b, c) for a, b, c in itertools.combinations(simple, 3)]
+        bases += [(a, b, c, ()) for a, b, c in itertools.combinations(simple, 3)]
+    else:
+        bases = [(m,) for m in monos] + [(m, ()) for m in monos] + [(a, b) for a, b in itertools.combinations(monos[:120], 2)]
+        # Two products and a constant (a window's `(2*window_size-1)**2` is
+        # `4*window_size**2-4*window_size+1`), tried last.
+        bases += [(a, b, ()) for a, b in itertools.combinations(monos[:40], 2)]
     table = {}
     for m in monos:
         row = []

@@ -119,7 +119,8 @@ POPULAR = (
     "deformable_detr rt_detr owlvit owlv2 mask2former maskformer upernet dpt glpn depth_anything sam "
     "siglip2 chinese_clip x-clip flava vilt visual_bert lxmert bridgetower videomae timesformer vivit "
     "mistral3 ministral smollm3 ernie4_5 bert-generation ibert megatron-bert nystromformer yoso "
-    "rembert xmod xlm-roberta-xl modernbert jetmoe dbrx arctic exaone4 helium seed_oss hunyuan_v1_dense"
+    "rembert xmod xlm-roberta-xl modernbert jetmoe dbrx arctic exaone4 helium seed_oss hunyuan_v1_dense "
+    "glm4_moe glm4v_moe granitemoehybrid falcon_h1 bamba nemotron_h lfm2 zamba2"
 ).split()
 
 # Integer fields that never size a tensor (token ids, generation and
@@ -446,6 +447,22 @@ def tree_node(tree, model, name, env):
     return node
 
 
+def least_layers(config_class, model_class, config_dict, field, value):
+    """The least value of a layer count, at or under `value`, from which
+    the model builds with every larger one up to `value`: counting down
+    from `value` until a build fails."""
+    least = value
+    for layers in range(value - 1, 1, -1):
+        trial = copy.deepcopy(config_dict)
+        set_path(trial, field, layers)
+        try:
+            build(config_class, model_class, trial)
+        except Exception:
+            break
+        least = layers
+    return least
+
+
 def cut_layers(d):
     """`d` with its layer counts at 1."""
     d = copy.deepcopy(d)
@@ -519,6 +536,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # cut to 4, not 2.
     default_dict = true_default_dict
     cut = set()
+    least = dict(LEAST)
     default_patterns = key_patterns(true_default.listing)
     for field, value in flatten(true_default_dict)[0].items():
         if not (LAYER_FIELD.search(field) and value > 2 and field not in uncut and field not in LEAST):
@@ -530,6 +548,13 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             try:
                 _, _, listing = build(config_class, model_class, trial)
             except Exception:
+                if layers == 2:
+                    # A layer count the config refuses below some value
+                    # (Depth Anything's DINOv2 backbone takes features from
+                    # its layers 9 to 12): the least that builds is
+                    # recorded, as diffusers' least counts are, and no
+                    # variation goes below it.
+                    least[field] = least_layers(config_class, model_class, default_dict, field, value)
                 break
             if chosen is None:
                 chosen = trial  # 2 layers, as before, when no cut keeps them all
@@ -632,7 +657,17 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         # checks equal sizes on their own.
         others = {v for g, v in ints.items() if g != field}
         got, why = None, None
-        for new in vary(value):
+        for new in vary(value) + ["down"]:
+            if new == "down":
+                if why is not None:
+                    break
+                # No larger value builds (RecurrentGemma's key-value heads
+                # may not exceed its 10 query heads): smaller ones, so that
+                # a size they decide is seen to change.
+                downs = [v for v in (value // 2 if value % 2 == 0 else None, value - 1) if v and v > 0]
+                if not downs:
+                    break
+                new = downs[0]
             got = None
             for d in (with_override(default_dict, field, new), minimal({field: new})):
                 try:
@@ -701,8 +736,9 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     more_singles = {}
     for field in list(singles):
         value, used = ints[field], read_field(samples[singles[field]].config_dict, field)
-        for new in (value * 3, value * 4, value + 1, value + 2):
-            if new in (value, used) or len(more_singles.get(field, [])) == 2:
+        # Smaller values last, for a field whose larger ones do not build.
+        for new in (value * 3, value * 4, value + 1, value + 2, value - 1, value - 2):
+            if new in (value, used) or new < 1 or len(more_singles.get(field, [])) == 2:
                 continue
             for d in (with_override(default_dict, field, new), minimal({field: new})):
                 try:
@@ -798,14 +834,18 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         # A field that is null by default (`head_dim`, the model computes it)
         # but sizes tensors when set: configs that set it are refused.
         built = False
-        for new in (64, 8):
+        # A number, or (Bamba's `attn_layer_indices`: those layers are
+        # attention, the rest Mamba) a list of layer indices where no
+        # number builds.
+        for new in (64, 8, [1], [0]):
             try:
                 s, _, _ = sample(config_class, model_class, with_override(default_dict, field, new))
             except Exception:
                 continue
             built = True
             if s.listing != base.listing:
-                fixed[field] = "sizes tensors when set, and is null by default"
+                fixed[field] = ("changes tensors when set (a list of layers), and is null by default"
+                                if isinstance(new, list) else "sizes tensors when set, and is null by default")
             break
         if not built and FIX_NAMES:
             # Null by default and not a number when set (`class_embed_type`):
@@ -888,8 +928,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 d = with_parent(d, field)
             if small is not None and field in small:
                 new = rng.randint(1, 3)
-            if field in LEAST:
-                new = max(new, LEAST[field] + (new % 3 if small is not None and field in small else 0))
+            if field in least:
+                new = max(new, least[field] + (new % 3 if small is not None and field in small else 0))
             chosen[field] = new
             d = with_override(d, field, new)
         moved, partners = (rebase or {}).get(EQUAL_SIZES_REBASE, (None, []))
@@ -1069,8 +1109,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     }
     if must_divide:
         desc["multiples"] = must_divide
-    if LEAST:
-        desc["least"] = dict(LEAST)
+    if least:
+        desc["least"] = dict(least)
     # Held-out check: the description reproduces samples it never saw, and
     # the default config (an empty config.json) gives the default model.
     # From a base where two sizes differ, the default (where they are
@@ -1178,9 +1218,14 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # not), and transformers then builds from the list, not from the fields
     # it follows: where the list changes tensors, the data says what it
     # must be for the description to hold.
+    # Other lists of names (Nemotron-H's `layers_block_type`, one name per
+    # layer though no layer count sits beside it; a backbone's
+    # `out_features`) are held to the default's own list where changing
+    # them changes tensors.
     named = {}
-    for path in all_lists:
-        form = named_list_form(config_class, model_class, class_default_dict, path, item, desc, held)
+    for path in all_lists + [p for p in name_lists(class_default_dict) if p not in all_lists]:
+        form = named_list_form(config_class, model_class, class_default_dict, path, item, desc, held,
+                               per_layer=path in all_lists)
         if form is not None:
             named[path] = form
     if named:
@@ -1220,7 +1265,20 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     return desc, true_default, held + equal, reasons
 
 
-def named_list_form(config_class, model_class, original, path, tree, desc, held):
+def name_lists(config_dict, prefix=""):
+    """The paths of every list of names in a config dict, at any depth."""
+    paths = []
+    for field, value in config_dict.items():
+        if str(field).startswith("_") or field == "architectures":
+            continue
+        if isinstance(value, dict):
+            paths += name_lists(value, f"{prefix}{field}.")
+        elif isinstance(value, list) and value and all(isinstance(x, str) for x in value):
+            paths.append(prefix + str(field))
+    return paths
+
+
+def named_list_form(config_class, model_class, original, path, tree, desc, held, per_layer=True):
     """What a list with a name per layer (`mlp_layer_types`; `original` is
     the class's default dict, the list in it), which the
     config class derives from fields when config.json leaves it out, must
@@ -1233,7 +1291,8 @@ def named_list_form(config_class, model_class, original, path, tree, desc, held)
       below the split and `b` from it on (GLM-MoE-DSA's "dense", "sparse");
     - `{"count", "names": [a]}`: every layer `a`;
     - `{"exactly": [...]}`: the default's own list, when neither form
-      reproduces what the config class derives in every sample."""
+      reproduces what the config class derives in every sample, or when
+      the list has no entry per layer (`per_layer` false)."""
     default_list = read_field(original, path)
     derived = []
     for d in [{}] + [s.config_dict for s in held]:
@@ -1248,9 +1307,15 @@ def named_list_form(config_class, model_class, original, path, tree, desc, held)
         base_listing = build(config_class, model_class, original)[2]
     except Exception:
         return {"exactly": default_list}
+    allowed, aliases = layer_type_names(config_class, original, path, names)
     alterations = [default_list[1:] + default_list[:1], list(reversed(default_list))]
-    for other in names:
+    for other in names + [n for n in allowed if n not in names]:
+        # A name the default list lacks counts too: Granite 4's hybrid
+        # layers are all Mamba ("linear_attention") by default, and a
+        # config.json with "attention" layers builds another model.
         alterations += [default_list[:-1] + [other], [other] + default_list[1:]]
+    # One entry more or less (Nemotron-H's layers are as many as its list).
+    alterations += [default_list + default_list[-1:], default_list[:-1]]
     matters = False
     for altered in alterations:
         if altered == default_list:
@@ -1264,6 +1329,8 @@ def named_list_form(config_class, model_class, original, path, tree, desc, held)
             break
     if not matters:
         return None
+    if not per_layer:
+        return with_aliases({"exactly": default_list}, aliases)
     for node in list_nodes(tree, "split"):
         pair = [None, None]
         holds_here = True
@@ -1280,15 +1347,47 @@ def named_list_form(config_class, model_class, original, path, tree, desc, held)
                 if part:
                     pair[kind] = part[0]
         if holds_here and None not in pair and pair[0] != pair[1]:
-            return {"count": node["repeat"], "split": node["split"], "names": pair}
+            return with_aliases({"count": node["repeat"], "split": node["split"], "names": pair}, aliases)
     one = {x for _, got in derived for x in got}
     if len(one) == 1:
         for node in list_nodes(tree, "repeat"):
             if "split" in node:
                 continue
             if all(len(got) == to_int(evaluate(node["repeat"], resolve_env(desc, d))) for d, got in derived):
-                return {"count": node["repeat"], "names": sorted(one)}
-    return {"exactly": default_list}
+                return with_aliases({"count": node["repeat"], "names": sorted(one)}, aliases)
+    return with_aliases({"exactly": default_list}, aliases)
+
+
+def with_aliases(form, aliases):
+    if aliases:
+        form["aliases"] = aliases
+    return form
+
+
+def layer_type_names(config_class, original, path, names):
+    """For a list of layer types transformers validates (every name in its
+    `ALLOWED_LAYER_TYPES` or an older name it renames): all the names a
+    config.json may give, and the older names the config class renames
+    (`"mamba"` to `"linear_attention"`, as Granite 4's config.json writes
+    them), each checked by reading a config with it back. Otherwise none."""
+    try:
+        from transformers.configuration_utils import ALLOWED_LAYER_TYPES, _LEGACY_LAYER_TYPE_REMAP
+    except ImportError:
+        return [], {}
+    legacy = dict(_LEGACY_LAYER_TYPE_REMAP)
+    if not names or not all(n in ALLOWED_LAYER_TYPES or n in legacy for n in names):
+        return [], {}
+    default_list = read_field(original, path)
+    aliases = {}
+    for old, new in sorted(legacy.items()):
+        try:
+            config = config_class.from_dict(with_field(original, path, [old] + default_list[1:]))
+            read_back = read_field(config.to_dict(), path)
+        except Exception:
+            continue
+        if isinstance(read_back, list) and read_back[:1] == [new]:
+            aliases[old] = new
+    return list(ALLOWED_LAYER_TYPES) + sorted(legacy), aliases
 
 
 POPPED = re.compile(r'kwargs\.(?:pop|get)\(\s*"(\w+)"\s*,\s*(\d+)\s*\)')
@@ -1922,6 +2021,7 @@ def main():
     parser.add_argument("--only", default="")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--assemble", action="store_true", help="only write the outputs from the cache")
+    parser.add_argument("--limit", type=int, default=600, help="seconds a model type may take before it is killed")
     args = parser.parse_args()
     os.makedirs(CACHE, exist_ok=True)
     from transformers.models.auto import configuration_auto
@@ -1930,7 +2030,7 @@ def main():
     if args.only:
         wanted = [t for t in args.only.split(",") if t]
     if not args.assemble:
-        run_all(wanted, args.jobs)
+        run_all(wanted, args.jobs, args.limit)
     assemble_outputs()
 
 

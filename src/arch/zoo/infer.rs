@@ -481,6 +481,7 @@ pub(super) fn solve<'a>(
     // other fields are known and keep their values, so it gives the same
     // answer every time (and a search over values is not run again).
     let mut settled = vec![false; equations.len()];
+    let mut candidates = super::equations::Candidates::default();
     loop {
         let mut progress = false;
         let mut stuck: Vec<&'static str> = Vec::new();
@@ -511,6 +512,7 @@ pub(super) fn solve<'a>(
                 .map(|solution| (solution, solution))
                 .or_else(|| solve_increasing(&formula, field, *value, &known))
             else {
+                candidates.add(field, &formula, *value, evidence, &known);
                 continue;
             };
             let name = field_name(desc, field);
@@ -540,7 +542,7 @@ pub(super) fn solve<'a>(
                 progress = true;
             }
         }
-        if progress {
+        if progress || candidates.settle(desc, &mut known) {
             continue;
         }
         // Only ratios are shown (`num_key_value_heads / num_attention_heads`
