@@ -148,10 +148,9 @@ pub(super) fn solve_one(
     // `hidden_size//num_attention_heads*num_attention_heads` is 1280 for 1
     // head as for 16) settles nothing, and the field is left to another
     // shape (its 80-wide key norm).
-    let search = || {
-        let mut solutions = (1..=4096).filter(|x| at(*x) == Some(value));
-        let first = solutions.next()?;
-        solutions.next().is_none().then_some(first)
+    let search = || match first_solution(&at, value) {
+        (Some(first), false) => Some(first),
+        _ => None,
     };
     let Some(zero) = at(0) else {
         return search();
@@ -259,6 +258,19 @@ mod tests {
     }
 }
 
+/// The least value up to 4096 that gives `value`, and whether another
+/// within the next 64 does too (a floor quotient's values sit together:
+/// `1280//heads` is 20 for 62, 63 and 64 heads, `1280//heads*heads` is 1280
+/// for every divisor); looking no further keeps a size with one solution
+/// as cheap as before.
+fn first_solution(at: &impl Fn(u64) -> Option<u64>, value: u64) -> (Option<u64>, bool) {
+    let Some(first) = (1..=4096).find(|x| at(*x) == Some(value)) else {
+        return (None, false);
+    };
+    let another = (first + 1..=(first + 64).min(4096)).any(|x| at(x) == Some(value));
+    (Some(first), another)
+}
+
 /// The values of a field each of several sizes allows where none alone
 /// settles it (LFM2's query width `hidden_size//num_attention_heads*num_attention_heads`
 /// is 1280 for 1, 2, 4, … 64 heads, its key norm `hidden_size//num_attention_heads`
@@ -280,12 +292,13 @@ impl Candidates {
         evidence: &str,
         known: &[(&str, u64, String)],
     ) {
-        let values: Vec<u64> = (1..=4096)
-            .filter(|x| evaluate_at(formula, field, *x, known) == Some(value))
-            .collect();
-        if values.is_empty() {
+        let at = |x: u64| evaluate_at(formula, field, x, known);
+        // Only a size several values give is kept (the whole range is read
+        // only then: most sizes have one solution or none).
+        if !matches!(first_solution(&at, value), (Some(_), true)) {
             return;
         }
+        let values: Vec<u64> = (1..=4096).filter(|x| at(*x) == Some(value)).collect();
         match self.by_field.iter_mut().find(|(name, _, _)| name == field) {
             Some((_, allowed, evidence_so_far)) => {
                 allowed.retain(|x| values.contains(x));
