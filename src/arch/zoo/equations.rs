@@ -132,6 +132,20 @@ fn evaluate_at(
     })
 }
 
+/// What the search for one field's value found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Search {
+    /// One value gives the size.
+    Solved(u64),
+    /// Several values give it: it settles nothing alone.
+    Several,
+    /// The values were searched and none gives it.
+    NoValue,
+    /// Not linear in the field and whole at every value, so not searched
+    /// (a formula that grows with it is bisected instead).
+    NotSearched,
+}
+
 /// The value of `field` that makes `formula` give `value`, when the
 /// formula is linear in it: g(f) = g(0) + f * (g(s) - g(0)) / s for the
 /// first step s where g is whole, checked.
@@ -141,6 +155,20 @@ pub(super) fn solve_one(
     value: u64,
     known: &[(&str, u64, String)],
 ) -> Option<u64> {
+    match search_one(formula, field, value, known) {
+        Search::Solved(solution) => Some(solution),
+        _ => None,
+    }
+}
+
+/// As `solve_one`, saying why no value was found, so a size several values
+/// give is kept for intersection without searching its values again.
+pub(super) fn search_one(
+    formula: &Formula,
+    field: &str,
+    value: u64,
+    known: &[(&str, u64, String)],
+) -> Search {
     let at = |x: u64| evaluate_at(formula, field, x, known);
     // Divides by the field (a head count), or not whole at 1: the values
     // that give a whole size are tried instead. Only one may give it: a
@@ -149,8 +177,9 @@ pub(super) fn solve_one(
     // head as for 16) settles nothing, and the field is left to another
     // shape (its 80-wide key norm).
     let search = || match first_solution(&at, value) {
-        (Some(first), false) => Some(first),
-        _ => None,
+        (Some(first), false) => Search::Solved(first),
+        (Some(_), true) => Search::Several,
+        (None, _) => Search::NoValue,
     };
     let Some(zero) = at(0) else {
         return search();
@@ -176,8 +205,8 @@ pub(super) fn solve_one(
         })
         .filter(|solution| at(*solution) == Some(value));
     match linear {
-        Some(solution) => Some(solution),
-        None if whole_at_one => None,
+        Some(solution) => Search::Solved(solution),
+        None if whole_at_one => Search::NotSearched,
         // A square over a patch size (an image size) is whole only at
         // some values.
         None => search(),
@@ -230,34 +259,6 @@ pub(super) fn solve_increasing(
         .then_some((first, last))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A size growing with the field and one shrinking with it (Ovis2's
-    /// vision head: the vocabulary less the indicator tokens) both solve;
-    /// a value no whole field gives does not.
-    #[test]
-    fn linear_sizes_solve_for_their_one_unknown_field() {
-        let known = [("vocab_size", 8192, String::new())];
-        let growing = Formula::parse("2*hidden_size+1").unwrap();
-        assert_eq!(solve_one(&growing, "hidden_size", 129, &known), Some(64));
-        assert_eq!(solve_one(&growing, "hidden_size", 128, &known), None);
-        let shrinking = Formula::parse("-1*indicators+vocab_size").unwrap();
-        assert_eq!(solve_one(&shrinking, "indicators", 8182, &known), Some(10));
-        assert_eq!(solve_one(&shrinking, "indicators", 8200, &known), None);
-        let fraction = Formula::parse("2*intermediate_size/3").unwrap();
-        assert_eq!(
-            solve_one(&fraction, "intermediate_size", 16384, &known),
-            Some(24576)
-        );
-        assert_eq!(
-            solve_one(&fraction, "intermediate_size", 16385, &known),
-            None
-        );
-    }
-}
-
 /// The least value up to 4096 that gives `value`, and whether another
 /// within the next 64 does too (a floor quotient's values sit together:
 /// `1280//heads` is 20 for 62, 63 and 64 heads, `1280//heads*heads` is 1280
@@ -281,21 +282,27 @@ pub(super) struct Candidates {
 }
 
 impl Candidates {
-    /// The values up to 4096 that give `value`, kept for `field` (only a
-    /// field that some value gives: an equation no value solves is no
-    /// evidence).
+    /// The values up to 4096 that give `value`, kept for `field` when
+    /// several do (`searched`: what `search_one` found; an equation no
+    /// value solves is no evidence).
     pub(super) fn add(
         &mut self,
         field: &str,
         formula: &Formula,
-        value: u64,
+        (value, searched): (u64, Search),
         evidence: &str,
         known: &[(&str, u64, String)],
     ) {
         let at = |x: u64| evaluate_at(formula, field, x, known);
-        // Only a size several values give is kept (the whole range is read
-        // only then: most sizes have one solution or none).
-        if !matches!(first_solution(&at, value), (Some(_), true)) {
+        // The whole range is read only for a size several values give
+        // (most have one solution or none); a size the linear step did not
+        // search is searched here, once.
+        let several = match searched {
+            Search::Several => true,
+            Search::NotSearched => matches!(first_solution(&at, value), (Some(_), true)),
+            Search::Solved(_) | Search::NoValue => false,
+        };
+        if !several {
             return;
         }
         let values: Vec<u64> = (1..=4096).filter(|x| at(*x) == Some(value)).collect();
@@ -330,5 +337,56 @@ impl Candidates {
             self.by_field.push((field, allowed, evidence));
         }
         settled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A size growing with the field and one shrinking with it (Ovis2's
+    /// vision head: the vocabulary less the indicator tokens) both solve;
+    /// a value no whole field gives does not.
+    #[test]
+    fn linear_sizes_solve_for_their_one_unknown_field() {
+        let known = [("vocab_size", 8192, String::new())];
+        let growing = Formula::parse("2*hidden_size+1").unwrap();
+        assert_eq!(solve_one(&growing, "hidden_size", 129, &known), Some(64));
+        assert_eq!(solve_one(&growing, "hidden_size", 128, &known), None);
+        let shrinking = Formula::parse("-1*indicators+vocab_size").unwrap();
+        assert_eq!(solve_one(&shrinking, "indicators", 8182, &known), Some(10));
+        assert_eq!(solve_one(&shrinking, "indicators", 8200, &known), None);
+        let fraction = Formula::parse("2*intermediate_size/3").unwrap();
+        assert_eq!(
+            solve_one(&fraction, "intermediate_size", 16384, &known),
+            Some(24576)
+        );
+        assert_eq!(
+            solve_one(&fraction, "intermediate_size", 16385, &known),
+            None
+        );
+    }
+
+    /// A size several values give settles nothing alone and says so (the
+    /// values are kept for intersection); a whole, non-linear size is left
+    /// for bisection unsearched.
+    #[test]
+    fn sizes_several_values_give_are_told_apart_from_unsolved_ones() {
+        let known = [("hidden_size", 1280, String::new())];
+        let width = Formula::parse("hidden_size//heads*heads").unwrap();
+        assert_eq!(search_one(&width, "heads", 1280, &known), Search::Several);
+        let head = Formula::parse("hidden_size//heads").unwrap();
+        assert_eq!(search_one(&head, "heads", 20, &known), Search::Several);
+        assert_eq!(search_one(&head, "heads", 640, &known), Search::Solved(2));
+        assert_eq!(search_one(&head, "heads", 5000, &known), Search::NoValue);
+        let square = Formula::parse("side*side").unwrap();
+        assert_eq!(
+            search_one(&square, "side", 1024, &known),
+            Search::NotSearched
+        );
+        assert_eq!(
+            solve_increasing(&square, "side", 1024, &known),
+            Some((32, 32))
+        );
     }
 }

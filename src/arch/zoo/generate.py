@@ -1265,17 +1265,21 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     return desc, true_default, held + equal, reasons
 
 
-def name_lists(config_dict, prefix=""):
-    """The paths of every list of names in a config dict, at any depth."""
-    paths = []
+def string_lists(config_dict, prefix=""):
+    """Every non-empty list of names in a config dict, at any depth, as
+    (its path, the list, the dict that holds it)."""
     for field, value in config_dict.items():
         if str(field).startswith("_") or field == "architectures":
             continue
         if isinstance(value, dict):
-            paths += name_lists(value, f"{prefix}{field}.")
+            yield from string_lists(value, f"{prefix}{field}.")
         elif isinstance(value, list) and value and all(isinstance(x, str) for x in value):
-            paths.append(prefix + str(field))
-    return paths
+            yield prefix + str(field), value, config_dict
+
+
+def name_lists(config_dict):
+    """The paths of every list of names in a config dict, at any depth."""
+    return [path for path, _, _ in string_lists(config_dict)]
 
 
 def named_list_form(config_class, model_class, original, path, tree, desc, held, per_layer=True):
@@ -1435,21 +1439,16 @@ def default_of(default_dict, ints, bools, field):
     return bools.get(field)
 
 
-def per_layer_lists(config_dict, prefix=""):
+def per_layer_lists(config_dict):
     """The paths of the lists of names with one entry per layer
     (`layer_types`, `mlp_layer_types`: as long as a layer count beside
     them), at any depth of a config dict: a config class derives them from
     other fields when config.json leaves them out."""
-    counts = {v for f, v in config_dict.items()
-              if isinstance(v, int) and not isinstance(v, bool) and LAYER_FIELD.search(str(f))}
-    paths = []
-    for field, value in config_dict.items():
-        if isinstance(value, dict):
-            paths += per_layer_lists(value, f"{prefix}{field}.")
-        elif (isinstance(value, list) and value and all(isinstance(x, str) for x in value)
-              and len(value) in counts):
-            paths.append(prefix + str(field))
-    return paths
+    def layer_counts(holder):
+        return {v for f, v in holder.items()
+                if isinstance(v, int) and not isinstance(v, bool) and LAYER_FIELD.search(str(f))}
+    return [path for path, names, holder in string_lists(config_dict)
+            if len(names) in layer_counts(holder)]
 
 
 def read_field(config_dict, field):

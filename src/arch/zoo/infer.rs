@@ -8,7 +8,9 @@
 //! undetermined, never guessed; a value taken where the shapes allow
 //! several (a default in a ratio, the least of a range) says so.
 
-use super::equations::{first_matching, list_equations, solve_increasing, solve_one};
+use super::equations::{
+    first_matching, list_equations, search_one, solve_increasing, solve_one, Search,
+};
 use super::formula::Formula;
 use super::{child, entries, field_name, model_types, resolved};
 use crate::arch::{Inferred, InferredField};
@@ -508,11 +510,13 @@ pub(super) fn solve<'a>(
                 continue;
             };
             settled[at] = true;
-            let Some((solution, last)) = solve_one(&formula, field, *value, &known)
-                .map(|solution| (solution, solution))
-                .or_else(|| solve_increasing(&formula, field, *value, &known))
-            else {
-                candidates.add(field, &formula, *value, evidence, &known);
+            let searched = search_one(&formula, field, *value, &known);
+            let solved = match searched {
+                Search::Solved(solution) => Some((solution, solution)),
+                _ => solve_increasing(&formula, field, *value, &known),
+            };
+            let Some((solution, last)) = solved else {
+                candidates.add(field, &formula, (*value, searched), evidence, &known);
                 continue;
             };
             let name = field_name(desc, field);
