@@ -179,7 +179,7 @@ fn configs_the_description_cannot_follow_are_refused() {
         (
             json!({"model_type": "qwen3_next", "full_attention_interval": 2}),
             ErrorKind::BadConfig,
-            "\"full_attention_interval\" = 2 differs from qwen3_next's default 4",
+            "derives from \"full_attention_interval\" = 2 (default 4)",
         ),
         (
             json!({"model_type": "axk1", "first_k_dense_replace": 3}),
@@ -1401,4 +1401,154 @@ fn a_saved_composite_is_inferred_with_the_sub_models_it_holds() {
         "{:?}",
         inferred.undetermined
     );
+}
+
+/// Qwen3-Next builds layer `i` as `layer_types[i]` names it: a Gated
+/// DeltaNet layer (`linear_attn`) or a full-attention one (`self_attn`).
+/// A config.json that gives the list is built from it at any depth; one
+/// transformers refuses (a list as long as no layer count) or one
+/// ckptcheck cannot follow (a list left out that the config class would
+/// derive from another depth, a kind the class has no layers of, an older
+/// key converted into the list) is refused naming the list.
+#[test]
+fn layers_a_list_chooses_are_built_as_the_list_says() {
+    let model = build(&json!({"model_type": "qwen3_next", "num_hidden_layers": 3,
+        "layer_types": ["full_attention", "linear_attention", "linear_attention"]}));
+    let layer_keys = |index: usize| -> Vec<&str> {
+        let prefix = format!("layers.{index}.");
+        model
+            .tensors
+            .iter()
+            .filter_map(|t| t.name.strip_prefix(&prefix))
+            .collect()
+    };
+    assert!(layer_keys(0).contains(&"self_attn.q_proj.weight"));
+    assert!(!layer_keys(0).iter().any(|k| k.starts_with("linear_attn.")));
+    for index in [1, 2] {
+        assert!(layer_keys(index).contains(&"linear_attn.in_proj_qkvz.weight"));
+        assert!(!layer_keys(index)
+            .iter()
+            .any(|k| k.starts_with("self_attn.")));
+    }
+    assert!(layer_keys(3).is_empty());
+    let attention = model
+        .tensors
+        .iter()
+        .find(|t| t.name == "layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    assert!(
+        attention.exists_if.contains(&"layer_types"),
+        "{attention:?}"
+    );
+    // Nemotron-H's list under the name its `attribute_map` gives it.
+    let nemotron = build(&json!({"model_type": "nemotron_h",
+        "layer_types": ["linear_attention", "full_attention"]}));
+    assert!(nemotron
+        .tensors
+        .iter()
+        .any(|t| t.name == "layers.0.mixer.A_log"));
+    assert!(nemotron
+        .tensors
+        .iter()
+        .any(|t| t.name.starts_with("layers.1.mixer.q_proj")));
+    assert!(!nemotron
+        .tensors
+        .iter()
+        .any(|t| t.name.starts_with("layers.2.")));
+    let kimi = build(&json!({"model_type": "kimi_linear", "num_hidden_layers": 3,
+        "mlp_layer_types": ["dense", "sparse", "sparse"],
+        "layer_types": ["linear_attention", "full_attention", "linear_attention"]}));
+    let kimi_keys = |index: usize| -> Vec<&str> {
+        let prefix = format!("layers.{index}.");
+        kimi.tensors
+            .iter()
+            .filter_map(|t| t.name.strip_prefix(&prefix))
+            .collect()
+    };
+    // Layer 0: Kimi Delta Attention (its forget gate) with a dense MLP;
+    // layer 1: MLA attention with experts; layer 2: the delta attention
+    // with experts, a pairing only the two lists together give.
+    let has = |index: usize, start: &str| kimi_keys(index).iter().any(|k| k.starts_with(start));
+    assert!(has(0, "self_attn.forget_gate") && has(0, "mlp.gate_proj"));
+    assert!(!has(0, "self_attn.kv_b_proj") && !has(0, "mlp.experts"));
+    assert!(has(1, "self_attn.kv_b_proj") && has(1, "mlp.experts"));
+    assert!(!has(1, "self_attn.forget_gate") && !has(1, "mlp.gate_proj"));
+    assert!(has(2, "self_attn.forget_gate") && has(2, "mlp.experts"));
+    let refused = [
+        (
+            json!({"model_type": "qwen3_next", "num_hidden_layers": 64}),
+            "leaves out \"layer_types\", which the config class derives from \"num_hidden_layers\" = 64 (default 48)",
+        ),
+        (
+            json!({"model_type": "qwen3_next", "num_hidden_layers": 3,
+                "layer_types": ["full_attention", "linear_attention"]}),
+            "\"layer_types\" has 2 entries and \"num_hidden_layers\" is 3",
+        ),
+        (
+            json!({"model_type": "qwen3_next", "num_hidden_layers": 2,
+                "layer_types": ["full_attention", "sliding_attention"]}),
+            "\"layer_types\" makes layer 1 \"sliding_attention\"",
+        ),
+        // Kimi Linear's layers are chosen by two lists together; its
+        // default has no dense full-attention layer to describe.
+        (
+            json!({"model_type": "kimi_linear", "num_hidden_layers": 2,
+                "mlp_layer_types": ["dense", "dense"],
+                "layer_types": ["linear_attention", "full_attention"]}),
+            "config fields mlp_layer_types and layer_types make layer 1 \"dense with full_attention\"",
+        ),
+        (
+            json!({"model_type": "nemotron_h", "hybrid_override_pattern": "M-M*"}),
+            "gives \"hybrid_override_pattern\", which the config class turns into \"layers_block_type\"",
+        ),
+    ];
+    for (config, needle) in refused {
+        let error = read(&config).expect_err(needle);
+        assert_eq!(error.kind, ErrorKind::BadConfig, "{config}: {error}");
+        assert!(error.message.contains(needle), "{config}: {error}");
+    }
+}
+
+/// Checkpoints save_pretrained wrote (make_zoo_loads.py) of Qwen3-Next at
+/// 5 layers in an order of its own and of Nemotron-H with a layer of each
+/// of its four kinds: inference reads each layer's kind off its keys, and
+/// the config it writes, list included, loads the file exactly.
+#[test]
+fn saved_models_whose_layers_a_list_chooses_are_inferred_with_the_list() {
+    for (source, list, names) in [
+        (
+            "qwen3_next/Qwen3NextForCausalLM",
+            "layer_types",
+            json!([
+                "linear_attention",
+                "full_attention",
+                "linear_attention",
+                "linear_attention",
+                "full_attention"
+            ]),
+        ),
+        (
+            "nemotron_h/NemotronHForCausalLM",
+            "layers_block_type",
+            json!([
+                "linear_attention",
+                "mlp",
+                "full_attention",
+                "moe",
+                "linear_attention"
+            ]),
+        ),
+    ] {
+        let inferred = arch::infer(&saved_checkpoint_names(source));
+        let config = &inferred.config;
+        assert_eq!(
+            config["architectures"][0],
+            source.split('/').nth(1).unwrap()
+        );
+        assert_eq!(config[list], names, "{source}: {config}");
+        let read = inferred.fields.iter().find(|f| f.field == list);
+        let evidence = &read.unwrap_or_else(|| panic!("{source}: {list}")).evidence;
+        assert!(evidence.contains("layers under"), "{evidence}");
+        assert_loads_exactly(source, config);
+    }
 }

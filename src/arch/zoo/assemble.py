@@ -37,6 +37,8 @@ def small_matrix(held, listing_limit=400):
         row = {"config": clean(s.config_dict), "state_dict": [[k, sh, dt] for k, sh, dt in s.listing]}
         if getattr(s, "equal_sizes", False):
             row["equal_sizes"] = True  # two sizes equal (equal_sizes.py)
+        if getattr(s, "layer_kinds", False):
+            row["layer_kinds"] = True  # another list of layer kinds (kinds.py)
         rows.append(row)
     return rows
 
@@ -148,7 +150,7 @@ def intern(data):
         counts[key] = counts.get(key, 0) + 1
 
     def children_of(node):
-        out = [c[1] for c in node.get("c", [])] + list(node.get("items", []))
+        out = [c[1] for c in node.get("c", []) + node.get("kinds", [])] + list(node.get("items", []))
         out += [node[kind] for kind in ("body", "rest") if kind in node]
         return out + list(node.get("last", []))
 
@@ -160,8 +162,9 @@ def intern(data):
     def visit(node):
         original_key = json.dumps(node, sort_keys=True, separators=(",", ":"))
         new = dict(node)
-        if "c" in new:
-            new["c"] = [[name, visit(child)] for name, child in new["c"]]
+        for pairs in ("c", "kinds"):
+            if pairs in new:
+                new[pairs] = [[name, visit(child)] for name, child in new[pairs]]
         if "items" in new:
             new["items"] = [visit(it) for it in new["items"]]
         for kind in ("body", "rest"):

@@ -313,6 +313,13 @@ pub(super) fn check_named_lists(fields: &mut Fields, class: &str) -> Result<()> 
         return Ok(());
     };
     for (path, form) in lists {
+        // A list that chooses each layer's kind is built from, not
+        // compared: only what transformers refuses, or a list left out
+        // that ckptcheck cannot derive, is refused.
+        if form.get("by").is_some() {
+            super::layer_kinds::chosen_kinds(fields, path, class)?;
+            continue;
+        }
         let Some(given) = read_path(fields.config, path).filter(|v| !v.is_null()) else {
             continue;
         };

@@ -100,6 +100,9 @@ fn default_patterns(desc: &'static Value) -> Vec<String> {
         for item in entries(node, "items").chain(entries(node, "last")) {
             visit(desc, item, &nested, out, depth + 1);
         }
+        for (_, body) in entries(node, "kinds").map(child) {
+            visit(desc, body, &nested, out, depth + 1);
+        }
         for body in ["body", "rest"]
             .into_iter()
             .filter_map(|kind| node.get(kind))

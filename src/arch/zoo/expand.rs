@@ -4,7 +4,9 @@
 //! where their flags hold, and swapped sub-models (swaps.rs) grafted in
 //! place of the composite's default subtree.
 
-use super::{child, entries, field_name, resolved, swaps, Fields, MAX_TENSORS, MAX_TREE_DEPTH};
+use super::{
+    child, entries, field_name, layer_kinds, resolved, swaps, Fields, MAX_TENSORS, MAX_TREE_DEPTH,
+};
 use crate::arch::{ExpectedTensor, ModuleKind};
 use crate::error::{err, ErrorKind, Result};
 use serde_json::Value;
@@ -22,6 +24,8 @@ pub(super) struct Expansion<'a, 'b> {
     pub batchnorm_modules: Vec<String>,
     /// Sub-models built in the place of the composite's defaults.
     pub grafts: &'a [swaps::Graft],
+    /// The class, named in errors.
+    pub class: &'a str,
 }
 
 impl Expansion<'_, '_> {
@@ -156,6 +160,20 @@ impl Expansion<'_, '_> {
         let first = items.map_or(0, Vec::len) as u64;
         for (index, item) in items.into_iter().flatten().enumerate() {
             self.node(item, &format!("{prefix}{index}."), depth + 1)?;
+        }
+        // Layers whose kind a list of names chooses (layer_kinds.rs): each
+        // is of its kind because of the list.
+        if let Some(paths) = node.get("by").and_then(Value::as_array) {
+            let names = layer_kinds::kinds_of_layers(self.fields, paths, self.class)?;
+            let chooser: Vec<&'static str> = paths.iter().filter_map(Value::as_str).collect();
+            for (index, name) in names.iter().enumerate() {
+                let body = layer_kinds::body_of_kind(node, &chooser, index, name, self.class)?;
+                self.exists_if.extend(&chooser);
+                let at = format!("{prefix}{}.", first + index as u64);
+                self.node(body, &at, depth + 1)?;
+                let keep = self.exists_if.len() - chooser.len();
+                self.exists_if.truncate(keep);
+            }
         }
         let mut repeated = 0;
         if let Some(count) = node.get("repeat").and_then(Value::as_str) {

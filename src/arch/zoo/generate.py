@@ -33,6 +33,9 @@ and for variations of the config's integer fields, and reads what
 - the kind of each Conv1D, Embedding and BatchNorm module (`"k"`);
 - the fields that change the structure in a way the description cannot
   follow ("fixed": a config that changes them is refused, not guessed);
+- layers whose kind a list of names chooses (kinds.py: Qwen3-Next's
+  `layer_types`), each name's layers one subtree the list picks at any
+  depth, checked against the library at other depths and orders;
 - what from_pretrained needs: the base-model prefix, tied weights (for both
   values of `tie_word_embeddings`), non-persistent buffers and
   `_keys_to_ignore_on_load_unexpected`.
@@ -67,6 +70,7 @@ from names import named_config_class, names_that_change_tensors  # noqa: E402
 from equal_sizes import add_rules, drop_keys_if_equal, equal_size_rules  # noqa: E402
 from sub_models import swap_samples  # noqa: E402
 from divides import add_divides, divides_rules  # noqa: E402
+from kinds import layer_kinds  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
 from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
@@ -1262,7 +1266,15 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     divided, _ = divides_rules(desc, (held[0] if held else base).config_dict,
                                lambda d: sample(config_class, model_class, d)[0])
     add_divides(desc, divided, config_class)
-    return desc, true_default, held + equal, reasons
+    # Layers whose kind a list of names chooses (kinds.py): the list made
+    # the chooser where the library builds as described from other lists.
+    chosen = layer_kinds(desc, lambda d: sample(config_class, model_class, d)[0], config_class)
+    kinds_samples = []
+    if chosen is not None:
+        desc, kinds_samples = chosen
+        for s in kinds_samples:
+            s.layer_kinds = True
+    return desc, true_default, held + equal + kinds_samples, reasons
 
 
 def string_lists(config_dict, prefix=""):
@@ -1502,6 +1514,17 @@ def resolve_env(desc, config_dict):
 
     for field in desc["fields"]:
         get(field)
+    # A list of names that chooses each layer's kind (kinds.py): the one
+    # config.json gives, in the names the config class renames them to,
+    # else the default's.
+    for path, form in desc.get("named_lists", {}).items():
+        if form.get("by"):
+            given = read_field(config_dict, path)
+            parent = path.rpartition(".")[0]
+            for alias in form.get("read_from", []) if given is None else []:
+                given = read_field(config_dict, f"{parent}.{alias}" if parent else alias)
+            aliases = form.get("aliases", {})
+            env[path] = [aliases.get(x, x) for x in given] if isinstance(given, list) else form["exactly"]
     return env
 
 

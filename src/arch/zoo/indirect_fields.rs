@@ -134,6 +134,9 @@ fn visit(
     for item in entries(node, "items").chain(entries(node, "last")) {
         visit(desc, item, &nested, keys_by_pattern, seen, depth + 1);
     }
+    for (_, body) in entries(node, "kinds").map(child) {
+        visit(desc, body, &nested, keys_by_pattern, seen, depth + 1);
+    }
     for body in ["body", "rest"]
         .into_iter()
         .filter_map(|kind| node.get(kind))

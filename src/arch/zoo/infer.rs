@@ -93,6 +93,11 @@ fn walk_with(
     if let Some(rest) = node.get("rest") {
         walk_with(rest, &nested, visit, depth + 1, concrete_items);
     }
+    // Layers a list of names chooses: each kind's keys read through `#`,
+    // off the first layer of that kind.
+    for (_, body) in entries(node, "kinds").map(child) {
+        walk_with(body, &nested, visit, depth + 1, concrete_items);
+    }
     // A list's last layer of its own sits after a count only the config
     // knows: its keys are patterns like a repeated layer's, but where shapes
     // are read (`concrete_items`) it is left out, as its `#` would read the
@@ -629,6 +634,16 @@ pub(super) fn solve<'a>(
         config.insert(field.clone(), value.clone());
     }
     let mut fields = Vec::new();
+    // Lists that choose each layer's kind (Qwen3.5's `layer_types`), and
+    // their layer count, read off each layer's keys.
+    for (field, value, evidence) in super::layer_kinds::read_off_keys(desc, names_shapes) {
+        insert(&mut config, &field, value.clone());
+        fields.push(InferredField {
+            field,
+            value,
+            evidence,
+        });
+    }
     // A list field (`depths`) goes into the config whole, when every entry
     // is known or held fixed by the class (SegFormer's last `sr_ratios`);
     // otherwise it stays undetermined (a list written with some entries at

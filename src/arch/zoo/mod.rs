@@ -19,6 +19,7 @@ mod expand;
 mod formula;
 mod indirect_fields;
 pub mod infer;
+mod layer_kinds;
 pub mod merge;
 pub mod presets;
 mod swap_inference;
@@ -197,6 +198,7 @@ fn build(
         module_kinds: Vec::new(),
         batchnorm_modules: Vec::new(),
         grafts: &grafts,
+        class,
     };
     expansion.node(tree, "", 0)?;
     let Expansion {

@@ -40,8 +40,9 @@ def expand_refs(node, shared):
     if isinstance(node, dict) and set(node) == {"ref"}:
         return expand_refs(shared[node["ref"]], shared)
     out = dict(node)
-    if "c" in out:
-        out["c"] = [[name, expand_refs(child, shared)] for name, child in out["c"]]
+    for pairs in ("c", "kinds"):
+        if pairs in out:
+            out[pairs] = [[name, expand_refs(child, shared)] for name, child in out[pairs]]
     if "items" in out:
         out["items"] = [expand_refs(item, shared) for item in out["items"]]
     for kind in ("body", "rest"):

@@ -91,7 +91,7 @@ def expand_grafted(node, env, path, graft, prefix=""):
         if trees.holds(node, t[0], env):
             out.append((prefix + t[0], [trees.to_int(trees.evaluate(x, env)) for x in t[1]],
                         t[2] if len(t) > 2 else "float32"))
-    if node.get("items") or node.get("repeat") or node.get("last"):
+    if node.get("items") or node.get("repeat") or node.get("last") or node.get("kinds"):
         raise ValueError("the sub-model sits inside a list")
     for name, child in node.get("c", []):
         if not trees.holds(node, name, env):

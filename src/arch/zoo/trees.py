@@ -332,6 +332,12 @@ def expand(node, env, prefix=""):
     first = len(node.get("items", []))
     for i, it in enumerate(node.get("items", [])):
         out += expand(it, env, f"{prefix}{i}.")
+    # Layers whose kind a list of names chooses (kinds.py): the list is in
+    # `env` under its path, as resolve_env puts it.
+    kinds = dict(node.get("kinds", []))
+    chosen = zip(*[env[path] for path in node["by"]]) if "by" in node else []
+    for i, names in enumerate(chosen):
+        out += expand(kinds["+".join(names)], env, f"{prefix}{i}.")
     count = 0
     if "repeat" in node:
         count = to_int(evaluate(node["repeat"], env))
