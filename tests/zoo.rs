@@ -1552,3 +1552,38 @@ fn saved_models_whose_layers_a_list_chooses_are_inferred_with_the_list() {
         assert_loads_exactly(source, config);
     }
 }
+
+/// Qwen3-MoE's and GLM-4.5's config classes do not declare `head_dim`, yet
+/// their modeling code reads `getattr(config, "head_dim", hidden_size //
+/// num_attention_heads)`: Qwen3-30B-A3B's config.json (2048 wide, 32 heads,
+/// `head_dim` 128) builds `q_proj` 4096 wide in transformers, where the
+/// description, derived at the default, would build 2048. Such a config is
+/// refused naming the field (undeclared.py); at the default it builds.
+#[test]
+fn a_size_the_config_class_does_not_declare_is_refused_unless_at_its_default() {
+    for (config, needle) in [
+        (
+            json!({"model_type": "qwen3_moe", "hidden_size": 2048, "num_attention_heads": 32,
+                "num_key_value_heads": 4, "head_dim": 128}),
+            "\"head_dim\" = 128: Qwen3MoeModel's modeling code reads it (default hidden_size//num_attention_heads = 64)",
+        ),
+        (
+            json!({"model_type": "glm4_moe", "architectures": ["Glm4MoeForCausalLM"],
+                "hidden_size": 5120, "num_attention_heads": 96, "num_key_value_heads": 8,
+                "head_dim": 128}),
+            "\"head_dim\" = 128: Glm4MoeForCausalLM's modeling code reads it",
+        ),
+    ] {
+        let error = read(&config).expect_err(needle);
+        assert_eq!(error.kind, ErrorKind::BadConfig, "{config}: {error}");
+        assert!(error.message.contains(needle), "{config}: {error}");
+    }
+    let model = build(&json!({"model_type": "qwen3_moe", "hidden_size": 2048,
+        "num_attention_heads": 32, "head_dim": 64, "num_hidden_layers": 1}));
+    let q = model
+        .tensors
+        .iter()
+        .find(|t| t.name == "layers.0.self_attn.q_proj.weight")
+        .expect("q_proj");
+    assert_eq!(q.shape, [2048, 2048]);
+}

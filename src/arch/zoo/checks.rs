@@ -386,3 +386,33 @@ pub(super) fn check_named_lists(fields: &mut Fields, class: &str) -> Result<()> 
     }
     Ok(())
 }
+
+/// A size the modeling code reads that the config class does not declare
+/// (undeclared.py: Qwen3-MoE's and GLM-4.5's `head_dim`, read as
+/// `getattr(config, "head_dim", hidden_size // num_attention_heads)`): the
+/// description was derived at its default, so a config that sets another
+/// value builds a model ckptcheck does not describe, and is refused.
+pub(super) fn check_undeclared(fields: &mut Fields, class: &str) -> Result<()> {
+    let desc: &'static Value = fields.desc;
+    let Some(undeclared) = desc.get("undeclared").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (field, formula) in undeclared {
+        let Some(given) = read_path(fields.config, field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let Some(formula) = formula.as_str() else {
+            continue;
+        };
+        let (default, _) = fields.evaluate(formula)?;
+        if given.as_u64() != Some(default) {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {field:?} = {given}: {class}'s modeling code reads it (default {formula} = {default}) though its config class does not declare it, and ckptcheck's description holds only at that default (transformers builds other sizes with it)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -71,6 +71,7 @@ from equal_sizes import add_rules, drop_keys_if_equal, equal_size_rules  # noqa:
 from sub_models import swap_samples  # noqa: E402
 from divides import add_divides, divides_rules  # noqa: E402
 from kinds import layer_kinds  # noqa: E402
+from undeclared import undeclared_fields  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
 from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
@@ -1274,6 +1275,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         desc, kinds_samples = chosen
         for s in kinds_samples:
             s.layer_kinds = True
+    # Sizes the modeling code reads that the config class does not declare
+    # (undeclared.py: Qwen3-MoE's `head_dim`): refused unless at their default.
+    hidden = undeclared_fields(desc, config_class, model_class)
+    if hidden:
+        desc["undeclared"] = hidden
     return desc, true_default, held + equal + kinds_samples, reasons
 
 
@@ -1964,7 +1970,7 @@ def pass_result(folder, model_type):
 
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
-ADDED_KEYS = ["keys_if_distinct", "divides", "when", "swaps"]
+ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "when", "swaps"]
 
 
 def in_derived_order(desc):

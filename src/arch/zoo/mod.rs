@@ -30,7 +30,7 @@ use super::{KeyRename, ModelSpec, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
 use checks::{
     check_companions, check_fixed, check_least, check_multiples, check_named_lists,
-    check_sub_config_names, check_sub_configs, keys_absent_at_equal_sizes,
+    check_sub_config_names, check_sub_configs, check_undeclared, keys_absent_at_equal_sizes,
 };
 use classes::description;
 pub use classes::{classes, described_model_types, knows, model_type_of_class};
@@ -179,6 +179,7 @@ fn build(
         check_least(&mut fields, class)?;
         check_companions(&mut fields, class)?;
         check_named_lists(&mut fields, class)?;
+        check_undeclared(&mut fields, class)?;
     }
     let config = &merged;
     let mut fields = Fields {
