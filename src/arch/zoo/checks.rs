@@ -314,10 +314,9 @@ pub(super) fn check_named_lists(fields: &mut Fields, class: &str) -> Result<()> 
     };
     for (path, form) in lists {
         // A list that chooses each layer's kind is built from, not
-        // compared: only what transformers refuses, or a list left out
-        // that ckptcheck cannot derive, is refused.
+        // compared: the expansion reads it (layer_kinds.rs) and refuses
+        // what transformers refuses or ckptcheck cannot derive.
         if form.get("by").is_some() {
-            super::layer_kinds::chosen_kinds(fields, path, class)?;
             continue;
         }
         let Some(given) = read_path(fields.config, path).filter(|v| !v.is_null()) else {

@@ -223,7 +223,14 @@ pub(super) fn read_off_keys(
     names_shapes: &[(String, Vec<u64>)],
 ) -> Vec<(String, Value, String)> {
     let mut found = Vec::new();
-    visit(desc, &desc["tree"], "", names_shapes, &mut found, 0);
+    // Most classes have no such list: their trees are not walked (this
+    // runs for every class inference solves).
+    let chooses = desc["named_lists"]
+        .as_object()
+        .is_some_and(|lists| lists.values().any(|form| form.get("by").is_some()));
+    if chooses {
+        visit(desc, &desc["tree"], "", names_shapes, &mut found, 0);
+    }
     found
 }
 
