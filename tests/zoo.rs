@@ -233,7 +233,8 @@ fn a_size_the_heads_do_not_divide_where_transformers_floors_it_is_refused() {
     // the unfloored shapes. A multiple builds.
     let cases = [
         (
-            json!({"model_type": "vit_mae", "hidden_size": 1000}),
+            json!({"model_type": "vit_mae", "architectures": ["ViTMAEForPreTraining"],
+                "hidden_size": 1000}),
             "\"hidden_size\" = 1000 is not a multiple of \"num_attention_heads\" = 12",
         ),
         (
@@ -250,6 +251,20 @@ fn a_size_the_heads_do_not_divide_where_transformers_floors_it_is_refused() {
         );
     }
     build(&json!({"model_type": "vit_mae", "hidden_size": 1008}));
+    // ViTMAEModel's head size is now a field (`head_dim`, which its
+    // modeling code reads though the config class does not declare it),
+    // its default floored as the library floors it: 1000 wide with 12
+    // heads builds the library's 996-wide projections.
+    let floored = build(
+        &json!({"model_type": "vit_mae", "architectures": ["ViTMAEModel"],
+        "hidden_size": 1000, "num_hidden_layers": 1}),
+    );
+    let query = floored
+        .tensors
+        .iter()
+        .find(|t| t.name == "layers.0.attention.q_proj.weight")
+        .expect("q_proj");
+    assert_eq!(query.shape, [996, 1000]);
     build(&json!({"model_type": "segformer", "hidden_sizes": [32, 64, 160, 256]}));
 }
 
@@ -916,37 +931,33 @@ fn saved_hybrid_and_moe_models_are_inferred_as_themselves_and_load_exactly() {
 
 /// Granite 4's config.json names its layer types in the older words
 /// transformers renames ("mamba" is "linear_attention", "attention" is
-/// "full_attention"). The description holds for Mamba layers only (the
-/// library's default): all-"mamba" reads as the default list, and a list
-/// with an attention layer, which builds another model, is refused naming
-/// the list rather than built as Mamba layers.
+/// "full_attention"): all-"mamba" reads as the default list, and an
+/// "attention" entry builds an attention layer there (kinds.py derived
+/// that kind, which the library's all-Mamba default lacks).
 #[test]
-fn granite_4_layer_types_are_read_in_their_older_names_and_attention_layers_refused() {
+fn granite_4_layer_types_are_read_in_their_older_names() {
     let fixture = zoo_loads();
     let config = fixture["configs"]["granitemoehybrid/GraniteMoeHybridForCausalLM"].clone();
     assert_eq!(
         config["layer_types"],
         json!(["linear_attention", "linear_attention"])
     );
-    for (layer_types, builds) in [
-        (json!(["mamba", "mamba"]), true),
-        (json!(["linear_attention", "mamba"]), true),
-        (json!(["mamba", "attention"]), false),
-        (json!(["full_attention", "linear_attention"]), false),
+    for (layer_types, attention) in [
+        (json!(["mamba", "mamba"]), [false, false]),
+        (json!(["linear_attention", "mamba"]), [false, false]),
+        (json!(["mamba", "attention"]), [false, true]),
+        (json!(["full_attention", "linear_attention"]), [true, false]),
     ] {
         let mut given = config.clone();
         given["layer_types"] = layer_types.clone();
-        match read(&given) {
-            Ok(model) => assert!(
-                builds,
-                "{layer_types} built {} tensors",
-                model.tensors.len()
-            ),
-            Err(e) => {
-                assert!(!builds, "{layer_types}: {e}");
-                assert_eq!(e.kind, ErrorKind::BadConfig, "{e}");
-                assert!(e.to_string().contains("\"layer_types\""), "{e}");
-            }
+        let model = read(&given).unwrap_or_else(|e| panic!("{layer_types}: {e}"));
+        for (index, attention) in attention.into_iter().enumerate() {
+            let has = |module: &str| {
+                let prefix = format!("model.layers.{index}.{module}.");
+                model.tensors.iter().any(|t| t.name.starts_with(&prefix))
+            };
+            assert_eq!(has("self_attn"), attention, "{layer_types}: layer {index}");
+            assert_eq!(has("mamba"), !attention, "{layer_types}: layer {index}");
         }
     }
 }
@@ -1556,34 +1567,188 @@ fn saved_models_whose_layers_a_list_chooses_are_inferred_with_the_list() {
 /// Qwen3-MoE's and GLM-4.5's config classes do not declare `head_dim`, yet
 /// their modeling code reads `getattr(config, "head_dim", hidden_size //
 /// num_attention_heads)`: Qwen3-30B-A3B's config.json (2048 wide, 32 heads,
-/// `head_dim` 128) builds `q_proj` 4096 wide in transformers, where the
-/// description, derived at the default, would build 2048. Such a config is
-/// refused naming the field (undeclared.py); at the default it builds.
+/// `head_dim` 128) builds `q_proj` 4096 wide in transformers, GLM-4.5's
+/// (5120 wide, 96 heads, 128) 12288. generate.py varies such a size like a
+/// declared field, its getattr default as its default, so these configs
+/// build what transformers builds, and one that leaves it out builds the
+/// default's sizes.
 #[test]
-fn a_size_the_config_class_does_not_declare_is_refused_unless_at_its_default() {
-    for (config, needle) in [
+fn sizes_the_modeling_code_reads_that_the_config_class_does_not_declare_build_as_in_transformers() {
+    for (config, q_proj, k_proj, o_proj) in [
         (
             json!({"model_type": "qwen3_moe", "hidden_size": 2048, "num_attention_heads": 32,
-                "num_key_value_heads": 4, "head_dim": 128}),
-            "\"head_dim\" = 128: Qwen3MoeModel's modeling code reads it (default hidden_size//num_attention_heads = 64)",
+                "num_key_value_heads": 4, "head_dim": 128, "num_hidden_layers": 1}),
+            [4096, 2048],
+            [512, 2048],
+            [2048, 4096],
         ),
         (
             json!({"model_type": "glm4_moe", "architectures": ["Glm4MoeForCausalLM"],
                 "hidden_size": 5120, "num_attention_heads": 96, "num_key_value_heads": 8,
-                "head_dim": 128}),
-            "\"head_dim\" = 128: Glm4MoeForCausalLM's modeling code reads it",
+                "head_dim": 128, "num_hidden_layers": 1}),
+            [12288, 5120],
+            [1024, 5120],
+            [5120, 12288],
+        ),
+        (
+            json!({"model_type": "qwen3_moe", "hidden_size": 2048, "num_attention_heads": 32,
+                "num_key_value_heads": 4, "num_hidden_layers": 1}),
+            [2048, 2048],
+            [256, 2048],
+            [2048, 2048],
+        ),
+    ] {
+        let model = build(&config);
+        let shape = |module: &str| {
+            let name = format!("layers.0.self_attn.{module}.weight");
+            model
+                .tensors
+                .iter()
+                .find(|t| t.name.ends_with(&name))
+                .unwrap_or_else(|| panic!("{config}: no {name}"))
+                .shape
+                .clone()
+        };
+        assert_eq!(shape("q_proj"), q_proj, "{config}");
+        assert_eq!(shape("k_proj"), k_proj, "{config}");
+        assert_eq!(shape("o_proj"), o_proj, "{config}");
+    }
+}
+
+/// Granite 4.0-H, LFM2 and Cohere2-MoE name each layer's kind in a list
+/// whose default holds one kind only (all Mamba, all attention, all
+/// sparse): the other kind's layers (Granite's attention, LFM2's short
+/// convolutions, Cohere2-MoE's dense MLPs) are derived on their own
+/// (kinds.py) and built where the list names them, at any depth. Left out,
+/// the list is the default's kind once per layer; LFM2's `full_attn_idxs`,
+/// from which its config class derives the list, is refused in its place
+/// unless at its default.
+#[test]
+fn layers_of_a_kind_the_default_lacks_are_built_where_the_list_names_them() {
+    for (config, kinds) in [
+        (
+            json!({"model_type": "granitemoehybrid", "architectures": ["GraniteMoeHybridForCausalLM"],
+                "num_hidden_layers": 3, "layer_types": ["mamba", "attention", "mamba"]}),
+            ["mamba.A_log", "self_attn.q_proj.weight", "mamba.A_log"],
+        ),
+        (
+            json!({"model_type": "granitemoehybrid", "num_hidden_layers": 3}),
+            ["mamba.A_log", "mamba.A_log", "mamba.A_log"],
+        ),
+        (
+            json!({"model_type": "lfm2", "num_hidden_layers": 3, "full_attn_idxs": [1],
+                "layer_types": ["conv", "full_attention", "conv"]}),
+            [
+                "conv.in_proj.weight",
+                "self_attn.q_proj.weight",
+                "conv.in_proj.weight",
+            ],
+        ),
+        (
+            json!({"model_type": "cohere2_moe", "num_hidden_layers": 3,
+                "mlp_layer_types": ["dense", "sparse", "sparse"]}),
+            [
+                "mlp.gate_proj.weight",
+                "mlp.experts.down_proj",
+                "mlp.experts.down_proj",
+            ],
+        ),
+    ] {
+        let model = build(&config);
+        let keys = |index: usize| -> Vec<String> {
+            let prefix = format!("layers.{index}.");
+            model
+                .tensors
+                .iter()
+                .filter_map(|t| Some(t.name.split_once(&prefix)?.1.to_string()))
+                .collect()
+        };
+        for (index, key) in kinds.iter().enumerate() {
+            assert!(
+                keys(index).iter().any(|k| k == key),
+                "{config}: layer {index}: {:?}",
+                keys(index)
+            );
+            for other in kinds.iter().filter(|other| other != &key) {
+                assert!(
+                    !keys(index).iter().any(|k| k == other),
+                    "{config}: layer {index} has {other}"
+                );
+            }
+        }
+        assert!(keys(3).is_empty(), "{config}");
+    }
+    for (config, needle) in [
+        (
+            json!({"model_type": "lfm2", "num_hidden_layers": 3, "full_attn_idxs": [1]}),
+            "leaves out \"layer_types\", which the config class derives from \"full_attn_idxs\"",
+        ),
+        (
+            json!({"model_type": "granitemoehybrid", "num_hidden_layers": 2,
+                "layer_types": ["mamba", "indexed_attention"]}),
+            "makes layer 1 \"indexed_attention\"",
+        ),
+        (
+            json!({"model_type": "granitemoehybrid", "num_hidden_layers": 3,
+                "layer_types": ["mamba", "attention"]}),
+            "has 2 entries and \"num_hidden_layers\" is 3",
         ),
     ] {
         let error = read(&config).expect_err(needle);
         assert_eq!(error.kind, ErrorKind::BadConfig, "{config}: {error}");
         assert!(error.message.contains(needle), "{config}: {error}");
     }
-    let model = build(&json!({"model_type": "qwen3_moe", "hidden_size": 2048,
-        "num_attention_heads": 32, "head_dim": 64, "num_hidden_layers": 1}));
-    let q = model
-        .tensors
-        .iter()
-        .find(|t| t.name == "layers.0.self_attn.q_proj.weight")
-        .expect("q_proj");
-    assert_eq!(q.shape, [2048, 2048]);
+}
+
+/// Files save_pretrained wrote from Granite 4.0-H with an attention layer
+/// between Mamba ones and from LFM2 with conv layers around an attention
+/// one (make_zoo_loads.py): inference reads each layer's kind off its keys
+/// and the config it writes, list included, loads the file exactly.
+#[test]
+fn saved_models_with_layers_of_a_kind_the_default_lacks_are_inferred_with_the_list() {
+    for (source, names) in [
+        (
+            "granitemoehybrid-attention/GraniteMoeHybridForCausalLM",
+            json!(["linear_attention", "full_attention", "linear_attention"]),
+        ),
+        (
+            "lfm2/Lfm2ForCausalLM",
+            json!(["conv", "full_attention", "conv"]),
+        ),
+    ] {
+        let inferred = arch::infer(&saved_checkpoint_names(source));
+        let config = &inferred.config;
+        assert_eq!(config["layer_types"], names, "{source}: {config}");
+        assert_loads_exactly(source, config);
+    }
+}
+
+/// Files save_pretrained wrote from a Qwen3-MoE and a GLM-4.5 with
+/// `head_dim` twice `hidden_size / num_attention_heads`
+/// (make_zoo_loads.py): inference names their own model type (GLM-4.5's
+/// was taken for `sarvam_moe`, whose config declares `head_dim`), writes
+/// heads of the width the projections have (Qwen3-MoE's `q_norm` pins
+/// `head_dim` at 16; GLM-4.5's shapes give only the product, 64), and the
+/// config it writes loads the file exactly.
+#[test]
+fn saved_models_with_an_undeclared_head_size_are_inferred_with_it() {
+    for (source, model_type, head_dim) in [
+        (
+            "qwen3_moe-head_dim/Qwen3MoeForCausalLM",
+            "qwen3_moe",
+            Some(16),
+        ),
+        ("glm4_moe-head_dim/Glm4MoeForCausalLM", "glm4_moe", None),
+    ] {
+        let inferred = arch::infer(&saved_checkpoint_names(source));
+        let config = &inferred.config;
+        assert_eq!(config["model_type"], model_type, "{source}: {config}");
+        let heads = config["num_attention_heads"].as_u64().unwrap_or(0);
+        let width = config["head_dim"].as_u64().unwrap_or(0);
+        assert_eq!(heads * width, 64, "{source}: {config}");
+        if let Some(head_dim) = head_dim {
+            assert_eq!(width, head_dim, "{source}: {config}");
+        }
+        assert_loads_exactly(source, config);
+    }
 }

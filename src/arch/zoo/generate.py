@@ -70,8 +70,8 @@ from names import named_config_class, names_that_change_tensors  # noqa: E402
 from equal_sizes import add_rules, drop_keys_if_equal, equal_size_rules  # noqa: E402
 from sub_models import swap_samples  # noqa: E402
 from divides import add_divides, divides_rules  # noqa: E402
-from kinds import layer_kinds  # noqa: E402
-from undeclared import undeclared_fields  # noqa: E402
+from kinds import layer_kinds, other_kinds  # noqa: E402
+from undeclared import getattr_sizes, undeclared_fields  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
 from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
@@ -650,6 +650,27 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             NULLABLE[1] = True
             default_dict = with_field(default_dict, field, value)
 
+    # A size the modeling code reads through `getattr(config, "head_dim",
+    # hidden_size // num_attention_heads)` though the config class neither
+    # declares nor saves it (Qwen3-MoE, GLM-4.5): a config.json that sets it
+    # builds other sizes (Qwen3-30B-A3B: 32 heads of 128 in 2048 wide). It
+    # is varied like a declared field, starting at the value its getattr
+    # default gives, and that formula becomes its default, fitted and then
+    # checked on held-out variations that leave it out, as a null field's.
+    undeclared = {}
+    for field, formula in (getattr_sizes(config_class, model_class, ints) if UNDECLARED[0] else {}).items():
+        try:
+            value = evaluate(formula, ints)
+        except (KeyError, ZeroDivisionError):
+            continue
+        if value.denominator != 1 or value < 1:
+            continue
+        undeclared[field] = formula
+        ints[field] = int(value)
+        base.env[field] = int(value)
+        UNDECLARED[1] = sorted(set(UNDECLARED[1] or []) | {field})
+        default_dict = with_field(default_dict, field, int(value))
+
     # One field at a time.
     for field, value in ints.items():
         if field in HELD_AT_DEFAULT:
@@ -1097,7 +1118,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     must_divide = multiples(config_class, model_class, default_dict, ints, relevant)
     used.update(heads for _, heads in must_divide)
     defaults = derive_defaults(config_class, ints, used, relevant, rng,
-                               {f: (config_class, model_class) for f in nullable})
+                               {f: (config_class, model_class) for f in nullable}, undeclared)
     for field, value in bool_fields.items():
         defaults[field] = {"default": value}
         if field in companions:
@@ -1162,7 +1183,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 longer = with_override(x.config_dict, counted[0], read_field(x.config_dict, counted[0]) + 3
                                        if read_field(x.config_dict, counted[0]) is not None else x.env[counted[0]] + 3)
                 hold_out(longer, f"a list split at {node['split']} with 3 layers more")
-    for field in nullable:
+    for field in list(nullable) + list(undeclared):
         # Held-out variations with the field left out: its default formula.
         for s in list(held[:2]):
             hold_out(without_path(s.config_dict, field), f"a held-out variation without {field}")
@@ -1270,6 +1291,17 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # Layers whose kind a list of names chooses (kinds.py): the list made
     # the chooser where the library builds as described from other lists.
     chosen = layer_kinds(desc, lambda d: sample(config_class, model_class, d)[0], config_class)
+    if chosen is None and OTHER_KINDS[0]:
+        # A list whose default names one kind (Granite 4.0-H's all Mamba):
+        # each other kind derived as a class of its own and joined.
+        chosen = other_kinds(desc, config_class, model_class,
+                             other_kind_deriver(model_type, model_class, config_class.__name__),
+                             lambda d: sample(config_class, model_class, d)[0])
+        if chosen is not None:
+            for field, why in chosen[2].items():
+                if field in chosen[0].get("fixed", {}):
+                    reasons.setdefault(field, why)
+            chosen = chosen[:2]
     kinds_samples = []
     if chosen is not None:
         desc, kinds_samples = chosen
@@ -1530,11 +1562,17 @@ def resolve_env(desc, config_dict):
             for alias in form.get("read_from", []) if given is None else []:
                 given = read_field(config_dict, f"{parent}.{alias}" if parent else alias)
             aliases = form.get("aliases", {})
-            env[path] = [aliases.get(x, x) for x in given] if isinstance(given, list) else form["exactly"]
+            if isinstance(given, list):
+                env[path] = [aliases.get(x, x) for x in given]
+            elif "exactly" in form:
+                env[path] = form["exactly"]
+            else:
+                # A list whose default names one kind: that kind per layer.
+                env[path] = form["names"] * get(form["count"])
     return env
 
 
-def derive_defaults(config_class, ints, used, relevant, rng, nullable=None):
+def derive_defaults(config_class, ints, used, relevant, rng, nullable=None, undeclared=None):
     """For each field a formula uses: its default when config.json leaves it
     out, as a number or as a formula over the fields it follows. A field of
     a sub-config can have two: one when config.json leaves the whole
@@ -1564,6 +1602,10 @@ def derive_defaults(config_class, ints, used, relevant, rng, nullable=None):
                     break
             else:
                 raise Misfit(f"the size {field} stands for when null is not found")
+        for field, formula in (undeclared or {}).items():
+            # Left out: what the modeling code's getattr default gives.
+            if field not in e:
+                e[field] = to_int(evaluate(formula, e))
         return e
 
     def config_with(values):
@@ -1628,6 +1670,13 @@ def derive_defaults(config_class, ints, used, relevant, rng, nullable=None):
         present = fit_default(name, in_parent, inside, {})
         if present != fields[name]["default"]:
             fields[name]["default_in_parent"] = present
+    for name, formula in (undeclared or {}).items():
+        # An undeclared size's default is the modeling code's own getattr
+        # default (`hidden_size//num_attention_heads`, floored as the
+        # library floors it, where the fit may say `/`); held-out
+        # variations that leave the size out check it against the library.
+        if name in fields and "default_in_parent" not in fields[name]:
+            fields[name] = {"default": formula}
     return fields
 
 
@@ -1638,6 +1687,30 @@ def derive_defaults(config_class, ints, used, relevant, rng, nullable=None):
 # Whether a field null by default may be described as a size field, and
 # whether the current derivation did so.
 NULLABLE = [True, False]
+
+# Whether a list naming one kind by default is joined by its other kinds
+# (off while such a kind is derived).
+OTHER_KINDS = [True]
+
+
+def other_kind_deriver(model_type, model_class, name):
+    """`derive_class` for kinds.other_kinds: (description, reasons) of a
+    config class whose layers are all of another kind."""
+    def derive_class(config_class):
+        OTHER_KINDS[0] = False
+        try:
+            desc, _, _, reasons = derive_with_lists_or_not(model_type, config_class, model_class,
+                                                           random.Random(f"{model_type}/{name}/kind"))
+        finally:
+            OTHER_KINDS[0] = True
+        return desc, reasons
+    return derive_class
+
+
+# Whether a size the modeling code reads but the config class does not
+# declare may be described as a field, and whether the current derivation
+# did so.
+UNDECLARED = [True, False]
 
 
 # How long one class's derivation may take (a model type's whole run: 600 s).
@@ -1682,21 +1755,46 @@ def derive_with_lists_or_not(model_type, config_class, model_class, rng):
 def derive_with_or_without_last(model_type, config_class, model_class, rng):
     """`derive`, and when it fails after giving a list a last layer of its
     own, `derive` again without that (the list's layers then all alike or
-    all fixed, as before lists had one); when it fails after describing a
-    null field as a size, again with that field fixed, as before."""
+    all fixed, as before lists had one); when it fails after describing an
+    undeclared size or a null field as a size, again with that held at its
+    default, then with null fields fixed too, as before."""
     state = rng.getstate()
-    NULLABLE[1] = False
+    NULLABLE[1] = UNDECLARED[1] = False
     try:
-        return derive_last_or_not(model_type, config_class, model_class, rng)
+        result = derive_last_or_not(model_type, config_class, model_class, rng)
+        if not any(field in result[3] for field in UNDECLARED[1] or []):
+            return result
+        # An undeclared size that changes the structure (DeBERTa's
+        # `embedding_size` adds a projection while it differs from
+        # `hidden_size`) is held at its default instead where that holds
+        # fewer fields fixed.
+        rng.setstate(state)
+        UNDECLARED[0] = False
+        try:
+            held = derive_last_or_not(model_type, config_class, model_class, rng)
+        except Exception:
+            return result
+        finally:
+            UNDECLARED[0] = True
+        return held if len(held[3]) < len(result[3]) else result
     except Exception:
-        if not NULLABLE[1]:
+        if not (NULLABLE[1] or UNDECLARED[1]):
             raise
-    rng.setstate(state)
-    NULLABLE[0] = False
-    try:
-        return derive_last_or_not(model_type, config_class, model_class, rng)
-    finally:
-        NULLABLE[0] = True
+    # Undeclared sizes held at their default first (undeclared.py then
+    # refuses other values), then null fields fixed too.
+    tries = ([[UNDECLARED]] if UNDECLARED[1] else []) + ([[UNDECLARED, NULLABLE]] if NULLABLE[1] else [])
+    for index, switches in enumerate(tries):
+        rng.setstate(state)
+        for switch in switches:
+            switch[0] = False
+        try:
+            return derive_last_or_not(model_type, config_class, model_class, rng)
+        except Exception:
+            if index == len(tries) - 1:
+                raise
+        finally:
+            for switch in switches:
+                switch[0] = True
 
 
 def first_that_derives(rng, switch, attempts):

@@ -132,6 +132,84 @@ def orders(kinds, first_order):
     return [order for order in (one, two) if order != first_order]
 
 
+def checked_against_library(new, build, paths, count, keys, seen, others, left_out):
+    """(new, samples) where the library builds as `new` describes for
+    other orders of the kinds `seen` at other depths, with each fixed field
+    of `others` released (moved to `left_out`) where it no longer changes
+    tensors while the lists `paths` are given; None where a sample differs
+    or the library refuses one. `keys` is an order holding every kind."""
+    import generate
+    from trees import expand
+
+    def with_lists(order):
+        d = {}
+        if count:
+            generate.set_path(d, count, len(order))
+        for position, path in enumerate(paths):
+            generate.set_path(d, path, [key.split("+")[position] for key in order])
+        return d
+
+    def builds_as_described(d):
+        got = build(copy.deepcopy(d))
+        got.config_dict = d
+        return got if expand(new["tree"], generate.resolve_env(new, d)) == got.listing else None
+
+    samples = []
+    try:
+        for order in orders(seen, keys):
+            got = builds_as_described(with_lists(order))
+            if got is None:
+                return None
+            samples.append(got)
+        # Each other fixed field moved, with the lists given: released where
+        # the layers still build as the lists say (Qwen3-Next's
+        # `full_attention_interval`), kept where not (its
+        # `decoder_sparse_step`, which makes layers dense).
+        for field, value in others.items():
+            if moved(value) is None:
+                continue
+            d = with_lists(keys)
+            parent, _, index = field.rpartition(".")
+            if index.isdigit() and parent not in d:
+                # An entry of a list (LFM2's `full_attn_idxs.0`): the list
+                # the fixed entries give, with this one moved.
+                entries = sorted((int(f.rpartition(".")[2]), v) for f, v in others.items()
+                                 if f.rpartition(".")[0] == parent and f.rpartition(".")[2].isdigit())
+                generate.set_path(d, parent, [v for _, v in entries])
+            generate.set_path(d, field, moved(value))
+            try:
+                got = builds_as_described(d)
+            except Exception:  # noqa: BLE001 - the library refuses the value: kept fixed
+                got = None
+            if got is not None:
+                samples.append(got)
+                del new["fixed"][field]
+                left_out[field] = value
+        # A list whose every entry was released is held whole where the
+        # list that chooses is left out: an entry past the default's (an
+        # LFM2 `full_attn_idxs` longer than the default cut) is checked too.
+        for parent in {f.rpartition(".")[0] for f in left_out if f.rpartition(".")[2].isdigit()}:
+            entries = [f for f in others if f.rpartition(".")[0] == parent]
+            if all(f in left_out for f in entries):
+                whole = sorted((int(f.rpartition(".")[2]), left_out.pop(f)) for f in entries)
+                left_out[parent] = [v for _, v in whole]
+                # Its length released too where a shorter one builds as
+                # described (LFM2-1.2B's six `full_attn_idxs`).
+                d = with_lists(keys)
+                generate.set_path(d, parent, left_out[parent][:1])
+                if parent in new.get("lists", {}):
+                    try:
+                        got = builds_as_described(d)
+                    except Exception:  # noqa: BLE001 - the library refuses it: the length kept
+                        got = None
+                    if got is not None:
+                        samples.append(got)
+                        del new["lists"][parent]
+        return new, samples
+    except Exception:  # noqa: BLE001 - a config the library refuses: the class stays as it is
+        return None
+
+
 def layer_kinds(desc, build, config_class=None):
     """The class in the chooser form, and the samples that check it: (new
     description, [Sample]) or None where no list qualifies or a sample
@@ -140,8 +218,6 @@ def layer_kinds(desc, build, config_class=None):
     Several lists of one length choose together (Kimi Linear's
     `layer_types` and `mlp_layer_types`): a layer's kind is its names in
     them joined by `+`, and only pairs the default holds are described."""
-    import generate
-    from trees import expand
     lists = {path: form["exactly"] for path, form in desc.get("named_lists", {}).items()
              if isinstance(form.get("exactly"), list) and not form.get("by")}
     for length in sorted({len(names) for names in lists.values()}):
@@ -173,66 +249,187 @@ def layer_kinds(desc, build, config_class=None):
             if count:
                 new["named_lists"][path]["count"] = count
         new["fixed"] = dict(others)
-
-        def with_lists(order):
-            d = {}
-            if count:
-                generate.set_path(d, count, len(order))
-            for position, path in enumerate(paths):
-                generate.set_path(d, path, [key.split("+")[position] for key in order])
-            return d
-
-        def builds_as_described(d):
-            got = build(copy.deepcopy(d))
-            got.config_dict = d
-            return got if expand(new["tree"], generate.resolve_env(new, d)) == got.listing else None
-
-        samples = []
-        try:
-            for order in orders(seen, keys):
-                got = builds_as_described(with_lists(order))
-                if got is None:
-                    break
-                samples.append(got)
-            else:
-                # Each other fixed field moved, with the default lists given:
-                # released where the layers still build as the lists say
-                # (Qwen3-Next's `full_attention_interval`), kept where not
-                # (its `decoder_sparse_step`, which makes layers dense).
-                for field, value in others.items():
-                    if moved(value) is None:
-                        continue
-                    d = with_lists(keys)
-                    if count:
-                        generate.set_path(d, count, length)
-                    generate.set_path(d, field, moved(value))
-                    try:
-                        got = builds_as_described(d)
-                    except Exception:  # noqa: BLE001 - the library refuses the value: kept fixed
-                        got = None
-                    if got is not None:
-                        samples.append(got)
-                        del new["fixed"][field]
-                        left_out[field] = value
-                return new, samples
-        except Exception:  # noqa: BLE001 - a config the library refuses: the class stays as it is
-            continue
+        checked = checked_against_library(new, build, paths, count, keys, seen, others, left_out)
+        if checked is not None:
+            return checked
     return None
+
+
+def repeated_node(tree, count, path=""):
+    """(path, node) of the one ModuleList that repeats one body
+    `count` times (the field's name), or None."""
+    found = []
+
+    def walk(node, at):
+        if node.get("repeat") == count and "body" in node and not node.get("last") and "split" not in node:
+            found.append((at, node))
+        for name, child in node.get("c", []):
+            walk(child, f"{at}{name}.")
+    walk(tree, path)
+    return found[0] if len(found) == 1 else None
+
+
+def quoted_names(config_class, model_class, field):
+    """The strings the config and modeling modules quote on and just below
+    the lines that name the list `field` (LFM2's `!= "conv"`, Mellum's
+    docstring `"dense"` or `"sparse"`): the names a layer may take, to be
+    tried."""
+    import inspect
+    import re
+    names = []
+    for cls in (config_class, model_class):
+        try:
+            source = inspect.getsource(inspect.getmodule(cls))
+        except (OSError, TypeError):
+            continue
+        lines = source.splitlines()
+        for at, line in enumerate(lines):
+            if field in line or "layer_type" in line or "block_type" in line:
+                # The line and the few after it (a docstring's "`dense` or
+                # `sparse`" below the field's name: Mellum's modeling code
+                # quotes only "sparse").
+                for near in lines[at:at + 3]:
+                    names += [n for n in re.findall(r'"([a-z][a-z0-9_]*)"', near) if n not in names]
+    return names
+
+
+def union(a, b):
+    """Two descriptions' values of one key joined (dicts with no key
+    differing, lists item by item); None where they conflict."""
+    if a == b:
+        return a
+    if isinstance(a, dict) and isinstance(b, dict):
+        if any(key in a and a[key] != b[key] for key in b):
+            return None
+        return dict(a, **b)
+    if isinstance(a, list) and isinstance(b, list):
+        return a + [item for item in b if item not in a]
+    return None
+
+
+def all_of_kind(config_class, field, count, name):
+    """The config class with every layer of kind `name` by default (the
+    list left out is `name` once per layer): derived like any class, its
+    layers are the subtree of that kind."""
+    def __init__(self, **kwargs):
+        given = kwargs.get(field) is not None
+        config_class.__init__(self, **kwargs)
+        if not given:
+            setattr(self, field, [name] * getattr(self, count))
+    return type(config_class.__name__, (config_class,), {"__init__": __init__})
+
+
+def other_kinds(desc, config_class, model_class, derive_class, build):
+    """A class whose list names one kind only (`{"count", "names": [a]}`:
+    Granite 4.0-H's default is all Mamba layers, LFM2's all attention,
+    Cohere2-MoE's all sparse) in the chooser form with every kind the
+    library builds: each other name that gives other layers is derived as
+    a class of its own (`all_of_kind`, `derive_class(config class)` giving
+    generate.derive's (description, reasons)) and its layer subtree joins
+    the default's; the fields, fixed fields and rules of both are joined
+    (a conflict leaves the class as it is). Returns (description, samples,
+    reasons the other kinds' derivations give fixed fields) where the
+    library builds as described for lists of every kind
+    (`checked_against_library`), else None."""
+    lists = {path: form for path, form in desc.get("named_lists", {}).items()
+             if len(form.get("names", [])) == 1 and form.get("count") and not form.get("by")}
+    if len(lists) != 1:
+        return None
+    (path, form), = lists.items()
+    if "." in path:
+        return None
+    count, default = form["count"], form["names"][0]
+    found = repeated_node(desc["tree"], count)
+    if found is None:
+        return None
+    at, _ = found
+
+    def listing_of(name):
+        return build({count: 2, path: [name, name]})
+
+    try:
+        default_listing = listing_of(default).listing
+    except Exception:  # noqa: BLE001 - the library refuses two layers: left as it is
+        return None
+    aliases = form.get("aliases", {})
+    kinds, seen = [default], [default_listing]
+    for name in quoted_names(config_class, model_class, path) + sorted(set(aliases.values())):
+        name = aliases.get(name, name)
+        if name in kinds:
+            continue
+        try:
+            got = listing_of(name)
+            # The name as the config class keeps it (Granite's "attention"
+            # is "full_attention").
+            name = getattr(config_class(**{count: 1, path: [name]}), path)[0]
+        except Exception:  # noqa: BLE001 - not a name the class takes
+            continue
+        if got.listing in seen or name in kinds:
+            continue
+        kinds.append(name)
+        seen.append(got.listing)
+    if len(kinds) == 1:
+        return None
+    new = copy.deepcopy(desc)
+    node = repeated_node(new["tree"], count)[1]
+    bodies = [[default, node["body"]]]
+    reasons = {}
+    for name in kinds[1:]:
+        other, other_reasons = derive_class(all_of_kind(config_class, path, count, name))
+        other_found = repeated_node(other["tree"], count)
+        if other_found is None or other_found[0] != at:
+            return None
+        outside = copy.deepcopy(other["tree"])
+        repeated_node(outside, count)[1]["body"] = node["body"]
+        if outside != new["tree"]:
+            return None  # the kinds differ outside the layers too
+        bodies.append([name, other_found[1]["body"]])
+        for key, value in other.items():
+            # The least layer count the other kind's derivation found is
+            # that of a config whose list it left in (its default's length):
+            # the joined class is checked at other depths below instead.
+            if key in ("tree", "named_lists", "least"):
+                continue
+            joined = union(new.get(key, type(value)()), value)
+            if joined is None:
+                return None
+            new[key] = joined
+        reasons.update(other_reasons)
+    if set(new.get("fixed", {})) & set(new["fields"]):
+        return None  # a field one kind varies and another holds
+    del node["body"], node["repeat"]
+    node["by"] = [path]
+    node["kinds"] = bodies
+    # Left out, the list is the one kind once per layer at any depth; a
+    # field the config class derives it from instead (LFM2's
+    # `full_attn_idxs`) is released only where the list is given.
+    left_out = {}
+    new["named_lists"][path] = dict(form, by=True, kinds=kinds, when_left_out=left_out)
+    fixed = dict(new.get("fixed", {}))
+    checked = checked_against_library(new, build, [path], count, kinds, kinds, fixed, left_out)
+    return None if checked is None else (checked[0], checked[1], reasons)
 
 
 def apply_to_type(model_type):
     import generate
 
     def check(name, desc, config_class, model_class, base):
+        def build(d):
+            return generate.sample(config_class, model_class, d)[0]
+        reasons = {}
         try:
-            found = layer_kinds(json.loads(json.dumps(desc)), lambda d: generate.sample(config_class, model_class, d)[0],
-                                config_class)
+            found = layer_kinds(json.loads(json.dumps(desc)), build, config_class)
+            if found is None:
+                found = other_kinds(json.loads(json.dumps(desc)), config_class, model_class,
+                                    generate.other_kind_deriver(model_type, model_class, name), build)
+                if found is not None:
+                    found, reasons = found[:2], found[2]
         except Exception as e:  # noqa: BLE001 - reported, the class left as it is
             return {name: {"error": f"{type(e).__name__}: {e}"}}
         if found is None:
             return {}
         new, samples = found
-        return {name: {"description": new,
+        return {name: {"description": new, "reasons": reasons,
                        "samples": [{"config": json.loads(json.dumps(s.config_dict, default=str)),
                                     "state_dict": [[k, sh, dt] for k, sh, dt in s.listing]}
                                    for s in samples]}}
@@ -246,10 +443,11 @@ def write_back(types):
     def update(name, desc, found, cached):
         if not found or "error" in found:
             return False
-        for key in ("tree", "fixed", "named_lists"):
-            desc[key] = found["description"][key]
-        # The reasons for fields no longer fixed go too.
-        reasons = (cached.get("fixed") or {}).get(name) or {}
+        desc.update(found["description"])
+        # The reasons for fields no longer fixed go too; those another
+        # kind's derivation fixed come in.
+        reasons = (cached.setdefault("fixed", {})).setdefault(name, {})
+        reasons.update({field: why for field, why in found.get("reasons", {}).items() if field not in reasons})
         for field in list(reasons):
             if field not in desc["fixed"]:
                 del reasons[field]

@@ -21,7 +21,7 @@ const MAX_LAYERS: usize = 4096;
 
 /// The name of each layer's kind, from the list at `path` that the
 /// class's `named_lists` marks `by`.
-pub(super) fn chosen_kinds(fields: &Fields, path: &str, class: &str) -> Result<Vec<String>> {
+pub(super) fn chosen_kinds(fields: &mut Fields, path: &str, class: &str) -> Result<Vec<String>> {
     let form = fields
         .desc
         .get("named_lists")
@@ -69,7 +69,12 @@ pub(super) fn chosen_kinds(fields: &Fields, path: &str, class: &str) -> Result<V
             let Some(value) = read_path(fields.config, field).filter(|v| !v.is_null()) else {
                 continue;
             };
-            if value.as_f64() != default.as_f64() {
+            let differs = match (value.as_f64(), default.as_f64()) {
+                (Some(value), Some(default)) => value != default,
+                // A list held whole (LFM2's `full_attn_idxs`).
+                _ => value != default,
+            };
+            if differs {
                 return Err(err(
                     ErrorKind::BadConfig,
                     format!(
@@ -78,7 +83,22 @@ pub(super) fn chosen_kinds(fields: &Fields, path: &str, class: &str) -> Result<V
                 ));
             }
         }
-        return Ok(names_of(form.get("exactly")));
+        if form.get("exactly").is_some() {
+            return Ok(names_of(form.get("exactly")));
+        }
+        // A list whose default names one kind (Granite 4.0-H's Mamba
+        // layers) is that kind once per layer at any depth.
+        let count = fields.number(count_field)?;
+        let one = names_of(form.get("names"));
+        return match one.as_slice() {
+            [name] if count <= MAX_LAYERS as u64 => Ok(vec![name.clone(); count as usize]),
+            _ => Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config.json leaves out {path:?} and {count_field:?} is {count}: give the list"
+                ),
+            )),
+        };
     };
     let aliases = form.get("aliases").and_then(Value::as_object);
     let mut names = Vec::new();
@@ -101,10 +121,17 @@ pub(super) fn chosen_kinds(fields: &Fields, path: &str, class: &str) -> Result<V
             format!("config field {path:?} must be a list, got {given}"),
         ));
     }
-    let count = read_path(fields.config, count_field)
-        .filter(|value| !value.is_null())
-        .or_else(|| when_left_out.and_then(|fields| fields.get(count_field)));
-    if let Some(count) = count.and_then(Value::as_u64) {
+    // The layer count the config gives or defaults to (a count-form list
+    // has no count among its left-out fields).
+    let count = match read_path(fields.config, count_field).filter(|value| !value.is_null()) {
+        Some(value) => value.as_u64(),
+        None => match when_left_out.and_then(|left_out| left_out.get(count_field)) {
+            Some(default) => default.as_u64(),
+            None if count_field.is_empty() => None,
+            None => Some(fields.number(count_field)?),
+        },
+    };
+    if let Some(count) = count {
         if names.len() as u64 != count {
             return Err(err(
                 ErrorKind::BadConfig,
@@ -136,7 +163,7 @@ pub(super) fn chosen_kinds(fields: &Fields, path: &str, class: &str) -> Result<V
 /// `layer_types` and `mlp_layer_types`): its names in them joined by `+`,
 /// as kinds.py names the kinds.
 pub(super) fn kinds_of_layers(
-    fields: &Fields,
+    fields: &mut Fields,
     paths: &[Value],
     class: &str,
 ) -> Result<Vec<String>> {

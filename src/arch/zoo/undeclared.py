@@ -52,19 +52,20 @@ def default_text(source, start):
     return None
 
 
-def undeclared_fields(desc, config_class, model_class):
-    """{field: formula} for the class (see the module's docstring)."""
+def getattr_sizes(config_class, model_class, known):
+    """{field: formula} for each `getattr(config, "X", formula)` in the model
+    class's modeling module whose X the config class neither declares nor
+    shows in `to_dict()` and whose formula reads only fields in `known`."""
     from formulas import split_names
     try:
         source = inspect.getsource(inspect.getmodule(model_class))
         declared = config_class().to_dict()
     except Exception:  # noqa: BLE001 - no source or no default: nothing recorded
         return {}
-    fields = desc.get("fields", {})
     found = {}
     for match in GETATTR.finditer(source):
         field = match.group(1)
-        if field in declared or field in fields or hasattr(config_class, field) or field in found:
+        if field in declared or field in known or hasattr(config_class, field) or field in found:
             continue
         text = default_text(source, match.end())
         if text is None:
@@ -76,9 +77,16 @@ def undeclared_fields(desc, config_class, model_class):
             names = split_names(formula)
         except Exception:  # noqa: BLE001 - not a formula ckptcheck reads
             continue
-        if names and all(name in fields for name in names):
+        if names and all(name in known for name in names):
             found[field] = formula
     return found
+
+
+def undeclared_fields(desc, config_class, model_class):
+    """{field: formula} for the class (see the module's docstring): the
+    sizes its description still holds at their default only (generate.py
+    describes them as fields where the derivation with them succeeds)."""
+    return getattr_sizes(config_class, model_class, desc.get("fields", {}))
 
 
 def apply_to_type(model_type):
