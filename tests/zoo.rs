@@ -1568,10 +1568,12 @@ fn saved_models_whose_layers_a_list_chooses_are_inferred_with_the_list() {
 /// their modeling code reads `getattr(config, "head_dim", hidden_size //
 /// num_attention_heads)`: Qwen3-30B-A3B's config.json (2048 wide, 32 heads,
 /// `head_dim` 128) builds `q_proj` 4096 wide in transformers, GLM-4.5's
-/// (5120 wide, 96 heads, 128) 12288. generate.py varies such a size like a
-/// declared field, its getattr default as its default, so these configs
-/// build what transformers builds, and one that leaves it out builds the
-/// default's sizes.
+/// (5120 wide, 96 heads, 128) 12288, GLM-4.5V's text model (4096 wide,
+/// 96 heads, 128) 12288 where `hidden_size // num_attention_heads` would
+/// give 4032. generate.py varies such a size like a declared field, in a
+/// composite's sub-config too, its getattr default as its default, so these
+/// configs build what transformers builds, and one that leaves it out
+/// builds the default's sizes.
 #[test]
 fn sizes_the_modeling_code_reads_that_the_config_class_does_not_declare_build_as_in_transformers() {
     for (config, q_proj, k_proj, o_proj) in [
@@ -1596,6 +1598,17 @@ fn sizes_the_modeling_code_reads_that_the_config_class_does_not_declare_build_as
             [2048, 2048],
             [256, 2048],
             [2048, 2048],
+        ),
+        // GLM-4.5V: the same read off its `text_config`, whose class does
+        // not declare `head_dim` either (4096 wide, 96 heads of 128).
+        (
+            json!({"model_type": "glm4v_moe", "architectures": ["Glm4vMoeForConditionalGeneration"],
+                "text_config": {"hidden_size": 4096, "num_attention_heads": 96,
+                    "num_key_value_heads": 8, "head_dim": 128, "num_hidden_layers": 1},
+                "vision_config": {"depth": 1}}),
+            [12288, 4096],
+            [1024, 4096],
+            [4096, 12288],
         ),
     ] {
         let model = build(&config);
@@ -1721,6 +1734,36 @@ fn saved_models_with_layers_of_a_kind_the_default_lacks_are_inferred_with_the_li
         assert_eq!(config["layer_types"], names, "{source}: {config}");
         assert_loads_exactly(source, config);
     }
+}
+
+/// Where the derivation with such a size failed or held more fields fixed
+/// (DeBERTa-v2's `embedding_size` adds a projection while it differs from
+/// `hidden_size`; Qwen3-Omni's thinker ran past its time), the description
+/// holds at the getattr default only, and a config that sets another value
+/// is refused naming the field, in a sub-config too.
+#[test]
+fn a_size_still_held_at_its_getattr_default_is_refused_when_set() {
+    for (config, needle) in [
+        (
+            json!({"model_type": "deberta-v2", "hidden_size": 768, "num_attention_heads": 12,
+                "embedding_size": 128}),
+            "\"embedding_size\" = 128: DebertaV2",
+        ),
+        (
+            json!({"model_type": "qwen3_omni_moe_thinker",
+                "architectures": ["Qwen3OmniMoeThinkerForConditionalGeneration"],
+                "text_config": {"hidden_size": 2048, "num_attention_heads": 32,
+                    "num_key_value_heads": 4, "head_dim": 128}}),
+            "\"text_config.head_dim\" = 128: Qwen3OmniMoeThinkerForConditionalGeneration's modeling code reads it (default text_config.hidden_size//text_config.num_attention_heads = 64)",
+        ),
+    ] {
+        let error = read(&config).expect_err(needle);
+        assert_eq!(error.kind, ErrorKind::BadConfig, "{config}: {error}");
+        assert!(error.message.contains(needle), "{config}: {error}");
+    }
+    let model = build(&json!({"model_type": "deberta-v2", "hidden_size": 768,
+        "num_attention_heads": 12, "embedding_size": 768, "num_hidden_layers": 1}));
+    assert!(!model.tensors.iter().any(|t| t.name.contains("embed_proj")));
 }
 
 /// Files save_pretrained wrote from a Qwen3-MoE and a GLM-4.5 with

@@ -1309,7 +1309,10 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             s.layer_kinds = True
     # Sizes the modeling code reads that the config class does not declare
     # (undeclared.py: Qwen3-MoE's `head_dim`): refused unless at their default.
-    hidden = undeclared_fields(desc, config_class, model_class)
+    # One the derivation varied without a tensor changing sizes nothing
+    # here (Gemma 3's SigLIP tower does not read `head_dim`).
+    hidden = {field: formula for field, formula in undeclared_fields(desc, config_class, model_class).items()
+              if field not in irrelevant}
     if hidden:
         desc["undeclared"] = hidden
     return desc, true_default, held + equal + kinds_samples, reasons

@@ -22,9 +22,18 @@ the config class derives the list from them). The samples go into the
 class's held-out variations, so the matrix test checks the Rust evaluator
 on them.
 
-generate.py calls `layer_kinds` for each class it derives; run as a
-script, this applies it to every class in generate.py's cache and
-reassembles the outputs:
+A list whose default names one kind only (Granite 4.0-H's layers are all
+Mamba by default, LFM2's all attention, Cohere2-MoE's all sparse) has no
+other kind's subtree to choose: `other_kinds` tries the names the config
+and modeling modules quote beside the list, derives each that builds other
+layers as a class of its own (the config class with that kind once per
+layer by default), joins its layer subtree, fields and rules to the
+default's, and checks the whole against the library the same way. Left
+out, such a list is the default's kind once per layer at any depth.
+
+generate.py calls `layer_kinds` (and `other_kinds`) for each class it
+derives; run as a script, this applies them to every class in
+generate.py's cache and reassembles the outputs:
 
     /tmp/zoo/bin/python src/arch/zoo/kinds.py [--only TYPE,...] [--jobs 2]
 """

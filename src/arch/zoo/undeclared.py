@@ -55,18 +55,30 @@ def default_text(source, start):
 def getattr_sizes(config_class, model_class, known):
     """{field: formula} for each `getattr(config, "X", formula)` in the model
     class's modeling module whose X the config class neither declares nor
-    shows in `to_dict()` and whose formula reads only fields in `known`."""
+    shows in `to_dict()` and whose formula reads only fields in `known`. A
+    composite's sub-config is read the same way (GLM-4.5V's modeling code
+    reads `head_dim` off its `text_config`, whose class does not declare
+    it): `text_config.head_dim`, its formula over `text_config.` fields."""
     from formulas import split_names
     try:
         source = inspect.getsource(inspect.getmodule(model_class))
         declared = config_class().to_dict()
     except Exception:  # noqa: BLE001 - no source or no default: nothing recorded
         return {}
+    configs = []
+
+    def sub_configs(prefix, cls, fields):
+        # Each (sub-)config, nested ones too (Qwen3-Omni's
+        # `thinker_config.text_config`), with its class where known.
+        configs.append((prefix, cls, fields))
+        classes = getattr(cls, "sub_configs", {}) or {}
+        for key, value in fields.items():
+            if isinstance(value, dict) and prefix.count(".") < 3:
+                sub_configs(f"{prefix}{key}.", classes.get(key), value)
+    sub_configs("", config_class, declared)
     found = {}
     for match in GETATTR.finditer(source):
         field = match.group(1)
-        if field in declared or field in known or hasattr(config_class, field) or field in found:
-            continue
         text = default_text(source, match.end())
         if text is None:
             continue
@@ -77,8 +89,13 @@ def getattr_sizes(config_class, model_class, known):
             names = split_names(formula)
         except Exception:  # noqa: BLE001 - not a formula ckptcheck reads
             continue
-        if names and all(name in known for name in names):
-            found[field] = formula
+        for prefix, cls, fields in configs:
+            target = prefix + field
+            if (field in fields or target in known or target in found or not names
+                    or (cls is not None and hasattr(cls, field))):
+                continue
+            if all(prefix + name in known for name in names):
+                found[target] = re.sub(r"[A-Za-z_]\w*", lambda m: prefix + m.group(0), formula)
     return found
 
 
