@@ -384,7 +384,10 @@ def other_kinds(desc, config_class, model_class, derive_class, build):
     bodies = [[default, node["body"]]]
     reasons = {}
     for name in kinds[1:]:
-        other, other_reasons = derive_class(all_of_kind(config_class, path, count, name))
+        try:
+            other, other_reasons = derive_class(all_of_kind(config_class, path, count, name))
+        except Exception:  # noqa: BLE001 - the other kind does not derive: the class stays as it is
+            return None
         other_found = repeated_node(other["tree"], count)
         if other_found is None or other_found[0] != at:
             return None

@@ -4,7 +4,9 @@
 //! marks such a list `by` in the class's `named_lists` and its ModuleList
 //! `"by": path, "kinds": [[name, subtree], ...]`. This reads the list a
 //! config gives (in the names the config class renames older ones to) or,
-//! where config.json leaves it out, the default's, and refuses what
+//! where config.json leaves it out, the default's (for a list whose default
+//! names one kind, as Granite 4.0-H's all-Mamba one, that kind once per
+//! layer at any depth), and refuses what
 //! transformers refuses (a list as long as no layer count) and what
 //! ckptcheck cannot derive (a left-out list the config class would derive
 //! from a layer count or interval other than the default's).
