@@ -1766,6 +1766,111 @@ fn a_size_still_held_at_its_getattr_default_is_refused_when_set() {
     assert!(!model.tensors.iter().any(|t| t.name.contains("embed_proj")));
 }
 
+/// Fields the derivation never varies, tried again at other values
+/// (unvaried_fields.py): LFM2 builds its feed-forward `int(2 *
+/// intermediate_size / 3)` wide, times `block_ffn_dim_multiplier`, rounded
+/// up to a multiple of `block_multiple_of` (256), so a multiple of 257
+/// makes 8224 rows of 8192 and a multiplier of 1.5 half as many again;
+/// Swin's `mlp_ratio` sizes every block's `fc1`; ALIGN's EfficientNet
+/// scales its widths by `width_coefficient`. Each such config is refused
+/// naming the field, never answered with the default's shapes.
+#[test]
+fn fields_the_derivation_does_not_vary_are_refused_where_they_change_tensors() {
+    for (config, needle) in [
+        (
+            json!({"model_type": "lfm2", "block_multiple_of": 257}),
+            "\"block_multiple_of\" = 257 differs from lfm2's default 256",
+        ),
+        (
+            json!({"model_type": "lfm2", "block_ffn_dim_multiplier": 1.5}),
+            "\"block_ffn_dim_multiplier\" = 1.5 differs from lfm2's default 1.0",
+        ),
+        (
+            json!({"model_type": "swin", "mlp_ratio": 2.0}),
+            "\"mlp_ratio\" = 2.0 differs from swin's default 4.0",
+        ),
+        (
+            json!({"model_type": "align", "vision_config": {"width_coefficient": 1.0}}),
+            "\"vision_config.width_coefficient\" = 1.0 differs from align's default 2.0",
+        ),
+    ] {
+        let error = read(&config).expect_err(needle);
+        assert_eq!(error.kind, ErrorKind::BadConfig, "{config}: {error}");
+        assert!(error.message.contains(needle), "{config}: {error}");
+    }
+    let swin = build(&json!({"model_type": "swin", "mlp_ratio": 4}));
+    assert!(swin.tensors.iter().any(
+        |t| t.name.ends_with("mlp.fc1.weight") || t.name.ends_with("intermediate.dense.weight")
+    ));
+}
+
+/// A size the library rounds where the description divides it
+/// (rounded_sizes.py): LFM2's feed-forward is `int(2 * intermediate_size /
+/// 3)` rounded up to a multiple of 256, which every value the derivation
+/// drew (multiples of 384) left as it was. The description now rounds as
+/// the library does: 48 gives 256 rows (`2*intermediate_size/3` gave 32),
+/// the released LFM2-350M's 6656 gives 4608 (refused before, 4437⅓ being
+/// no size) and LFM2-2.6B's 10752 gives 7168.
+#[test]
+fn sizes_the_library_rounds_are_rounded_as_it_rounds_them() {
+    for (intermediate_size, hidden_size, rows) in [
+        (48, 64, 256),
+        (49, 64, 256),
+        (6656, 1024, 4608),
+        (10752, 2048, 7168),
+        (12288, 2048, 8192),
+    ] {
+        let model = build(&json!({"model_type": "lfm2", "hidden_size": hidden_size,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 1,
+            "layer_types": ["full_attention"], "full_attn_idxs": [0],
+            "intermediate_size": intermediate_size, "block_multiple_of": 256,
+            "block_ffn_dim_multiplier": 1.0}));
+        let w1 = model
+            .tensors
+            .iter()
+            .find(|t| t.name.ends_with("layers.0.feed_forward.w1.weight"))
+            .expect("w1");
+        assert_eq!(w1.shape, vec![rows, hidden_size], "{intermediate_size}");
+    }
+    // Where no rounding matches, a head count the description holds at
+    // whenever it divides the width: Mixtral 4100 wide with 32 heads builds
+    // 4096-wide projections (the head size floored), never 4100.
+    let mixtral = json!({"model_type": "mixtral", "hidden_size": 4100,
+        "num_attention_heads": 32, "num_key_value_heads": 8});
+    let error = read(&mixtral).expect_err("mixtral 4100 wide");
+    assert!(
+        error
+            .message
+            .contains("\"hidden_size\" = 4100 is not a multiple of \"num_attention_heads\" = 32"),
+        "{error}"
+    );
+    build(&json!({"model_type": "mixtral", "hidden_size": 4128,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 1}));
+}
+
+/// A file save_pretrained wrote from an LFM2 with `intermediate_size` 49
+/// (make_zoo_loads.py: 256 rows, as 384 gives): inference says which values
+/// give that width (2 to 385), takes 384, at which the rounding does
+/// nothing, as a config.json would write it, and the config it writes
+/// loads the file exactly.
+#[test]
+fn a_saved_model_with_a_rounded_size_is_inferred_with_a_value_that_rounds_the_same() {
+    let source = "lfm2-rounded/Lfm2ForCausalLM";
+    let inferred = arch::infer(&saved_checkpoint_names(source));
+    let config = &inferred.config;
+    assert_eq!(config["model_type"], "lfm2", "{config}");
+    let taken = config["intermediate_size"].as_u64().unwrap_or(0);
+    assert_eq!(taken, 384, "{config}");
+    assert!(
+        inferred.undetermined.iter().any(|line| line
+            .contains("intermediate_size: any of 2 to 385 gives these shapes")
+            && line.ends_with("384, at which the rounding does nothing, is taken")),
+        "{:?}",
+        inferred.undetermined
+    );
+    assert_loads_exactly(source, config);
+}
+
 /// Files save_pretrained wrote from a Qwen3-MoE and a GLM-4.5 with
 /// `head_dim` twice `hidden_size / num_attention_heads`
 /// (make_zoo_loads.py): inference names their own model type (GLM-4.5's

@@ -161,6 +161,38 @@ pub(super) fn check_multiples(fields: &mut Fields, class: &str) -> Result<()> {
     Ok(())
 }
 
+/// A size the library rounds where the description divides it (LFM2's
+/// feed-forward, `int(2 * intermediate_size / 3)` rounded up to a multiple
+/// of 256): the description, derived from values where the rounding does
+/// nothing, holds only for multiples of a number rounded_sizes.py found
+/// (`rounded`: 384 for LFM2's `intermediate_size`); any other value is
+/// refused, naming it, never given the unrounded shapes.
+pub(super) fn check_rounded(fields: &mut Fields, class: &str) -> Result<()> {
+    let desc: &'static Value = fields.desc;
+    let Some(rounded) = desc.get("rounded").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (field, multiple) in rounded {
+        let field = field_name(desc, field);
+        let Some(multiple) = multiple.as_u64().filter(|m| *m > 1) else {
+            continue;
+        };
+        if field.is_empty() {
+            continue;
+        }
+        let value = fields.number(field)?;
+        if value % multiple != 0 {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {field:?} = {value} is not a multiple of {multiple}: transformers rounds the sizes it builds from it, and ckptcheck's description of {class}, derived from multiples of {multiple} where the rounding does nothing, holds only for those"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The keys that exist only while two sizes differ (`keys_if_distinct`:
 /// ELECTRA's `embeddings_project` where `embedding_size` is `hidden_size`,
 /// ResNet's first shortcut where the stem is as wide as the first stage),

@@ -4,7 +4,12 @@
 //! `3*hidden_size/2`), evaluated left to right in exact rational arithmetic
 //! as generate.py's `evaluate` does. A size must come out a non-negative
 //! integer; anything else (a field of 0 under a division, an overflow, a
-//! fraction) is an error naming the formula, never a wrong size.
+//! fraction) is an error naming the formula, never a wrong size. A size
+//! the library rounds is written `ceil_to(formula,M)` (rounded_sizes.py:
+//! LFM2's feed-forward, `int(2 * intermediate_size / 3)` rounded up to a
+//! multiple of 256, is `ceil_to(2*intermediate_size/3,256)`): the inner
+//! formula floored, as Python's `int()` floors it, then rounded up to a
+//! multiple of M.
 
 use crate::error::{err, ErrorKind, Result};
 
@@ -27,7 +32,13 @@ pub struct Formula<'a> {
     text: &'a str,
     /// `(negative, [(op, atom)])`; the first op of a term is `Times`.
     terms: Vec<(bool, Vec<(Op, Atom<'a>)>)>,
+    /// `ceil_to(inner,M)`: the inner formula floored, then rounded up to a
+    /// multiple of M.
+    rounded_up_to: Option<u64>,
 }
+
+/// The wrapper of a rounded size, `ceil_to(` inner `,M)`.
+const ROUNDED_UP: &str = "ceil_to(";
 
 /// Formulas are short; a longer one is not the generator's.
 const MAX_FORMULA_BYTES: usize = 512;
@@ -69,8 +80,25 @@ impl<'a> Formula<'a> {
         if text.is_empty() || text.len() > MAX_FORMULA_BYTES {
             return Err(bad(text, "empty or too long"));
         }
-        let mut terms = Vec::new();
+        let mut rounded_up_to = None;
         let mut rest = text;
+        if let Some(wrapped) = text.strip_prefix(ROUNDED_UP) {
+            let (inner, multiple) = wrapped
+                .strip_suffix(')')
+                .and_then(|body| body.rsplit_once(','))
+                .ok_or_else(|| bad(text, "a ceil_to( without its ,M)"))?;
+            let multiple: u64 = multiple
+                .parse()
+                .ok()
+                .filter(|m| *m > 0)
+                .ok_or_else(|| bad(text, "ceil_to's multiple is no positive number"))?;
+            if inner.is_empty() {
+                return Err(bad(text, "ceil_to of nothing"));
+            }
+            rounded_up_to = Some(multiple);
+            rest = inner;
+        }
+        let mut terms = Vec::new();
         let mut negative = false;
         if let Some(stripped) = rest.strip_prefix('-') {
             negative = true;
@@ -109,7 +137,11 @@ impl<'a> Formula<'a> {
             negative = rest.as_bytes()[end] == b'-';
             rest = &rest[end + 1..];
         }
-        Ok(Formula { text, terms })
+        Ok(Formula {
+            text,
+            terms,
+            rounded_up_to,
+        })
     }
 
     /// The config fields the formula reads, each once.
@@ -152,6 +184,24 @@ impl<'a> Formula<'a> {
     /// need no message for those that give no size.
     pub fn value_of(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Option<u64> {
         self.value(lookup).ok()
+    }
+
+    /// Whether the formula is a size the library rounds (`ceil_to(..)`).
+    pub fn is_rounded(&self) -> bool {
+        self.rounded_up_to.is_some()
+    }
+
+    /// A rounded size's inner formula, whole, unrounded: where it equals the
+    /// rounded value the rounding does nothing (inference prefers such a
+    /// value of a field among the many that round alike).
+    pub fn unrounded_value_of(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Option<u64> {
+        Formula {
+            text: self.text,
+            terms: self.terms.clone(),
+            rounded_up_to: None,
+        }
+        .value(lookup)
+        .ok()
     }
 
     fn value(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> std::result::Result<u64, Failure<'a>> {
@@ -206,7 +256,19 @@ impl<'a> Formula<'a> {
             sum_numerator /= common;
             sum_denominator /= common;
         }
-        if sum_denominator != 1 || sum_numerator < 0 {
+        if sum_numerator < 0 {
+            return Err(Failure::NotASize(sum_numerator, sum_denominator));
+        }
+        if let Some(multiple) = self.rounded_up_to.map(i128::from) {
+            // The denominator is positive: the quotient floors.
+            let floored = sum_numerator / sum_denominator;
+            let rounded = floored
+                .checked_add(multiple - 1)
+                .map(|up| up / multiple * multiple)
+                .ok_or_else(overflow)?;
+            return u64::try_from(rounded).map_err(|_| overflow());
+        }
+        if sum_denominator != 1 {
             return Err(Failure::NotASize(sum_numerator, sum_denominator));
         }
         u64::try_from(sum_numerator).map_err(|_| overflow())
@@ -254,6 +316,45 @@ mod tests {
         }
         let floor = [("image", 112), ("patch", 32)];
         assert_eq!(value("image//patch*image//patch+1", &floor).unwrap(), 10);
+    }
+
+    /// LFM2's feed-forward: `int(2 * intermediate_size / 3)` rounded up to
+    /// a multiple of 256, as transformers' Lfm2MLP computes it.
+    #[test]
+    fn a_rounded_size_floors_its_formula_then_rounds_up() {
+        let text = "ceil_to(2*intermediate_size/3,256)";
+        for (intermediate_size, rows) in [
+            (12288, 8192),
+            (6656, 4608),
+            (48, 256),
+            (10752, 7168),
+            (49, 256),
+        ] {
+            let fields = [("intermediate_size", intermediate_size)];
+            assert_eq!(
+                value(text, &fields).expect(text),
+                rows,
+                "{intermediate_size}"
+            );
+        }
+        let formula = Formula::parse(text).unwrap();
+        assert!(formula.is_rounded());
+        let at = |x: u64| move |name: &str| (name == "intermediate_size").then_some(x);
+        assert_eq!(formula.unrounded_value_of(&at(6912)), Some(4608));
+        assert_eq!(formula.unrounded_value_of(&at(6656)), None);
+        assert_eq!(formula.unrounded_value_of(&at(48)), Some(32));
+        assert!(!Formula::parse("2*intermediate_size/3")
+            .unwrap()
+            .is_rounded());
+        for text in [
+            "ceil_to(2*i/3,0)",
+            "ceil_to(2*i/3)",
+            "ceil_to(,8)",
+            "ceil_to(2*i/3,x)",
+            "ceil_to(i-9,8)",
+        ] {
+            assert!(value(text, &[("i", 6)]).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -19,6 +19,10 @@ MAX_FIELDS_PER_SLOT = 5
 THREE_TERM_PRODUCTS = 40
 
 
+# The wrapper of a size the library rounds up to a multiple (formula.rs).
+CEIL_TO = "ceil_to("
+
+
 class Misfit(Exception):
     """A model the description cannot follow, with why."""
 
@@ -200,8 +204,27 @@ def render(basis, coefs):
     return "+".join(terms).replace("+-", "-")
 
 
+def rounded_up(expr):
+    """(inner formula, multiple) for a size the library rounds,
+    `ceil_to(2*intermediate_size/3,256)` (rounded_sizes.py), else None."""
+    if expr.startswith(CEIL_TO) and expr.endswith(")") and "," in expr:
+        inner, multiple = expr[len(CEIL_TO):-1].rsplit(",", 1)
+        if inner and multiple.isdigit() and int(multiple) > 0:
+            return inner, int(multiple)
+    return None
+
+
 def evaluate(expr, env):
-    """The Python twin of the Rust evaluator (zoo/expr.rs), for self-checks."""
+    """The Python twin of the Rust evaluator (zoo/formula.rs), for
+    self-checks. A rounded size is its inner formula floored (Python's
+    `int()` of a positive quotient) and rounded up to its multiple."""
+    rounded = rounded_up(expr)
+    if rounded is not None:
+        inner = evaluate(rounded[0], env)
+        if inner < 0:
+            return inner
+        floored = inner.numerator // inner.denominator
+        return Fraction(-(-floored // rounded[1]) * rounded[1])
     total = Fraction(0)
     for term in expr.replace("-", "+-").split("+"):
         if not term:
@@ -246,6 +269,9 @@ def split_ops(term):
 
 
 def split_names(expr):
+    rounded = rounded_up(expr)
+    if rounded is not None:
+        expr = rounded[0]
     out = []
     for term in expr.replace("-", "+").split("+"):
         for token in split_ops(term):

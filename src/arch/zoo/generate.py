@@ -32,7 +32,15 @@ and for variations of the config's integer fields, and reads what
 - `multiples`: sizes the model refuses unless a head count divides them;
 - the kind of each Conv1D, Embedding and BatchNorm module (`"k"`);
 - the fields that change the structure in a way the description cannot
-  follow ("fixed": a config that changes them is refused, not guessed);
+  follow ("fixed": a config that changes them is refused, not guessed),
+  among them the floats and the integers no variation changed a tensor
+  with, tried again at other values (unvaried_fields.py: Swin's
+  `mlp_ratio`, LFM2's `block_multiple_of` at 257);
+- sizes the library rounds where a formula divides (rounded_sizes.py:
+  LFM2's `int(2 * intermediate_size / 3)` rounded up to a multiple of
+  256), written `ceil_to(2*intermediate_size/3,256)` where that matches
+  the library, else held to the multiples the description holds at
+  (`rounded`);
 - layers whose kind a list of names chooses (kinds.py: Qwen3-Next's
   `layer_types`), each name's layers one subtree the list picks at any
   depth, checked against the library at other depths and orders;
@@ -72,9 +80,12 @@ from sub_models import swap_samples  # noqa: E402
 from divides import add_divides, divides_rules  # noqa: E402
 from kinds import layer_kinds, other_kinds  # noqa: E402
 from undeclared import getattr_sizes, undeclared_fields  # noqa: E402
+from unvaried_fields import unvaried_fixed  # noqa: E402
+from rounded_sizes import apply_rounded, rounded_fields  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
-from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default  # noqa: E402
+from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default, \
+    sub_config_facts  # noqa: E402
 
 
 # Auto mappings whose classes become zoo classes, in the order a model type's
@@ -362,8 +373,9 @@ def fresh_values(field, value):
 
 def refused_by(desc, env):
     """Why the Rust side refuses a config the Python twin would expand: a
-    size a head count must divide, a count under its least; None when it
-    builds it."""
+    size a head count must divide, a count under its least, a size the
+    library rounds off the multiples the description holds at; None when
+    it builds it."""
     for size, heads in desc.get("multiples", []) + desc.get("divides", []):
         s, h = env.get(size), env.get(heads)
         if s is not None and h and s % h:
@@ -371,6 +383,9 @@ def refused_by(desc, env):
     for field, least in desc.get("least", {}).items():
         if env.get(field) is not None and env[field] < least:
             return f"{field} under {least}"
+    for field, multiple in desc.get("rounded", {}).items():
+        if env.get(field) is not None and env[field] % multiple:
+            return f"{field} {env[field]} not a multiple of {multiple}"
     return None
 
 
@@ -1315,6 +1330,25 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
               if field not in irrelevant}
     if hidden:
         desc["undeclared"] = hidden
+    # Fields the derivation does not vary (a float, an integer one other
+    # value left irrelevant) that change tensors at others
+    # (unvaried_fields.py: LFM2's `block_multiple_of` at 257, Swin's
+    # `mlp_ratio`): refused unless at their default.
+    unvaried, where = unvaried_fixed(desc, config_class, model_class, (held[0] if held else base).config_dict,
+                                     sub_config_facts(model_type).get("sub_configs", {}))
+    for field, default in unvaried.items():
+        desc.setdefault("fixed", {})[field] = default
+        reasons[field] = f"not varied by the derivation, and at {where[field][0]} the tensors differ ({where[field][1]})"
+    # Sizes the library rounds where the description divides them
+    # (rounded_sizes.py: LFM2's feed-forward): rounded up as the library
+    # rounds them where that matches it, else held to the multiples the
+    # description holds at, or fixed where none does.
+    rounded_texts, rounded, rounded_fixed, where, divided = rounded_fields(
+        desc, config_class, model_class, (held[0] if held else base).config_dict,
+        sub_config_facts(model_type).get("sub_configs", {}))
+    apply_rounded(desc, rounded_texts, rounded, rounded_fixed, divided)
+    for field in rounded_fixed:
+        reasons[field] = f"the library rounds it: at {where[field][0]} the tensors differ ({where[field][1]})"
     return desc, true_default, held + equal + kinds_samples, reasons
 
 
@@ -2071,7 +2105,7 @@ def pass_result(folder, model_type):
 
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
-ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "when", "swaps"]
+ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "when", "swaps"]
 
 
 def in_derived_order(desc):

@@ -29,7 +29,7 @@ pub use swaps::sub_model_choices;
 use super::{KeyRename, ModelSpec, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
 use checks::{
-    check_companions, check_fixed, check_least, check_multiples, check_named_lists,
+    check_companions, check_fixed, check_least, check_multiples, check_named_lists, check_rounded,
     check_sub_config_names, check_sub_configs, check_undeclared, keys_absent_at_equal_sizes,
 };
 use classes::description;
@@ -176,6 +176,7 @@ fn build(
         check_sub_configs(config, desc)?;
         check_sub_config_names(config, sub_configs_of(model_type), model_type, class)?;
         check_multiples(&mut fields, class)?;
+        check_rounded(&mut fields, class)?;
         check_least(&mut fields, class)?;
         check_companions(&mut fields, class)?;
         check_named_lists(&mut fields, class)?;
