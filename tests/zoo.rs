@@ -1848,6 +1848,47 @@ fn sizes_the_library_rounds_are_rounded_as_it_rounds_them() {
         "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 1}));
 }
 
+/// Keys a config class takes under an older name (config_renames.py):
+/// Lfm2Config pops `block_ff_dim` into `intermediate_size` and
+/// `tie_embedding` into `tie_word_embeddings`, the older key winning, so a
+/// config.json in that layout builds the width it gives (6656 rounds to
+/// 4608 rows), not the default 12288's 8192, and ties as it says.
+#[test]
+fn keys_under_an_older_name_are_read_as_the_config_class_reads_them() {
+    let w1_rows = |config: Value| -> u64 {
+        let model = build(&config);
+        model
+            .tensors
+            .iter()
+            .find(|t| t.name.ends_with("layers.0.feed_forward.w1.weight"))
+            .map_or(0, |t| t.shape[0])
+    };
+    let lfm2 = |extra: Value| {
+        let mut config = json!({"model_type": "lfm2", "hidden_size": 1024,
+            "num_attention_heads": 16, "num_key_value_heads": 8, "num_hidden_layers": 1,
+            "layer_types": ["conv"], "full_attn_idxs": []});
+        for (key, value) in extra.as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        config
+    };
+    assert_eq!(w1_rows(lfm2(json!({"block_ff_dim": 6656}))), 4608);
+    assert_eq!(
+        w1_rows(lfm2(
+            json!({"block_ff_dim": 6656, "intermediate_size": 12288})
+        )),
+        4608
+    );
+    assert_eq!(w1_rows(lfm2(json!({}))), 8192);
+    let tied = |extra: Value| {
+        let mut config = lfm2(extra);
+        config["architectures"] = json!(["Lfm2ForCausalLM"]);
+        build(&config).tied_keys
+    };
+    assert!(!tied(json!({})).is_empty());
+    assert!(tied(json!({"tie_embedding": false})).is_empty());
+}
+
 /// A file save_pretrained wrote from an LFM2 with `intermediate_size` 49
 /// (make_zoo_loads.py: 256 rows, as 384 gives): inference says which values
 /// give that width (2 to 385), takes 384, at which the rounding does

@@ -36,6 +36,8 @@ and for variations of the config's integer fields, and reads what
   among them the floats and the integers no variation changed a tensor
   with, tried again at other values (unvaried_fields.py: Swin's
   `mlp_ratio`, LFM2's `block_multiple_of` at 257);
+- keys the config class takes under an older name (config_renames.py:
+  LFM2's `block_ff_dim` is its `intermediate_size`), read as it reads them;
 - sizes the library rounds where a formula divides (rounded_sizes.py:
   LFM2's `int(2 * intermediate_size / 3)` rounded up to a multiple of
   256), written `ceil_to(2*intermediate_size/3,256)` where that matches
@@ -82,6 +84,7 @@ from kinds import layer_kinds, other_kinds  # noqa: E402
 from undeclared import getattr_sizes, undeclared_fields  # noqa: E402
 from unvaried_fields import unvaried_fixed  # noqa: E402
 from rounded_sizes import apply_rounded, rounded_fields  # noqa: E402
+from config_renames import renamed_keys, with_renames  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
 from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default, \
@@ -1347,6 +1350,12 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         desc, config_class, model_class, (held[0] if held else base).config_dict,
         sub_config_facts(model_type).get("sub_configs", {}))
     apply_rounded(desc, rounded_texts, rounded, rounded_fixed, divided)
+    # Keys the config class takes under an older name (config_renames.py:
+    # LFM2's `block_ff_dim` for `intermediate_size`).
+    renames = renamed_keys(desc, config_class, model_class, (held[0] if held else base).config_dict,
+                           sub_config_facts(model_type).get("sub_configs", {}))
+    if renames:
+        desc["renamed_keys"] = renames
     for field in rounded_fixed:
         reasons[field] = f"the library rounds it: at {where[field][0]} the tensors differ ({where[field][1]})"
     return desc, true_default, held + equal + kinds_samples, reasons
@@ -1555,6 +1564,7 @@ def read_field(config_dict, field):
 
 def resolve_env(desc, config_dict):
     """The Python twin of the Rust field resolution (zoo/mod.rs)."""
+    config_dict = with_renames(desc, config_dict)
     env = {}
 
     def get(field, depth=0):
@@ -2105,7 +2115,7 @@ def pass_result(folder, model_type):
 
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
-ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "when", "swaps"]
+ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "renamed_keys", "when", "swaps"]
 
 
 def in_derived_order(desc):
@@ -2133,6 +2143,18 @@ def rewrite_cache(folder, types, update):
         with open(path, "w") as f:
             json.dump(cached, f)
     return changed
+
+
+def replace_key(folder, types, key):
+    """`rewrite_cache` for a pass that finds one key of each description
+    (undeclared.py's `undeclared`, config_renames.py's `renamed_keys`):
+    what the pass found replaces what the cache held under it."""
+    def update(name, desc, found, cached):
+        before = desc.pop(key, None)
+        if found.get(key):
+            desc[key] = found[key]
+        return desc.get(key) != before
+    return rewrite_cache(folder, types, update)
 
 
 def run_pass(folder, target, limit, write_back, what):

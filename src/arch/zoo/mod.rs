@@ -157,6 +157,8 @@ fn build(
     whole: bool,
 ) -> Result<ModelSpec> {
     let (class, desc) = description(model_type, architecture, config)?;
+    let renamed = with_renamed_keys(config, desc);
+    let config = renamed.as_ref().unwrap_or(config);
     let (grafts, merged) = if whole {
         swaps::grafts(config, desc, model_type, class)?
     } else {
@@ -480,6 +482,43 @@ pub fn matches_buffer_pattern(pattern: &str, key: &str) -> bool {
         }
     }
     key_parts.next().is_none()
+}
+
+/// The config as transformers reads it where it gives a key under an older
+/// name the config class pops into a field (config_renames.py: LFM2's
+/// `block_ff_dim` is its `intermediate_size`, `tie_embedding` its
+/// `tie_word_embeddings`; the older key wins, given or not the field);
+/// None where it gives none.
+fn with_renamed_keys(config: &Value, desc: &Value) -> Option<Value> {
+    let renames = desc.get("renamed_keys")?.as_object()?;
+    let mut renamed: Option<Value> = None;
+    for (older, field) in renames {
+        let Some(field) = field.as_str() else {
+            continue;
+        };
+        let Some(value) = read_path(config, older).filter(|v| !v.is_null()).cloned() else {
+            continue;
+        };
+        let target = renamed.get_or_insert_with(|| config.clone());
+        let (older_parent, older_key) = older.rsplit_once('.').unwrap_or(("", older));
+        if let Some(Value::Object(holder)) = path_mut(target, older_parent) {
+            holder.remove(older_key);
+        }
+        let (parent, key) = field.rsplit_once('.').unwrap_or(("", field));
+        if let Some(Value::Object(holder)) = path_mut(target, parent) {
+            holder.insert(key.to_string(), value);
+        }
+    }
+    renamed
+}
+
+/// A dotted path of objects into the config, mutably ("" is the config).
+fn path_mut<'a>(config: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    let mut node = config;
+    for part in path.split('.').filter(|part| !part.is_empty()) {
+        node = node.as_object_mut()?.get_mut(part)?;
+    }
+    Some(node)
 }
 
 /// A dotted path into the config (`text_config.hidden_size`, `depths.2`).

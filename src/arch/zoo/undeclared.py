@@ -117,13 +117,7 @@ def apply_to_type(model_type):
 
 def write_back(types):
     import generate
-
-    def update(name, desc, found, cached):
-        before = desc.pop("undeclared", None)
-        if found.get("undeclared"):
-            desc["undeclared"] = found["undeclared"]
-        return desc.get("undeclared") != before
-    return generate.rewrite_cache(DONE_DIR, types, update)
+    return generate.replace_key(DONE_DIR, types, "undeclared")
 
 
 def main():
