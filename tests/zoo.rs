@@ -1772,7 +1772,8 @@ fn a_size_still_held_at_its_getattr_default_is_refused_when_set() {
 /// up to a multiple of `block_multiple_of` (256), so a multiple of 257
 /// makes 8224 rows of 8192 and a multiplier of 1.5 half as many again;
 /// Swin's `mlp_ratio` sizes every block's `fc1`; ALIGN's EfficientNet
-/// scales its widths by `width_coefficient`. Each such config is refused
+/// scales its widths by `width_coefficient`; BEiT has its layer-scale
+/// parameters only while `layer_scale_init_value` is above 0. Each such config is refused
 /// naming the field, never answered with the default's shapes.
 #[test]
 fn fields_the_derivation_does_not_vary_are_refused_where_they_change_tensors() {
@@ -1792,6 +1793,10 @@ fn fields_the_derivation_does_not_vary_are_refused_where_they_change_tensors() {
         (
             json!({"model_type": "align", "vision_config": {"width_coefficient": 1.0}}),
             "\"vision_config.width_coefficient\" = 1.0 differs from align's default 2.0",
+        ),
+        (
+            json!({"model_type": "beit", "layer_scale_init_value": 0.0}),
+            "\"layer_scale_init_value\" = 0.0 differs from beit's default 0.1",
         ),
     ] {
         let error = read(&config).expect_err(needle);
@@ -1846,6 +1851,29 @@ fn sizes_the_library_rounds_are_rounded_as_it_rounds_them() {
     );
     build(&json!({"model_type": "mixtral", "hidden_size": 4128,
         "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 1}));
+    // SegGPT's relative positions are `2 * (image_size // patch_size) - 1`
+    // rows: 904 over patches of 16 floors, so the pair is refused; and,
+    // where no rule follows the flooring, ConvBERT's token-classification
+    // head holds at multiples of 16 only.
+    for (config, needle) in [
+        (
+            json!({"model_type": "seggpt", "architectures": ["SegGptModel"],
+                "image_size": [904, 448], "patch_size": 16}),
+            "\"image_size.0\" = 904 is not a multiple of \"patch_size\" = 16",
+        ),
+        (
+            json!({"model_type": "convbert", "architectures": ["ConvBertForTokenClassification"],
+                "hidden_size": 780, "num_attention_heads": 12}),
+            "\"hidden_size\" = 780 is not a multiple of 16: transformers builds other shapes off these multiples",
+        ),
+    ] {
+        let error = read(&config).expect_err(needle);
+        assert!(error.message.contains(needle), "{config}: {error}");
+    }
+    build(
+        &json!({"model_type": "convbert", "architectures": ["ConvBertForTokenClassification"],
+        "hidden_size": 768, "num_attention_heads": 12, "num_hidden_layers": 1}),
+    );
 }
 
 /// Keys a config class takes under an older name (config_renames.py):

@@ -2,9 +2,11 @@
 //! fields the description holds fixed (a config that changes one is
 //! refused, never guessed), lists of the described length, sub-configs that
 //! are objects and name the default sub-models, the sizes transformers
-//! refuses unless a head count divides them, flags it refuses without a
-//! companion flag, and lists of layer names (`mlp_layer_types`) that
-//! disagree with the fields they follow.
+//! refuses unless a head count divides them (or floors where it does not),
+//! sizes the description holds at only for multiples of a number
+//! (`rounded`), flags it refuses without a companion flag, and lists of
+//! layer names (`mlp_layer_types`) that disagree with the fields they
+//! follow.
 
 use super::{as_flag, field_name, read_path, Fields};
 use crate::error::{err, ErrorKind, Result};
@@ -161,12 +163,13 @@ pub(super) fn check_multiples(fields: &mut Fields, class: &str) -> Result<()> {
     Ok(())
 }
 
-/// A size the library rounds where the description divides it (LFM2's
-/// feed-forward, `int(2 * intermediate_size / 3)` rounded up to a multiple
-/// of 256): the description, derived from values where the rounding does
-/// nothing, holds only for multiples of a number rounded_sizes.py found
-/// (`rounded`: 384 for LFM2's `intermediate_size`); any other value is
-/// refused, naming it, never given the unrounded shapes.
+/// A size the library floors or rounds where the description divides it,
+/// which no rounding formula or head rule followed (rounded_sizes.py:
+/// ConvBERT's token-classification head, Gemma 4's audio subsampling): the
+/// description, derived from values where the flooring does nothing, holds
+/// only for multiples of a number the pass found (`rounded`: 16 for that
+/// ConvBERT's `hidden_size`); any other value is refused, naming it, never
+/// given the unfloored shapes.
 pub(super) fn check_rounded(fields: &mut Fields, class: &str) -> Result<()> {
     let desc: &'static Value = fields.desc;
     let Some(rounded) = desc.get("rounded").and_then(Value::as_object) else {
@@ -185,7 +188,7 @@ pub(super) fn check_rounded(fields: &mut Fields, class: &str) -> Result<()> {
             return Err(err(
                 ErrorKind::BadConfig,
                 format!(
-                    "config field {field:?} = {value} is not a multiple of {multiple}: transformers rounds the sizes it builds from it, and ckptcheck's description of {class}, derived from multiples of {multiple} where the rounding does nothing, holds only for those"
+                    "config field {field:?} = {value} is not a multiple of {multiple}: transformers builds other shapes off these multiples (a size floored or rounded), and ckptcheck's description of {class}, derived from multiples of {multiple}, holds only for those"
                 ),
             ));
         }

@@ -213,6 +213,36 @@ pub(super) fn search_one(
     }
 }
 
+/// For a size the library rounds (LFM2's feed-forward, `int(2 *
+/// intermediate_size / 3)` rounded up to 256), whose range of values of
+/// `field` from `solution` to `last` all give `value`: the least at which
+/// the rounding does nothing (6912 for 4608 rows), as a config.json would
+/// write it. None for any other formula, or where no value in the range
+/// (searched up to 2^16 past its start) gives the size unrounded.
+pub(super) fn unrounded_solution(
+    formula: &Formula,
+    field: &str,
+    value: u64,
+    known: &[(&str, u64, String)],
+    (solution, last): (u64, u64),
+) -> Option<u64> {
+    if !formula.is_rounded() || last <= solution {
+        return None;
+    }
+    (solution..=last.min(solution.saturating_add(1 << 16))).find(|x| {
+        formula.unrounded_value_of(&|name| {
+            if name == field {
+                Some(*x)
+            } else {
+                known
+                    .iter()
+                    .find(|(k, _, _)| *k == name)
+                    .map(|(_, v, _)| *v)
+            }
+        }) == Some(value)
+    })
+}
+
 /// The values of `field` that make a formula that grows with it give
 /// `value`, as the least and the greatest, when the formula is not linear
 /// in it: a square (SD3's `pos_embed_max_size`), a floor division (an
@@ -360,6 +390,15 @@ mod tests {
         assert_eq!(
             solve_one(&fraction, "intermediate_size", 16384, &known),
             Some(24576)
+        );
+        let rounded = Formula::parse("ceil_to(2*intermediate_size/3,256)").unwrap();
+        let range = solve_increasing(&rounded, "intermediate_size", 4608, &known);
+        assert_eq!(range, Some((6530, 6913)));
+        let taken = unrounded_solution(&rounded, "intermediate_size", 4608, &known, (6530, 6913));
+        assert_eq!(taken, Some(6912));
+        assert_eq!(
+            unrounded_solution(&fraction, "intermediate_size", 16384, &known, (1, 9)),
+            None
         );
         assert_eq!(
             solve_one(&fraction, "intermediate_size", 16385, &known),

@@ -9,7 +9,8 @@
 //! several (a default in a ratio, the least of a range) says so.
 
 use super::equations::{
-    first_matching, list_equations, search_one, solve_increasing, solve_one, Search,
+    first_matching, list_equations, search_one, solve_increasing, solve_one, unrounded_solution,
+    Search,
 };
 use super::formula::Formula;
 use super::{child, entries, field_name, model_types, resolved};
@@ -534,24 +535,9 @@ pub(super) fn solve<'a>(
                         .find(|(k, _, e)| *k == f && e.starts_with(ASSUMED))
                         .map(|(k, _, _)| *k)
                 });
-                // A rounded size (LFM2's feed-forward, `int(2 *
-                // intermediate_size / 3)` rounded up to 256) shows a range
-                // too: the value at which the rounding does nothing is
-                // taken where the range holds one (6912 for 4608 rows),
-                // as a config.json would write it.
-                let unrounded = (formula.is_rounded() && last > solution)
-                    .then(|| {
-                        (solution..=last.min(solution.saturating_add(1 << 16))).find(|x| {
-                            formula.unrounded_value_of(&|f| {
-                                if f == *field {
-                                    Some(*x)
-                                } else {
-                                    known.iter().find(|(k, _, _)| *k == f).map(|(_, v, _)| *v)
-                                }
-                            }) == Some(*value)
-                        })
-                    })
-                    .flatten();
+                // A rounded size shows a range too (equations.rs).
+                let unrounded =
+                    unrounded_solution(&formula, field, *value, &known, (solution, last));
                 let taken = unrounded.unwrap_or(solution);
                 let evidence = match assumption {
                     Some(assumed_field) => format!("{ASSUMED} {assumed_field}"),
@@ -559,11 +545,7 @@ pub(super) fn solve<'a>(
                     // 96 to 127 for a grid of 3 patches of 32): the least
                     // is taken, and said to be taken.
                     None if last > solution => {
-                        let why = if unrounded.is_some() {
-                            ", at which the rounding does nothing,"
-                        } else {
-                            ""
-                        };
+                        let why = unrounded.map_or("", |_| ", at which the rounding does nothing,");
                         assumed.push(format!(
                             "{name}: any of {solution} to {last} gives these shapes ({evidence}); {taken}{why} is taken"
                         ));

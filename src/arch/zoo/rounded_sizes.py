@@ -22,16 +22,19 @@ state dicts (fresh_values.py's comparison). Where one differs:
   first that matches the library at the value that differed and at the
   eight above the field's value (whole or not) replaces the formula
   everywhere in the tree, so every value builds as the library builds it;
-- else a head (or group) count and a size of the same (sub-)config, one
-  of them the field, where the description holds at three other values
-  that keep the heads dividing the size, are recorded as a `divides` pair
-  (BLT's decoder floors its head size: divides.py's rule, which its draws
-  missed), and ckptcheck refuses a size the heads do not divide;
+- else a head (or group) count, or a field the formula divides by, and a
+  size of the same (sub-)config, one of them the field, where the
+  description agrees with the library at the next eight values that keep
+  the one dividing the other (those the library builds, two at least),
+  with the formula's other fields moved too, are recorded as a `divides`
+  pair (BLT's decoder floors its head size: divides.py's rule, which its
+  draws missed), and ckptcheck refuses a size the heads do not divide;
 - else, for a head count, the field is fixed at its default; for a size,
-  the least divisor L of the field's value at which the description
-  holds at the three next multiples of L is recorded (`rounded: {field:
-  L}`) and ckptcheck refuses a value that is not a multiple of L, naming
-  it; where no divisor holds, the field is fixed at its default.
+  the least divisor L of the field's value at whose next eight multiples
+  the description agrees with the library, the formula's other fields
+  moved too, is recorded (`rounded: {field: L}`) and ckptcheck refuses a
+  value that is not a multiple of L, naming it; where no divisor holds,
+  the field is fixed at its default.
 
 generate.py calls `rounded_fields` for each class it derives; run as a
 script, this applies it to every class in generate.py's cache and
@@ -51,8 +54,10 @@ TYPE_SECONDS = 300
 # How far above the field's value the two values the description divides
 # wholly are looked for.
 SEARCH_ABOVE = 64
-# A divisor must hold at this many of its next multiples.
-MULTIPLES_CHECKED = 3
+# A divisor, or a pair's size or heads, is tried at this many of the next
+# values that keep it whole (the library refusing some: wav2vec2-conformer's
+# conv groups).
+PAIR_STEPS = 8
 # A rounded formula must match the library at this many values above the
 # field's value (whole or not under the unrounded formula).
 ROUNDED_CHECKED = 8
@@ -63,6 +68,7 @@ DIVISION = re.compile(r"(?<!/)/(?!/)")
 HEADS = re.compile(r"head|group")
 WIDTH = re.compile(r"hidden|width|dim|embed|channels|d_model|(^|_)size$")
 MODEL_WIDTH = re.compile(r"hidden_size|d_model|embed_dim")
+KV = re.compile(r"key_value|kv_")
 NOT_WIDTH = re.compile(r"kernel|stride|window|patch|layers|length|position|image")
 
 
@@ -109,33 +115,41 @@ def is_width(field):
     return bool(WIDTH.search(name)) and not NOT_WIDTH.search(name) and not HEADS.search(name)
 
 
-def divides_pair(field, value, base_env, desc, mended, base, accepted, differs):
+def divides_pair(field, value, base_env, mended, base, holds, moved, texts, text_fields):
     """[size, heads] for a field that is either, where the description
-    holds at three other values of it that keep the heads dividing the
-    size (two of them at least not refused); None where no such pair
-    holds."""
+    (refusing what the pair refuses) agrees with the library at the other
+    values of it that keep the heads dividing the size, with the formula's
+    other fields moved too; None where no such pair holds. The partner is a
+    head or group count, or a field the divided formula divides by
+    (SegGPT's `patch_size` under its image size)."""
     import generate
-    same_config = field.rpartition(".")[0]
+    def config_of(name):
+        # A list's entry (`image_size.0`) belongs to the list's config.
+        return re.sub(r"\.\d+$", "", name).rpartition(".")[0]
+    same_config = config_of(field)
+    divisors = {name for text in texts for name in re.findall(r"(?<!/)/([A-Za-z_][\w.]*)", text)}
     candidates = []
     for other, other_value in base_env.items():
-        if other == field or other not in desc["fields"] or other.rpartition(".")[0] != same_config:
+        if other == field or other not in mended["fields"] or config_of(other) != same_config:
             continue
         if not isinstance(other_value, int) or isinstance(other_value, bool) or other_value < 1:
             continue
-        if HEADS.search(other.rpartition(".")[2]) and is_width(field) \
+        other_is_divisor = HEADS.search(other.rpartition(".")[2]) or other in divisors
+        field_is_divisor = HEADS.search(field.rpartition(".")[2]) or field in divisors
+        if other_is_divisor and (is_width(field) or other in divisors) \
                 and 2 <= other_value < value and value % other_value == 0:
-            tries = [value + k * other_value for k in range(1, MULTIPLES_CHECKED + 1)]
-            candidates.append(((0, 0, other_value), [field, other], tries))
-        elif HEADS.search(field.rpartition(".")[2]) and is_width(other) \
+            tries = [value + k * other_value for k in range(1, PAIR_STEPS + 1)]
+            # The query heads before the key-value heads they group.
+            candidates.append(((0, 1 if KV.search(other) else 0, other_value), [field, other], tries))
+        elif field_is_divisor and (is_width(other) or field in divisors) \
                 and other_value > value and other_value % value == 0:
-            tries = [h for h in range(value + 1, other_value + 1) if other_value % h == 0][:MULTIPLES_CHECKED]
+            tries = [h for h in range(value + 1, other_value + 1) if other_value % h == 0][:PAIR_STEPS]
             # The model's width first (SeamlessM4T's speech heads divide its
             # `hidden_size`, not its 160-wide feature projection).
             candidates.append(((1, 0 if MODEL_WIDTH.search(other) else 1, other_value), [other, field], tries))
     for _, pair, tries in sorted(candidates, key=lambda c: c[0]):
         configs = [generate.with_field(base, field, new) for new in tries]
-        if sum(accepted(mended, d) for d in configs) >= 2 and \
-                all(differs(mended, d) is None for d in configs if accepted(mended, d)):
+        if holds(mended, moved(configs, text_fields, field), [pair]):
             return pair
     return None
 
@@ -192,6 +206,26 @@ def rounded_fields(desc, config_class, model_class, base, facts):
         listing = library(d)
         return None if listing is None else description_differs(description, d, listing, facts)
 
+    def holds(description, configs, extra_rules=()):
+        """Whether the description, with `extra_rules` ([size, heads] pairs)
+        among its refusals, agrees with the library at every config the
+        library builds and it does not refuse, two of them at least: a
+        value the library refuses says nothing either way."""
+        trial = dict(description, divides=description.get("divides", []) + list(extra_rules))
+        seen = [d for d in configs if library(d) is not None and accepted(trial, d)]
+        return len(seen) >= 2 and all(differs(trial, d) is None for d in seen)
+
+    def moved(configs, text_fields, field):
+        """Each config again with every other field of the divided formulas
+        moved (twice, three times its value): a rule found at the base's
+        head count or patch size must hold at others too."""
+        out = list(configs)
+        for other in text_fields:
+            value = base_env.get(other)
+            if other != field and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                out += [generate.with_field(d, other, value * factor) for d in configs for factor in (2, 3)]
+        return out
+
     mended = desc
     for field in divided_fields(desc):
         value = base_env.get(field)
@@ -245,24 +279,26 @@ def rounded_fields(desc, config_class, model_class, base, facts):
         # that the rule follows both where a config changes them. The size
         # is tried at the next multiples of the heads, the heads at the
         # next counts that divide the size.
-        pair = divides_pair(field, value, base_env, desc, mended, base, accepted, differs)
+        texts = [text for text in formulas_of(mended.get("tree"), [])
+                 if DIVISION.search(text) and field in split_names(text)]
+        text_fields = sorted({f for text in texts for f in split_names(text)})
+        pair = divides_pair(field, value, base_env, mended, base, holds, moved, texts, text_fields)
         if pair is not None:
             divided.append(pair)
             continue
+        default = generate.read_field(default_dict, field)
         if HEADS.search(field.rpartition(".")[2]):
-            fixed[field] = desc["fields"][field].get("default")
+            fixed[field] = default
             continue
         for divisor in range(2, value + 1):
             if value % divisor:
                 continue
-            multiples = [generate.with_field(base, field, value + k * divisor)
-                         for k in range(1, MULTIPLES_CHECKED + 1)]
-            if all(differs(mended, d) is None for d in multiples if accepted(mended, d)) \
-                    and any(accepted(mended, d) for d in multiples):
+            multiples = [generate.with_field(base, field, value + k * divisor) for k in range(1, PAIR_STEPS + 1)]
+            if holds(mended, moved(multiples, text_fields, field)):
                 rounded[field] = divisor
                 break
         else:
-            fixed[field] = desc["fields"][field].get("default")
+            fixed[field] = default
     return rounded_formulas, rounded, fixed, where, divided
 
 

@@ -12,7 +12,8 @@ field gives the default's shapes for any value of it: a wrong answer.
 
 For each described class this starts from the class's first held-out
 variation (small layer counts), sets each float of the config (its
-sub-configs' too) to twice and half its value (0.5 and 1.0 where it is 0),
+sub-configs' too) to twice and half its value and to 0 (0.5 and 1.0 where
+it is 0),
 and each integer the description neither describes nor fixes to one more
 and three times its value, builds the model on the `meta` device and
 compares its state dict with the description's (keys, order, shapes,
@@ -61,13 +62,15 @@ def floats_of(d, prefix=""):
 
 
 def other_values(value):
-    """The values a field is tried at: a float twice and half its value (0.5
-    and 1.0 where it is 0), an integer one more and three times it (so that
-    a size rounded up to a multiple of it changes: 257 where 512 does not)."""
+    """The values a field is tried at: a float twice and half its value, and
+    0 (BEiT and ConvNeXt add their layer-scale parameters only while
+    `layer_scale_init_value` is above 0), or 0.5 and 1.0 where it is 0; an
+    integer one more and three times it (so that a size rounded up to a
+    multiple of it changes: 257 where 512 does not)."""
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             return []
-        return [0.5, 1.0] if value == 0 else [value * 2, value / 2]
+        return [0.5, 1.0] if value == 0 else [value * 2, value / 2, 0.0]
     return [1, 2] if value <= 0 else [value + 1, value * 3]
 
 
