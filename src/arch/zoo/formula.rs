@@ -195,16 +195,19 @@ impl<'a> Formula<'a> {
     /// rounded value the rounding does nothing (inference prefers such a
     /// value of a field among the many that round alike).
     pub fn unrounded_value_of(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Option<u64> {
-        Formula {
-            text: self.text,
-            terms: self.terms.clone(),
-            rounded_up_to: None,
-        }
-        .value(lookup)
-        .ok()
+        self.value_rounded_to(lookup, None).ok()
     }
 
     fn value(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> std::result::Result<u64, Failure<'a>> {
+        self.value_rounded_to(lookup, self.rounded_up_to)
+    }
+
+    /// The value, rounded up to `rounded_up_to` where given, else whole.
+    fn value_rounded_to(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<u64>,
+        rounded_up_to: Option<u64>,
+    ) -> std::result::Result<u64, Failure<'a>> {
         let overflow = || Failure::Overflow;
         let field = |name: &'a str| -> std::result::Result<i128, Failure<'a>> {
             lookup(name).map(i128::from).ok_or(Failure::NoValue(name))
@@ -259,7 +262,7 @@ impl<'a> Formula<'a> {
         if sum_numerator < 0 {
             return Err(Failure::NotASize(sum_numerator, sum_denominator));
         }
-        if let Some(multiple) = self.rounded_up_to.map(i128::from) {
+        if let Some(multiple) = rounded_up_to.map(i128::from) {
             // The denominator is positive: the quotient floors.
             let floored = sum_numerator / sum_denominator;
             let rounded = floored

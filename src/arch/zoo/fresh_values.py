@@ -74,6 +74,40 @@ def names_left_out(config, facts):
     return None
 
 
+def compare_with_description(desc, config_dict, listing, facts):
+    """("same" | "wrong" | "refused", detail): the description of a class,
+    for a config dict, against the library's state dict `listing` for it
+    (keys, order, shapes, dtypes). "refused" where the Rust side refuses
+    the config, with why where it is a whole-number or left-out-name
+    refusal (a fixture row records those), None where a rule refuses it
+    (a head count that does not divide a width); "wrong" with the first
+    difference."""
+    try:
+        env = generate.resolve_env(desc, config_dict)
+    except generate.Misfit as e:
+        # A default that is no whole number at this value (Zamba's
+        # `attention_head_dim`, twice the width over the heads): the Rust
+        # evaluator refuses it too.
+        return "refused", str(e)
+    if generate.refused_by(desc, env):
+        return "refused", None
+    if names_left_out(config_dict, facts):
+        # A sub-config written without its names (a base with no held-out
+        # variation): the Rust side refuses it.
+        return "refused", f"{names_left_out(config_dict, facts)} left out"
+    try:
+        mine = drop_keys_if_equal(desc, env, generate.expand(desc["tree"], env))
+    except generate.Misfit as e:
+        # A size that is no whole number (a patch that does not divide the
+        # image): the Rust evaluator refuses the config too, naming the
+        # formula; refused, not wrong.
+        return "refused", str(e)
+    if mine == listing:
+        return "same", None
+    return "wrong", next((f"{a} vs {b}" for a, b in zip(mine, listing) if a != b),
+                         f"{len(mine)} vs {len(listing)} tensors")
+
+
 def audit_type(model_type):
     out_path = os.path.join(OUT_DIR, model_type + ".json")
     if os.path.exists(out_path):
@@ -100,40 +134,15 @@ def audit_type(model_type):
                     continue
                 sample = {"class": name, "field": field, "value": new, "config": clean(d),
                           "count": len(got.listing), "digest": digest(got.listing)}
-                try:
-                    env = generate.resolve_env(desc, d)
-                except generate.Misfit as e:
-                    # A default that is no whole number at this value
-                    # (Zamba's `attention_head_dim`, twice the width over
-                    # the heads): the Rust evaluator refuses it too.
+                verdict, detail = compare_with_description(desc, d, got.listing, facts)
+                if verdict == "refused":
                     result["refused"] += 1
-                    sample["refused"] = str(e)
-                    result["samples"].append(sample)
+                    if detail is not None:
+                        sample["refused"] = detail
+                        result["samples"].append(sample)
                     break
-                if generate.refused_by(desc, env):
-                    result["refused"] += 1
-                    break
-                if names_left_out(d, facts):
-                    # A sub-config written without its names (a base with
-                    # no held-out variation): the Rust side refuses it.
-                    result["refused"] += 1
-                    sample["refused"] = f"{names_left_out(d, facts)} left out"
-                    result["samples"].append(sample)
-                    break
-                try:
-                    mine = drop_keys_if_equal(desc, env, generate.expand(desc["tree"], env))
-                except generate.Misfit as e:
-                    # A size that is no whole number (a patch that does not
-                    # divide the image): the Rust evaluator refuses the
-                    # config too, naming the formula; refused, not wrong.
-                    result["refused"] += 1
-                    sample["refused"] = str(e)
-                    result["samples"].append(sample)
-                    break
-                if mine != got.listing:
-                    first = next((f"{a} vs {b}" for a, b in zip(mine, got.listing) if a != b),
-                                 f"{len(mine)} vs {len(got.listing)} tensors")
-                    result["wrong"].append([name, field, new, first])
+                if verdict == "wrong":
+                    result["wrong"].append([name, field, new, detail])
                     sample["wrong"] = True
                 result["samples"].append(sample)
                 break

@@ -1337,8 +1337,9 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # value left irrelevant) that change tensors at others
     # (unvaried_fields.py: LFM2's `block_multiple_of` at 257, Swin's
     # `mlp_ratio`): refused unless at their default.
-    unvaried, where = unvaried_fixed(desc, config_class, model_class, (held[0] if held else base).config_dict,
-                                     sub_config_facts(model_type).get("sub_configs", {}))
+    first_held = (held[0] if held else base).config_dict
+    facts = sub_config_facts(model_type).get("sub_configs", {})
+    unvaried, where = unvaried_fixed(desc, config_class, model_class, first_held, facts)
     for field, default in unvaried.items():
         desc.setdefault("fixed", {})[field] = default
         reasons[field] = f"not varied by the derivation, and at {where[field][0]} the tensors differ ({where[field][1]})"
@@ -1347,13 +1348,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # rounds them where that matches it, else held to the multiples the
     # description holds at, or fixed where none does.
     rounded_texts, rounded, rounded_fixed, where, divided = rounded_fields(
-        desc, config_class, model_class, (held[0] if held else base).config_dict,
-        sub_config_facts(model_type).get("sub_configs", {}))
+        desc, config_class, model_class, first_held, facts)
     apply_rounded(desc, rounded_texts, rounded, rounded_fixed, divided)
     # Keys the config class takes under an older name (config_renames.py:
     # LFM2's `block_ff_dim` for `intermediate_size`).
-    renames = renamed_keys(desc, config_class, model_class, (held[0] if held else base).config_dict,
-                           sub_config_facts(model_type).get("sub_configs", {}))
+    renames = renamed_keys(desc, config_class, model_class, first_held, facts)
     if renames:
         desc["renamed_keys"] = renames
     for field in rounded_fixed:

@@ -79,23 +79,9 @@ def description_differs(desc, config_dict, listing, facts):
     dict, and the library's state dict `listing` for it; None where they
     agree or where the Rust side refuses the config (fresh_values.py's
     comparison)."""
-    import generate
-    from equal_sizes import drop_keys_if_equal
-    from fresh_values import names_left_out
-    try:
-        env = generate.resolve_env(desc, config_dict)
-    except generate.Misfit:
-        return None
-    if generate.refused_by(desc, env) or names_left_out(config_dict, facts):
-        return None
-    try:
-        mine = drop_keys_if_equal(desc, env, generate.expand(desc["tree"], env))
-    except generate.Misfit:
-        return None
-    if mine == listing:
-        return None
-    return next((f"{a} vs {b}" for a, b in zip(mine, listing) if a != b),
-                f"{len(mine)} vs {len(listing)} tensors")
+    from fresh_values import compare_with_description
+    verdict, detail = compare_with_description(desc, config_dict, listing, facts)
+    return detail if verdict == "wrong" else None
 
 
 def unvaried_fixed(desc, config_class, model_class, base, facts):
