@@ -1917,6 +1917,87 @@ fn keys_under_an_older_name_are_read_as_the_config_class_reads_them() {
     assert!(tied(json!({"tie_embedding": false})).is_empty());
 }
 
+/// Config classes whose own default transformers cannot build (null
+/// `head_dim`, `vocab_size`, `num_key_value_heads`): the generator derived
+/// them with the fewest fields filled in (required.py), and the
+/// description requires those of a config.json, as the library does,
+/// rather than build them at the value the derivation chose.
+#[test]
+fn fields_the_config_class_leaves_without_a_default_are_required() {
+    let cases = [
+        (json!({"model_type": "ministral"}), "head_dim"),
+        (
+            json!({"model_type": "esm", "architectures": ["EsmForMaskedLM"]}),
+            "vocab_size",
+        ),
+        (
+            json!({"model_type": "nemotron", "num_key_value_heads": null}),
+            "num_key_value_heads",
+        ),
+    ];
+    for (config, field) in cases {
+        let error = read(&config).expect_err(field);
+        assert_eq!(error.kind, ErrorKind::BadConfig, "{config}: {error}");
+        assert!(
+            error.message.contains(&format!("{field:?} is missing"))
+                && error.message.contains("no default"),
+            "{config}: {error}"
+        );
+    }
+    let shape = |config: &Value, suffix: &str| -> Vec<u64> {
+        let model = build(config);
+        let tensor = model.tensors.iter().find(|t| t.name.ends_with(suffix));
+        tensor.map_or_else(Vec::new, |t| t.shape.clone())
+    };
+    // Ministral-8B's attention: 32 heads and 8 key-value heads of 128.
+    let ministral = json!({"model_type": "ministral", "hidden_size": 4096,
+        "intermediate_size": 12288, "num_hidden_layers": 1, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 131072});
+    assert_eq!(
+        shape(&ministral, "layers.0.self_attn.k_proj.weight"),
+        [1024, 4096]
+    );
+    assert_eq!(
+        shape(&ministral, "layers.0.self_attn.o_proj.weight"),
+        [4096, 4096]
+    );
+    // ESM-2 8M: 33 tokens, 320 wide, rotary positions.
+    let esm = json!({"model_type": "esm", "architectures": ["EsmForMaskedLM"],
+        "vocab_size": 33, "hidden_size": 320, "num_hidden_layers": 6,
+        "num_attention_heads": 20, "intermediate_size": 1280,
+        "position_embedding_type": "rotary"});
+    assert_eq!(shape(&esm, "embeddings.word_embeddings.weight"), [33, 320]);
+    assert_eq!(
+        shape(&esm, "layer.5.intermediate.dense.weight"),
+        [1280, 320]
+    );
+    // DBRX's attention config has no `rope_theta`, which no tensor shows:
+    // inference writes the value the description was derived at and says
+    // to set the released one, and that config rebuilds the tensors.
+    let dbrx = json!({"model_type": "dbrx", "architectures": ["DbrxForCausalLM"],
+        "d_model": 256, "n_heads": 4, "n_layers": 2, "vocab_size": 1000,
+        "attn_config": {"kv_n_heads": 2, "rope_theta": 500000},
+        "ffn_config": {"ffn_hidden_size": 512, "moe_num_experts": 4}});
+    let names = names_of(&build(&dbrx));
+    let inferred = arch::infer(&names);
+    assert_eq!(inferred.config["model_type"], "dbrx", "{}", inferred.config);
+    assert_eq!(
+        inferred.config["attn_config"]["rope_theta"], 8,
+        "{}",
+        inferred.config
+    );
+    assert!(
+        inferred
+            .undetermined
+            .iter()
+            .any(|line| line.starts_with("attn_config.rope_theta: ")
+                && line.ends_with("set the released one")),
+        "{:?}",
+        inferred.undetermined
+    );
+    assert_eq!(rebuilt_differs(&inferred, names), None);
+}
+
 /// A file save_pretrained wrote from an LFM2 with `intermediate_size` 49
 /// (make_zoo_loads.py: 256 rows, as 384 gives): inference says which values
 /// give that width (2 to 385), takes 384, at which the rounding does

@@ -84,6 +84,7 @@ def assemble(all_types, first, whole_for=()):
         pass
     matrix = {"transformers": transformers.__version__, "classes": []}
     coverage = []
+    required = {}  # model type -> fields its config class leaves without a default (required.py)
     for model_type in model_type_order(all_types, first):
         path = os.path.join(CACHE, model_type.replace("/", "__") + ".json")
         if not os.path.exists(path):
@@ -91,6 +92,8 @@ def assemble(all_types, first, whole_for=()):
             continue
         with open(path) as f:
             r = json.load(f)
+        for desc in r["classes"].values():
+            required.setdefault(model_type, set()).update(desc.get("required", {}))
         if r["classes"]:
             fill_conversions(r)
             data["model_types"][model_type] = {"config_class": r["config_class"], "classes": r["classes"]}
@@ -120,7 +123,7 @@ def assemble(all_types, first, whole_for=()):
     os.makedirs(os.path.join(ROOT, "tests", "fixtures", "zoo"), exist_ok=True)
     with open(os.path.join(ROOT, "tests", "fixtures", "zoo", "matrix.json"), "w") as f:
         json.dump(finite_only(matrix), f, separators=(",", ":"), allow_nan=False)
-    write_coverage(zoo_dir, coverage)
+    write_coverage(zoo_dir, coverage, {t: fields for t, fields in required.items() if fields})
 
 
 def fill_conversions(r):
@@ -243,7 +246,7 @@ def no_class_reason(model_type):
     return "no model class: transformers' auto mappings name a configuration only"
 
 
-def write_coverage(zoo_dir, coverage):
+def write_coverage(zoo_dir, coverage, required):
     import transformers
     diffusers_rows = [row for row in coverage if row[0].startswith("diffusers/")]
     coverage = [row for row in coverage if not row[0].startswith("diffusers/")] + diffusers_rows
@@ -269,6 +272,13 @@ def write_coverage(zoo_dir, coverage):
         f"**{sum(1 for _, c, _ in diffusers_rows if c)} of {len(diffusers_rows)} diffusers classes** are described "
         f"({sum(len(c) for _, c, _ in diffusers_rows)} variants: the released structures of each class).",
         "",
+    ] + ([
+        f"**{len(required)} model types** are described with fields their config class leaves without a "
+        "default the library can build (required.py): ckptcheck refuses a config.json that leaves one out, "
+        "as transformers fails on it, and an inferred config writes the value the description was derived at. "
+        + "; ".join(f"{t}: " + ", ".join(f"`{f}`" for f in sorted(fields)) for t, fields in required.items()) + ".",
+        "",
+    ] if required else []) + [
         "| model type | classes described | not described (why) |",
         "|---|---|---|",
     ]

@@ -267,6 +267,63 @@ pub(super) fn check_fixed(
     Ok(())
 }
 
+/// A field the config class leaves without a usable default (EsmConfig's
+/// `vocab_size`, MinistralConfig's `head_dim` are null, DBRX's attention
+/// config has no `rope_theta`): transformers cannot build the model from a
+/// config.json that leaves it out, so neither does ckptcheck (the value the
+/// description was derived at is no default anyone released).
+pub(super) fn check_required(
+    config: &Value,
+    desc: &'static Value,
+    model_type: &str,
+    class: &str,
+) -> Result<()> {
+    for field in desc
+        .get("required")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|required| required.keys())
+    {
+        if read_path(config, field).is_none_or(Value::is_null) {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {field:?} is missing: {model_type}'s config class has no default for it, and transformers cannot build {class} without it; set it as the released config.json does"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An inferred config gets each required field the shapes left out, at the
+/// value the description was derived at (transformers cannot build the
+/// model without it), and a line saying so for the undetermined list.
+pub(super) fn write_required(
+    desc: &Value,
+    config: &mut serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (field, value) in desc
+        .get("required")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let given = match field.split_once('.') {
+            Some((section, rest)) => config.get(section).and_then(|inner| read_path(inner, rest)),
+            None => config.get(field.as_str()),
+        };
+        if given.is_none_or(Value::is_null) {
+            super::infer::insert(config, field, value.clone());
+            lines.push(format!(
+                "{field}: no tensor shape shows it and the config class has no default for it; {value} is written, as transformers needs a value: set the released one"
+            ));
+        }
+    }
+    lines
+}
+
 fn same_number_or_value(a: &Value, b: &Value) -> bool {
     match (a.as_f64(), b.as_f64()) {
         (Some(x), Some(y)) => x == y,

@@ -6,7 +6,9 @@ from the library itself. Run by hand (never by CI or tests):
     /tmp/zoo/bin/python src/arch/zoo/generate.py [--only llama,bert] [--jobs 2]
 
 (With no cache on the machine, `restore_cache.py` first rebuilds it from the
-committed outputs, so `--only` re-derives just the types it names.)
+committed outputs, so `--only` re-derives just the types it names; a type
+already in the cache is skipped, so delete its file first. `ZOO_DEBUG=1`
+prints the samples of a size no formula fits and where a class failed.)
 
 For every model type in transformers' auto mappings and every class those
 mappings name for it (the base model and its heads), and the other model
@@ -36,6 +38,13 @@ and for variations of the config's integer fields, and reads what
   among them the floats and the integers no variation changed a tensor
   with, tried again at other values (unvaried_fields.py: Swin's
   `mlp_ratio`, LFM2's `block_multiple_of` at 257);
+- fields a config class leaves without a default the library builds
+  (required.py: EsmConfig's null `vocab_size`, MinistralConfig's null
+  `head_dim`): the class is derived with the fewest of them filled in,
+  and a config.json must set them (`required`);
+- a count field that changes the length of a list whose layers differ
+  from each other once other sizes move (RT-DETR's `num_feature_levels`)
+  is held at its default and the class derived again;
 - keys the config class takes under an older name (config_renames.py:
   LFM2's `block_ff_dim` is its `intermediate_size`), read as it reads them;
 - sizes the library rounds where a formula divides (rounded_sizes.py:
@@ -79,6 +88,7 @@ import trees  # noqa: E402
 from names import named_config_class, names_that_change_tensors  # noqa: E402
 from equal_sizes import add_rules, drop_keys_if_equal, equal_size_rules  # noqa: E402
 from sub_models import swap_samples  # noqa: E402
+import required  # noqa: E402
 from divides import add_divides, divides_rules  # noqa: E402
 from kinds import layer_kinds, other_kinds  # noqa: E402
 from undeclared import getattr_sizes, undeclared_fields  # noqa: E402
@@ -360,6 +370,24 @@ class FreshValueDiffers(Misfit):
     def __init__(self, field, value, first):
         super().__init__(f"with {field} alone at {value} the description differs ({first})")
         self.field = field
+
+
+class ListCountHeld(FreshValueDiffers):
+    """Joint variations fail to align because a count field changes the
+    length of a list whose layers differ from each other once other sizes
+    move (RT-DETR's `num_feature_levels`: past the backbone's levels its
+    input projections are 3x3 convolutions from the last level, then from
+    `d_model`): the field holds only at its default."""
+
+    def __init__(self, field, where):
+        Misfit.__init__(self, f"it changes how many layers {where.rstrip('.')} has, and those layers differ "
+                              "from each other where other sizes move")
+        self.field = field
+
+
+def list_length(listing, where):
+    pattern = re.compile(re.escape(where) + r"(\d+)\.")
+    return len({m.group(1) for k, _, _ in listing for m in [pattern.match(k)] if m})
 
 
 def fresh_values(field, value):
@@ -988,6 +1016,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     joints = []
     count_fields = set()
     tries = 0
+    unaligned_lists = set()  # lists whose count changed while their layers differ
     while len(joints) < fit_joints + HELD_OUT and tries < 4 * (fit_joints + HELD_OUT):
         tries += 1
         d, chosen = joint(rng, None if len(joints) < fit_joints else count_fields)
@@ -998,7 +1027,10 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 align([trie(base.listing), trie(s.listing)], "")
                 d = attempt
                 break
-            except Exception:
+            except Exception as e:
+                found = re.match(r"layers of (.*) differ and their count changes$", str(e))
+                if isinstance(e, Misfit) and found:
+                    unaligned_lists.add(found.group(1))
                 s = None
         if s is None:
             continue
@@ -1012,6 +1044,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             for slot in counts_of(template):
                 count_fields.update(f for f, i in singles.items() if slot.values.get(i) != slot.values.get(0))
     if len(joints) < fit_joints + HELD_OUT:
+        for where in sorted(unaligned_lists):
+            for field, index in singles.items():
+                if field not in HELD_AT_DEFAULT and (list_length(samples[index].listing, where)
+                                                     != list_length(base.listing, where)):
+                    raise ListCountHeld(field, where)
         raise Misfit("too few joint variations build")
     fitting = samples + joints[:fit_joints]
     held = joints[fit_joints:]
@@ -1033,6 +1070,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         if key not in cache:
             cache[key] = fit(points, changed)
         if cache[key] is None:
+            if os.environ.get("ZOO_DEBUG"):
+                print("DEBUG", changed, [(dict((f, e.get(f)) for f in changed), v) for e, v in points], file=sys.stderr)
             raise Misfit(f"no formula for a size that depends on {', '.join(changed) or 'nothing'}")
         slot.expr = cache[key]
 
@@ -1969,6 +2008,12 @@ def derive_into(result, model_type, config_class, model_class, name, when):
     key = class_key(name, when)
     rng = random.Random(f"{model_type}/{key}")
     HELD_AT_DEFAULT.clear()
+    # A default config the library cannot build (EsmConfig's vocab_size is
+    # null): derived with the fewest fields filled that make it build, each
+    # then required of a config.json (required.py).
+    filled = required.completions(config_class, model_class)
+    if filled:
+        config_class = required.completed_class(config_class, filled)
     try:
         while True:
             try:
@@ -1983,6 +2028,9 @@ def derive_into(result, model_type, config_class, model_class, name, when):
                 rng = random.Random(f"{model_type}/{key}")
                 signal.alarm(CLASS_SECONDS)
     except Misfit as e:
+        if os.environ.get("ZOO_DEBUG"):
+            import traceback
+            traceback.print_exc()
         result["failed"][key] = str(e)
         return False
     except Exception as e:
@@ -1990,6 +2038,10 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         return False
     if when:
         desc["when"] = when
+    if filled:
+        desc["required"] = filled
+        for s in held:
+            s.config_dict = required.with_required(s.config_dict, filled)
     # Other sub-models in the composite's place (sub_models.py), checked
     # against the descriptions of those types already in the cache.
     try:
@@ -2011,7 +2063,8 @@ def derive_into(result, model_type, config_class, model_class, name, when):
     if when:
         row["when"] = when
     row.update({
-        "default": {"config": dict({"model_type": model_type, "architectures": [name]}, **when),
+        "default": {"config": required.with_required(dict({"model_type": model_type, "architectures": [name]}, **when),
+                                                     filled),
                     "count": len(base.listing), "digest": digest(base.listing)},
         "variations": variations,
     })

@@ -694,9 +694,8 @@ pub(super) fn solve<'a>(
             continue;
         }
         // A sub-config's field at its default stays out of the config: a
-        // sub-config written in part may not read back (DETR's
-        // `backbone_config` without its `model_type` is a KeyError in
-        // transformers), and leaving it out gives the default anyway.
+        // sub-config written in part may not read back (DETR's `backbone_config`
+        // without its `model_type` is a KeyError in transformers).
         // Only a value both defaults give is left out: a sub-config written
         // in part takes `default_in_parent` (SigLIP's
         // `text_config.projection_size` is then its `hidden_size`), one
@@ -738,6 +737,7 @@ pub(super) fn solve<'a>(
         }
     }
     let mut undetermined = assumed;
+    undetermined.extend(super::checks::write_required(desc, &mut config));
     undetermined.extend(
         desc["fields"]
             .as_object()

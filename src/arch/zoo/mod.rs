@@ -6,7 +6,9 @@
 //! formula over config fields (`formula.rs`), each field's default (a number,
 //! a flag or a formula over other fields), flags that add tensors as
 //! conditions, and the fields the description cannot follow ("fixed": a
-//! config that changes them is refused, never guessed). COVERAGE.md lists
+//! config that changes them is refused, never guessed), and the fields a
+//! config.json must set because the config class has no default the
+//! library builds ("required", refused when left out). COVERAGE.md lists
 //! what is described and why the rest is not.
 
 mod checks;
@@ -29,8 +31,9 @@ pub use swaps::sub_model_choices;
 use super::{KeyRename, ModelSpec, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
 use checks::{
-    check_companions, check_fixed, check_least, check_multiples, check_named_lists, check_rounded,
-    check_sub_config_names, check_sub_configs, check_undeclared, keys_absent_at_equal_sizes,
+    check_companions, check_fixed, check_least, check_multiples, check_named_lists, check_required,
+    check_rounded, check_sub_config_names, check_sub_configs, check_undeclared,
+    keys_absent_at_equal_sizes,
 };
 use classes::description;
 pub use classes::{classes, described_model_types, knows, model_type_of_class};
@@ -175,6 +178,7 @@ fn build(
             resolved: Vec::new(),
         };
         check_fixed(config, desc, model_type, class)?;
+        check_required(config, desc, model_type, class)?;
         check_sub_configs(config, desc)?;
         check_sub_config_names(config, sub_configs_of(model_type), model_type, class)?;
         check_multiples(&mut fields, class)?;
