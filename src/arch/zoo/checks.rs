@@ -271,9 +271,12 @@ pub(super) fn check_fixed(
 /// `vocab_size`, MinistralConfig's `head_dim` are null, DBRX's attention
 /// config has no `rope_theta`): transformers cannot build the model from a
 /// config.json that leaves it out, so neither does ckptcheck (the value the
-/// description was derived at is no default anyone released).
+/// description was derived at is no default anyone released). A field under
+/// a sub-config another model type fills (`swapped`) is that type's to
+/// require.
 pub(super) fn check_required(
     config: &Value,
+    swapped: &[&str],
     desc: &'static Value,
     model_type: &str,
     class: &str,
@@ -284,6 +287,10 @@ pub(super) fn check_required(
         .into_iter()
         .flat_map(|required| required.keys())
     {
+        let section = field.split_once('.').map(|(section, _)| section);
+        if section.is_some_and(|section| swapped.contains(&section)) {
+            continue;
+        }
         if read_path(config, field).is_none_or(Value::is_null) {
             return Err(err(
                 ErrorKind::BadConfig,
@@ -298,9 +305,13 @@ pub(super) fn check_required(
 
 /// An inferred config gets each required field the shapes left out, at the
 /// value the description was derived at (transformers cannot build the
-/// model without it), and a line saying so for the undetermined list.
+/// model without it), and a line saying so for the undetermined list; not
+/// under a sub-config the inference wrote as another model type than the
+/// composite's default (`sub_configs`), whose own description requires
+/// what it needs.
 pub(super) fn write_required(
     desc: &Value,
+    sub_configs: Option<&Value>,
     config: &mut serde_json::Map<String, Value>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
@@ -310,6 +321,15 @@ pub(super) fn write_required(
         .into_iter()
         .flatten()
     {
+        if let Some((section, _)) = field.split_once('.') {
+            let written = config
+                .get(section)
+                .and_then(|inner| inner.get("model_type"));
+            let default = sub_configs.and_then(|facts| facts[section].get("model_type"));
+            if written.is_some() && written != default {
+                continue;
+            }
+        }
         let given = match field.split_once('.') {
             Some((section, rest)) => config.get(section).and_then(|inner| read_path(inner, rest)),
             None => config.get(field.as_str()),
@@ -506,4 +526,64 @@ pub(super) fn check_undeclared(fields: &mut Fields, class: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn required_desc() -> &'static Value {
+        Box::leak(Box::new(json!({"required": {
+            "head_dim": 8, "text_config.head_dim": 8, "attn_config.rope_theta": 8}})))
+    }
+
+    #[test]
+    fn a_required_field_left_out_or_null_is_refused_unless_another_type_fills_its_section() {
+        let desc = required_desc();
+        let whole = json!({"head_dim": 128, "text_config": {"head_dim": 64},
+            "attn_config": {"rope_theta": 500000}});
+        assert!(check_required(&whole, &[], desc, "t", "C").is_ok());
+        let mut null = whole.clone();
+        null["attn_config"]["rope_theta"] = Value::Null;
+        let error = check_required(&null, &[], desc, "t", "C").unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("\"attn_config.rope_theta\" is missing"),
+            "{error}"
+        );
+        let mut swapped = whole.clone();
+        swapped.as_object_mut().unwrap().remove("text_config");
+        assert!(check_required(&swapped, &["text_config"], desc, "t", "C").is_ok());
+        let error = check_required(&swapped, &[], desc, "t", "C").unwrap_err();
+        assert!(
+            error.message.contains("\"text_config.head_dim\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_inferred_config_gets_the_required_fields_the_shapes_left_out() {
+        let facts = json!({"text_config": {"model_type": "hunyuan_vl_text"}});
+        let inferred = json!({"head_dim": 128, "text_config": {"model_type": "llama"}});
+        let mut config = inferred.as_object().unwrap().clone();
+        let lines = write_required(required_desc(), Some(&facts), &mut config);
+        // The shapes' 128 stays; the sub-config of another type is left to
+        // that type; the rope base no shape shows is written and said.
+        assert_eq!(config["head_dim"], 128);
+        assert_eq!(config["text_config"], json!({"model_type": "llama"}));
+        assert_eq!(config["attn_config"]["rope_theta"], 8);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("attn_config.rope_theta: "),
+            "{lines:?}"
+        );
+        let mut own = json!({"text_config": {"model_type": "hunyuan_vl_text"}})
+            .as_object()
+            .unwrap()
+            .clone();
+        write_required(required_desc(), Some(&facts), &mut own);
+        assert_eq!(own["text_config"]["head_dim"], 8);
+    }
 }

@@ -8,6 +8,7 @@
 //! undetermined, never guessed; a value taken where the shapes allow
 //! several (a default in a ratio, the least of a range) says so.
 
+use super::checks;
 use super::equations::{
     first_matching, list_equations, search_one, solve_increasing, solve_one, unrounded_solution,
     Search,
@@ -561,9 +562,8 @@ pub(super) fn solve<'a>(
             continue;
         }
         // Only ratios are shown (`num_key_value_heads / num_attention_heads`
-        // sizes k_proj): take the default for the one field the shapes
-        // cannot separate that lets the most sizes solve, say so, and solve
-        // on.
+        // sizes k_proj): take the default for the one field the shapes cannot
+        // separate that lets the most sizes solve, say so, and solve on.
         // The default first; when it does not divide what the shapes show
         // (Gemma 2's `head_dim` 256 against 640 key/value features), its
         // halvings, so a head size of 128 or 64 is found rather than the
@@ -737,7 +737,7 @@ pub(super) fn solve<'a>(
         }
     }
     let mut undetermined = assumed;
-    undetermined.extend(super::checks::write_required(desc, &mut config));
+    undetermined.extend(checks::write_required(desc, sub_configs, &mut config));
     undetermined.extend(
         desc["fields"]
             .as_object()

@@ -178,7 +178,8 @@ fn build(
             resolved: Vec::new(),
         };
         check_fixed(config, desc, model_type, class)?;
-        check_required(config, desc, model_type, class)?;
+        let swapped: Vec<&str> = grafts.iter().map(|graft| graft.sub_config).collect();
+        check_required(config, &swapped, desc, model_type, class)?;
         check_sub_configs(config, desc)?;
         check_sub_config_names(config, sub_configs_of(model_type), model_type, class)?;
         check_multiples(&mut fields, class)?;
