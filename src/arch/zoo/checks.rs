@@ -295,12 +295,38 @@ pub(super) fn check_required(
             return Err(err(
                 ErrorKind::BadConfig,
                 format!(
-                    "config field {field:?} is missing: {model_type}'s config class has no default for it, and transformers cannot build {class} without it; set it as the released config.json does"
+                    "config field {field:?} is missing: {model_type}'s config class has no default for it, and transformers cannot build {class} unless it (or a key the config class maps to it) is set; ckptcheck reads it under this name: set it as the released config.json does"
                 ),
             ));
         }
     }
     Ok(())
+}
+
+/// Whether the description requires `field` of a config.json: its
+/// "default" is then the value the derivation filled in (required.py), no
+/// default of the library's.
+pub(super) fn is_required(desc: &Value, field: &str) -> bool {
+    desc.get("required")
+        .and_then(|required| required.get(field))
+        .is_some()
+}
+
+/// The fields inference may assume a default for where the shapes show
+/// only their products, each once: a required field only where no other is
+/// left (Ministral's placeholder `head_dim` 8 would otherwise be assumed,
+/// and 4096 query features read as 512 heads of 8).
+pub(super) fn assumable(desc: &Value, stuck: Vec<&'static str>) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = Vec::new();
+    for field in stuck {
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    if fields.iter().any(|field| !is_required(desc, field)) {
+        fields.retain(|field| !is_required(desc, field));
+    }
+    fields
 }
 
 /// An inferred config gets each required field the shapes left out, at the
@@ -561,6 +587,45 @@ mod tests {
             error.message.contains("\"text_config.head_dim\""),
             "{error}"
         );
+    }
+
+    /// Ministral-8B's tensors show heads only times the head size (Llama's
+    /// keys, so inference names Llama; solved as Ministral here): the
+    /// default head count (32) is assumed, never the derivation's
+    /// placeholder `head_dim` 8, which would read 512 heads of 8.
+    #[test]
+    fn a_required_fields_placeholder_is_never_assumed_as_a_default() {
+        use super::super::infer::{by_pattern, index, solve};
+        let config = json!({"model_type": "ministral", "hidden_size": 4096,
+            "intermediate_size": 12288, "num_hidden_layers": 1, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 131072});
+        let model = super::super::from_config_value(&config, "ministral", Some("MinistralModel"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<(String, Vec<u64>)> = model
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect();
+        let class = index()
+            .classes
+            .iter()
+            .find(|class| class.model_type == "ministral" && class.class == "MinistralModel")
+            .expect("MinistralModel is described");
+        let inferred = solve(class, &names, &by_pattern(&names));
+        assert_eq!(inferred.config["head_dim"], 128, "{}", inferred.config);
+        assert_eq!(
+            inferred.config["num_key_value_heads"], 8,
+            "{}",
+            inferred.config
+        );
+        let rebuilt = super::super::from_config_value(&inferred.config, "ministral", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rebuilt: Vec<(String, Vec<u64>)> = rebuilt
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect();
+        assert_eq!(rebuilt, names);
     }
 
     #[test]

@@ -2040,8 +2040,9 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         desc["when"] = when
     if filled:
         desc["required"] = filled
+        completed_default = config_class().to_dict()
         for s in held:
-            s.config_dict = required.with_required(s.config_dict, filled)
+            s.config_dict = required.with_required(s.config_dict, filled, completed_default)
     # Other sub-models in the composite's place (sub_models.py), checked
     # against the descriptions of those types already in the cache.
     try:
@@ -2064,7 +2065,7 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         row["when"] = when
     row.update({
         "default": {"config": required.with_required(dict({"model_type": model_type, "architectures": [name]}, **when),
-                                                     filled),
+                                                     filled, config_class().to_dict() if filled else {}),
                     "count": len(base.listing), "digest": digest(base.listing)},
         "variations": variations,
     })

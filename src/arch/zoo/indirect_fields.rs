@@ -24,7 +24,12 @@ pub(super) fn heads_that_divide(
     {
         let size = field_name(desc, pair[0].as_str().unwrap_or(""));
         let heads = field_name(desc, pair[1].as_str().unwrap_or(""));
-        if size.is_empty() || heads.is_empty() || known.iter().any(|(k, _, _)| *k == heads) {
+        // A required field's "default" is a placeholder (checks::is_required).
+        if size.is_empty()
+            || heads.is_empty()
+            || known.iter().any(|(k, _, _)| *k == heads)
+            || super::checks::is_required(desc, heads)
+        {
             continue;
         }
         let Some(size_value) = known

@@ -568,12 +568,7 @@ pub(super) fn solve<'a>(
         // (Gemma 2's `head_dim` 256 against 640 key/value features), its
         // halvings, so a head size of 128 or 64 is found rather than the
         // class given up.
-        let mut stuck_fields: Vec<&'static str> = Vec::new();
-        for field in stuck {
-            if !stuck_fields.contains(&field) {
-                stuck_fields.push(field);
-            }
-        }
+        let stuck_fields = checks::assumable(desc, stuck);
         let mut candidates: Vec<(&'static str, u64)> = Vec::new();
         for field in stuck_fields.into_iter().take(8) {
             if let Some(default) = desc["fields"][field]["default"].as_u64() {
@@ -703,6 +698,7 @@ pub(super) fn solve<'a>(
         let spec = &desc["fields"][field];
         let is_value = |default: &Value| default == &json!(value);
         let nested_default = field.contains('.')
+            && !checks::is_required(desc, field)
             && is_value(&spec["default"])
             && spec.get("default_in_parent").is_none_or(is_value);
         if !nested_default {
@@ -729,6 +725,7 @@ pub(super) fn solve<'a>(
     // resnet50), unless the shapes gave them: transformers builds it as
     // the composite default would have been, with what was inferred.
     let sub_configs = super::model_type(class.model_type).and_then(|entry| entry.sub_configs);
+    let required_written = checks::write_required(desc, sub_configs, &mut config);
     for (parent, facts) in sub_configs.and_then(Value::as_object).into_iter().flatten() {
         if let Some(Value::Object(written)) = config.get_mut(parent.as_str()) {
             for (key, value) in facts.as_object().into_iter().flatten() {
@@ -737,13 +734,14 @@ pub(super) fn solve<'a>(
         }
     }
     let mut undetermined = assumed;
-    undetermined.extend(checks::write_required(desc, sub_configs, &mut config));
+    undetermined.extend(required_written);
     undetermined.extend(
         desc["fields"]
             .as_object()
             .into_iter()
             .flatten()
             .filter(|(field, _)| !known.iter().any(|(k, _, _)| k == field))
+            .filter(|(field, _)| !checks::is_required(desc, field))
             .map(|(field, spec)| {
                 format!(
                     "{field}: no tensor shape shows it (the default is {})",

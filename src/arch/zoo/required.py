@@ -186,16 +186,20 @@ def completed_class(config_class, filled):
     return type(config_class.__name__, (config_class,), {"__init__": __init__})
 
 
-def with_required(config_dict, filled):
+def with_required(config_dict, filled, default_dict):
     """A config dict with each required field it leaves out (or null) set
     to the value the derivation used, as a config.json the library builds
-    must set it."""
+    must set it; a sub-config it leaves out is written whole from the
+    default (`default_dict`, the completed class's), so that it keeps the
+    composite's values and its `model_type`."""
     out = copy.deepcopy(config_dict)
     for path, value in filled.items():
         node = out
         parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node:
+                node[part] = copy.deepcopy(read_path(default_dict, ".".join(parts[:depth + 1])) or {})
+            node = node[part]
         if node.get(parts[-1]) is None:
             node[parts[-1]] = value
     return out
