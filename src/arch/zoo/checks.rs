@@ -589,6 +589,11 @@ mod tests {
         );
     }
 
+    fn names_and_shapes(model: &crate::arch::ModelSpec) -> Vec<(String, Vec<u64>)> {
+        let tensors = model.tensors.iter();
+        tensors.map(|t| (t.name.clone(), t.shape.clone())).collect()
+    }
+
     /// Ministral-8B's tensors show heads only times the head size (Llama's
     /// keys, so inference names Llama; solved as Ministral here): the
     /// default head count (32) is assumed, never the derivation's
@@ -601,11 +606,7 @@ mod tests {
             "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 131072});
         let model = super::super::from_config_value(&config, "ministral", Some("MinistralModel"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let names: Vec<(String, Vec<u64>)> = model
-            .tensors
-            .iter()
-            .map(|t| (t.name.clone(), t.shape.clone()))
-            .collect();
+        let names = names_and_shapes(&model);
         let class = index()
             .classes
             .iter()
@@ -620,12 +621,7 @@ mod tests {
         );
         let rebuilt = super::super::from_config_value(&inferred.config, "ministral", None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let rebuilt: Vec<(String, Vec<u64>)> = rebuilt
-            .tensors
-            .iter()
-            .map(|t| (t.name.clone(), t.shape.clone()))
-            .collect();
-        assert_eq!(rebuilt, names);
+        assert_eq!(names_and_shapes(&rebuilt), names);
     }
 
     #[test]

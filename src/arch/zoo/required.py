@@ -22,6 +22,8 @@ the field, and never built with the value the derivation chose."""
 import copy
 import re
 
+from names import read as read_path
+
 # Values tried for a field, in order: a small size first (a head size, an
 # expert count, a vocabulary), then what a rate or a base takes; an empty
 # map last (Chameleon's `vocabulary_map`, read for its image tokens).
@@ -61,15 +63,6 @@ def set_path(config_dict, path, value):
     for part in parts[:-1]:
         node = node[part]
     node[parts[-1]] = value
-
-
-def read_path(config_dict, path):
-    node = config_dict
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def sub_config_classes(config_class, config_dict):
