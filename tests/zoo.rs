@@ -2050,3 +2050,96 @@ fn saved_models_with_an_undeclared_head_size_are_inferred_with_it() {
         assert_loads_exactly(source, config);
     }
 }
+
+/// SAM's ViT attends globally in the layers `global_attn_indexes` lists
+/// and in windows elsewhere (index_kinds.py): a global layer's relative
+/// positions span the patch grid (`2*image_size/patch_size - 1` rows), a
+/// windowed one's the window (`2*window_size - 1`). A config.json's list
+/// builds each layer as transformers does, an index past the last layer
+/// choosing none, and a list of anything but layer indexes is refused
+/// naming the field.
+#[test]
+fn layers_an_index_list_chooses_are_built_as_the_list_says() {
+    let config = |indexes: Value| {
+        json!({"model_type": "sam", "architectures": ["SamModel"], "vision_config": {
+            "num_hidden_layers": 6, "image_size": 256, "patch_size": 16, "window_size": 4,
+            "global_attn_indexes": indexes}})
+    };
+    for (indexes, global_layers) in [
+        (json!([1, 4]), vec![1, 4]),
+        (json!([0, 5, 9]), vec![0, 5]),
+        (json!([]), vec![]),
+    ] {
+        let model = build(&config(indexes.clone()));
+        for layer in 0..6 {
+            let key = format!("vision_encoder.layers.{layer}.attn.rel_pos_h");
+            let tensor = model.tensors.iter().find(|t| t.name == key).expect(&key);
+            let rows = if global_layers.contains(&layer) {
+                2 * 256 / 16 - 1
+            } else {
+                2 * 4 - 1
+            };
+            assert_eq!(tensor.shape[0], rows, "{indexes}: {key}");
+        }
+    }
+    // Left out, the list is the default's: SAM ViT-B's [2, 5, 8, 11].
+    let default = build(&json!({"model_type": "sam", "architectures": ["SamModel"]}));
+    let rows: Vec<u64> = (0..12)
+        .map(|layer| {
+            let key = format!("vision_encoder.layers.{layer}.attn.rel_pos_h");
+            default
+                .tensors
+                .iter()
+                .find(|t| t.name == key)
+                .expect(&key)
+                .shape[0]
+        })
+        .collect();
+    assert_eq!(rows, [27, 27, 127, 27, 27, 127, 27, 27, 127, 27, 27, 127]);
+    let refused = read(&config(json!(["global", "window"])))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("global_attn_indexes") && refused.contains("layer indexes"),
+        "{refused}"
+    );
+}
+
+/// A saved SAM is inferred with its `global_attn_indexes` read off each
+/// layer's shapes (the two kinds of layer have the same keys), whichever
+/// kind its first layer is, and loads exactly into the inferred config's
+/// model (make_zoo_loads.py saved both).
+#[test]
+fn saved_models_whose_layers_an_index_list_chooses_are_inferred_with_the_list() {
+    for (source, list) in [
+        ("sam/SamModel", json!([1, 3])),
+        ("sam-first-global/SamModel", json!([0, 2])),
+    ] {
+        let inferred = arch::infer(&saved_checkpoint_names(source));
+        let config = &inferred.config;
+        let vision = &config["vision_config"];
+        assert_eq!(config["architectures"][0], "SamModel", "{source}: {config}");
+        assert_eq!(vision["global_attn_indexes"], list, "{source}: {config}");
+        assert_eq!(
+            (
+                &vision["window_size"],
+                &vision["image_size"],
+                &vision["num_hidden_layers"]
+            ),
+            (&json!(2), &json!(64), &json!(4)),
+            "{source}: {config}"
+        );
+        let read = inferred
+            .fields
+            .iter()
+            .find(|f| f.field == "vision_config.global_attn_indexes")
+            .unwrap_or_else(|| panic!("{source}: {:?}", inferred.fields));
+        assert!(
+            read.evidence
+                .contains("layers under vision_encoder.layers."),
+            "{}",
+            read.evidence
+        );
+        assert_loads_exactly(source, config);
+    }
+}

@@ -177,7 +177,7 @@ impl Expansion<'_, '_> {
         }
         let mut repeated = 0;
         if let Some(count) = node.get("repeat").and_then(Value::as_str) {
-            let (count, fields) = self.evaluate(count)?;
+            let (count, fields) = self.fields.evaluate_count(count)?;
             repeated = count;
             if count > MAX_TENSORS {
                 return Err(err(

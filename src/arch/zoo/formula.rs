@@ -166,7 +166,21 @@ impl<'a> Formula<'a> {
 
     /// The formula's value; `lookup` gives each field's value.
     pub fn evaluate(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Result<u64> {
-        self.value(lookup).map_err(|failure| {
+        self.explained(self.value(lookup))
+    }
+
+    /// A layer count's value: a whole number below 0 is 0 layers, as
+    /// Python's `range(n)` gives none (SAM's IoU head builds
+    /// `iou_head_depth - 2` hidden layers, none at a depth of 1).
+    pub fn evaluate_count(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Result<u64> {
+        match self.value(lookup) {
+            Err(Failure::NotASize(numerator, 1)) if numerator < 0 => Ok(0),
+            other => self.explained(other),
+        }
+    }
+
+    fn explained(&self, value: std::result::Result<u64, Failure<'a>>) -> Result<u64> {
+        value.map_err(|failure| {
             let why = match failure {
                 Failure::Overflow => "overflows".to_string(),
                 Failure::NoValue(name) => format!("no value for {name:?}"),
@@ -319,6 +333,22 @@ mod tests {
         }
         let floor = [("image", 112), ("patch", 32)];
         assert_eq!(value("image//patch*image//patch+1", &floor).unwrap(), 10);
+    }
+
+    /// SAM's IoU head builds `range(iou_head_depth - 2)` hidden layers:
+    /// none at a depth of 1, as a count; as a size, -1 is refused.
+    #[test]
+    fn a_count_below_zero_is_no_layers_and_a_size_below_zero_no_size() {
+        let lookup = |depth: u64| move |name: &str| (name == "depth").then_some(depth);
+        let formula = Formula::parse("depth-2").unwrap();
+        for (depth, layers) in [(1, 0), (2, 0), (3, 1), (5, 3)] {
+            assert_eq!(formula.evaluate_count(&lookup(depth)).unwrap(), layers);
+        }
+        let refused = formula.evaluate(&lookup(1)).unwrap_err().to_string();
+        assert!(refused.contains("-1"), "{refused}");
+        // A fraction below zero is no count either.
+        let half = Formula::parse("depth/2-2").unwrap();
+        assert!(half.evaluate_count(&lookup(1)).is_err());
     }
 
     /// LFM2's feed-forward: `int(2 * intermediate_size / 3)` rounded up to

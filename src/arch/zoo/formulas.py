@@ -284,3 +284,13 @@ def to_int(x):
     if x.denominator != 1 or x < 0:
         raise Misfit(f"a size evaluates to {x}")
     return int(x)
+
+
+def to_count(x):
+    """A layer count: a whole number below 0 is no layers, as Python's
+    `range(n)` gives none (SAM's IoU head has `iou_head_depth - 2` hidden
+    layers, none at a depth of 1); the Rust twin is
+    `Formula::evaluate_count`."""
+    if x.denominator == 1 and x < 0:
+        return 0
+    return to_int(x)

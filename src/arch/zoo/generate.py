@@ -55,6 +55,9 @@ and for variations of the config's integer fields, and reads what
 - layers whose kind a list of names chooses (kinds.py: Qwen3-Next's
   `layer_types`), each name's layers one subtree the list picks at any
   depth, checked against the library at other depths and orders;
+- layers whose kind a list of layer indexes chooses (index_kinds.py: SAM's
+  `global_attn_indexes`), the class derived with every layer listed and
+  with none and the two bodies joined under the list;
 - what from_pretrained needs: the base-model prefix, tied weights (for both
   values of `tie_word_embeddings`), non-persistent buffers and
   `_keys_to_ignore_on_load_unexpected`.
@@ -89,6 +92,7 @@ from names import named_config_class, names_that_change_tensors  # noqa: E402
 from equal_sizes import add_rules, drop_keys_if_equal, equal_size_rules  # noqa: E402
 from sub_models import swap_samples  # noqa: E402
 import required  # noqa: E402
+import index_kinds  # noqa: E402
 from divides import add_divides, divides_rules  # noqa: E402
 from kinds import layer_kinds, other_kinds  # noqa: E402
 from undeclared import getattr_sizes, undeclared_fields  # noqa: E402
@@ -1641,7 +1645,14 @@ def resolve_env(desc, config_dict):
     # config.json gives, in the names the config class renames them to,
     # else the default's.
     for path, form in desc.get("named_lists", {}).items():
-        if form.get("by"):
+        if form.get("indexes"):
+            # A list of layer indexes (index_kinds.py): layer `i` is listed
+            # where `i` is in the list given, else the default's.
+            given = read_field(config_dict, path)
+            given = given if isinstance(given, list) else form["default"]
+            unlisted, listed = form["kinds"]
+            env[path] = [listed if i in given else unlisted for i in range(get(form["count"]))]
+        elif form.get("by"):
             given = read_field(config_dict, path)
             parent = path.rpartition(".")[0]
             for alias in form.get("read_from", []) if given is None else []:
@@ -2000,6 +2011,26 @@ def run_model_type(model_type):
     return model_type
 
 
+def derive_with_index_lists_or_not(model_type, config_class, model_class, rng, key):
+    """`derive_with_lists_or_not`, first with a list of layer indexes
+    choosing each layer's kind where the class has one (index_kinds.py:
+    SAM's `global_attn_indexes`; derived as one body, its layers fail to
+    align, after minutes), then plainly where that does not hold."""
+    def build(cls, d):
+        return sample(cls, model_class, d)[0]
+    if index_kinds.choosing_lists(config_class, build):
+        def derive_class(kind_class):
+            signal.alarm(CLASS_SECONDS)
+            return derive_with_lists_or_not(model_type, kind_class, model_class,
+                                            random.Random(f"{model_type}/{key}/{kind_class.__name__}/kind"))
+        found = index_kinds.by_index_lists(config_class, model_class, derive_class,
+                                           lambda d: build(config_class, d))
+        signal.alarm(CLASS_SECONDS)
+        if found is not None:
+            return found
+    return derive_with_lists_or_not(model_type, config_class, model_class, rng)
+
+
 def derive_into(result, model_type, config_class, model_class, name, when):
     """Derives one class (with the names in `when` as its config's
     defaults) into a model type's `result`: its description, its fixed
@@ -2017,7 +2048,8 @@ def derive_into(result, model_type, config_class, model_class, name, when):
     try:
         while True:
             try:
-                desc, base, held, fixed = derive_with_lists_or_not(model_type, config_class, model_class, rng)
+                desc, base, held, fixed = derive_with_index_lists_or_not(model_type, config_class, model_class,
+                                                                         rng, key)
                 break
             except FreshValueDiffers as e:
                 # Derived again with that field held at its default (at most

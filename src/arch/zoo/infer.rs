@@ -95,10 +95,15 @@ fn walk_with(
     if let Some(rest) = node.get("rest") {
         walk_with(rest, &nested, visit, depth + 1, concrete_items);
     }
-    // Layers a list of names chooses: each kind's keys read through `#`,
-    // off the first layer of that kind.
-    for (_, body) in entries(node, "kinds").map(child) {
-        walk_with(body, &nested, visit, depth + 1, concrete_items);
+    // Layers a list chooses: each kind's keys, where shapes are read, as
+    // `@kind` for the reading to place (index_lists.rs: off the first layer
+    // of that kind), else through `#`.
+    for (name, body) in entries(node, "kinds").map(child) {
+        let at = match concrete_items {
+            true => format!("{prefix}@{name}."),
+            false => nested.clone(),
+        };
+        walk_with(body, &at, visit, depth + 1, concrete_items);
     }
     // A list's last layer of its own sits after a count only the config
     // knows: its keys are patterns like a repeated layer's, but where shapes
@@ -322,7 +327,7 @@ fn infer_by_class_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred
             _ => {}
         }
     }
-    note_alike_classes(best, &alike_ids, &mut inferred);
+    super::swap_inference::note_alike_classes(best, &alike_ids, &mut inferred);
     (inferred, findings) = read_sub_models(best, names_shapes, inferred, findings);
     // Where still none loads exactly, classes whose keys explain as many
     // of the checkpoint's with other flags than their defaults are judged
@@ -350,7 +355,7 @@ fn infer_by_class_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred
             }
         }
         if let Some(id) = replaced {
-            note_alike_classes(id, &alike_ids, &mut inferred);
+            super::swap_inference::note_alike_classes(id, &alike_ids, &mut inferred);
             (inferred, findings) = read_sub_models(id, names_shapes, inferred, findings);
         }
     }
@@ -358,27 +363,6 @@ fn infer_by_class_names(names_shapes: &[(String, Vec<u64>)]) -> Option<(Inferred
         return None;
     }
     Some((inferred, findings))
-}
-
-/// Classes whose tensors the checkpoint fits as well as `best`'s, named
-/// as fitting equally.
-fn note_alike_classes(best: usize, alike_ids: &[usize], inferred: &mut Inferred) {
-    let index = index();
-    let named = |id: usize| {
-        let class = &index.classes[id];
-        format!("{} ({})", class.model_type, class.class)
-    };
-    let alike: Vec<String> = alike_ids.iter().map(|id| named(*id)).collect();
-    if !alike.is_empty() {
-        inferred.undetermined.insert(
-            0,
-            format!(
-                "model_type: the tensor names fit {} and equally {}",
-                named(best),
-                alike.join(", ")
-            ),
-        );
-    }
 }
 
 /// A composite around another sub-model than its default (a LLaVA around
@@ -450,6 +434,16 @@ pub(super) fn solve<'a>(
     names_shapes: &'a [(String, Vec<u64>)],
     keys_by_pattern: &KeysByPattern<'a>,
 ) -> Inferred {
+    super::index_lists::solve_each_reading(class, names_shapes, keys_by_pattern)
+}
+
+/// `solve` with each chosen layer's kind read as `reading` places it.
+pub(super) fn solve_as<'a>(
+    class: &IndexedClass,
+    names_shapes: &'a [(String, Vec<u64>)],
+    keys_by_pattern: &KeysByPattern<'a>,
+    reading: &super::index_lists::Reading,
+) -> Inferred {
     let desc = class.desc;
     // Equations: (formula, observed value, evidence).
     let mut equations: Vec<(&'static str, u64, String)> = Vec::new();
@@ -460,7 +454,7 @@ pub(super) fn solve<'a>(
         "",
         &mut |seen| {
             let (key, tensor) = match seen {
-                Seen::Tensor(key, tensor) => (key, tensor),
+                Seen::Tensor(key, tensor) => (reading.placed(&key), tensor),
                 Seen::Repeat(prefix, node) => {
                     equations.extend(list_equations(node, prefix, names_shapes));
                     return;
@@ -484,7 +478,7 @@ pub(super) fn solve<'a>(
         0,
         true,
     );
-    let mut known: Vec<(&'static str, u64, String)> = Vec::new();
+    let mut known: Vec<(&'static str, u64, String)> = reading.counts();
     let mut assumed: Vec<String> = Vec::new();
     // An equation tried with one unknown is settled, solved or not: its
     // other fields are known and keep their values, so it gives the same
@@ -637,7 +631,8 @@ pub(super) fn solve<'a>(
     let mut fields = Vec::new();
     // Lists that choose each layer's kind (Qwen3.5's `layer_types`), and
     // their layer count, read off each layer's keys.
-    for (field, value, evidence) in super::layer_kinds::read_off_keys(desc, names_shapes) {
+    let read_lists = super::layer_kinds::read_off_keys(desc, names_shapes);
+    for (field, value, evidence) in read_lists.into_iter().chain(reading.lists()) {
         insert(&mut config, &field, value.clone());
         fields.push(InferredField {
             field,

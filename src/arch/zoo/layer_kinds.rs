@@ -35,6 +35,9 @@ pub(super) fn chosen_kinds(fields: &mut Fields, path: &str, class: &str) -> Resu
                 format!("zoo data: {path:?} chooses layers but is no list of the class"),
             )
         })?;
+    if form.get("indexes").is_some() {
+        return listed_layers(fields, path, form);
+    }
     let when_left_out = form.get("when_left_out").and_then(Value::as_object);
     let count_field = form.get("count").and_then(Value::as_str).unwrap_or("");
     // Read as the config class reads it: under its own name, or an alias
@@ -159,6 +162,53 @@ pub(super) fn chosen_kinds(fields: &mut Fields, path: &str, class: &str) -> Resu
         ));
     }
     Ok(names)
+}
+
+/// Each layer's kind where a list of layer indexes chooses (SAM's
+/// `global_attn_indexes`, index_kinds.py): layer `i` is the form's second
+/// kind where `i` is in the list config.json gives (else the default's),
+/// the first elsewhere; an index past the last layer chooses nothing, as
+/// transformers' `i in config.global_attn_indexes` does.
+fn listed_layers(fields: &mut Fields, path: &str, form: &'static Value) -> Result<Vec<String>> {
+    let count_field = form.get("count").and_then(Value::as_str).unwrap_or("");
+    let [unlisted, listed] = names_of(form.get("kinds"))
+        .try_into()
+        .map_err(|_| bad_data(path))?;
+    let given = read_path(fields.config, path)
+        .filter(|value| !value.is_null())
+        .or_else(|| form.get("default"))
+        .ok_or_else(|| bad_data(path))?;
+    let mut indexes = HashSet::default();
+    for item in given.as_array().ok_or_else(|| not_indexes(path, given))? {
+        indexes.insert(item.as_u64().ok_or_else(|| not_indexes(path, given))?);
+    }
+    let count = fields.number(count_field)?;
+    if count > MAX_LAYERS as u64 {
+        return Err(err(
+            ErrorKind::LimitExceeded,
+            format!("config field {count_field:?} is {count} layers (at most {MAX_LAYERS})"),
+        ));
+    }
+    Ok((0..count)
+        .map(|layer| match indexes.contains(&layer) {
+            true => listed.clone(),
+            false => unlisted.clone(),
+        })
+        .collect())
+}
+
+fn bad_data(path: &str) -> crate::error::Error {
+    err(
+        ErrorKind::BadConfig,
+        format!("zoo data: the index list {path:?} has no default or no two kinds"),
+    )
+}
+
+fn not_indexes(path: &str, given: &Value) -> crate::error::Error {
+    err(
+        ErrorKind::BadConfig,
+        format!("config field {path:?} must be a list of layer indexes (whole numbers from 0), got {given}"),
+    )
 }
 
 /// Each layer's kind where several lists choose together (Kimi Linear's

@@ -19,6 +19,7 @@ pub mod diffusers;
 mod equations;
 mod expand;
 mod formula;
+mod index_lists;
 mod indirect_fields;
 pub mod infer;
 mod layer_kinds;
@@ -558,6 +559,16 @@ struct Fields<'a> {
 impl Fields<'_> {
     /// A formula's value over the config's fields, and the fields it read.
     fn evaluate(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
+        self.evaluate_as(text, false)
+    }
+
+    /// A layer count (`repeat`): below 0 it is 0 layers
+    /// (`Formula::evaluate_count`).
+    fn evaluate_count(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
+        self.evaluate_as(text, true)
+    }
+
+    fn evaluate_as(&mut self, text: &'static str, count: bool) -> Result<(u64, Vec<&'static str>)> {
         let formula = Formula::parse(text)?;
         let mut values = Vec::new();
         let mut names = Vec::new();
@@ -572,22 +583,26 @@ impl Fields<'_> {
             values.push((name, self.number(field)?));
             names.push(field);
         }
-        let value = formula
-            .evaluate(&|name| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
-            .map_err(|e| {
-                err(
-                    ErrorKind::BadConfig,
-                    format!(
-                        "{} ({})",
-                        e.message,
-                        values
-                            .iter()
-                            .map(|(n, v)| format!("{n} = {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            })?;
+        let lookup = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let value = if count {
+            formula.evaluate_count(&lookup)
+        } else {
+            formula.evaluate(&lookup)
+        };
+        let value = value.map_err(|e| {
+            err(
+                ErrorKind::BadConfig,
+                format!(
+                    "{} ({})",
+                    e.message,
+                    values
+                        .iter()
+                        .map(|(n, v)| format!("{n} = {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
         Ok((value, names))
     }
 

@@ -359,6 +359,27 @@ fn swapped_in(
     }
 }
 
+/// Classes whose tensors the checkpoint fits as well as `best`'s, named
+/// as fitting equally.
+pub(super) fn note_alike_classes(best: usize, alike_ids: &[usize], inferred: &mut Inferred) {
+    let index = super::infer::index();
+    let named = |id: usize| {
+        let class = &index.classes[id];
+        format!("{} ({})", class.model_type, class.class)
+    };
+    let alike: Vec<String> = alike_ids.iter().map(|id| named(*id)).collect();
+    if !alike.is_empty() {
+        inferred.undetermined.insert(
+            0,
+            format!(
+                "model_type: the tensor names fit {} and equally {}",
+                named(best),
+                alike.join(", ")
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ conditions)."""
 
 import difflib
 
-from formulas import Misfit, evaluate, to_int
+from formulas import Misfit, evaluate, to_count, to_int
 
 
 class Node:
@@ -340,7 +340,7 @@ def expand(node, env, prefix=""):
         out += expand(kinds["+".join(names)], env, f"{prefix}{i}.")
     count = 0
     if "repeat" in node:
-        count = to_int(evaluate(node["repeat"], env))
+        count = to_count(evaluate(node["repeat"], env))
         split = split_of(node, env)
         for i in range(count):
             out += expand(node["body"] if i < split else node["rest"], env, f"{prefix}{first + i}.")
