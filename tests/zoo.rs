@@ -2143,3 +2143,26 @@ fn saved_models_whose_layers_an_index_list_chooses_are_inferred_with_the_list() 
         assert_loads_exactly(source, config);
     }
 }
+
+/// A SAM whose global layers are 1 and 3 loaded with a config that makes
+/// layers 0 and 2 global: every layer's relative positions mismatch, and
+/// the diagnosis puts them down to the list, not to the layer count.
+#[test]
+fn a_checkpoint_with_another_index_list_is_explained_by_the_list() {
+    let report = hf_report("sam/SamModel", "sam-first-global/SamModel");
+    assert_eq!(
+        report.size_mismatches.len(),
+        8,
+        "{:?}",
+        report.size_mismatches
+    );
+    let causes: Vec<&str> = report.explanation.iter().map(|c| c.text.as_str()).collect();
+    assert!(
+        causes[0].starts_with("vision_config.global_attn_indexes: checkpoint [1,3], model [0,2]"),
+        "{causes:?}"
+    );
+    assert!(
+        !causes.iter().any(|c| c.contains("num_hidden_layers")),
+        "{causes:?}"
+    );
+}

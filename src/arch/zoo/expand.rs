@@ -18,6 +18,9 @@ pub(super) struct Expansion<'a, 'b> {
     pub tensors: Vec<ExpectedTensor>,
     /// Fields that decide whether the current subtree exists.
     pub exists_if: Vec<&'static str>,
+    /// Fields that decide the current subtree's shapes besides its
+    /// formulas' own (a list of layer indexes choosing a layer's kind).
+    pub shaped_by: Vec<&'static str>,
     /// Modules whose kind the data marks (`"k"`): `Conv1D` and `Embedding`
     /// for a PEFT adapter's shapes, BatchNorm for `num_batches_tracked`.
     pub module_kinds: Vec<(String, ModuleKind)>,
@@ -125,7 +128,7 @@ impl Expansion<'_, '_> {
             for dim in tensor[1].as_array().into_iter().flatten() {
                 let (value, fields) = self.evaluate(dim.as_str().unwrap_or(""))?;
                 shape.push(value);
-                for field in fields {
+                for field in fields.into_iter().chain(self.shaped_by.iter().copied()) {
                     if !depends_on.contains(&field) {
                         depends_on.push(field);
                     }
@@ -162,17 +165,28 @@ impl Expansion<'_, '_> {
             self.node(item, &format!("{prefix}{index}."), depth + 1)?;
         }
         // Layers whose kind a list of names chooses (layer_kinds.rs): each
-        // is of its kind because of the list.
+        // is of its kind because of the list. A list of layer indexes
+        // (SAM's `global_attn_indexes`) picks shapes, not keys: a layer
+        // past the first exists because of the count, and its shapes
+        // follow the list too, so a diagnosis names the list for a shape
+        // and the count for a layer too many.
         if let Some(paths) = node.get("by").and_then(Value::as_array) {
             let names = layer_kinds::kinds_of_layers(self.fields, paths, self.class)?;
             let chooser: Vec<&'static str> = paths.iter().filter_map(Value::as_str).collect();
+            let counted = layer_kinds::index_list_count(self.fields.desc, &chooser);
             for (index, name) in names.iter().enumerate() {
                 let body = layer_kinds::body_of_kind(node, &chooser, index, name, self.class)?;
-                self.exists_if.extend(&chooser);
+                let (exists, shaped) = match counted {
+                    Some(count) if index > 0 => (vec![count], chooser.clone()),
+                    Some(_) => (Vec::new(), chooser.clone()),
+                    None => (chooser.clone(), Vec::new()),
+                };
+                self.exists_if.extend(&exists);
+                self.shaped_by.extend(&shaped);
                 let at = format!("{prefix}{}.", first + index as u64);
                 self.node(body, &at, depth + 1)?;
-                let keep = self.exists_if.len() - chooser.len();
-                self.exists_if.truncate(keep);
+                self.exists_if.truncate(self.exists_if.len() - exists.len());
+                self.shaped_by.truncate(self.shaped_by.len() - shaped.len());
             }
         }
         let mut repeated = 0;

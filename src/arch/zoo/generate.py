@@ -1649,7 +1649,12 @@ def resolve_env(desc, config_dict):
             # A list of layer indexes (index_kinds.py): layer `i` is listed
             # where `i` is in the list given, else the default's.
             given = read_field(config_dict, path)
-            given = given if isinstance(given, list) else form["default"]
+            if given is None:
+                given = form["default"]
+            if not isinstance(given, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in given):
+                # As the Rust side refuses it (layer_kinds.rs).
+                raise Misfit(f"{path} is no list of layer indexes")
             unlisted, listed = form["kinds"]
             env[path] = [listed if i in given else unlisted for i in range(get(form["count"]))]
         elif form.get("by"):

@@ -10,10 +10,11 @@ ModuleList as one repeated body, so the derivation failed on those rows
 GOT-OCR2's and DeepSeek-OCR 2's SAM towers and PP-FormulaNet were
 "unknown family".
 
-Where a class fails to derive and its config has a list of distinct layer
-indexes beside a layer count (top level or one sub-config down), the class
-is derived twice: with the list empty (every layer unlisted) and with
-every index listed (`EveryIndex`, a list that holds any index, at any
+Where a class's config has a list of distinct layer indexes beside a
+layer count (top level or one sub-config down) whose every-index and
+no-index forms build other tensors under one ModuleList's layers only
+(`choosing_lists`), the class is first derived twice: with the list
+empty (every layer unlisted) and with every index listed (`EveryIndex`, a list that holds any index, at any
 depth). Where both derive, have their layers at one place and differ
 nowhere else, the ModuleList becomes the chooser kinds.py writes for a
 list of names (`"by": [path], "kinds": [["unlisted", body], ["listed",
@@ -23,7 +24,8 @@ body]]`) and the class's `named_lists[path]` says the list is of indexes
 an index past the last layer choosing nothing, as in transformers. The
 joined description is checked against the library on other lists at other
 depths; those samples and both derivations' held-out variations (with
-their lists written out) go into the class's matrix rows.
+their lists written out) go into the class's matrix rows. Where that does
+not hold, the class is derived plainly, as before.
 """
 
 import copy
@@ -144,7 +146,7 @@ def by_index_lists(config_class, model_class, derive_class, build):
     chooser form, or None where no index list qualifies or a check fails.
     `derive_class(config class)` gives generate.derive_with_lists_or_not's
     (description, default, held, reasons); `build(config dict)` a Sample."""
-    from generate import read_field, sample as generate_sample
+    from generate import FreshValueDiffers, read_field, sample as generate_sample
     from kinds import repeated_node, union
     default_dict = config_class().to_dict()
     for path, count in choosing_lists(config_class, lambda cls, d: generate_sample(cls, model_class, d)[0]):
@@ -152,6 +154,11 @@ def by_index_lists(config_class, model_class, derive_class, build):
         try:
             unlisted, _, unlisted_held, reasons = derive_class(kind_class(config_class, path, False))
             listed, _, listed_held, listed_reasons = derive_class(kind_class(config_class, path, True))
+        except (FreshValueDiffers, TimeoutError):
+            # A field that holds only at its default (derive_into derives
+            # again with it held), or the class's time spent: not this
+            # list's failure.
+            raise
         except Exception:  # noqa: BLE001 - a kind that does not derive: the next list, else the class fails
             continue
         found, other = repeated_node(unlisted["tree"], count), repeated_node(listed["tree"], count)

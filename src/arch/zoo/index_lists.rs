@@ -13,12 +13,21 @@
 //! (on a tie, one that gives the class's default list).
 
 use super::infer::{solve_as, IndexedClass, KeysByPattern};
+use super::layer_kinds::MAX_LAYERS;
 use super::{child, entries, field_name, resolved};
 use crate::arch::Inferred;
 use serde_json::{json, Value};
 
-/// Layers read under one chooser at most.
-const MAX_LAYERS: usize = 4096;
+/// A list of layer indexes as one reading gives it.
+struct ReadList {
+    path: String,
+    /// Its layer count field and the layers the checkpoint has.
+    count: &'static str,
+    layers: usize,
+    listed: Vec<usize>,
+    evidence: String,
+    count_evidence: String,
+}
 
 /// Where each chosen layer's kind is read, and the lists that follows.
 #[derive(Default)]
@@ -26,8 +35,11 @@ pub(super) struct Reading {
     /// (chooser prefix, kind, the layer its shapes are read off); a kind of
     /// an index chooser with no layer here is read off nothing.
     layers_of_kinds: Vec<(String, String, Option<usize>)>,
-    /// (list path, its count field, layers, the indexes listed, evidence).
-    lists: Vec<(String, &'static str, usize, Vec<usize>, String)>,
+    /// Each list this reading gives.
+    lists: Vec<ReadList>,
+    /// What another reading gives as well (a lone group of shapes where
+    /// both kinds' shapes agree), said where this reading is taken.
+    alike: Option<String>,
 }
 
 impl Reading {
@@ -58,7 +70,7 @@ impl Reading {
     pub(super) fn counts(&self) -> Vec<(&'static str, u64, String)> {
         self.lists
             .iter()
-            .map(|(_, count, layers, _, evidence)| (*count, *layers as u64, evidence.clone()))
+            .map(|list| (list.count, list.layers as u64, list.count_evidence.clone()))
             .collect()
     }
 
@@ -66,7 +78,7 @@ impl Reading {
     pub(super) fn lists(&self) -> Vec<(String, Value, String)> {
         self.lists
             .iter()
-            .map(|(path, _, _, listed, evidence)| (path.clone(), json!(listed), evidence.clone()))
+            .map(|list| (list.path.clone(), json!(list.listed), list.evidence.clone()))
             .collect()
     }
 }
@@ -80,7 +92,7 @@ pub(super) fn solve_each_reading<'a>(
     keys_by_pattern: &KeysByPattern<'a>,
 ) -> Inferred {
     let readings = readings(class.desc, names_shapes);
-    let mut best: Option<(usize, Inferred)> = None;
+    let mut solved: Vec<(usize, Inferred, &Reading)> = Vec::new();
     for reading in &readings {
         let inferred = solve_as(class, names_shapes, keys_by_pattern, reading);
         if readings.len() == 1 {
@@ -88,14 +100,29 @@ pub(super) fn solve_each_reading<'a>(
         }
         let findings =
             super::infer::findings_loading(&inferred, names_shapes).unwrap_or(usize::MAX);
-        if best.as_ref().is_none_or(|(least, _)| findings < *least) {
-            best = Some((findings, inferred));
-        }
+        solved.push((findings, inferred, reading));
     }
-    match best {
-        Some((_, inferred)) => inferred,
-        None => solve_as(class, names_shapes, keys_by_pattern, &Reading::default()),
+    let least = solved.iter().map(|(findings, _, _)| *findings).min();
+    let tied = solved
+        .iter()
+        .filter(|(findings, _, _)| Some(*findings) == least)
+        .count();
+    let Some((_, mut inferred, reading)) = solved
+        .into_iter()
+        .find(|(findings, _, _)| Some(*findings) == least)
+    else {
+        return solve_as(class, names_shapes, keys_by_pattern, &Reading::default());
+    };
+    // Both readings load alike (SAM layers whose window is the whole
+    // grid): the list is no fact the shapes give.
+    if let (true, Some(alike)) = (tied > 1, &reading.alike) {
+        let paths: Vec<&String> = reading.lists.iter().map(|list| &list.path).collect();
+        inferred
+            .fields
+            .retain(|field| !paths.contains(&&field.field));
+        inferred.undetermined.push(alike.clone());
     }
+    inferred
 }
 
 /// The ways to read the class's one index chooser off the checkpoint, the
@@ -130,6 +157,11 @@ fn readings(desc: &'static Value, names_shapes: &[(String, Vec<u64>)]) -> Vec<Re
     };
     let layers = groups.iter().map(Vec::len).sum::<usize>();
     let evidence = format!("the shapes of each of the {layers} layers under {prefix}");
+    let alike = (groups.len() == 1).then(|| {
+        format!(
+            "{path}: each of the {layers} layers under {prefix} has the shapes of either kind; the list the default gives for them, else none, is taken"
+        )
+    });
     // Which group is listed: none, the first, the second (a lone group is
     // all listed or none).
     let mut choices: Vec<Option<usize>> = vec![None, Some(0)];
@@ -149,17 +181,29 @@ fn readings(desc: &'static Value, names_shapes: &[(String, Vec<u64>)]) -> Vec<Re
                 Some(group) => groups[group].clone(),
                 None => Vec::new(),
             };
-            let first_of = |is_listed: bool| {
-                (0..layers).find(|layer| listed_layers.contains(layer) == is_listed)
-            };
-            let gives_default = (0..layers)
-                .all(|layer| listed_layers.contains(&layer) == default.contains(&(layer as u64)));
+            let mut is_listed = vec![false; layers];
+            for layer in &listed_layers {
+                if let Some(slot) = is_listed.get_mut(*layer) {
+                    *slot = true;
+                }
+            }
+            let first_of = |kind: bool| (0..layers).find(|layer| is_listed[*layer] == kind);
+            let gives_default =
+                (0..layers).all(|layer| is_listed[layer] == default.contains(&(layer as u64)));
             let reading = Reading {
                 layers_of_kinds: vec![
                     (prefix.clone(), unlisted.to_string(), first_of(false)),
                     (prefix.clone(), listed.to_string(), first_of(true)),
                 ],
-                lists: vec![(path.clone(), count, layers, listed_layers, evidence.clone())],
+                lists: vec![ReadList {
+                    path: path.clone(),
+                    count,
+                    layers,
+                    listed: listed_layers,
+                    evidence: evidence.clone(),
+                    count_evidence: format!("{layers} layers under {prefix}"),
+                }],
+                alike: alike.clone(),
             };
             (gives_default, reading)
         })
@@ -220,15 +264,16 @@ fn shape_groups(prefix: &str, names_shapes: &[(String, Vec<u64>)]) -> Option<Vec
     }
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
-        match groups
-            .iter_mut()
-            .find(|(first, _)| layers[*first] == *layer)
-        {
-            Some((_, members)) => members.push(index),
+        let found = groups
+            .iter()
+            .position(|(first, _)| layers[*first] == *layer);
+        match found {
+            Some(group) => groups[group].1.push(index),
+            None if groups.len() == 2 => return None,
             None => groups.push((index, vec![index])),
         }
     }
-    (groups.len() <= 2).then(|| groups.into_iter().map(|(_, members)| members).collect())
+    Some(groups.into_iter().map(|(_, members)| members).collect())
 }
 
 #[cfg(test)]
@@ -272,6 +317,7 @@ mod tests {
                 ("other.".into(), "listed".into(), None),
             ],
             lists: Vec::new(),
+            alike: None,
         };
         for (key, placed) in [
             (

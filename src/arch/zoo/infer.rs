@@ -456,7 +456,7 @@ pub(super) fn solve_as<'a>(
             let (key, tensor) = match seen {
                 Seen::Tensor(key, tensor) => (reading.placed(&key), tensor),
                 Seen::Repeat(prefix, node) => {
-                    equations.extend(list_equations(node, prefix, names_shapes));
+                    equations.extend(list_equations(node, &reading.placed(prefix), names_shapes));
                     return;
                 }
             };

@@ -19,7 +19,19 @@ use serde_json::{json, Value};
 
 /// Layers read off a checkpoint under one list at most (an index past it
 /// is no layer of a model ckptcheck builds).
-const MAX_LAYERS: usize = 4096;
+pub(super) const MAX_LAYERS: usize = 4096;
+
+/// The layer count of the list of layer indexes `chooser` names (the
+/// class's `named_lists` marks it `indexes`), or None for lists of names.
+pub(super) fn index_list_count(desc: &'static Value, chooser: &[&str]) -> Option<&'static str> {
+    let [path] = chooser else {
+        return None;
+    };
+    let form = desc.get("named_lists")?.get(*path)?;
+    form.get("indexes")?;
+    let count = super::field_name(desc, form.get("count")?.as_str()?);
+    (!count.is_empty()).then_some(count)
+}
 
 /// The name of each layer's kind, from the list at `path` that the
 /// class's `named_lists` marks `by`.
@@ -180,7 +192,7 @@ fn listed_layers(fields: &mut Fields, path: &str, form: &'static Value) -> Resul
         .ok_or_else(|| bad_data(path))?;
     let mut indexes = HashSet::default();
     for item in given.as_array().ok_or_else(|| not_indexes(path, given))? {
-        indexes.insert(item.as_u64().ok_or_else(|| not_indexes(path, given))?);
+        indexes.insert(item.as_u64().ok_or_else(|| not_indexes(path, item))?);
     }
     let count = fields.number(count_field)?;
     if count > MAX_LAYERS as u64 {
@@ -197,6 +209,7 @@ fn listed_layers(fields: &mut Fields, path: &str, form: &'static Value) -> Resul
         .collect())
 }
 
+/// Zoo data whose index list cannot be read (no default, not two kinds).
 fn bad_data(path: &str) -> crate::error::Error {
     err(
         ErrorKind::BadConfig,
@@ -204,10 +217,14 @@ fn bad_data(path: &str) -> crate::error::Error {
     )
 }
 
-fn not_indexes(path: &str, given: &Value) -> crate::error::Error {
+/// A config.json list (or entry, `what`) that is no list of layer
+/// indexes: refused rather than read as transformers' `i in list` would
+/// (which ignores -1 and takes 2.0 as 2), as no released config writes one.
+fn not_indexes(path: &str, what: &Value) -> crate::error::Error {
+    let shown: String = what.to_string().chars().take(80).collect();
     err(
         ErrorKind::BadConfig,
-        format!("config field {path:?} must be a list of layer indexes (whole numbers from 0), got {given}"),
+        format!("config field {path:?} must be a list of layer indexes (whole numbers from 0), got {shown}"),
     )
 }
 
@@ -304,9 +321,12 @@ pub(super) fn read_off_keys(
     let mut found = Vec::new();
     // Most classes have no such list: their trees are not walked (this
     // runs for every class inference solves).
-    let chooses = desc["named_lists"]
-        .as_object()
-        .is_some_and(|lists| lists.values().any(|form| form.get("by").is_some()));
+    // A list of layer indexes is read off shapes, not keys (index_lists.rs).
+    let chooses = desc["named_lists"].as_object().is_some_and(|lists| {
+        lists
+            .values()
+            .any(|form| form.get("by").is_some() && form.get("indexes").is_none())
+    });
     if chooses {
         visit(desc, &desc["tree"], "", names_shapes, &mut found, 0);
     }
@@ -325,7 +345,10 @@ fn visit(
         return;
     };
     if let Some(paths) = node.get("by").and_then(Value::as_array) {
-        found.extend(read_layers(desc, node, paths, prefix, names_shapes));
+        let chooser: Vec<&str> = paths.iter().filter_map(Value::as_str).collect();
+        if index_list_count(desc, &chooser).is_none() {
+            found.extend(read_layers(desc, node, paths, prefix, names_shapes));
+        }
     }
     for (index, item) in entries(node, "items").enumerate() {
         visit(

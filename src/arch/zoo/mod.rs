@@ -205,6 +205,7 @@ fn build(
         values: Default::default(),
         tensors: Vec::new(),
         exists_if: Vec::new(),
+        shaped_by: Vec::new(),
         module_kinds: Vec::new(),
         batchnorm_modules: Vec::new(),
         grafts: &grafts,
