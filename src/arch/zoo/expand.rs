@@ -15,6 +15,8 @@ pub(super) struct Expansion<'a, 'b> {
     pub fields: &'a mut Fields<'b>,
     /// A formula's value is the same in every layer: each is evaluated once.
     pub values: rustc_hash::FxHashMap<&'static str, (u64, Vec<&'static str>)>,
+    /// Likewise each layer count (below zero it is 0, where a size is refused).
+    pub counts: rustc_hash::FxHashMap<&'static str, (u64, Vec<&'static str>)>,
     pub tensors: Vec<ExpectedTensor>,
     /// Fields that decide whether the current subtree exists.
     pub exists_if: Vec<&'static str>,
@@ -38,6 +40,15 @@ impl Expansion<'_, '_> {
         }
         let evaluated = self.evaluate_once(text)?;
         self.values.insert(text, evaluated.clone());
+        Ok(evaluated)
+    }
+
+    fn evaluate_count(&mut self, text: &'static str) -> Result<(u64, Vec<&'static str>)> {
+        if let Some(known) = self.counts.get(text) {
+            return Ok(known.clone());
+        }
+        let evaluated = self.fields.evaluate_count(text)?;
+        self.counts.insert(text, evaluated.clone());
         Ok(evaluated)
     }
 
@@ -191,7 +202,7 @@ impl Expansion<'_, '_> {
         }
         let mut repeated = 0;
         if let Some(count) = node.get("repeat").and_then(Value::as_str) {
-            let (count, fields) = self.fields.evaluate_count(count)?;
+            let (count, fields) = self.evaluate_count(count)?;
             repeated = count;
             if count > MAX_TENSORS {
                 return Err(err(

@@ -2023,13 +2023,13 @@ def derive_with_index_lists_or_not(model_type, config_class, model_class, rng, k
     align, after minutes), then plainly where that does not hold."""
     def build(cls, d):
         return sample(cls, model_class, d)[0]
-    if index_kinds.choosing_lists(config_class, build):
+    lists = index_kinds.choosing_lists(config_class, build)
+    if lists:
         def derive_class(kind_class):
             signal.alarm(CLASS_SECONDS)
             return derive_with_lists_or_not(model_type, kind_class, model_class,
                                             random.Random(f"{model_type}/{key}/{kind_class.__name__}/kind"))
-        found = index_kinds.by_index_lists(config_class, model_class, derive_class,
-                                           lambda d: build(config_class, d))
+        found = index_kinds.by_index_lists(config_class, lists, derive_class, lambda d: build(config_class, d))
         signal.alarm(CLASS_SECONDS)
         if found is not None:
             return found

@@ -68,30 +68,9 @@ def index_lists(config_dict):
 
 def kind_class(config_class, path, listed):
     """The config class with the list at `path` empty (`listed` false) or
-    holding every index by default; a sub-config's list goes into the
-    sub-config's dict (the composite's default one where config.json
-    leaves the sub-config out)."""
-    parent, _, name = path.rpartition(".")
-
-    def value():
-        return EveryIndex() if listed else []
-
-    def __init__(self, **kwargs):
-        if not parent:
-            if kwargs.get(name) is None:
-                kwargs[name] = value()
-        else:
-            holder = kwargs.get(parent)
-            left_out = holder is None
-            if left_out:
-                holder = config_class().to_dict().get(parent) or {}
-            if isinstance(holder, dict):
-                holder = dict(holder)
-                if left_out or holder.get(name) is None:
-                    holder[name] = value()
-                kwargs[parent] = holder
-        config_class.__init__(self, **kwargs)
-    return type(config_class.__name__, (config_class,), {"__init__": __init__})
+    holding every index by default."""
+    import required
+    return required.class_with_defaults(config_class, {path: EveryIndex() if listed else []})
 
 
 def with_list(config_dict, path, count, indexes, layers=None):
@@ -141,15 +120,16 @@ def choosing_lists(config_class, build):
     return found
 
 
-def by_index_lists(config_class, model_class, derive_class, build):
+def by_index_lists(config_class, lists, derive_class, build):
     """(description, default Sample, [Sample], reasons) of the class in the
-    chooser form, or None where no index list qualifies or a check fails.
-    `derive_class(config class)` gives generate.derive_with_lists_or_not's
-    (description, default, held, reasons); `build(config dict)` a Sample."""
-    from generate import FreshValueDiffers, read_field, sample as generate_sample
-    from kinds import repeated_node, union
+    chooser form for the first of `lists` (`choosing_lists`) that holds,
+    or None where none does. `derive_class(config class)` gives
+    generate.derive_with_lists_or_not's (description, default, held,
+    reasons); `build(config dict)` a Sample of the class."""
+    from generate import FreshValueDiffers, read_field
+    from kinds import joined_kind, repeated_node
     default_dict = config_class().to_dict()
-    for path, count in choosing_lists(config_class, lambda cls, d: generate_sample(cls, model_class, d)[0]):
+    for path, count in lists:
         default_list = list(read_field(default_dict, path))
         try:
             unlisted, _, unlisted_held, reasons = derive_class(kind_class(config_class, path, False))
@@ -161,35 +141,21 @@ def by_index_lists(config_class, model_class, derive_class, build):
             raise
         except Exception:  # noqa: BLE001 - a kind that does not derive: the next list, else the class fails
             continue
-        found, other = repeated_node(unlisted["tree"], count), repeated_node(listed["tree"], count)
-        if found is None or other is None or found[0] != other[0]:
-            continue
-        outside = copy.deepcopy(listed["tree"])
-        repeated_node(outside, count)[1]["body"] = found[1]["body"]
-        if outside != unlisted["tree"]:
-            continue  # the kinds differ outside the layers too
         new = copy.deepcopy(unlisted)
-        for key, value in listed.items():
-            if key in ("tree", "least"):
-                continue
-            joined = union(new.get(key, type(value)()), value)
-            if joined is None:
-                break
-            new[key] = joined
-        else:
-            if set(new.get("fixed", {})) & set(new["fields"]):
-                continue  # a field one kind varies and another holds
-            node = repeated_node(new["tree"], count)[1]
-            node["kinds"] = [[UNLISTED, node.pop("body")], [LISTED, other[1]["body"]]]
-            del node["repeat"]
-            node["by"] = [path]
-            new.setdefault("named_lists", {})[path] = {
-                "by": True, "indexes": True, "kinds": [UNLISTED, LISTED], "count": count, "default": default_list}
-            checked = checked_samples(new, path, count, default_list, unlisted_held, listed_held, build)
-            if checked is not None:
-                reasons = dict(reasons)
-                reasons.update({f: why for f, why in listed_reasons.items() if f not in reasons})
-                return new, checked[0], checked[1], reasons
+        body = joined_kind(new, listed, count, skip=("tree", "least"))
+        if body is None:
+            continue
+        node = repeated_node(new["tree"], count)[1]
+        node["kinds"] = [[UNLISTED, node.pop("body")], [LISTED, body]]
+        del node["repeat"]
+        node["by"] = [path]
+        new.setdefault("named_lists", {})[path] = {
+            "by": True, "indexes": True, "kinds": [UNLISTED, LISTED], "count": count, "default": default_list}
+        checked = checked_samples(new, path, count, default_list, unlisted_held, listed_held, build)
+        if checked is not None:
+            reasons = dict(reasons)
+            reasons.update({f: why for f, why in listed_reasons.items() if f not in reasons})
+            return new, checked[0], checked[1], reasons
     return None
 
 

@@ -129,6 +129,14 @@ pub(super) fn solve_each_reading<'a>(
 /// one giving the default list first; one plain reading where the class
 /// has none, or where its layers are not two groups of shapes at most.
 fn readings(desc: &'static Value, names_shapes: &[(String, Vec<u64>)]) -> Vec<Reading> {
+    // Inference solves many classes; only those with an index list have
+    // their trees walked.
+    let has_index_list = desc["named_lists"]
+        .as_object()
+        .is_some_and(|lists| lists.values().any(|form| form.get("indexes").is_some()));
+    if !has_index_list {
+        return vec![Reading::default()];
+    }
     let mut choosers = Vec::new();
     find_index_choosers(desc, &desc["tree"], "", &mut choosers, 0);
     let [(prefix, path, node)] = choosers.as_slice() else {

@@ -316,6 +316,34 @@ def union(a, b):
     return None
 
 
+def joined_kind(new, other, count, skip):
+    """The layer body of `other`, a description of the class whose layers
+    (the ModuleList repeated `count` times) are of another kind, with its
+    fields, fixed fields and rules joined into `new` (in place; keys in
+    `skip` left out: the least layer count the other kind's derivation
+    found is that of a config whose list it left in, and the joined class
+    is checked at other depths instead); None where the two differ outside
+    those layers, conflict, or a field one kind varies the other holds.
+    `new` is the one to discard then."""
+    found, other_found = repeated_node(new["tree"], count), repeated_node(other["tree"], count)
+    if found is None or other_found is None or other_found[0] != found[0]:
+        return None
+    outside = copy.deepcopy(other["tree"])
+    repeated_node(outside, count)[1]["body"] = found[1]["body"]
+    if outside != new["tree"]:
+        return None  # the kinds differ outside the layers too
+    for key, value in other.items():
+        if key in skip:
+            continue
+        joined = union(new.get(key, type(value)()), value)
+        if joined is None:
+            return None
+        new[key] = joined
+    if set(new.get("fixed", {})) & set(new["fields"]):
+        return None  # a field one kind varies and another holds
+    return other_found[1]["body"]
+
+
 def all_of_kind(config_class, field, count, name):
     """The config class with every layer of kind `name` by default (the
     list left out is `name` once per layer): derived like any class, its
@@ -351,7 +379,6 @@ def other_kinds(desc, config_class, model_class, derive_class, build):
     found = repeated_node(desc["tree"], count)
     if found is None:
         return None
-    at, _ = found
 
     def listing_of(name):
         return build({count: 2, path: [name, name]})
@@ -388,27 +415,11 @@ def other_kinds(desc, config_class, model_class, derive_class, build):
             other, other_reasons = derive_class(all_of_kind(config_class, path, count, name))
         except Exception:  # noqa: BLE001 - the other kind does not derive: the class stays as it is
             return None
-        other_found = repeated_node(other["tree"], count)
-        if other_found is None or other_found[0] != at:
+        body = joined_kind(new, other, count, skip=("tree", "named_lists", "least"))
+        if body is None:
             return None
-        outside = copy.deepcopy(other["tree"])
-        repeated_node(outside, count)[1]["body"] = node["body"]
-        if outside != new["tree"]:
-            return None  # the kinds differ outside the layers too
-        bodies.append([name, other_found[1]["body"]])
-        for key, value in other.items():
-            # The least layer count the other kind's derivation found is
-            # that of a config whose list it left in (its default's length):
-            # the joined class is checked at other depths below instead.
-            if key in ("tree", "named_lists", "least"):
-                continue
-            joined = union(new.get(key, type(value)()), value)
-            if joined is None:
-                return None
-            new[key] = joined
+        bodies.append([name, body])
         reasons.update(other_reasons)
-    if set(new.get("fixed", {})) & set(new["fields"]):
-        return None  # a field one kind varies and another holds
     del node["body"], node["repeat"]
     node["by"] = [path]
     node["kinds"] = bodies

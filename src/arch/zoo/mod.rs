@@ -203,6 +203,7 @@ fn build(
     let mut expansion = Expansion {
         fields: &mut fields,
         values: Default::default(),
+        counts: Default::default(),
         tensors: Vec::new(),
         exists_if: Vec::new(),
         shaped_by: Vec::new(),

@@ -158,22 +158,32 @@ def completions(config_class, model_class):
 
 
 def completed_class(config_class, filled):
-    """The config class with the filled fields as its defaults; a
-    sub-config's attribute goes into the sub-config's dict."""
+    """The config class with the filled fields as its defaults."""
+    return class_with_defaults(config_class, filled)
+
+
+def class_with_defaults(config_class, defaults):
+    """The config class with `defaults` ({path: value}, top level or one
+    sub-config down) as its defaults: a value config.json leaves out or
+    null is the default's (a copy: index_kinds.py's `EveryIndex` stays
+    itself); a sub-config's goes into the sub-config's dict, the
+    composite's own default dict where config.json leaves the sub-config
+    out (whose value there, SAM's `global_attn_indexes`, it replaces)."""
     def __init__(self, **kwargs):
-        for path, value in filled.items():
+        for path, value in defaults.items():
             parent, _, name = path.rpartition(".")
             if not parent:
                 if kwargs.get(name) is None:
-                    kwargs[name] = value
+                    kwargs[name] = copy.deepcopy(value)
                 continue
             holder = kwargs.get(parent)
-            if holder is None:
+            left_out = holder is None
+            if left_out:
                 holder = config_class().to_dict().get(parent) or {}
             if isinstance(holder, dict):
                 holder = dict(holder)
-                if holder.get(name) is None:
-                    holder[name] = value
+                if left_out or holder.get(name) is None:
+                    holder[name] = copy.deepcopy(value)
                 kwargs[parent] = holder
         config_class.__init__(self, **kwargs)
     return type(config_class.__name__, (config_class,), {"__init__": __init__})
