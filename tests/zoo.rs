@@ -2166,3 +2166,118 @@ fn a_checkpoint_with_another_index_list_is_explained_by_the_list() {
         "{causes:?}"
     );
 }
+
+/// The shape of `key` in the model `config` builds.
+fn built_shape(config: &Value, key: &str) -> Vec<u64> {
+    build(config)
+        .tensors
+        .iter()
+        .find(|t| t.name == key)
+        .unwrap_or_else(|| panic!("{config}: no {key}"))
+        .shape
+        .clone()
+}
+
+/// Sizes no sum of products fits, read off the library's own arithmetic
+/// (traced.py): Parakeet's subsampling projection takes
+/// `subsampling_conv_channels * (num_mel_bins // 2**3)` inputs (80 mel bins
+/// in parakeet-tdt-0.6b-v2, 128 in v3), and an audio spectrogram
+/// transformer's position table has `((num_mel_bins - patch_size) //
+/// frequency_stride + 1) * ((max_length - patch_size) // time_stride + 1) + 2`
+/// rows: 1214 for AudioSet's 1024 frames, 602 for the 512 an ESC-50
+/// fine-tune uses (the size mismatch people post).
+#[test]
+fn sizes_the_library_computes_by_floor_division_are_built_from_the_config() {
+    let parakeet = |encoder: Value| {
+        json!({"model_type": "parakeet_ctc", "architectures": ["ParakeetForCTC"],
+               "encoder_config": encoder})
+    };
+    let projection = "encoder.subsampling.linear.weight";
+    for (encoder, inputs) in [
+        (json!({}), 256 * 10),
+        (json!({"num_mel_bins": 128}), 256 * 16),
+        (
+            json!({"num_mel_bins": 87, "subsampling_conv_channels": 64}),
+            64 * 10,
+        ),
+        (
+            json!({"num_mel_bins": 128, "subsampling_conv_stride": 4}),
+            256 * 2,
+        ),
+    ] {
+        assert_eq!(
+            built_shape(&parakeet(encoder.clone()), projection),
+            [1024, inputs],
+            "{encoder}"
+        );
+    }
+    let ast = |fields: Value| {
+        let mut config = json!({"model_type": "audio-spectrogram-transformer",
+                                "architectures": ["ASTForAudioClassification"]});
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        config
+    };
+    let positions = "audio_spectrogram_transformer.embeddings.position_embeddings";
+    for (fields, rows) in [
+        (json!({}), 1214),
+        (json!({"max_length": 512}), 602),
+        (json!({"max_length": 100, "num_mel_bins": 64}), 5 * 9 + 2),
+        (
+            json!({"time_stride": 16, "frequency_stride": 16}),
+            8 * 64 + 2,
+        ),
+    ] {
+        assert_eq!(
+            built_shape(&ast(fields.clone()), positions),
+            [1, rows, 768],
+            "{fields}"
+        );
+    }
+    // A stride of 0 is a config transformers cannot build either: refused,
+    // naming the field, never a size.
+    let refused = read(&ast(json!({"time_stride": 0})))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("time_stride is 0"), "{refused}");
+}
+
+/// Saved Parakeet models (make_zoo_loads.py) are inferred with the mel
+/// bins their subsampling projection determines (the least of the 8 values
+/// `//8` maps to its width) and load exactly into the inferred config's
+/// model; a Parakeet v3-style file loaded with v2's 80 mel bins has the
+/// one size mismatch PyTorch reports, and its inferred config the 128 bins.
+#[test]
+fn saved_models_with_floor_division_sizes_are_inferred_and_explained() {
+    for source in ["parakeet/ParakeetForCTC", "parakeet-128mel/ParakeetForCTC"] {
+        let inferred = arch::infer(&saved_checkpoint_names(source));
+        assert_loads_exactly(source, &inferred.config);
+    }
+    let inferred = arch::infer(&saved_checkpoint_names("parakeet-128mel/ParakeetForCTC"));
+    assert_eq!(
+        inferred.config["encoder_config"]["num_mel_bins"],
+        json!(128),
+        "{}",
+        inferred.config
+    );
+    let report = hf_report("parakeet-128mel/ParakeetForCTC", "parakeet/ParakeetForCTC");
+    let mismatches: Vec<(&str, &[u64], &[u64])> = report
+        .size_mismatches
+        .iter()
+        .map(|m| (m.key.as_str(), &m.checkpoint_shape[..], &m.model_shape[..]))
+        .collect();
+    assert_eq!(
+        mismatches,
+        [(
+            "encoder.subsampling.linear.weight",
+            &[32u64, 128][..],
+            &[32u64, 80][..]
+        )]
+    );
+    assert_eq!(
+        report.inferred.config["encoder_config"]["num_mel_bins"],
+        json!(128)
+    );
+}

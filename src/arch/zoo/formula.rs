@@ -1,47 +1,72 @@
-//! The zoo's size formulas: a sum of terms, each a product and quotient of
-//! integers, config fields and floor quotients of two fields
-//! (`head_dim*num_key_value_heads`, `image_size//patch_size*image_size//patch_size+1`,
-//! `3*hidden_size/2`), evaluated left to right in exact rational arithmetic
-//! as generate.py's `evaluate` does. A size must come out a non-negative
-//! integer; anything else (a field of 0 under a division, an overflow, a
-//! fraction) is an error naming the formula, never a wrong size. A size
-//! the library rounds is written `ceil_to(formula,M)` (rounded_sizes.py:
-//! LFM2's feed-forward, `int(2 * intermediate_size / 3)` rounded up to a
-//! multiple of 256, is `ceil_to(2*intermediate_size/3,256)`): the inner
-//! formula floored, as Python's `int()` floors it, then rounded up to a
-//! multiple of M.
+//! The zoo's size formulas: arithmetic over integers and config fields, as
+//! generate.py writes them, evaluated in exact rational arithmetic as its
+//! `evaluate` does. Most are sums of products and quotients
+//! (`head_dim*num_key_value_heads`, `3*hidden_size/2`,
+//! `image_size//patch_size*image_size//patch_size+1`); a size whose
+//! library code the generator traced keeps that code's arithmetic
+//! (traced.py: Parakeet's subsampling projection
+//! `subsampling_conv_channels*(num_mel_bins//(subsampling_conv_stride**3))`,
+//! a convolution's output length `(max_length-patch_size)//time_stride+1`).
+//! The grammar, tightest first: a number, a field, a parenthesised formula
+//! or `ceil_to(formula,M)`; `**` to a number up to 64; `//` (Python's floor
+//! division) and `%` (its remainder), left to right; `*` and `/`, left to
+//! right; `+` and `-`, left to right, with a leading `-`. `//` binds
+//! tighter than `*`, unlike Python, so that `a//b*c//d` is a product of two
+//! quotients; the generator parenthesises any other operand of `//`. A
+//! size must come out a non-negative integer; anything else (a field of 0
+//! under a division, an overflow, a fraction) is an error naming the
+//! formula, never a wrong size. A size the library rounds is written
+//! `ceil_to(formula,M)` (rounded_sizes.py: LFM2's feed-forward,
+//! `int(2 * intermediate_size / 3)` rounded up to a multiple of 256, is
+//! `ceil_to(2*intermediate_size/3,256)`): the inner formula floored, as
+//! Python's `int()` floors it, then rounded up to a multiple of M.
 
 use crate::error::{err, ErrorKind, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Atom<'a> {
-    Number(u64),
-    Field(&'a str),
-    /// `a//b`: Python's floor division of two fields.
-    Floor(&'a str, &'a str),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+enum Operator {
+    Plus,
+    Minus,
     Times,
     Over,
+    /// Python's `//`: the quotient floored.
+    Floor,
+    /// Python's `%`: what `//` leaves, with the divisor's sign.
+    Remainder,
+    /// `**` to a number.
+    Power,
+}
+
+#[derive(Debug)]
+enum Node<'a> {
+    Number(i128),
+    Field(&'a str),
+    Negated(Box<Node<'a>>),
+    Binary(Operator, Box<Node<'a>>, Box<Node<'a>>),
+    /// `ceil_to(inner,M)`: the inner value floored, then rounded up to a
+    /// multiple of M.
+    RoundedUp(Box<Node<'a>>, i128),
 }
 
 #[derive(Debug)]
 pub struct Formula<'a> {
     text: &'a str,
-    /// `(negative, [(op, atom)])`; the first op of a term is `Times`.
-    terms: Vec<(bool, Vec<(Op, Atom<'a>)>)>,
-    /// `ceil_to(inner,M)`: the inner formula floored, then rounded up to a
-    /// multiple of M.
-    rounded_up_to: Option<u64>,
+    root: Node<'a>,
 }
 
-/// The wrapper of a rounded size, `ceil_to(` inner `,M)`.
-const ROUNDED_UP: &str = "ceil_to(";
+/// The function that rounds a size up, `ceil_to(` inner `,M)`.
+const ROUNDED_UP: &str = "ceil_to";
 
 /// Formulas are short; a longer one is not the generator's.
 const MAX_FORMULA_BYTES: usize = 512;
+
+/// Parentheses nest at most this deep (a hostile file's formula must not
+/// recurse without bound).
+const MAX_DEPTH: usize = 32;
+
+/// The largest exponent `**` takes: a convolution stack's stride to its
+/// depth; more is not a size.
+const MAX_EXPONENT: i128 = 64;
 
 /// Why a formula gave no size, kept cheap until a message is wanted.
 enum Failure<'a> {
@@ -56,23 +81,218 @@ fn bad(text: &str, why: &str) -> crate::error::Error {
     err(ErrorKind::BadConfig, format!("zoo formula {text:?}: {why}"))
 }
 
-fn atom<'a>(text: &'a str, whole: &str) -> Result<Atom<'a>> {
-    if text.is_empty() {
-        return Err(bad(whole, "an empty factor"));
-    }
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
-            .map(Atom::Number)
-            .map_err(|_| bad(whole, "a number too large"));
-    }
-    if let Some((a, b)) = text.split_once("//") {
-        if a.is_empty() || b.is_empty() {
-            return Err(bad(whole, "a floor division without two fields"));
+/// A rational number, its denominator positive and the two coprime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rational {
+    numerator: i128,
+    denominator: i128,
+}
+
+impl Rational {
+    fn whole(value: i128) -> Rational {
+        Rational {
+            numerator: value,
+            denominator: 1,
         }
-        return Ok(Atom::Floor(a, b));
     }
-    Ok(Atom::Field(text))
+
+    fn new<'a>(numerator: i128, denominator: i128) -> std::result::Result<Rational, Failure<'a>> {
+        if denominator == 0 {
+            return Err(Failure::DividesByZero);
+        }
+        let sign = if denominator < 0 { -1 } else { 1 };
+        let common = gcd(numerator, denominator);
+        Ok(Rational {
+            numerator: (numerator / common)
+                .checked_mul(sign)
+                .ok_or(Failure::Overflow)?,
+            denominator: (denominator / common)
+                .checked_mul(sign)
+                .ok_or(Failure::Overflow)?,
+        })
+    }
+
+    fn negated<'a>(self) -> std::result::Result<Rational, Failure<'a>> {
+        let numerator = self.numerator.checked_neg().ok_or(Failure::Overflow)?;
+        Ok(Rational { numerator, ..self })
+    }
+
+    fn plus<'a>(self, other: Rational) -> std::result::Result<Rational, Failure<'a>> {
+        let left = self.numerator.checked_mul(other.denominator);
+        let right = other.numerator.checked_mul(self.denominator);
+        let numerator = left
+            .zip(right)
+            .and_then(|(l, r)| l.checked_add(r))
+            .ok_or(Failure::Overflow)?;
+        let denominator = self
+            .denominator
+            .checked_mul(other.denominator)
+            .ok_or(Failure::Overflow)?;
+        Rational::new(numerator, denominator)
+    }
+
+    fn times<'a>(self, other: Rational) -> std::result::Result<Rational, Failure<'a>> {
+        let numerator = self.numerator.checked_mul(other.numerator);
+        let denominator = self.denominator.checked_mul(other.denominator);
+        Rational::new(
+            numerator.ok_or(Failure::Overflow)?,
+            denominator.ok_or(Failure::Overflow)?,
+        )
+    }
+
+    fn over<'a>(self, other: Rational) -> std::result::Result<Rational, Failure<'a>> {
+        let numerator = self.numerator.checked_mul(other.denominator);
+        let denominator = self.denominator.checked_mul(other.numerator);
+        Rational::new(
+            numerator.ok_or(Failure::Overflow)?,
+            denominator.ok_or(Failure::Overflow)?,
+        )
+    }
+
+    /// Python's floor of the value.
+    fn floor(self) -> i128 {
+        self.numerator.div_euclid(self.denominator)
+    }
+}
+
+/// The formula's text read into nodes, tightest binding first.
+struct Parser<'a> {
+    text: &'a str,
+    at: usize,
+    depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn eat(&mut self, token: &str) -> bool {
+        if self.text[self.at..].starts_with(token) {
+            self.at += token.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sum(&mut self) -> Result<Node<'a>> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(bad(self.text, "parentheses nest too deep"));
+        }
+        let mut node = if self.eat("-") {
+            Node::Negated(Box::new(self.product()?))
+        } else {
+            self.product()?
+        };
+        loop {
+            let operator = if self.eat("+") {
+                Operator::Plus
+            } else if self.eat("-") {
+                Operator::Minus
+            } else {
+                break;
+            };
+            node = Node::Binary(operator, Box::new(node), Box::new(self.product()?));
+        }
+        self.depth -= 1;
+        Ok(node)
+    }
+
+    fn product(&mut self) -> Result<Node<'a>> {
+        let mut node = self.quotient()?;
+        loop {
+            // `//` is the quotient's, not two divisions.
+            let operator = if self.eat("*") {
+                Operator::Times
+            } else if !self.text[self.at..].starts_with("//") && self.eat("/") {
+                Operator::Over
+            } else {
+                break;
+            };
+            node = Node::Binary(operator, Box::new(node), Box::new(self.quotient()?));
+        }
+        Ok(node)
+    }
+
+    fn quotient(&mut self) -> Result<Node<'a>> {
+        let mut node = self.power()?;
+        loop {
+            let operator = if self.eat("//") {
+                Operator::Floor
+            } else if self.eat("%") {
+                Operator::Remainder
+            } else {
+                break;
+            };
+            node = Node::Binary(operator, Box::new(node), Box::new(self.power()?));
+        }
+        Ok(node)
+    }
+
+    fn power(&mut self) -> Result<Node<'a>> {
+        let base = self.primary()?;
+        // `*` is not `**`: product() has not eaten this one.
+        if !self.eat("**") {
+            return Ok(base);
+        }
+        match self.primary()? {
+            Node::Number(exponent) if exponent <= MAX_EXPONENT => Ok(Node::Binary(
+                Operator::Power,
+                Box::new(base),
+                Box::new(Node::Number(exponent)),
+            )),
+            _ => Err(bad(self.text, "`**` takes a number up to 64")),
+        }
+    }
+
+    fn primary(&mut self) -> Result<Node<'a>> {
+        let start = self.at;
+        if self.eat("(") {
+            let inner = self.sum()?;
+            if !self.eat(")") {
+                return Err(bad(self.text, "a `(` without its `)`"));
+            }
+            return Ok(inner);
+        }
+        while self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            self.at += 1;
+        }
+        let word = &self.text[start..self.at];
+        if word.is_empty() {
+            return Err(bad(self.text, "an empty factor"));
+        }
+        if word.bytes().all(|b| b.is_ascii_digit()) {
+            return word
+                .parse()
+                .ok()
+                .filter(|n: &i128| *n <= i128::from(u64::MAX))
+                .map(Node::Number)
+                .ok_or_else(|| bad(self.text, "a number too large"));
+        }
+        if word == ROUNDED_UP && self.eat("(") {
+            let inner = self.sum()?;
+            let multiple = self
+                .eat(",")
+                .then(|| self.primary().ok())
+                .flatten()
+                .filter(|_| self.eat(")"));
+            return match multiple {
+                Some(Node::Number(multiple)) if multiple > 0 => {
+                    Ok(Node::RoundedUp(Box::new(inner), multiple))
+                }
+                _ => Err(bad(self.text, "ceil_to's multiple is no positive number")),
+            };
+        }
+        if word.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(bad(self.text, "a name that starts with a digit"));
+        }
+        Ok(Node::Field(word))
+    }
 }
 
 impl<'a> Formula<'a> {
@@ -80,87 +300,37 @@ impl<'a> Formula<'a> {
         if text.is_empty() || text.len() > MAX_FORMULA_BYTES {
             return Err(bad(text, "empty or too long"));
         }
-        let mut rounded_up_to = None;
-        let mut rest = text;
-        if let Some(wrapped) = text.strip_prefix(ROUNDED_UP) {
-            let (inner, multiple) = wrapped
-                .strip_suffix(')')
-                .and_then(|body| body.rsplit_once(','))
-                .ok_or_else(|| bad(text, "a ceil_to( without its ,M)"))?;
-            let multiple: u64 = multiple
-                .parse()
-                .ok()
-                .filter(|m| *m > 0)
-                .ok_or_else(|| bad(text, "ceil_to's multiple is no positive number"))?;
-            if inner.is_empty() {
-                return Err(bad(text, "ceil_to of nothing"));
-            }
-            rounded_up_to = Some(multiple);
-            rest = inner;
-        }
-        let mut terms = Vec::new();
-        let mut negative = false;
-        if let Some(stripped) = rest.strip_prefix('-') {
-            negative = true;
-            rest = stripped;
-        }
-        loop {
-            let end = rest.find(['+', '-']).unwrap_or(rest.len());
-            let term = &rest[..end];
-            let mut factors = Vec::new();
-            let mut op = Op::Times;
-            let mut start = 0;
-            let bytes = term.as_bytes();
-            let mut at = 0;
-            while at < bytes.len() {
-                let is_floor = bytes[at] == b'/' && bytes.get(at + 1) == Some(&b'/');
-                if is_floor {
-                    at += 2;
-                    continue;
-                }
-                if bytes[at] == b'*' || bytes[at] == b'/' {
-                    factors.push((op, atom(&term[start..at], text)?));
-                    op = if bytes[at] == b'*' {
-                        Op::Times
-                    } else {
-                        Op::Over
-                    };
-                    start = at + 1;
-                }
-                at += 1;
-            }
-            factors.push((op, atom(&term[start..], text)?));
-            terms.push((negative, factors));
-            if end == rest.len() {
-                break;
-            }
-            negative = rest.as_bytes()[end] == b'-';
-            rest = &rest[end + 1..];
-        }
-        Ok(Formula {
+        let mut parser = Parser {
             text,
-            terms,
-            rounded_up_to,
-        })
+            at: 0,
+            depth: 0,
+        };
+        let root = parser.sum()?;
+        if parser.at != text.len() {
+            return Err(bad(text, &format!("unexpected {:?}", &text[parser.at..])));
+        }
+        Ok(Formula { text, root })
     }
 
     /// The config fields the formula reads, each once.
     pub fn fields(&self) -> Vec<&'a str> {
-        let mut names = Vec::new();
-        for (_, factors) in &self.terms {
-            for (_, atom) in factors {
-                let found = match *atom {
-                    Atom::Number(_) => [None, None],
-                    Atom::Field(name) => [Some(name), None],
-                    Atom::Floor(a, b) => [Some(a), Some(b)],
-                };
-                for name in found.into_iter().flatten() {
-                    if !names.contains(&name) {
+        fn gather<'a>(node: &Node<'a>, names: &mut Vec<&'a str>) {
+            match node {
+                Node::Number(_) => {}
+                Node::Field(name) => {
+                    if !names.contains(name) {
                         names.push(name);
                     }
                 }
+                Node::Negated(inner) | Node::RoundedUp(inner, _) => gather(inner, names),
+                Node::Binary(_, left, right) => {
+                    gather(left, names);
+                    gather(right, names);
+                }
             }
         }
+        let mut names = Vec::new();
+        gather(&self.root, &mut names);
         names
     }
 
@@ -202,93 +372,92 @@ impl<'a> Formula<'a> {
 
     /// Whether the formula is a size the library rounds (`ceil_to(..)`).
     pub fn is_rounded(&self) -> bool {
-        self.rounded_up_to.is_some()
+        matches!(self.root, Node::RoundedUp(..))
     }
 
     /// A rounded size's inner formula, whole, unrounded: where it equals the
     /// rounded value the rounding does nothing (inference prefers such a
     /// value of a field among the many that round alike).
     pub fn unrounded_value_of(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> Option<u64> {
-        self.value_rounded_to(lookup, None).ok()
+        let inner = match &self.root {
+            Node::RoundedUp(inner, _) => inner,
+            other => other,
+        };
+        size_of(value_of_node(inner, lookup).ok()?).ok()
     }
 
     fn value(&self, lookup: &dyn Fn(&str) -> Option<u64>) -> std::result::Result<u64, Failure<'a>> {
-        self.value_rounded_to(lookup, self.rounded_up_to)
+        size_of(value_of_node(&self.root, lookup)?)
     }
+}
 
-    /// The value, rounded up to `rounded_up_to` where given, else whole.
-    fn value_rounded_to(
-        &self,
-        lookup: &dyn Fn(&str) -> Option<u64>,
-        rounded_up_to: Option<u64>,
-    ) -> std::result::Result<u64, Failure<'a>> {
-        let overflow = || Failure::Overflow;
-        let field = |name: &'a str| -> std::result::Result<i128, Failure<'a>> {
-            lookup(name).map(i128::from).ok_or(Failure::NoValue(name))
-        };
-        // Sum as a fraction total_numerator / total_denominator.
-        let (mut sum_numerator, mut sum_denominator) = (0i128, 1i128);
-        for (negative, factors) in &self.terms {
-            let (mut numerator, mut denominator) = (1i128, 1i128);
-            for (op, atom) in factors {
-                let value = match atom {
-                    Atom::Number(n) => i128::from(*n),
-                    Atom::Field(name) => field(name)?,
-                    Atom::Floor(a, b) => {
-                        let divisor = field(b)?;
-                        if divisor == 0 {
-                            return Err(Failure::Zero(b));
-                        }
-                        field(a)? / divisor
-                    }
-                };
-                match op {
-                    Op::Times => numerator = numerator.checked_mul(value).ok_or_else(overflow)?,
-                    Op::Over => {
-                        if value == 0 {
-                            return Err(Failure::DividesByZero);
-                        }
-                        denominator = denominator.checked_mul(value).ok_or_else(overflow)?;
-                    }
-                }
-                let common = gcd(numerator, denominator);
-                numerator /= common;
-                denominator /= common;
+/// A value as a size: whole and not below zero.
+fn size_of<'a>(value: Rational) -> std::result::Result<u64, Failure<'a>> {
+    if value.numerator < 0 || value.denominator != 1 {
+        return Err(Failure::NotASize(value.numerator, value.denominator));
+    }
+    u64::try_from(value.numerator).map_err(|_| Failure::Overflow)
+}
+
+fn value_of_node<'a>(
+    node: &Node<'a>,
+    lookup: &dyn Fn(&str) -> Option<u64>,
+) -> std::result::Result<Rational, Failure<'a>> {
+    match node {
+        Node::Number(n) => Ok(Rational::whole(*n)),
+        Node::Field(name) => lookup(name)
+            .map(|v| Rational::whole(i128::from(v)))
+            .ok_or(Failure::NoValue(name)),
+        Node::Negated(inner) => value_of_node(inner, lookup)?.negated(),
+        Node::RoundedUp(inner, multiple) => {
+            let value = value_of_node(inner, lookup)?;
+            if value.numerator < 0 {
+                return Err(Failure::NotASize(value.numerator, value.denominator));
             }
-            if *negative {
-                numerator = -numerator;
-            }
-            sum_numerator = sum_numerator
-                .checked_mul(denominator)
-                .and_then(|a| {
-                    numerator
-                        .checked_mul(sum_denominator)
-                        .and_then(|b| a.checked_add(b))
-                })
-                .ok_or_else(overflow)?;
-            sum_denominator = sum_denominator
-                .checked_mul(denominator)
-                .ok_or_else(overflow)?;
-            let common = gcd(sum_numerator, sum_denominator);
-            sum_numerator /= common;
-            sum_denominator /= common;
-        }
-        if sum_numerator < 0 {
-            return Err(Failure::NotASize(sum_numerator, sum_denominator));
-        }
-        if let Some(multiple) = rounded_up_to.map(i128::from) {
-            // The denominator is positive: the quotient floors.
-            let floored = sum_numerator / sum_denominator;
-            let rounded = floored
+            let rounded = value
+                .floor()
                 .checked_add(multiple - 1)
                 .map(|up| up / multiple * multiple)
-                .ok_or_else(overflow)?;
-            return u64::try_from(rounded).map_err(|_| overflow());
+                .ok_or(Failure::Overflow)?;
+            Ok(Rational::whole(rounded))
         }
-        if sum_denominator != 1 {
-            return Err(Failure::NotASize(sum_numerator, sum_denominator));
+        Node::Binary(operator, left, right) => {
+            let a = value_of_node(left, lookup)?;
+            let b = value_of_node(right, lookup)?;
+            if b.numerator == 0
+                && matches!(
+                    operator,
+                    Operator::Over | Operator::Floor | Operator::Remainder
+                )
+            {
+                // A field of 0 under a division is named (a head count of 0).
+                return Err(match **right {
+                    Node::Field(name) => Failure::Zero(name),
+                    _ => Failure::DividesByZero,
+                });
+            }
+            match operator {
+                Operator::Plus => a.plus(b),
+                Operator::Minus => a.plus(b.negated()?),
+                Operator::Times => a.times(b),
+                Operator::Over => a.over(b),
+                Operator::Floor => Ok(Rational::whole(a.over(b)?.floor())),
+                // Python's remainder: a - b * (a // b).
+                Operator::Remainder => {
+                    let whole = Rational::whole(a.over(b)?.floor());
+                    a.plus(b.times(whole)?.negated()?)
+                }
+                Operator::Power => {
+                    let exponent = u32::try_from(b.numerator).map_err(|_| Failure::Overflow)?;
+                    Rational::new(
+                        a.numerator.checked_pow(exponent).ok_or(Failure::Overflow)?,
+                        a.denominator
+                            .checked_pow(exponent)
+                            .ok_or(Failure::Overflow)?,
+                    )
+                }
+            }
         }
-        u64::try_from(sum_numerator).map_err(|_| overflow())
     }
 }
 
@@ -333,6 +502,73 @@ mod tests {
         }
         let floor = [("image", 112), ("patch", 32)];
         assert_eq!(value("image//patch*image//patch+1", &floor).unwrap(), 10);
+    }
+
+    /// Sizes the generator read off the library's own arithmetic
+    /// (traced.py) keep Python's meaning: floor division and remainder of
+    /// whole or negative values, powers, parentheses; `//` binds tighter
+    /// than `*`, so the generator parenthesises any other operand.
+    #[test]
+    fn traced_formulas_evaluate_as_python_does() {
+        let fields = [
+            ("channels", 256),
+            ("mel", 80),
+            ("stride", 2),
+            ("length", 1024),
+            ("patch", 16),
+            ("time_stride", 10),
+            ("frequency_stride", 10),
+            ("depth", 3),
+        ];
+        let cases = [
+            // Parakeet's subsampling projection: 256 * (80 // 8).
+            ("channels*(mel//(stride**3))", 2560),
+            ("channels*mel//(stride**3)", 2560),
+            ("(channels*mel)//(stride**3)", 2560),
+            // An audio spectrogram transformer's patches, plus two tokens.
+            (
+                "((mel-patch)//frequency_stride+1)*((length-patch)//time_stride+1)+2",
+                7 * 101 + 2,
+            ),
+            // Floor of a negative quotient, then lifted: (3-16)//2 = -7.
+            ("(depth-patch)//stride+8", 1),
+            ("(depth-patch)%stride", 1),
+            ("length%patch+mel%depth", 2),
+            ("(-3)+depth", 0),
+            ("-(depth-channels)", 253),
+            ("stride**10", 1024),
+            ("ceil_to(mel*2/3,64)", 64),
+            ("ceil_to(mel,16)+1", 81),
+        ];
+        for (text, want) in cases {
+            assert_eq!(value(text, &fields).expect(text), want, "{text}");
+        }
+        let zero = [("a", 5), ("b", 0)];
+        let named = value("a%b", &zero).unwrap_err().to_string();
+        assert!(named.contains("b is 0"), "{named}");
+        assert!(value("a//(b*a)", &zero)
+            .unwrap_err()
+            .to_string()
+            .contains("divides by 0"));
+        for text in [
+            "(a",
+            "a)",
+            "a**65",
+            "a**(b)",
+            "a b",
+            "2a",
+            "a+",
+            "a**-1",
+            "ceil_to(a)",
+            &format!("{}a{}", "(".repeat(40), ")".repeat(40)),
+        ] {
+            assert!(Formula::parse(text).is_err(), "{text}");
+        }
+        let formula = Formula::parse("channels*(mel//(stride**3))+mel%depth").unwrap();
+        assert_eq!(formula.fields(), ["channels", "mel", "stride", "depth"]);
+        let huge = [("a", u64::MAX)];
+        assert!(value("a**64", &huge).is_err());
+        assert!(value("-a-a-a", &huge).is_err());
     }
 
     /// SAM's IoU head builds `range(iou_head_depth - 2)` hidden layers:

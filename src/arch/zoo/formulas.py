@@ -9,6 +9,7 @@ than it has coefficients; `evaluate` is the Python twin of the Rust
 evaluator (src/arch/zoo/formula.rs)."""
 
 import itertools
+import re
 from fractions import Fraction
 
 MAX_FIELDS_PER_SLOT = 5
@@ -214,70 +215,129 @@ def rounded_up(expr):
     return None
 
 
+# A formula's tokens: `**` and `//` before `*` and `/`; a name may hold
+# dots and digits (`image_size.0`, `vision_config.hidden_size`).
+TOKEN = re.compile(r"\*\*|//|[-+*/%(),]|\d+|[A-Za-z_][\w.]*")
+NAME = re.compile(r"[A-Za-z_][\w.]*")
+OPERATORS = {")", ",", "+", "-", "*", "/", "//", "%", "**"}
+
+
+def parse(expr):
+    """The formula as a tree of tuples, with the grammar of the Rust
+    evaluator (zoo/formula.rs), tightest first: a number, a field, a
+    parenthesised formula or `ceil_to(formula,M)`; `**` to a number up to
+    64; `//` and `%`, left to right; `*` and `/`; `+` and `-`, with a
+    leading `-`. `//` binds tighter than `*`, unlike Python: `a//b*c//d`
+    is a product of two quotients (traced.py parenthesises any other
+    operand of `//`)."""
+    tokens = TOKEN.findall(expr)
+    if "".join(tokens) != expr:
+        raise Misfit(f"formula {expr!r} has characters outside the grammar")
+    at = [0]
+
+    def peek():
+        return tokens[at[0]] if at[0] < len(tokens) else None
+
+    def take(*wanted):
+        if peek() in wanted:
+            at[0] += 1
+            return tokens[at[0] - 1]
+        return None
+
+    def total():
+        node = ("neg", product()) if take("-") else product()
+        while (op := take("+", "-")) is not None:
+            node = (op, node, product())
+        return node
+
+    def product():
+        node = quotient()
+        while (op := take("*", "/")) is not None:
+            node = (op, node, quotient())
+        return node
+
+    def quotient():
+        node = power()
+        while (op := take("//", "%")) is not None:
+            node = (op, node, power())
+        return node
+
+    def power():
+        node = primary()
+        if take("**"):
+            exponent = primary()
+            if exponent[0] != "num" or exponent[1] > 64:
+                raise Misfit(f"formula {expr!r}: `**` takes a number up to 64")
+            node = ("**", node, exponent)
+        return node
+
+    def primary():
+        token = peek()
+        if token is None or token in OPERATORS:
+            raise Misfit(f"formula {expr!r}: an empty factor")
+        at[0] += 1
+        if token == "(":
+            node = total()
+            if not take(")"):
+                raise Misfit(f"formula {expr!r}: a `(` without its `)`")
+            return node
+        if token.isdigit():
+            return ("num", int(token))
+        if token == "ceil_to" and take("("):
+            inner = total()
+            multiple = take(",") and primary()
+            if not multiple or multiple[0] != "num" or multiple[1] <= 0 or not take(")"):
+                raise Misfit(f"formula {expr!r}: ceil_to's multiple is no positive number")
+            return ("ceil_to", inner, multiple[1])
+        return ("field", token)
+
+    node = total()
+    if at[0] != len(tokens):
+        raise Misfit(f"formula {expr!r}: unexpected {''.join(tokens[at[0]:])!r}")
+    return node
+
+
 def evaluate(expr, env):
     """The Python twin of the Rust evaluator (zoo/formula.rs), for
-    self-checks. A rounded size is its inner formula floored (Python's
-    `int()` of a positive quotient) and rounded up to its multiple."""
-    rounded = rounded_up(expr)
-    if rounded is not None:
-        inner = evaluate(rounded[0], env)
+    self-checks: exact rationals, `//` floored as Python floors it. A
+    rounded size is its inner formula floored (Python's `int()` of a
+    positive quotient) and rounded up to its multiple."""
+    return value_of(parse(expr), env)
+
+
+def value_of(node, env):
+    kind = node[0]
+    if kind == "num":
+        return Fraction(node[1])
+    if kind == "field":
+        return Fraction(env[node[1]])
+    if kind == "neg":
+        return -value_of(node[1], env)
+    if kind == "ceil_to":
+        inner = value_of(node[1], env)
         if inner < 0:
             return inner
         floored = inner.numerator // inner.denominator
-        return Fraction(-(-floored // rounded[1]) * rounded[1])
-    total = Fraction(0)
-    for term in expr.replace("-", "+-").split("+"):
-        if not term:
-            continue
-        sign = -1 if term.startswith("-") else 1
-        term = term.lstrip("-")
-        value = None
-        op = "*"
-        for token in split_ops(term):
-            if token in "*/":
-                op = token
-                continue
-            if token.isdigit():
-                x = Fraction(int(token))
-            elif "//" in token:
-                a, b = token.split("//")
-                x = Fraction(env[a] // env[b])
-            else:
-                x = Fraction(env[token])
-            value = x if value is None else (value * x if op == "*" else value / x)
-        total += sign * value
-    return total
-
-
-def split_ops(term):
-    """`a*b//c/d` -> ['a', '*', 'b//c', '/', 'd']: `//` binds two fields
-    into one atom."""
-    out, cur, i = [], "", 0
-    while i < len(term):
-        if term.startswith("//", i):
-            cur += "//"
-            i += 2
-            continue
-        ch = term[i]
-        if ch in "*/":
-            out += [cur, ch]
-            cur = ""
-        else:
-            cur += ch
-        i += 1
-    return out + [cur]
+        return Fraction(-(-floored // node[2]) * node[2])
+    a, b = value_of(node[1], env), value_of(node[2], env)
+    if kind == "+":
+        return a + b
+    if kind == "-":
+        return a - b
+    if kind == "*":
+        return a * b
+    if kind == "/":
+        return a / b
+    if kind == "//":
+        return Fraction(a // b)
+    if kind == "%":
+        return a % b
+    return a ** int(b)
 
 
 def split_names(expr):
-    rounded = rounded_up(expr)
-    if rounded is not None:
-        expr = rounded[0]
-    out = []
-    for term in expr.replace("-", "+").split("+"):
-        for token in split_ops(term):
-            if token and token not in "*/" and not token.isdigit():
-                out.extend(token.split("//"))
-    return out
+    """The fields a formula reads, in order, with repeats."""
+    return [name for name in NAME.findall(expr) if name != CEIL_TO[:-1]]
 
 
 def to_int(x):

@@ -86,6 +86,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
+from traced import traced_sizes  # noqa: E402
 import formulas  # noqa: E402
 import trees  # noqa: E402
 from names import named_config_class, names_that_change_tensors  # noqa: E402
@@ -158,8 +159,11 @@ POPULAR = (
 
 # Integer fields that never size a tensor (token ids, generation and
 # runtime settings): not varied, to save time. A field left out here but
-# irrelevant is found irrelevant by variation anyway.
-SKIP_INT = ("_token_id", "token_id", "max_length", "min_length", "num_beams", "top_k", "chunk_size_feed_forward",
+# irrelevant is found irrelevant by variation anyway. `max_length` is not
+# one: transformers 5 configs no longer carry the generation settings, and
+# the two that declare it are an audio spectrogram transformer's input
+# length (its position table) and FSMT's (found irrelevant).
+SKIP_INT = ("_token_id", "token_id", "min_length", "num_beams", "top_k", "chunk_size_feed_forward",
             "num_return_sequences", "no_repeat_ngram_size", "seed", "pretraining_tp")
 SKIP_KEYS = {"id2label", "label2id", "task_specific_params", "rope_parameters", "rope_scaling", "quantization_config"}
 
@@ -561,6 +565,35 @@ def multiples(config_class, model_class, default_dict, ints, relevant):
                 except Exception:
                     pass
     return found
+
+
+# Samples built again with their arithmetic traced, per size no search
+# fits: the first one's recorded formulas are checked against every
+# sample, the second's only where none held (a composite model takes
+# seconds to build, and most such sizes have their formula in the first).
+TRACED_SAMPLES = 2
+
+
+def traced_formula(config_class, model_class, sized, changed, traces):
+    """The formula of a size no search fits, read off the library's
+    arithmetic (traced.py): of the formulas a traced build of a sample
+    recorded for that sample's size, the shortest that reads only fields
+    that change the size (`changed`, as a fitted formula does) and gives
+    the size in every sample. `sized`: [(sample, size)]; `traces` caches
+    each sample's traced sizes by its id."""
+    tried = set()
+    for s, size in sized[:TRACED_SAMPLES]:
+        if id(s) not in traces:
+            traces[id(s)] = traced_sizes(config_class, model_class, s.config_dict, s.listing)
+        found = [f for f in traces[id(s)].get(size, []) if f not in tried and set(split_names(f)) <= set(changed)]
+        tried.update(found)
+        for formula in found:
+            try:
+                if all(evaluate(formula, x.env) == value for x, value in sized):
+                    return formula
+            except (KeyError, ZeroDivisionError, Misfit):
+                continue
+    return None
 
 
 def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_joints=JOINT_SAMPLES, rebase=None):
@@ -1035,6 +1068,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 found = re.match(r"layers of (.*) differ and their count changes$", str(e))
                 if isinstance(e, Misfit) and found:
                     unaligned_lists.add(found.group(1))
+                if os.environ.get("ZOO_DEBUG"):
+                    print("DEBUG joint", model_type, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "", file=sys.stderr)
                 s = None
         if s is None:
             continue
@@ -1058,6 +1093,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     held = joints[fit_joints:]
     template = align([trie(x.listing) for x in fitting], "")
     cache = {}
+    traces = {}
     used = set()
     bool_fields = {}
     for slot in slots(template, []):
@@ -1072,7 +1108,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             raise Misfit("a split list's layers change kind in no sample")
         key = (changed, tuple(v for _, v in points))
         if key not in cache:
-            cache[key] = fit(points, changed)
+            cache[key] = fit(points, changed) or traced_formula(
+                config_class, model_class, [(fitting[s], v) for s, v in sorted(exact.items())], changed, traces)
         if cache[key] is None:
             if os.environ.get("ZOO_DEBUG"):
                 print("DEBUG", changed, [(dict((f, e.get(f)) for f in changed), v) for e, v in points], file=sys.stderr)

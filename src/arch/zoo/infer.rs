@@ -593,7 +593,9 @@ pub(super) fn solve_as<'a>(
                         .into_iter()
                         .filter(|f| !trial.iter().any(|(k, _, _)| k == f))
                         .collect();
-                    matches!(unknown.as_slice(), [one] if solve_one(&formula, one, *value, &trial).is_some())
+                    // A floor quotient solves to a range (Parakeet's mel bins).
+                    matches!(unknown.as_slice(), [one] if solve_one(&formula, one, *value, &trial).is_some()
+                        || solve_increasing(&formula, one, *value, &trial).is_some())
                 })
                 .count()
         };
