@@ -200,40 +200,37 @@ impl<'a> Parser<'a> {
         Ok(node)
     }
 
-    fn product(&mut self) -> Result<Node<'a>> {
-        let mut node = self.quotient()?;
-        loop {
-            // `//` is the quotient's, not two divisions.
-            let operator = if self.eat("*") {
-                Operator::Times
-            } else if !self.text[self.at..].starts_with("//") && self.eat("/") {
-                Operator::Over
-            } else {
-                break;
-            };
-            node = Node::Binary(operator, Box::new(node), Box::new(self.quotient()?));
+    /// Operands joined left to right by any of `operators` (a level of the
+    /// grammar: `*` and `/`, or `//` and `%`; the tighter level below has
+    /// eaten every `//` and `**` before a `/` or `*` is tried here).
+    fn left_to_right(
+        &mut self,
+        operators: &[(&str, Operator)],
+        operand: fn(&mut Parser<'a>) -> Result<Node<'a>>,
+    ) -> Result<Node<'a>> {
+        let mut node = operand(self)?;
+        while let Some(&(_, operator)) = operators.iter().find(|(token, _)| self.eat(token)) {
+            node = Node::Binary(operator, Box::new(node), Box::new(operand(self)?));
         }
         Ok(node)
     }
 
+    fn product(&mut self) -> Result<Node<'a>> {
+        self.left_to_right(
+            &[("*", Operator::Times), ("/", Operator::Over)],
+            Parser::quotient,
+        )
+    }
+
     fn quotient(&mut self) -> Result<Node<'a>> {
-        let mut node = self.power()?;
-        loop {
-            let operator = if self.eat("//") {
-                Operator::Floor
-            } else if self.eat("%") {
-                Operator::Remainder
-            } else {
-                break;
-            };
-            node = Node::Binary(operator, Box::new(node), Box::new(self.power()?));
-        }
-        Ok(node)
+        self.left_to_right(
+            &[("//", Operator::Floor), ("%", Operator::Remainder)],
+            Parser::power,
+        )
     }
 
     fn power(&mut self) -> Result<Node<'a>> {
         let base = self.primary()?;
-        // `*` is not `**`: product() has not eaten this one.
         if !self.eat("**") {
             return Ok(base);
         }

@@ -8,6 +8,7 @@ reproduces every sample exactly, with at least one distinct sample more
 than it has coefficients; `evaluate` is the Python twin of the Rust
 evaluator (src/arch/zoo/formula.rs)."""
 
+import functools
 import itertools
 import re
 from fractions import Fraction
@@ -222,6 +223,7 @@ NAME = re.compile(r"[A-Za-z_][\w.]*")
 OPERATORS = {")", ",", "+", "-", "*", "/", "//", "%", "**"}
 
 
+@functools.lru_cache(maxsize=None)
 def parse(expr):
     """The formula as a tree of tuples, with the grammar of the Rust
     evaluator (zoo/formula.rs), tightest first: a number, a field, a
