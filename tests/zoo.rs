@@ -968,6 +968,23 @@ fn saved_checkpoint_names(source: &str) -> Vec<(String, Vec<u64>)> {
     load_case::names_and_shapes(&saved_case(source)["checkpoint"])
 }
 
+/// The inferred field named `name` among `fields`.
+fn field_in<'a>(fields: &'a [arch::InferredField], name: &str) -> &'a arch::InferredField {
+    fields
+        .iter()
+        .find(|f| f.field == name)
+        .unwrap_or_else(|| panic!("no {name} in {fields:?}"))
+}
+
+/// The checkpoint of `saved_case(source)`.
+fn saved_checkpoint(source: &str) -> ckptcheck::Checkpoint {
+    load_case::checkpoint_of(
+        "model.safetensors",
+        &saved_case(source)["checkpoint"],
+        str::to_string,
+    )
+}
+
 /// The first real load of tests/fixtures/zoo/loads.json whose checkpoint
 /// save_pretrained wrote from `source`.
 fn saved_case(source: &str) -> Value {
@@ -2002,7 +2019,8 @@ fn fields_the_config_class_leaves_without_a_default_are_required() {
 /// (make_zoo_loads.py: 256 rows, as 384 gives): inference says which values
 /// give that width (2 to 385), takes 384, at which the rounding does
 /// nothing, as a config.json would write it, and the config it writes
-/// loads the file exactly.
+/// loads the file exactly. The range is the fact reported: a model at any
+/// value in it loads the file, one past it is told the range.
 #[test]
 fn a_saved_model_with_a_rounded_size_is_inferred_with_a_value_that_rounds_the_same() {
     let source = "lfm2-rounded/Lfm2ForCausalLM";
@@ -2018,7 +2036,35 @@ fn a_saved_model_with_a_rounded_size_is_inferred_with_a_value_that_rounds_the_sa
         "{:?}",
         inferred.undetermined
     );
+    let read = field_in(&inferred.fields, "intermediate_size");
+    assert_eq!((read.range, &read.value), (Some([2, 385]), &json!(384)));
     assert_loads_exactly(source, config);
+    let checkpoint = saved_checkpoint(source);
+    for (value, cause) in [
+        (2, None),
+        (385, None),
+        (
+            386,
+            Some("intermediate_size: checkpoint 2 to 385, model 386 — "),
+        ),
+    ] {
+        let mut model = config.clone();
+        model["intermediate_size"] = json!(value);
+        let report =
+            ckptcheck::diagnosis::check(&checkpoint, &build(&model), ckptcheck::loader::Loader::Hf);
+        let first = report.explanation.first().map(|c| c.text.as_str());
+        assert_eq!(
+            report.size_mismatches.is_empty(),
+            cause.is_none(),
+            "{value}: {first:?}"
+        );
+        if let Some(cause) = cause {
+            assert!(
+                first.is_some_and(|t| t.starts_with(cause)),
+                "{value}: {first:?}"
+            );
+        }
+    }
 }
 
 /// Files save_pretrained wrote from a Qwen3-MoE and a GLM-4.5 with
@@ -2279,5 +2325,93 @@ fn saved_models_with_floor_division_sizes_are_inferred_and_explained() {
     assert_eq!(
         report.inferred.config["encoder_config"]["num_mel_bins"],
         json!(128)
+    );
+    // The shapes show the mel bins only with the subsampling stride, whose
+    // default 2 is assumed: against a model with stride 2 the bins are the
+    // cause, as a range (128 // 8 is 135 // 8); against one with stride 4
+    // nothing about the bins is claimed.
+    let causes: Vec<&str> = report.explanation.iter().map(|c| c.text.as_str()).collect();
+    assert!(
+        causes[0].starts_with(
+            "encoder_config.num_mel_bins: checkpoint 128 to 135 (with encoder_config.subsampling_conv_stride 2, as in the model), model 80 — 1 size mismatch"
+        ),
+        "{causes:?} {:?}",
+        report.inferred.conditional
+    );
+    let conditional = &report.inferred.conditional;
+    assert_eq!(
+        conditional
+            .iter()
+            .map(|f| (f.field.as_str(), f.range, &f.given[..]))
+            .collect::<Vec<_>>(),
+        [(
+            "encoder_config.num_mel_bins",
+            Some([128, 135]),
+            &[("encoder_config.subsampling_conv_stride".to_string(), 2)][..]
+        )]
+    );
+    let checkpoint = saved_checkpoint("parakeet-128mel/ParakeetForCTC");
+    // A config.json that leaves the stride to its default has it too.
+    let mut stride_left_out = zoo_loads()["configs"]["parakeet/ParakeetForCTC"].clone();
+    stride_left_out["encoder_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("subsampling_conv_stride");
+    let report = ckptcheck::diagnosis::check(
+        &checkpoint,
+        &build(&stride_left_out),
+        ckptcheck::loader::Loader::Hf,
+    );
+    assert_eq!(report.explanation[0].text, causes[0]);
+    let mut stride_4 = zoo_loads()["configs"]["parakeet/ParakeetForCTC"].clone();
+    stride_4["encoder_config"]["subsampling_conv_stride"] = json!(4);
+    let report = ckptcheck::diagnosis::check(
+        &checkpoint,
+        &build(&stride_4),
+        ckptcheck::loader::Loader::Hf,
+    );
+    assert!(!report.size_mismatches.is_empty());
+    assert!(
+        report
+            .explanation
+            .iter()
+            .all(|c| !c.text.contains("num_mel_bins")),
+        "{:?}",
+        report.explanation
+    );
+}
+
+/// An audio spectrogram transformer saved at 128 frames (make_zoo_loads.py,
+/// 4 heads 32 wide): its position table holds the mel bins, the frame
+/// count and both strides in one size, and its heads only split the width.
+/// Inference keeps the defaults of all but the frame count, which then
+/// solves to a range; takes the largest head count under the default 12
+/// that splits 32; says both; and the config it writes loads the file.
+/// Against the usual 1024 frames, the frame count is the cause, named
+/// with the values it rests on.
+#[test]
+fn a_saved_audio_spectrogram_transformer_is_inferred_and_its_frame_count_explained() {
+    let source = "ast/ASTForAudioClassification";
+    let inferred = arch::infer(&saved_checkpoint_names(source));
+    assert_loads_exactly(source, &inferred.config);
+    assert_eq!(inferred.config["num_attention_heads"], json!(8));
+    assert!(inferred.undetermined.iter().any(|line| line
+        == "num_attention_heads: the shapes show it only together with other fields, and not as a multiple of the default 12; 8 is assumed"),
+        "{:?}",
+        inferred.undetermined
+    );
+    assert_eq!(
+        field_in(&inferred.conditional, "max_length").range,
+        Some([126, 135])
+    );
+    let mut usual = zoo_loads()["configs"][source].clone();
+    usual["max_length"] = json!(1024);
+    let checkpoint = saved_checkpoint(source);
+    let report =
+        ckptcheck::diagnosis::check(&checkpoint, &build(&usual), ckptcheck::loader::Loader::Hf);
+    let causes: Vec<&str> = report.explanation.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(
+        causes,
+        ["max_length: checkpoint 126 to 135 (with num_mel_bins 128, frequency_stride 10, time_stride 10, as in the model), model 1024 — 1 size mismatch"]
     );
 }

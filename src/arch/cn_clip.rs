@@ -423,6 +423,8 @@ fn field(fields: &mut Vec<InferredField>, name: &str, value: Value, evidence: St
         field: name.to_string(),
         value,
         evidence,
+        range: None,
+        given: Vec::new(),
     });
 }
 
@@ -622,6 +624,7 @@ pub fn infer(names: &[(String, Vec<u64>)]) -> Option<Inferred> {
         ranking,
         undetermined,
         shaped_like: None,
+        conditional: Vec::new(),
     })
 }
 

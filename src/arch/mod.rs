@@ -343,6 +343,15 @@ pub struct InferredField {
     pub value: serde_json::Value,
     /// "visual.conv1.weight shape[0]".
     pub evidence: String,
+    /// The least and the most value the shapes allow, where a floor
+    /// division shows a range (Parakeet's mel bins: any of 128 to 135 gives
+    /// a 16-row subsampled axis); `value` is the one taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<[u64; 2]>,
+    /// The assumed fields and values this one rests on (in
+    /// `Inferred::conditional` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<(String, u64)>,
 }
 
 /// What the shapes say about the model a checkpoint was saved from.
@@ -359,6 +368,13 @@ pub struct Inferred {
     pub ranking: Vec<PresetScore>,
     /// Fields shapes cannot tell, with why.
     pub undetermined: Vec<String>,
+    /// Fields the shapes show only once another field's value is assumed
+    /// (Parakeet's mel bins at the default subsampling stride of 2, a
+    /// Llama's key/value heads at the default head count), each with that
+    /// assumption in `given`: a fact about a model that has the assumed
+    /// value, which the diagnosis names only against such a model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditional: Vec<InferredField>,
     /// The released size the checkpoint departs from in a field or two
     /// ("Qwen2.5 3B-shaped (hf/qwen2.5-3b), vocab_size 151666 where the
     /// release has 151936"), when no preset matches exactly.

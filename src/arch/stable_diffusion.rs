@@ -443,6 +443,8 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
                     "{} tensors under {}: {}",
                     part.tensors, part.prefix, part.about
                 ),
+                range: None,
+                given: Vec::new(),
             })
             .collect(),
         _ => Vec::new(),
@@ -455,6 +457,7 @@ pub fn infer(names_shapes: &[(String, Vec<u64>)]) -> Option<Inferred> {
         ranking,
         undetermined,
         shaped_like,
+        conditional: Vec::new(),
     })
 }
 

@@ -440,7 +440,7 @@ fn config_field_causes(
     let strip = |k: &str| f.bare(k);
     let mut causes = Vec::new();
     let mut attributed: HashSet<String> = HashSet::default();
-    for field in &f.inferred.fields {
+    for field in f.inferred.fields.iter().chain(&f.inferred.conditional) {
         if explained.contains(&field.field) {
             continue;
         }
@@ -450,6 +450,42 @@ fn config_field_causes(
         if normalised(model_value) == normalised(&field.value) {
             continue;
         }
+        // A field read with an assumed value (Parakeet's mel bins at a
+        // subsampling stride of 2) is a cause only against a model that has
+        // that value: it writes it, or leaves it to the same model type's
+        // default, the inferred config leaving the assumed default out too.
+        let same_type = f.model.config.get("model_type").is_some()
+            && f.model.config.get("model_type") == f.inferred.config.get("model_type");
+        let as_model = |(given, value): &(String, u64)| match config_field(&f.model.config, given) {
+            Some(written) => written.as_u64() == Some(*value),
+            None => same_type && config_field(&f.inferred.config, given).is_none(),
+        };
+        if !field.given.iter().all(as_model) {
+            continue;
+        }
+        let given_text: Vec<String> = field
+            .given
+            .iter()
+            .map(|(given, value)| format!("{given} {value}"))
+            .collect();
+        let given_text = if given_text.is_empty() {
+            String::new()
+        } else {
+            format!(" (with {}, as in the model)", given_text.join(", "))
+        };
+        // A field the shapes show as a range differs only outside it.
+        let checkpoint_value = match field.range {
+            Some([least, most]) => {
+                if model_value
+                    .as_u64()
+                    .is_some_and(|v| (least..=most).contains(&v))
+                {
+                    continue;
+                }
+                format!("{least} to {most}")
+            }
+            None => display(&field.value),
+        };
         let name = field.field.as_str();
         let decided_by = |table: &HashMap<&str, &Vec<&'static str>>, key: &str| {
             table
@@ -484,9 +520,9 @@ fn config_field_causes(
             unexpected: unexpected.len(),
             size_mismatches: mismatched.len(),
             text: format!(
-                "{}: checkpoint {}, model {}{}",
+                "{}: checkpoint {}{given_text}, model {}{}",
                 field.field,
-                display(&field.value),
+                checkpoint_value,
                 display(model_value),
                 counts_suffix(missing.len(), unexpected.len(), mismatched.len())
             ),

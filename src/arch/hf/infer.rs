@@ -68,6 +68,8 @@ impl Found {
             field: name.to_string(),
             value: value.clone(),
             evidence: evidence.into(),
+            range: None,
+            given: Vec::new(),
         });
         self.insert(name, value);
     }
@@ -116,6 +118,7 @@ impl Found {
             ranking: Vec::new(),
             undetermined,
             shaped_like: None,
+            conditional: Vec::new(),
         }
     }
 }

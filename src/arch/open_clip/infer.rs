@@ -29,6 +29,8 @@ impl Findings {
             field: name.to_string(),
             value: value.clone(),
             evidence: evidence.into(),
+            range: None,
+            given: Vec::new(),
         });
         self.insert(name, value);
     }
@@ -492,5 +494,6 @@ pub fn infer(names: &[(String, Vec<u64>)]) -> Option<Inferred> {
         ranking,
         undetermined: found.undetermined,
         shaped_like: None,
+        conditional: Vec::new(),
     })
 }

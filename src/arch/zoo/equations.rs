@@ -8,8 +8,9 @@
 //! division, where a range of values may fit).
 
 use super::formula::Formula;
+use super::infer::ASSUMED;
 use super::infer::{pattern_of, walk};
-use super::{entries, field_name};
+use super::{checks, entries, field_name};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
 
@@ -370,6 +371,168 @@ impl Candidates {
     }
 }
 
+/// Where no equation has one unknown left, only ratios are shown
+/// (`num_key_value_heads / num_attention_heads` sizes k_proj): the default
+/// for the one field the shapes cannot separate that lets the most sizes
+/// solve is pushed to `known` and said in `assumed`, so inference solves
+/// on; false where there is none. The default first; when it does not
+/// divide what the shapes show (Gemma 2's `head_dim` 256 against 640
+/// key/value features), its halvings, so a head size of 128 or 64 is
+/// found rather than the class given up. A value counts the sizes it
+/// leaves with no solution against it; where every such value leaves
+/// some, each smaller one is tried (AST's 12 heads against a width of 32,
+/// which its heads only split: 8 heads of 4 give the shapes).
+pub(super) fn assume_for_stuck(
+    desc: &'static Value,
+    stuck: Vec<&'static str>,
+    equations: &[(&'static str, u64, String)],
+    settled: &[bool],
+    known: &mut Vec<(&'static str, u64, String)>,
+    assumed: &mut Vec<String>,
+) -> bool {
+    let stuck_fields: Vec<(&'static str, u64)> = checks::assumable(desc, stuck)
+        .into_iter()
+        .take(8)
+        .filter_map(|field| Some((field, desc["fields"][field]["default"].as_u64()?)))
+        .collect();
+    let mut candidates: Vec<(&'static str, u64)> = Vec::new();
+    for (field, default) in &stuck_fields {
+        let mut value = *default;
+        while value > 0 && candidates.len() < 8 * 16 {
+            candidates.push((field, value));
+            if value % 2 != 0 {
+                break;
+            }
+            value /= 2;
+        }
+    }
+    let open: Vec<(Formula, u64)> = equations
+        .iter()
+        .zip(settled)
+        .filter(|(_, settled)| !**settled)
+        .filter_map(|((text, value, _), _)| Some((Formula::parse(text).ok()?, *value)))
+        .collect();
+    // (sizes that then solve, sizes that then have no solution).
+    let tally = |candidate: (&'static str, u64)| {
+        let mut trial: Vec<(&str, u64, String)> = known.clone();
+        trial.push((candidate.0, candidate.1, String::new()));
+        let (mut solvable, mut unsolvable) = (0i64, 0i64);
+        for (formula, value) in &open {
+            let fields = formula.fields();
+            let unknown: Vec<&str> = fields
+                .iter()
+                .copied()
+                .filter(|f| !trial.iter().any(|(k, _, _)| k == f))
+                .collect();
+            match unknown.as_slice() {
+                // A floor quotient solves to a range (Parakeet's mel bins).
+                [one]
+                    if solve_one(formula, one, *value, &trial).is_some()
+                        || solve_increasing(formula, one, *value, &trial).is_some() =>
+                {
+                    solvable += 1
+                }
+                [_] => unsolvable += 1,
+                [] if fields.contains(&candidate.0)
+                    && evaluate_at(formula, candidate.0, candidate.1, &trial) != Some(*value) =>
+                {
+                    unsolvable += 1
+                }
+                _ => {}
+            }
+        }
+        (solvable, unsolvable)
+    };
+    let best = |candidates: &[(&'static str, u64)]| {
+        candidates
+            .iter()
+            .map(|candidate| (*candidate, tally(*candidate)))
+            .max_by_key(|((field, value), (solvable, unsolvable))| {
+                (
+                    solvable - unsolvable,
+                    *solvable,
+                    std::cmp::Reverse(*field),
+                    *value,
+                )
+            })
+    };
+    let mut chosen = best(&candidates);
+    if chosen.is_some_and(|(_, (_, unsolvable))| unsolvable > 0) {
+        let smaller: Vec<(&'static str, u64)> = stuck_fields
+            .iter()
+            .flat_map(|(field, default)| (1..*default.min(&65)).rev().map(move |v| (*field, v)))
+            .filter(|candidate| !candidates.contains(candidate))
+            .collect();
+        candidates.extend(smaller);
+        chosen = best(&candidates);
+    }
+    if chosen.is_none_or(|(_, (solvable, _))| solvable == 0) {
+        // No one value lets a size solve (AST's position table holds the
+        // mel bins, the frame count and both strides): the defaults of all
+        // but one of a size's fields, where that one then solves (the
+        // frame count, 128 mel bins and strides of 10 giving 12 rows of
+        // patches).
+        if let Some(defaults) = all_but_one_at_defaults(&open, &stuck_fields, known) {
+            for (field, default) in defaults {
+                assumed.push(format!(
+                    "{field}: the shapes show it only together with other fields; the default {default} is assumed"
+                ));
+                known.push((field, default, format!("{ASSUMED} default")));
+            }
+            return true;
+        }
+    }
+    let Some(((field, value), _)) = chosen else {
+        return false;
+    };
+    let default = desc["fields"][field]["default"].as_u64().unwrap_or(value);
+    if value == default {
+        assumed.push(format!(
+            "{field}: the shapes show it only together with other fields; the default {default} is assumed"
+        ));
+        known.push((field, value, format!("{ASSUMED} default")));
+    } else {
+        assumed.push(format!(
+            "{field}: the shapes show it only together with other fields, and not as a multiple of the default {default}; {value} is assumed"
+        ));
+        known.push((field, value, format!("{ASSUMED} {field}")));
+    }
+    true
+}
+
+/// For the first open size whose unknown fields all have defaults, those
+/// defaults but one, where that one then solves the size; the first such
+/// field in the formula's order is left to solve.
+fn all_but_one_at_defaults(
+    open: &[(Formula, u64)],
+    stuck_fields: &[(&'static str, u64)],
+    known: &[(&'static str, u64, String)],
+) -> Option<Vec<(&'static str, u64)>> {
+    for (formula, value) in open {
+        let unknown: Vec<(&'static str, u64)> = formula
+            .fields()
+            .into_iter()
+            .filter(|f| !known.iter().any(|(k, _, _)| k == f))
+            .map(|f| stuck_fields.iter().find(|(s, _)| *s == f).copied())
+            .collect::<Option<_>>()?;
+        if unknown.len() < 2 {
+            continue;
+        }
+        for (free, _) in &unknown {
+            let others: Vec<(&'static str, u64)> =
+                unknown.iter().copied().filter(|(f, _)| f != free).collect();
+            let mut trial: Vec<(&str, u64, String)> = known.to_vec();
+            trial.extend(others.iter().map(|(f, v)| (*f, *v, String::new())));
+            if solve_one(formula, free, *value, &trial).is_some()
+                || solve_increasing(formula, free, *value, &trial).is_some()
+            {
+                return Some(others);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,5 +590,39 @@ mod tests {
             solve_increasing(&square, "side", 1024, &known),
             Some((32, 32))
         );
+    }
+
+    /// AST's position table holds four fields: at the defaults of all but
+    /// one the first that then solves is left to solve (the mel bins at
+    /// 128 and strides of 10 leave 12 frame patches: 126 to 135 frames);
+    /// a size whose fields have no defaults gives nothing.
+    #[test]
+    fn all_but_one_field_of_a_stuck_size_take_their_defaults() {
+        let text = "((num_mel_bins-16)//frequency_stride+1)*((max_length-16)//time_stride+1)+2";
+        let stuck = [
+            ("num_mel_bins", 128),
+            ("max_length", 1024),
+            ("frequency_stride", 10),
+            ("time_stride", 10),
+        ];
+        let open = [(Formula::parse(text).unwrap(), 146)];
+        assert_eq!(
+            all_but_one_at_defaults(&open, &stuck, &[]),
+            Some(vec![
+                ("num_mel_bins", 128),
+                ("frequency_stride", 10),
+                ("time_stride", 10)
+            ])
+        );
+        let known = [
+            ("num_mel_bins", 128, String::new()),
+            ("frequency_stride", 10, String::new()),
+            ("time_stride", 10, String::new()),
+        ];
+        assert_eq!(
+            solve_increasing(&open[0].0, "max_length", 146, &known),
+            Some((126, 135))
+        );
+        assert_eq!(all_but_one_at_defaults(&open, &stuck[..2], &[]), None);
     }
 }

@@ -83,6 +83,7 @@ import os
 import random
 import sys
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from formulas import Misfit, evaluate, fit, split_names, to_int  # noqa: E402
@@ -168,6 +169,9 @@ SKIP_INT = ("_token_id", "token_id", "min_length", "num_beams", "top_k", "chunk_
 SKIP_KEYS = {"id2label", "label2id", "task_specific_params", "rope_parameters", "rope_scaling", "quantization_config"}
 
 JOINT_SAMPLES = 6
+# How many times a joint variation that does not build, or changes the
+# structure, is tried again with some fields at their defaults (repaired).
+JOINT_REPAIRS = 4
 HELD_OUT = 3
 
 # Whether a config's names (strings, lists of strings, empty lists, and null
@@ -693,9 +697,15 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         names (its `model_type`, by which transformers picks the
         sub-config's class, and its other text and list fields: DETR's
         `backbone_config` names its timm model, `resnet50`, and the stages
-        it takes); its sizes stay out, to be varied or defaulted."""
+        it takes); its sizes stay out, to be varied or defaulted. The
+        parent's own parent first: a list inside a sub-config (ViTPose's
+        `backbone_config.image_size`) needs the sub-config's `model_type`
+        too."""
         parent = field.rsplit(".", 1)[0]
         if field == parent or read_field(d, parent) is not None:
+            return d
+        d = with_parent(d, parent)
+        if read_field(d, parent) is not None:
             return d
         default = read_field(default_dict, parent)
         if isinstance(default, list):
@@ -1022,33 +1032,64 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 return derive(model_type, config_class, model_class, rng, uncut, fit_joints, {field: value})
     relevant = list(singles)
     sizes_left_out.update(relevant)
+    if os.environ.get("ZOO_DEBUG"):
+        print("DEBUG fields", model_type, model_class.__name__, "varied:", relevant, "held:", fixed, file=sys.stderr)
 
     def joint(rng, small):
-        # Fitting varies the full default dict (every field explicit, so a
-        # formula names the field that really sizes a tensor); held-out
-        # samples vary an empty dict, as a saved config.json leaves defaults
-        # out, which also tests the default formulas.
-        d = default_dict if small is None else {}
         chosen = {}
         for field in relevant:
             v = ints[field]
             new = vary(v, rng)[0]
-            if small is not None:
-                d = with_parent(d, field)
             if small is not None and field in small:
                 new = rng.randint(1, 3)
             if field in least:
                 new = max(new, least[field] + (new % 3 if small is not None and field in small else 0))
             chosen[field] = new
-            d = with_override(d, field, new)
         moved, partners = (rebase or {}).get(EQUAL_SIZES_REBASE, (None, []))
         if moved in chosen and any(chosen.get(p) == chosen[moved] for p in partners):
             # From a base where two sizes differ, they differ in every
             # variation too: equal ones would lack the keys the base has.
             while any(chosen.get(p) == chosen[moved] for p in partners):
                 chosen[moved] *= 3
-            d = with_override(d, moved, chosen[moved])
-        return d, chosen
+        return joint_dict(chosen, small), chosen
+
+    def joint_dict(chosen, small):
+        # Fitting varies the full default dict (every field explicit, so a
+        # formula names the field that really sizes a tensor); held-out
+        # samples vary an empty dict, as a saved config.json leaves defaults
+        # out, which also tests the default formulas.
+        d = default_dict if small is None else {}
+        for field, value in chosen.items():
+            if small is not None:
+                d = with_parent(d, field)
+            d = with_override(d, field, value)
+        return d
+
+    def repaired(chosen, error, small):
+        """`chosen` with some fields back at their defaults, after `error`;
+        None where nothing is left to put back. Each field was also drawn
+        alone, so a joint variation that keeps some of its draws still fits
+        products.
+
+        A refusal: the fields set to one of the numbers it names, one
+        number at a time, drawn ("The hidden size (90) is not a multiple of
+        the number of attention heads (7)": Swin2SR's per-stage heads drawn
+        7, or its width halved while the heads doubled). Other structure:
+        the values drawn below their defaults (no single variation drew
+        one), else half the changed fields, drawn, and a held-out
+        variation's small layer counts last (Nemotron ASR's convolutions
+        number the log of its subsampling factor, drawn 1 to 3)."""
+        if isinstance(error, Misfit):
+            changed = sorted(f for f, v in chosen.items() if v != ints[f] and f not in (small or ()))
+            back = ([f for f in changed if chosen[f] < ints[f]] or rng.sample(changed, (len(changed) + 1) // 2)
+                    or [f for f in small or () if chosen.get(f, ints.get(f)) != ints.get(f)])
+            return {f: (ints[f] if f in back else v) for f, v in chosen.items()} if back else None
+        named = {int(n) for n in re.findall(r"(?<![\w.])\d+(?![\w.])", str(error))}
+        values = sorted({v for f, v in chosen.items() if v in named and v != ints[f]})
+        if not values:
+            return None
+        value = rng.choice(values)
+        return {f: (ints[f] if v == value else v) for f, v in chosen.items()}
 
     joints = []
     count_fields = set()
@@ -1056,21 +1097,33 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     unaligned_lists = set()  # lists whose count changed while their layers differ
     while len(joints) < fit_joints + HELD_OUT and tries < 4 * (fit_joints + HELD_OUT):
         tries += 1
-        d, chosen = joint(rng, None if len(joints) < fit_joints else count_fields)
+        small = None if len(joints) < fit_joints else count_fields
+        d, chosen = joint(rng, small)
         s = None
-        for attempt in (d, minimal(chosen)):
-            try:
-                s, _, _ = sample(config_class, model_class, attempt)
-                align([trie(base.listing), trie(s.listing)], "")
-                d = attempt
+        for _ in range(JOINT_REPAIRS + 1):
+            refusal = None
+            for attempt in (d, minimal(chosen)):
+                try:
+                    s, _, _ = sample(config_class, model_class, attempt)
+                    align([trie(base.listing), trie(s.listing)], "")
+                    d = attempt
+                    break
+                except Exception as e:
+                    found = re.match(r"layers of (.*) differ and their count changes$", str(e))
+                    if isinstance(e, Misfit) and found:
+                        unaligned_lists.add(found.group(1))
+                    else:
+                        refusal = refusal or e
+                    if os.environ.get("ZOO_DEBUG"):
+                        print("DEBUG joint", model_type, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "", file=sys.stderr)
+                    if os.environ.get("ZOO_DEBUG") == "trace":
+                        traceback.print_exception(e, limit=-4, file=sys.stderr)
+                    s = None
+            fewer = None if s is not None or refusal is None else repaired(chosen, refusal, small)
+            if fewer is None:
                 break
-            except Exception as e:
-                found = re.match(r"layers of (.*) differ and their count changes$", str(e))
-                if isinstance(e, Misfit) and found:
-                    unaligned_lists.add(found.group(1))
-                if os.environ.get("ZOO_DEBUG"):
-                    print("DEBUG joint", model_type, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "", file=sys.stderr)
-                s = None
+            chosen = fewer
+            d = joint_dict(chosen, small)
         if s is None:
             continue
         s.chosen = chosen

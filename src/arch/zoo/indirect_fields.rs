@@ -105,6 +105,8 @@ pub(super) fn flags_from_keys(
             field: flag.to_string(),
             value: json!(value),
             evidence,
+            range: None,
+            given: Vec::new(),
         });
     }
 }

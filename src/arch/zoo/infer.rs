@@ -10,8 +10,7 @@
 
 use super::checks;
 use super::equations::{
-    first_matching, list_equations, search_one, solve_increasing, solve_one, unrounded_solution,
-    Search,
+    first_matching, list_equations, search_one, solve_increasing, unrounded_solution, Search,
 };
 use super::formula::Formula;
 use super::{child, entries, field_name, model_types, resolved};
@@ -480,6 +479,11 @@ pub(super) fn solve_as<'a>(
     );
     let mut known: Vec<(&'static str, u64, String)> = reading.counts();
     let mut assumed: Vec<String> = Vec::new();
+    // Fields a floor division solves to a range: (field, least, most, evidence).
+    let mut ranges: Vec<(&'static str, u64, u64, String)> = Vec::new();
+    // Fields solved with assumed values: (field, evidence, the assumptions).
+    type Given = Vec<(&'static str, u64)>;
+    let mut read_given: Vec<(&'static str, String, Given)> = Vec::new();
     // An equation tried with one unknown is settled, solved or not: its
     // other fields are known and keep their values, so it gives the same
     // answer every time (and a search over values is not run again).
@@ -523,19 +527,30 @@ pub(super) fn solve_as<'a>(
             let name = field_name(desc, field);
             if !name.is_empty() {
                 // A value that rests on an assumed default is no fact: it
-                // rebuilds the model but is not reported as read.
-                let assumption = formula.fields().into_iter().find_map(|f| {
-                    known
-                        .iter()
-                        .find(|(k, _, e)| *k == f && e.starts_with(ASSUMED))
-                        .map(|(k, _, _)| *k)
-                });
+                // rebuilds the model but is not reported as read; it is
+                // one about models with the assumed values (`conditional`).
+                let given: Vec<(&'static str, u64)> = formula
+                    .fields()
+                    .into_iter()
+                    .filter_map(|f| {
+                        known
+                            .iter()
+                            .find(|(k, _, e)| *k == f && e.starts_with(ASSUMED))
+                            .map(|(k, v, _)| (*k, *v))
+                    })
+                    .collect();
                 // A rounded size shows a range too (equations.rs).
                 let unrounded =
                     unrounded_solution(&formula, field, *value, &known, (solution, last));
                 let taken = unrounded.unwrap_or(solution);
-                let evidence = match assumption {
-                    Some(assumed_field) => format!("{ASSUMED} {assumed_field}"),
+                if last > solution {
+                    ranges.push((name, solution, last, evidence.clone()));
+                }
+                if !given.is_empty() {
+                    read_given.push((name, evidence.clone(), given.clone()));
+                }
+                let evidence = match given.first() {
+                    Some((assumed_field, _)) => format!("{ASSUMED} {assumed_field}"),
                     // A floor division shows a range (DeiT's `image_size`
                     // 96 to 127 for a grid of 3 patches of 32): the least
                     // is taken, and said to be taken.
@@ -555,70 +570,15 @@ pub(super) fn solve_as<'a>(
         if progress || candidates.settle(desc, &mut known) {
             continue;
         }
-        // Only ratios are shown (`num_key_value_heads / num_attention_heads`
-        // sizes k_proj): take the default for the one field the shapes cannot
-        // separate that lets the most sizes solve, say so, and solve on.
-        // The default first; when it does not divide what the shapes show
-        // (Gemma 2's `head_dim` 256 against 640 key/value features), its
-        // halvings, so a head size of 128 or 64 is found rather than the
-        // class given up.
-        let stuck_fields = checks::assumable(desc, stuck);
-        let mut candidates: Vec<(&'static str, u64)> = Vec::new();
-        for field in stuck_fields.into_iter().take(8) {
-            if let Some(default) = desc["fields"][field]["default"].as_u64() {
-                let mut value = default;
-                while value > 0 && candidates.len() < 8 * 16 {
-                    candidates.push((field, value));
-                    if value % 2 != 0 {
-                        break;
-                    }
-                    value /= 2;
-                }
-            }
-        }
-        let solvable_with = |candidate: (&'static str, u64)| {
-            let mut trial: Vec<(&str, u64, String)> = known.clone();
-            trial.push((candidate.0, candidate.1, String::new()));
-            equations
-                .iter()
-                .zip(&settled)
-                .filter(|(_, settled)| !**settled)
-                .map(|(equation, _)| equation)
-                .filter(|(text, value, _)| {
-                    let Ok(formula) = Formula::parse(text) else {
-                        return false;
-                    };
-                    let unknown: Vec<&str> = formula
-                        .fields()
-                        .into_iter()
-                        .filter(|f| !trial.iter().any(|(k, _, _)| k == f))
-                        .collect();
-                    // A floor quotient solves to a range (Parakeet's mel bins).
-                    matches!(unknown.as_slice(), [one] if solve_one(&formula, one, *value, &trial).is_some()
-                        || solve_increasing(&formula, one, *value, &trial).is_some())
-                })
-                .count()
-        };
-        let Some((field, value)) = candidates.iter().copied().max_by_key(|candidate| {
-            (
-                solvable_with(*candidate),
-                std::cmp::Reverse(candidate.0),
-                candidate.1,
-            )
-        }) else {
+        if !super::equations::assume_for_stuck(
+            desc,
+            stuck,
+            &equations,
+            &settled,
+            &mut known,
+            &mut assumed,
+        ) {
             break;
-        };
-        let default = desc["fields"][field]["default"].as_u64().unwrap_or(value);
-        if value == default {
-            assumed.push(format!(
-                "{field}: the shapes show it only together with other fields; the default {default} is assumed"
-            ));
-            known.push((field, value, format!("{ASSUMED} default")));
-        } else {
-            assumed.push(format!(
-                "{field}: the shapes show it only together with other fields, and not as a multiple of the default {default}; {value} is assumed"
-            ));
-            known.push((field, value, format!("{ASSUMED} {field}")));
         }
     }
     super::indirect_fields::heads_that_divide(desc, &mut known, &mut assumed);
@@ -631,6 +591,7 @@ pub(super) fn solve_as<'a>(
         config.insert(field.clone(), value.clone());
     }
     let mut fields = Vec::new();
+    let mut conditional = Vec::new();
     // Lists that choose each layer's kind (Qwen3.5's `layer_types`), and
     // their layer count, read off each layer's keys.
     let read_lists = super::layer_kinds::read_off_keys(desc, names_shapes);
@@ -640,6 +601,8 @@ pub(super) fn solve_as<'a>(
             field,
             value,
             evidence,
+            range: None,
+            given: Vec::new(),
         });
     }
     // A list field (`depths`) goes into the config whole, when every entry
@@ -702,11 +665,37 @@ pub(super) fn solve_as<'a>(
             insert(&mut config, field, json!(value));
         }
         if let Some(assumed_field) = evidence.strip_prefix(&format!("{ASSUMED} ")) {
-            // A value assumed in place of its default was said above.
+            // A value assumed in place of its default was said above; one
+            // of a range is a field the shapes show, within its bounds
+            // (a config outside them is a finding); one resting on assumed
+            // values is a fact about models that have them.
+            let range = ranges.iter().find(|r| r.0 == *field);
+            let bounds = range.map(|(_, least, most, _)| [*least, *most]);
+            let within = |read: &str| match bounds {
+                Some([least, most]) => format!("{read}: any of {least} to {most}"),
+                None => read.to_string(),
+            };
             if assumed_field != *field {
                 assumed.push(format!(
                     "{field}: {value} follows from the assumed {assumed_field}, not from the shapes alone"
                 ));
+            }
+            if let Some((_, read, given)) = read_given.iter().find(|g| g.0 == *field) {
+                conditional.push(InferredField {
+                    field: field.to_string(),
+                    value: json!(value),
+                    evidence: within(read),
+                    range: bounds,
+                    given: given.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                });
+            } else if let Some((_, _, _, read)) = range {
+                fields.push(InferredField {
+                    field: field.to_string(),
+                    value: json!(value),
+                    evidence: within(read),
+                    range: bounds,
+                    given: Vec::new(),
+                });
             }
             continue;
         }
@@ -714,6 +703,8 @@ pub(super) fn solve_as<'a>(
             field: field.to_string(),
             value: json!(value),
             evidence: evidence.clone(),
+            range: None,
+            given: Vec::new(),
         });
     }
     // A sub-config the config writes gets its `model_type` and the fields
@@ -760,6 +751,7 @@ pub(super) fn solve_as<'a>(
         ranking: Vec::new(),
         undetermined,
         shaped_like: None,
+        conditional,
     }
 }
 

@@ -126,7 +126,13 @@ pub fn name_inferred(inferred: &mut Inferred, names_shapes: &[(String, Vec<u64>)
                 .iter()
                 .filter_map(|field| {
                     let released = config.get(&field.field)?;
-                    (released != &field.value).then(|| {
+                    // A field shown as a range agrees with any value in it.
+                    let within = |[least, most]: [u64; 2]| {
+                        released
+                            .as_u64()
+                            .is_some_and(|v| (least..=most).contains(&v))
+                    };
+                    (released != &field.value && !field.range.is_some_and(within)).then(|| {
                         format!(
                             "{} {} where the release has {released}",
                             field.field, field.value

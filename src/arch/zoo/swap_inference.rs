@@ -335,11 +335,26 @@ fn swapped_in(
             "the {tensors} tensors under `{path}` are named as {} ({}) names them",
             sub_class.model_type, sub_class.class
         ),
+        range: None,
+        given: Vec::new(),
     });
-    fields.extend(sub.fields.into_iter().map(|field| InferredField {
+    let under_sub_config = |field: InferredField| InferredField {
         field: format!("{nested}{}", field.field),
+        given: field
+            .given
+            .iter()
+            .map(|(given, value)| (format!("{nested}{given}"), *value))
+            .collect(),
         ..field
-    }));
+    };
+    fields.extend(sub.fields.into_iter().map(under_sub_config));
+    let mut conditional: Vec<InferredField> = composite
+        .conditional
+        .iter()
+        .filter(|field| !field.field.starts_with(&nested))
+        .cloned()
+        .collect();
+    conditional.extend(sub.conditional.into_iter().map(under_sub_config));
     let mut undetermined: Vec<String> = composite
         .undetermined
         .iter()
@@ -355,6 +370,7 @@ fn swapped_in(
         config,
         fields,
         undetermined,
+        conditional,
         ..composite.clone()
     }
 }
@@ -394,11 +410,15 @@ mod tests {
                     field: "text_config.hidden_size".into(),
                     value: json!(64),
                     evidence: "old".into(),
+                    range: None,
+                    given: Vec::new(),
                 },
                 InferredField {
                     field: "projector_hidden_act".into(),
                     value: json!(1),
                     evidence: "kept".into(),
+                    range: None,
+                    given: Vec::new(),
                 },
             ],
             config: json!({"model_type": "llava", "text_config": {"model_type": "llama", "hidden_size": 64}}),
@@ -411,6 +431,8 @@ mod tests {
                 field: "hidden_size".into(),
                 value: json!(32),
                 evidence: "embed_tokens.weight shape[1]".into(),
+                range: None,
+                given: Vec::new(),
             }],
             config: json!({"model_type": "qwen2", "architectures": ["Qwen2Model"], "hidden_size": 32}),
             undetermined: vec!["rope_theta: new".into()],
