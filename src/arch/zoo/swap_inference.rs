@@ -322,12 +322,15 @@ fn swapped_in(
         object.insert(sub_config.to_string(), sub_values);
     }
     let nested = format!("{sub_config}.");
-    let mut fields: Vec<InferredField> = composite
-        .fields
-        .iter()
-        .filter(|field| !field.field.starts_with(&nested))
-        .cloned()
-        .collect();
+    // The composite's own inferences, those under the swapped sub-config
+    // replaced by the sub-model's.
+    let outside_sub_config = |list: &[InferredField]| -> Vec<InferredField> {
+        list.iter()
+            .filter(|field| !field.field.starts_with(&nested))
+            .cloned()
+            .collect()
+    };
+    let mut fields = outside_sub_config(&composite.fields);
     fields.push(InferredField {
         field: format!("{sub_config}.model_type"),
         value: json!(sub_class.model_type),
@@ -348,12 +351,7 @@ fn swapped_in(
         ..field
     };
     fields.extend(sub.fields.into_iter().map(under_sub_config));
-    let mut conditional: Vec<InferredField> = composite
-        .conditional
-        .iter()
-        .filter(|field| !field.field.starts_with(&nested))
-        .cloned()
-        .collect();
+    let mut conditional = outside_sub_config(&composite.conditional);
     conditional.extend(sub.conditional.into_iter().map(under_sub_config));
     let mut undetermined: Vec<String> = composite
         .undetermined
