@@ -147,6 +147,110 @@ fn a_sub_config_written_without_its_sizes_takes_its_own_class_defaults() {
     );
 }
 
+/// A sub-config written in part takes the sub-config class's own default
+/// for what it leaves out (transformers 5.24, checked on the `meta` device
+/// by src/arch/zoo/written_in_part.py): PaliGemma's SigLIP tower has no
+/// pooling head by default, but `{"model_type": "siglip_vision_model"}`
+/// alone is a SiglipVisionConfig with `vision_use_head` true, and the tower
+/// gains `head.*`; Depth Anything's DINOv2 is 384 wide by default and 768
+/// so; Mask2Former's Swin has 18 blocks in its third stage, Swin's own 6;
+/// NeMo SpeechLM's Nemotron-H has 52 layers by default and
+/// NemotronHConfig's own 4 of other kinds so; a decoder given as
+/// `{"model_type": "bert"}` has no cross-attention. Where the description
+/// reads such a field at the composite's default, the config is refused,
+/// naming it; written with it, it builds.
+#[test]
+fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_it() {
+    let cases = [
+        (
+            json!({"model_type": "paligemma", "architectures": ["PaliGemmaForConditionalGeneration"],
+                   "vision_config": {"model_type": "siglip_vision_model"}}),
+            "\"vision_config.vision_use_head\" is left out",
+        ),
+        (
+            json!({"model_type": "depth_anything",
+                   "vision_config": null, "backbone_config": {"model_type": "dinov2"}}),
+            "\"backbone_config.hidden_size\" is left out",
+        ),
+        (
+            json!({"model_type": "mask2former",
+                   "backbone_config": {"model_type": "swin", "out_indices": [1, 2, 3, 4]}}),
+            "\"backbone_config.depths\" is left out",
+        ),
+        (
+            json!({"model_type": "nemo_speechlm",
+                   "text_config": {"model_type": "nemotron_h", "num_hidden_layers": 4}}),
+            "\"text_config.layers_block_type\" is left out",
+        ),
+        (
+            json!({"model_type": "vision-encoder-decoder",
+                   "encoder": {"model_type": "vit"}, "decoder": {"model_type": "bert"}}),
+            "\"decoder.add_cross_attention\" is left out",
+        ),
+    ];
+    for (config, what) in cases {
+        let refused = read(&config).expect_err(what);
+        assert_eq!(refused.kind, ErrorKind::BadConfig, "{}", refused.message);
+        assert!(
+            refused.message.contains(what) && refused.message.contains("save_pretrained"),
+            "{config}: {}",
+            refused.message
+        );
+    }
+    // Written with it, PaliGemma's tower is the default's: no head.
+    let model = build(&json!({"model_type": "paligemma",
+        "architectures": ["PaliGemmaForConditionalGeneration"],
+        "vision_config": {"model_type": "siglip_vision_model", "vision_use_head": false}}));
+    assert!(!model
+        .tensors
+        .iter()
+        .any(|t| t.name.contains("vision_tower.head.")));
+    assert!(model
+        .tensors
+        .iter()
+        .any(|t| t.name == "model.multi_modal_projector.linear.weight"));
+    // Every such class: the config that writes each such sub-config with
+    // those fields alone is a matrix sample the library built (checked in
+    // every_described_class_builds_the_library_state_dict), and leaving
+    // any one of them out is refused, naming it.
+    let matrix = matrix();
+    let mut checked = 0;
+    for entry in matrix["classes"].as_array().unwrap() {
+        let model_type = entry["model_type"].as_str().unwrap();
+        let class = entry["class"].as_str().unwrap();
+        for sample in entry["variations"].as_array().unwrap() {
+            let Some(parent) = sample["written_in_part"].as_str() else {
+                continue;
+            };
+            let config = config_for(model_type, class, &sample["config"]);
+            assert!(read(&config).is_ok(), "{config}");
+            let mut written = &sample["config"];
+            for part in parent.split('.') {
+                written = &written[part];
+            }
+            let written = written.as_object().expect("the sub-config written in part");
+            for key in written.keys().filter(|key| *key != "model_type") {
+                let mut less = config.clone();
+                let mut node = &mut less;
+                for part in parent.split('.') {
+                    node = &mut node[part];
+                }
+                node.as_object_mut().unwrap().remove(key);
+                let refused = read(&less).expect_err(key);
+                assert!(
+                    refused
+                        .message
+                        .contains(&format!("\"{parent}.{key}\" is left out")),
+                    "{less}: {}",
+                    refused.message
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} fields checked");
+}
+
 #[test]
 fn configs_the_description_cannot_follow_are_refused() {
     let cases = [

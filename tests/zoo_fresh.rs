@@ -71,12 +71,13 @@ fn every_size_field_alone_at_a_fresh_value_builds_the_library_state_dict() {
                 e["model_type"] == model_type && e["class"] == class && e["when"] == entry["when"]
             })
             // The class's first held-out variation (not a sample with
-            // another sub-model, which sub_models.py appends).
+            // another sub-model, which sub_models.py appends, nor one with
+            // a sub-config written in part, which written_in_part.py does).
             .and_then(|e| {
                 e["variations"]
                     .as_array()?
                     .iter()
-                    .find(|v| v.get("sub_model").is_none())
+                    .find(|v| v.get("sub_model").is_none() && v.get("written_in_part").is_none())
             })
             .map_or_else(|| json!({}), |v| v["config"].clone());
         for sample in entry["samples"].as_array().unwrap() {

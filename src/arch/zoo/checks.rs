@@ -83,6 +83,50 @@ pub(super) fn check_sub_config_names(
     Ok(())
 }
 
+/// A sub-config written in part takes the sub-config class's own defaults
+/// for what it leaves out, and where the description reads such a field
+/// at the composite's default (PaliGemma's SigLIP tower without its
+/// pooling head, Mask2Former's Swin with 18 blocks in its third stage) it
+/// needs the field written with it (written_in_part.py's
+/// `given_with_parent`; `"*"`: the whole sub-config). save_pretrained
+/// writes each, as each differs from the sub-config class's own default.
+pub(super) fn check_given_with_parent(
+    config: &Value,
+    desc: &'static Value,
+    model_type: &str,
+    class: &str,
+) -> Result<()> {
+    let needed = desc.get("given_with_parent").and_then(Value::as_object);
+    for (parent, keys) in needed.into_iter().flatten() {
+        let Some(written) = read_path(config, parent).filter(|value| value.is_object()) else {
+            continue;
+        };
+        for key in keys
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let left_out = key == "*" || read_path(written, key).is_none_or(Value::is_null);
+            if !left_out {
+                continue;
+            }
+            let what = if key == "*" {
+                format!("config field {parent:?} is written in part")
+            } else {
+                format!("config field \"{parent}.{key}\" is left out of {parent:?}")
+            };
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "{what}: transformers then takes the sub-config class's own default there, where {model_type}'s default config differs, and ckptcheck's description of {class} holds for the composite default's value only: write it (save_pretrained does)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `hidden_act`, `projector_hidden_act`, `activation_function`: as
 /// generate.py's `(^|_)act(_|$)|activation`.
 fn is_activation(name: &str) -> bool {

@@ -36,6 +36,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import generate  # noqa: E402
+import written_in_part  # noqa: E402
 from assemble import CACHE, ROOT, class_key, clean, digest, finite_only, sub_config_facts  # noqa: E402
 from equal_sizes import drop_keys_if_equal  # noqa: E402
 
@@ -95,6 +96,10 @@ def compare_with_description(desc, config_dict, listing, facts):
         # A sub-config written without its names (a base with no held-out
         # variation): the Rust side refuses it.
         return "refused", f"{names_left_out(config_dict, facts)} left out"
+    if written_in_part.left_out(desc, config_dict, facts):
+        # A sub-config written without a field the description needs
+        # written with it (written_in_part.py): refused too.
+        return "refused", f"{written_in_part.left_out(desc, config_dict, facts)} left out"
     try:
         mine = drop_keys_if_equal(desc, env, generate.expand(desc["tree"], env))
     except generate.Misfit as e:
@@ -176,7 +181,8 @@ def write_fixture(types):
     # A class's descriptions for other values of a name (`when`) are keyed
     # as generate.py keys them (`ResNetModel@layer_type=basic`).
     bases = {(e["model_type"], class_key(e["class"], e.get("when", {}))):
-             next((v["config"] for v in e["variations"] if not v.get("sub_model")), {}) for e in matrix["classes"]}
+             next((v["config"] for v in e["variations"] if not v.get("sub_model") and not v.get("written_in_part")),
+                  {}) for e in matrix["classes"]}
     whens = {(e["model_type"], class_key(e["class"], e["when"])): e["when"] for e in matrix["classes"] if "when" in e}
     # Types not audited on this machine keep their committed rows (the
     # audit of all of them takes hours).

@@ -99,11 +99,13 @@ from divides import add_divides, divides_rules  # noqa: E402
 from kinds import layer_kinds, other_kinds  # noqa: E402
 from undeclared import getattr_sizes, undeclared_fields  # noqa: E402
 from unvaried_fields import unvaried_fixed  # noqa: E402
+import written_in_part  # noqa: E402
+from written_in_part import given_with_parent  # noqa: E402
 from rounded_sizes import apply_rounded, rounded_fields  # noqa: E402
 from config_renames import renamed_keys, with_renames  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
 from facts import pretrained_facts  # noqa: E402
-from assemble import CACHE, assemble, class_key, digest, model_type_order, small_matrix, sub_config_default, \
+from assemble import CACHE, assemble, class_key, clean, digest, model_type_order, small_matrix, sub_config_default, \
     sub_config_facts  # noqa: E402
 
 
@@ -1843,10 +1845,15 @@ def derive_defaults(config_class, ints, used, relevant, rng, nullable=None, unde
             raise Misfit(f"{name} has no default")
         parent = name.rsplit(".", 1)[0] if "." in name else None
         in_parent = None
-        if parent is not None and isinstance(read_field(base.to_dict(), parent), dict):
+        written = read_field(base.to_dict(), parent) if parent is not None else None
+        if isinstance(written, dict):
+            # The sub-config as a config.json writes it: with its
+            # `model_type` (Depth Anything refuses a `backbone_config`
+            # without one, and takes Dinov2Config's own 768 wide with it).
             try:
                 d = {}
-                set_path(d, parent, {})
+                set_path(d, parent, {"model_type": written["model_type"]} if isinstance(
+                    written.get("model_type"), str) else {})
                 in_parent = env_of(config_class(**d))
             except Exception:
                 in_parent = None
@@ -2178,6 +2185,19 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         swaps, swapped = [], []
     if swaps:
         desc["swaps"] = swaps
+    # Sub-configs written in part (written_in_part.py: PaliGemma's
+    # `vision_config` without `vision_use_head`): the fields the description
+    # needs written with them, and the held-out variations that leave them
+    # out dropped (the Rust side refuses those).
+    facts = sub_config_facts(model_type).get("sub_configs", {})
+    given, unread, in_part = given_with_parent(desc, config_class, model_class, facts)
+    for field, value in unread.items():
+        desc.setdefault("fixed", {})[field] = value
+        fixed[field] = ("not read by the description, and a sub-config written without it takes another value "
+                        "at which the tensors differ")
+    if given:
+        desc["given_with_parent"] = given
+        held = [s for s in held if written_in_part.left_out(desc, s.config_dict, facts) is None]
     result["classes"][key] = desc
     if fixed:
         result.setdefault("fixed", {})[key] = fixed
@@ -2187,6 +2207,9 @@ def derive_into(result, model_type, config_class, model_class, name, when):
     for s in swapped:
         variations.append({"config": json.loads(json.dumps(s.config_dict, default=str)), "sub_model": s.sub_model,
                            "count": len(s.listing), "digest": digest(s.listing)})
+    for path, config, listing in in_part:
+        sample = written_in_part.matrix_sample(path, clean(config), listing)
+        variations.append(dict(sample, config=dict(sample["config"], **when)))
     row = {"class": name}
     if when:
         row["when"] = when
@@ -2221,8 +2244,10 @@ def described_classes(model_type):
     config_class = getattr(transformers, cached.get("config_class", ""), None)
     def first(m):
         # The first held-out variation, not a sample with another sub-model
-        # (sub_models.py appends those).
-        return next((v["config"] for v in m["variations"] if not v.get("sub_model")), {})
+        # (sub_models.py appends those) nor one with a sub-config written
+        # in part (written_in_part.py).
+        return next((v["config"] for v in m["variations"]
+                     if not v.get("sub_model") and not v.get("written_in_part")), {})
     bases = {m["class"]: first(m) for m in cached["matrix"] if "when" not in m}
     found = []
     bases.update({class_key(m["class"], m["when"]): first(m) for m in cached["matrix"] if "when" in m})
@@ -2295,7 +2320,8 @@ def pass_result(folder, model_type):
 
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
-ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "renamed_keys", "when", "swaps"]
+ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "renamed_keys", "when", "swaps",
+              "given_with_parent"]
 
 
 def in_derived_order(desc):
