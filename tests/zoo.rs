@@ -152,13 +152,16 @@ fn a_sub_config_written_without_its_sizes_takes_its_own_class_defaults() {
 /// by src/arch/zoo/written_in_part.py): PaliGemma's SigLIP tower has no
 /// pooling head by default, but `{"model_type": "siglip_vision_model"}`
 /// alone is a SiglipVisionConfig with `vision_use_head` true, and the tower
-/// gains `head.*`; Depth Anything's DINOv2 is 384 wide by default and 768
-/// so; Mask2Former's Swin has 18 blocks in its third stage, Swin's own 6;
+/// gains `head.*`; Mask2Former's Swin has 18 blocks in its third stage,
+/// Swin's own 6;
 /// NeMo SpeechLM's Nemotron-H has 52 layers by default and
 /// NemotronHConfig's own 4 of other kinds so; a decoder given as
 /// `{"model_type": "bert"}` has no cross-attention. Where the description
 /// reads such a field at the composite's default, the config is refused,
-/// naming it; written with it, it builds.
+/// naming it; written with it, it builds. A size has the sub-config
+/// class's default as a second one instead (Depth Anything's DINOv2 is
+/// 384 wide by default, Dinov2Config's 768 in a `backbone_config` that
+/// names only its `model_type`).
 #[test]
 fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_it() {
     let cases = [
@@ -166,11 +169,6 @@ fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_i
             json!({"model_type": "paligemma", "architectures": ["PaliGemmaForConditionalGeneration"],
                    "vision_config": {"model_type": "siglip_vision_model"}}),
             "\"vision_config.vision_use_head\" is left out",
-        ),
-        (
-            json!({"model_type": "depth_anything",
-                   "vision_config": null, "backbone_config": {"model_type": "dinov2"}}),
-            "\"backbone_config.hidden_size\" is left out",
         ),
         (
             json!({"model_type": "mask2former",
@@ -197,6 +195,19 @@ fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_i
             refused.message
         );
     }
+    let depth = build(&json!({"model_type": "depth_anything",
+        "backbone_config": {"model_type": "dinov2"}}));
+    let cls = depth
+        .tensors
+        .iter()
+        .find(|t| t.name == "backbone.embeddings.cls_token");
+    assert_eq!(cls.expect("a class token").shape, [1, 1, 768]);
+    let default = build(&json!({"model_type": "depth_anything"}));
+    let cls = default
+        .tensors
+        .iter()
+        .find(|t| t.name == "backbone.embeddings.cls_token");
+    assert_eq!(cls.expect("a class token").shape, [1, 1, 384]);
     // Written with it, PaliGemma's tower is the default's: no head.
     let model = build(&json!({"model_type": "paligemma",
         "architectures": ["PaliGemmaForConditionalGeneration"],
@@ -248,7 +259,37 @@ fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_i
             }
         }
     }
-    assert!(checked >= 40, "{checked} fields checked");
+    assert!(checked >= 35, "{checked} fields checked");
+}
+
+/// A checkpoint of such a composite's default, inferred from its tensors
+/// alone, gives a config that writes those fields with the sub-config
+/// (the fields where the composite default differs from the sub-config
+/// class's own), so it is not refused and rebuilds the tensors.
+#[test]
+fn a_composite_whose_sub_configs_need_fields_written_is_inferred_with_them() {
+    let matrix = matrix();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for entry in matrix["classes"].as_array().unwrap() {
+        let in_part = entry["variations"].as_array().unwrap().iter();
+        if !in_part.clone().any(|v| v.get("written_in_part").is_some())
+            || entry.get("when").is_some()
+        {
+            continue;
+        }
+        let model_type = entry["model_type"].as_str().unwrap();
+        let class = entry["class"].as_str().unwrap();
+        let model = zoo::from_config_value(&entry["default"]["config"], model_type, Some(class))
+            .unwrap_or_else(|e| panic!("{model_type}/{class}: {e}"));
+        let names = names_of(&model);
+        checked += 1;
+        if let Some(wrong) = rebuilt_differs(&arch::infer(&names), names) {
+            failures.push(format!("{model_type}/{class}: {wrong}"));
+        }
+    }
+    assert!(checked >= 25, "{checked} checked");
+    assert_none_failed(checked, &failures);
 }
 
 #[test]

@@ -83,30 +83,25 @@ pub(super) fn check_sub_config_names(
     Ok(())
 }
 
-/// A sub-config written in part takes the sub-config class's own defaults
+/// A sub-config written in part takes the sub-config class's own default
 /// for what it leaves out, and where the description reads such a field
 /// at the composite's default (PaliGemma's SigLIP tower without its
 /// pooling head, Mask2Former's Swin with 18 blocks in its third stage) it
 /// needs the field written with it (written_in_part.py's
-/// `given_with_parent`; `"*"`: the whole sub-config). save_pretrained
-/// writes each, as each differs from the sub-config class's own default.
+/// `given_with_parent`: `{sub-config: {field: the default's value}}`;
+/// `"*"`: the whole sub-config). save_pretrained writes each, as each
+/// differs from the sub-config class's own default.
 pub(super) fn check_given_with_parent(
     config: &Value,
     desc: &'static Value,
     model_type: &str,
     class: &str,
 ) -> Result<()> {
-    let needed = desc.get("given_with_parent").and_then(Value::as_object);
-    for (parent, keys) in needed.into_iter().flatten() {
+    for (parent, values) in given_with_parent(desc) {
         let Some(written) = read_path(config, parent).filter(|value| value.is_object()) else {
             continue;
         };
-        for key in keys
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
+        for (key, value) in values {
             let left_out = key == "*" || read_path(written, key).is_none_or(Value::is_null);
             if !left_out {
                 continue;
@@ -116,15 +111,57 @@ pub(super) fn check_given_with_parent(
             } else {
                 format!("config field \"{parent}.{key}\" is left out of {parent:?}")
             };
+            let default = if value.is_null() {
+                String::new()
+            } else {
+                format!(" ({value})")
+            };
             return Err(err(
                 ErrorKind::BadConfig,
                 format!(
-                    "{what}: transformers then takes the sub-config class's own default there, where {model_type}'s default config differs, and ckptcheck's description of {class} holds for the composite default's value only: write it (save_pretrained does)"
+                    "{what}: transformers then takes the sub-config class's own default there, where {model_type}'s default config differs, and ckptcheck's description of {class} holds for the composite default's value{default} only: write it (save_pretrained does)"
                 ),
             ));
         }
     }
     Ok(())
+}
+
+/// What an inferred config that writes a sub-config writes with it, as
+/// the composite default has it, where the description needs it written
+/// (`given_with_parent`, above) and the shapes did not give it.
+pub(super) fn write_given_with_parent(
+    desc: &'static Value,
+    config: &mut serde_json::Map<String, Value>,
+) {
+    for (parent, values) in given_with_parent(desc) {
+        let (top, rest) = parent.split_once('.').unwrap_or((parent, ""));
+        let Some(Value::Object(written)) = config
+            .get_mut(top)
+            .and_then(|node| super::path_mut(node, rest))
+        else {
+            continue;
+        };
+        for (key, value) in values.filter(|(key, value)| *key != "*" && !value.is_null()) {
+            written.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+}
+
+/// The data's `given_with_parent`: each sub-config with its fields.
+fn given_with_parent(
+    desc: &'static Value,
+) -> impl Iterator<
+    Item = (
+        &'static String,
+        impl Iterator<Item = (&'static String, &'static Value)>,
+    ),
+> {
+    let needed = desc.get("given_with_parent").and_then(Value::as_object);
+    needed
+        .into_iter()
+        .flatten()
+        .map(|(parent, values)| (parent, values.as_object().into_iter().flatten()))
 }
 
 /// `hidden_act`, `projector_hidden_act`, `activation_function`: as

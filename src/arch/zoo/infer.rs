@@ -721,6 +721,7 @@ pub(super) fn solve_as<'a>(
             }
         }
     }
+    checks::write_given_with_parent(desc, &mut config);
     let mut undetermined = assumed;
     undetermined.extend(required_written);
     undetermined.extend(

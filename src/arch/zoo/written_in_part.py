@@ -20,11 +20,12 @@ they differ, the fields under the sub-config whose value the description
 reads otherwise than the library's config holds it are written at the
 composite default's value, and the comparison made again, until they agree
 (or the library or the description refuses the config): the fields so
-written are recorded (`given_with_parent: {sub-config: [field, ...]}`),
-and the Rust side refuses a config.json that writes the sub-config
-without them, naming each (save_pretrained writes them all, as each
-differs from the sub-config class's own default). Where writing them is
-not enough, the sub-config must be written whole (`"*"`).
+written are recorded with those values (`given_with_parent: {sub-config:
+{field: value}}`). The Rust side refuses a config.json that writes the
+sub-config without them, naming each (save_pretrained writes them all, as
+each differs from the sub-config class's own default), and an inferred
+config that writes the sub-config writes them. Where writing them is not
+enough, the sub-config must be written whole (`"*"`).
 
 generate.py calls `given_with_parent` for each class it derives; run as a
 script, this applies it to every class in generate.py's cache (its matrix
@@ -118,14 +119,15 @@ def read_otherwise(desc, config_dict, library_dict, path):
 
 
 def given_with_parent(desc, config_class, model_class, facts):
-    """({sub-config path: [keys]}, {field: value}, [sample]) for the class
-    (see the module's docstring): the keys each sub-config needs written
-    with it, the fields among them the description does not read at all (a
+    """({sub-config path: {key: value}}, {field: value}, [sample]) for the
+    class (see the module's docstring): the keys each sub-config needs
+    written with it, at the composite default's values, the fields among them the description does not read at all (a
     float: PP-OCRv5's `backbone_config.scale`), to be held at the
     composite default's value (`fixed`), and for each such sub-config the
     config that writes it with those keys alone, with the library's state
     dict for it (the description's too): a matrix sample."""
     import generate
+    from assemble import clean
     from fresh_values import compare_with_description
     # Found afresh: what an earlier run recorded would refuse the probes.
     desc = {k: v for k, v in desc.items() if k != "given_with_parent"}
@@ -173,15 +175,19 @@ def given_with_parent(desc, config_class, model_class, facts):
         else:
             given = ["*"]
         if given:
-            found[path] = given
+            # Each with the composite default's value, which an inferred
+            # config writes with the sub-config.
+            found[path] = {k: None if k == "*" else clean(generate.read_field(default_dict, f"{path}.{k}"))
+                           for k in given}
     return found, unread, samples
 
 
 def unread_fields(path, model_type, given, default_dict, library_dict, built):
     """(keys, {field: value}) for a sub-config the description does not
     read all of: the keys (other than `given`) where the library's
-    sub-config differs from the default's, and the scalars among them
-    the state dicts need, or none where writing them all is not enough."""
+    sub-config differs from the default's that the state dicts need (all
+    of them where no few are enough), and the scalars among those; none
+    where writing them all is not enough."""
     import generate
     mine = generate.read_field(default_dict, path) or {}
     theirs = generate.read_field(library_dict, path) or {}
@@ -195,7 +201,10 @@ def unread_fields(path, model_type, given, default_dict, library_dict, built):
               == "wrong"]
     held = {f"{path}.{k}": mine[k] for k in needed
             if isinstance(mine[k], (int, float, bool)) and not isinstance(mine[k], str)}
-    return keys, held
+    # Those needed alone where they are enough (a rerun, with them held,
+    # finds the same), else all.
+    enough = needed and (built(path, model_type, given + needed) or ["wrong"])[0] != "wrong"
+    return (needed if enough else keys), held
 
 
 def matrix_sample(path, config_dict, listing):
