@@ -317,6 +317,14 @@ fn configs_the_description_cannot_follow_are_refused() {
             ErrorKind::BadConfig,
             "BertModel",
         ),
+        // A quotient transformers clamps at 1 (ConvBERT takes one head
+        // where `num_attention_heads // head_ratio` is 0; clamped.py found
+        // the description's empty `conv_kernel_layer` wrong there).
+        (
+            json!({"model_type": "convbert", "num_attention_heads": 2, "head_ratio": 4}),
+            ErrorKind::BadConfig,
+            "\"head_ratio\" = 4 is above \"num_attention_heads\" = 2: transformers clamps",
+        ),
         // Fields the config class reads from its kwargs and never keeps
         // (they derive the per-layer lists): Qwen3-Next's linear and full
         // attention layers, AXK1's dense layers. The generator found them

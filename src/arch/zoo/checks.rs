@@ -244,6 +244,38 @@ pub(super) fn check_multiples(fields: &mut Fields, class: &str) -> Result<()> {
     Ok(())
 }
 
+/// A quotient the library clamps at 1 (clamped.py: ConvBERT takes
+/// `num_attention_heads // head_ratio` heads, and 1 head where that comes
+/// to 0): the description, fitted where it was at least 1, holds only
+/// there (`clamped`: [[dividend, divisor]]); a config where it comes to 0
+/// is refused, naming both, never built with empty modules.
+pub(super) fn check_clamped(fields: &mut Fields, class: &str) -> Result<()> {
+    let desc: &'static Value = fields.desc;
+    for pair in desc
+        .get("clamped")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let dividend = field_name(desc, pair[0].as_str().unwrap_or(""));
+        let divisor = field_name(desc, pair[1].as_str().unwrap_or(""));
+        if dividend.is_empty() || divisor.is_empty() {
+            continue;
+        }
+        let (above, below) = (fields.number(dividend)?, fields.number(divisor)?);
+        if below == 0 || above / below > 0 {
+            continue;
+        }
+        return Err(err(
+            ErrorKind::BadConfig,
+            format!(
+                "config field {divisor:?} = {below} is above {dividend:?} = {above}: transformers clamps {dividend} // {divisor} to 1 there and builds {class} with other shapes, and ckptcheck's description of it holds while the quotient is at least 1"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A size the library floors or rounds where the description divides it,
 /// which no rounding formula or head rule followed (rounded_sizes.py:
 /// ConvBERT's token-classification head, Gemma 4's audio subsampling): the

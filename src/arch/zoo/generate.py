@@ -55,6 +55,12 @@ and for variations of the config's integer fields, and reads what
 - layers whose kind a list of names chooses (kinds.py: Qwen3-Next's
   `layer_types`), each name's layers one subtree the list picks at any
   depth, checked against the library at other depths and orders;
+- fields a sub-config written in part needs written with it
+  (written_in_part.py: PaliGemma's `vision_config.vision_use_head`, which
+  a `vision_config` naming only its `model_type` takes as True), with the
+  composite default's values, and quotients the library clamps at 1
+  (clamped.py: ConvBERT's `num_attention_heads//head_ratio`), refused
+  where they come to 0;
 - layers whose kind a list of layer indexes chooses (index_kinds.py: SAM's
   `global_attn_indexes`), the class derived with every layer listed and
   with none and the two bodies joined under the list;
@@ -101,6 +107,7 @@ from undeclared import getattr_sizes, undeclared_fields  # noqa: E402
 from unvaried_fields import unvaried_fixed  # noqa: E402
 import written_in_part  # noqa: E402
 from written_in_part import given_with_parent  # noqa: E402
+from clamped import clamped_quotients  # noqa: E402
 from rounded_sizes import apply_rounded, rounded_fields  # noqa: E402
 from config_renames import renamed_keys, with_renames  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
@@ -431,6 +438,10 @@ def refused_by(desc, env):
     for field, multiple in desc.get("rounded", {}).items():
         if env.get(field) is not None and env[field] % multiple:
             return f"{field} {env[field]} not a multiple of {multiple}"
+    for dividend, divisor in desc.get("clamped", []):
+        # A quotient the library clamps at 1 (clamped.py: ConvBERT's heads).
+        if env.get(dividend) is not None and env.get(divisor) and env[dividend] // env[divisor] == 0:
+            return f"{dividend}//{divisor} comes to 0"
     return None
 
 
@@ -2198,6 +2209,11 @@ def derive_into(result, model_type, config_class, model_class, name, when):
     if given:
         desc["given_with_parent"] = given
         held = [s for s in held if written_in_part.left_out(desc, s.config_dict, facts) is None]
+    # Quotients the library clamps at 1 (clamped.py: ConvBERT's heads),
+    # refused where they come to 0.
+    clamped = clamped_quotients(desc, config_class, model_class, held[0].config_dict if held else {}, facts)
+    if clamped:
+        desc["clamped"] = clamped
     result["classes"][key] = desc
     if fixed:
         result.setdefault("fixed", {})[key] = fixed
@@ -2321,7 +2337,7 @@ def pass_result(folder, model_type):
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
 ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "renamed_keys", "when", "swaps",
-              "given_with_parent"]
+              "given_with_parent", "clamped"]
 
 
 def in_derived_order(desc):

@@ -32,9 +32,9 @@ pub use swaps::sub_model_choices;
 use super::{KeyRename, ModelSpec, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
 use checks::{
-    check_companions, check_fixed, check_given_with_parent, check_least, check_multiples,
-    check_named_lists, check_required, check_rounded, check_sub_config_names, check_sub_configs,
-    check_undeclared, keys_absent_at_equal_sizes,
+    check_clamped, check_companions, check_fixed, check_given_with_parent, check_least,
+    check_multiples, check_named_lists, check_required, check_rounded, check_sub_config_names,
+    check_sub_configs, check_undeclared, keys_absent_at_equal_sizes,
 };
 use classes::description;
 pub use classes::{classes, described_model_types, knows, model_type_of_class};
@@ -185,6 +185,7 @@ fn build(
         check_sub_config_names(config, sub_configs_of(model_type), model_type, class)?;
         check_given_with_parent(config, desc, model_type, class)?;
         check_multiples(&mut fields, class)?;
+        check_clamped(&mut fields, class)?;
         check_rounded(&mut fields, class)?;
         check_least(&mut fields, class)?;
         check_companions(&mut fields, class)?;
