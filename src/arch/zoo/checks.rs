@@ -1,11 +1,13 @@
 //! The checks a config must pass before a zoo description builds it: the
 //! fields the description holds fixed (a config that changes one is
 //! refused, never guessed), lists of the described length, sub-configs that
-//! are objects and name the default sub-models, the sizes transformers
-//! refuses unless a head count divides them (or floors where it does not),
-//! sizes the description holds at only for multiples of a number
-//! (`rounded`), flags it refuses without a companion flag, and lists of
-//! layer names (`mlp_layer_types`) that disagree with the fields they
+//! are objects and name the default sub-models, sub-configs written in part
+//! without a field the description needs written with them
+//! (`given_with_parent`), the sizes transformers refuses unless a head count
+//! divides them (or floors where it does not), quotients it clamps at 1
+//! (`clamped`), sizes the description holds at only for multiples of a
+//! number (`rounded`), flags it refuses without a companion flag, and lists
+//! of layer names (`mlp_layer_types`) that disagree with the fields they
 //! follow.
 
 use super::{as_flag, field_name, read_path, Fields};

@@ -53,12 +53,15 @@ def clamped_quotients(desc, config_class, model_class, base, facts):
     import generate
     from fresh_values import compare_with_description
     desc = {k: v for k, v in desc.items() if k != "clamped"}
+    pairs = quotients(desc)
+    if not pairs:
+        return []
+    try:
+        env = generate.resolve_env(desc, base)
+    except Exception:  # noqa: BLE001 - the twin cannot resolve the base: nothing to try
+        return []
     found = []
-    for a, b in quotients(desc):
-        try:
-            env = generate.resolve_env(desc, base)
-        except Exception:  # noqa: BLE001 - the twin cannot resolve the base: nothing to try
-            return []
+    for a, b in pairs:
         if not isinstance(env.get(a), int) or env[a] < 1:
             continue
         config_dict = generate.with_field(base, b, env[a] + 1)
