@@ -185,6 +185,12 @@ fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_i
                    "encoder": {"model_type": "vit"}, "decoder": {"model_type": "bert"}}),
             "\"decoder.add_cross_attention\" is left out",
         ),
+        // Without its `model_type`, transformers cannot pick the
+        // sub-config class at all (a KeyError), where LLaVA's takes CLIP's.
+        (
+            json!({"model_type": "depth_anything", "backbone_config": {"hidden_size": 768}}),
+            "\"backbone_config.model_type\" is left out",
+        ),
     ];
     for (config, what) in cases {
         let refused = read(&config).expect_err(what);
@@ -225,7 +231,7 @@ fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_i
     // every_described_class_builds_the_library_state_dict), and leaving
     // any one of them out is refused, naming it.
     let matrix = matrix();
-    let mut checked = 0;
+    let (mut checked, mut names) = (0, 0);
     for entry in matrix["classes"].as_array().unwrap() {
         let model_type = entry["model_type"].as_str().unwrap();
         let class = entry["class"].as_str().unwrap();
@@ -240,14 +246,20 @@ fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_i
                 written = &written[part];
             }
             let written = written.as_object().expect("the sub-config written in part");
-            for key in written.keys().filter(|key| *key != "model_type") {
+            for key in written.keys() {
                 let mut less = config.clone();
                 let mut node = &mut less;
                 for part in parent.split('.') {
                     node = &mut node[part];
                 }
                 node.as_object_mut().unwrap().remove(key);
-                let refused = read(&less).expect_err(key);
+                // A sub-config's name is needed only where transformers
+                // refuses the sub-config without it.
+                let refused = match read(&less) {
+                    Err(refused) => refused,
+                    Ok(_) if key == "model_type" => continue,
+                    Ok(_) => panic!("{less}: built without {key}"),
+                };
                 assert!(
                     refused
                         .message
@@ -256,10 +268,15 @@ fn a_sub_config_written_in_part_is_refused_where_the_description_needs_more_of_i
                     refused.message
                 );
                 checked += 1;
+                names += usize::from(key == "model_type");
             }
         }
     }
-    assert!(checked >= 35, "{checked} fields checked");
+    assert!(checked >= 60, "{checked} fields checked");
+    assert!(
+        names >= 25,
+        "{names} sub-configs refused without their names"
+    );
 }
 
 /// A checkpoint of such a composite's default, inferred from its tensors

@@ -108,6 +108,14 @@ pub(super) fn check_given_with_parent(
             if !left_out {
                 continue;
             }
+            if key == "model_type" {
+                return Err(err(
+                    ErrorKind::BadConfig,
+                    format!(
+                        "config field \"{parent}.model_type\" is left out of {parent:?}: transformers refuses {class} with such a {parent} (it picks the sub-config class by that name; {model_type}'s default is {value}): write it (save_pretrained does)"
+                    ),
+                ));
+            }
             let what = if key == "*" {
                 format!("config field {parent:?} is written in part")
             } else {

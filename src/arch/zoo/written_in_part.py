@@ -25,7 +25,10 @@ written are recorded with those values (`given_with_parent: {sub-config:
 sub-config without them, naming each (save_pretrained writes them all, as
 each differs from the sub-config class's own default), and an inferred
 config that writes the sub-config writes them. Where writing them is not
-enough, the sub-config must be written whole (`"*"`).
+enough, the sub-config must be written whole (`"*"`). Where the library
+refuses the sub-config written as an empty object but builds it with its
+`model_type` (Depth Anything's `backbone_config`: it cannot pick the
+sub-config class), `model_type` is one of the fields.
 
 generate.py calls `given_with_parent` for each class it derives; run as a
 script, this applies it to every class in generate.py's cache (its matrix
@@ -149,7 +152,11 @@ def given_with_parent(desc, config_class, model_class, facts):
             library[1].to_dict(), library[0].listing
 
     for path, model_type in sub_config_paths(default_dict):
-        given = []
+        # A sub-config without its `model_type` the library refuses
+        # (Depth Anything's `backbone_config`: a KeyError), where ckptcheck
+        # would take the default's: the name is needed too.
+        given = [] if builds_without_model_type(config_class, model_class, default_dict, path, model_type) \
+            else ["model_type"]
         for _ in range(ROUNDS):
             result = built(path, model_type, given)
             if result is not None and result[0] == "same" and given:
@@ -180,6 +187,25 @@ def given_with_parent(desc, config_class, model_class, facts):
             found[path] = {k: None if k == "*" else clean(generate.read_field(default_dict, f"{path}.{k}"))
                            for k in given}
     return found, unread, samples
+
+
+def builds_without_model_type(config_class, model_class, default_dict, path, model_type):
+    """Whether the library builds the class from a config that writes the
+    sub-config at `path` as an empty object, or refuses that as it does
+    not one that names its `model_type` (else True: no finding)."""
+    import generate
+    written = written_in_part(default_dict, path, model_type, [])
+    generate.read_field(written, path).pop("model_type")
+    try:
+        generate.sample(config_class, model_class, written)
+        return True
+    except Exception:  # noqa: BLE001 - refused without it: built with it?
+        pass
+    try:
+        generate.sample(config_class, model_class, written_in_part(default_dict, path, model_type, []))
+    except Exception:  # noqa: BLE001 - refused with it too: not the name's doing
+        return True
+    return False
 
 
 def unread_fields(path, model_type, given, default_dict, library_dict, built):
