@@ -92,14 +92,12 @@ def compare_with_description(desc, config_dict, listing, facts):
         return "refused", str(e)
     if generate.refused_by(desc, env):
         return "refused", None
-    if names_left_out(config_dict, facts):
-        # A sub-config written without its names (a base with no held-out
-        # variation): the Rust side refuses it.
-        return "refused", f"{names_left_out(config_dict, facts)} left out"
-    if written_in_part.left_out(desc, config_dict, facts):
-        # A sub-config written without a field the description needs
-        # written with it (written_in_part.py): refused too.
-        return "refused", f"{written_in_part.left_out(desc, config_dict, facts)} left out"
+    # A sub-config written without its names (a base with no held-out
+    # variation), or without a field the description needs written with it
+    # (written_in_part.py): the Rust side refuses it.
+    left_out = names_left_out(config_dict, facts) or written_in_part.left_out(desc, config_dict, facts)
+    if left_out:
+        return "refused", f"{left_out} left out"
     try:
         mine = drop_keys_if_equal(desc, env, generate.expand(desc["tree"], env))
     except generate.Misfit as e:
@@ -181,8 +179,7 @@ def write_fixture(types):
     # A class's descriptions for other values of a name (`when`) are keyed
     # as generate.py keys them (`ResNetModel@layer_type=basic`).
     bases = {(e["model_type"], class_key(e["class"], e.get("when", {}))):
-             next((v["config"] for v in e["variations"] if not v.get("sub_model") and not v.get("written_in_part")),
-                  {}) for e in matrix["classes"]}
+             generate.first_held_out(e["variations"]) for e in matrix["classes"]}
     whens = {(e["model_type"], class_key(e["class"], e["when"])): e["when"] for e in matrix["classes"] if "when" in e}
     # Types not audited on this machine keep their committed rows (the
     # audit of all of them takes hours).

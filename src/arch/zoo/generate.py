@@ -2250,6 +2250,14 @@ def run_all(wanted, jobs, limit=600):
     run_forked(wanted, jobs, limit, run_model_type, CACHE, killed, lambda t, result: t)
 
 
+def first_held_out(variations):
+    """A matrix row's first held-out variation's config ({} where none):
+    not a sample with another sub-model (sub_models.py appends those) nor
+    one with a sub-config written in part (written_in_part.py). Its base
+    for fresh_values.py, names.py and the other passes."""
+    return next((v["config"] for v in variations if not v.get("sub_model") and not v.get("written_in_part")), {})
+
+
 def described_classes(model_type):
     """(cache entry, [(class name, description, config class, model class,
     the class's first held-out variation or {})]) for a model type in the
@@ -2258,15 +2266,10 @@ def described_classes(model_type):
     with open(os.path.join(CACHE, model_type + ".json")) as f:
         cached = json.load(f)
     config_class = getattr(transformers, cached.get("config_class", ""), None)
-    def first(m):
-        # The first held-out variation, not a sample with another sub-model
-        # (sub_models.py appends those) nor one with a sub-config written
-        # in part (written_in_part.py).
-        return next((v["config"] for v in m["variations"]
-                     if not v.get("sub_model") and not v.get("written_in_part")), {})
-    bases = {m["class"]: first(m) for m in cached["matrix"] if "when" not in m}
+    bases = {m["class"]: first_held_out(m["variations"]) for m in cached["matrix"] if "when" not in m}
     found = []
-    bases.update({class_key(m["class"], m["when"]): first(m) for m in cached["matrix"] if "when" in m})
+    bases.update({class_key(m["class"], m["when"]): first_held_out(m["variations"])
+                  for m in cached["matrix"] if "when" in m})
     for name, desc in cached["classes"].items():
         model_class = getattr(transformers, name.split("@")[0], None)
         if config_class is not None and model_class is not None:

@@ -124,9 +124,10 @@ def read_otherwise(desc, config_dict, library_dict, path):
 def given_with_parent(desc, config_class, model_class, facts):
     """({sub-config path: {key: value}}, {field: value}, [sample]) for the
     class (see the module's docstring): the keys each sub-config needs
-    written with it, at the composite default's values, the fields among them the description does not read at all (a
-    float: PP-OCRv5's `backbone_config.scale`), to be held at the
-    composite default's value (`fixed`), and for each such sub-config the
+    written with it, at the composite default's values; the fields among
+    them the description does not read at all (a float: PP-OCRv5's
+    `backbone_config.scale`), to be held at the composite default's value
+    (`fixed`); and for each such sub-config the
     config that writes it with those keys alone, with the library's state
     dict for it (the description's too): a matrix sample."""
     import generate
@@ -141,8 +142,9 @@ def given_with_parent(desc, config_class, model_class, facts):
     found, unread, samples = {}, {}, []
 
     def built(path, model_type, given):
-        """(the verdict, the library's built config dict) for the
-        sub-config written with `given`; None where the library refuses."""
+        """(the verdict, the config dict, the library's built config as a
+        dict, its state dict) for the sub-config written with `given`;
+        None where the library refuses it."""
         config_dict = written_in_part(default_dict, path, model_type, given)
         try:
             library = generate.sample(config_class, model_class, config_dict)
@@ -154,11 +156,14 @@ def given_with_parent(desc, config_class, model_class, facts):
     for path, model_type in sub_config_paths(default_dict):
         # A sub-config without its `model_type` the library refuses
         # (Depth Anything's `backbone_config`: a KeyError), where ckptcheck
-        # would take the default's: the name is needed too.
+        # would take the default's: the name is needed too, unless the
+        # library refuses it with the name as well (the first round).
         given = [] if builds_without_model_type(config_class, model_class, default_dict, path, model_type) \
             else ["model_type"]
         for _ in range(ROUNDS):
             result = built(path, model_type, given)
+            if result is None and given == ["model_type"]:
+                given = []
             if result is not None and result[0] == "same" and given:
                 samples.append((path, result[1], result[3]))
             if result is None or result[0] != "wrong":
@@ -191,21 +196,16 @@ def given_with_parent(desc, config_class, model_class, facts):
 
 def builds_without_model_type(config_class, model_class, default_dict, path, model_type):
     """Whether the library builds the class from a config that writes the
-    sub-config at `path` as an empty object, or refuses that as it does
-    not one that names its `model_type` (else True: no finding)."""
+    sub-config at `path` as an empty object (whether it builds it with
+    the sub-config's `model_type` is the caller's first round)."""
     import generate
     written = written_in_part(default_dict, path, model_type, [])
     generate.read_field(written, path).pop("model_type")
     try:
         generate.sample(config_class, model_class, written)
         return True
-    except Exception:  # noqa: BLE001 - refused without it: built with it?
-        pass
-    try:
-        generate.sample(config_class, model_class, written_in_part(default_dict, path, model_type, []))
-    except Exception:  # noqa: BLE001 - refused with it too: not the name's doing
-        return True
-    return False
+    except Exception:  # noqa: BLE001 - refused without it
+        return False
 
 
 def unread_fields(path, model_type, given, default_dict, library_dict, built):
