@@ -2,13 +2,17 @@
 """Derives src/arch/zoo/transformers.json, the transformers model zoo as data,
 from the library itself. Run by hand (never by CI or tests):
 
-    python -m venv /tmp/zoo && /tmp/zoo/bin/pip install torch transformers==5.24.0 timm
+    python -m venv /tmp/zoo && /tmp/zoo/bin/pip install torch torchaudio scipy transformers==5.24.0 timm
     /tmp/zoo/bin/python src/arch/zoo/generate.py [--only llama,bert] [--jobs 2]
 
-(With no cache on the machine, `restore_cache.py` first rebuilds it from the
-committed outputs, so `--only` re-derives just the types it names; a type
-already in the cache is skipped, so delete its file first. `ZOO_DEBUG=1`
-prints the samples of a size no formula fits and where a class failed.)
+(scipy is there because the segmentation heads' losses, Mask2Former's and
+EoMT's, need it to be built at all, torchaudio for the Higgs audio
+tokenizer; DiNAT's natten and LayoutLMv2's detectron2 do not install from
+PyPI, and COVERAGE.md says so. With no cache on the machine,
+`restore_cache.py` first rebuilds it from the committed outputs, so `--only`
+re-derives just the types it names; a type already in the cache is skipped,
+so delete its file first. `ZOO_DEBUG=1` prints the samples of a size no
+formula fits and where a class failed.)
 
 For every model type in transformers' auto mappings and every class those
 mappings name for it (the base model and its heads), and the other model
@@ -218,6 +222,14 @@ NAME_VARIANTS = 3
 # ---------------------------------------------------------------------------
 # Config fields as dotted paths
 # ---------------------------------------------------------------------------
+
+def error_line(error):
+    """An exception as COVERAGE.md's reason: its type and first line that
+    says something (transformers' missing-library errors open with a blank
+    line, which would leave the reason saying nothing of the library)."""
+    said = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {said[:160]}"
+
 
 def flatten(d, prefix="", ints=None, bools=None, lists=None):
     ints = {} if ints is None else ints
@@ -687,6 +699,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     popped_defaults = {}
     flips = {}
     irrelevant = []
+    # Values a field does not build with alone (SqueezeBERT's 4 groups of
+    # convolution channels plus one: 768 channels do not split into 5),
+    # seen while varying one field at a time; `repaired` asks for more.
+    # (field, value): whether it builds.
+    builds_alone_seen = {}
 
     # A saved config.json also holds, in a sub-config, each field that
     # differs from the sub-config class's own default (LLaVA's CLIP tower
@@ -809,6 +826,7 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 except Exception:
                     continue
             if got is None:
+                builds_alone_seen[field, new] = False
                 continue
             try:
                 align([trie(base.listing), trie(got.listing)], "")
@@ -872,9 +890,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         for new in (value * 3, value * 4, value + 1, value + 2, value - 1, value - 2):
             if new in (value, used) or new < 1 or len(more_singles.get(field, [])) == 2:
                 continue
+            built = False
             for d in (with_override(default_dict, field, new), minimal({field: new})):
                 try:
                     got, _, _ = sample(config_class, model_class, d)
+                    built = True
                     align([trie(base.listing), trie(got.listing)], "")
                 except Exception:
                     continue
@@ -882,6 +902,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                 more_singles.setdefault(field, []).append(len(samples))
                 samples.append(got)
                 break
+            if not built:
+                builds_alone_seen[field, new] = False
 
     def held_where_it_changes(fields, base_sample, config_with, reason):
         """Each of `fields` (irrelevant so far) tried larger and smaller
@@ -1078,6 +1100,20 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             d = with_override(d, field, value)
         return d
 
+    def builds_alone(field, value):
+        """Whether the model builds with `field` at `value` and every other
+        field at its default (as the one-field variations above build it)."""
+        if (field, value) not in builds_alone_seen:
+            builds_alone_seen[field, value] = False
+            for d in (with_override(default_dict, field, value), minimal({field: value})):
+                try:
+                    sample(config_class, model_class, d)
+                    builds_alone_seen[field, value] = True
+                    break
+                except Exception:
+                    continue
+        return builds_alone_seen[field, value]
+
     def repaired(chosen, error, small):
         """`chosen` with some fields back at their defaults, after `error`;
         None where nothing is left to put back. Each field was also drawn
@@ -1091,7 +1127,9 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         the values drawn below their defaults (no single variation drew
         one), else half the changed fields, drawn, and a held-out
         variation's small layer counts last (Nemotron ASR's convolutions
-        number the log of its subsampling factor, drawn 1 to 3)."""
+        number the log of its subsampling factor, drawn 1 to 3). A refusal
+        that names no number ("in_channels must be divisible by groups"):
+        the fields drawn at a value they do not build with alone."""
         if isinstance(error, Misfit):
             changed = sorted(f for f, v in chosen.items() if v != ints[f] and f not in (small or ()))
             back = ([f for f in changed if chosen[f] < ints[f]] or rng.sample(changed, (len(changed) + 1) // 2)
@@ -1099,6 +1137,10 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
             return {f: (ints[f] if f in back else v) for f, v in chosen.items()} if back else None
         named = {int(n) for n in re.findall(r"(?<![\w.])\d+(?![\w.])", str(error))}
         values = sorted({v for f, v in chosen.items() if v in named and v != ints[f]})
+        if not named:
+            back = [f for f, v in sorted(chosen.items()) if v != ints[f] and f not in (small or ())
+                    and not builds_alone(f, v)]
+            return {f: (ints[f] if f in back else v) for f, v in chosen.items()} if back else None
         if not values:
             return None
         value = rng.choice(values)
@@ -2115,7 +2157,7 @@ def run_model_type(model_type):
                     derive_into(result, model_type, named_config_class(config_class, {path: value}),
                                 model_class, name, {path: value})
     except Exception as e:
-        result["failed"]["*"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        result["failed"]["*"] = error_line(e)
     signal.alarm(0)
     result["seconds"] = round(time.time() - started, 1)
     with open(out_path + ".tmp", "w") as f:
@@ -2179,7 +2221,7 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         result["failed"][key] = str(e)
         return False
     except Exception as e:
-        result["failed"][key] = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        result["failed"][key] = error_line(e)
         return False
     if when:
         desc["when"] = when
