@@ -459,26 +459,48 @@ fn a_flag_transformers_refuses_alone_is_refused_alone() {
 
 #[test]
 fn a_size_null_by_default_is_the_size_the_model_computes() {
-    // GPT-2's `n_inner` is null in its released config.json: the MLP is
-    // then 4*n_embd wide; set, it is the width itself.
-    let width = |config: Value| -> Vec<u64> {
-        let model = build(&config);
-        model
-            .tensors
-            .iter()
-            .find(|t| t.name == "h.0.mlp.c_fc.weight")
-            .expect("c_fc")
-            .shape
-            .clone()
-    };
-    let base = json!({"model_type": "gpt2", "n_embd": 32, "n_head": 4, "n_layer": 1});
-    assert_eq!(width(base.clone()), [32, 128]);
-    let mut null = base.clone();
-    null["n_inner"] = Value::Null;
-    assert_eq!(width(null), [32, 128]);
-    let mut set = base;
-    set["n_inner"] = json!(50);
-    assert_eq!(width(set), [32, 50]);
+    // (config without the field, the field, the tensor it sizes, its shape
+    // with the field left out or null, the value that stands for, another
+    // value, the shape then). GPT-2's `n_inner` is null in its released
+    // config.json: the MLP is then 4*n_embd wide; set, it is the width
+    // itself. Mixtral's `head_dim` is null too, meaning hidden_size //
+    // num_attention_heads, a size no tensor has alone (its key projection
+    // is 2 heads of 32 here): a config.json that writes it, as newer tools
+    // do, builds as transformers builds it rather than being refused.
+    let cases = [
+        (
+            json!({"model_type": "gpt2", "n_embd": 32, "n_head": 4, "n_layer": 1}),
+            "n_inner",
+            "h.0.mlp.c_fc.weight",
+            [32, 128],
+            128,
+            50,
+            [32, 50],
+        ),
+        (
+            json!({"model_type": "mixtral", "hidden_size": 256, "num_attention_heads": 8,
+                   "num_key_value_heads": 2, "num_hidden_layers": 1, "num_local_experts": 2,
+                   "intermediate_size": 64, "vocab_size": 100}),
+            "head_dim",
+            "layers.0.self_attn.k_proj.weight",
+            [64, 256],
+            32,
+            48,
+            [96, 256],
+        ),
+    ];
+    for (base, field, tensor, computed, computed_value, value, set_shape) in cases {
+        let shape = |config: Value| built_shape(&config, tensor);
+        assert_eq!(shape(base.clone()), computed, "{field} left out");
+        for written in [Value::Null, json!(computed_value)] {
+            let mut config = base.clone();
+            config[field] = written.clone();
+            assert_eq!(shape(config), computed, "{field} = {written}");
+        }
+        let mut set = base;
+        set[field] = json!(value);
+        assert_eq!(shape(set), set_shape, "{field} = {value}");
+    }
 }
 
 #[test]
@@ -2025,19 +2047,28 @@ fn sizes_the_library_rounds_are_rounded_as_it_rounds_them() {
         assert_eq!(w1.shape, vec![rows, hidden_size], "{intermediate_size}");
     }
     // Where no rounding matches, a head count the description holds at
-    // whenever it divides the width: Mixtral 4100 wide with 32 heads builds
-    // 4096-wide projections (the head size floored), never 4100.
-    let mixtral = json!({"model_type": "mixtral", "hidden_size": 4100,
-        "num_attention_heads": 32, "num_key_value_heads": 8});
-    let error = read(&mixtral).expect_err("mixtral 4100 wide");
+    // whenever it divides the width: ELECTRA 258 wide with 4 heads builds
+    // 256-wide projections (the head size floored), never 258.
+    let electra = json!({"model_type": "electra", "hidden_size": 258,
+        "num_attention_heads": 4, "num_hidden_layers": 1});
+    let error = read(&electra).expect_err("electra 258 wide");
     assert!(
         error
             .message
-            .contains("\"hidden_size\" = 4100 is not a multiple of \"num_attention_heads\" = 32"),
+            .contains("\"hidden_size\" = 258 is not a multiple of \"num_attention_heads\" = 4"),
         "{error}"
     );
-    build(&json!({"model_type": "mixtral", "hidden_size": 4128,
-        "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 1}));
+    build(&json!({"model_type": "electra", "hidden_size": 260,
+        "num_attention_heads": 4, "num_hidden_layers": 1}));
+    // Mixtral's head size is a field whose default is that floor
+    // (`hidden_size//num_attention_heads`, null in config.json): 4100 wide
+    // with 32 heads builds the 4096-wide projections transformers builds.
+    let mixtral = json!({"model_type": "mixtral", "hidden_size": 4100,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 1});
+    assert_eq!(
+        built_shape(&mixtral, "layers.0.self_attn.q_proj.weight"),
+        [4096, 4100]
+    );
     // SegGPT's relative positions are `2 * (image_size // patch_size) - 1`
     // rows: 904 over patches of 16 floors, so the pair is refused; and,
     // where no rule follows the flooring, ConvBERT's token-classification

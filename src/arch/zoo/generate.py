@@ -309,7 +309,11 @@ def without_path(d, path):
 def value_when_null(config_class, model_class, d, field, listing):
     """The size a field that is null in `d` stands for (GPT-2's `n_inner`
     null means 4*n_embd): the one of `listing`'s sizes that, set, gives the
-    same state dict; None when setting it changes nothing or no size does."""
+    same state dict, else one of those sizes over a head count of the
+    config (Mixtral's `head_dim`, null meaning hidden_size //
+    num_attention_heads, is 128 wide in no tensor: its projections are
+    4096 and 1024 wide); None when setting it changes nothing or no size
+    does."""
     probe = None
     for new in (64, 8):
         try:
@@ -319,7 +323,10 @@ def value_when_null(config_class, model_class, d, field, listing):
             continue
     if probe is None or probe.listing == listing:
         return None
-    for size in sorted({n for _, shape, _ in listing for n in shape if n > 1}):
+    sizes = sorted({n for _, shape, _ in listing for n in shape if n > 1})
+    heads = sorted({v for f, v in flatten(d)[0].items() if "head" in f.rpartition(".")[2] and v > 1})
+    quotients = sorted({n // h for n in sizes for h in heads if n % h == 0} - set(sizes) - {1})
+    for size in sizes + quotients:
         try:
             got = sample(config_class, model_class, with_field(d, field, size))[0]
         except Exception:
