@@ -334,6 +334,28 @@ fn configs_the_description_cannot_follow_are_refused() {
             ErrorKind::BadConfig,
             "BertModel",
         ),
+        // A float that changes tensors at 0 only (wav2vec2 and HuBERT drop
+        // `masked_spec_embed` at a `mask_time_prob` of 0 while
+        // `mask_feature_prob` is 0 too; unvaried_fields.py): refused at 0,
+        // where the description's tensors are not the library's, inside a
+        // speech encoder-decoder's encoder too.
+        (
+            json!({"model_type": "wav2vec2", "mask_time_prob": 0.0}),
+            ErrorKind::BadConfig,
+            "config field \"mask_time_prob\" = 0: transformers then builds other tensors for Wav2Vec2Model",
+        ),
+        (
+            json!({"model_type": "hubert", "mask_time_prob": 0}),
+            ErrorKind::BadConfig,
+            "\"mask_time_prob\" = 0",
+        ),
+        (
+            json!({"model_type": "speech-encoder-decoder",
+                   "encoder": {"model_type": "wav2vec2", "mask_time_prob": 0.0},
+                   "decoder": {"model_type": "bert", "is_decoder": true, "add_cross_attention": true}}),
+            ErrorKind::BadConfig,
+            "\"encoder.mask_time_prob\" = 0",
+        ),
         // A quotient transformers clamps at 1 (ConvBERT takes one head
         // where `num_attention_heads // head_ratio` is 0; clamped.py found
         // the description's empty `conv_kernel_layer` wrong there).
@@ -455,6 +477,23 @@ fn a_flag_transformers_refuses_alone_is_refused_alone() {
         .tensors
         .iter()
         .any(|t| t.name == "bert.encoder.layer.0.crossattention.self.query.weight"));
+}
+
+#[test]
+fn a_float_that_matters_at_zero_only_is_free_elsewhere() {
+    // wav2vec2's fine-tunes write `mask_time_prob` 0.05 or 0.075 alike:
+    // both build `masked_spec_embed`, as transformers does (0 is refused,
+    // above).
+    for (model_type, mask_time_prob) in [("wav2vec2", 0.05), ("wav2vec2", 0.075), ("hubert", 0.5)] {
+        let model = build(
+            &json!({"model_type": model_type, "mask_time_prob": mask_time_prob,
+            "num_hidden_layers": 1}),
+        );
+        assert!(
+            model.tensors.iter().any(|t| t.name == "masked_spec_embed"),
+            "{model_type} at {mask_time_prob}"
+        );
+    }
 }
 
 #[test]

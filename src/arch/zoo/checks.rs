@@ -351,6 +351,30 @@ pub(super) fn keys_absent_at_equal_sizes(fields: &mut Fields) -> Result<Vec<&'st
     Ok(absent)
 }
 
+/// A float that changes which tensors exist at 0 only (unvaried_fields.py:
+/// wav2vec2's `mask_time_prob` adds `masked_spec_embed` while it is above
+/// 0, or `mask_feature_prob` is; 0.05 and 0.075 build alike) is refused at
+/// 0, where the description's tensors are not the library's.
+pub(super) fn check_nonzero(config: &Value, desc: &'static Value, class: &str) -> Result<()> {
+    for field in desc
+        .get("nonzero")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if read_path(config, field).and_then(Value::as_f64) == Some(0.0) {
+            return Err(err(
+                ErrorKind::BadConfig,
+                format!(
+                    "config field {field:?} = 0: transformers then builds other tensors for {class} (it adds some only while the field is above 0), and ckptcheck's description holds for values above 0 only"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A config that changes a field the description cannot follow is refused.
 pub(super) fn check_fixed(
     config: &Value,

@@ -92,6 +92,10 @@ def compare_with_description(desc, config_dict, listing, facts):
         return "refused", str(e)
     if generate.refused_by(desc, env):
         return "refused", None
+    if generate.zero_refused(desc, config_dict):
+        # A float that changes tensors at 0 only (wav2vec2's
+        # `mask_time_prob`): refused there.
+        return "refused", None
     # A sub-config written without its names (a base with no held-out
     # variation), or without a field the description needs written with it
     # (written_in_part.py): the Rust side refuses it.

@@ -442,6 +442,13 @@ def fresh_values(field, value):
     return [value * 5, value * 6, value + 3, value + 4]
 
 
+def zero_refused(desc, config_dict):
+    """The field of `nonzero` (unvaried_fields.py) a config dict sets to 0,
+    which the Rust side refuses; None where none is."""
+    return next((field for field in desc.get("nonzero", [])
+                 if read_field(config_dict, field) is not None and read_field(config_dict, field) == 0), None)
+
+
 def refused_by(desc, env):
     """Why the Rust side refuses a config the Python twin would expand: a
     size a head count must divide, a count under its least, a size the
@@ -1534,10 +1541,14 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # `mlp_ratio`): refused unless at their default.
     first_held = (held[0] if held else base).config_dict
     facts = sub_config_facts(model_type).get("sub_configs", {})
-    unvaried, where = unvaried_fixed(desc, config_class, model_class, first_held, facts)
+    unvaried, where, nonzero = unvaried_fixed(desc, config_class, model_class, first_held, facts)
     for field, default in unvaried.items():
         desc.setdefault("fixed", {})[field] = default
         reasons[field] = f"not varied by the derivation, and at {where[field][0]} the tensors differ ({where[field][1]})"
+    if nonzero:
+        # Floats that change tensors at 0 only (wav2vec2's `mask_time_prob`):
+        # refused at 0.
+        desc["nonzero"] = nonzero
     # Sizes the library rounds where the description divides them
     # (rounded_sizes.py: LFM2's feed-forward): rounded up as the library
     # rounds them where that matches it, else held to the multiples the
@@ -2389,7 +2400,7 @@ def pass_result(folder, model_type):
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
 ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "renamed_keys", "when", "swaps",
-              "given_with_parent", "clamped"]
+              "given_with_parent", "clamped", "nonzero"]
 
 
 def in_derived_order(desc):

@@ -33,8 +33,8 @@ use super::{KeyRename, ModelSpec, RenameScope, WeightMerge};
 use crate::error::{err, ErrorKind, Result};
 use checks::{
     check_clamped, check_companions, check_fixed, check_given_with_parent, check_least,
-    check_multiples, check_named_lists, check_required, check_rounded, check_sub_config_names,
-    check_sub_configs, check_undeclared, keys_absent_at_equal_sizes,
+    check_multiples, check_named_lists, check_nonzero, check_required, check_rounded,
+    check_sub_config_names, check_sub_configs, check_undeclared, keys_absent_at_equal_sizes,
 };
 use classes::description;
 pub use classes::{classes, described_model_types, knows, model_type_of_class};
@@ -179,6 +179,7 @@ fn build(
             resolved: Vec::new(),
         };
         check_fixed(config, desc, model_type, class)?;
+        check_nonzero(config, desc, class)?;
         let swapped: Vec<&str> = grafts.iter().map(|graft| graft.sub_config).collect();
         check_required(config, &swapped, desc, model_type, class)?;
         check_sub_configs(config, desc)?;

@@ -20,8 +20,12 @@ compares its state dict with the description's (keys, order, shapes,
 dtypes), as fresh_values.py does for the size fields. A field at which the
 description gives other tensors than the library is recorded as `fixed`
 at its default, so ckptcheck refuses a config that changes it, naming it,
-rather than answer with the default's shapes. A value the library does not
-build, or the description refuses, says nothing.
+rather than answer with the default's shapes. A float at which only 0
+differs (twice and half its value agree) is recorded as `nonzero` instead:
+wav2vec2's `mask_time_prob` (0.05) adds `masked_spec_embed` while it is
+above 0 (or `mask_feature_prob` is), and its fine-tunes say 0.075 as often
+as 0.05, so ckptcheck refuses 0 alone, naming it. A value the library does
+not build, or the description refuses, says nothing.
 
 generate.py calls `unvaried_fixed` for each class it derives; run as a
 script, this applies it to every class in generate.py's cache and
@@ -86,13 +90,14 @@ def description_differs(desc, config_dict, listing, facts):
 
 def unvaried_fixed(desc, config_class, model_class, base, facts):
     """{field: default} for each field generate.py does not vary at which the
-    description differs from the library (see the module's docstring), and
-    {field: (value, first difference)} saying where."""
+    description differs from the library (see the module's docstring),
+    {field: (value, first difference)} saying where, and the floats at
+    which only 0 differs (`nonzero`, sorted)."""
     import generate
     try:
         default_dict = config_class().to_dict()
     except Exception:  # noqa: BLE001 - no default: nothing to try
-        return {}, {}
+        return {}, {}, []
     ints, _, _ = generate.flatten(default_dict)
     described = set(desc.get("fields", {})) | set(desc.get("fixed", {})) | set(desc.get("undeclared", {}))
     # A field the description reads by another road (a list that chooses
@@ -101,7 +106,7 @@ def unvaried_fixed(desc, config_class, model_class, base, facts):
         {k: v for k, v in desc.items() if k not in ("tree", "fields", "fixed")})))
     tried = dict(floats_of(default_dict))
     tried.update({f: v for f, v in ints.items() if f not in described and f != "num_labels"})
-    found, where = {}, {}
+    found, where, nonzero = {}, {}, []
     for field, default in tried.items():
         if field in described or field.split(".")[0] in mentioned or field in mentioned:
             continue
@@ -113,10 +118,14 @@ def unvaried_fixed(desc, config_class, model_class, base, facts):
                 continue
             first = description_differs(desc, d, got.listing, facts)
             if first is not None:
-                found[field] = default
+                if new == 0 and isinstance(default, float) and default != 0:
+                    # 0 is tried last: twice and half agreed.
+                    nonzero.append(field)
+                else:
+                    found[field] = default
                 where[field] = (new, first)
                 break
-    return found, where
+    return found, where, sorted(nonzero)
 
 
 def apply_to_type(model_type):
@@ -125,8 +134,9 @@ def apply_to_type(model_type):
     facts = sub_config_facts(model_type).get("sub_configs", {})
 
     def check(name, desc, config_class, model_class, base):
-        found, where = unvaried_fixed(desc, config_class, model_class, base, facts)
-        return {name: {"fixed": found, "where": {f: list(w) for f, w in where.items()}}} if found else {}
+        found, where, nonzero = unvaried_fixed(desc, config_class, model_class, base, facts)
+        return ({name: {"fixed": found, "nonzero": nonzero, "where": {f: list(w) for f, w in where.items()}}}
+                if found or nonzero else {})
     generate.pass_over_type(DONE_DIR, model_type, "classes", check)
 
 
@@ -135,9 +145,14 @@ def write_back(types):
 
     def update(name, desc, found, cached):
         added = {f: v for f, v in found.get("fixed", {}).items() if f not in desc.get("fixed", {})}
-        if not added:
+        nonzero = sorted(set(desc.get("nonzero", [])) | set(found.get("nonzero", [])))
+        if not added and nonzero == desc.get("nonzero", []):
             return False
-        desc["fixed"] = dict(desc.get("fixed", {}), **added)
+        if added:
+            desc["fixed"] = dict(desc.get("fixed", {}), **added)
+        if nonzero:
+            desc["nonzero"] = nonzero
+            generate.in_derived_order(desc)
         return True
     return generate.rewrite_cache(DONE_DIR, types, update)
 
