@@ -6,9 +6,9 @@
 //! (`given_with_parent`), the sizes transformers refuses unless a head count
 //! divides them (or floors where it does not), quotients it clamps at 1
 //! (`clamped`), sizes the description holds at only for multiples of a
-//! number (`rounded`), flags it refuses without a companion flag, and lists
-//! of layer names (`mlp_layer_types`) that disagree with the fields they
-//! follow.
+//! number (`rounded`), floats it follows above 0 only (`nonzero`), flags it
+//! refuses without a companion flag, and lists of layer names
+//! (`mlp_layer_types`) that disagree with the fields they follow.
 
 use super::{as_flag, field_name, read_path, Fields};
 use crate::error::{err, ErrorKind, Result};

@@ -445,8 +445,7 @@ def fresh_values(field, value):
 def zero_refused(desc, config_dict):
     """The field of `nonzero` (unvaried_fields.py) a config dict sets to 0,
     which the Rust side refuses; None where none is."""
-    return next((field for field in desc.get("nonzero", [])
-                 if read_field(config_dict, field) is not None and read_field(config_dict, field) == 0), None)
+    return next((field for field in desc.get("nonzero", []) if read_field(config_dict, field) == 0), None)
 
 
 def refused_by(desc, env):
@@ -2274,6 +2273,10 @@ def derive_into(result, model_type, config_class, model_class, name, when):
     clamped = clamped_quotients(desc, config_class, model_class, held[0].config_dict if held else {}, facts)
     if clamped:
         desc["clamped"] = clamped
+    # derive sets some of the passes' keys before derive_into sets `when`
+    # (unvaried_fields.py's `nonzero`): in ADDED_KEYS order, as
+    # rewrite_cache leaves them after a pass run again by hand.
+    in_derived_order(desc)
     result["classes"][key] = desc
     if fixed:
         result.setdefault("fixed", {})[key] = fixed

@@ -152,7 +152,6 @@ def write_back(types):
             desc["fixed"] = dict(desc.get("fixed", {}), **added)
         if nonzero:
             desc["nonzero"] = nonzero
-            generate.in_derived_order(desc)
         return True
     return generate.rewrite_cache(DONE_DIR, types, update)
 
