@@ -356,6 +356,13 @@ fn configs_the_description_cannot_follow_are_refused() {
             ErrorKind::BadConfig,
             "\"encoder.mask_time_prob\" = 0",
         ),
+        // ConvNeXt's layer scale is dropped at 0 only: its
+        // `layer_scale_init_value` of 1e-6 and BEiT's 0.1 both build it.
+        (
+            json!({"model_type": "convnext", "layer_scale_init_value": 0}),
+            ErrorKind::BadConfig,
+            "config field \"layer_scale_init_value\" = 0",
+        ),
         // A quotient transformers clamps at 1 (ConvBERT takes one head
         // where `num_attention_heads // head_ratio` is 0; clamped.py found
         // the description's empty `conv_kernel_layer` wrong there).
@@ -484,15 +491,190 @@ fn a_float_that_matters_at_zero_only_is_free_elsewhere() {
     // wav2vec2's fine-tunes write `mask_time_prob` 0.05 or 0.075 alike:
     // both build `masked_spec_embed`, as transformers does (0 is refused,
     // above).
-    for (model_type, mask_time_prob) in [("wav2vec2", 0.05), ("wav2vec2", 0.075), ("hubert", 0.5)] {
-        let model = build(
-            &json!({"model_type": model_type, "mask_time_prob": mask_time_prob,
-            "num_hidden_layers": 1}),
-        );
+    // ConvNeXt's and BEiT's layer scale likewise: built at their defaults
+    // (1e-6, 0.1) and at any other value but 0 (transformers 5.24 builds
+    // `layer_scale_parameter` at 0.5, none at 0).
+    let cases = [
+        (
+            json!({"model_type": "wav2vec2", "mask_time_prob": 0.05}),
+            "masked_spec_embed",
+        ),
+        (
+            json!({"model_type": "wav2vec2", "mask_time_prob": 0.075}),
+            "masked_spec_embed",
+        ),
+        (
+            json!({"model_type": "hubert", "mask_time_prob": 0.5}),
+            "masked_spec_embed",
+        ),
+        (
+            json!({"model_type": "convnext", "layer_scale_init_value": 0.5}),
+            "encoder.stages.0.layers.0.layer_scale_parameter",
+        ),
+        (
+            json!({"model_type": "convnext", "layer_scale_init_value": 1e-6}),
+            "encoder.stages.0.layers.0.layer_scale_parameter",
+        ),
+        (
+            json!({"model_type": "beit", "layer_scale_init_value": 0.1}),
+            "layers.0.lambda_1",
+        ),
+        (
+            json!({"model_type": "beit", "layer_scale_init_value": 1e-5}),
+            "layers.0.lambda_1",
+        ),
+    ];
+    for (config, tensor) in cases {
+        let model = build(&config);
         assert!(
-            model.tensors.iter().any(|t| t.name == "masked_spec_embed"),
-            "{model_type} at {mask_time_prob}"
+            model.tensors.iter().any(|t| t.name == tensor),
+            "{config}: no {tensor}"
         );
+    }
+}
+
+#[test]
+fn a_flag_that_resizes_tensors_chooses_the_description_derived_at_its_value() {
+    // Flags whose other value resizes tensors both values have: the
+    // generator derives the class again at that value (`resizing_flags`)
+    // and a config.json that writes it gets that description. Falcon-40B
+    // writes `new_decoder_architecture`: the fused query/key/value
+    // projection holds the query heads and two groups of `num_kv_heads`
+    // heads, and `ln_attn`/`ln_mlp` replace `input_layernorm`; Falcon-RW
+    // writes `multi_query` false: three full-width projections.
+    // DINOv2-giant writes `use_swiglu_ffn`: a gated MLP two thirds of the
+    // MLP's width, rounded up to a multiple of 8 (2576 at 771 wide with
+    // `mlp_ratio` 5, where two thirds is 2570). GPTBigCode without
+    // multi-query attention. Shapes from transformers 5.24 on the meta
+    // device.
+    let falcon = json!({"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 256,
+        "num_attention_heads": 8, "num_hidden_layers": 1, "vocab_size": 100});
+    let mut falcon_40b_like = falcon.clone();
+    falcon_40b_like["new_decoder_architecture"] = json!(true);
+    falcon_40b_like["num_kv_heads"] = json!(2);
+    let mut falcon_rw_like = falcon.clone();
+    falcon_rw_like["multi_query"] = json!(false);
+    let cases = [
+        (
+            falcon.clone(),
+            "transformer.h.0.self_attention.query_key_value.weight",
+            vec![256 + 2 * 32, 256],
+        ),
+        (
+            falcon_40b_like.clone(),
+            "transformer.h.0.self_attention.query_key_value.weight",
+            vec![384, 256],
+        ),
+        (
+            falcon_40b_like.clone(),
+            "transformer.h.0.ln_mlp.weight",
+            vec![256],
+        ),
+        (
+            falcon_rw_like,
+            "transformer.h.0.self_attention.query_key_value.weight",
+            vec![768, 256],
+        ),
+        (
+            json!({"model_type": "dinov2", "hidden_size": 771, "num_attention_heads": 3, "mlp_ratio": 5,
+                   "use_swiglu_ffn": true}),
+            "encoder.layer.0.mlp.gate_proj.weight",
+            vec![2576, 771],
+        ),
+        (
+            json!({"model_type": "gpt_bigcode", "architectures": ["GPTBigCodeForCausalLM"], "n_embd": 256,
+                   "n_head": 8, "n_layer": 1, "vocab_size": 100, "multi_query": false}),
+            "transformer.h.0.attn.c_attn.weight",
+            vec![768, 256],
+        ),
+    ];
+    for (config, tensor, shape) in cases {
+        assert_eq!(built_shape(&config, tensor), shape, "{config}");
+    }
+    // Inference reads the flag back off the keys, and the rebuilt model
+    // is the checkpoint's.
+    let names = names_of(&build(&falcon_40b_like));
+    let inferred = arch::infer(&names);
+    assert_eq!(
+        inferred.config["new_decoder_architecture"],
+        json!(true),
+        "{}",
+        inferred.config
+    );
+    assert_eq!(rebuilt_differs(&inferred, names), None);
+}
+
+#[test]
+fn a_list_whose_length_changes_no_tensor_is_taken_at_any_length() {
+    // DINOv2's backbone builds the same tensors whichever layers
+    // `out_indices` names (Depth Anything's and DPT's configs name four,
+    // the default one); GLM's `eos_token_id` lists tokens. list_lengths.py
+    // built each at another length with transformers and saw the same
+    // tensors. Swin's backbone adds a norm for each stage it outputs:
+    // other stages stay refused there.
+    let dinov2 = |out_indices: Value| {
+        json!({"model_type": "dinov2", "architectures": ["Dinov2Backbone"], "num_hidden_layers": 12,
+               "out_indices": out_indices})
+    };
+    assert_eq!(
+        names_of(&build(&dinov2(json!([9, 10, 11, 12])))),
+        names_of(&build(&dinov2(json!([12]))))
+    );
+    build(&json!({"model_type": "glm", "eos_token_id": [1, 2]}));
+    let error = read(
+        &json!({"model_type": "swin", "architectures": ["SwinBackbone"], "out_indices": [3, 4]}),
+    )
+    .expect_err("refused");
+    assert!(error.message.contains("\"out_indices"), "{error}");
+}
+
+#[test]
+fn a_flag_that_adds_a_weight_per_layer_and_one_more_follows_the_layer_count() {
+    // The audio classifiers' `use_weighted_layer_sum` (superb's
+    // keyword-spotting fine-tunes set it) adds `layer_weights`: a weight
+    // per hidden layer and one for the embeddings. Shapes from
+    // transformers 5.24 on the meta device: 4 for a 3-layer
+    // Wav2Vec2ForSequenceClassification, 3 for a 2-layer
+    // Wav2Vec2ForXVector, 6 for a WhisperForAudioClassification with 5
+    // encoder layers; none with the flag false. Inference reads the flag
+    // and the count back off the tensors.
+    let cases = [
+        (
+            json!({"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForSequenceClassification"],
+                   "num_hidden_layers": 3}),
+            [4],
+        ),
+        (
+            json!({"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForXVector"],
+                   "num_hidden_layers": 2}),
+            [3],
+        ),
+        (
+            json!({"model_type": "whisper", "architectures": ["WhisperForAudioClassification"],
+                   "encoder_layers": 5}),
+            [6],
+        ),
+    ];
+    for (config, shape) in cases {
+        assert!(
+            !build(&config)
+                .tensors
+                .iter()
+                .any(|t| t.name == "layer_weights"),
+            "{config}"
+        );
+        let mut weighted = config;
+        weighted["use_weighted_layer_sum"] = json!(true);
+        assert_eq!(built_shape(&weighted, "layer_weights"), shape, "{weighted}");
+        let names = names_of(&build(&weighted));
+        let inferred = arch::infer(&names);
+        assert_eq!(
+            inferred.config["use_weighted_layer_sum"],
+            json!(true),
+            "{}",
+            inferred.config
+        );
+        assert_eq!(rebuilt_differs(&inferred, names), None, "{weighted}");
     }
 }
 
@@ -953,6 +1135,11 @@ fn released_sizes_are_presets_that_inference_names() {
         "hf/opt-125m",
         "hf/opt-350m",
         "hf/opt-1.3b",
+        // Falcon-40B's and DINOv2-giant's flags (`new_decoder_architecture`,
+        // `use_swiglu_ffn`) choose descriptions derived at those values.
+        "hf/falcon-7b",
+        "hf/falcon-40b",
+        "hf/dinov2-giant",
     ] {
         let model = arch::model_from_preset(preset).unwrap();
         assert_eq!(model.preset.as_deref(), Some(preset));
@@ -2042,9 +2229,11 @@ fn fields_the_derivation_does_not_vary_are_refused_where_they_change_tensors() {
             json!({"model_type": "align", "vision_config": {"width_coefficient": 1.0}}),
             "\"vision_config.width_coefficient\" = 1.0 differs from align's default 2.0",
         ),
+        // BEiT's layer scale is dropped at 0 only (refused there; 1e-5
+        // builds it: a_float_that_matters_at_zero_only_is_free_elsewhere).
         (
             json!({"model_type": "beit", "layer_scale_init_value": 0.0}),
-            "\"layer_scale_init_value\" = 0.0 differs from beit's default 0.1",
+            "\"layer_scale_init_value\" = 0: transformers then builds other tensors for BeitModel",
         ),
     ] {
         let error = read(&config).expect_err(needle);

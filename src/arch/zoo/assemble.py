@@ -19,7 +19,8 @@ def class_key(name, when):
     description derived with a name at another value (`when`, generate.py's
     NAME_VALUES) that value too (`ResNetModel@layer_type=basic`). The data
     lists such a description under the class's own name, with `when`."""
-    return name + "".join(f"@{field}={value}" for field, value in sorted(when.items()))
+    return name + "".join(f"@{field}={value if isinstance(value, str) else json.dumps(value)}"
+                          for field, value in sorted(when.items()))
 
 
 def model_type_order(all_types, first):
@@ -264,7 +265,7 @@ def write_coverage(zoo_dir, coverage, required):
         f"**{len(exact)} of {transformers_rows} model types** have at least one class described exactly "
         f"({sum(1 for t, c, _ in coverage if not t.startswith('diffusers/') for k in c if '@' not in k)} classes"
         + (f", and {named} descriptions of a class for another value of a name that chooses modules, "
-           "`Class@name=value`" if named else "") + "); "
+           "or of a flag that changes sizes, `Class@name=value`" if named else "") + "); "
         f"{config_only} of the {transformers_rows} name a configuration only (a composite model's part) and have "
         "no model class to describe. A class is listed "
         "as described only when its description reproduced held-out variations of its config.",

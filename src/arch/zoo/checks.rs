@@ -1,6 +1,7 @@
 //! The checks a config must pass before a zoo description builds it: the
 //! fields the description holds fixed (a config that changes one is
-//! refused, never guessed), lists of the described length, sub-configs that
+//! refused, never guessed), lists of the described length (but those whose
+//! length changes no tensor, `free_lengths`), sub-configs that
 //! are objects and name the default sub-models, sub-configs written in part
 //! without a field the description needs written with them
 //! (`given_with_parent`), the sizes transformers refuses unless a head count
@@ -10,6 +11,7 @@
 //! refuses without a companion flag, and lists of layer names
 //! (`mlp_layer_types`) that disagree with the fields they follow.
 
+use super::classes::same_number_or_value;
 use super::{as_flag, field_name, read_path, Fields};
 use crate::error::{err, ErrorKind, Result};
 use serde_json::Value;
@@ -397,7 +399,14 @@ pub(super) fn check_fixed(
         }
     }
     if let Some(lists) = desc.get("lists").and_then(Value::as_object) {
+        // Lists whose length changes no tensor (list_lengths.py: DINOv2's
+        // backbone `out_indices`) are taken at any length.
+        let free = desc.get("free_lengths").and_then(Value::as_array);
+        let is_free = |field: &str| free.is_some_and(|free| free.iter().any(|f| f == field));
         for (field, length) in lists {
+            if is_free(field) {
+                continue;
+            }
             if let Some(Value::Array(items)) = read_path(config, field) {
                 if Some(items.len() as u64) != length.as_u64() {
                     return Err(err(
@@ -515,13 +524,6 @@ pub(super) fn write_required(
         }
     }
     lines
-}
-
-fn same_number_or_value(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 /// A flag transformers refuses to build flipped unless another is flipped

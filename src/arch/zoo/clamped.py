@@ -74,26 +74,10 @@ def clamped_quotients(desc, config_class, model_class, base, facts):
     return found
 
 
-def apply_to_type(model_type):
-    import generate
-    from assemble import sub_config_facts
-    facts = sub_config_facts(model_type).get("sub_configs", {})
-
-    def check(name, desc, config_class, model_class, base):
-        found = clamped_quotients(desc, config_class, model_class, base, facts)
-        return {name: {"clamped": found}} if found else {}
-    generate.pass_over_type(DONE_DIR, model_type, "classes", check)
-
-
-def write_back(types):
-    import generate
-    return generate.replace_key(DONE_DIR, types, "clamped")
-
-
 def main():
     import generate
-    generate.run_pass(DONE_DIR, apply_to_type, TYPE_SECONDS, write_back,
-                      "classes whose library clamps a quotient at 1")
+    generate.run_one_key_pass(DONE_DIR, "clamped", clamped_quotients, TYPE_SECONDS,
+                              "classes whose library clamps a quotient at 1")
 
 
 if __name__ == "__main__":

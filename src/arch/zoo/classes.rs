@@ -2,7 +2,9 @@
 //! classes it describes, and for a class the description whose `when`
 //! holds for the config (generate.py derives one per other value of a name
 //! that chooses modules, such as ResNet-18's `layer_type` "basic" or
-//! wav2vec2-large's `feat_extract_norm` "layer"), else its default one.
+//! wav2vec2-large's `feat_extract_norm` "layer", and of a flag that
+//! resizes tensors, Falcon-40B's `new_decoder_architecture`), else its
+//! default one.
 
 use super::{model_type, model_types, read_path};
 use crate::error::{err, ErrorKind, Result};
@@ -54,8 +56,15 @@ pub(super) fn description(
             .iter()
             .filter(move |(class, _)| Some(*class) == wanted_class)
     };
-    let found = of_class()
-        .find(|(_, desc)| named_variant_holds(desc, config))
+    // Where the config names other values of two names or flags
+    // (wav2vec2-large's `feat_extract_norm` "layer" with `conv_bias`
+    // true), each description derived at one of them may hold the other at
+    // its default: the one whose fixed fields the config agrees with is
+    // taken, else the first (whose refusal then names the field).
+    let holding = || of_class().filter(|(_, desc)| named_variant_holds(desc, config));
+    let found = holding()
+        .find(|(_, desc)| fixed_fields_agree(desc, config))
+        .or_else(|| holding().next())
         .or_else(|| of_class().find(|(_, desc)| desc.get("when").is_none()));
     found.copied().ok_or_else(|| {
         let wanted = architecture.unwrap_or("");
@@ -93,4 +102,26 @@ pub fn model_type_of_class(class: &str) -> Option<&'static str> {
         .iter()
         .find(|entry| entry.classes.iter().any(|(name, _)| *name == class))
         .map(|entry| entry.name)
+}
+
+/// Whether the config gives each field the description holds fixed its
+/// value there, or leaves it out (checks.rs's `check_fixed` refuses a
+/// config where not).
+fn fixed_fields_agree(desc: &Value, config: &Value) -> bool {
+    desc.get("fixed")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(field, default)| {
+            read_path(config, field)
+                .is_none_or(|given| given.is_null() || same_number_or_value(given, default))
+        })
+}
+
+/// Whether two config values are equal, numbers by value (4 and 4.0).
+pub(super) fn same_number_or_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
 }

@@ -136,26 +136,10 @@ def renamed_keys(desc, config_class, model_class, base, facts):
     return found
 
 
-def apply_to_type(model_type):
-    import generate
-    from assemble import sub_config_facts
-    facts = sub_config_facts(model_type).get("sub_configs", {})
-
-    def check(name, desc, config_class, model_class, base):
-        found = renamed_keys(desc, config_class, model_class, base, facts)
-        return {name: {"renamed_keys": found}} if found else {}
-    generate.pass_over_type(DONE_DIR, model_type, "classes", check)
-
-
-def write_back(types):
-    import generate
-    return generate.replace_key(DONE_DIR, types, "renamed_keys")
-
-
 def main():
     import generate
-    generate.run_pass(DONE_DIR, apply_to_type, TYPE_SECONDS, write_back,
-                      "classes whose config class takes a size under an older key")
+    generate.run_one_key_pass(DONE_DIR, "renamed_keys", renamed_keys, TYPE_SECONDS,
+                              "classes whose config class takes a size under an older key")
 
 
 if __name__ == "__main__":

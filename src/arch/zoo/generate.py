@@ -112,6 +112,7 @@ from unvaried_fields import unvaried_fixed  # noqa: E402
 import written_in_part  # noqa: E402
 from written_in_part import given_with_parent  # noqa: E402
 from clamped import clamped_quotients  # noqa: E402
+from list_lengths import free_lengths  # noqa: E402
 from rounded_sizes import apply_rounded, rounded_fields  # noqa: E402
 from config_renames import renamed_keys, with_renames  # noqa: E402
 from trees import align, conditional_exprs, counts_of, expand, freeze, merge, slots, trie  # noqa: E402
@@ -217,6 +218,18 @@ NAME_REASON = "a name that chooses modules: the description holds for its defaul
 # "basic"), at most NAME_VARIANTS values per name.
 NAME_VALUES = {}
 NAME_VARIANTS = 3
+# Why a flag is fixed when flipping it changes the sizes of tensors both
+# values have (Falcon's `multi_query` and `new_decoder_architecture`: the
+# fused query/key/value projection is 3 heads wide, one query's heads and
+# one key/value head, or grouped): no condition on a tensor says that, so
+# the class's other value of such a top-level flag gets a description of
+# its own, as a name's other values do (at most FLAG_VARIANTS per class).
+# The same where a flag adds a tensor no formula of the class sizes
+# (DINOv2-giant's `use_swiglu_ffn`: its gated MLP is rounded to a multiple
+# of 8 from two thirds of the MLP's width).
+RESIZED_BY_FLAG = ("adds or removes tensors (flipped variation differs",
+                   "adds or removes tensors (no formula of the model gives")
+FLAG_VARIANTS = 3
 
 
 # ---------------------------------------------------------------------------
@@ -2168,6 +2181,7 @@ def run_model_type(model_type):
             # a description of its own (the name's variants are not varied
             # again).
             found = {path: values[:NAME_VARIANTS] for path, values in NAME_VALUES.items() if "." not in path}
+            found.update(resizing_flags(result, name))
             for path, values in sorted(found.items()):
                 for value in values:
                     signal.alarm(CLASS_SECONDS)
@@ -2181,6 +2195,18 @@ def run_model_type(model_type):
         json.dump(result, f)
     os.replace(out_path + ".tmp", out_path)
     return model_type
+
+
+def resizing_flags(result, name):
+    """{flag: [its other value]} for the top-level flags the class's
+    default description fixed because flipping one changes the sizes of
+    tensors (`RESIZED_BY_FLAG`), at most FLAG_VARIANTS of them."""
+    desc = result["classes"].get(name, {})
+    reasons = result.get("fixed", {}).get(name, {})
+    flags = [field for field, why in reasons.items()
+             if "." not in field and why.startswith(RESIZED_BY_FLAG)
+             and isinstance(desc.get("fixed", {}).get(field), bool)]
+    return {flag: [not desc["fixed"][flag]] for flag in sorted(flags)[:FLAG_VARIANTS]}
 
 
 def derive_with_index_lists_or_not(model_type, config_class, model_class, rng, key):
@@ -2242,6 +2268,12 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         return False
     if when:
         desc["when"] = when
+        # A flag's description (`resizing_flags`) may follow the flag
+        # itself, and its held-out variations flip it back; the matrix
+        # lists this description's samples under `when`, so only those
+        # with the flag at that value.
+        held = [s for s in held
+                if all(read_field(s.config_dict, f) in (None, v) for f, v in when.items())]
     if filled:
         desc["required"] = filled
         completed_default = config_class().to_dict()
@@ -2273,6 +2305,11 @@ def derive_into(result, model_type, config_class, model_class, name, when):
     clamped = clamped_quotients(desc, config_class, model_class, held[0].config_dict if held else {}, facts)
     if clamped:
         desc["clamped"] = clamped
+    # Lists whose length changes no tensor (list_lengths.py: a backbone's
+    # `out_indices`), taken at any length.
+    free = free_lengths(desc, config_class, model_class, held[0].config_dict if held else {}, facts)
+    if free:
+        desc["free_lengths"] = free
     # derive sets some of the passes' keys before derive_into sets `when`
     # (unvaried_fields.py's `nonzero`): in ADDED_KEYS order, as
     # rewrite_cache leaves them after a pass run again by hand.
@@ -2403,7 +2440,7 @@ def pass_result(folder, model_type):
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
 ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "renamed_keys", "when", "swaps",
-              "given_with_parent", "clamped", "nonzero"]
+              "given_with_parent", "clamped", "nonzero", "free_lengths"]
 
 
 def in_derived_order(desc):
@@ -2452,6 +2489,22 @@ def run_pass(folder, target, limit, write_back, what):
         classes = (r or {}).get("classes", {})
         return f"{t} " + json.dumps({n: {k: v for k, v in c.items() if k != "samples"} for n, c in classes.items()})
     return by_hand_pass(folder, target, limit, lambda t: {"model_type": t, "classes": {}}, line, write_back, what)
+
+
+def run_one_key_pass(folder, key, find, limit, what):
+    """`run_pass` for a pass that finds one key of each description
+    (clamped.py's `clamped`, list_lengths.py's `free_lengths`): `find(desc,
+    config class, model class, base, facts)` gives its value, empty where
+    there is nothing, and what it gives replaces what the cache held."""
+    def apply_to_type(model_type):
+        from assemble import sub_config_facts
+        facts = sub_config_facts(model_type).get("sub_configs", {})
+
+        def check(name, desc, config_class, model_class, base):
+            found = find(desc, config_class, model_class, base, facts)
+            return {name: {key: found}} if found else {}
+        pass_over_type(folder, model_type, "classes", check)
+    return run_pass(folder, apply_to_type, limit, lambda types: replace_key(folder, types, key), what)
 
 
 def run_forked(wanted, jobs, limit, target, folder, killed, line):

@@ -226,27 +226,49 @@ def rounded_fields(desc, config_class, model_class, base, facts):
                 out += [generate.with_field(d, other, value * factor) for d in configs for factor in (2, 3)]
         return out
 
+    def starts(field):
+        """The base, then the base with each other field of the formulas
+        that divide `field` one above its value: DINOv2's SwiGLU width
+        `2*hidden_size*mlp_ratio/3` is a multiple of 8 wherever it is whole
+        at `mlp_ratio` 4, and the library's rounding shows at 5 only."""
+        out = [base]
+        for text in formulas_of(mended.get("tree"), []):
+            if not DIVISION.search(text) or field not in split_names(text):
+                continue
+            for other in split_names(text):
+                value = base_env.get(other)
+                if other != field and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    moved_once = generate.with_field(base, other, value + 1)
+                    if moved_once not in out:
+                        out.append(moved_once)
+        return out
+
     mended = desc
     for field in divided_fields(desc):
         value = base_env.get(field)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             continue
-        tried = 0
-        for new in range(value + 1, value + SEARCH_ABOVE + 1):
-            d = generate.with_field(base, field, new)
-            if not accepted(mended, d):
-                continue
-            tried += 1
-            first = differs(mended, d)
-            if first is not None:
-                where[field] = (new, first)
-                break
-            if tried == 2:
+        for start in starts(field):
+            tried = 0
+            for new in range(value + 1, value + SEARCH_ABOVE + 1):
+                d = generate.with_field(start, field, new)
+                if not accepted(mended, d):
+                    continue
+                tried += 1
+                first = differs(mended, d)
+                if first is not None:
+                    where[field] = (new, first)
+                    break
+                if tried == 2:
+                    break
+            if field in where:
                 break
         if field not in where:
             continue
-        differing = generate.with_field(base, field, where[field][0])
-        checks = [differing] + [generate.with_field(base, field, value + k) for k in range(1, ROUNDED_CHECKED + 1)]
+        # The rest searches from where the difference showed.
+        origin = start
+        differing = generate.with_field(origin, field, where[field][0])
+        checks = [differing] + [generate.with_field(origin, field, value + k) for k in range(1, ROUNDED_CHECKED + 1)]
         found = None
         for text in formulas_of(mended.get("tree"), []):
             if not DIVISION.search(text) or field not in split_names(text):
@@ -282,7 +304,7 @@ def rounded_fields(desc, config_class, model_class, base, facts):
         texts = [text for text in formulas_of(mended.get("tree"), [])
                  if DIVISION.search(text) and field in split_names(text)]
         text_fields = sorted({f for text in texts for f in split_names(text)})
-        pair = divides_pair(field, value, base_env, mended, base, holds, moved, texts, text_fields)
+        pair = divides_pair(field, value, base_env, mended, origin, holds, moved, texts, text_fields)
         if pair is not None:
             divided.append(pair)
             continue
@@ -293,7 +315,7 @@ def rounded_fields(desc, config_class, model_class, base, facts):
         for divisor in range(2, value + 1):
             if value % divisor:
                 continue
-            multiples = [generate.with_field(base, field, value + k * divisor) for k in range(1, PAIR_STEPS + 1)]
+            multiples = [generate.with_field(origin, field, value + k * divisor) for k in range(1, PAIR_STEPS + 1)]
             if holds(mended, moved(multiples, text_fields, field)):
                 rounded[field] = divisor
                 break

@@ -6,6 +6,7 @@ for checks, and merged with the tries of a flag's other value (`if`
 conditions)."""
 
 import difflib
+import re
 
 from formulas import Misfit, evaluate, to_count, to_int
 
@@ -386,6 +387,18 @@ def matching(values, candidates, envs):
                     return f"{factor}*{expr}"
             except (KeyError, ZeroDivisionError):
                 continue
+    # A known count plus one (wav2vec2's `layer_weights` under
+    # `use_weighted_layer_sum`: a weight per hidden layer and one for the
+    # embeddings, `num_hidden_layers+1`). Tried last, and only on a single
+    # field: five samples at drawn sizes choose it, the rest check it.
+    for expr in candidates:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", expr):
+            continue
+        try:
+            if all(evaluate(expr, env) + 1 == v for v, env in zip(values, envs)):
+                return f"{expr}+1"
+        except (KeyError, ZeroDivisionError):
+            continue
     raise Misfit(f"no formula of the model gives {values[0]}")
 
 

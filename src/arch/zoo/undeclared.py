@@ -106,24 +106,13 @@ def undeclared_fields(desc, config_class, model_class):
     return getattr_sizes(config_class, model_class, desc.get("fields", {}))
 
 
-def apply_to_type(model_type):
-    import generate
-
-    def check(name, desc, config_class, model_class, base):
-        found = undeclared_fields(desc, config_class, model_class)
-        return {name: {"undeclared": found}} if found else {}
-    generate.pass_over_type(DONE_DIR, model_type, "classes", check)
-
-
-def write_back(types):
-    import generate
-    return generate.replace_key(DONE_DIR, types, "undeclared")
-
-
 def main():
     import generate
-    generate.run_pass(DONE_DIR, apply_to_type, TYPE_SECONDS, write_back,
-                      "classes whose modeling code reads sizes the config class does not declare")
+
+    def find(desc, config_class, model_class, base, facts):
+        return undeclared_fields(desc, config_class, model_class)
+    generate.run_one_key_pass(DONE_DIR, "undeclared", find, TYPE_SECONDS,
+                              "classes whose modeling code reads sizes the config class does not declare")
 
 
 if __name__ == "__main__":
