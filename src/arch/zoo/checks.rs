@@ -11,8 +11,7 @@
 //! refuses without a companion flag, and lists of layer names
 //! (`mlp_layer_types`) that disagree with the fields they follow.
 
-use super::classes::same_number_or_value;
-use super::{as_flag, field_name, read_path, Fields};
+use super::{as_flag, field_name, fixed_disagreement, read_path, strings, Fields};
 use crate::error::{err, ErrorKind, Result};
 use serde_json::Value;
 
@@ -358,13 +357,7 @@ pub(super) fn keys_absent_at_equal_sizes(fields: &mut Fields) -> Result<Vec<&'st
 /// 0, or `mask_feature_prob` is; 0.05 and 0.075 build alike) is refused at
 /// 0, where the description's tensors are not the library's.
 pub(super) fn check_nonzero(config: &Value, desc: &'static Value, class: &str) -> Result<()> {
-    for field in desc
-        .get("nonzero")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for field in strings(desc, "nonzero") {
         if read_path(config, field).and_then(Value::as_f64) == Some(0.0) {
             return Err(err(
                 ErrorKind::BadConfig,
@@ -384,27 +377,20 @@ pub(super) fn check_fixed(
     model_type: &str,
     class: &str,
 ) -> Result<()> {
-    if let Some(fixed) = desc.get("fixed").and_then(Value::as_object) {
-        for (field, default) in fixed {
-            if let Some(given) = read_path(config, field) {
-                if !given.is_null() && !same_number_or_value(given, default) {
-                    return Err(err(
-                        ErrorKind::BadConfig,
-                        format!(
-                            "config field {field:?} = {given} differs from {model_type}'s default {default}, and ckptcheck's description of {class} holds only for the default (it changes which tensors exist)"
-                        ),
-                    ));
-                }
-            }
-        }
+    if let Some((field, given, default)) = fixed_disagreement(desc, config) {
+        return Err(err(
+            ErrorKind::BadConfig,
+            format!(
+                "config field {field:?} = {given} differs from {model_type}'s default {default}, and ckptcheck's description of {class} holds only for the default (it changes which tensors exist)"
+            ),
+        ));
     }
     if let Some(lists) = desc.get("lists").and_then(Value::as_object) {
         // Lists whose length changes no tensor (list_lengths.py: DINOv2's
         // backbone `out_indices`) are taken at any length.
-        let free = desc.get("free_lengths").and_then(Value::as_array);
-        let is_free = |field: &str| free.is_some_and(|free| free.iter().any(|f| f == field));
+        let free = strings(desc, "free_lengths");
         for (field, length) in lists {
-            if is_free(field) {
+            if free.contains(&field.as_str()) {
                 continue;
             }
             if let Some(Value::Array(items)) = read_path(config, field) {

@@ -6,7 +6,7 @@
 //! resizes tensors, Falcon-40B's `new_decoder_architecture`), else its
 //! default one.
 
-use super::{model_type, model_types, read_path};
+use super::{fixed_disagreement, model_type, model_types, read_path};
 use crate::error::{err, ErrorKind, Result};
 use serde_json::Value;
 
@@ -63,7 +63,7 @@ pub(super) fn description(
     // taken, else the first (whose refusal then names the field).
     let holding = || of_class().filter(|(_, desc)| named_variant_holds(desc, config));
     let found = holding()
-        .find(|(_, desc)| fixed_fields_agree(desc, config))
+        .find(|(_, desc)| fixed_disagreement(desc, config).is_none())
         .or_else(|| holding().next())
         .or_else(|| of_class().find(|(_, desc)| desc.get("when").is_none()));
     found.copied().ok_or_else(|| {
@@ -102,26 +102,4 @@ pub fn model_type_of_class(class: &str) -> Option<&'static str> {
         .iter()
         .find(|entry| entry.classes.iter().any(|(name, _)| *name == class))
         .map(|entry| entry.name)
-}
-
-/// Whether the config gives each field the description holds fixed its
-/// value there, or leaves it out (checks.rs's `check_fixed` refuses a
-/// config where not).
-fn fixed_fields_agree(desc: &Value, config: &Value) -> bool {
-    desc.get("fixed")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .all(|(field, default)| {
-            read_path(config, field)
-                .is_none_or(|given| given.is_null() || same_number_or_value(given, default))
-        })
-}
-
-/// Whether two config values are equal, numbers by value (4 and 4.0).
-pub(super) fn same_number_or_value(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
 }

@@ -2302,12 +2302,14 @@ def derive_into(result, model_type, config_class, model_class, name, when):
         held = [s for s in held if written_in_part.left_out(desc, s.config_dict, facts) is None]
     # Quotients the library clamps at 1 (clamped.py: ConvBERT's heads),
     # refused where they come to 0.
-    clamped = clamped_quotients(desc, config_class, model_class, held[0].config_dict if held else {}, facts)
+    # The passes below try other values from the first held-out variation.
+    first_held = held[0].config_dict if held else {}
+    clamped = clamped_quotients(desc, config_class, model_class, first_held, facts)
     if clamped:
         desc["clamped"] = clamped
     # Lists whose length changes no tensor (list_lengths.py: a backbone's
     # `out_indices`), taken at any length.
-    free = free_lengths(desc, config_class, model_class, held[0].config_dict if held else {}, facts)
+    free = free_lengths(desc, config_class, model_class, first_held, facts)
     if free:
         desc["free_lengths"] = free
     # derive sets some of the passes' keys before derive_into sets `when`

@@ -319,19 +319,13 @@ pub struct PretrainedFacts {
 pub fn pretrained_facts(model: &ModelSpec) -> Option<PretrainedFacts> {
     let model_type = model.config.get("model_type")?.as_str()?;
     let (_, desc) = description(model_type, Some(&model.class_name), &model.config).ok()?;
-    let strings = |field: &str| -> Vec<&'static str> {
-        desc.get(field)
-            .and_then(Value::as_array)
-            .map(|items| items.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default()
-    };
     let base: &'static str = text(desc, "base_model_prefix");
     let (renames, merges, mut unmodeled) = conversions(desc, base);
-    unmodeled.extend(strings("unmodeled").into_iter().map(str::to_string));
+    unmodeled.extend(strings(desc, "unmodeled").into_iter().map(str::to_string));
     Some(PretrainedFacts {
         tied: swaps::tied_pairs_with_swaps(&model.config, desc, model_type, &model.class_name),
         non_persistent: {
-            let mut patterns = strings("non_persistent");
+            let mut patterns = strings(desc, "non_persistent");
             patterns.extend(swaps::swapped_non_persistent(
                 &model.config,
                 desc,
@@ -340,7 +334,7 @@ pub fn pretrained_facts(model: &ModelSpec) -> Option<PretrainedFacts> {
             ));
             patterns
         },
-        ignore_unexpected: strings("ignore_unexpected"),
+        ignore_unexpected: strings(desc, "ignore_unexpected"),
         renames,
         merges,
         unmodeled,
@@ -543,6 +537,40 @@ fn read_path<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
         };
     }
     Some(node)
+}
+
+/// The strings of a description's list under `key` (`non_persistent`,
+/// `nonzero`, `free_lengths`), none where it has none.
+fn strings(desc: &'static Value, key: &str) -> Vec<&'static str> {
+    desc.get(key)
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The first field the description holds fixed that the config gives
+/// another value (left out or null agrees), with the config's value and
+/// the fixed one: checks.rs refuses such a config, and classes.rs prefers
+/// a description without one.
+fn fixed_disagreement<'a>(
+    desc: &'static Value,
+    config: &'a Value,
+) -> Option<(&'static str, &'a Value, &'static Value)> {
+    desc.get("fixed")
+        .and_then(Value::as_object)?
+        .iter()
+        .find_map(|(field, fixed)| {
+            let given = read_path(config, field).filter(|given| !given.is_null())?;
+            (!same_number_or_value(given, fixed)).then_some((field.as_str(), given, fixed))
+        })
+}
+
+/// Whether two config values are equal, numbers by value (4 and 4.0).
+fn same_number_or_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// A config value read as a flag (`true`, or a non-zero number).

@@ -231,13 +231,7 @@ pub(super) fn swapped_non_persistent(
 ) -> Vec<&'static str> {
     let mut out = Vec::new();
     for (path, _, sub_desc) in swapped_descriptions(config, desc, composite_type, class) {
-        for pattern in sub_desc
-            .get("non_persistent")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
+        for pattern in super::strings(sub_desc, "non_persistent") {
             out.push(interned(format!("{path}.{pattern}")));
         }
     }

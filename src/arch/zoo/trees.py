@@ -6,9 +6,8 @@ for checks, and merged with the tries of a flag's other value (`if`
 conditions)."""
 
 import difflib
-import re
 
-from formulas import Misfit, evaluate, to_count, to_int
+from formulas import NAME, Misfit, evaluate, to_count, to_int
 
 
 class Node:
@@ -392,7 +391,7 @@ def matching(values, candidates, envs):
     # embeddings, `num_hidden_layers+1`). Tried last, and only on a single
     # field: five samples at drawn sizes choose it, the rest check it.
     for expr in candidates:
-        if not re.fullmatch(r"[A-Za-z_][\w.]*", expr):
+        if not NAME.fullmatch(expr):
             continue
         try:
             if all(evaluate(expr, env) + 1 == v for v, env in zip(values, envs)):
