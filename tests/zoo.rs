@@ -350,6 +350,11 @@ fn configs_the_description_cannot_follow_are_refused() {
             "\"mask_time_prob\" = 0",
         ),
         (
+            json!({"model_type": "wav2vec2", "mask_time_prob": 0.0, "mask_feature_prob": 0.0}),
+            ErrorKind::BadConfig,
+            "\"mask_time_prob\" = 0",
+        ),
+        (
             json!({"model_type": "speech-encoder-decoder",
                    "encoder": {"model_type": "wav2vec2", "mask_time_prob": 0.0},
                    "decoder": {"model_type": "bert", "is_decoder": true, "add_cross_attention": true}}),
@@ -362,6 +367,15 @@ fn configs_the_description_cannot_follow_are_refused() {
             json!({"model_type": "convnext", "layer_scale_init_value": 0}),
             ErrorKind::BadConfig,
             "config field \"layer_scale_init_value\" = 0",
+        ),
+        // A size no formula fits, moved by one field alone, holds at that
+        // field's default (generate.py's NoFormulaHeld): MobileNetV2 rounds
+        // each width to its nearest multiple of `depth_divisible_by`, and
+        // up again where that loses a tenth.
+        (
+            json!({"model_type": "mobilenet_v2", "depth_divisible_by": 4}),
+            ErrorKind::BadConfig,
+            "config field \"depth_divisible_by\" = 4 differs from mobilenet_v2's default 8",
         ),
         // A quotient transformers clamps at 1 (ConvBERT takes one head
         // where `num_attention_heads // head_ratio` is 0; clamped.py found
@@ -494,7 +508,29 @@ fn a_float_that_matters_at_zero_only_is_free_elsewhere() {
     // ConvNeXt's and BEiT's layer scale likewise: built at their defaults
     // (1e-6, 0.1) and at any other value but 0 (transformers 5.24 builds
     // `layer_scale_parameter` at 0.5, none at 0).
+    // A fine-tune that masks features only (`mask_time_prob` 0 beside a
+    // `mask_feature_prob` above 0) builds `masked_spec_embed` too
+    // (unvaried_fields.py's `nonzero_unless`), in wav2vec2, HuBERT and
+    // WavLM alike, and inside a speech encoder-decoder's encoder.
     let cases = [
+        (
+            json!({"model_type": "wav2vec2", "mask_time_prob": 0.0, "mask_feature_prob": 0.1}),
+            "masked_spec_embed",
+        ),
+        (
+            json!({"model_type": "hubert", "mask_time_prob": 0, "mask_feature_prob": 0.25}),
+            "masked_spec_embed",
+        ),
+        (
+            json!({"model_type": "wavlm", "mask_time_prob": 0.0, "mask_feature_prob": 0.05}),
+            "masked_spec_embed",
+        ),
+        (
+            json!({"model_type": "speech-encoder-decoder",
+                   "encoder": {"model_type": "wav2vec2", "mask_time_prob": 0.0, "mask_feature_prob": 0.1},
+                   "decoder": {"model_type": "bert", "is_decoder": true, "add_cross_attention": true}}),
+            "encoder.masked_spec_embed",
+        ),
         (
             json!({"model_type": "wav2vec2", "mask_time_prob": 0.05}),
             "masked_spec_embed",
@@ -1140,6 +1176,10 @@ fn released_sizes_are_presets_that_inference_names() {
         "hf/falcon-7b",
         "hf/falcon-40b",
         "hf/dinov2-giant",
+        // VideoMAE (derived once its sinusoid table was built in whole
+        // arrays) and MobileNetV2 (its `depth_divisible_by` held).
+        "hf/videomae-base-finetuned-kinetics",
+        "hf/mobilenet-v2-1.0-224",
     ] {
         let model = arch::model_from_preset(preset).unwrap();
         assert_eq!(model.preset.as_deref(), Some(preset));

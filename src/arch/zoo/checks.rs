@@ -355,10 +355,19 @@ pub(super) fn keys_absent_at_equal_sizes(fields: &mut Fields) -> Result<Vec<&'st
 /// A float that changes which tensors exist at 0 only (unvaried_fields.py:
 /// wav2vec2's `mask_time_prob` adds `masked_spec_embed` while it is above
 /// 0, or `mask_feature_prob` is; 0.05 and 0.075 build alike) is refused at
-/// 0, where the description's tensors are not the library's.
+/// 0, where the description's tensors are not the library's, unless one of
+/// its `nonzero_unless` floats (0 by default) is above 0 and builds them.
 pub(super) fn check_nonzero(config: &Value, desc: &'static Value, class: &str) -> Result<()> {
+    let unless = desc.get("nonzero_unless");
     for field in strings(desc, "nonzero") {
-        if read_path(config, field).and_then(Value::as_f64) == Some(0.0) {
+        let made_up = unless.is_some_and(|unless| {
+            strings(unless, field).iter().any(|other| {
+                read_path(config, other)
+                    .and_then(Value::as_f64)
+                    .is_some_and(|v| v != 0.0)
+            })
+        });
+        if !made_up && read_path(config, field).and_then(Value::as_f64) == Some(0.0) {
             return Err(err(
                 ErrorKind::BadConfig,
                 format!(
@@ -381,7 +390,7 @@ pub(super) fn check_fixed(
         return Err(err(
             ErrorKind::BadConfig,
             format!(
-                "config field {field:?} = {given} differs from {model_type}'s default {default}, and ckptcheck's description of {class} holds only for the default (it changes which tensors exist)"
+                "config field {field:?} = {given} differs from {model_type}'s default {default}, and ckptcheck's description of {class} holds only for the default (at other values transformers builds other tensors, or other sizes by a rule the description does not follow)"
             ),
         ));
     }

@@ -226,4 +226,5 @@ def main():
 
 
 if __name__ == "__main__":
+    generate.pin_hash_seed()
     main()

@@ -201,4 +201,6 @@ def main():
 
 
 if __name__ == "__main__":
+    import generate
+    generate.pin_hash_seed()
     main()

@@ -92,6 +92,13 @@ def compare_with_description(desc, config_dict, listing, facts):
         return "refused", str(e)
     if generate.refused_by(desc, env):
         return "refused", None
+    if any(generate.read_field(config_dict, field) not in (None, value) for field, value in desc.get("fixed", {}).items()):
+        # A field the description holds at its default that is also a size
+        # (CLVP's `num_attention_heads`, a divisor of the width that also
+        # sizes the rotary `inv_freq`, max(projection_dim // (2 * heads), 32)
+        # / 2, which no formula gives): the Rust side refuses it, naming
+        # the field.
+        return "refused", None
     if generate.zero_refused(desc, config_dict):
         # A float that changes tensors at 0 only (wav2vec2's
         # `mask_time_prob`): refused there.
@@ -252,4 +259,5 @@ def main():
 
 
 if __name__ == "__main__":
+    generate.pin_hash_seed()
     main()

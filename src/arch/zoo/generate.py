@@ -205,7 +205,8 @@ LEAST = {}
 # is refused.
 PINNED = set()
 # Size fields a class's description holds only at their default, found by
-# the check at fresh values (`FreshValueDiffers`): the class is derived again
+# the check at fresh values (`FreshValueDiffers`) or as the only fields of
+# a size no formula fits (`NoFormulaHeld`): the class is derived again
 # with each held at its default, so a config that changes one is refused.
 HELD_AT_DEFAULT = {}
 # Why a name field (ResNet's `layer_type`) is fixed: names.py found another
@@ -381,8 +382,37 @@ def add_names(desc, held, by_name, reasons):
     return added
 
 
+def sinusoid_table(n_position, d_hid):
+    """VideoMAE's `get_sinusoid_encoding_table` in whole arrays: the same
+    float64 operations on the same numbers, so the same table. The
+    library's builds it one number at a time in Python (6 s a sample at
+    the default 1568 patches, 18 s at three times the image size), so a
+    derivation of VideoMAE ran past its time limit; the table is a plain
+    attribute, not in the state dict."""
+    import numpy as np
+    import torch
+    position = np.arange(n_position, dtype=np.float64)[:, None]
+    hidden = np.arange(d_hid)[None, :]
+    table = position / np.power(10000, 2 * (hidden // 2) / d_hid)
+    table[:, 0::2] = np.sin(table[:, 0::2])
+    table[:, 1::2] = np.cos(table[:, 1::2])
+    return torch.FloatTensor(table).unsqueeze(0)
+
+
+# Library functions that compute a tensor outside the state dict one
+# number at a time, and their whole-array equivalents, swapped in while a
+# class is built (module, name): function.
+WHOLE_ARRAY_EQUIVALENTS = {
+    ("transformers.models.videomae.modeling_videomae", "get_sinusoid_encoding_table"): sinusoid_table,
+}
+
+
 def build(config_class, model_class, config_dict):
     import torch
+    for (module_name, name), equivalent in WHOLE_ARRAY_EQUIVALENTS.items():
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, name, None) is not equivalent:
+            setattr(module, name, equivalent)
     config = config_class.from_dict(copy.deepcopy(config_dict))
     with torch.device("meta"):
         model = model_class(config)
@@ -438,6 +468,27 @@ class ListCountHeld(FreshValueDiffers):
         self.field = field
 
 
+class NoFormulaHeld(Misfit):
+    """No formula fits a size that only one or two fields change
+    (MobileNetV2's `depth_divisible_by` rounds each width to its nearest
+    multiple, and up again where that loses a tenth; CLVP's rotary table
+    is max(projection_dim // (2 * heads), 32) / 2 wide): those fields hold
+    only at their defaults, and the class is derived again. The rest of the
+    class is still described, and a config that moves one of them is
+    refused by name. Where the size still has no formula with them held
+    (RegNet's groups follow each width by a floor of `groups_width`), the
+    class fails as before."""
+
+    def __init__(self, fields):
+        super().__init__(f"no formula for a size that depends on {', '.join(fields)}")
+        self.fields = list(fields)
+
+
+# At most this many fields a class holds at their defaults; past it the
+# class is listed as not described.
+MOST_HELD = 4
+
+
 def list_length(listing, where):
     pattern = re.compile(re.escape(where) + r"(\d+)\.")
     return len({m.group(1) for k, _, _ in listing for m in [pattern.match(k)] if m})
@@ -456,9 +507,13 @@ def fresh_values(field, value):
 
 
 def zero_refused(desc, config_dict):
-    """The field of `nonzero` (unvaried_fields.py) a config dict sets to 0,
-    which the Rust side refuses; None where none is."""
-    return next((field for field in desc.get("nonzero", []) if read_field(config_dict, field) == 0), None)
+    """The field of `nonzero` (unvaried_fields.py) a config dict sets to 0
+    while none of its `nonzero_unless` floats is above 0, which the Rust
+    side refuses; None where none is."""
+    unless = desc.get("nonzero_unless", {})
+    return next((field for field in desc.get("nonzero", []) if read_field(config_dict, field) == 0
+                 and not any(read_field(config_dict, other) not in (None, 0) for other in unless.get(field, []))),
+                None)
 
 
 def refused_by(desc, env):
@@ -1247,6 +1302,8 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         if cache[key] is None:
             if os.environ.get("ZOO_DEBUG"):
                 print("DEBUG", changed, [(dict((f, e.get(f)) for f in changed), v) for e, v in points], file=sys.stderr)
+            if 0 < len(changed) <= 2:
+                raise NoFormulaHeld(changed)
             raise Misfit(f"no formula for a size that depends on {', '.join(changed) or 'nothing'}")
         slot.expr = cache[key]
 
@@ -1553,14 +1610,17 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # `mlp_ratio`): refused unless at their default.
     first_held = (held[0] if held else base).config_dict
     facts = sub_config_facts(model_type).get("sub_configs", {})
-    unvaried, where, nonzero = unvaried_fixed(desc, config_class, model_class, first_held, facts)
+    unvaried, where, nonzero, unless = unvaried_fixed(desc, config_class, model_class, first_held, facts)
     for field, default in unvaried.items():
         desc.setdefault("fixed", {})[field] = default
         reasons[field] = f"not varied by the derivation, and at {where[field][0]} the tensors differ ({where[field][1]})"
     if nonzero:
         # Floats that change tensors at 0 only (wav2vec2's `mask_time_prob`):
-        # refused at 0.
+        # refused at 0, unless a float that builds the same tensors is above
+        # 0 (`mask_feature_prob`).
         desc["nonzero"] = nonzero
+    if unless:
+        desc["nonzero_unless"] = unless
     # Sizes the library rounds where the description divides them
     # (rounded_sizes.py: LFM2's feed-forward): rounded up as the library
     # rounds them where that matches it, else held to the multiples the
@@ -2249,12 +2309,14 @@ def derive_into(result, model_type, config_class, model_class, name, when):
                 desc, base, held, fixed = derive_with_index_lists_or_not(model_type, config_class, model_class,
                                                                          rng, key)
                 break
-            except FreshValueDiffers as e:
-                # Derived again with that field held at its default (at most
-                # four such fields).
-                if e.field in HELD_AT_DEFAULT or len(HELD_AT_DEFAULT) == 4:
+            except (FreshValueDiffers, NoFormulaHeld) as e:
+                # Derived again with those fields held at their defaults (at
+                # most MOST_HELD such fields).
+                fields = e.fields if isinstance(e, NoFormulaHeld) else [e.field]
+                if any(f in HELD_AT_DEFAULT for f in fields) or len(HELD_AT_DEFAULT) + len(fields) > MOST_HELD:
                     raise
-                HELD_AT_DEFAULT[e.field] = f"holds only at its default ({e})"
+                for field in fields:
+                    HELD_AT_DEFAULT[field] = f"holds only at its default ({e})"
                 rng = random.Random(f"{model_type}/{key}")
                 signal.alarm(CLASS_SECONDS)
     except Misfit as e:
@@ -2442,7 +2504,7 @@ def pass_result(folder, model_type):
 # What the passes add to a description, in the order derive_into adds it:
 # a pass run again by hand writes the same bytes as a derivation.
 ADDED_KEYS = ["keys_if_distinct", "divides", "undeclared", "rounded", "renamed_keys", "when", "swaps",
-              "given_with_parent", "clamped", "nonzero", "free_lengths"]
+              "given_with_parent", "clamped", "nonzero", "nonzero_unless", "free_lengths"]
 
 
 def in_derived_order(desc):
@@ -2507,6 +2569,20 @@ def run_one_key_pass(folder, key, find, limit, what):
             return {name: {key: found}} if found else {}
         pass_over_type(folder, model_type, "classes", check)
     return run_pass(folder, apply_to_type, limit, lambda types: replace_key(folder, types, key), what)
+
+
+def pin_hash_seed():
+    """Runs this script again under PYTHONHASHSEED=0 where it was started
+    under another seed. Sets of names iterate in their hashes' order, and a
+    derivation tries fields and flags in that order where several fit: two
+    derivations of wav2vec2 differed (one held Wav2Vec2ForXVector's
+    `conv_bias` and derived a description at its other value, the other
+    took it as a condition). With the seed fixed, deriving a type again
+    gives the same descriptions and matrix rows, so a change to them is a
+    change to the generator or the library."""
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
 def run_forked(wanted, jobs, limit, target, folder, killed, line):
@@ -2574,4 +2650,5 @@ def assemble_outputs():
 
 
 if __name__ == "__main__":
+    pin_hash_seed()
     main()

@@ -492,4 +492,6 @@ def main():
 
 
 if __name__ == "__main__":
+    import generate
+    generate.pin_hash_seed()
     main()

@@ -92,12 +92,17 @@ def unvaried_fixed(desc, config_class, model_class, base, facts):
     """{field: default} for each field generate.py does not vary at which the
     description differs from the library (see the module's docstring),
     {field: (value, first difference)} saying where, and the floats at
-    which only 0 differs (`nonzero`, sorted)."""
+    which only 0 differs (`nonzero`, sorted), each with the floats that
+    build the description's tensors again at 0 when set above their own
+    default of 0 (`nonzero_unless`)."""
     import generate
+    # Run again over the cache, the description's own `nonzero` would refuse
+    # the 0 this looks for: it is found again.
+    desc = {k: v for k, v in desc.items() if k not in ("nonzero", "nonzero_unless")}
     try:
         default_dict = config_class().to_dict()
     except Exception:  # noqa: BLE001 - no default: nothing to try
-        return {}, {}, []
+        return {}, {}, [], {}
     ints, _, _ = generate.flatten(default_dict)
     described = set(desc.get("fields", {})) | set(desc.get("fixed", {})) | set(desc.get("undeclared", {}))
     # A field the description reads by another road (a list that chooses
@@ -125,7 +130,30 @@ def unvaried_fixed(desc, config_class, model_class, base, facts):
                     found[field] = default
                 where[field] = (new, first)
                 break
-    return found, where, sorted(nonzero)
+    return found, where, sorted(nonzero), zero_made_up(desc, config_class, model_class, base, facts, nonzero, tried)
+
+
+def zero_made_up(desc, config_class, model_class, base, facts, nonzero, tried):
+    """{field of `nonzero`: [floats]}: the floats (0 by default) that, set
+    to 0.5 while the field is 0, give the description's tensors again.
+    wav2vec2 builds `masked_spec_embed` while `mask_time_prob` or
+    `mask_feature_prob` is above 0, so a fine-tune that masks features
+    only (`mask_time_prob` 0, `mask_feature_prob` 0.1) builds the
+    description's tensors and is not refused."""
+    import generate
+    found = {}
+    for field in sorted(nonzero):
+        for other, default in tried.items():
+            if other == field or not isinstance(default, float) or default != 0:
+                continue
+            d = generate.with_field(generate.with_field(base, field, 0.0), other, 0.5)
+            try:
+                got, _, _ = generate.sample(config_class, model_class, d)
+            except Exception:  # noqa: BLE001 - the library refuses it: says nothing
+                continue
+            if description_differs(desc, d, got.listing, facts) is None:
+                found.setdefault(field, []).append(other)
+    return found
 
 
 def apply_to_type(model_type):
@@ -134,8 +162,9 @@ def apply_to_type(model_type):
     facts = sub_config_facts(model_type).get("sub_configs", {})
 
     def check(name, desc, config_class, model_class, base):
-        found, where, nonzero = unvaried_fixed(desc, config_class, model_class, base, facts)
-        return ({name: {"fixed": found, "nonzero": nonzero, "where": {f: list(w) for f, w in where.items()}}}
+        found, where, nonzero, unless = unvaried_fixed(desc, config_class, model_class, base, facts)
+        return ({name: {"fixed": found, "nonzero": nonzero, "nonzero_unless": unless,
+                        "where": {f: list(w) for f, w in where.items()}}}
                 if found or nonzero else {})
     generate.pass_over_type(DONE_DIR, model_type, "classes", check)
 
@@ -146,12 +175,15 @@ def write_back(types):
     def update(name, desc, found, cached):
         added = {f: v for f, v in found.get("fixed", {}).items() if f not in desc.get("fixed", {})}
         nonzero = sorted(set(desc.get("nonzero", [])) | set(found.get("nonzero", [])))
-        if not added and nonzero == desc.get("nonzero", []):
+        unless = dict(desc.get("nonzero_unless", {}), **found.get("nonzero_unless", {}))
+        if not added and nonzero == desc.get("nonzero", []) and unless == desc.get("nonzero_unless", {}):
             return False
         if added:
             desc["fixed"] = dict(desc.get("fixed", {}), **added)
         if nonzero:
             desc["nonzero"] = nonzero
+        if unless:
+            desc["nonzero_unless"] = unless
         return True
     return generate.rewrite_cache(DONE_DIR, types, update)
 
@@ -163,4 +195,6 @@ def main():
 
 
 if __name__ == "__main__":
+    import generate
+    generate.pin_hash_seed()
     main()

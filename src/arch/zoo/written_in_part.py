@@ -307,4 +307,6 @@ def main():
 
 
 if __name__ == "__main__":
+    import generate
+    generate.pin_hash_seed()
     main()
