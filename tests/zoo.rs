@@ -119,6 +119,31 @@ fn a_zoo_config_json_is_read_like_any_other() {
 }
 
 #[test]
+fn a_plain_dict_in_the_config_is_read_key_by_key() {
+    // FastSpeech2-Conformer's `encoder_config` is a plain dict, not a
+    // sub-config: a saved config.json writes it whole, and the sizes in it
+    // size the encoder (transformers: 2 layers, convolutions 512 wide).
+    let encoder = json!({"num_attention_heads": 2, "layers": 2, "kernel_size": 7,
+        "attention_dropout_rate": 0.2, "dropout_rate": 0.2, "positional_dropout_rate": 0.2,
+        "linear_units": 512, "normalize_before": false, "concat_after": false});
+    let model = build(&json!({"model_type": "fastspeech2_conformer",
+        "architectures": ["FastSpeech2ConformerModel"], "encoder_config": encoder}));
+    let encoder_layers: std::collections::BTreeSet<&str> = model
+        .tensors
+        .iter()
+        .filter_map(|t| t.name.strip_prefix("encoder.conformer_layers."))
+        .filter_map(|rest| rest.split('.').next())
+        .collect();
+    assert_eq!(encoder_layers, ["0", "1"].into_iter().collect());
+    let conv = model
+        .tensors
+        .iter()
+        .find(|t| t.name == "encoder.conformer_layers.0.feed_forward.conv1.weight")
+        .expect("the encoder's first feed-forward convolution");
+    assert_eq!(conv.shape, [512, 384, 3]);
+}
+
+#[test]
 fn a_sub_config_written_without_its_sizes_takes_its_own_class_defaults() {
     // transformers: LlavaConfig() builds a CLIP tower 1024 wide, but a
     // `vision_config` given without `hidden_size` is a CLIPVisionConfig

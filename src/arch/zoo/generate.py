@@ -538,6 +538,21 @@ def refused_by(desc, env):
     return None
 
 
+def plain_dict_field(config, path):
+    """Whether `path` in `config` (a config object) is a plain dict, not a
+    sub-config: transformers keeps it as written, so a key it leaves out is
+    missing, not defaulted."""
+    value = config
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            value = getattr(value, part, None)
+    return type(value) is dict
+
+
 def vary(value, rng=None):
     if rng is None:
         return [value * 2, value + 1, value * 3] if value > 0 else [1, 2]
@@ -819,9 +834,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         if read_field(d, parent) is not None:
             return d
         default = read_field(default_dict, parent)
-        if isinstance(default, list):
+        if isinstance(default, list) or plain_dict_field(config0, parent):
+            # A plain dict the model indexes key by key (FastSpeech2-Conformer's
+            # `encoder_config`) is whole in every saved config.json, as a list is.
             d = copy.deepcopy(d)
-            set_path(d, parent, list(default))
+            set_path(d, parent, copy.deepcopy(default))
         elif isinstance(default, dict) and isinstance(default.get("model_type"), str):
             own_default = sub_config_default(default["model_type"])
             d = copy.deepcopy(d)
@@ -1201,27 +1218,38 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         alone, so a joint variation that keeps some of its draws still fits
         products.
 
-        A refusal: the fields set to one of the numbers it names, one
-        number at a time, drawn ("The hidden size (90) is not a multiple of
-        the number of attention heads (7)": Swin2SR's per-stage heads drawn
-        7, or its width halved while the heads doubled). Other structure:
-        the values drawn below their defaults (no single variation drew
-        one), else half the changed fields, drawn, and a held-out
-        variation's small layer counts last (Nemotron ASR's convolutions
-        number the log of its subsampling factor, drawn 1 to 3). A refusal
-        that names no number ("in_channels must be divisible by groups"):
-        the fields drawn at a value they do not build with alone."""
+        A refusal: first the fields drawn at a value they do not build with
+        alone ("in_channels must be divisible by groups"); else the fields
+        set to one of the numbers it names, one number at a time, drawn
+        ("The hidden size (90) is not a multiple of the number of attention
+        heads (7)": Swin2SR's per-stage heads drawn 7, or its width halved
+        while the heads doubled). Other structure: the values drawn below
+        their defaults (no single variation drew one), else half the
+        changed fields, drawn, and a held-out variation's small layer
+        counts last (Nemotron ASR's convolutions number the log of its
+        subsampling factor, drawn 1 to 3)."""
         if isinstance(error, Misfit):
             changed = sorted(f for f, v in chosen.items() if v != ints[f] and f not in (small or ()))
-            back = ([f for f in changed if chosen[f] < ints[f]] or rng.sample(changed, (len(changed) + 1) // 2)
+            # A small count below its default can leave a list with no layer
+            # (Janus's aligner has depth - 1 hidden layers), so the module
+            # is missing, not resized: such counts go back with the values
+            # drawn below their defaults.
+            emptied = ([f for f in sorted(small or ()) if chosen.get(f, ints.get(f)) < ints.get(f, 0)]
+                       if str(error).startswith("modules under ") else [])
+            back = ([f for f in changed if chosen[f] < ints[f]] + emptied or rng.sample(changed, (len(changed) + 1) // 2)
                     or [f for f in small or () if chosen.get(f, ints.get(f)) != ints.get(f)])
             return {f: (ints[f] if f in back else v) for f, v in chosen.items()} if back else None
+        # The fields drawn at a value they do not build with alone go back
+        # first, all at once: a refusal names one of them at a time
+        # (FastSpeech2-Conformer's nine kernel sizes must each be odd).
+        back = [f for f, v in sorted(chosen.items()) if v != ints[f] and f not in (small or ())
+                and not builds_alone(f, v)]
+        if back:
+            return {f: (ints[f] if f in back else v) for f, v in chosen.items()}
         named = {int(n) for n in re.findall(r"(?<![\w.])\d+(?![\w.])", str(error))}
         values = sorted({v for f, v in chosen.items() if v in named and v != ints[f]})
         if not named:
-            back = [f for f, v in sorted(chosen.items()) if v != ints[f] and f not in (small or ())
-                    and not builds_alone(f, v)]
-            return {f: (ints[f] if f in back else v) for f, v in chosen.items()} if back else None
+            return None
         if not values:
             return None
         value = rng.choice(values)
@@ -1949,8 +1977,12 @@ def derive_defaults(config_class, ints, used, relevant, rng, nullable=None, unde
         for f, v in values.items():
             if f == "num_labels":
                 d["num_labels"] = v
-            else:
-                set_path(d, f, v)
+                continue
+            parent = f.rsplit(".", 1)[0]
+            if parent != f and read_field(d, parent) is None and plain_dict_field(base, parent):
+                # Whole, as with_parent writes it: the model reads every key.
+                set_path(d, parent, copy.deepcopy(read_field(base.to_dict(), parent)))
+            set_path(d, f, v)
         return config_class(**d)
 
     e0 = env_of(base)
