@@ -553,6 +553,34 @@ def plain_dict_field(config, path):
     return type(value) is dict
 
 
+def with_keys_read_back(model_type, written, default):
+    """`written` (a sub-config dict as a config.json holds it), where the
+    config class cannot read it, with the first key of `default` added back
+    that it reads with (one key; else as it was), a key its own saved dict
+    always writes: TimmWrapperConfig
+    writes `num_classes` in every saved dict and reads no label count
+    without it (EdgeTAM's `backbone_config`)."""
+    from transformers.models.auto import configuration_auto
+    try:
+        # A lazy mapping: `.get` finds nothing it has not loaded yet.
+        config_class = configuration_auto.CONFIG_MAPPING[model_type]
+    except KeyError:
+        return written
+
+    def reads(d):
+        try:
+            config_class.from_dict(copy.deepcopy(d))
+            return True
+        except Exception:
+            return False
+    if reads(written):
+        return written
+    for key, value in default.items():
+        if key not in written and not key.startswith("_") and reads(dict(written, **{key: value})):
+            return dict(written, **{key: copy.deepcopy(value)})
+    return written
+
+
 def vary(value, rng=None):
     if rng is None:
         return [value * 2, value + 1, value * 3] if value > 0 else [1, 2]
@@ -842,10 +870,11 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
         elif isinstance(default, dict) and isinstance(default.get("model_type"), str):
             own_default = sub_config_default(default["model_type"])
             d = copy.deepcopy(d)
-            set_path(d, parent, {k: copy.deepcopy(v) for k, v in default.items()
-                                 if isinstance(v, (str, list)) or (
-                                     f"{parent}.{k}" not in sizes_left_out and k in own_default
-                                     and v != own_default[k] and not k.startswith("_"))})
+            written = {k: copy.deepcopy(v) for k, v in default.items()
+                       if isinstance(v, (str, list)) or (
+                           f"{parent}.{k}" not in sizes_left_out and k in own_default
+                           and v != own_default[k] and not k.startswith("_"))}
+            set_path(d, parent, with_keys_read_back(default["model_type"], written, default))
         return d
 
     def minimal(chosen):
