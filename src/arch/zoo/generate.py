@@ -835,6 +835,10 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
     # 12); the size fields a variation draws stay out of it, to be varied or
     # to take their default, once they are known.
     sizes_left_out = set()
+    # with_keys_read_back's answer for each sub-config as written: with_parent
+    # writes the same one for every held-out variation, and each try builds
+    # a config.
+    read_back = {}
 
     def with_override(d, field, value):
         if field != "num_labels":
@@ -874,7 +878,10 @@ def derive(model_type, config_class, model_class, rng, uncut=frozenset(), fit_jo
                        if isinstance(v, (str, list)) or (
                            f"{parent}.{k}" not in sizes_left_out and k in own_default
                            and v != own_default[k] and not k.startswith("_"))}
-            set_path(d, parent, with_keys_read_back(default["model_type"], written, default))
+            key = (parent, json.dumps(written, sort_keys=True, default=str))
+            if key not in read_back:
+                read_back[key] = with_keys_read_back(default["model_type"], written, default)
+            set_path(d, parent, copy.deepcopy(read_back[key]))
         return d
 
     def minimal(chosen):
